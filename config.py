@@ -1,0 +1,269 @@
+"""Every tunable parameter with its default, type, allowed range and one-line Chinese meaning, and the
+validation of a full set of values. Edit the defaults here; runtime overrides live in `config_store`."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+# Groups, in the order the web page shows them.
+G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补仓", "止盈止损", "网格交易", "风控", "运行间隔"
+G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数据", "Web服务", "日志"
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    default: Any
+    kind: str  # bool | int | float | str | choice | float_list | rate_table | str_list
+    meaning: str
+    group: str
+    min: Optional[float] = None
+    max: Optional[float] = None
+    choices: tuple = ()
+    restart: bool = False  # takes effect only after a restart
+    secret: bool = False  # never shown or logged
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return " / ".join(map(str, self.choices))
+        if self.min is not None or self.max is not None:
+            return f"{_fmt(self.min)} ~ {_fmt(self.max)}"
+        return ""
+
+
+def _p(key, default, kind, meaning, group, min=None, max=None, choices=(), restart=False, secret=False) -> Param:
+    return Param(key, default, kind, meaning, group, min, max, tuple(choices), restart, secret)
+
+
+PARAMS: tuple[Param, ...] = (
+    # ---- switches
+    _p("ENABLE_SIMULATION_MODE", True, "bool", "模拟交易模式（关闭则通过 miniQMT 实盘交易）", G_SWITCH, restart=True),
+    _p("ENABLE_AUTO_TRADING", False, "bool", "自动执行检测到的交易信号（关闭时信号只排队等待人工执行）", G_SWITCH),
+    _p("ENABLE_ALLOW_BUY", True, "bool", "允许买入", G_SWITCH),
+    _p("ENABLE_ALLOW_SELL", True, "bool", "允许卖出", G_SWITCH),
+    _p("ENABLE_DYNAMIC_STOP_PROFIT", True, "bool", "启用止盈止损规则（止损、首次止盈、动态止盈）", G_SWITCH),
+    _p("ENABLE_GRID_TRADING", False, "bool", "启用网格交易", G_SWITCH),
+    _p("ENABLE_MACD_BUY", True, "bool", "股票池 MACD 金叉买入", G_SWITCH),
+    _p("ENABLE_MA_FILTER", True, "bool", "MACD 买入要求均线多头排列 MA10>MA20>MA30>MA60", G_SWITCH),
+    _p("ENABLE_MACD_SELL", False, "bool", "MACD 死叉卖出全部可用", G_SWITCH),
+    _p("ENABLE_ADD_POSITION", True, "bool", "按成本价格档位补仓", G_SWITCH),
+    # ---- sizing and add levels
+    _p("POSITION_UNIT", 20000.0, "float", "每次买入金额（元）", G_POSITION, 1000, 10_000_000),
+    _p("MAX_POSITION_VALUE", 50000.0, "float", "单只股票最大持仓成本（元）", G_POSITION, 1000, 100_000_000),
+    _p("BUY_GRID_LEVELS", [1.0, 0.93, 0.88], "float_list", "补仓档位：相对首次买入价的比例，降序", G_POSITION, 0.3, 1.0),
+    # ---- exits
+    _p("STOP_LOSS_RATIO", -0.095, "float", "止损比例：价格 ≤ 成本价×(1+比例) 时全部卖出", G_EXIT, -0.5, -0.001),
+    _p("INITIAL_TAKE_PROFIT_RATIO", 0.06, "float", "首次止盈比例：价格 ≥ 成本价×(1+比例) 时部分卖出", G_EXIT, 0.005, 2.0),
+    _p("INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE", 0.6, "float", "首次止盈卖出可用持仓的比例", G_EXIT, 0.01, 1.0),
+    _p("DYNAMIC_TAKE_PROFIT", [(0.05, 0.96), (0.10, 0.93), (0.15, 0.90), (0.20, 0.87), (0.30, 0.85)], "rate_table",
+       "动态止盈表：(最高浮盈阈值, 止盈位系数)，阈值升序；止盈位 = 最高价×系数", G_EXIT, 0.0, 10.0),
+    # ---- grid
+    _p("GRID_BUY_AMOUNT", 5000.0, "float", "网格每格买入金额（元）", G_GRID, 500, 1_000_000),
+    _p("GRID_STEP_RATIO", 0.02, "float", "网格间距（相对上次网格成交价）", G_GRID, 0.002, 0.5),
+    _p("GRID_CALLBACK_RATIO", 0.0, "float", "网格回调比例：从低点反弹/从高点回落该比例后才成交，0 表示到价即成交", G_GRID, 0.0, 0.2),
+    _p("GRID_TAKE_PROFIT_RATIO", 0.08, "float", "网格目标收益率（相对网格最大投入），达到后结束", G_GRID, 0.001, 5.0),
+    _p("GRID_STOP_LOSS_RATIO", -0.10, "float", "网格止损率（相对网格最大投入），达到后结束", G_GRID, -0.9, -0.001),
+    _p("GRID_MAX_HOLD_DAYS", 30, "int", "网格最长运行天数（交易日）", G_GRID, 1, 365),
+    _p("GRID_MAX_INVESTMENT", 20000.0, "float", "单个网格最大投入（元）", G_GRID, 1000, 10_000_000),
+    _p("GRID_MAX_DEVIATION", 0.15, "float", "价格偏离网格中心超过该比例时结束网格", G_GRID, 0.01, 1.0),
+    _p("GRID_COOLDOWN_SECONDS", 60.0, "float", "同一网格两次成交之间的冷却时间（秒）", G_GRID, 0, 86400),
+    _p("GRID_AUTO_START_AFTER_TAKE_PROFIT", False, "bool", "首次止盈后自动为该股票启动网格", G_GRID),
+    # ---- risk limits
+    _p("MAX_TOTAL_POSITION_RATIO", 0.95, "float", "总持仓市值占总资产的上限", G_RISK, 0.05, 1.0),
+    _p("MAX_ORDERS_PER_DAY", 50, "int", "每日最多下单笔数", G_RISK, 1, 10000),
+    _p("MAX_ORDER_VALUE", 100000.0, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
+    _p("DAILY_LOSS_LIMIT_RATIO", 0.05, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
+    _p("SIGNAL_MAX_AGE", 60.0, "float", "信号有效期（秒），过期不再执行", G_RISK, 1, 86400),
+    _p("SIGNAL_COOLDOWN_SECONDS", 30.0, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
+    _p("SELL_ORDER_TIMEOUT", 60.0, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
+    _p("BUY_ORDER_TIMEOUT", 120.0, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
+    _p("MAX_REORDER_TIMES", 3, "int", "卖单最多重报次数", G_RISK, 0, 20),
+    _p("REORDER_PRICE_STEP", 0.005, "float", "每次重报相对上次委托价下调的比例（不低于跌停价）", G_RISK, 0.0, 0.1),
+    _p("ORDER_PRICE_SLIPPAGE", 0.002, "float", "自动委托的限价相对现价的让价比例（买加卖减，限于涨跌停内）", G_RISK, 0.0, 0.05),
+    # ---- loop timing
+    _p("MONITOR_INTERVAL", 3.0, "float", "无新行情时持仓监控的最长间隔（秒）", G_TIMING, 0.1, 600),
+    _p("UPDATE_INTERVAL", 60.0, "float", "行情线程刷新日线等数据的间隔（秒）", G_TIMING, 1, 86400),
+    _p("POSITION_SYNC_INTERVAL", 5.0, "float", "持仓内存写入数据库的间隔（秒）", G_TIMING, 0.5, 600),
+    _p("ORDER_CHECK_INTERVAL", 5.0, "float", "检查未成交委托的间隔（秒）", G_TIMING, 0.5, 600),
+    _p("THREAD_CHECK_INTERVAL", 5.0, "float", "看门狗检查线程心跳的间隔（秒）", G_TIMING, 0.5, 600),
+    _p("THREAD_STUCK_SECONDS", 60.0, "float", "线程超过该时间无心跳视为卡死并重启（秒）", G_TIMING, 2, 3600),
+    _p("THREAD_MAX_RESTARTS_PER_HOUR", 5, "int", "每小时最多重启同一线程次数，超过则报警不再重启", G_TIMING, 1, 100),
+    _p("BROKER_SYNC_INTERVAL", 10.0, "float", "实盘向券商查询持仓资金的间隔（秒）", G_TIMING, 1, 600),
+    _p("QUOTE_STALE_SECONDS", 30.0, "float", "行情超过该时间未更新视为过期，不用于交易判断（秒）", G_TIMING, 1, 3600),
+    # ---- fees
+    _p("COMMISSION_RATE", 0.0003, "float", "佣金费率（双向）", G_FEES, 0.0, 0.003),
+    _p("MIN_COMMISSION", 5.0, "float", "每笔最低佣金（元）", G_FEES, 0.0, 100),
+    _p("STAMP_DUTY_RATE", 0.0005, "float", "印花税率（仅卖出）", G_FEES, 0.0, 0.01),
+    _p("TRANSFER_FEE_RATE", 0.00001, "float", "过户费率（双向）", G_FEES, 0.0, 0.001),
+    # ---- simulation
+    _p("SIMULATION_BALANCE", 1_000_000.0, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
+    _p("SIMULATION_IGNORE_TRADING_HOURS", True, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）", G_SIM),
+    # ---- data
+    _p("DATA_SOURCE", "auto", "choice", "行情来源：auto 自动 / xtquant / mootdx / replay 回放", G_DATA,
+       choices=("auto", "xtquant", "mootdx", "replay"), restart=True),
+    _p("TDX_DIR", "", "str", "通达信安装目录（含 vipdoc），用于离线读取日线", G_DATA, restart=True),
+    _p("MOOTDX_SERVER", "", "str", "mootdx 在线行情服务器 ip:port；留空则不联网", G_DATA, restart=True),
+    _p("MOOTDX_TIMEOUT", 3.0, "float", "mootdx 在线行情超时（秒）", G_DATA, 0.5, 60, restart=True),
+    _p("REPLAY_DATA_DIR", "", "str", "回放日线目录（<代码>.csv 或通达信 vipdoc）；留空使用演示行情", G_DATA, restart=True),
+    _p("REPLAY_SECONDS_PER_DAY", 240.0, "float", "回放时一个交易日持续的真实秒数", G_DATA, 0.01, 86400, restart=True),
+    _p("REPLAY_START_DATE", "", "str", "回放起始日期 YYYY-MM-DD；留空从数据第 61 个交易日开始", G_DATA, restart=True),
+    _p("REPLAY_TICKS_PER_DAY", 240, "int", "回放每日产生的行情点数", G_DATA, 4, 100000, restart=True),
+    _p("SYNTHETIC_SEED", 20240101, "int", "演示行情随机种子", G_DATA, 0, 2**31 - 1, restart=True),
+    _p("HISTORY_DAYS", 250, "int", "启动时加载的历史日线天数", G_DATA, 60, 5000, restart=True),
+    # ---- web
+    _p("WEB_HOST", "127.0.0.1", "str", "Web 服务监听地址（默认仅本机）", G_WEB, restart=True),
+    _p("WEB_PORT", 5000, "int", "Web 服务端口", G_WEB, 1, 65535, restart=True),
+    _p("WEB_API_TOKEN", "", "str", "API 令牌；留空则首次启动时生成并保存在数据目录 api_token", G_WEB,
+       restart=True, secret=True),
+    _p("WEB_CORS_ORIGINS", ["http://localhost:5000", "http://127.0.0.1:5000"], "str_list", "允许跨域访问的来源", G_WEB,
+       restart=True),
+    _p("SSE_HEARTBEAT_SECONDS", 15.0, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
+    # ---- logging
+    _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
+    _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+)
+
+PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
+DEFAULTS: dict[str, Any] = {p.key: p.default for p in PARAMS}
+
+
+@dataclass
+class ValidationResult:
+    errors: dict[str, str]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def coerce_value(param: Param, value: Any) -> Any:
+    """Type-check and normalise one value; raise ValueError with a Chinese message. Never guesses:
+    '5' is not accepted for a number, since the API and the page send JSON types."""
+    kind = param.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{param.key} 必须是布尔值 true/false")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{param.key} 必须是整数")
+        return _in_range(param, int(value))
+    if kind == "float":
+        return _in_range(param, _number(param, value))
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{param.key} 必须是文本")
+        return value.strip()
+    if kind == "choice":
+        if value not in param.choices:
+            raise ValueError(f"{param.key} 只能取 {param.describe_range()}")
+        return value
+    if kind == "float_list":
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{param.key} 必须是非空数字列表")
+        return [_in_range(param, _number(param, v)) for v in value]
+    if kind == "rate_table":
+        return _rate_table(param, value)
+    if kind == "str_list":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{param.key} 必须是文本列表")
+        return [v.strip() for v in value]
+    raise ValueError(f"{param.key} 的类型 {kind} 未定义")
+
+
+def validate(values: Mapping[str, Any]) -> ValidationResult:
+    """Check a complete set of values: each one's type and range, then rules across keys."""
+    errors: dict[str, str] = {}
+    for key, value in values.items():
+        param = PARAMS_BY_KEY.get(key)
+        if param is None:
+            errors[key] = f"未知参数 {key}"
+            continue
+        try:
+            coerce_value(param, value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    if errors:
+        return ValidationResult(errors, [])
+    errors.update(_cross_errors(values))
+    return ValidationResult(errors, [] if errors else _warnings(values))
+
+
+def _cross_errors(v: Mapping[str, Any]) -> dict[str, str]:
+    errors = {}
+    table = v["DYNAMIC_TAKE_PROFIT"]
+    thresholds = [t for t, _ in table]
+    if thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
+        errors["DYNAMIC_TAKE_PROFIT"] = "DYNAMIC_TAKE_PROFIT 的浮盈阈值必须严格升序"
+    elif any(not 0 < c < 1 for _, c in table):
+        errors["DYNAMIC_TAKE_PROFIT"] = "DYNAMIC_TAKE_PROFIT 的止盈位系数必须在 0 和 1 之间"
+    elif any(t >= 0 and (1 + t) * c <= 1 + v["STOP_LOSS_RATIO"] for t, c in table):
+        errors["DYNAMIC_TAKE_PROFIT"] = "DYNAMIC_TAKE_PROFIT 的某档止盈位低于止损价，不合理"
+    levels = v["BUY_GRID_LEVELS"]
+    if levels != sorted(levels, reverse=True) or len(set(levels)) != len(levels):
+        errors["BUY_GRID_LEVELS"] = "BUY_GRID_LEVELS 必须严格降序（如 1.0, 0.93, 0.88）"
+    if v["STOP_LOSS_RATIO"] >= 0:
+        errors["STOP_LOSS_RATIO"] = "止损比例必须小于 0"
+    if v["GRID_STOP_LOSS_RATIO"] >= 0:
+        errors["GRID_STOP_LOSS_RATIO"] = "网格止损率必须小于 0"
+    return errors
+
+
+def _warnings(v: Mapping[str, Any]) -> list[str]:
+    """Settings that are allowed but cannot all work: add levels the stop-loss pre-empts, budgets too small."""
+    warnings = []
+    unit, cap, stop = v["POSITION_UNIT"], v["MAX_POSITION_VALUE"], v["STOP_LOSS_RATIO"]
+    shares, cost_total = unit / 1.0, unit  # episode bought at base price 1.0 (fees ignored)
+    for index, level in enumerate(v["BUY_GRID_LEVELS"]):
+        if index == 0 and level == 1.0:
+            continue
+        average_cost = cost_total / shares
+        if level <= average_cost * (1 + stop):
+            warnings.append(f"补仓档位 {level} 低于或等于止损价（成本×{1 + stop:.3f}），止损会先触发，该档位不可达")
+            break
+        budget = min(unit, cap - cost_total)
+        if budget <= 0:
+            warnings.append(f"补仓档位 {level} 不会买入：单股最大持仓 {cap:.0f} 元已用完")
+            break
+        shares += budget / level
+        cost_total += budget
+    if cap < unit:
+        warnings.append("MAX_POSITION_VALUE 小于 POSITION_UNIT，补仓永远不会发生")
+    if v["DYNAMIC_TAKE_PROFIT"][0][0] > v["INITIAL_TAKE_PROFIT_RATIO"] + 1e-12:
+        warnings.append("动态止盈最低阈值高于首次止盈比例，首次止盈后动态止盈可能长时间不生效")
+    if v["GRID_BUY_AMOUNT"] > v["GRID_MAX_INVESTMENT"]:
+        warnings.append("GRID_BUY_AMOUNT 大于 GRID_MAX_INVESTMENT，网格无法买入")
+    return warnings
+
+
+def _number(param: Param, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{param.key} 必须是数字")
+    return float(value)
+
+
+def _in_range(param: Param, value: float) -> Any:
+    if param.min is not None and value < param.min:
+        raise ValueError(f"{param.key} 超出范围：{_fmt(value)} 小于最小值 {_fmt(param.min)}")
+    if param.max is not None and value > param.max:
+        raise ValueError(f"{param.key} 超出范围：{_fmt(value)} 大于最大值 {_fmt(param.max)}")
+    return value
+
+
+def _rate_table(param: Param, value: Any) -> list[tuple[float, float]]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{param.key} 必须是非空的 (阈值, 系数) 列表")
+    rows = []
+    for row in value:
+        if not isinstance(row, (list, tuple)) or len(row) != 2:
+            raise ValueError(f"{param.key} 的每一行必须是 (阈值, 系数)")
+        rows.append((_in_range(param, _number(param, row[0])), _number(param, row[1])))
+    return rows
+
+
+def _fmt(number: Optional[float]) -> str:
+    if number is None:
+        return "不限"
+    return f"{number:g}"

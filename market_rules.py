@@ -1,0 +1,348 @@
+"""A-share market facts: codes and boards, price limits and ticks, lots, fees, sessions and the trading
+calendar. Pure functions; the only state is the lazily built calendar table."""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import Enum
+from typing import Any, Iterable, Mapping, Optional
+
+log = logging.getLogger(__name__)
+
+
+class Board(str, Enum):
+    MAIN = "main"
+    CHINEXT = "chinext"
+    STAR = "star"
+    ETF = "etf"
+
+    @property
+    def label(self) -> str:
+        return {"main": "主板", "chinext": "创业板", "star": "科创板", "etf": "ETF"}[self.value]
+
+
+_EXCHANGE_BY_PREFIX = {
+    # prefix: (exchange, board)
+    "600": ("SH", Board.MAIN), "601": ("SH", Board.MAIN), "603": ("SH", Board.MAIN), "605": ("SH", Board.MAIN),
+    "688": ("SH", Board.STAR), "689": ("SH", Board.STAR),
+    "000": ("SZ", Board.MAIN), "001": ("SZ", Board.MAIN), "002": ("SZ", Board.MAIN), "003": ("SZ", Board.MAIN),
+    "300": ("SZ", Board.CHINEXT), "301": ("SZ", Board.CHINEXT),
+    "51": ("SH", Board.ETF), "56": ("SH", Board.ETF), "58": ("SH", Board.ETF),
+    "15": ("SZ", Board.ETF), "16": ("SZ", Board.ETF),
+}
+
+_CODE_PATTERN = re.compile(r"^(?:(SH|SZ))?(\d{6})(?:\.(SH|SZ))?$")
+
+LIMIT_PCT = {Board.MAIN: Decimal("0.10"), Board.CHINEXT: Decimal("0.20"), Board.STAR: Decimal("0.20"),
+             Board.ETF: Decimal("0.10")}
+ST_LIMIT_PCT = Decimal("0.05")  # ST/*ST on the main board; ChiNext and STAR ST keep 20 %
+LOT = 100
+STAR_MIN_BUY = 200  # STAR: at least 200 shares, then any whole number
+
+
+def normalize_code(text: str) -> str:
+    """`600036`, `sh600036`, `600036.SH` → `600036.SH`; ValueError with a Chinese message otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"股票代码必须是文本，收到：{text!r}")
+    cleaned = text.strip().upper()
+    match = _CODE_PATTERN.match(cleaned)
+    if not match:
+        raise ValueError(f"无效的股票代码「{text}」：应为6位数字，可带交易所，如 600036、sh600036、600036.SH")
+    prefix_exchange, digits, suffix_exchange = match.groups()
+    if prefix_exchange and suffix_exchange:
+        raise ValueError(f"无效的股票代码「{text}」：交易所只能写一次")
+    exchange, _ = _lookup(digits, text)
+    given = prefix_exchange or suffix_exchange
+    if given and given != exchange:
+        raise ValueError(f"股票代码「{text}」与交易所不符：{digits} 属于{_exchange_label(exchange)}")
+    return f"{digits}.{exchange}"
+
+
+def board(code: str) -> Board:
+    """Board of a normalized (or normalizable) code."""
+    return _lookup(_digits(code), code)[1]
+
+
+def tick_size(code: str) -> Decimal:
+    return Decimal("0.001") if board(code) is Board.ETF else Decimal("0.01")
+
+
+def price_limits(code: str, prev_close: float, is_st: bool = False) -> tuple[float, float]:
+    """(limit_down, limit_up): prev close × (1 ∓ pct), rounded half-up to the tick."""
+    if not prev_close or prev_close <= 0 or math.isnan(prev_close):
+        raise ValueError(f"{code} 昨收价无效：{prev_close}")
+    the_board = board(code)
+    pct = ST_LIMIT_PCT if is_st and the_board is Board.MAIN else LIMIT_PCT[the_board]
+    tick = tick_size(code)
+    base = Decimal(str(prev_close))
+    up = (base * (1 + pct)).quantize(tick, rounding=ROUND_HALF_UP)
+    down = max((base * (1 - pct)).quantize(tick, rounding=ROUND_HALF_UP), tick)
+    return float(down), float(up)
+
+
+def round_price(code: str, price: float) -> float:
+    """Round half-up to the code's tick (0.01, or 0.001 for ETFs)."""
+    return float(Decimal(str(price)).quantize(tick_size(code), rounding=ROUND_HALF_UP))
+
+
+def round_price_up(code: str, price: float) -> float:
+    """Smallest tick ≥ price: where an upward trigger first fills (DESIGN §7)."""
+    tick = tick_size(code)
+    return float((Decimal(str(price)) / tick).to_integral_value(rounding="ROUND_CEILING") * tick)
+
+
+def round_price_down(code: str, price: float) -> float:
+    """Largest tick ≤ price: where a downward trigger first fills (DESIGN §7)."""
+    tick = tick_size(code)
+    return float((Decimal(str(price)) / tick).to_integral_value(rounding="ROUND_FLOOR") * tick)
+
+
+def buy_volume_for_amount(code: str, amount: float, price: float) -> int:
+    """Largest valid buy volume whose gross value (price × volume) fits in `amount`; 0 if none."""
+    if price <= 0 or amount <= 0:
+        return 0
+    shares = int(Decimal(str(amount)) // Decimal(str(price)))
+    if board(code) is Board.STAR:
+        return shares if shares >= STAR_MIN_BUY else 0
+    return shares // LOT * LOT
+
+
+def is_valid_buy_volume(code: str, volume: int) -> bool:
+    if not _is_whole(volume) or volume <= 0:
+        return False
+    if board(code) is Board.STAR:
+        return volume >= STAR_MIN_BUY
+    return volume % LOT == 0
+
+
+def is_valid_sell_volume(code: str, volume: int, available: int) -> bool:
+    """Lots of 100 (STAR: ≥ 200 shares), or exactly everything available (an odd remainder goes at once)."""
+    if not _is_whole(volume) or volume <= 0 or volume > available:
+        return False
+    if volume == available:
+        return True
+    if board(code) is Board.STAR:
+        return volume >= STAR_MIN_BUY
+    return volume % LOT == 0
+
+
+def sell_volume_for_ratio(code: str, available: int, ratio: float) -> int:
+    """`ratio` of `available` rounded down to a valid sell volume; everything when that rounds to 0."""
+    if available <= 0:
+        return 0
+    wanted = int(available * ratio)
+    if board(code) is Board.STAR:
+        volume = wanted if wanted >= STAR_MIN_BUY else 0
+    else:
+        volume = wanted // LOT * LOT
+    if volume <= 0 or not is_valid_sell_volume(code, volume, available):
+        return available
+    return volume
+
+
+def fees(code: str, side: str, price: float, volume: int, config: Any) -> dict[str, float]:
+    """Commission (with minimum), stamp duty (sells only), transfer fee; each rounded half-up to 0.01."""
+    side_value = getattr(side, "value", side)
+    amount = Decimal(str(price)) * Decimal(int(volume))
+    commission = max(amount * Decimal(str(_param(config, "COMMISSION_RATE"))),
+                     Decimal(str(_param(config, "MIN_COMMISSION"))))
+    is_etf = board(code) is Board.ETF  # ETFs pay neither stamp duty nor transfer fee
+    stamp = amount * Decimal(str(_param(config, "STAMP_DUTY_RATE"))) if side_value == "sell" and not is_etf else 0
+    transfer = amount * Decimal(str(_param(config, "TRANSFER_FEE_RATE"))) if not is_etf else 0
+    parts = {"commission": _cents(commission), "stamp_duty": _cents(Decimal(stamp)),
+             "transfer_fee": _cents(Decimal(transfer))}
+    parts["total"] = round(sum(parts.values()), 2)
+    return parts
+
+
+# ---- sessions and calendar -------------------------------------------------------------------------
+
+CALL_AUCTION_START = time(9, 15)
+CALL_AUCTION_END = time(9, 25)
+PRE_OPEN_START = time(9, 0)
+MORNING_OPEN = time(9, 30)
+MORNING_CLOSE = time(11, 30)
+AFTERNOON_OPEN = time(13, 0)
+CLOSING_AUCTION_START = time(14, 57)
+MARKET_CLOSE = time(15, 0)
+
+TRADING_SESSIONS = ("call_auction", "continuous", "closing_auction")
+
+
+class TradingCalendar:
+    """XSHG trading days from exchange_calendars; past its table, weekdays (warned once) unless the broker
+    supplied its own calendar (`add_broker_days`)."""
+
+    def __init__(self, calendar_name: str = "XSHG"):
+        self._name = calendar_name
+        self._lock = threading.Lock()
+        self._sessions: Optional[frozenset[date]] = None
+        self._first: Optional[date] = None
+        self._last: Optional[date] = None
+        self._broker_days: set[date] = set()
+        self._broker_last: Optional[date] = None
+        self.fallback_warning = ""
+
+    def is_trading_day(self, day: date) -> bool:
+        day = _as_date(day)
+        self._load()
+        if self._first <= day <= self._last:
+            return day in self._sessions
+        if self._broker_last and day <= self._broker_last:
+            return day in self._broker_days
+        self._warn_fallback()
+        return day.weekday() < 5
+
+    def next_trading_day(self, day: date) -> date:
+        candidate = _as_date(day) + timedelta(days=1)
+        while not self.is_trading_day(candidate):
+            candidate += timedelta(days=1)
+        return candidate
+
+    def previous_trading_day(self, day: date) -> date:
+        candidate = _as_date(day) - timedelta(days=1)
+        while not self.is_trading_day(candidate):
+            candidate -= timedelta(days=1)
+        return candidate
+
+    def trading_days_between(self, start: date, end: date) -> int:
+        """Number of trading days d with start < d <= end."""
+        count, day = 0, _as_date(start)
+        end = _as_date(end)
+        while day < end:
+            day += timedelta(days=1)
+            count += self.is_trading_day(day)
+        return count
+
+    def add_broker_days(self, days: Iterable[date]) -> None:
+        """Extend the calendar with the broker's trading days (xtdata.get_trading_calendar) in live mode."""
+        days = {_as_date(d) for d in days}
+        if days:
+            with self._lock:
+                self._broker_days |= days
+                self._broker_last = max(self._broker_days)
+
+    def _load(self) -> None:
+        if self._sessions is not None:
+            return
+        with self._lock:
+            if self._sessions is not None:
+                return
+            import exchange_calendars  # imported lazily: it is slow and only needed for dates
+
+            calendar = exchange_calendars.get_calendar(self._name)
+            sessions = frozenset(ts.date() for ts in calendar.sessions)
+            self._first, self._last = calendar.first_session.date(), calendar.last_session.date()
+            self._sessions = sessions
+
+    def _warn_fallback(self) -> None:
+        if not self.fallback_warning:
+            self.fallback_warning = (f"交易日历只覆盖到 {self._last}，之后按工作日估算（节假日可能误判），"
+                                     f"请升级 exchange_calendars 或使用券商日历")
+            log.warning(self.fallback_warning)
+
+
+DEFAULT_CALENDAR = TradingCalendar()
+
+
+def is_trading_day(day: date, calendar: Optional[TradingCalendar] = None) -> bool:
+    return (calendar or DEFAULT_CALENDAR).is_trading_day(day)
+
+
+def session_at(moment: datetime, calendar: Optional[TradingCalendar] = None) -> str:
+    """'pre_open' | 'call_auction' | 'continuous' | 'lunch_break' | 'closing_auction' | 'closed' (market time)."""
+    if not is_trading_day(moment.date(), calendar):
+        return "closed"
+    now = moment.time()
+    if now < PRE_OPEN_START or now >= MARKET_CLOSE:
+        return "closed"
+    if now < CALL_AUCTION_START:
+        return "pre_open"
+    if now < CALL_AUCTION_END:
+        return "call_auction"
+    if now < MORNING_OPEN:
+        return "pre_open"  # 09:25–09:30: orders queue, nothing matches
+    if now < MORNING_CLOSE:
+        return "continuous"
+    if now < AFTERNOON_OPEN:
+        return "lunch_break"
+    if now < CLOSING_AUCTION_START:
+        return "continuous"
+    return "closing_auction"
+
+
+def is_trading_session(moment: datetime, calendar: Optional[TradingCalendar] = None) -> bool:
+    return session_at(moment, calendar) in TRADING_SESSIONS
+
+
+def next_session_start(moment: datetime, calendar: Optional[TradingCalendar] = None) -> datetime:
+    """`moment` itself while the market trades; otherwise the next start of trading (09:15 call auction,
+    09:30 after the auction pause, or 13:00 after lunch)."""
+    session = session_at(moment, calendar)
+    if session in TRADING_SESSIONS:
+        return moment
+    day, now = moment.date(), moment.time()
+    if session != "closed" or (is_trading_day(day, calendar) and now < PRE_OPEN_START):
+        for start in (CALL_AUCTION_START, MORNING_OPEN, AFTERNOON_OPEN):
+            if now < start:
+                return datetime.combine(day, start)
+    next_day = (calendar or DEFAULT_CALENDAR).next_trading_day(day)
+    return datetime.combine(next_day, CALL_AUCTION_START)
+
+
+def calendar_warning(calendar: Optional[TradingCalendar] = None) -> str:
+    """Non-empty once the calendar had to fall back to weekdays (shown in the status)."""
+    return (calendar or DEFAULT_CALENDAR).fallback_warning
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+def _digits(code: str) -> str:
+    match = _CODE_PATTERN.match(str(code).strip().upper())
+    if not match:
+        raise ValueError(f"无效的股票代码「{code}」")
+    return match.group(2)
+
+
+def _lookup(digits: str, original: str) -> tuple[str, Board]:
+    for prefix in (digits[:3], digits[:2]):
+        if prefix in _EXCHANGE_BY_PREFIX:
+            return _EXCHANGE_BY_PREFIX[prefix]
+    raise ValueError(f"不支持的股票代码「{original}」：仅支持沪深主板、创业板、科创板股票和ETF")
+
+
+def _exchange_label(exchange: str) -> str:
+    return "上海证券交易所(.SH)" if exchange == "SH" else "深圳证券交易所(.SZ)"
+
+
+def _is_whole(volume: Any) -> bool:
+    if isinstance(volume, bool):
+        return False
+    if isinstance(volume, int):
+        return True
+    return isinstance(volume, float) and volume.is_integer()
+
+
+def _cents(value: Decimal) -> float:
+    return float(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _param(config: Any, key: str) -> Any:
+    if isinstance(config, Mapping):
+        return config[key]
+    getter = getattr(config, "get", None)
+    if callable(getter):
+        return getter(key)
+    return getattr(config, key)
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])

@@ -1,0 +1,299 @@
+"""Domain types shared by every module: quotes, positions, orders, fills, signals, errors,
+and the broker interface that the simulated and the live broker both implement."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from enum import Enum
+from typing import Optional, Protocol
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def label(self) -> str:
+        return "买入" if self is Side.BUY else "卖出"
+
+
+class OrderStatus(str, Enum):
+    """Our order states; the live broker maps xtconstant codes onto these."""
+
+    PENDING_SUBMIT = "pending_submit"  # journaled, not yet acknowledged by the broker
+    SUBMITTED = "submitted"  # 48/49: accepted locally, not yet reported to the exchange
+    OPEN = "open"  # 50: resting at the exchange
+    PARTIALLY_FILLED = "partially_filled"  # 55
+    CANCEL_PENDING = "cancel_pending"  # 51/52: cancel requested, not yet cancelled
+    CANCELLED = "cancelled"  # 53/54 (53 = partly filled, rest cancelled)
+    FILLED = "filled"  # 56
+    REJECTED = "rejected"  # 57 or refused before sending
+    UNKNOWN = "unknown"  # lost track (e.g. crash between journal and send); reconciled later
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.REJECTED)
+
+    @property
+    def is_open(self) -> bool:
+        return not self.is_terminal
+
+
+class Rule(str, Enum):
+    """Why an order exists; stored on signals, orders and trade records."""
+
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"  # first take-profit
+    DYNAMIC_STOP = "dynamic_stop"  # trailing take-profit
+    ADD_POSITION = "add_position"
+    MACD_BUY = "macd_buy"
+    MACD_SELL = "macd_sell"
+    GRID_BUY = "grid_buy"
+    GRID_SELL = "grid_sell"
+    MANUAL = "manual"
+    REPRICE = "reprice"  # a timed-out sell re-placed at a more aggressive price
+
+    @property
+    def side(self) -> Side:
+        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY)
+        return Side.BUY if self in buys else Side.SELL
+
+    @property
+    def label(self) -> str:
+        return RULE_LABELS[self]
+
+
+RULE_LABELS = {
+    Rule.STOP_LOSS: "止损",
+    Rule.TAKE_PROFIT: "首次止盈",
+    Rule.DYNAMIC_STOP: "动态止盈",
+    Rule.ADD_POSITION: "补仓",
+    Rule.MACD_BUY: "MACD买入",
+    Rule.MACD_SELL: "MACD卖出",
+    Rule.GRID_BUY: "网格买入",
+    Rule.GRID_SELL: "网格卖出",
+    Rule.MANUAL: "手动",
+    Rule.REPRICE: "改价重报",
+}
+
+
+class SignalStatus(str, Enum):
+    PENDING = "pending"
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class TradingError(Exception):
+    """A domain error with a machine code and a Chinese message for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class OrderRejected(TradingError):
+    """An order refused before or by the broker."""
+
+
+class BrokerUnavailable(TradingError):
+    """The broker cannot be reached (not connected, QMT not running)."""
+
+
+class DataUnavailable(TradingError):
+    """No usable market data (source down, stale, zero or NaN price)."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A validated market quote. Data sources never build one with a price <= 0 or NaN."""
+
+    code: str
+    price: float
+    prev_close: float
+    time: datetime
+    source: str
+    limit_up: Optional[float] = None
+    limit_down: Optional[float] = None
+    open: Optional[float] = None
+    high: Optional[float] = None
+    low: Optional[float] = None
+    volume: Optional[float] = None
+    bid1: Optional[float] = None
+    ask1: Optional[float] = None
+    name: str = ""
+
+
+@dataclass
+class Position:
+    """One row of the position table (same columns as the SQLite `positions` table)."""
+
+    stock_code: str
+    stock_name: str = ""
+    volume: int = 0
+    available: int = 0
+    cost_price: float = 0.0  # average cost per share including buy fees
+    base_cost_price: float = 0.0  # price of the first buy of this episode
+    current_price: float = 0.0
+    market_value: float = 0.0
+    profit_ratio: float = 0.0  # percent
+    last_update: Optional[datetime] = None
+    open_date: Optional[date] = None
+    profit_triggered: bool = False
+    highest_price: float = 0.0
+    stop_loss_price: float = 0.0
+    used_add_levels: tuple[int, ...] = ()  # indexes into BUY_GRID_LEVELS used in this episode
+
+    def copy(self, **changes) -> "Position":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """What the executor asks a broker to do. `client_id` travels as the broker's order remark."""
+
+    client_id: str
+    stock_code: str
+    side: Side
+    volume: int
+    price: float
+    rule: Rule = Rule.MANUAL
+    signal_id: Optional[int] = None
+
+
+@dataclass
+class Order:
+    """The state of one order as last reported by a broker."""
+
+    client_id: str
+    stock_code: str
+    side: Side
+    volume: int
+    price: float
+    status: OrderStatus
+    order_id: str = ""  # broker order id
+    filled_volume: int = 0
+    filled_amount: float = 0.0
+    time: Optional[datetime] = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One execution reported by a broker. `fill_id` is unique per broker and makes fills idempotent."""
+
+    fill_id: str
+    order_id: str
+    client_id: str
+    stock_code: str
+    side: Side
+    price: float
+    volume: int
+    time: datetime
+    commission: float = 0.0
+    stamp_duty: float = 0.0
+    transfer_fee: float = 0.0
+
+    @property
+    def amount(self) -> float:
+        return round(self.price * self.volume, 2)
+
+    @property
+    def fees(self) -> float:
+        return round(self.commission + self.stamp_duty + self.transfer_fee, 2)
+
+
+@dataclass(frozen=True)
+class Asset:
+    cash: float  # available cash
+    frozen_cash: float
+    market_value: float
+    total_asset: float
+
+
+@dataclass(frozen=True)
+class BrokerPosition:
+    """A position as the broker sees it; authoritative for volume, available and cost in live mode."""
+
+    stock_code: str
+    volume: int
+    available: int
+    cost_price: float
+    market_value: float = 0.0
+    stock_name: str = ""
+
+
+@dataclass
+class Signal:
+    """A detected trading signal: one row of the `signals` table."""
+
+    stock_code: str
+    rule: Rule
+    volume: int  # shares to trade; for buys sized by amount, the volume at the observed price
+    trigger_price: float
+    observed_price: float
+    created_at: datetime
+    id: Optional[int] = None
+    status: SignalStatus = SignalStatus.PENDING
+    reason: str = ""
+    order_id: str = ""  # our client order id once executed
+    amount: float = 0.0  # buy amount in CNY when the rule sizes by money
+    level_index: Optional[int] = None  # add level or grid level the signal belongs to
+    episode: str = ""  # open date of the position episode the signal belongs to
+    grid_session_id: Optional[int] = None
+
+    @property
+    def side(self) -> Side:
+        return self.rule.side
+
+
+class BrokerListener(Protocol):
+    """Receives broker events. Brokers call these from their own threads; implementations must not block long."""
+
+    def on_order_update(self, order: Order) -> None: ...
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+
+class Broker(Protocol):
+    """One interface over the simulated and the live broker (the vnpy gateway idea)."""
+
+    mode: str  # "simulation" | "live"
+
+    def set_listener(self, listener: BrokerListener) -> None: ...
+
+    def connect(self) -> None: ...
+
+    def is_connected(self) -> bool: ...
+
+    def place_order(self, request: OrderRequest) -> None:
+        """Send an order. Raises OrderRejected or BrokerUnavailable; progress arrives as events."""
+
+    def cancel_order(self, order_id: str) -> None: ...
+
+    def query_asset(self) -> Asset: ...
+
+    def query_positions(self) -> list[BrokerPosition]: ...
+
+    def query_orders(self) -> list[Order]: ...
+
+    def query_trades(self) -> list[Fill]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Heartbeat:
+    """Liveness record of one named thread, read by the watchdog and /api/health."""
+
+    name: str
+    last_beat: float = 0.0
+    restarts: int = 0
+    alive: bool = False
+    alarm: str = ""
+    restart_times: list[float] = field(default_factory=list)
