@@ -1,0 +1,91 @@
+"""The daemon's small periodic workers: market data, position sync, order supervision, broker sync and
+housekeeping (day roll-over, log cleanup). Each wraps one component's `run_once`."""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date
+from pathlib import Path
+from typing import Callable, Optional
+
+from logger import delete_old_logs
+from workers import Worker
+
+log = logging.getLogger(__name__)
+
+
+class DataWorker(Worker):
+    """Drives the data source; it says itself how long to wait (a replay tick, a poll interval, or the time
+    until the next session)."""
+
+    name = "data"
+
+    def __init__(self, data_manager):
+        self._data = data_manager
+        self._next_wait = 0.0
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        if self._next_wait > 0:
+            stop.wait(min(limit, self._next_wait))
+
+    def run_once(self) -> None:
+        self._next_wait = self._data.run_once()
+
+
+class IntervalWorker(Worker):
+    """Calls `action()` every `settings[interval_key]` seconds; sleeps until the next session while the
+    market is closed when `only_in_session` (near-zero CPU outside trading hours)."""
+
+    def __init__(self, name: str, action: Callable[[], object], settings, interval_key: str, clock=None,
+                 only_in_session: bool = False, final: Optional[Callable[[], object]] = None):
+        self.name = name
+        self._action = action
+        self._settings = settings
+        self._interval_key = interval_key
+        self._clock = clock
+        self._only_in_session = only_in_session
+        self._final = final
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        interval = self._settings.get(self._interval_key)
+        if self._only_in_session and self._clock is not None and not self._clock.is_trading():
+            interval = max(interval, self._clock.seconds_until_session())
+        stop.wait(min(limit, interval))
+
+    def run_once(self) -> None:
+        self._action()
+
+    def on_stop(self) -> None:
+        if self._final is not None:
+            self._final()
+
+
+class Housekeeper(Worker):
+    """Day roll-over on the market clock (T+1 release, daily counters, the day's report) and log cleanup."""
+
+    name = "housekeeping"
+
+    def __init__(self, clock, settings, roll_day: list[Callable[[date], object]], day_report: Callable[[date], str],
+                 log_dir: Path):
+        self._clock = clock
+        self._settings = settings
+        self._roll_day = roll_day
+        self._day_report = day_report
+        self._log_dir = log_dir
+        self._day: Optional[date] = None
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        stop.wait(min(limit, 1.0 if self._clock.is_replay else 30.0))
+
+    def run_once(self) -> None:
+        today = self._clock.today()
+        if self._day is None:
+            self._day = today
+            return
+        if today == self._day:
+            return
+        log.info("交易日切换：%s → %s。%s", self._day, today, self._day_report(self._day))
+        for roll in self._roll_day:
+            roll(today)
+        delete_old_logs(self._log_dir, self._settings.get("LOG_RETENTION_DAYS"))
+        self._day = today

@@ -1,0 +1,73 @@
+"""The monitor loop: woken by new quotes, it refreshes every position's price-derived fields, runs the rules
+of `strategy` and queues the resulting signals. Detection only: it never places an order."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+import strategy
+from models import Position, Quote, Signal
+from workers import Worker
+
+log = logging.getLogger(__name__)
+
+
+class PositionMonitor(Worker):
+    name = "monitor"
+
+    def __init__(self, positions, hub, signals, executor, settings, clock):
+        self._positions = positions
+        self._hub = hub
+        self._signals = signals
+        self._executor = executor
+        self._settings = settings
+        self._clock = clock
+        self._seen_version = 0
+        self._extra_checks: list[Callable[[Position, Quote], None]] = []
+
+    def add_check(self, check: Callable[[Position, Quote], None]) -> None:
+        """Further per-position detection run after the rules (the grid uses it)."""
+        self._extra_checks.append(check)
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        interval = self._settings.get("MONITOR_INTERVAL")
+        timeout = min(limit, interval if self._clock.is_trading() or self._clock.is_replay else limit)
+        self._seen_version = self._hub.wait_for_update(self._seen_version, timeout)
+
+    def run_once(self) -> list[Signal]:
+        params = strategy.RuleParams.from_settings(self._settings)
+        added = []
+        for position in self._positions.all():
+            if position.volume <= 0:
+                continue
+            quote = self._hub.latest(position.stock_code)
+            if quote is None:
+                continue  # no usable price: stale, zero or missing quotes never reach the rules
+            signal = self.check_position(position, quote, params)
+            if signal is not None:
+                added.append(signal)
+            for check in self._extra_checks:
+                check(self._positions.get(position.stock_code) or position, quote)
+        return added
+
+    def check_position(self, position: Position, quote: Quote, params) -> Optional[Signal]:
+        updated = self._positions.update_price(position.stock_code, quote.price, quote.time) or position
+        triggers = strategy.trigger_prices(updated, params)
+        if triggers.stop_loss_price is not None and triggers.stop_loss_price != updated.stop_loss_price:
+            self._positions.set_stop_loss_price(updated.stock_code, triggers.stop_loss_price)
+        actions = strategy.evaluate(updated, quote.price, params)
+        if not actions:
+            return None
+        action = actions[0]  # evaluate() returns them in precedence order
+        if self._executor.open_orders(updated.stock_code, action.rule.side):
+            return None  # an order for this side is working; the orders thread handles it
+        signal = Signal(stock_code=updated.stock_code, rule=action.rule, volume=action.volume,
+                        trigger_price=action.trigger_price, observed_price=quote.price, created_at=self._clock.now(),
+                        amount=action.amount, level_index=action.level_index,
+                        episode=updated.open_date.isoformat() if updated.open_date else "")
+        stored = self._signals.add(signal, cooldown_seconds=self._settings.get("SIGNAL_COOLDOWN_SECONDS"))
+        if stored is not None:
+            log.info("检测到信号 #%s：%s %s %d 股，触发价 %.3f，现价 %.3f", stored.id, stored.stock_code,
+                     stored.rule.label, stored.volume, stored.trigger_price, stored.observed_price)
+        return stored

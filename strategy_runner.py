@@ -1,0 +1,210 @@
+"""The strategy thread: takes queued signals, validates each one again at the current price (DESIGN §8) and
+executes it through the trading executor when auto-trading is on (or when a person asks for one); it also
+queues the daily MACD entries and exits. Every outcome is written on the signal."""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date
+from typing import Callable, Optional
+
+import market_rules
+import strategy
+from models import Order, Rule, Side, Signal, SignalStatus, TradingError
+from workers import Worker
+
+log = logging.getLogger(__name__)
+
+SignalValidator = Callable[[Signal], Optional[str]]
+
+
+class SignalRejected(TradingError):
+    """A signal that no longer holds; the reason is written on the signal."""
+
+
+class StrategyRunner(Worker):
+    name = "strategy"
+
+    def __init__(self, signals, positions, executor, hub, settings, clock, indicators=None,
+                 stock_pool: Callable[[], list[str]] = list):
+        self._signals = signals
+        self._positions = positions
+        self._executor = executor
+        self._hub = hub
+        self._settings = settings
+        self._clock = clock
+        self._indicators = indicators
+        self._stock_pool = stock_pool
+        self._version = 0
+        self._lock = threading.Lock()  # one signal executes at a time, automatic or manual
+        self._validators: dict[Rule, SignalValidator] = {}
+        self._executed_listeners: list[Callable[[Signal, Order], None]] = []
+        self._macd_checked: set[tuple[str, date]] = set()
+
+    # ---- extension points (grid trading)
+    def register_validator(self, rule: Rule, validator: SignalValidator) -> None:
+        """Validation for rules not evaluated by `strategy.evaluate` (grid signals)."""
+        self._validators[rule] = validator
+
+    def on_executed(self, listener: Callable[[Signal, Order], None]) -> None:
+        self._executed_listeners.append(listener)
+
+    # ---- loop
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        self._version = self._signals.wait(self._version, min(limit, self._settings.get("MONITOR_INTERVAL")))
+
+    def run_once(self) -> None:
+        self.queue_macd_signals()
+        auto = self._settings.get("ENABLE_AUTO_TRADING")
+        for signal in self._signals.pending():
+            if self._is_expired(signal):
+                self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")
+            elif auto:
+                self._execute(signal)
+
+    def recover(self) -> None:
+        """After a crash: a signal caught mid-execution is never executed again. If its order reached the
+        journal it is marked executed with that order; otherwise it is void (the monitor re-detects)."""
+        for signal in self._signals.executing():
+            order = self._executor.order_for_signal(signal.id)
+            if order is not None:
+                self._apply_rule_state(signal)
+                self._signals.mark(signal.id, SignalStatus.EXECUTED, "重启后核对：委托已存在", order.client_id)
+            else:
+                self._signals.mark(signal.id, SignalStatus.REJECTED, "进程重启时该信号尚未下单，已作废")
+
+    # ---- manual execution (web)
+    def execute_signal(self, signal_id: int) -> Signal:
+        signal = self._signals.get(signal_id)
+        if signal is None:
+            raise TradingError("SIGNAL_NOT_FOUND", f"信号 #{signal_id} 不存在")
+        if signal.status is not SignalStatus.PENDING:
+            raise TradingError("SIGNAL_NOT_PENDING", f"信号 #{signal_id} 当前状态为 {signal.status.value}，不能执行")
+        if self._is_expired(signal):
+            self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")
+        else:
+            self._execute(signal)
+        return self._signals.get(signal_id)
+
+    # ---- validation and execution
+    def _execute(self, signal: Signal) -> None:
+        with self._lock:
+            if not self._signals.claim(signal.id):
+                return
+            try:
+                volume = self.validate(signal)
+                self._apply_rule_state(signal)
+                try:
+                    order = self._place(signal, volume)
+                except TradingError:
+                    self._revert_rule_state(signal)
+                    raise
+            except TradingError as exc:
+                self._signals.mark(signal.id, SignalStatus.REJECTED, exc.message)
+                log.info("信号 #%s（%s %s）未执行：%s", signal.id, signal.stock_code, signal.rule.label, exc.message)
+                return
+            self._signals.mark(signal.id, SignalStatus.EXECUTED, "", order.client_id)
+            log.info("信号 #%s 已执行：%s %s %d 股，委托 %s", signal.id, signal.stock_code, signal.rule.label,
+                     order.volume, order.client_id)
+        for listener in self._executed_listeners:
+            listener(signal, order)
+
+    def validate(self, signal: Signal) -> int:
+        """The volume to trade now, or SignalRejected with the reason (DESIGN §8)."""
+        code = signal.stock_code
+        if self._executor.open_orders(code, signal.side):
+            raise SignalRejected("OPEN_ORDER_EXISTS", f"{code} 已有未完成的{signal.side.label}委托")
+        quote = self._hub.latest(code)
+        if quote is None:
+            raise SignalRejected("NO_QUOTE", f"{code} 没有有效的最新行情")
+        custom = self._validators.get(signal.rule)
+        if custom is not None:
+            reason = custom(signal)
+            if reason:
+                raise SignalRejected("SIGNAL_INVALID", reason)
+            return signal.volume
+        position = self._positions.get(code)
+        if signal.rule is Rule.MACD_BUY:
+            if position is not None and position.volume > 0:
+                raise SignalRejected("ALREADY_HELD", f"{code} 已有持仓，MACD 买入不再执行")
+            volume = market_rules.buy_volume_for_amount(code, self._settings.get("POSITION_UNIT"), quote.price)
+            if volume <= 0:
+                raise SignalRejected("AMOUNT_TOO_SMALL", f"{code} 买入金额不足一手")
+            return volume
+        if position is None or position.volume <= 0:
+            raise SignalRejected("NO_POSITION", f"{code} 持仓已不存在")
+        if signal.rule is Rule.MACD_SELL:
+            if position.available <= 0:
+                raise SignalRejected("NO_AVAILABLE", f"{code} 没有可卖数量")
+            return position.available
+        params = strategy.RuleParams.from_settings(self._settings)
+        for action in strategy.evaluate(position, quote.price, params):
+            if action.rule is signal.rule and action.level_index == signal.level_index:
+                return action.volume
+        raise SignalRejected("CONDITION_GONE", f"{code} {signal.rule.label}条件在现价 {quote.price:.3f} 已不成立")
+
+    def _place(self, signal: Signal, volume: int) -> Order:
+        if signal.side is Side.SELL:
+            return self._executor.sell_stock(signal.stock_code, volume, rule=signal.rule, signal_id=signal.id)
+        if signal.amount > 0 and signal.rule is not Rule.GRID_BUY:
+            return self._executor.buy_stock(signal.stock_code, amount=signal.amount, rule=signal.rule,
+                                            signal_id=signal.id)
+        return self._executor.buy_stock(signal.stock_code, volume=volume, rule=signal.rule, signal_id=signal.id)
+
+    def _apply_rule_state(self, signal: Signal) -> None:
+        """Episode flags are set before the order is sent, so a crash cannot fire the same rule twice."""
+        if signal.rule is Rule.TAKE_PROFIT:
+            self._positions.mark_profit_triggered(signal.stock_code, True)
+        elif signal.rule is Rule.ADD_POSITION and signal.level_index is not None:
+            self._positions.mark_add_level_used(signal.stock_code, signal.level_index, True)
+
+    def _revert_rule_state(self, signal: Signal) -> None:
+        if signal.rule is Rule.TAKE_PROFIT:
+            self._positions.mark_profit_triggered(signal.stock_code, False)
+        elif signal.rule is Rule.ADD_POSITION and signal.level_index is not None:
+            self._positions.mark_add_level_used(signal.stock_code, signal.level_index, False)
+
+    def _is_expired(self, signal: Signal) -> bool:
+        return (self._clock.now() - signal.created_at).total_seconds() > self._max_age()
+
+    def _max_age(self) -> float:
+        return self._settings.get("SIGNAL_MAX_AGE")
+
+    # ---- MACD entries and exits, once per stock per day on completed bars
+    def queue_macd_signals(self) -> int:
+        if self._indicators is None or not self._clock.is_trading():
+            return 0
+        today = self._clock.today()
+        added = 0
+        buy_enabled = self._settings.get("ENABLE_MACD_BUY")
+        sell_enabled = self._settings.get("ENABLE_MACD_SELL")
+        held = {p.stock_code: p for p in self._positions.all() if p.volume > 0}
+        candidates = set(self._stock_pool()) if buy_enabled else set()
+        if sell_enabled:
+            candidates |= set(held)
+        for code in sorted(candidates):
+            if (code, today) in self._macd_checked or self._hub.latest(code) is None:
+                continue
+            self._macd_checked.add((code, today))
+            added += self._queue_macd_for(code, today, held.get(code), buy_enabled, sell_enabled)
+        return added
+
+    def _queue_macd_for(self, code: str, today: date, position, buy_enabled: bool, sell_enabled: bool) -> int:
+        decision = self._indicators.macd_decision(code, today, self._settings.get("ENABLE_MA_FILTER"))
+        if decision == "buy" and buy_enabled and position is None:
+            rule = Rule.MACD_BUY
+        elif decision == "sell" and sell_enabled and position is not None:
+            rule = Rule.MACD_SELL
+        else:
+            return 0
+        if self._signals.exists_on_day(code, rule, today):
+            return 0
+        quote = self._hub.latest(code)
+        amount = self._settings.get("POSITION_UNIT") if rule is Rule.MACD_BUY else 0.0
+        volume = (market_rules.buy_volume_for_amount(code, amount, quote.price) if rule is Rule.MACD_BUY
+                  else position.available)
+        if volume <= 0:
+            return 0
+        stored = self._signals.add(Signal(stock_code=code, rule=rule, volume=volume, trigger_price=quote.price,
+                                          observed_price=quote.price, created_at=self._clock.now(), amount=amount))
+        return stored is not None

@@ -1,0 +1,154 @@
+"""Named worker threads and the heartbeat watchdog: every loop is a `Worker` (`run_once` + `wait`), run in
+a thread that beats; the watchdog restarts a worker whose thread died or stopped beating, with back-off and a
+per-hour limit after which it raises an alarm instead of flapping."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from models import Heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One loop. `run_once()` does one unit of work; `wait(stop, limit)` blocks until the next unit is due
+    (a queue, a condition, or a timer), never longer than `limit` real seconds so that heartbeats continue."""
+
+    name = "worker"
+
+    def run_once(self) -> None:
+        raise NotImplementedError
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        stop.wait(limit)
+
+    def on_stop(self) -> None:
+        """Called once in the worker's thread when it stops normally (final flush)."""
+
+
+class _Runner:
+    """The thread of one worker: beat, wait, beat, work; exceptions end the thread (the watchdog restarts)."""
+
+    def __init__(self, worker: Worker, beat: Heartbeat, max_wait: Callable[[], float], now: Callable[[], float]):
+        self.worker = worker
+        self.beat = beat
+        self.stop_event = threading.Event()
+        self._max_wait = max_wait
+        self._now = now
+        self.thread = threading.Thread(target=self._run, name=worker.name, daemon=True)
+
+    def _run(self) -> None:
+        worker = self.worker
+        try:
+            while not self.stop_event.is_set():
+                self.beat.last_beat = self._now()
+                worker.wait(self.stop_event, self._max_wait())
+                if self.stop_event.is_set():
+                    break
+                self.beat.last_beat = self._now()
+                worker.run_once()
+            worker.on_stop()
+        except Exception:  # the thread ends here; the watchdog sees it dead and restarts it
+            log.exception("线程 %s 异常退出，等待看门狗重启", worker.name)
+
+
+class Watchdog(Worker):
+    """Supervises the other workers; itself a worker run by the daemon."""
+
+    name = "watchdog"
+
+    def __init__(self, settings, now: Callable[[], float] = time.monotonic):
+        self._settings = settings
+        self._now = now
+        self._runners: dict[str, _Runner] = {}
+        self._beats: dict[str, Heartbeat] = {}
+        self._next_restart_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def add(self, worker: Worker) -> None:
+        self._beats[worker.name] = Heartbeat(worker.name)
+        self._runners[worker.name] = self._new_runner(worker)
+
+    def start(self) -> None:
+        for runner in self._runners.values():
+            self._start_runner(runner)
+
+    def run_once(self) -> None:
+        """Restart every worker whose thread died or whose heartbeat is older than THREAD_STUCK_SECONDS."""
+        stuck_after = self._settings.get("THREAD_STUCK_SECONDS")
+        now = self._now()
+        with self._lock:
+            if self._stopping:
+                return
+            for name, runner in list(self._runners.items()):
+                beat = self._beats[name]
+                dead = not runner.thread.is_alive()
+                stuck = not dead and now - beat.last_beat > stuck_after
+                beat.alive = not dead and not stuck
+                if dead or stuck:
+                    self._restart(runner, "已退出" if dead else f"超过 {stuck_after:g} 秒无心跳", now)
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        stop.wait(min(limit, self._settings.get("THREAD_CHECK_INTERVAL")))
+
+    def health(self) -> list[dict]:
+        now = self._now()
+        rows = []
+        for name, beat in self._beats.items():
+            runner = self._runners[name]
+            age = now - beat.last_beat if beat.last_beat else None
+            stuck = age is not None and age > self._settings.get("THREAD_STUCK_SECONDS")
+            rows.append({"name": name, "alive": runner.thread.is_alive() and not stuck,
+                         "seconds_since_beat": round(age, 3) if age is not None else None,
+                         "restarts": beat.restarts, "alarm": beat.alarm})
+        return rows
+
+    def stop(self, timeout: float) -> bool:
+        """Ask every worker to stop and join them within `timeout` seconds in total; True if all stopped."""
+        with self._lock:
+            self._stopping = True
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for runner in runners:
+            if runner.thread.ident is not None:
+                runner.thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(r.thread.is_alive() for r in runners)
+
+    def _restart(self, runner: _Runner, why: str, now: float) -> None:
+        name = runner.worker.name
+        beat = self._beats[name]
+        hour_ago = now - 3600
+        beat.restart_times = [t for t in beat.restart_times if t > hour_ago]
+        limit = self._settings.get("THREAD_MAX_RESTARTS_PER_HOUR")
+        if len(beat.restart_times) >= limit:
+            if not beat.alarm:
+                beat.alarm = f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志"
+                log.error(beat.alarm)
+            return
+        if now < self._next_restart_at.get(name, 0.0):
+            return  # back-off
+        log.error("线程 %s %s，正在重启（第 %d 次）", name, why, beat.restarts + 1)
+        runner.stop_event.set()  # a hung thread that wakes up later exits instead of running twice
+        beat.restart_times.append(now)
+        beat.restarts += 1
+        backoff = min(60.0, 2.0 ** (len(beat.restart_times) - 1))
+        self._next_restart_at[name] = now + backoff
+        fresh = self._new_runner(runner.worker)
+        self._runners[name] = fresh
+        self._start_runner(fresh)
+
+    def _new_runner(self, worker: Worker) -> _Runner:
+        def max_wait() -> float:
+            return max(0.05, self._settings.get("THREAD_STUCK_SECONDS") / 4)
+        return _Runner(worker, self._beats[worker.name], max_wait, self._now)
+
+    def _start_runner(self, runner: _Runner) -> None:
+        runner.beat.last_beat = self._now()
+        runner.beat.alive = True
+        runner.thread.start()
