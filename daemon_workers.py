@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,16 +20,23 @@ class DataWorker(Worker):
     until the next session)."""
 
     name = "data"
+    WATCHLIST_REFRESH_SECONDS = 1.0
 
-    def __init__(self, data_manager):
+    def __init__(self, data_manager, watchlist: Callable[[], list[str]], now: Callable[[], float] = time.monotonic):
         self._data = data_manager
+        self._watchlist = watchlist
+        self._now = now
         self._next_wait = 0.0
+        self._watchlist_at = float("-inf")
 
     def wait(self, stop: threading.Event, limit: float) -> None:
         if self._next_wait > 0:
             stop.wait(min(limit, self._next_wait))
 
     def run_once(self) -> None:
+        if self._now() - self._watchlist_at >= self.WATCHLIST_REFRESH_SECONDS:
+            self._data.set_watchlist(self._watchlist())  # new positions and pool edits get quotes
+            self._watchlist_at = self._now()
         self._next_wait = self._data.run_once()
 
 

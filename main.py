@@ -1,32 +1,53 @@
-"""Entry point (composition root): parse the command line, load and check the configuration, set up logging.
-The daemon's components and threads are built here as they land."""
+"""Entry point and composition root: parse the command line, load and check the configuration, build every
+component with its collaborators, start the named threads under the watchdog, and shut down in order on
+SIGINT/SIGTERM (Ctrl+C on Windows)."""
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Optional
 
-import config
 from config_store import ConfigError, ConfigStore
+from instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
+from models import TradingError
 from storage import Database
 
+log = logging.getLogger("main")
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A股无人值守交易守护进程（miniQMT）")
-    parser.add_argument("--data-dir", default="data", help="运行数据目录（SQLite 数据库、令牌）")
+    parser.add_argument("--data-dir", default="data", help="运行数据目录（SQLite 数据库、令牌），默认 data/")
+    parser.add_argument("--log-dir", default="logs", help="日志目录，默认 logs/")
     parser.add_argument("--port", type=int, help="Web 端口（覆盖 WEB_PORT）")
     parser.add_argument("--host", help="Web 监听地址（覆盖 WEB_HOST）")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--simulation", action="store_true", help="模拟交易")
     mode.add_argument("--live", action="store_true", help="实盘交易（需要 miniQMT）")
     parser.add_argument("--replay-data", help="回放日线目录（<代码>.csv 或通达信 vipdoc）")
-    parser.add_argument("--replay-speed", type=float, help="回放速度：每个交易日的秒数")
+    parser.add_argument("--replay-speed", type=float, help="回放速度：每个交易日的真实秒数")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
     return parser.parse_args(argv)
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
+    import json
+
     overrides = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set 参数格式应为 KEY=VALUE：{item}")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text
     if args.port is not None:
         overrides["WEB_PORT"] = args.port
     if args.host:
@@ -35,25 +56,52 @@ def run_overrides(args: argparse.Namespace) -> dict:
         overrides["ENABLE_SIMULATION_MODE"] = bool(args.simulation)
     if args.replay_data:
         overrides["REPLAY_DATA_DIR"] = args.replay_data
+        overrides.setdefault("DATA_SOURCE", "replay")
     if args.replay_speed is not None:
         overrides["REPLAY_SECONDS_PER_DAY"] = args.replay_speed
     return overrides
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     data_dir = Path(args.data_dir)
     try:
-        db = Database(data_dir / "settings_check.db")
-        settings = ConfigStore(db, run_overrides=run_overrides(args))
-    except (ConfigError, ValueError) as exc:
-        print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
-        return 2
-    setup_logging(Path("logs"), settings.get("LOG_LEVEL"), settings.get("LOG_RETENTION_DAYS"))
-    for line in settings.startup_report():
-        print(line)
-    print("配置检查通过。守护进程的组件尚未全部就绪，本次启动到此结束。")
-    return 0
+        lock = InstanceLock(data_dir / "daemon.lock")
+        lock.acquire()
+    except LockHeld as exc:
+        print(f"拒绝启动：{exc}", file=sys.stderr)
+        return 3
+    try:
+        try:
+            settings = ConfigStore(Database(data_dir / "config.db"), run_overrides=run_overrides(args))
+        except (ConfigError, ValueError) as exc:
+            print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
+            return 2
+        secret_filter = setup_logging(args.log_dir, settings.get("LOG_LEVEL"), settings.get("LOG_RETENTION_DAYS"),
+                                      secrets=[settings.get("WEB_API_TOKEN")])
+        try:
+            from composition import build_daemon
+
+            daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter)
+        except TradingError as exc:
+            log.error("启动失败：%s", exc.message)
+            print(f"启动失败：{exc.message}", file=sys.stderr)
+            return 4
+        _install_signal_handlers(daemon.stop_event)
+        return daemon.run()
+    finally:
+        lock.release()
+
+
+def _install_signal_handlers(stop_event: threading.Event) -> None:
+    def request_stop(signum, _frame):
+        log.info("收到退出信号 %s", signum)
+        stop_event.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    if hasattr(signal, "SIGBREAK"):  # Windows console Ctrl+Break
+        signal.signal(signal.SIGBREAK, request_stop)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ import threading
 from typing import Callable, Optional
 
 import strategy
-from models import Position, Quote, Signal
-from workers import Worker
+from models import OrderStatus, Position, Quote, Rule, Signal, TradingError
+from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
+
+SELL_ALL_EXITS = (Rule.STOP_LOSS, Rule.DYNAMIC_STOP, Rule.MACD_SELL)
 
 
 class PositionMonitor(Worker):
@@ -24,6 +26,7 @@ class PositionMonitor(Worker):
         self._settings = settings
         self._clock = clock
         self._seen_version = 0
+        self.processed_version = 0  # the quote version the last finished pass had seen (tests wait on it)
         self._extra_checks: list[Callable[[Position, Quote], None]] = []
 
     def add_check(self, check: Callable[[Position, Quote], None]) -> None:
@@ -33,9 +36,10 @@ class PositionMonitor(Worker):
     def wait(self, stop: threading.Event, limit: float) -> None:
         interval = self._settings.get("MONITOR_INTERVAL")
         timeout = min(limit, interval if self._clock.is_trading() or self._clock.is_replay else limit)
-        self._seen_version = self._hub.wait_for_update(self._seen_version, timeout)
+        self._seen_version = wait_for_version(self._hub.wait_for_update, self._seen_version, stop, timeout)
 
     def run_once(self) -> list[Signal]:
+        seen = self._hub.version
         params = strategy.RuleParams.from_settings(self._settings)
         added = []
         for position in self._positions.all():
@@ -49,6 +53,7 @@ class PositionMonitor(Worker):
                 added.append(signal)
             for check in self._extra_checks:
                 check(self._positions.get(position.stock_code) or position, quote)
+        self.processed_version = seen
         return added
 
     def check_position(self, position: Position, quote: Quote, params) -> Optional[Signal]:
@@ -60,7 +65,10 @@ class PositionMonitor(Worker):
         if not actions:
             return None
         action = actions[0]  # evaluate() returns them in precedence order
-        if self._executor.open_orders(updated.stock_code, action.rule.side):
+        working = self._executor.journal.open_entries(updated.stock_code, action.rule.side)
+        if working:
+            if action.rule in SELL_ALL_EXITS:
+                self._withdraw_for_exit(working, action.rule)
             return None  # an order for this side is working; the orders thread handles it
         signal = Signal(stock_code=updated.stock_code, rule=action.rule, volume=action.volume,
                         trigger_price=action.trigger_price, observed_price=quote.price, created_at=self._clock.now(),
@@ -71,3 +79,16 @@ class PositionMonitor(Worker):
             log.info("检测到信号 #%s：%s %s %d 股，触发价 %.3f，现价 %.3f", stored.id, stored.stock_code,
                      stored.rule.label, stored.volume, stored.trigger_price, stored.observed_price)
         return stored
+
+    def _withdraw_for_exit(self, working, exit_rule: Rule) -> None:
+        """A resting take-profit, grid or manual sell must not hold back a stop: cancel it; the exit is
+        queued on the next pass, once the cancel has released the shares."""
+        for entry in working:
+            if entry.origin_rule in SELL_ALL_EXITS or entry.status is OrderStatus.CANCEL_PENDING:
+                continue
+            log.warning("%s 触发%s，撤销未成交的%s卖单 %s", entry.stock_code, exit_rule.label, entry.origin_rule.label,
+                        entry.client_id)
+            try:
+                self._executor.cancel_order(entry.client_id)
+            except TradingError as exc:
+                log.warning("撤单 %s 未成功：%s", entry.client_id, exc.message)

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import market_rules
 import strategy
 from models import Order, Rule, Side, Signal, SignalStatus, TradingError
-from workers import Worker
+from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class StrategyRunner(Worker):
 
     # ---- loop
     def wait(self, stop: threading.Event, limit: float) -> None:
-        self._version = self._signals.wait(self._version, min(limit, self._settings.get("MONITOR_INTERVAL")))
+        self._version = wait_for_version(self._signals.wait, self._version, stop,
+                                         min(limit, self._settings.get("MONITOR_INTERVAL")))
 
     def run_once(self) -> None:
         self.queue_macd_signals()

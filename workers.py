@@ -29,6 +29,23 @@ class Worker:
         """Called once in the worker's thread when it stops normally (final flush)."""
 
 
+STOP_CHECK_SECONDS = 0.25  # how often a worker blocked on a condition looks at its stop event
+
+
+def wait_for_version(wait: Callable[[int, float], int], seen: int, stop: threading.Event, timeout: float) -> int:
+    """Block on `wait(seen, t)` (a condition-backed version wait) until the version changes, `timeout` real
+    seconds pass, or `stop` is set; returns the version. Lets condition waits honour a prompt shutdown."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        version = wait(seen, min(remaining, STOP_CHECK_SECONDS))
+        if version != seen:
+            return version
+    return seen
+
+
 class _Runner:
     """The thread of one worker: beat, wait, beat, work; exceptions end the thread (the watchdog restarts)."""
 

@@ -1,0 +1,201 @@
+"""Backtest of the trading rules on historical daily bars: the command line and `run_backtest()`, which load
+the parameters (config.py defaults, a JSON file, KEY=VALUE overrides), the bars, run the engine and write
+the results. Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR]."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
+
+import config
+from backtest_data import DataProblem, load_bars
+from backtest_engine import BacktestEngine, EngineResult
+from backtest_report import Summary, format_table, summarize, write_outputs
+from config_store import ConfigError
+from models import DataUnavailable, TradingError
+
+DEFAULT_OUT = "backtest_out"
+PROGRESS_DELAY_SECONDS = 2.0  # runs shorter than this show no progress bar
+
+
+@dataclass
+class BacktestRun:
+    result: EngineResult
+    summary: Summary
+    problems: list[DataProblem]
+    settings: dict[str, Any]
+    changed_settings: dict[str, Any]
+    output_files: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # load, run, write
+
+
+def build_settings(params_file: Optional[str | Path] = None, assignments: Iterable[str] = (),
+                   base: Optional[Mapping[str, Any]] = None) -> tuple[dict[str, Any], list[str]]:
+    """config.py defaults (or `base`), overridden by a JSON object file, then by KEY=VALUE assignments
+    (VALUE is JSON: -0.08, true, [1.0, 0.9]; anything else is text). Returns (values, warnings).
+    Raises ConfigError with a Chinese reason per key when a value or the combination is invalid."""
+    overrides: dict[str, Any] = {}
+    if params_file is not None:
+        overrides.update(_read_params_file(Path(params_file)))
+    for assignment in assignments:
+        key, value = _parse_assignment(assignment)
+        overrides[key] = value
+    values = dict(base if base is not None else config.DEFAULTS)
+    errors = {}
+    for key, value in overrides.items():
+        param = config.PARAMS_BY_KEY.get(key)
+        if param is None:
+            errors[key] = f"未知参数 {key}"
+            continue
+        try:
+            values[key] = config.coerce_value(param, value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    if errors:
+        raise ConfigError(errors)
+    result = config.validate(values)
+    if not result.ok:
+        raise ConfigError(result.errors)
+    return values, result.warnings
+
+
+def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
+                 codes: Optional[Sequence[str]] = None, start: Optional[date] = None, end: Optional[date] = None,
+                 out: Optional[str | Path] = None, plot: bool = True,
+                 progress: Optional[Callable[[int, int], None]] = None) -> BacktestRun:
+    """Load bars from `data` (CSV folder or TDX folder), run the rules, and write the output files into
+    `out` when given. `settings` is a full mapping of config values (default: config.py's)."""
+    values = dict(settings if settings is not None else config.DEFAULTS)
+    validation = config.validate(values)
+    if not validation.ok:
+        raise ConfigError(validation.errors)
+    if start is not None and end is not None and start > end:
+        raise TradingError("BACKTEST_BAD_PERIOD", f"开始日期 {start} 晚于结束日期 {end}")
+    began = time.perf_counter()
+    loaded = load_bars(data, codes)
+    if not loaded.stocks:
+        details = "；".join(problem.describe() for problem in loaded.problems[:5])
+        raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
+    loaded_at = time.perf_counter()
+    engine = BacktestEngine(loaded.stocks, values, start, end, progress=progress)
+    if not engine.days:
+        raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
+    result = engine.run()
+    ran_at = time.perf_counter()
+    summary = summarize(result, len(loaded.stocks), loaded.skipped_sources)
+    changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
+    run = BacktestRun(result, summary, loaded.problems, values, changed)
+    if out is not None:
+        extra = {"parameters_changed": changed,
+                 "data_problems": [problem.describe() for problem in loaded.problems]}
+        run.output_files = write_outputs(Path(out), result, summary, extra, plot=plot)
+    run.seconds = {"load": loaded_at - began, "run": ran_at - loaded_at, "write": time.perf_counter() - ran_at}
+    return run
+
+
+class ProgressBar:
+    """A one-line progress bar on a stream, shown only once a run has lasted `delay` seconds."""
+
+    def __init__(self, stream: TextIO, delay: float = PROGRESS_DELAY_SECONDS,
+                 timer: Callable[[], float] = time.monotonic, width: int = 30):
+        self._stream, self._delay, self._timer, self._width = stream, delay, timer, width
+        self._started = timer()
+        self._last_drawn = -1.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._timer()
+        if now - self._started < self._delay or (done < total and now - self._last_drawn < 0.2):
+            return
+        self._last_drawn = now
+        filled = int(self._width * done / max(total, 1))
+        self._stream.write(f"\r回测进度 [{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} 天")
+        if done >= total:
+            self._stream.write("\n")
+        self._stream.flush()
+        self.shown = True
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings, warnings = build_settings(args.params, args.set or ())
+    except ConfigError as exc:
+        for key, message in exc.errors.items():
+            print(f"参数错误 {key}：{message}", file=stderr)
+        return 2
+    for warning in warnings:
+        print(f"参数提醒：{warning}", file=stderr)
+    codes = [code for item in (args.codes or []) for code in item.split(",") if code.strip()] or None
+    began = time.perf_counter()
+    try:
+        run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
+                           progress=ProgressBar(stderr))
+    except (TradingError, ConfigError, ValueError) as exc:
+        print(f"回测失败：{exc}", file=stderr)
+        return 2
+    _print_problems(run.problems, stderr)
+    print(format_table(run.summary, time.perf_counter() - began), file=stdout)
+    print(f"结果已写入 {Path(args.out).resolve()}：" + "、".join(p.name for p in run.output_files), file=stdout)
+    return 0
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="用历史日线回测止损、止盈、补仓和 MACD 买入规则（DESIGN §7 的撮合语义）")
+    parser.add_argument("--data", required=True, help="日线目录：<代码>.csv（date,open,high,low,close,volume）或通达信目录（含 vipdoc）")
+    parser.add_argument("--codes", nargs="+", help="只回测这些股票（空格或逗号分隔），默认目录中全部")
+    parser.add_argument("--start", type=_date, help="开始日期 YYYY-MM-DD")
+    parser.add_argument("--end", type=_date, help="结束日期 YYYY-MM-DD")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"结果目录（默认 {DEFAULT_OUT}）")
+    parser.add_argument("--params", help="参数 JSON 文件：{\"STOP_LOSS_RATIO\": -0.08, ...}，覆盖 config.py 默认值")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="覆盖单个参数，可重复，如 --set ENABLE_MA_FILTER=false")
+    parser.add_argument("--no-plot", action="store_true", help="不生成 equity.png")
+    return parser
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"日期格式应为 YYYY-MM-DD：{text}") from None
+
+
+def _read_params_file(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError({"--params": f"无法读取参数文件 {path}：{exc}"}) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError({"--params": f"参数文件 {path} 不是有效的 JSON：{exc}"}) from None
+    if not isinstance(document, dict):
+        raise ConfigError({"--params": f"参数文件 {path} 必须是 JSON 对象 {{\"参数名\": 值}}"})
+    return document
+
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    key, separator, raw = text.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise ConfigError({text: f"--set 的格式应为 KEY=VALUE：{text}"})
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw.strip()
+
+
+def _print_problems(problems: list[DataProblem], stream: TextIO, limit: int = 20) -> None:
+    for problem in problems[:limit]:
+        print(f"数据问题：{problem.describe()}", file=stream)
+    if len(problems) > limit:
+        print(f"……另有 {len(problems) - limit} 条数据问题，见 summary.json", file=stream)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Backtest results for people: summary metrics (returns, drawdown, Sharpe, win rate), the output files
+(trades.csv, equity.csv, summary.json, equity.png) and the printed summary table."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Optional
+
+from backtest_engine import EngineResult
+from models import Side
+
+TRADING_DAYS_PER_YEAR = 252
+TRADE_COLUMNS = ("date", "stock_code", "side", "price", "volume", "amount", "fees", "rule")
+EQUITY_COLUMNS = ("date", "cash", "market_value", "total")
+_CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "SimHei", "Microsoft YaHei",
+              "PingFang SC")
+
+
+@dataclass(frozen=True)
+class Summary:
+    start: date
+    end: date
+    trading_days: int
+    initial_capital: float
+    final_equity: float
+    total_return: float
+    annualized_return: float
+    max_drawdown: float  # positive fraction of the running peak
+    sharpe: Optional[float]  # daily returns, risk-free 0, × √252; None when undefined (flat equity)
+    trade_count: int
+    buy_count: int
+    sell_count: int
+    closed_episodes: int
+    winning_episodes: int
+    win_rate: Optional[float]  # winning / closed episodes; None without a closed episode
+    fees_paid: float
+    open_positions: int
+    stocks: int
+    skipped_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["start"], values["end"] = self.start.isoformat(), self.end.isoformat()
+        return values
+
+
+def summarize(result: EngineResult, stocks: int, skipped_files: Optional[list[str]] = None) -> Summary:
+    """Metrics of one run. Daily returns are taken on the total equity at each close, the first against the
+    initial capital; the annualised return compounds over 252 trading days a year."""
+    if not result.equity:
+        raise ValueError("回测区间内没有交易日，无法计算结果")
+    initial = result.initial_capital
+    totals = [point.total for point in result.equity]
+    final = totals[-1]
+    returns = [now / before - 1 for before, now in zip([initial] + totals[:-1], totals)]
+    growth = final / initial
+    annualized = growth ** (TRADING_DAYS_PER_YEAR / len(totals)) - 1 if growth > 0 else -1.0
+    episodes = result.closed_episodes
+    winners = sum(1 for episode in episodes if episode.profit > 0)
+    buys = sum(1 for trade in result.trades if trade.side is Side.BUY)
+    return Summary(
+        start=result.equity[0].day, end=result.equity[-1].day, trading_days=len(totals),
+        initial_capital=round(initial, 2), final_equity=round(final, 2),
+        total_return=round(growth - 1, 6), annualized_return=round(annualized, 6),
+        max_drawdown=round(_max_drawdown(initial, totals), 6), sharpe=_sharpe(returns),
+        trade_count=len(result.trades), buy_count=buys, sell_count=len(result.trades) - buys,
+        closed_episodes=len(episodes), winning_episodes=winners,
+        win_rate=round(winners / len(episodes), 6) if episodes else None,
+        fees_paid=round(result.fees_paid, 2), open_positions=len(result.open_positions), stocks=stocks,
+        skipped_files=list(skipped_files or []))
+
+
+def write_outputs(out_dir: Path, result: EngineResult, summary: Summary, extra: Optional[dict[str, Any]] = None,
+                  plot: bool = True) -> list[Path]:
+    """Write trades.csv, equity.csv, summary.json (summary + `extra`) and, with `plot`, equity.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "trades.csv", out_dir / "equity.csv", out_dir / "summary.json"]
+    with open(written[0], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TRADE_COLUMNS)
+        for trade in result.trades:
+            writer.writerow((trade.day.isoformat(), trade.stock_code, trade.side.value, _money(trade.price),
+                             trade.volume, _money(trade.amount), _money(trade.fees), trade.rule.value))
+    with open(written[1], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EQUITY_COLUMNS)
+        for point in result.equity:
+            writer.writerow((point.day.isoformat(), _money(point.cash), _money(point.market_value),
+                             _money(point.total)))
+    document = {**summary.to_dict(), **(extra or {})}
+    written[2].write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+    if plot:
+        written.append(plot_equity(out_dir / "equity.png", result, summary))
+    return written
+
+
+def plot_equity(path: Path, result: EngineResult, summary: Summary) -> Path:
+    """Equity curve and drawdown as a PNG (matplotlib's Agg canvas; no GUI, no pyplot state)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    font = _cjk_font()
+    labels = _chart_labels(font is not None)
+    days = [point.day for point in result.equity]
+    totals = [point.total for point in result.equity]
+    drawdowns, peak = [], result.initial_capital
+    for total in totals:
+        peak = max(peak, total)
+        drawdowns.append(-(1 - total / peak) * 100)
+    rc = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
+          "axes.unicode_minus": False}
+    with matplotlib.rc_context(rc):
+        figure = Figure(figsize=(11, 6), dpi=100)
+        FigureCanvasAgg(figure)
+        top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        top.plot(days, totals, color="#c0392b", linewidth=1.2)
+        top.axhline(result.initial_capital, color="#7f8c8d", linewidth=0.8, linestyle="--")
+        top.set_ylabel(labels["equity"])
+        top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        top.set_title(labels["title"].format(
+            start=summary.start, end=summary.end, ret=summary.total_return * 100,
+            dd=summary.max_drawdown * 100))
+        top.grid(alpha=0.3)
+        bottom.fill_between(days, drawdowns, 0, color="#2980b9", alpha=0.4)
+        bottom.set_ylabel(labels["drawdown"])
+        bottom.grid(alpha=0.3)
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        figure.savefig(path)
+    return Path(path)
+
+
+def format_table(summary: Summary, elapsed: Optional[float] = None) -> str:
+    """The summary as an aligned two-column table with Chinese labels."""
+    rows = [
+        ("回测区间", f"{summary.start} ~ {summary.end}（{summary.trading_days} 个交易日）"),
+        ("股票数", f"{summary.stocks}" + (f"（跳过 {len(summary.skipped_files)} 个文件）" if summary.skipped_files else "")),
+        ("初始资金", f"{summary.initial_capital:,.2f}"),
+        ("期末权益", f"{summary.final_equity:,.2f}"),
+        ("总收益率", _percent(summary.total_return)),
+        ("年化收益率", _percent(summary.annualized_return)),
+        ("最大回撤", _percent(summary.max_drawdown)),
+        ("夏普比率", "—" if summary.sharpe is None else f"{summary.sharpe:.2f}"),
+        ("交易笔数", f"{summary.trade_count}（买 {summary.buy_count} / 卖 {summary.sell_count}）"),
+        ("已结束持仓周期", f"{summary.closed_episodes}（盈利 {summary.winning_episodes}）"),
+        ("胜率", "—" if summary.win_rate is None else _percent(summary.win_rate)),
+        ("手续费合计", f"{summary.fees_paid:,.2f}"),
+        ("期末持仓", f"{summary.open_positions} 只"),
+    ]
+    if elapsed is not None:
+        rows.append(("耗时", f"{elapsed:.2f} 秒"))
+    width = max(_display_width(label) for label, _ in rows)
+    lines = ["回测结果", "-" * (width + 40)]
+    lines += [f"{label}{' ' * (width - _display_width(label))}  {value}" for label, value in rows]
+    return "\n".join(lines)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+def _max_drawdown(initial: float, totals: list[float]) -> float:
+    peak, worst = initial, 0.0
+    for total in totals:
+        peak = max(peak, total)
+        worst = max(worst, 1 - total / peak)
+    return worst
+
+
+def _sharpe(returns: list[float]) -> Optional[float]:
+    if len(returns) < 2:
+        return None
+    mean = sum(returns) / len(returns)
+    variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    if variance <= 1e-24:
+        return None
+    return round(mean / math.sqrt(variance) * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
+
+
+def _money(value: float) -> str:
+    return f"{value:.2f}" if abs(value - round(value, 2)) < 1e-9 else f"{value:.3f}"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def _cjk_font() -> Optional[str]:
+    from matplotlib import font_manager
+
+    available = {entry.name for entry in font_manager.fontManager.ttflist}
+    return next((name for name in _CJK_FONTS if name in available), None)
+
+
+def _chart_labels(chinese: bool) -> dict[str, str]:
+    if chinese:
+        return {"title": "回测权益曲线 {start} ~ {end}  总收益 {ret:.2f}%  最大回撤 {dd:.2f}%",
+                "equity": "总资产（元）", "drawdown": "回撤（%）"}
+    # Without a CJK font Chinese would render as empty boxes.
+    return {"title": "Equity {start} ~ {end}  return {ret:.2f}%  max drawdown {dd:.2f}%",
+            "equity": "Total assets (CNY)", "drawdown": "Drawdown (%)"}

@@ -1,0 +1,158 @@
+"""Builds the daemon: every component with its collaborators passed in, the named workers under the
+watchdog, and the order in which they are closed. `main.py` parses the command line and calls `build_daemon`."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+import strategy
+from config_store import ConfigStore
+from models import TradingError
+from daemon_workers import DataWorker, Housekeeper, IntervalWorker
+from position_monitor import PositionMonitor
+from signal_store import SignalStore
+from storage import Database
+from strategy_runner import StrategyRunner
+from workers import Watchdog
+
+log = logging.getLogger("main")
+
+SHUTDOWN_SECONDS = 8.0  # the whole shutdown must finish within 10 s
+
+
+@dataclass
+class Daemon:
+    """Everything that was built, and the order to stop it in."""
+
+    settings: ConfigStore
+    watchdog: Watchdog
+    components: dict = field(default_factory=dict)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def run(self) -> int:
+        self.watchdog.start()
+        interval = self.settings.get("THREAD_CHECK_INTERVAL")
+        while not self.stop_event.wait(interval):
+            self.watchdog.run_once()
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        log.info("正在退出：停止执行信号，等待在途委托记账，最后一次同步持仓……")
+        stopped = self.watchdog.stop(SHUTDOWN_SECONDS)
+        for close in self.closers:
+            try:
+                close()
+            except Exception:  # keep closing the rest; the error is logged for the operator
+                log.exception("关闭组件时出错")
+        log.info("已安全退出" if stopped else "部分线程未能按时停止，已强制退出")
+        return 0
+
+
+def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter) -> Daemon:
+    from data_manager import build_data_manager
+    from grid_trading import GridManager
+    from position_manager import PositionManager
+    from stock_pool import StockPool
+    from trading_executor import TradingExecutor
+    from web_server import WebContext, WebServer, load_or_create_token
+
+    simulation = settings.get("ENABLE_SIMULATION_MODE")
+    mode = "simulation" if simulation else "live"
+    trading_db = Database(data_dir / ("sim_trading.db" if simulation else "trading.db"))
+    data, clock = build_data_manager(settings, data_dir)
+    if not simulation and clock.is_replay:
+        data.close()
+        raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
+                                                   f"「{data.source_label}」，拒绝启动")
+    hub = data.hub
+    broker = _build_broker(settings, data_dir, trading_db, clock, hub, simulation)
+    if not simulation:
+        secret_filter.add(broker.account.account_id)  # the full account id never reaches a log line
+    positions = PositionManager(trading_db, settings, clock, mode)
+    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock)
+    broker.set_listener(executor)
+    executor.recover()
+    signals = SignalStore(trading_db, clock)
+    pool = StockPool(Path("stock_pool.json"))
+    indicators = data.indicators
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes)
+    runner.recover()
+    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock)
+    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor)
+    grid.attach(monitor, runner)
+    grid.recover()
+
+    token = load_or_create_token(data_dir, settings)
+    secret_filter.add(token)
+    watchdog = Watchdog(settings)
+    web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
+                         indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
+                         stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
+                         trigger_prices=lambda p: strategy.trigger_prices(p, strategy.RuleParams.from_settings(settings)))
+    web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
+
+    def watchlist() -> list[str]:
+        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()))
+
+    data.set_watchlist(watchlist())
+    roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
+    if hasattr(broker, "roll_day"):
+        roll_day.insert(0, broker.roll_day)
+
+    for worker in (
+        DataWorker(data, watchlist),
+        monitor,
+        runner,
+        IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
+        IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
+                       only_in_session=not clock.is_replay),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+    ):
+        watchdog.add(worker)
+    if not simulation:  # the broker's volume, available and cost are authoritative in live mode
+        watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
+                                    settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
+    web.start()
+    _log_startup(settings, mode, data, web, data_dir)
+    daemon = Daemon(settings, watchdog, components=dict(
+        positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web))
+    daemon.closers += [web.stop, positions.sync, broker.close, data.close, trading_db.close]
+    return daemon
+
+
+def _day_report(executor, day: date) -> str:
+    records = executor.trade_records(start=day, end=day)
+    buys = sum(1 for r in records if r["side"] == "buy")
+    fees = sum(r["fees"] for r in records)
+    asset = executor.account()
+    return (f"当日成交 {len(records)} 笔（买 {buys}，卖 {len(records) - buys}），费用 {fees:.2f} 元；"
+            f"总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元")
+
+
+def _build_broker(settings, data_dir: Path, trading_db: Database, clock, hub, simulation: bool):
+    if simulation:
+        from sim_trader import SimTrader
+
+        broker = SimTrader(trading_db, settings, clock, hub.latest)
+        hub.subscribe(broker.on_quote)
+        return broker
+    from easy_qmt_trader import connect_live_broker
+
+    return connect_live_broker(settings, data_dir, trading_db)
+
+
+def _log_startup(settings: ConfigStore, mode: str, data, web, data_dir: Path) -> None:
+    lines = [
+        f"运行模式：{'模拟交易' if mode == 'simulation' else '实盘交易'}",
+        f"行情来源：{data.source_label}",
+        f"网页地址：{web.url}",
+        f"API 令牌文件：{(data_dir / 'api_token').resolve()}（令牌内容不会写入日志）",
+        f"自动交易：{'开启' if settings.get('ENABLE_AUTO_TRADING') else '关闭（信号只排队，需人工执行）'}",
+    ]
+    for line in lines + settings.startup_report() + settings.warnings:
+        log.info(line)

@@ -1,0 +1,269 @@
+"""Market data behind one interface: DataManager runs the chosen source (xtquant, mootdx, replay or the
+synthetic 「演示行情」), publishes its quotes through the QuoteHub and keeps daily bars and indicators in
+market.db; `build_data_manager` picks the source per DATA_SOURCE."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+
+import market_rules
+from bar_store import BarStore
+from indicator_calculator import IndicatorCalculator
+from market_clock import Clock, RealClock, ReplayClock
+from models import DataUnavailable, Quote
+from quote_hub import QuoteHub
+from replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
+from replay_source import ReplayProgress, ReplaySource, replay_days, resume_index
+from source_base import MarketSource, SourceStep
+from storage import Database
+from synthetic_market import SyntheticMarket
+
+log = logging.getLogger(__name__)
+
+MARKET_DB_NAME = "market.db"
+RECENT_ERRORS = 20  # data problems kept for status()
+MAX_REMEMBERED_MESSAGES = 1000  # bound on the log de-duplication memory
+
+__all__ = ["DataManager", "QuoteHub", "build_data_manager"]
+
+
+class DataManager:
+    """The data thread's unit of work (`run_once`) and the read side every other module uses."""
+
+    def __init__(self, settings, clock: Clock, hub: QuoteHub, bar_store: BarStore, source: MarketSource,
+                 indicators: Optional[IndicatorCalculator] = None):
+        self._settings = settings
+        self._clock = clock
+        self.hub = hub
+        self.bar_store = bar_store
+        self._bars = bar_store
+        self._source = source
+        self.indicators = indicators
+        self._lock = threading.Lock()
+        self._watch: list[str] = []
+        self._started = False
+        self._last_error = ""
+        self._last_error_time: Optional[datetime] = None
+        self._recent_errors: deque[str] = deque(maxlen=RECENT_ERRORS)
+        self._reported_missing: frozenset[str] = frozenset()
+        self._reported_invalid: set[str] = set()
+        self._logged_at: dict[str, datetime] = {}
+        self.source_name = source.name
+        self.source_label = source.label
+
+    # ---- lifecycle
+    def start(self) -> None:
+        """Connect the source (raises DataUnavailable; `run_once` retries sources that can reconnect)."""
+        self._started = True
+        try:
+            self._source.start(self._publish)
+        except DataUnavailable as exc:
+            self._record_error(exc.message)
+            raise
+
+    def close(self) -> None:
+        self._source.close()
+
+    # ---- watchlist and reads
+    def set_watchlist(self, codes: Iterable[str]) -> None:
+        """Codes to quote (positions + stock pool). Invalid codes are reported and skipped."""
+        valid = []
+        for code in codes:
+            try:
+                valid.append(market_rules.normalize_code(code))
+            except ValueError as exc:
+                if code not in self._reported_invalid:  # the data thread re-sends the list every second
+                    self._reported_invalid.add(code)
+                    self._record_error(str(exc))
+        watch = list(dict.fromkeys(valid))
+        with self._lock:
+            if watch == self._watch:
+                return
+            self._watch = watch
+        self._source.set_watchlist(watch)
+
+    def watchlist(self) -> list[str]:
+        with self._lock:
+            return list(self._watch)
+
+    def get_latest_data(self, code: str) -> Quote | None:
+        """The current validated quote, or None (missing, stale, or the code is not valid)."""
+        try:
+            return self.hub.latest(market_rules.normalize_code(code))
+        except ValueError:
+            return None
+
+    def get_history(self, code: str, start: date | None = None, end: date | None = None,
+                    with_indicators: bool = False) -> pd.DataFrame:
+        """Daily bars (date, open, high, low, close, volume), ascending; with MACD/MA columns if asked."""
+        code = market_rules.normalize_code(code)
+        bars = self._bars.get_history(code, start, end)
+        if not with_indicators or self.indicators is None:
+            return bars
+        values = self.indicators.rows(code, start, end)
+        return bars.merge(values, on="date", how="left")
+
+    def stock_name(self, code: str) -> str:
+        return self._source.stock_name(code)
+
+    # ---- the data thread
+    def run_once(self) -> float:
+        """One step of the source: store replaced/finished bars first (so indicators are current when the
+        quotes arrive), then publish quotes. Returns real seconds to wait before the next call."""
+        if not self._started:
+            try:
+                self.start()
+            except DataUnavailable:
+                return float(self._settings.get("MONITOR_INTERVAL"))
+        try:
+            step = self._source.run_once()
+        except DataUnavailable as exc:
+            self._record_error(exc.message)
+            return float(self._settings.get("MONITOR_INTERVAL"))
+        self._apply(step)
+        return step.wait
+
+    def status(self) -> dict:
+        latest = [q for q in (self.hub.last_seen(c) for c in self.watchlist()) if q is not None]
+        last_quote_time = max((q.time for q in latest), default=None)
+        error, error_time = self._last_error, self._last_error_time
+        if self.hub.last_error_time and (error_time is None or self.hub.last_error_time > error_time):
+            error, error_time = self.hub.last_error, self.hub.last_error_time
+        replay_day = getattr(self._source, "current_day", None)
+        return {
+            "source": self.source_name,
+            "label": self.source_label,
+            "connected": bool(self._source.connected),
+            "last_error": error,
+            "last_error_time": error_time.isoformat(timespec="seconds") if error_time else None,
+            "recent_errors": list(self._recent_errors),
+            "last_quote_time": last_quote_time.isoformat(timespec="seconds") if last_quote_time else None,
+            "rejected_quotes": self.hub.rejected,
+            "watchlist": len(self.watchlist()),
+            "replay_day": replay_day.isoformat() if isinstance(replay_day, date) else None,
+        }
+
+    # ---- internals
+    def _apply(self, step: SourceStep) -> None:
+        stamp = self._clock.now().isoformat(timespec="seconds")
+        for code, bars in step.history.items():
+            self._bars.replace(code, bars, self.source_name, stamp)
+        if step.bars:
+            self._bars.upsert(step.bars, self.source_name, stamp)
+        for quote in step.quotes:
+            self._publish(quote)
+        for message in step.errors:
+            self._record_error(message)
+        self._check_missing_quotes()
+
+    def _publish(self, quote: Quote) -> bool:
+        rejected_before = self.hub.rejected
+        accepted = self.hub.publish(quote)
+        if not accepted and self.hub.rejected != rejected_before:  # refused (the hub has logged why)
+            with self._lock:
+                self._recent_errors.append(f"{self._clock.now():%Y-%m-%d %H:%M:%S} {self.hub.last_error}")
+        return accepted
+
+    def _check_missing_quotes(self) -> None:
+        """During trading, report (once per change) watched codes without a fresh quote."""
+        if not self._clock.is_trading():
+            return
+        missing = frozenset(c for c in self.watchlist() if self.hub.latest(c) is None)
+        if missing and missing != self._reported_missing:
+            self._record_error(f"以下股票没有有效行情（停牌、过期或数据源无数据）：{'、'.join(sorted(missing))}")
+        self._reported_missing = missing
+
+    def _record_error(self, message: str) -> None:
+        """Remember the problem for status(); log it, but the same message at most once per UPDATE_INTERVAL
+        (a source that is down says so at every poll)."""
+        now = self._clock.now()
+        with self._lock:
+            self._last_error, self._last_error_time = message, now
+            logged = self._logged_at.get(message)
+            repeat = logged is not None and (now - logged).total_seconds() < float(self._settings.get("UPDATE_INTERVAL"))
+            if not repeat:
+                if len(self._logged_at) > MAX_REMEMBERED_MESSAGES:
+                    self._logged_at.clear()
+                self._logged_at[message] = now
+                self._recent_errors.append(f"{now:%Y-%m-%d %H:%M:%S} {message}")
+        if not repeat:
+            log.warning("行情数据问题：%s", message)
+
+
+# ---- composition ------------------------------------------------------------------------------------------
+
+def build_data_manager(settings, data_dir: Path, calendar=None) -> tuple[DataManager, Clock]:
+    """Choose the source per DATA_SOURCE: 'auto' = xtquant if it imports and connects, else mootdx if
+    MOOTDX_SERVER is set, else replay of REPLAY_DATA_DIR, else the synthetic market. Replay sources come with
+    the ReplayClock they drive; live sources with a RealClock. No network unless xtquant/MOOTDX_SERVER."""
+    db = Database(Path(data_dir) / MARKET_DB_NAME)
+    bar_store = BarStore(db)
+    indicators = IndicatorCalculator(bar_store)
+    bar_store.subscribe(indicators.update)
+    choice = settings.get("DATA_SOURCE")
+    calendar = calendar or market_rules.DEFAULT_CALENDAR
+
+    if choice in ("auto", "xtquant"):
+        from xtquant_source import XtQuantSource
+
+        clock = RealClock(calendar)
+        manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
+                              XtQuantSource(settings, clock, bar_store), indicators)
+        if _started(manager, keep_on_failure=choice == "xtquant"):
+            return manager, clock
+    if choice == "mootdx" or (choice == "auto" and settings.get("MOOTDX_SERVER")):
+        from mootdx_source import MootdxSource
+
+        clock = RealClock(calendar)
+        manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
+                              MootdxSource(settings, clock, bar_store, Path(data_dir)), indicators)
+        if _started(manager, keep_on_failure=choice == "mootdx"):
+            return manager, clock
+    return _replay_manager(settings, bar_store, indicators, calendar)
+
+
+def _started(manager: DataManager, keep_on_failure: bool) -> bool:
+    """Start the manager's source. An explicitly chosen source is kept even when it is down (it reports the
+    problem and retries); under 'auto' a failed source gives way to the next one."""
+    try:
+        manager.start()
+        log.info("行情来源：%s", manager.source_label)
+        return True
+    except DataUnavailable as exc:
+        if keep_on_failure:
+            log.error("指定的行情来源 %s 暂不可用，将持续重试：%s", manager.source_label, exc.message)
+            return True
+        log.info("行情来源 %s 不可用（%s），尝试下一个", manager.source_label, exc.message)
+        return False
+
+
+def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator,
+                    calendar) -> tuple[DataManager, Clock]:
+    folder = str(settings.get("REPLAY_DATA_DIR") or "")
+    if folder:
+        path = Path(folder)
+        if not path.is_dir():
+            raise DataUnavailable("REPLAY_DIR_MISSING", f"回放数据目录不存在：{path}")
+        feed = TdxBarFolder(path) if is_tdx_tree(path) else CsvBarFolder(path)
+    else:
+        feed = SyntheticMarket(int(settings.get("SYNTHETIC_SEED")), calendar)
+    days, start_index = replay_days(feed, str(settings.get("REPLAY_START_DATE") or ""))
+    if not days:
+        raise DataUnavailable("REPLAY_EMPTY", f"回放数据目录中没有可用的日线：{folder}")
+    progress = ReplayProgress(bar_store.db, f"{feed.label}|{settings.get('REPLAY_START_DATE')}")
+    start_index = resume_index(days, start_index, progress.last_started())
+    if start_index >= len(days):
+        raise DataUnavailable("REPLAY_FINISHED", f"回放数据已全部播放完毕（{feed.label}），"
+                                                 f"如需重新开始请删除数据目录或更换 REPLAY_START_DATE")
+    clock = ReplayClock(ReplaySource.start_moment(days, start_index), calendar)
+    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record)
+    manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store, source, indicators)
+    manager.start()
+    log.info("行情来源：%s，从 %s 开始回放", source.label, days[start_index])
+    return manager, clock

@@ -1,0 +1,607 @@
+"""The live broker: the real account through miniQMT (`xtquant.xttrader`) behind the same `models.Broker`
+interface as the simulated one. QMT callbacks only enqueue; one worker thread turns them into `Order`/`Fill`
+events for the listener and reconnects (new session, reconcile, never re-sending) when the link drops."""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from market_clock import MARKET_TZ, Clock, RealClock
+from models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
+                    OrderRequest, OrderStatus)
+from qmt_account import AccountConfig, load_account_config, resolve_qmt_path
+from qmt_order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal
+from qmt_session import QmtEvent, QmtSession, XtApi, load_xt_api, open_session, random_session_ids
+from storage import Database
+
+log = logging.getLogger("easy_qmt_trader")
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class BrokerTimings:
+    """How long to wait for miniQMT, and the reconnect back-off (seconds)."""
+
+    query_timeout: float = 10.0
+    connect_timeout: float = 20.0
+    reconnect_first_delay: float = 1.0
+    reconnect_max_delay: float = 60.0
+    reconnect_factor: float = 2.0
+    close_timeout: float = 5.0
+
+
+def connect_live_broker(settings, data_dir: Path, db: Optional[Database] = None, clock: Optional[Clock] = None, *,
+                        account_config_path: Optional[Path] = None, qmt_candidates: Optional[Iterable[Path]] = None,
+                        timings: BrokerTimings = BrokerTimings()) -> "EasyQmtTrader":
+    """Build and connect the live broker for `main.py`. Fails fast with BrokerUnavailable (a Chinese message
+    saying what is missing and what to do) when xtquant's native part, the account config or miniQMT is
+    not there; no traceback is needed to understand it."""
+    xt = load_xt_api()
+    account = load_account_config(account_config_path or PROJECT_DIR / "account_config.json")
+    qmt_path = resolve_qmt_path(account.qmt_path, qmt_candidates)
+    owns_db = db is None
+    db = db or Database(Path(data_dir) / "trading.db")
+    trader = EasyQmtTrader(db, settings, clock or RealClock(), account, qmt_path, timings=timings, xt=xt)
+    trader.owns_db = owns_db
+    try:
+        trader.connect()
+    except BaseException:
+        trader.close()
+        raise
+    return trader
+
+
+class EasyQmtTrader:
+    """models.Broker over miniQMT. Threads: xttrader's push thread (our callback only enqueues), the
+    `qmt-events` worker (delivers events, reconnects), and callers of the Broker methods."""
+
+    mode = "live"
+
+    def __init__(self, db: Database, settings, clock: Clock, account: AccountConfig, qmt_path: Path | str, *,
+                 timings: BrokerTimings = BrokerTimings(), xt: Optional[XtApi] = None,
+                 session_ids: Optional[Callable[[], int]] = None):
+        self.account = account
+        self.qmt_path = str(qmt_path)
+        self.owns_db = False
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+        self._timings = timings
+        self._xt = xt
+        self._session_ids = session_ids or random_session_ids()
+        self._journal = QmtOrderJournal(db)
+        self._lock = threading.RLock()  # journal/mapping state and sending; never held while calling the listener
+        self._session: Optional[QmtSession] = None
+        self._events: queue.Queue[QmtEvent] = queue.Queue()
+        self._stop = threading.Event()
+        self._worker: Optional[threading.Thread] = None
+        self._listener: Optional[BrokerListener] = None
+        self._undelivered: list[_Delivery] = []
+        self._state = _EventState()
+        self._reconnect_needed = False
+        self._closed = False
+        self.reconnects = 0
+        self.last_error = ""
+
+    # ---- models.Broker ------------------------------------------------------------------------------------
+    def set_listener(self, listener: BrokerListener) -> None:
+        self._listener = listener
+        self._events.put(QmtEvent("flush", 0, None))  # hand over what arrived before there was a listener
+
+    def connect(self) -> None:
+        """Start a session (connect + subscribe) and the event worker. Raises BrokerUnavailable."""
+        if self.is_connected():
+            return
+        if self._xt is None:
+            self._xt = load_xt_api()
+        session = self._open_session()
+        with self._lock:
+            self._session = session
+        self._start_worker()
+        log.info("已连接 miniQMT：账号 %s，会话 %s，路径 %s", self.account.masked_id, session.session_id, self.qmt_path)
+
+    def is_connected(self) -> bool:
+        session = self._session
+        return session is not None and session.connected
+
+    def place_order(self, request: OrderRequest) -> None:
+        """Journal the client id, then send asynchronously with it as order_remark. Raises OrderRejected for
+        an invalid or already-used request, BrokerUnavailable when miniQMT is not connected."""
+        _check_request(request)
+        xt = self._require_xt()
+        with self._lock:
+            session = self._require_session()
+            if self._journal.get(request.client_id) is not None:
+                raise OrderRejected("DUPLICATE_CLIENT_ID",
+                                    f"委托 {request.client_id} 已经发送过，不会重复发送（请先核对该委托的状态）")
+            try:
+                self._journal.add(request, session.session_id, self._clock.now())
+            except sqlite3.IntegrityError as exc:
+                raise OrderRejected("DUPLICATE_CLIENT_ID", f"委托 {request.client_id} 已经发送过，不会重复发送") from exc
+            try:
+                seq = session.trader.order_stock_async(
+                    session.account, request.stock_code, xt.order_type(request.side), int(request.volume),
+                    xt.price_type(self.account.price_type, request.stock_code), float(request.price),
+                    request.rule.value, request.client_id)
+            except Exception as exc:
+                # Unknown whether it left: the row stays (UNKNOWN) for matching by remark, and the error is not
+                # a TradingError, so the executor keeps its journal entry open as unknown too (not rejected).
+                self._journal.set_state(request.client_id, OrderStatus.UNKNOWN, 0, f"发送异常：{exc}", self._clock.now())
+                log.error("向 miniQMT 发送委托 %s 时出错，是否送达未知，将按备注核对：%s", request.client_id, exc)
+                raise
+            if not isinstance(seq, int) or seq <= 0:
+                self._journal.set_state(request.client_id, OrderStatus.REJECTED, 0, "miniQMT 拒绝接收委托", self._clock.now())
+                raise OrderRejected("QMT_SEND_REFUSED", f"miniQMT 拒绝接收委托（返回 {seq}）")
+            self._journal.set_seq(request.client_id, seq)
+            self._state.awaiting_response[(session.session_id, seq)] = request.client_id
+        log.info("已发送委托 %s：%s %s %d 股 @ %.3f（会话 %s，序号 %s）", request.client_id, request.side.label,
+                 request.stock_code, request.volume, request.price, session.session_id, seq)
+
+    def cancel_order(self, order_id: str) -> None:
+        """Cancel by QMT order id or by our client id. If QMT has not yet told us the order id, the cancel
+        is sent the moment it does."""
+        with self._lock:
+            session = self._require_session()
+            row = self._journal.get(order_id) or self._journal.by_order_id(order_id)
+            broker_id = row.order_id if row is not None else order_id
+            if row is not None and not row.order_id:
+                self._journal.set_cancel_state(row.client_id, CANCEL_WAITING_FOR_ID)
+                log.info("委托 %s 尚未获得券商编号，撤单将在编号返回后发出", row.client_id)
+                return
+            if not broker_id.isdigit():
+                raise OrderRejected("ORDER_NOT_FOUND", f"找不到委托 {order_id}，无法撤单")
+            session.trader.cancel_order_stock_async(session.account, int(broker_id))
+            if row is not None:
+                self._journal.set_cancel_state(row.client_id, CANCEL_SENT)
+        log.info("已发送撤单请求：委托 %s", order_id)
+
+    def query_asset(self) -> Asset:
+        xt_asset = self._query("query_stock_asset_async", "资金")
+        if xt_asset is None:
+            raise BrokerUnavailable("QMT_QUERY_FAILED", "miniQMT 没有返回资金信息")
+        return Asset(cash=float(xt_asset.cash), frozen_cash=float(xt_asset.frozen_cash),
+                     market_value=float(xt_asset.market_value), total_asset=float(xt_asset.total_asset))
+
+    def query_positions(self) -> list[BrokerPosition]:
+        """Broker-authoritative volume, available (can_use_volume) and cost (open_price, not the diluted
+        avg_price). Rows sold down to zero today are left out."""
+        rows = self._query_list("query_stock_positions_async", "持仓")
+        return [BrokerPosition(stock_code=p.stock_code, volume=int(p.volume), available=int(p.can_use_volume),
+                               cost_price=float(p.open_price), market_value=float(p.market_value),
+                               stock_name=str(getattr(p, "instrument_name", "") or ""))
+                for p in rows if int(p.volume) > 0]
+
+    def query_orders(self) -> list[Order]:
+        """Today's orders, client ids from order_remark (else our map): what recover() matches its journal by."""
+        rows = self._query_list("query_stock_orders_async", "委托")
+        with self._lock:
+            orders = [self._order_from_xt(o, self._client_id_for(o.order_remark, str(o.order_id))) for o in rows]
+        return [o for o in orders if o is not None]
+
+    def query_trades(self) -> list[Fill]:
+        rows = self._query_list("query_stock_trades_async", "成交")
+        with self._lock:
+            fills = [self._fill_from_xt(t, self._client_id_for(t.order_remark, str(t.order_id))) for t in rows]
+        return [f for f in fills if f is not None]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._events.put(QmtEvent("stop", 0, None))
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(self._timings.close_timeout)
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.shutdown()
+        if self.owns_db:
+            self._db.close()
+        log.info("已断开 miniQMT")
+
+    # ---- status for the web page ----------------------------------------------------------------------------
+    def connection_status(self) -> dict:
+        session = self._session
+        return {"connected": self.is_connected(), "account": self.account.masked_id, "qmt_path": self.qmt_path,
+                "session_id": session.session_id if session else None, "reconnects": self.reconnects,
+                "last_error": self.last_error}
+
+    # ---- the worker ---------------------------------------------------------------------------------------
+    def run_once(self, timeout: float) -> bool:
+        """One step of the `qmt-events` thread: handle one queued callback (or reconnect when the link is
+        down). Returns False when there was nothing to do within `timeout`."""
+        if self._reconnect_needed:
+            self._reconnect()
+            return True
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if event.kind == "stop":
+            return True
+        with self._lock:
+            deliveries = self._handle(event)
+        self._deliver(deliveries)
+        return True
+
+    def _start_worker(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, name="qmt-events", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once(timeout=1.0)
+            except Exception:  # the event thread must survive one bad event; the operator sees it in the log
+                log.exception("处理 miniQMT 回报时出错")
+
+    def _handle(self, event: "QmtEvent") -> list["_Delivery"]:
+        handler = {
+            "order": self._on_order, "trade": self._on_trade, "order_response": self._on_order_response,
+            "order_error": self._on_order_error, "cancel_response": self._on_cancel_response,
+            "cancel_error": self._on_cancel_error, "disconnected": self._on_disconnected,
+            "account_status": self._on_account_status, "flush": self._on_flush,
+        }[event.kind]
+        return handler(event)
+
+    def _deliver(self, deliveries: list["_Delivery"]) -> None:
+        listener = self._listener
+        if listener is None:
+            self._undelivered.extend(deliveries)
+            return
+        pending, self._undelivered = self._undelivered + deliveries, []
+        for delivery in pending:
+            try:
+                if delivery.fill is not None:
+                    listener.on_fill(delivery.fill)
+                else:
+                    listener.on_order_update(delivery.order)
+            except Exception:  # a listener bug must not stop later events
+                log.exception("委托/成交回报处理出错：%s", delivery)
+
+    # ---- event handlers (worker thread, under self._lock) -----------------------------------------------------
+    def _on_flush(self, event: "QmtEvent") -> list["_Delivery"]:
+        return []
+
+    def _on_order(self, event: "QmtEvent") -> list["_Delivery"]:
+        xt_order = event.payload
+        order_id = str(xt_order.order_id)
+        client_id = self._resolve_or_park(event, xt_order.order_remark, order_id)
+        if client_id is None:
+            return []
+        order = self._order_from_xt(xt_order, client_id)
+        if order is None:
+            return []
+        deliveries = self._learn_order_id(client_id, order_id)
+        return deliveries + self._order_changed(order)
+
+    def _on_trade(self, event: "QmtEvent") -> list["_Delivery"]:
+        xt_trade = event.payload
+        client_id = self._resolve_or_park(event, xt_trade.order_remark, str(xt_trade.order_id))
+        if client_id is None:
+            return []
+        fill = self._fill_from_xt(xt_trade, client_id)
+        if fill is None or fill.fill_id in self._state.delivered_fills:
+            return []
+        self._state.delivered_fills.add(fill.fill_id)
+        log.info("成交回报：%s %s %s %d 股 @ %.3f（委托 %s）", fill.client_id or "外部委托", fill.side.label,
+                 fill.stock_code, fill.volume, fill.price, fill.order_id)
+        return self._learn_order_id(client_id, fill.order_id) + [_Delivery(fill=fill)]
+
+    def _on_order_response(self, event: "QmtEvent") -> list["_Delivery"]:
+        response = event.payload
+        key = (event.session, response.seq)
+        client_id = self._state.awaiting_response.pop(key, None)
+        row = self._journal.get(client_id) if client_id else self._journal.by_seq(*key)
+        deliveries: list[_Delivery] = []
+        if row is None:
+            log.warning("收到无法对应的下单回报（会话 %s，序号 %s）", *key)
+        elif response.order_id and int(response.order_id) > 0:
+            deliveries += self._learn_order_id(row.client_id, str(response.order_id))
+        else:
+            reason = f"miniQMT 下单失败：{response.error_msg or '未返回原因'}"
+            deliveries += self._order_changed(self._order_from_row(row, OrderStatus.REJECTED, reason))
+        return deliveries + self._release_parked_if_settled()
+
+    def _on_order_error(self, event: "QmtEvent") -> list["_Delivery"]:
+        error = event.payload
+        order_id = str(error.order_id) if error.order_id and int(error.order_id) > 0 else ""
+        row = (self._journal.get(error.order_remark) if error.order_remark else None) \
+            or (self._journal.by_order_id(order_id) if order_id else None) \
+            or self._journal.by_seq(event.session, getattr(error, "seq", -1))
+        reason = f"券商拒绝委托：{error.error_msg}（错误码 {error.error_id}）"
+        if row is None:
+            log.warning("收到无法对应的下单失败回报（委托 %s）：%s", order_id or "-", reason)
+            return []
+        self._state.awaiting_response = {k: v for k, v in self._state.awaiting_response.items() if v != row.client_id}
+        deliveries = self._learn_order_id(row.client_id, order_id) if order_id else []
+        log.warning("委托 %s 被拒绝：%s", row.client_id, reason)
+        return deliveries + self._order_changed(self._order_from_row(row, OrderStatus.REJECTED, reason, order_id))
+
+    def _on_cancel_response(self, event: "QmtEvent") -> list["_Delivery"]:
+        response = event.payload
+        if response.cancel_result != 0:
+            log.warning("撤单请求未被接受：委托 %s：%s", response.order_id, response.error_msg or "未返回原因")
+        return []
+
+    def _on_cancel_error(self, event: "QmtEvent") -> list["_Delivery"]:
+        error = event.payload
+        row = self._journal.by_order_id(str(error.order_id))
+        log.warning("撤单失败：委托 %s：%s（错误码 %s）", error.order_id, error.error_msg, error.error_id)
+        if row is None:
+            return []
+        self._journal.set_cancel_state(row.client_id, CANCEL_NONE)  # the executor may try again
+        return self._order_changed(self._order_from_row(row, row.status, f"撤单失败：{error.error_msg}"))
+
+    def _on_account_status(self, event: "QmtEvent") -> list["_Delivery"]:
+        status = event.payload
+        if status.status != self._xt.xtconstant.ACCOUNT_STATUS_OK:
+            log.warning("资金账号 %s 状态异常：%s", self.account.masked_id, status.status)
+        return []
+
+    def _on_disconnected(self, event: "QmtEvent") -> list["_Delivery"]:
+        session = self._session
+        if session is None or session.session_id != event.session:
+            return []  # a late notice from a session already replaced
+        session.connected = False
+        self._reconnect_needed = True
+        self.last_error = "与 miniQMT 的连接已断开"
+        log.error("与 miniQMT 的连接已断开（会话 %s），开始重连；断线期间不会发送新委托", event.session)
+        return []
+
+    # ---- reconnect and reconcile (worker thread) -----------------------------------------------------------
+    def _reconnect(self) -> None:
+        """Back-off until a new session works, then reconcile. Never re-sends an order."""
+        with self._lock:
+            old, self._session = self._session, None
+        if old is not None:
+            old.shutdown()
+        delay = self._timings.reconnect_first_delay
+        for attempt in itertools.count(1):
+            if self._stop.is_set():
+                return
+            try:
+                session = self._open_session()
+                break
+            except BrokerUnavailable as exc:
+                self.last_error = exc.message
+                log.warning("第 %d 次重连 miniQMT 失败：%s；%.1f 秒后重试", attempt, exc.message, delay)
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * self._timings.reconnect_factor, self._timings.reconnect_max_delay)
+        if self._stop.is_set():  # closed while the attempt was under way
+            session.shutdown()
+            return
+        with self._lock:
+            self._session = session
+            self._reconnect_needed = False
+        self.reconnects += 1
+        try:
+            self._reconcile(session)
+        except BrokerUnavailable as exc:
+            self.last_error = exc.message
+            log.error("重连后核对账户失败：%s；将再次重连", exc.message)
+            session.connected = False
+            self._reconnect_needed = True
+
+    def _reconcile(self, session: "QmtSession") -> None:
+        """After a new session: re-query asset, positions, orders and trades, and emit what was missed while
+        the link was down (fills first, then order states). In-flight orders are matched by remark; an order
+        QMT never received is reported rejected, not sent again."""
+        asset = self.query_asset()
+        positions = self.query_positions()
+        xt_orders = self._query_list("query_stock_orders_async", "委托")
+        xt_trades = self._query_list("query_stock_trades_async", "成交")
+        with self._lock:
+            deliveries = self._settle_in_flight(xt_orders)
+            fills_before = len(self._state.delivered_fills)
+            for xt_trade in xt_trades:
+                deliveries += self._on_trade(QmtEvent("trade", session.session_id, xt_trade))
+            missed_fills = len(self._state.delivered_fills) - fills_before
+            for xt_order in xt_orders:
+                deliveries += self._on_order(QmtEvent("order", session.session_id, xt_order))
+            deliveries += self._release_parked_if_settled()
+        self._deliver(deliveries)
+        self.last_error = ""
+        log.info("已重新连接 miniQMT（会话 %s）：可用资金 %.2f，持仓 %d 只，今日委托 %d 笔，补发成交回报 %d 笔",
+                 session.session_id, asset.cash, len(positions), len(xt_orders), missed_fills)
+
+    def _settle_in_flight(self, xt_orders: list) -> list["_Delivery"]:
+        """Orders sent before the drop whose answer never came: found by remark (or, when the counter strips
+        remarks, by a unique unmapped order with the same code/side/volume/price); else lost in transit."""
+        deliveries: list[_Delivery] = []
+        in_flight, self._state.awaiting_response = self._state.awaiting_response, {}
+        for client_id in in_flight.values():
+            row = self._journal.get(client_id)
+            if row is None or row.order_id:
+                continue
+            if any(o.order_remark == client_id for o in xt_orders):
+                continue  # _on_order learns its id
+            twins = [o for o in xt_orders if not o.order_remark and self._journal.by_order_id(str(o.order_id)) is None
+                     and o.stock_code == row.stock_code and self._xt.side(o.order_type, o.offset_flag) is row.side
+                     and int(o.order_volume) == row.volume and abs(float(o.price) - row.price) < 1e-6]
+            if len(twins) == 1:
+                deliveries += self._learn_order_id(client_id, str(twins[0].order_id))
+            elif twins:
+                deliveries += self._order_changed(self._order_from_row(
+                    row, OrderStatus.UNKNOWN, "连接中断，无法确认委托是否送达，请在 miniQMT 中核对"))
+            else:
+                log.warning("委托 %s 在断线时未送达 miniQMT，按未成交处理，不会自动重发", client_id)
+                deliveries += self._order_changed(self._order_from_row(
+                    row, OrderStatus.REJECTED, "连接中断，委托未送达 miniQMT（重连后未查到），未重发"))
+        return deliveries
+
+    # ---- mapping helpers (under self._lock) ------------------------------------------------------------------
+    def _client_id_for(self, remark: str, order_id: str) -> str:
+        if remark:
+            return remark
+        row = self._journal.by_order_id(order_id)
+        return row.client_id if row is not None else ""
+
+    def _resolve_or_park(self, event: "QmtEvent", remark: str, order_id: str) -> Optional[str]:
+        """Client id of a pushed order/trade. Without a remark and with orders still waiting for their
+        async response, the push may be one of ours whose id we do not know yet: park it until then."""
+        client_id = self._client_id_for(remark, order_id)
+        if client_id or not self._state.awaiting_response:
+            return client_id
+        self._state.parked.setdefault(order_id, []).append(event)
+        return None
+
+    def _learn_order_id(self, client_id: str, order_id: str) -> list["_Delivery"]:
+        """Record client id → order id; replay pushes parked for that id and send a cancel waiting for it."""
+        row = self._journal.get(client_id) if client_id else None
+        if row is None or row.order_id:
+            if row is not None and row.order_id != order_id:
+                log.warning("委托 %s 已对应券商编号 %s，忽略另一个编号 %s（备注重复？）", client_id, row.order_id, order_id)
+            return []
+        self._journal.set_order_id(client_id, order_id)
+        if row.cancel_state == CANCEL_WAITING_FOR_ID and self._session is not None:
+            self._session.trader.cancel_order_stock_async(self._session.account, int(order_id))
+            self._journal.set_cancel_state(client_id, CANCEL_SENT)
+            log.info("委托 %s 获得券商编号 %s，已补发撤单请求", client_id, order_id)
+        deliveries: list[_Delivery] = []
+        for parked in self._state.parked.pop(order_id, []):
+            deliveries += self._handle(parked)
+        return deliveries
+
+    def _release_parked_if_settled(self) -> list["_Delivery"]:
+        """With no order waiting for its response any more, parked pushes are not ours: deliver them as
+        external (client id '')."""
+        if self._state.awaiting_response or not self._state.parked:
+            return []
+        parked, self._state.parked = self._state.parked, {}
+        deliveries: list[_Delivery] = []
+        for events in parked.values():
+            for event in events:
+                deliveries += self._handle(event)
+        return deliveries
+
+    def _order_changed(self, order: Order) -> list["_Delivery"]:
+        key = order.client_id or f"qmt:{order.order_id}"
+        state = (order.status, order.filled_volume, order.reason)
+        previous = self._state.last_orders.get(key)
+        if previous is not None and previous[:2] == state[:2] and (previous[2] or not state[2]):
+            return []
+        self._state.last_orders[key] = state
+        if order.client_id and self._journal.get(order.client_id) is not None:
+            self._journal.set_state(order.client_id, order.status, order.filled_volume, order.reason, self._clock.now())
+        return [_Delivery(order=order)]
+
+    # ---- conversions -----------------------------------------------------------------------------------------
+    def _order_from_xt(self, xt_order, client_id: str) -> Optional[Order]:
+        side = self._xt.side(xt_order.order_type, getattr(xt_order, "offset_flag", None))
+        if side is None:
+            return None  # not a plain stock buy/sell (e.g. a credit or ETF creation order)
+        volume = int(xt_order.traded_volume)
+        return Order(client_id=client_id, stock_code=xt_order.stock_code, side=side, volume=int(xt_order.order_volume),
+                     price=float(xt_order.price), status=self._xt.order_status(int(xt_order.order_status)),
+                     order_id=str(xt_order.order_id), filled_volume=volume,
+                     filled_amount=round(float(xt_order.traded_price) * volume, 2),
+                     time=self._broker_time(xt_order.order_time), reason=str(xt_order.status_msg or ""))
+
+    def _order_from_row(self, row: MappedOrder, status: OrderStatus, reason: str, order_id: str = "") -> Order:
+        return Order(client_id=row.client_id, stock_code=row.stock_code, side=row.side, volume=row.volume,
+                     price=row.price, status=status, order_id=order_id or row.order_id,
+                     filled_volume=row.filled_volume, time=self._clock.now(), reason=reason)
+
+    def _fill_from_xt(self, xt_trade, client_id: str) -> Optional[Fill]:
+        side = self._xt.side(xt_trade.order_type, getattr(xt_trade, "offset_flag", None))
+        if side is None:
+            return None
+        order_id = str(xt_trade.order_id)
+        fill = Fill(fill_id=f"{order_id}-{xt_trade.traded_id}", order_id=order_id, client_id=client_id,
+                    stock_code=xt_trade.stock_code, side=side, price=float(xt_trade.traded_price),
+                    volume=int(xt_trade.traded_volume), time=self._broker_time(xt_trade.traded_time))
+        return self._journal.record_fill(fill, self._settings, float(getattr(xt_trade, "commission", 0.0) or 0.0))
+
+    def _broker_time(self, value) -> datetime:
+        """QMT stamps are Unix seconds (ms in some builds); 0 or garbage falls back to the clock."""
+        try:
+            stamp = float(value)
+        except (TypeError, ValueError):
+            return self._clock.now()
+        if stamp > 1e12:
+            stamp /= 1000.0
+        if stamp <= 0:
+            return self._clock.now()
+        return datetime.fromtimestamp(stamp, MARKET_TZ).replace(tzinfo=None)
+
+    # ---- sessions and queries ----------------------------------------------------------------------------------
+    def _open_session(self) -> QmtSession:
+        return open_session(self._require_xt(), self.qmt_path, self.account, self._session_ids(), self._events.put,
+                            self._timings.connect_timeout)
+
+    def _query(self, method: str, label: str) -> Any:
+        """Run an xttrader *_async query and wait (bounded) for its answer. The answer arrives on xttrader's
+        push thread, where our callback only stores it, so this never deadlocks, whichever thread asks."""
+        session = self._require_session()
+        done = threading.Event()
+        box: list[Any] = []
+
+        def answer(result: Any) -> None:
+            box.append(result)
+            done.set()
+
+        getattr(session.trader, method)(session.account, answer)
+        if not done.wait(self._timings.query_timeout):
+            raise BrokerUnavailable("QMT_QUERY_TIMEOUT",
+                                    f"查询{label}超时（{self._timings.query_timeout:g} 秒），miniQMT 无响应")
+        return box[0]
+
+    def _query_list(self, method: str, label: str) -> list:
+        result = self._query(method, label)
+        if result is None:
+            raise BrokerUnavailable("QMT_QUERY_FAILED", f"miniQMT 没有返回{label}信息")
+        return list(result)
+
+    def _require_session(self) -> "QmtSession":
+        session = self._session
+        if session is None or not session.connected:
+            raise BrokerUnavailable("QMT_DISCONNECTED", "miniQMT 未连接（可能正在重连），请稍后再试")
+        return session
+
+    def _require_xt(self) -> XtApi:
+        if self._xt is None:
+            raise BrokerUnavailable("QMT_NOT_CONNECTED", "尚未连接 miniQMT")
+        return self._xt
+
+
+def _check_request(request: OrderRequest) -> None:
+    if not request.client_id:
+        raise OrderRejected("CLIENT_ID_MISSING", "委托缺少客户端编号，拒绝发送")
+    if int(request.volume) != request.volume or request.volume <= 0:
+        raise OrderRejected("VOLUME_INVALID", f"委托数量无效：{request.volume}")
+    if not request.price > 0:
+        raise OrderRejected("PRICE_INVALID", f"委托价格无效：{request.price}")
+
+
+# ---- internals ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Delivery:
+    order: Optional[Order] = None
+    fill: Optional[Fill] = None
+
+
+@dataclass
+class _EventState:
+    """What the worker remembers between events (this process only; the journal has the rest)."""
+
+    awaiting_response: dict[tuple[int, int], str] = field(default_factory=dict)  # (session, seq) → client id
+    parked: dict[str, list[QmtEvent]] = field(default_factory=dict)  # order id → pushes waiting for their id
+    last_orders: dict[str, tuple] = field(default_factory=dict)  # key → (status, filled, reason) delivered
+    delivered_fills: set[str] = field(default_factory=set)
+
+

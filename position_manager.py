@@ -1,0 +1,437 @@
+"""The in-memory position table shared by the threads (same columns as the SQLite `positions` table):
+fills, prices, rule state and T+1 availability, persisted to the trading db. Detecting signals is the
+monitor's job (position_monitor.py), not this module's."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterable, Optional
+
+from models import BrokerPosition, Fill, Position, Rule, Side
+from storage import Database, migrate
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = (
+    """
+    CREATE TABLE IF NOT EXISTS positions (
+        stock_code TEXT PRIMARY KEY, stock_name TEXT NOT NULL DEFAULT '',
+        volume INTEGER NOT NULL, available INTEGER NOT NULL,
+        cost_price REAL NOT NULL, base_cost_price REAL NOT NULL,
+        current_price REAL NOT NULL DEFAULT 0, market_value REAL NOT NULL DEFAULT 0,
+        profit_ratio REAL NOT NULL DEFAULT 0, last_update TEXT, open_date TEXT,
+        profit_triggered INTEGER NOT NULL DEFAULT 0, highest_price REAL NOT NULL DEFAULT 0,
+        stop_loss_price REAL NOT NULL DEFAULT 0, used_add_levels TEXT NOT NULL DEFAULT '[]',
+        cost_amount REAL NOT NULL DEFAULT 0, frozen INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS position_fills (
+        fill_id TEXT PRIMARY KEY, stock_code TEXT NOT NULL, side TEXT NOT NULL, volume INTEGER NOT NULL,
+        price REAL NOT NULL, realized_pnl REAL, applied_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS position_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+    """,
+)
+
+# cost_price is the exact average (cost basis / volume, not rounded: the rules compare prices with it and the
+# backtest uses the same exact value); the cost basis in cents (`cost_amount`) makes realized P&L exact.
+CENTS = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class BookedFill:
+    """What one fill did to the table. `realized_pnl` (sells: proceeds − sell fees − the cost basis of the
+    sold shares) is None for buys and for sells of a position the table did not know."""
+
+    position: Position  # after the fill; volume 0 when it closed the episode
+    realized_pnl: Optional[float]
+    duplicate: bool  # the fill id had been applied before: nothing changed
+
+
+@dataclass
+class _Holding:
+    position: Position
+    cost_amount: float  # total cost basis in CNY including buy fees (reduced pro rata by sells)
+    frozen: int = 0  # shares reserved by open sell orders (already taken out of `available`)
+
+
+class PositionManager:
+    """Thread-safe position table. Lock order: callers may hold their own locks when calling in; this class
+    holds only its own lock and then the db lock, and never calls out while holding them."""
+
+    def __init__(self, db: Database, settings, clock, mode: str):
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+        self.mode = mode
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._holdings: dict[str, _Holding] = {}
+        self._dirty: set[str] = set()
+        self.data_version = 0
+        migrate(db, "position_manager", MIGRATIONS)
+        self._rolled_day = self._load()
+
+    # ---- reading
+    def get(self, code: str) -> Optional[Position]:
+        """A copy of the position, or None when not held."""
+        with self._lock:
+            self._roll_if_new_day()
+            holding = self._holdings.get(code)
+            return holding.position.copy() if holding else None
+
+    def all(self) -> list[Position]:
+        with self._lock:
+            self._roll_if_new_day()
+            return [self._holdings[code].position.copy() for code in sorted(self._holdings)]
+
+    def frozen(self, code: str) -> int:
+        """Shares of `code` reserved by open sell orders."""
+        with self._lock:
+            holding = self._holdings.get(code)
+            return holding.frozen if holding else 0
+
+    def cost_amount(self, code: str) -> float:
+        """Exact cost basis (CNY, incl. buy fees) of the shares held."""
+        with self._lock:
+            holding = self._holdings.get(code)
+            return holding.cost_amount if holding else 0.0
+
+    def wait_for_change(self, seen_version: int, timeout: float) -> int:
+        """Block until `data_version` differs from `seen_version` or `timeout` seconds pass; return it."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.data_version != seen_version, timeout=max(0.0, timeout))
+            return self.data_version
+
+    # ---- fills
+    def apply_fill(self, fill: Fill, rule: Rule, name: str = "") -> Position:
+        return self.book_fill(fill, rule, name).position
+
+    def book_fill(self, fill: Fill, rule: Rule, name: str = "") -> BookedFill:
+        """Apply one fill exactly once (keyed by fill id, persisted in the same transaction as the row)."""
+        with self._lock:
+            self._roll_if_new_day()
+            done = self._db.query_one("SELECT realized_pnl FROM position_fills WHERE fill_id=?", (fill.fill_id,))
+            if done is not None:
+                return BookedFill(self._snapshot(fill.stock_code), done["realized_pnl"], True)
+            if fill.side is Side.BUY:
+                holding, realized = self._book_buy(fill), None
+            else:
+                holding, realized = self._book_sell(fill)
+            if holding is not None and name:
+                holding.position.stock_name = name
+            applied_at = self._clock.now().isoformat(sep=" ")
+            try:
+                with self._db.transaction() as conn:
+                    conn.execute("INSERT INTO position_fills(fill_id, stock_code, side, volume, price, realized_pnl,"
+                                 " applied_at) VALUES(?,?,?,?,?,?,?)",
+                                 (fill.fill_id, fill.stock_code, fill.side.value, fill.volume, fill.price, realized,
+                                  applied_at))
+                    self._write_or_delete(conn, fill.stock_code, holding)
+            except BaseException:
+                self._reload()  # memory must not run ahead of what was committed
+                raise
+            self._dirty.discard(fill.stock_code)
+            self._bump()
+            log.debug("持仓记账 %s %s %d 股 @ %.3f（%s）", fill.stock_code, fill.side.label, fill.volume, fill.price,
+                      rule.label)
+            return BookedFill(holding.position.copy() if holding else Position(fill.stock_code), realized, False)
+
+    # ---- sell-order reservations (QMT semantics: `available` excludes shares in open sell orders)
+    def reserve(self, code: str, volume: int) -> None:
+        with self._lock:
+            self._roll_if_new_day()
+            holding = self._holdings.get(code)
+            if holding is None or volume <= 0:
+                return
+            taken = min(volume, holding.position.available)
+            holding.position.available -= taken
+            holding.frozen += taken
+            self._touch(code)
+
+    def release(self, code: str, volume: int) -> None:
+        """Give back shares of a sell order that ended unfilled (cancelled or rejected)."""
+        with self._lock:
+            self._roll_if_new_day()
+            holding = self._holdings.get(code)
+            if holding is None or volume <= 0:
+                return
+            back = min(volume, holding.frozen)
+            holding.frozen -= back
+            holding.position.available = min(holding.position.volume, holding.position.available + back)
+            self._touch(code)
+
+    def reset_reservations(self, frozen_by_code: dict[str, int]) -> None:
+        """Start-up: reservations = the open sell orders of the journal (the broker's `available` already
+        excludes them, so `available` is not changed)."""
+        with self._lock:
+            for code, holding in self._holdings.items():
+                wanted = min(frozen_by_code.get(code, 0), holding.position.volume)
+                if holding.frozen != wanted:
+                    holding.frozen = wanted
+                    self._touch(code)
+
+    # ---- prices and rule state
+    def update_price(self, code: str, price: float, when: datetime, name: str = "") -> Optional[Position]:
+        """New market price: current price, market value, profit ratio, highest price of the episode."""
+        with self._lock:
+            holding = self._holdings.get(code)
+            if holding is None:
+                return None
+            p = holding.position
+            before = (p.current_price, p.highest_price, p.stock_name)
+            p.current_price = price
+            p.market_value = _cents(price * p.volume)
+            p.profit_ratio = _profit_ratio(price, p.cost_price)
+            p.highest_price = max(p.highest_price, price)
+            p.last_update = when
+            if name:
+                p.stock_name = name
+            if (p.current_price, p.highest_price, p.stock_name) != before:
+                self._touch(code)
+            return p.copy()
+
+    def set_stop_loss_price(self, code: str, price: float) -> None:
+        self._change_rule_state(code, stop_loss_price=float(price))
+
+    def mark_profit_triggered(self, code: str, triggered: bool = True) -> None:
+        """`triggered=False` undoes a mark whose order was refused before it reached the broker."""
+        self._change_rule_state(code, profit_triggered=bool(triggered))
+
+    def mark_add_level_used(self, code: str, index: int, used: bool = True) -> None:
+        with self._lock:
+            holding = self._holdings.get(code)
+            if holding is None:
+                return
+            levels = set(holding.position.used_add_levels)
+            levels = levels | {int(index)} if used else levels - {int(index)}
+            self._change_rule_state(code, used_add_levels=tuple(sorted(levels)))
+
+    # ---- broker and day
+    def refresh_from_broker(self, positions: Iterable[BrokerPosition]) -> None:
+        """The broker is authoritative for volume and available (and, live, cost); the episode is ours."""
+        with self._lock:
+            self._roll_if_new_day()
+            seen: set[str] = set()
+            for bp in positions:
+                if bp.volume <= 0:
+                    continue
+                seen.add(bp.stock_code)
+                if self._refresh_one(bp):
+                    self._persist_now(bp.stock_code)
+            for code in [c for c in self._holdings if c not in seen]:
+                log.warning("券商账户已无 %s 持仓（本地记录 %d 股），按券商数据清除本地持仓",
+                            code, self._holdings[code].position.volume)
+                del self._holdings[code]
+                self._persist_now(code)
+
+    def sync(self) -> int:
+        """Write positions changed since the last write (prices, highest price, reservations); return rows."""
+        with self._lock:
+            codes = sorted(self._dirty)
+            if not codes:
+                return 0
+            with self._db.transaction() as conn:
+                for code in codes:
+                    self._write_or_delete(conn, code, self._holdings.get(code))
+            self._dirty.clear()
+            return len(codes)
+
+    def roll_day(self, today: date) -> None:
+        """T+1 release: on a trading day every share held becomes sellable (minus open sell orders)."""
+        with self._lock:
+            self._roll(today)
+
+    # ---- internals: fills
+    def _book_buy(self, fill: Fill) -> _Holding:
+        holding = self._holdings.get(fill.stock_code)
+        spent = _cents(fill.amount + fill.fees)
+        if holding is None:
+            holding = _Holding(self._open_episode(fill), spent)
+            self._holdings[fill.stock_code] = holding
+        else:
+            holding.cost_amount = _cents(holding.cost_amount + spent)
+        p = holding.position
+        p.volume += fill.volume  # T+1: `available` grows only at the next trading day's roll
+        p.cost_price = _cost_price(holding.cost_amount, p.volume)
+        p.highest_price = max(p.highest_price, fill.price)
+        self._refresh_derived(p)
+        return holding
+
+    def _open_episode(self, fill: Fill) -> Position:
+        # The first level of BUY_GRID_LEVELS at (or above) the base price is the opening buy itself;
+        # marking it used keeps the add rule from buying again at the price just paid.
+        levels = self._settings.get("BUY_GRID_LEVELS")
+        used = (0,) if levels and levels[0] >= 1.0 else ()
+        return Position(stock_code=fill.stock_code, base_cost_price=fill.price, current_price=fill.price,
+                        open_date=fill.time.date(), highest_price=fill.price, used_add_levels=used,
+                        last_update=fill.time)
+
+    def _book_sell(self, fill: Fill) -> tuple[Optional[_Holding], Optional[float]]:
+        holding = self._holdings.get(fill.stock_code)
+        if holding is None:
+            log.warning("收到 %s 卖出成交 %d 股，但本地无该持仓；成交已记账，持仓以券商同步为准",
+                        fill.stock_code, fill.volume)
+            return None, None
+        p = holding.position
+        sold = min(fill.volume, p.volume)
+        if sold < fill.volume:
+            log.warning("%s 卖出成交 %d 股超过本地持仓 %d 股，按本地持仓记账", fill.stock_code, fill.volume, p.volume)
+        basis = holding.cost_amount if sold == p.volume else _cents(holding.cost_amount * sold / p.volume)
+        realized = _cents(fill.amount - fill.fees - basis)
+        unreserved = max(0, sold - holding.frozen)  # a sell we had not reserved (e.g. recovered at start)
+        holding.frozen -= sold - unreserved
+        p.available = max(0, p.available - unreserved)
+        p.volume -= sold
+        holding.cost_amount = _cents(holding.cost_amount - basis)  # cost_price itself is unchanged by sells
+        if p.volume == 0:
+            del self._holdings[fill.stock_code]  # flat: the episode ends, its state is reset
+            return None, realized
+        self._refresh_derived(p)
+        return holding, realized
+
+    # ---- internals: state
+    def _refresh_one(self, bp: BrokerPosition) -> bool:
+        holding = self._holdings.get(bp.stock_code)
+        if holding is None:
+            price = bp.market_value / bp.volume if bp.market_value else bp.cost_price
+            position = Position(stock_code=bp.stock_code, stock_name=bp.stock_name, volume=bp.volume,
+                                available=bp.available, cost_price=bp.cost_price,
+                                base_cost_price=bp.cost_price, current_price=price,
+                                open_date=self._clock.today(), highest_price=max(price, bp.cost_price),
+                                last_update=self._clock.now())
+            self._refresh_derived(position)
+            self._holdings[bp.stock_code] = _Holding(position, _cents(bp.cost_price * bp.volume))
+            log.info("按券商持仓新增本地持仓 %s：%d 股，成本 %.3f", bp.stock_code, bp.volume, bp.cost_price)
+            return True
+        p = holding.position
+        before = (p.volume, p.available, p.cost_price, p.stock_name)
+        if p.volume != bp.volume:
+            log.info("%s 持仓数量按券商校正：%d → %d 股", bp.stock_code, p.volume, bp.volume)
+            holding.cost_amount = _cents(p.cost_price * bp.volume)
+        p.volume, p.available = bp.volume, bp.available
+        holding.frozen = min(holding.frozen, p.volume)
+        if self.mode == "live" and bp.cost_price > 0:
+            p.cost_price = bp.cost_price
+            holding.cost_amount = _cents(bp.cost_price * bp.volume)
+        if bp.stock_name:
+            p.stock_name = bp.stock_name
+        self._refresh_derived(p)
+        return (p.volume, p.available, p.cost_price, p.stock_name) != before
+
+    def _change_rule_state(self, code: str, **changes) -> None:
+        with self._lock:
+            holding = self._holdings.get(code)
+            if holding is None:
+                return
+            p = holding.position
+            if all(getattr(p, key) == value for key, value in changes.items()):
+                return
+            for key, value in changes.items():
+                setattr(p, key, value)
+            self._persist_now(code)
+
+    def _roll_if_new_day(self) -> None:
+        today = self._clock.today()
+        if today != self._rolled_day:
+            self._roll(today)
+
+    def _roll(self, today: date) -> None:
+        if self._rolled_day is not None and today <= self._rolled_day:
+            return
+        released = []
+        if self._clock.is_trading_day(today):
+            for code, holding in self._holdings.items():
+                sellable = holding.position.volume - holding.frozen
+                if holding.position.available != sellable:
+                    holding.position.available = sellable
+                    released.append(code)
+        with self._db.transaction() as conn:
+            for code in released:
+                self._write_or_delete(conn, code, self._holdings[code])
+            conn.execute("INSERT INTO position_state(key, value) VALUES('rolled_day', ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (today.isoformat(),))
+        self._rolled_day = today
+        self._dirty.difference_update(released)
+        if released:
+            log.info("T+1 解冻：%s 起 %s 可卖", today, "、".join(released))
+            self._bump()
+
+    def _persist_now(self, code: str) -> None:
+        with self._db.transaction() as conn:
+            self._write_or_delete(conn, code, self._holdings.get(code))
+        self._dirty.discard(code)
+        self._bump()
+
+    def _touch(self, code: str) -> None:
+        self._dirty.add(code)
+        self._bump()
+
+    def _bump(self) -> None:
+        self.data_version += 1
+        self._changed.notify_all()
+
+    def _snapshot(self, code: str) -> Position:
+        holding = self._holdings.get(code)
+        return holding.position.copy() if holding else Position(code)
+
+    @staticmethod
+    def _refresh_derived(p: Position) -> None:
+        if p.current_price > 0:
+            p.market_value = _cents(p.current_price * p.volume)
+            p.profit_ratio = _profit_ratio(p.current_price, p.cost_price)
+
+    # ---- persistence
+    def _write_or_delete(self, conn, code: str, holding: Optional[_Holding]) -> None:
+        if holding is None:
+            conn.execute("DELETE FROM positions WHERE stock_code=?", (code,))
+            return
+        p = holding.position
+        conn.execute(
+            "INSERT OR REPLACE INTO positions(stock_code, stock_name, volume, available, cost_price, base_cost_price,"
+            " current_price, market_value, profit_ratio, last_update, open_date, profit_triggered, highest_price,"
+            " stop_loss_price, used_add_levels, cost_amount, frozen) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (p.stock_code, p.stock_name, p.volume, p.available, p.cost_price, p.base_cost_price, p.current_price,
+             p.market_value, p.profit_ratio, p.last_update.isoformat(sep=" ") if p.last_update else None,
+             p.open_date.isoformat() if p.open_date else None, int(p.profit_triggered), p.highest_price,
+             p.stop_loss_price, json.dumps(list(p.used_add_levels)), holding.cost_amount, holding.frozen))
+
+    def _reload(self) -> None:
+        self._holdings.clear()
+        self._dirty.clear()
+        self._rolled_day = self._load()
+
+    def _load(self) -> Optional[date]:
+        for row in self._db.query("SELECT * FROM positions"):
+            position = Position(
+                stock_code=row["stock_code"], stock_name=row["stock_name"], volume=row["volume"],
+                available=row["available"], cost_price=row["cost_price"], base_cost_price=row["base_cost_price"],
+                current_price=row["current_price"], market_value=row["market_value"],
+                profit_ratio=row["profit_ratio"],
+                last_update=datetime.fromisoformat(row["last_update"]) if row["last_update"] else None,
+                open_date=date.fromisoformat(row["open_date"]) if row["open_date"] else None,
+                profit_triggered=bool(row["profit_triggered"]), highest_price=row["highest_price"],
+                stop_loss_price=row["stop_loss_price"],
+                used_add_levels=tuple(json.loads(row["used_add_levels"])))
+            self._holdings[position.stock_code] = _Holding(position, row["cost_amount"], row["frozen"])
+        row = self._db.query_one("SELECT value FROM position_state WHERE key='rolled_day'")
+        return date.fromisoformat(row["value"]) if row else None
+
+
+def _cents(value: float) -> float:
+    return float(Decimal(repr(value)).quantize(CENTS, rounding=ROUND_HALF_UP))
+
+
+def _cost_price(cost_amount: float, volume: int) -> float:
+    """Average cost per share incl. buy fees (computed in Decimal from the cent-exact basis)."""
+    if volume <= 0:
+        return 0.0
+    return float(Decimal(repr(cost_amount)) / volume)
+
+
+def _profit_ratio(price: float, cost: float) -> float:
+    """Percent, 2 decimals."""
+    if cost <= 0:
+        return 0.0
+    return float((Decimal(repr(price)) / Decimal(repr(cost)) * 100 - 100).quantize(CENTS, rounding=ROUND_HALF_UP))

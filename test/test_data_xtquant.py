@@ -1,0 +1,209 @@
+"""The xtquant source runs the REAL xtquant/xtdata.py (and xtdatacenter.py, xtconn.py) against a stand-in for the
+Windows-only native `xtquant.datacenter`; ticks, pushes, instrument details and bars come through DataManager."""
+import threading
+from datetime import datetime
+
+import pytest
+
+from bar_store import BarStore
+from data_manager import DataManager, build_data_manager
+from data_test_support import make_settings, no_network, xt_stand_in  # noqa: F401 (fixtures)
+from indicator_calculator import IndicatorCalculator
+from market_clock import MARKET_TZ, RealClock
+from models import DataUnavailable, Quote
+from quote_hub import QuoteHub
+from storage import Database
+from xtquant_source import XtQuantSource, tick_to_quote
+
+pytestmark = pytest.mark.usefixtures("no_network")
+
+NOW = datetime(2025, 8, 6, 10, 0, 0)  # Wednesday, continuous session
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.replace(tzinfo=MARKET_TZ).timestamp() * 1000)
+
+
+def tick(price, when=NOW, last_close=13.75, **extra):
+    return {"time": ms(when), "lastPrice": price, "open": 13.8, "high": 13.95, "low": 13.7, "lastClose": last_close,
+            "amount": 6.9e7, "volume": 50000, "pvolume": 5000000, "stockStatus": 3,
+            "askPrice": [13.91, 13.92, 13.93, 13.94, 13.95], "bidPrice": [13.9, 13.89, 13.88, 13.87, 13.86],
+            "askVol": [10, 20, 30, 40, 50], "bidVol": [15, 25, 35, 45, 55], **extra}
+
+
+def bar(day: str, o, h, low, c, lots):
+    return {"time": ms(datetime.fromisoformat(day)), "open": o, "high": h, "low": low, "close": c, "volume": lots}
+
+
+@pytest.fixture
+def service(xt_stand_in):
+    service = xt_stand_in.reset()
+    service.instruments["600000.SH"] = {"ExchangeID": "SH", "InstrumentID": "600000", "InstrumentName": "浦发银行",
+                                        "PreClose": 13.75, "UpStopPrice": 15.13, "DownStopPrice": 12.38,
+                                        "PriceTick": 0.01}
+    service.ticks["600000.SH"] = tick(13.9)
+    service.ticks["000001.SZ"] = {"time": ms(NOW), "lastPrice": 12.5, "lastClose": 12.34, "volume": 1000,
+                                  "askPrice": [0, 0, 0, 0, 0], "bidPrice": [12.49, 12.48, 0, 0, 0]}
+    service.server_bars["600000.SH"] = [
+        bar("2025-08-01", 12.82, 12.98, 12.58, 12.92, 793861), bar("2025-08-04", 12.90, 13.45, 12.90, 13.13, 997827),
+        bar("2025-08-05", 13.15, 13.78, 13.14, 13.75, 1336466), bar("2025-08-06", 13.80, 13.95, 13.70, 13.90, 50000)]
+    service.server_bars["000001.SZ"] = [bar("2025-08-05", 12.30, 12.40, 12.20, 12.34, 800000)]
+    yield service
+    sys_xtdata().disconnect()
+    xt_stand_in.reset()
+
+
+@pytest.fixture
+def manager(tmp_path, service):
+    moment = {"now": NOW}
+    clock = RealClock(source=lambda: moment["now"].replace(tzinfo=MARKET_TZ))
+    settings = make_settings(tmp_path)
+    db = Database(tmp_path / "market.db")
+    bar_store = BarStore(db)
+    indicators = IndicatorCalculator(bar_store)
+    bar_store.subscribe(indicators.update)
+    manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
+                          XtQuantSource(settings, clock, bar_store), indicators)
+    manager.start()
+    manager.set_watchlist(["600000", "000001.SZ"])
+    manager.moment = moment
+    yield manager
+    manager.close()
+
+
+def test_ticks_and_bars_through_the_project_interface(manager, service):
+    assert manager.run_once() == 3.0  # MONITOR_INTERVAL until the next poll
+    assert manager.get_latest_data("600000.SH") == Quote(
+        code="600000.SH", price=13.9, prev_close=13.75, time=NOW, source="xtquant", limit_up=15.13, limit_down=12.38,
+        open=13.8, high=13.95, low=13.7, volume=5000000.0, bid1=13.9, ask1=13.91, name="浦发银行")
+    other = manager.get_latest_data("000001.SZ")
+    # no instrument detail: limits from the tick's last close; volume from lots; an empty ask book is no price
+    assert (other.price, other.limit_down, other.limit_up, other.volume, other.bid1, other.ask1, other.name) == (
+        12.5, 11.11, 13.57, 100000.0, 12.49, None, "")
+    history = manager.get_history("600000.SH")
+    assert history.values.tolist() == [  # today's unfinished bar is not stored; lots became shares
+        [datetime(2025, 8, 1).date(), 12.82, 12.98, 12.58, 12.92, 79386100.0],
+        [datetime(2025, 8, 4).date(), 12.90, 13.45, 12.90, 13.13, 99782700.0],
+        [datetime(2025, 8, 5).date(), 13.15, 13.78, 13.14, 13.75, 133646600.0]]
+    calls = service.calls
+    download = calls.index(("supply_history_data", "600000.SH", "1d", "20240727", ""))  # HISTORY_DAYS × 1.5
+    read = next(i for i, c in enumerate(calls) if c[0] == "get_market_data3" and c[1] == ("600000.SH",))
+    assert download < read and calls[read][6:] == ("front", "v4")
+    manager.set_watchlist(["600000.SH", "000001.SZ"])  # unchanged list: no re-subscription, no re-download
+    assert [c for c in calls if c[0] == "subscribe_whole_quote"] == [("subscribe_whole_quote", ("600000.SH", "000001.SZ"))]
+    assert {c[1] for c in calls if c[0] == "connect"} == {"127.0.0.1:58610"}
+    assert manager.status()["connected"] is True and manager.status()["source"] == "xtquant"
+    xtdata = sys_xtdata()  # the real module from the installed wheel ran, not a fake
+    assert xtdata.__file__.replace("\\", "/").endswith("site-packages/xtquant/xtdata.py") and xtdata.enable_hello is False
+
+
+def test_next_update_fetches_only_new_bars(manager, service):
+    manager.run_once()
+    service.server_bars["600000.SH"][-1] = bar("2025-08-06", 13.80, 14.10, 13.70, 14.02, 1200000)
+    manager.moment["now"] = datetime(2025, 8, 6, 15, 5)  # after the close: today's bar is complete
+    assert manager.run_once() == 60.0  # outside sessions the source idles for UPDATE_INTERVAL
+    starts = [c[3] for c in service.calls if c[0] == "supply_history_data" and c[1] == "600000.SH"]
+    assert starts == ["20240727", "20250805"]  # the second download starts at the last stored day
+    assert manager.get_history("600000.SH").values.tolist()[-1][1:] == [13.80, 14.10, 13.70, 14.02, 120000000.0]
+
+
+def test_forward_adjustment_change_reloads_the_history(manager, service):
+    manager.run_once()
+    service.server_bars["600000.SH"] = [dict(b, close=round(b["close"] * 0.9, 2), low=round(b["low"] * 0.9, 2))
+                                        for b in service.server_bars["600000.SH"]]  # an ex-right day re-adjusts
+    service.local_bars.clear()
+    manager.moment["now"] = datetime(2025, 8, 6, 10, 1, 1)  # UPDATE_INTERVAL (60 s) later
+    manager.run_once()
+    assert manager.get_history("600000.SH")["close"].tolist() == [round(c * 0.9, 2) for c in (12.92, 13.13, 13.75)]
+
+
+def test_pushed_tick_reaches_subscribers_from_the_push_thread(manager, service):
+    manager.run_once()
+    seen = []
+    manager.hub.subscribe(lambda q: seen.append((q.code, q.price, threading.current_thread().name)))
+    version = manager.hub.version
+    assert service.push("600000.SH", tick(13.95, when=datetime(2025, 8, 6, 10, 0, 1))) == 1
+    assert manager.hub.wait_for_update(version, timeout=5) == version + 1
+    assert seen == [("600000.SH", 13.95, "fake-xtdata-push")]
+    assert manager.get_latest_data("600000.SH").price == 13.95
+
+
+def test_zero_and_stale_ticks_never_reach_the_rules(manager, service):
+    manager.run_once()
+    seen = []
+    manager.hub.subscribe(seen.append)
+    version = manager.hub.version
+    service.push("600000.SH", tick(0.0, when=datetime(2025, 8, 6, 10, 0, 1)))  # pre-open style zero price
+    service.push("600000.SH", tick(13.5, when=datetime(2025, 8, 6, 9, 59, 0)))  # 60 s old
+    service.push("000001.SZ", dict(service.ticks["000001.SZ"], lastPrice=12.51))  # a good one, pushed last
+    assert manager.hub.wait_for_update(version, timeout=5) == version + 1  # pushes are handled in order
+    assert [(q.code, q.price) for q in seen] == [("000001.SZ", 12.51)]
+    assert manager.get_latest_data("600000.SH").price == 13.9  # still the last good price
+    assert "行情过期：600000.SH" in manager.hub.last_error
+    manager.run_once()  # the poll now returns the stale 09:59 tick: refused again; push errors surface
+    errors = manager.status()["recent_errors"]
+    assert any("miniQMT 行情 600000.SH 的现价无效（0.0），未采用" in e for e in errors)
+    assert any("行情过期：600000.SH" in e for e in errors)
+
+
+def test_lost_service_is_reported_then_reconnected(manager, service):
+    manager.run_once()
+    service.running = False
+    manager.run_once()
+    status = manager.status()
+    assert status["connected"] is False and "miniQMT 行情服务异常" in status["last_error"]
+    service.running = True
+    service.ticks["600000.SH"] = tick(14.0, when=datetime(2025, 8, 6, 10, 0, 2))
+    manager.moment["now"] = datetime(2025, 8, 6, 10, 0, 2)
+    manager.run_once()
+    assert manager.status()["connected"] is True
+    assert manager.get_latest_data("600000.SH").price == 14.0
+
+
+def test_auto_uses_xtquant_when_it_connects_and_falls_back_when_not(tmp_path, service):
+    manager, clock = build_data_manager(make_settings(tmp_path / "a"), tmp_path / "a")
+    assert manager.source_name == "xtquant" and isinstance(clock, RealClock)
+    manager.close()
+    sys_xtdata().disconnect()
+    service.running = False
+    manager, clock = build_data_manager(make_settings(tmp_path / "b"), tmp_path / "b")
+    assert manager.source_name == "synthetic" and "演示行情" in manager.source_label
+
+
+def test_explicit_xtquant_stays_and_reports_when_down(tmp_path, service):
+    service.running = False
+    manager, _ = build_data_manager(make_settings(tmp_path, DATA_SOURCE="xtquant"), tmp_path)
+    status = manager.status()
+    assert status["source"] == "xtquant" and status["connected"] is False
+    assert "无法连接 miniQMT 行情服务" in status["last_error"]
+
+
+def sys_xtdata():
+    import sys
+
+    return sys.modules["xtquant.xtdata"]
+
+
+def test_empty_bar_frame_is_reported(manager, service):
+    del service.server_bars["000001.SZ"]
+    manager.run_once()
+    assert any("miniQMT 没有返回 000001.SZ 自 2024-07-27 起的日线" in e for e in manager.status()["recent_errors"])
+    assert manager.get_history("000001.SZ").empty
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"lastPrice": 0}, "现价无效（0）"),
+    ({"lastPrice": float("nan")}, "现价无效（nan）"),
+    ({"lastPrice": None}, "现价无效（None）"),
+    ({"lastClose": 0}, None),  # falls back to the instrument's PreClose
+    ({"time": 0}, "缺少时间"),
+])
+def test_tick_validation(changes, fragment):
+    detail = {"InstrumentName": "浦发银行", "PreClose": 13.75, "UpStopPrice": 15.13, "DownStopPrice": 12.38}
+    if fragment is None:
+        assert tick_to_quote("600000.SH", tick(13.9, **changes), detail, "xtquant").prev_close == 13.75
+        with pytest.raises(DataUnavailable, match="缺少昨收价"):
+            tick_to_quote("600000.SH", tick(13.9, **changes), None, "xtquant")
+        return
+    with pytest.raises(DataUnavailable, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        tick_to_quote("600000.SH", tick(13.9, **changes), detail, "xtquant")

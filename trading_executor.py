@@ -1,0 +1,397 @@
+"""The order pipeline: pre-trade checks, journal-before-send, broker dispatch, broker events into the journal,
+positions and trade records (each fill exactly once), start-up reconciliation and open-order timeouts.
+The SQL of the journal is in order_journal.py, the shared order rules in order_checks.py."""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date
+from typing import Any, Callable, Optional
+
+import market_rules
+import order_checks as checks
+from models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderStatus, Quote, Rule, Side,
+                    TradingError)
+from order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
+from position_manager import PositionManager
+from storage import Database
+
+log = logging.getLogger(__name__)
+
+FillListener = Callable[[Fill, Rule], None]
+
+
+class TradingExecutor:
+    """Implements models.BrokerListener; `buy_stock`/`sell_stock` raise OrderRejected with Chinese reasons.
+
+    Lock order (never taken the other way round): `_submit_lock` → `_event_lock` → PositionManager's lock →
+    db lock, and `_submit_lock` → broker. Event handlers hold only `_event_lock`, never call the broker, and
+    run fill listeners after releasing it, so a broker may deliver events from any thread, including the one
+    that is placing an order. (A live broker must still not deliver xtquant callbacks on xtquant's own push
+    thread if a listener places orders: a sync xttrader call inside a callback deadlocks.)
+    """
+
+    def __init__(self, db: Database, broker: Broker, positions: PositionManager,
+                 quotes: Callable[[str], Optional[Quote]], settings, clock):
+        self._broker = broker
+        self._positions = positions
+        self._quotes = quotes
+        self._settings = settings
+        self._clock = clock
+        self.mode: str = broker.mode
+        self.journal = OrderJournal(db, clock, self.mode)
+        self._submit_lock = threading.RLock()
+        self._event_lock = threading.RLock()
+        self._fill_listeners: list[FillListener] = []
+        self._day: Optional[date] = None
+
+    # ---- placing orders
+    def buy_stock(self, code: str, amount: Optional[float] = None, volume: Optional[int] = None,
+                  price: Optional[float] = None, rule: Rule = Rule.MANUAL, signal_id: Optional[int] = None) -> Order:
+        """Buy `volume` shares, or as many whole lots as `amount` CNY buys at the order price. `price=None`
+        places a marketable limit (latest × (1 + ORDER_PRICE_SLIPPAGE), capped at limit-up)."""
+        with self._submit_lock:
+            self._ensure_day()
+            code = checks.normalized_code(code)
+            if not self._settings.get("ENABLE_ALLOW_BUY"):
+                raise OrderRejected("BUY_DISABLED", "买入已被禁止（「允许买入」开关已关闭）")
+            if (amount is None) == (volume is None):
+                raise OrderRejected("INVALID_ARGUMENT", "买入须指定金额或股数之一")
+            quote = self._quote(code)
+            order_price = self._order_price(code, Side.BUY, price, quote)
+            if amount is not None:
+                volume = self._volume_for_amount(code, amount, order_price)
+            volume = checks.check_volume_type(volume)
+            checks.check_buy_volume(code, volume)
+            checks.check_price(code, Side.BUY, order_price, quote)
+            self._check_buy_limits(code, volume, order_price, rule)
+            self._check_order_count()
+            return self._submit(code, Side.BUY, volume, order_price, rule, signal_id)
+
+    def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
+                   signal_id: Optional[int] = None) -> Order:
+        """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down."""
+        with self._submit_lock:
+            self._ensure_day()
+            code = checks.normalized_code(code)
+            self._check_order_count()
+            return self._sell(code, volume, price, rule, signal_id)
+
+    def cancel_order(self, order_id: str) -> None:
+        """Cancel by our client id or by the broker's order id."""
+        with self._submit_lock:
+            entry = self.journal.find(order_id)
+            if entry is None:
+                raise OrderRejected("ORDER_NOT_FOUND", f"找不到委托 {order_id}")
+            self._cancel(entry)
+
+    def cancel_all(self) -> int:
+        """Cancel every open order; return how many cancel requests the broker accepted."""
+        count = 0
+        with self._submit_lock:
+            for entry in self.journal.open_entries():
+                try:
+                    self._cancel(entry)
+                    count += 1
+                except TradingError as exc:
+                    log.warning("撤单 %s 未成功：%s", entry.client_id, exc.message)
+        return count
+
+    # ---- reading
+    def open_orders(self, code: Optional[str] = None, side: Optional[Side] = None) -> list[Order]:
+        return [e.to_order() for e in self.journal.open_entries(code, side)]
+
+    def list_orders(self, status: Any = None, day: Optional[date] = None) -> list[dict]:
+        value = getattr(status, "value", status)
+        return [e.to_dict() for e in self.journal.entries(value, day)]
+
+    def trade_records(self, start: Optional[date] = None, end: Optional[date] = None,
+                      code: Optional[str] = None) -> list[dict]:
+        return self.journal.trade_records(start, end, code)
+
+    def order_for_signal(self, signal_id: int) -> Optional[Order]:
+        """The latest order sent for this signal (a re-priced sell counts), or None: lets the strategy runner
+        skip a signal that was executed before a crash."""
+        entry = self.journal.latest_for_signal(signal_id)
+        return entry.to_order() if entry else None
+
+    def account(self) -> Asset:
+        return self._broker.query_asset()
+
+    def add_fill_listener(self, listener: FillListener) -> None:
+        """`listener(fill, rule)` after a new fill is booked, in the broker's event thread, outside any
+        executor lock; `rule` is the rule of the original order."""
+        self._fill_listeners.append(listener)
+
+    # ---- BrokerListener
+    def on_order_update(self, order: Order) -> None:
+        with self._event_lock:
+            change = self.journal.apply_update(order)
+            if change is None:
+                if not self.journal.find(order.client_id or order.order_id):
+                    log.info("券商报告了非本程序下的委托 %s（%s），不做处理", order.order_id, order.stock_code)
+                return
+            self._after_status_change(*change)
+
+    def on_fill(self, fill: Fill) -> None:
+        rule = self._book_fill(fill)
+        if rule is not None:
+            self._notify_fill(fill, rule)
+
+    # ---- loops and day
+    def check_open_orders(self) -> None:
+        """Orders thread `run_once`: sells open longer than SELL_ORDER_TIMEOUT are cancelled and their
+        remainder re-placed lower (≤ MAX_REORDER_TIMES per original order, never below limit-down; after
+        that the last order keeps working); buys open longer than BUY_ORDER_TIMEOUT are cancelled."""
+        with self._submit_lock:
+            self._ensure_day()
+            now = self._clock.now()
+            for entry in self.journal.open_entries():
+                if entry.status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN, OrderStatus.CANCEL_PENDING):
+                    continue
+                age = (now - entry.created_at).total_seconds()
+                if entry.side is Side.SELL and age > self._settings.get("SELL_ORDER_TIMEOUT"):
+                    self._time_out_sell(entry)
+                elif entry.side is Side.BUY and age > self._settings.get("BUY_ORDER_TIMEOUT"):
+                    log.info("买单 %s %s 超时未成交，撤单", entry.client_id, entry.stock_code)
+                    self._try_cancel(entry)
+            self._place_reprices()
+
+    def roll_day(self, today: date) -> None:
+        """Daily counters: the day's start equity (for the daily loss limit); T+1 release of positions."""
+        with self._submit_lock:
+            self._day = today
+            if self.journal.start_equity(today) is None:
+                self.journal.set_start_equity(today, self._broker.query_asset().total_asset)
+            self._positions.roll_day(today)
+
+    def recover(self) -> None:
+        """Start-up reconciliation with the broker (orders matched by client id = remark): statuses from the
+        broker; journaled orders the broker never saw are marked (never re-sent); fills missing from
+        trade_records are booked; positions take the broker's volume/available; reservations = open sells."""
+        with self._submit_lock:
+            broker_orders = {o.client_id: o for o in self._broker.query_orders() if o.client_id}
+            with self._event_lock:
+                for order in broker_orders.values():
+                    change = self.journal.apply_update(order, force=True)
+                    if change:
+                        log.info("启动核对：委托 %s 状态按券商更新为 %s", order.client_id, change[1].status.value)
+                self._mark_unknown_to_broker(broker_orders)
+            missing = [f for f in self._broker.query_trades() if not self.journal.has_fill(f.fill_id)]
+            for fill in missing:
+                log.warning("启动核对：补记成交 %s %s %s %d 股 @ %.3f", fill.fill_id, fill.stock_code, fill.side.label,
+                            fill.volume, fill.price)
+                self._book_fill(fill)
+            self._positions.refresh_from_broker(self._broker.query_positions())
+            reserved: dict[str, int] = {}
+            for entry in self.journal.open_entries(side=Side.SELL):
+                reserved[entry.stock_code] = reserved.get(entry.stock_code, 0) + entry.remaining
+            self._positions.reset_reservations(reserved)
+            self._ensure_day()
+            log.info("启动核对完成：券商委托 %d 笔，补记成交 %d 笔", len(broker_orders), len(missing))
+
+    # ---- internals: checks
+    def _sell(self, code: str, volume: Any, price: Optional[float], rule: Rule, signal_id: Optional[int],
+              parent: Optional[JournalEntry] = None) -> Order:
+        if not self._settings.get("ENABLE_ALLOW_SELL"):
+            raise OrderRejected("SELL_DISABLED", "卖出已被禁止（「允许卖出」开关已关闭）")
+        volume = checks.check_volume_type(volume)
+        position = self._positions.get(code)
+        if position is None:
+            raise OrderRejected("NO_POSITION", f"没有 {code} 的持仓，无法卖出")
+        checks.check_sell_available(code, volume, position.available, position.volume, self._positions.frozen(code))
+        checks.check_sell_volume(code, volume, position.available)
+        quote = self._quote(code)
+        order_price = self._order_price(code, Side.SELL, price, quote)
+        checks.check_price(code, Side.SELL, order_price, quote)
+        return self._submit(code, Side.SELL, volume, order_price, rule, signal_id, parent)
+
+    def _check_buy_limits(self, code: str, volume: int, price: float, rule: Rule) -> None:
+        value = round(price * volume, 2)
+        max_value = self._settings.get("MAX_ORDER_VALUE")
+        if value > max_value:
+            raise OrderRejected("MAX_ORDER_VALUE", f"单笔委托金额 {value:.2f} 元超过上限 {max_value:.2f} 元")
+        asset = self._broker.query_asset()
+        need = checks.buy_cost(code, price, volume, self._settings)
+        if need > asset.cash:
+            raise OrderRejected("INSUFFICIENT_CASH", f"可用资金不足：买入 {code} {volume} 股需要 {need:.2f} 元（含费用），"
+                                                     f"可用 {asset.cash:.2f} 元")
+        ratio = self._settings.get("MAX_TOTAL_POSITION_RATIO")
+        if asset.total_asset <= 0 or (asset.market_value + value) / asset.total_asset > ratio:
+            raise OrderRejected("POSITION_RATIO", f"买入后持仓市值将超过总资产的 {ratio:.0%}（当前市值 "
+                                                  f"{asset.market_value:.2f} 元，总资产 {asset.total_asset:.2f} 元）")
+        if rule is not Rule.MANUAL:
+            self._check_daily_loss(asset)
+
+    def _check_daily_loss(self, asset: Asset) -> None:
+        """DAILY_LOSS_LIMIT_RATIO stops automatic buys (the operator's manual buys stay possible)."""
+        start = self.journal.start_equity(self._clock.today())
+        if not start:
+            return
+        loss = start - asset.total_asset
+        ratio = self._settings.get("DAILY_LOSS_LIMIT_RATIO")
+        if loss >= start * ratio:
+            raise OrderRejected("DAILY_LOSS_LIMIT", f"今日亏损 {loss:.2f} 元，已达开盘总资产的 {ratio:.1%}，"
+                                                    f"停止自动买入")
+
+    def _check_order_count(self) -> None:
+        limit = self._settings.get("MAX_ORDERS_PER_DAY")
+        if self.journal.count_for_day(self._clock.today()) >= limit:
+            raise OrderRejected("MAX_ORDERS", f"今日委托已达上限 {limit} 笔，不再下单")
+
+    def _quote(self, code: str) -> Quote:
+        quote = self._quotes(code)
+        if quote is None:
+            raise OrderRejected("NO_QUOTE", f"没有 {code} 的最新行情（缺失或已过期），暂不下单")
+        return quote
+
+    def _order_price(self, code: str, side: Side, price: Optional[float], quote: Quote) -> float:
+        if price is None:
+            return checks.marketable_price(code, side, quote, self._settings.get("ORDER_PRICE_SLIPPAGE"))
+        return price
+
+    @staticmethod
+    def _volume_for_amount(code: str, amount: Any, price: float) -> int:
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
+            raise OrderRejected("INVALID_AMOUNT", f"买入金额无效：{amount}")
+        volume = market_rules.buy_volume_for_amount(code, amount, price)
+        if volume <= 0:
+            raise OrderRejected("AMOUNT_TOO_SMALL", f"买入金额 {amount:.2f} 元按委托价 {price:g} 元不足买入最小数量")
+        return volume
+
+    # ---- internals: sending and cancelling
+    def _submit(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
+                parent: Optional[JournalEntry] = None) -> Order:
+        """Journal (committed) → reserve shares (sells) → send. A refusal is journaled as rejected."""
+        origin = parent.origin_rule if parent else rule
+        request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent)
+        if side is Side.SELL:
+            self._positions.reserve(code, volume)
+        try:
+            self._broker.place_order(request)
+        except (OrderRejected, BrokerUnavailable) as exc:
+            self._set_status(request.client_id, OrderStatus.REJECTED, exc.message)
+            log.warning("委托被拒绝 %s %s %s %d 股 @ %g：%s", request.client_id, code, side.label, volume, price,
+                        exc.message)
+            raise
+        except Exception as exc:
+            # The order may or may not have reached the broker: keep it open as unknown for reconciliation.
+            self._set_status(request.client_id, OrderStatus.UNKNOWN, f"发送委托时出错，状态未知：{exc}")
+            raise
+        self._set_status(request.client_id, OrderStatus.SUBMITTED)
+        log.info("已委托 %s %s %s %d 股 @ %g（%s）", request.client_id, code, side.label, volume, price, rule.label)
+        return self.journal.get(request.client_id).to_order()
+
+    def _cancel(self, entry: JournalEntry) -> None:
+        if entry.status.is_terminal:
+            raise OrderRejected("ORDER_NOT_OPEN", f"委托 {entry.client_id} 已结束，无法撤单")
+        if not entry.order_id:
+            raise OrderRejected("ORDER_NOT_ACKNOWLEDGED", f"委托 {entry.client_id} 尚未被券商受理，暂时无法撤单")
+        self._broker.cancel_order(entry.order_id)
+        self._set_status(entry.client_id, OrderStatus.CANCEL_PENDING)
+
+    def _try_cancel(self, entry: JournalEntry) -> bool:
+        try:
+            self._cancel(entry)
+            return True
+        except TradingError as exc:
+            log.info("撤单 %s 未执行：%s", entry.client_id, exc.message)
+            return False
+
+    def _time_out_sell(self, entry: JournalEntry) -> None:
+        if entry.reprice_count >= self._settings.get("MAX_REORDER_TIMES"):
+            if entry.reprice_state != REPRICE_EXHAUSTED:
+                self.journal.set_reprice_state(entry.client_id, REPRICE_EXHAUSTED)
+                log.warning("卖单 %s %s 已重报 %d 次仍未成交，保留委托继续等待", entry.client_id, entry.stock_code,
+                            entry.reprice_count)
+            return
+        self.journal.set_reprice_state(entry.client_id, REPRICE_REQUESTED)
+        log.info("卖单 %s %s 超时未成交，撤单后改价重报", entry.client_id, entry.stock_code)
+        if not self._try_cancel(entry):
+            self.journal.set_reprice_state(entry.client_id, "")
+
+    def _place_reprices(self) -> None:
+        with self._event_lock:  # a cancel confirmed by an event has also released its shares
+            due = self.journal.reprice_due()
+        for entry in due:
+            remaining = entry.remaining
+            if remaining <= 0:
+                self.journal.set_reprice_state(entry.client_id, REPRICE_DONE)
+                continue
+            quote = self._quotes(entry.stock_code)
+            if quote is None:
+                log.warning("卖单 %s 待重报，但暂无 %s 行情，稍后再试", entry.client_id, entry.stock_code)
+                continue
+            down, _ = checks.limits(quote)
+            step = self._settings.get("REORDER_PRICE_STEP")
+            new_price = max(market_rules.round_price_down(entry.stock_code, entry.price * (1 - step)), down)
+            try:
+                order = self._sell(entry.stock_code, remaining, new_price, Rule.REPRICE, entry.signal_id, entry)
+            except OrderRejected as exc:
+                self.journal.set_reprice_state(entry.client_id, REPRICE_DONE, reason=f"改价重报失败：{exc.message}")
+                log.warning("卖单 %s 改价重报失败：%s", entry.client_id, exc.message)
+                continue
+            self.journal.set_reprice_state(entry.client_id, REPRICE_DONE, replaced_by=order.client_id)
+            log.info("卖单 %s 剩余 %d 股改价 %g → %g 重报为 %s", entry.client_id, remaining, entry.price, new_price,
+                     order.client_id)
+
+    # ---- internals: events
+    def _set_status(self, client_id: str, status: OrderStatus, reason: str = "") -> None:
+        with self._event_lock:
+            change = self.journal.set_status(client_id, status, reason)
+            if change:
+                self._after_status_change(*change)
+
+    def _after_status_change(self, before: JournalEntry, after: JournalEntry) -> None:
+        """Called under `_event_lock`: a sell that ended gives its unfilled shares back to `available`."""
+        if after.side is Side.SELL and after.status.is_terminal and not before.status.is_terminal:
+            self._positions.release(after.stock_code, after.remaining)
+
+    def _book_fill(self, fill: Fill) -> Optional[Rule]:
+        """Positions (idempotent by fill id) then trade_records (unique fill id): safe to repeat after a crash
+        between the two, and a duplicate callback changes nothing. Returns the rule when newly recorded."""
+        with self._event_lock:
+            if self.journal.has_fill(fill.fill_id):
+                log.debug("重复的成交回报 %s，已忽略", fill.fill_id)
+                return None
+            entry = self.journal.get(fill.client_id) if fill.client_id else None
+            entry = entry or self.journal.find(fill.order_id)
+            rule = entry.origin_rule if entry else Rule.MANUAL
+            held = self._positions.get(fill.stock_code)
+            name = (held.stock_name if held else "") or self._quote_name(fill.stock_code)
+            booked = self._positions.book_fill(fill, rule, name)
+            recorded = self.journal.record_fill(fill, rule, booked.realized_pnl, name, entry)
+        if recorded:
+            log.info("成交 %s %s %d 股 @ %g，费用 %.2f 元（%s）", fill.stock_code, fill.side.label, fill.volume,
+                     fill.price, fill.fees, rule.label)
+        return rule if recorded else None
+
+    def _notify_fill(self, fill: Fill, rule: Rule) -> None:
+        for listener in list(self._fill_listeners):
+            try:
+                listener(fill, rule)
+            except Exception:
+                log.exception("成交监听者处理 %s 时出错", fill.fill_id)
+
+    def _quote_name(self, code: str) -> str:
+        quote = self._quotes(code)
+        return quote.name if quote else ""
+
+    def _mark_unknown_to_broker(self, broker_orders: dict[str, Order]) -> None:
+        today = self._clock.today()
+        for entry in self.journal.open_entries():
+            if entry.client_id in broker_orders:
+                continue
+            if entry.status is OrderStatus.PENDING_SUBMIT:
+                status, reason = OrderStatus.REJECTED, "程序在委托送达券商前中断，该委托未发出（不会重发）"
+            elif entry.trading_day < today:
+                status, reason = OrderStatus.CANCELLED, "券商已无该隔日委托，按当日有效委托收盘失效处理"
+            else:
+                status, reason = OrderStatus.UNKNOWN, "券商查询不到该委托，状态未知，请人工核对"
+            self.journal.set_status(entry.client_id, status, reason, force=True)
+            log.warning("启动核对：委托 %s %s → %s（%s）", entry.client_id, entry.stock_code, status.value, reason)
+
+    def _ensure_day(self) -> None:
+        today = self._clock.today()
+        if today != self._day:
+            self.roll_day(today)

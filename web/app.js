@@ -1,0 +1,998 @@
+/* miniQMT web UI: talks only to the JSON API (DESIGN §11). Live positions arrive over server-sent events read
+   with fetch (so the API token travels in a header, never in a URL). Every API error is shown where the user
+   acted. No framework, no build step. */
+(function () {
+  "use strict";
+
+  // ---- helpers -----------------------------------------------------------------------------------
+  function $(id) { return document.getElementById(id); }
+  function make(tag, cls, content) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (content != null) node.textContent = content;
+    return node;
+  }
+  function cell(row, content, cls) { var td = make("td", cls, content); row.appendChild(td); return td; }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function isEtf(code) { return /^(51|56|58|15|16)/.test(code || ""); }
+  function digitsOf(code) { return isEtf(code) ? 3 : 2; }
+  function fmtPrice(v, code) { return v == null || v === "" ? "--" : Number(v).toFixed(digitsOf(code)); }
+  function fmtMoney(v) {
+    if (v == null || v === "") return "--";
+    return Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  function fmtInt(v) { return v == null ? "--" : Number(v).toLocaleString("zh-CN"); }
+  function fmtPct(v) { return v == null ? "--" : (v > 0 ? "+" : "") + Number(v).toFixed(2) + "%"; }
+  function signClass(v) { return v > 0 ? "up" : (v < 0 ? "down" : ""); }
+  function fmtTime(text) { return text ? String(text).replace("T", " ") : "--"; }
+  function jsonText(v) { return v == null ? "" : (typeof v === "string" ? v : JSON.stringify(v)); }
+
+  /* A number typed by a person: "" → undefined, numeric text → Number, anything else is sent as typed so
+     that the server answers with its own Chinese message. */
+  function numberField(value) {
+    var text = String(value == null ? "" : value).trim();
+    if (text === "") return undefined;
+    return /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : text;
+  }
+
+  function show(target, text, kind) {
+    var node = typeof target === "string" ? $(target) : target;
+    if (!node) return;
+    node.textContent = text || "";
+    node.className = "msg" + (kind ? " " + kind : "");
+    node.hidden = !text;
+  }
+  function showError(target, err) { show(target, errorText(err), "error"); }
+  function errorText(err) {
+    if (!err) return "未知错误";
+    var text = err.message || String(err);
+    if (err.errors && typeof err.errors === "object" && !Array.isArray(err.errors)) {
+      var details = Object.keys(err.errors).map(function (k) { return k + "：" + err.errors[k]; });
+      if (details.length > 1) text += "\n" + details.join("\n");
+    }
+    return text;
+  }
+
+  // ---- API ---------------------------------------------------------------------------------------
+  var meta = document.querySelector('meta[name="api-token"]');
+  var token = meta && meta.content && meta.content !== "__API_TOKEN__" ? meta.content : "";
+  if (!token) token = sessionStorage.getItem("qmt_api_token") || "";
+
+  function headers(extra) {
+    var h = Object.assign({ "Accept": "application/json" }, extra || {});
+    if (token) h["X-API-Token"] = token;
+    return h;
+  }
+
+  function ApiError(status, payload, fallback) {
+    this.status = status;
+    this.code = (payload && payload.code) || "HTTP_" + status;
+    this.message = (payload && payload.message) || fallback;
+    this.errors = payload && payload.errors;
+    this.payload = payload;
+  }
+
+  function api(method, path, body) {
+    var init = { method: method, headers: headers(), cache: "no-store" };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init).then(function (response) {
+      return response.text().then(function (text) {
+        var payload = null;
+        try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
+        if (!response.ok || !payload || payload.status !== "success") {
+          if (response.status === 401) $("token-bar").hidden = false;
+          throw new ApiError(response.status, payload, "请求失败（HTTP " + response.status + "）");
+        }
+        return payload.data;
+      });
+    }, function (err) {
+      throw new ApiError(0, null, "无法连接服务器：" + (err && err.message ? err.message : err));
+    });
+  }
+  var get = function (path) { return api("GET", path); };
+  var post = function (path, body) { return api("POST", path, body === undefined ? {} : body); };
+
+  // ---- confirmation dialog -----------------------------------------------------------------------
+  function confirmDialog(title, text) {
+    return new Promise(function (resolve) {
+      $("modal-title").textContent = title;
+      $("modal-text").textContent = text;
+      $("modal").hidden = false;
+      $("modal-ok").focus();
+      function done(answer) {
+        $("modal").hidden = true;
+        $("modal-ok").removeEventListener("click", yes);
+        $("modal-cancel").removeEventListener("click", no);
+        resolve(answer);
+      }
+      function yes() { done(true); }
+      function no() { done(false); }
+      $("modal-ok").addEventListener("click", yes);
+      $("modal-cancel").addEventListener("click", no);
+    });
+  }
+
+  // ---- state -------------------------------------------------------------------------------------
+  var state = { snapshot: null, status: null, tab: "overview", chartCode: "", chartData: null, config: null };
+
+  // ---- tabs --------------------------------------------------------------------------------------
+  var loaders = {
+    overview: function () { loadStatus(); loadHealth(); },
+    positions: function () { if (state.chartCode) loadChart(state.chartCode); },
+    orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
+    config: function () { loadConfig(); loadConfigHistory(); },
+    trade: function () {}
+  };
+
+  function activate() {
+    var name = (location.hash || "#overview").slice(1);
+    if (!loaders[name]) name = "overview";
+    state.tab = name;
+    Array.prototype.forEach.call(document.querySelectorAll(".tab"), function (s) { s.hidden = s.id !== "tab-" + name; });
+    Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
+      a.classList.toggle("active", a.getAttribute("data-tab") === name);
+    });
+    loaders[name]();
+  }
+
+  // ---- status, account, clock, health ------------------------------------------------------------
+  var SWITCHES = [
+    ["ENABLE_AUTO_TRADING", "自动交易", "开启后检测到的信号自动下单；关闭时信号排队等待人工执行"],
+    ["ENABLE_ALLOW_BUY", "允许买入", ""],
+    ["ENABLE_ALLOW_SELL", "允许卖出", ""],
+    ["ENABLE_DYNAMIC_STOP_PROFIT", "止盈止损", "止损、首次止盈、动态止盈规则"],
+    ["ENABLE_GRID_TRADING", "网格交易", ""]
+  ];
+
+  function loadStatus() {
+    return get("/api/status").then(function (s) {
+      state.status = s;
+      renderStatus(s);
+    }, function (err) { showError("global-msg", err); });
+  }
+
+  function renderStatus(s) {
+    var mode = $("mode-badge");
+    mode.textContent = s.mode_label + "交易";
+    mode.className = "badge " + (s.mode === "live" ? "live" : "sim");
+    var src = $("source-badge");
+    src.textContent = "行情：" + (s.data_source.label || s.data_source.source);
+    src.className = "badge" + (s.data_source.synthetic ? " demo" : "");
+    $("demo-banner").hidden = !s.data_source.synthetic;
+    renderClock(s.clock);
+    renderAccount(s.account);
+    $("acc-counts").textContent = s.positions_count + " / " + s.pending_signals;
+    renderSwitches(s.switches);
+    $("signals-auto-note").textContent = s.switches.ENABLE_AUTO_TRADING
+      ? "自动交易已开启：信号由策略线程自动执行。" : "自动交易已关闭：信号排队等待，可点击“执行”人工执行。";
+  }
+
+  function renderClock(c) {
+    if (!c) return;
+    $("clock").textContent = fmtTime(c.time) + (c.is_replay ? "（回放时钟）" : "");
+    $("session").textContent = c.session_label;
+  }
+
+  function renderAccount(a) {
+    if (!a) return;
+    if (!a.available) {
+      show("account-error", "账户信息不可用：" + (a.error || ""), "error");
+      return;
+    }
+    show("account-error", "");
+    $("acc-total").textContent = fmtMoney(a.total_asset);
+    $("acc-cash").textContent = fmtMoney(a.cash);
+    $("acc-frozen").textContent = fmtMoney(a.frozen_cash);
+    $("acc-mv").textContent = fmtMoney(a.market_value);
+    var pnl = $("acc-pnl");
+    pnl.textContent = a.today_pnl == null ? "--" : (a.today_pnl > 0 ? "+" : "") + fmtMoney(a.today_pnl);
+    pnl.className = "value " + signClass(a.today_pnl);
+  }
+
+  function renderSwitches(values) {
+    var box = $("switches");
+    if (!box.childElementCount) {
+      SWITCHES.forEach(function (sw) {
+        var label = make("label", "switch");
+        var input = make("input");
+        input.type = "checkbox";
+        input.id = "switch-" + sw[0];
+        input.setAttribute("data-key", sw[0]);
+        input.addEventListener("change", onSwitch);
+        label.appendChild(input);
+        label.appendChild(make("span", null, sw[1]));
+        if (sw[2]) label.appendChild(make("span", "meaning", sw[2]));
+        box.appendChild(label);
+      });
+    }
+    SWITCHES.forEach(function (sw) {
+      var input = $("switch-" + sw[0]);
+      if (!input.disabled) input.checked = !!values[sw[0]];
+    });
+  }
+
+  function onSwitch(ev) {
+    var input = ev.target, key = input.getAttribute("data-key"), wanted = input.checked;
+    var name = input.parentNode.children[1].textContent;
+    var ask = key === "ENABLE_AUTO_TRADING" && wanted
+      ? confirmDialog("开启自动交易", "开启后，检测到的交易信号将自动下单" +
+        (state.status && state.status.mode === "live" ? "（实盘账户！）" : "") + "。确认开启？")
+      : Promise.resolve(true);
+    ask.then(function (yes) {
+      if (!yes) { input.checked = !wanted; return; }
+      input.disabled = true;
+      var changes = {}; changes[key] = wanted;
+      post("/api/config/update", { changes: changes }).then(function () {
+        show("switch-msg", name + "已" + (wanted ? "开启" : "关闭"), "ok");
+        input.disabled = false;
+        loadStatus();
+      }, function (err) {
+        input.disabled = false;
+        input.checked = !wanted;
+        showError("switch-msg", err);
+      });
+    });
+  }
+
+  function loadHealth() {
+    get("/api/health").then(function (h) {
+      var body = $("health-body");
+      clear(body);
+      h.threads.forEach(function (t) {
+        var tr = make("tr");
+        cell(tr, t.name);
+        cell(tr, t.alive ? "运行中" : "异常", t.alive ? "ok-dot" : "bad-dot");
+        cell(tr, t.seconds_since_beat == null ? "--" : Number(t.seconds_since_beat).toFixed(1) + " 秒");
+        cell(tr, String(t.restarts));
+        cell(tr, t.alarm || "", t.alarm ? "bad-dot" : "");
+        body.appendChild(tr);
+      });
+      if (!h.threads.length) { var tr = make("tr"); cell(tr, "没有线程信息", "muted").colSpan = 5; body.appendChild(tr); }
+    }, function (err) { showError("global-msg", err); });
+    get("/api/connection/status").then(function (c) {
+      var broker = c.broker.connected === null ? "未知" : (c.broker.connected ? "已连接" : "未连接");
+      $("conn-info").textContent = "券商（" + c.broker.mode_label + "）：" + broker + (c.broker.error ? "（" + c.broker.error + "）" : "") +
+        "；行情（" + (c.data.label || c.data.source) + "）：" + (c.data.connected ? "正常" : "未连接") +
+        (c.data.last_error ? "（" + c.data.last_error + "）" : "");
+    }, function (err) { showError("global-msg", err); });
+  }
+
+  // ---- positions (live) --------------------------------------------------------------------------
+  var rows = {};
+  var POS_COLUMNS = 15;
+
+  function renderPositions(snapshot) {
+    state.snapshot = snapshot;
+    $("pos-version").textContent = "数据版本 " + snapshot.data_version;
+    var body = $("positions-body");
+    var seen = {};
+    if (!snapshot.positions.length) {
+      rows = {};
+      clear(body);
+      var tr = make("tr"); cell(tr, "当前没有持仓", "muted").colSpan = POS_COLUMNS; body.appendChild(tr);
+      return;
+    }
+    if (body.querySelector("td[colspan]")) clear(body);
+    snapshot.positions.forEach(function (p) {
+      seen[p.stock_code] = true;
+      var row = rows[p.stock_code];
+      if (!row) {
+        row = rows[p.stock_code] = newPositionRow(p.stock_code);
+      }
+      body.appendChild(row.tr);  // keeps the order of the snapshot (by code)
+      updatePositionRow(row, p);
+    });
+    Object.keys(rows).forEach(function (code) {
+      if (!seen[code]) { body.removeChild(rows[code].tr); delete rows[code]; }
+    });
+    if (state.chartCode && state.chartData && state.tab === "positions") drawChart();
+  }
+
+  function newPositionRow(code) {
+    var tr = make("tr");
+    tr.setAttribute("data-code", code);
+    var cells = [];
+    for (var i = 0; i < POS_COLUMNS - 1; i++) {
+      cells.push(cell(tr, "", i >= 2 ? "num" : ""));
+    }
+    var actions = cell(tr, "");
+    var chartBtn = make("button", "small", "图表");
+    chartBtn.type = "button";
+    chartBtn.addEventListener("click", function () { openChart(code); });
+    var half = make("button", "small sell", "卖出一半");
+    half.type = "button";
+    half.setAttribute("data-action", "sell-half");
+    half.addEventListener("click", function () { sellFromRow(code, 0.5); });
+    var all = make("button", "small sell", "全部卖出");
+    all.type = "button";
+    all.setAttribute("data-action", "sell-all");
+    all.addEventListener("click", function () { sellFromRow(code, 1); });
+    actions.appendChild(chartBtn); actions.appendChild(document.createTextNode(" "));
+    actions.appendChild(half); actions.appendChild(document.createTextNode(" "));
+    actions.appendChild(all);
+    return { tr: tr, cells: cells, buttons: [half, all] };
+  }
+
+  function updatePositionRow(row, p) {
+    var c = row.cells, code = p.stock_code, t = p.trigger_prices || {};
+    var values = [
+      code, p.stock_name || "", fmtInt(p.volume), fmtInt(p.available), fmtPrice(p.cost_price, code),
+      fmtPrice(p.current_price, code), fmtPct(p.profit_ratio), p.profit_amount == null ? "--" : fmtMoney(p.profit_amount),
+      fmtMoney(p.market_value), fmtPrice(p.highest_price, code), fmtPrice(t.stop_loss_price, code),
+      fmtPrice(t.take_profit_price, code), fmtPrice(t.dynamic_stop_price, code),
+      t.next_add_price == null ? "--" : fmtPrice(t.next_add_price, code) + "（第" + (t.next_add_index + 1) + "档）"
+    ];
+    values.forEach(function (v, i) { if (c[i].textContent !== v) c[i].textContent = v; });
+    c[5].className = "num " + signClass(p.profit_ratio);
+    c[6].className = "num " + signClass(p.profit_ratio);
+    c[7].className = "num " + signClass(p.profit_amount);
+    row.buttons.forEach(function (b) { b.disabled = !(p.available > 0); });
+    row.buttons.forEach(function (b) { b.title = p.available > 0 ? "" : "没有可卖数量（T+1）"; });
+  }
+
+  function sellFromRow(code, ratio) {
+    var p = (state.snapshot.positions || []).filter(function (x) { return x.stock_code === code; })[0];
+    var what = ratio >= 1 ? "全部可卖 " + fmtInt(p ? p.available : 0) + " 股" : "一半可卖数量";
+    confirmDialog("确认卖出", "按现价卖出 " + code + (p && p.stock_name ? " " + p.stock_name : "") + " " + what + "？")
+      .then(function (yes) {
+        if (!yes) return;
+        post("/api/actions/execute_sell", { stock_code: code, ratio: ratio }).then(function (order) {
+          show("pos-msg", "卖出委托已提交：" + orderSummary(order), "ok");
+        }, function (err) { showError("pos-msg", err); });
+      });
+  }
+
+  function orderSummary(o) {
+    var text = (o.side_label || "") + " " + o.stock_code + " " + fmtInt(o.volume) + " 股，委托价 " +
+      fmtPrice(o.price, o.stock_code) + "，委托号 " + (o.client_id || o.order_id || "") + "，状态 " + (o.status_label || o.status);
+    if (o.filled_volume > 0) {
+      text += "，已成交 " + fmtInt(o.filled_volume) + " 股，均价 " + fmtPrice(o.filled_amount / o.filled_volume, o.stock_code);
+    }
+    return text;
+  }
+
+  // ---- live stream -------------------------------------------------------------------------------
+  var streamRefresh = null;
+
+  function setLive(on, text) {
+    var node = $("live-state");
+    node.className = "live " + (on ? "on" : "off");
+    node.textContent = "● " + text;
+  }
+
+  function openStream() {
+    setLive(false, "连接中…");
+    fetch("/api/positions/stream", { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store" })
+      .then(function (response) {
+        if (!response.ok || !response.body) {
+          return response.json().then(function (payload) {
+            throw new ApiError(response.status, payload, "实时推送连接失败");
+          }, function () { throw new ApiError(response.status, null, "实时推送连接失败"); });
+        }
+        setLive(true, "实时");
+        return readEvents(response.body.getReader());
+      })
+      .then(function () { retryStream("实时推送已断开，重连中…"); },
+        function (err) { retryStream(errorText(err)); });
+  }
+
+  function retryStream(reason) {
+    setLive(false, reason.length > 30 ? "已断开，重连中…" : reason);
+    if (reason.indexOf("令牌") >= 0) showError("global-msg", { message: reason });
+    setTimeout(openStream, 2000);
+  }
+
+  function readEvents(reader) {
+    var decoder = new TextDecoder("utf-8");
+    var buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        var parts = buffer.split("\n\n");
+        buffer = parts.pop();
+        parts.forEach(handleEvent);
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  function handleEvent(block) {
+    var event = "message", data = [];
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) event = line.slice(6).trim();
+      else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+    });
+    if (!data.length) return;
+    var payload;
+    try { payload = JSON.parse(data.join("\n")); } catch (e) { return; }
+    if (event === "positions") {
+      renderPositions(payload);
+      renderAccount(payload.account);
+      renderClock(payload.clock);
+      scheduleTabRefresh();
+    } else if (event === "heartbeat") {
+      if (payload.time) $("clock").textContent = fmtTime(payload.time) +
+        (state.status && state.status.clock.is_replay ? "（回放时钟）" : "");
+    } else if (event === "error") {
+      setLive(false, payload.message);
+    }
+  }
+
+  /* Fills change positions: the orders, trades and signals tabs follow at most once a second. */
+  function scheduleTabRefresh() {
+    if (streamRefresh) return;
+    streamRefresh = setTimeout(function () {
+      streamRefresh = null;
+      if (state.tab === "orders") loadOrders();
+      else if (state.tab === "trades") loadTrades();
+      else if (state.tab === "signals") loadSignals();
+    }, 1000);
+  }
+
+  // ---- chart -------------------------------------------------------------------------------------
+  function openChart(code) {
+    $("chart-code").value = code;
+    loadChart(code);
+    $("chart").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  function loadChart(codeText) {
+    var code = String(codeText || "").trim();
+    if (!code) { show("chart-msg", "请输入股票代码", "error"); return; }
+    show("chart-msg", "加载中…");
+    Promise.all([
+      get("/api/data/history/" + encodeURIComponent(code)),
+      get("/api/trade-records?stock_code=" + encodeURIComponent(code))
+    ]).then(function (results) {
+      state.chartCode = results[0].stock_code;
+      state.chartData = { bars: results[0].bars, trades: results[1] };
+      show("chart-msg", "");
+      drawChart();
+    }, function (err) {
+      state.chartCode = "";
+      state.chartData = null;
+      clear($("chart"));
+      showError("chart-msg", err);
+    });
+  }
+
+  function drawChart() {
+    var code = state.chartCode;
+    var p = state.snapshot && state.snapshot.positions.filter(function (x) { return x.stock_code === code; })[0];
+    var t = (p && p.trigger_prices) || {};
+    var levels = p ? [
+      { key: "cost", label: "成本", price: p.cost_price, color: "#1d2433", dash: "none" },
+      { key: "stop_loss", label: "止损", price: t.stop_loss_price, color: "#138a4f" },
+      { key: "take_profit", label: "止盈", price: t.take_profit_price, color: "#d9342b" },
+      { key: "dynamic_stop", label: "动态", price: t.dynamic_stop_price, color: "#f0a020" },
+      { key: "next_add", label: "补仓", price: t.next_add_price, color: "#2463d1" }
+    ] : [];
+    $("chart-title").textContent = code + (p && p.stock_name ? " " + p.stock_name : "") + (p ? "" : "（未持仓）");
+    QmtChart.render($("chart"), { code: code, bars: state.chartData.bars, trades: state.chartData.trades,
+      levels: levels, currentPrice: p ? p.current_price : null, digits: digitsOf(code) });
+  }
+
+  // ---- orders ------------------------------------------------------------------------------------
+  var OPEN_STATES = ["pending_submit", "submitted", "open", "partially_filled", "unknown"];
+
+  function formQuery(form) {
+    var params = [];
+    Array.prototype.forEach.call(form.elements, function (e) {
+      if (e.name && e.value.trim()) params.push(encodeURIComponent(e.name) + "=" + encodeURIComponent(e.value.trim()));
+    });
+    return params.length ? "?" + params.join("&") : "";
+  }
+
+  function loadOrders() {
+    get("/api/orders" + formQuery($("orders-form"))).then(function (list) {
+      var body = $("orders-body");
+      clear(body);
+      list.forEach(function (o) {
+        var tr = make("tr");
+        tr.setAttribute("data-order", o.client_id || o.order_id || "");
+        cell(tr, fmtTime(o.time || o.created_at));
+        cell(tr, o.client_id || o.order_id || "");
+        cell(tr, o.stock_code);
+        cell(tr, o.side_label || o.side, o.side === "buy" ? "up" : "down");
+        cell(tr, fmtPrice(o.price, o.stock_code), "num");
+        cell(tr, fmtInt(o.volume), "num");
+        cell(tr, fmtInt(o.filled_volume), "num");
+        cell(tr, o.status_label || o.status);
+        cell(tr, o.rule_label || o.rule || "");
+        cell(tr, o.reason || "");
+        var actions = cell(tr, "");
+        if (OPEN_STATES.indexOf(o.status) >= 0) {
+          var b = make("button", "small", "撤单");
+          b.type = "button";
+          b.addEventListener("click", function () { cancelOrder(o.client_id || o.order_id); });
+          actions.appendChild(b);
+        }
+        body.appendChild(tr);
+      });
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有符合条件的委托", "muted").colSpan = 11; body.appendChild(tr); }
+    }, function (err) { showError("orders-msg", err); });
+  }
+
+  function cancelOrder(id) {
+    confirmDialog("确认撤单", "撤销委托 " + id + "？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/cancel_order", { order_id: id }).then(function (r) {
+        show("orders-msg", r.message, "ok");
+        loadOrders();
+      }, function (err) { showError("orders-msg", err); });
+    });
+  }
+
+  // ---- trade records -----------------------------------------------------------------------------
+  function loadTrades() {
+    get("/api/trade-records" + formQuery($("trades-form"))).then(function (list) {
+      var body = $("trades-body");
+      clear(body);
+      list.forEach(function (r) {
+        var tr = make("tr");
+        cell(tr, fmtTime(r.trade_time || r.time));
+        cell(tr, r.stock_code);
+        cell(tr, r.stock_name || "");
+        cell(tr, r.side_label || r.side, r.side === "buy" ? "up" : "down");
+        cell(tr, fmtPrice(r.price, r.stock_code), "num");
+        cell(tr, fmtInt(r.volume), "num");
+        cell(tr, fmtMoney(r.amount), "num");
+        cell(tr, fmtMoney(r.fees != null ? r.fees : r.commission), "num");
+        cell(tr, r.rule_label || r.rule || r.strategy || "");
+        cell(tr, r.client_id || r.order_id || "");
+        body.appendChild(tr);
+      });
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有成交记录", "muted").colSpan = 10; body.appendChild(tr); }
+      show("trades-msg", "");
+    }, function (err) { showError("trades-msg", err); });
+  }
+
+  function exportTrades() {
+    var query = formQuery($("trades-form"));
+    var url = "/api/trade-records" + (query ? query + "&" : "?") + "format=csv";
+    fetch(url, { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
+      if (!response.ok) {
+        return response.json().then(function (p) { throw new ApiError(response.status, p, "导出失败"); });
+      }
+      return response.blob().then(function (blob) {
+        var link = make("a");
+        link.href = URL.createObjectURL(blob);
+        link.download = "成交记录.csv";
+        document.body.appendChild(link);
+        link.click();
+        setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
+        show("trades-msg", "已导出 CSV", "ok");
+      });
+    }).catch(function (err) { showError("trades-msg", err); });
+  }
+
+  // ---- signals -----------------------------------------------------------------------------------
+  function loadSignals() {
+    var auto = state.status && state.status.switches.ENABLE_AUTO_TRADING;
+    get("/api/signals/pending").then(function (list) {
+      var body = $("signals-pending-body");
+      clear(body);
+      list.forEach(function (s) {
+        var tr = make("tr");
+        tr.setAttribute("data-signal", s.id);
+        signalCells(tr, s);
+        cell(tr, fmtPrice(s.observed_price, s.stock_code), "num");
+        cell(tr, s.status_label);
+        var actions = cell(tr, "");
+        var b = make("button", "small primary", "执行");
+        b.type = "button";
+        b.disabled = !!auto;
+        b.title = auto ? "自动交易已开启，信号会自动执行" : "按现价执行该信号";
+        b.addEventListener("click", function () { executeSignal(s); });
+        actions.appendChild(b);
+        body.appendChild(tr);
+      });
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有待执行的信号", "muted").colSpan = 10; body.appendChild(tr); }
+    }, function (err) { showError("signals-msg", err); });
+    get("/api/signals/history?limit=200").then(function (list) {
+      var body = $("signals-history-body");
+      clear(body);
+      list.forEach(function (s) {
+        var tr = make("tr");
+        signalCells(tr, s);
+        cell(tr, s.status_label, s.status === "executed" ? "ok-dot" : (s.status === "rejected" ? "bad-dot" : "muted"));
+        cell(tr, s.reason || "");
+        cell(tr, s.order_id || "");
+        body.appendChild(tr);
+      });
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有历史信号", "muted").colSpan = 10; body.appendChild(tr); }
+    }, function (err) { showError("signals-msg", err); });
+  }
+
+  function signalCells(tr, s) {
+    cell(tr, "#" + s.id);
+    cell(tr, fmtTime(s.created_at));
+    cell(tr, s.stock_code);
+    cell(tr, s.rule_label);
+    cell(tr, s.side_label, s.side === "buy" ? "up" : "down");
+    cell(tr, fmtInt(s.volume), "num");
+    cell(tr, fmtPrice(s.trigger_price, s.stock_code), "num");
+  }
+
+  function executeSignal(s) {
+    confirmDialog("执行信号", "按现价执行信号 #" + s.id + "：" + s.stock_code + " " + s.rule_label + " " +
+      fmtInt(s.volume) + " 股？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/execute_trading_signal", { signal_id: s.id }).then(function (r) {
+        show("signals-msg", "信号 #" + r.id + " 已执行，委托号 " + r.order_id, "ok");
+        loadSignals();
+      }, function (err) { showError("signals-msg", err); loadSignals(); });
+    });
+  }
+
+  // ---- manual trading ----------------------------------------------------------------------------
+  function toggleBy(form, name) {
+    var by = form.querySelector('input[name="' + name + '"]:checked').value;
+    Array.prototype.forEach.call(form.querySelectorAll("[data-by]"), function (label) {
+      label.hidden = label.getAttribute("data-by") !== by;
+    });
+    return by;
+  }
+
+  function submitBuy(ev) {
+    ev.preventDefault();
+    var form = ev.target, by = toggleBy(form, "buy_by");
+    var code = form.stock_code.value.trim();
+    var payload = { stock_code: code };
+    var what;
+    if (by === "amount") {
+      payload.amount = numberField(form.amount.value);
+      what = "金额 " + form.amount.value.trim() + " 元";
+    } else {
+      payload.volume = numberField(form.volume.value);
+      var price = numberField(form.price.value);
+      if (price !== undefined) payload.price = price;
+      what = form.volume.value.trim() + " 股" + (price !== undefined ? " @ " + form.price.value.trim() : "（按现价）");
+    }
+    confirmDialog("确认买入", "买入 " + code + "，" + what + "？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/execute_buy", payload).then(function (order) {
+        show("buy-msg", "买入委托已提交：" + orderSummary(order), "ok");
+      }, function (err) { showError("buy-msg", err); });
+    });
+  }
+
+  function submitPoolBuy(ev) {
+    ev.preventDefault();
+    var form = ev.target;
+    var payload = { from_pool: true, count: numberField(form.count.value) };
+    var amount = numberField(form.amount.value);
+    if (amount !== undefined) payload.amount = amount;
+    confirmDialog("确认随机买入", "从股票池随机选 " + form.count.value.trim() + " 只未持有的股票买入？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/execute_buy", payload).then(function (r) {
+        var lines = r.results.map(function (x) {
+          return x.ok ? "✓ " + orderSummary(x.order) : "✗ " + x.stock_code + "：" + x.message;
+        });
+        show("pool-buy-msg", "已下单 " + r.placed + " / " + r.results.length + " 只\n" + lines.join("\n"),
+          r.placed === r.results.length ? "ok" : "warn");
+      }, function (err) { showError("pool-buy-msg", err); });
+    });
+  }
+
+  function submitSell(ev) {
+    ev.preventDefault();
+    var form = ev.target, by = toggleBy(form, "sell_by");
+    var code = form.stock_code.value.trim();
+    var payload = { stock_code: code };
+    var what;
+    if (by === "volume") {
+      payload.volume = numberField(form.volume.value);
+      var price = numberField(form.price.value);
+      if (price !== undefined) payload.price = price;
+      what = form.volume.value.trim() + " 股" + (price !== undefined ? " @ " + form.price.value.trim() : "（按现价）");
+    } else {
+      payload.ratio = numberField(form.ratio.value);
+      what = "可卖数量的 " + form.ratio.value.trim();
+    }
+    confirmDialog("确认卖出", "卖出 " + code + "，" + what + "？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/execute_sell", payload).then(function (order) {
+        show("sell-msg", "卖出委托已提交：" + orderSummary(order), "ok");
+      }, function (err) { showError("sell-msg", err); });
+    });
+  }
+
+  // ---- stock pool --------------------------------------------------------------------------------
+  function loadPool() {
+    get("/api/stock_pool").then(function (p) {
+      $("pool-text").value = p.stocks.join("\n");
+      $("pool-count").textContent = "共 " + p.count + " 只";
+    }, function (err) { showError("pool-msg", err); });
+  }
+
+  function savePool() {
+    var codes = $("pool-text").value.split(/[\s,，;；]+/).filter(function (c) { return c; });
+    post("/api/stock_pool", { stocks: codes }).then(function (p) {
+      $("pool-text").value = p.stocks.join("\n");
+      $("pool-text").classList.remove("invalid");
+      $("pool-count").textContent = "共 " + p.count + " 只";
+      show("pool-msg", "股票池已保存：" + p.count + " 只", "ok");
+    }, function (err) {
+      $("pool-text").classList.add("invalid");
+      var text = err.message;
+      if (Array.isArray(err.errors) && err.errors.length > 1) text += "\n" + err.errors.join("\n");
+      show("pool-msg", text, "error");
+    });
+  }
+
+  // ---- grid --------------------------------------------------------------------------------------
+  function loadGrid() {
+    get("/api/grid/sessions").then(function (list) {
+      $("grid-form").hidden = false;
+      var body = $("grid-body");
+      clear(body);
+      list.forEach(function (s) {
+        var tr = make("tr");
+        cell(tr, "#" + s.id);
+        cell(tr, s.stock_code);
+        cell(tr, s.status_label || s.status || "");
+        cell(tr, Object.keys(s).filter(function (k) { return ["id", "stock_code", "status", "status_label"].indexOf(k) < 0; })
+          .slice(0, 8).map(function (k) { return k + "=" + jsonText(s[k]); }).join("  "));
+        var actions = cell(tr, "");
+        if (s.status === "active" || s.status === "running") {
+          var b = make("button", "small danger", "停止");
+          b.type = "button";
+          b.addEventListener("click", function () {
+            confirmDialog("停止网格", "停止 " + s.stock_code + " 的网格会话 #" + s.id + "？").then(function (yes) {
+              if (!yes) return;
+              post("/api/grid/sessions/" + s.id + "/stop").then(function () {
+                show("grid-msg", "网格会话 #" + s.id + " 已停止", "ok");
+                loadGrid();
+              }, function (err) { showError("grid-msg", err); });
+            });
+          });
+          actions.appendChild(b);
+        }
+        body.appendChild(tr);
+      });
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 5; body.appendChild(tr); }
+    }, function (err) {
+      if (err.code === "GRID_UNAVAILABLE") $("grid-form").hidden = true;
+      showError("grid-msg", err);
+    });
+  }
+
+  function startGrid(ev) {
+    ev.preventDefault();
+    var code = ev.target.stock_code.value.trim();
+    post("/api/grid/sessions", { stock_code: code }).then(function (s) {
+      show("grid-msg", "已启动网格会话 #" + s.id, "ok");
+      loadGrid();
+    }, function (err) { showError("grid-msg", err); });
+  }
+
+  // ---- configuration -----------------------------------------------------------------------------
+  function loadConfig() {
+    return get("/api/config").then(function (c) {
+      state.config = c;
+      renderConfig(c);
+    }, function (err) { showError("config-msg", err); });
+  }
+
+  function renderConfig(c) {
+    var root = $("config-groups");
+    clear(root);
+    show("config-warnings", c.warnings.length ? "配置提醒：\n" + c.warnings.join("\n") : "", "warn");
+    c.groups.forEach(function (group) {
+      var box = make("div", "config-group");
+      box.appendChild(make("h3", null, group));
+      c.params.filter(function (p) { return p.group === group; }).forEach(function (p) {
+        box.appendChild(configRow(p));
+      });
+      root.appendChild(box);
+    });
+  }
+
+  function configRow(p) {
+    var row = make("div", "config-row");
+    row.id = "cfg-" + p.key;
+    row.setAttribute("data-key", p.key);
+    var about = make("div");
+    var key = make("div", "key", p.key);
+    if (p.overridden) key.appendChild(make("span", "tag overridden", "已修改"));
+    if (p.restart_required) key.appendChild(make("span", "tag restart", "需重启"));
+    about.appendChild(key);
+    about.appendChild(make("div", "meaning", p.meaning));
+    about.appendChild(make("div", "range", (p.range ? "范围：" + p.range + "；" : "") + "默认：" + jsonText(p.default)));
+    row.appendChild(about);
+
+    var field = make("div");
+    var input;
+    if (p.type === "bool") {
+      input = make("input");
+      input.type = "checkbox";
+      input.checked = !!p.value;
+    } else if (p.type === "choice") {
+      input = make("select");
+      p.choices.forEach(function (choice) {
+        var o = make("option", null, String(choice));
+        o.value = choice;
+        if (choice === p.value) o.selected = true;
+        input.appendChild(o);
+      });
+    } else {
+      input = make("input");
+      input.type = p.secret ? "password" : "text";
+      input.value = p.secret ? "" : jsonText(p.value);
+      if (p.secret) input.placeholder = p.value ? "已设置（不显示）" : "未设置";
+    }
+    input.name = p.key;
+    input.className = "cfg-input";
+    field.appendChild(input);
+    var error = make("div", "field-error");
+    error.hidden = true;
+    field.appendChild(error);
+    row.appendChild(field);
+
+    var actions = make("div", "actions");
+    var save = make("button", "small primary", "保存");
+    save.type = "button";
+    save.addEventListener("click", function () { saveConfig(p, input, error); });
+    actions.appendChild(save);
+    if (p.overridden) {
+      var reset = make("button", "small", "恢复默认");
+      reset.type = "button";
+      reset.addEventListener("click", function () { resetConfig(p, error); });
+      actions.appendChild(reset);
+    }
+    row.appendChild(actions);
+    return row;
+  }
+
+  function readConfigValue(p, input) {
+    if (p.type === "bool") return { value: input.checked };
+    if (p.type === "choice" || p.type === "str") return { value: input.value };
+    if (p.type === "int" || p.type === "float") {
+      var v = numberField(input.value);
+      return v === undefined ? { error: "请输入数值" } : { value: v };
+    }
+    try {
+      return { value: JSON.parse(input.value) };
+    } catch (e) {
+      return { error: "格式应为 JSON，例如 " + jsonText(p.default) };
+    }
+  }
+
+  function fieldError(input, error, text) {
+    error.textContent = text || "";
+    error.hidden = !text;
+    input.classList.toggle("invalid", !!text);
+  }
+
+  function saveConfig(p, input, error) {
+    var read = readConfigValue(p, input);
+    if (read.error) { fieldError(input, error, read.error); return; }
+    var changes = {}; changes[p.key] = read.value;
+    post("/api/config/update", { changes: changes }).then(function (r) {
+      fieldError(input, error, "");
+      var text = p.key + " 已保存" + (r.restart_required.length ? "（重启后生效）" : "");
+      if (r.warnings.length) text += "\n提醒：" + r.warnings.join("；");
+      show("config-msg", text, r.warnings.length ? "warn" : "ok");
+      loadConfig().then(function () { loadConfigHistory(); loadStatus(); });
+    }, function (err) {
+      var own = err.errors && err.errors[p.key];
+      fieldError(input, error, own || errorText(err));
+    });
+  }
+
+  function resetConfig(p, error) {
+    confirmDialog("恢复默认", "将 " + p.key + " 恢复为 config.py 中的默认值 " + jsonText(p.default) + "？").then(function (yes) {
+      if (!yes) return;
+      post("/api/config/reset", { key: p.key }).then(function () {
+        show("config-msg", p.key + " 已恢复默认值", "ok");
+        loadConfig().then(function () { loadConfigHistory(); loadStatus(); });
+      }, function (err) { error.textContent = errorText(err); error.hidden = false; });
+    });
+  }
+
+  function loadConfigHistory() {
+    get("/api/config/history?limit=100").then(function (list) {
+      var body = $("config-history-body");
+      clear(body);
+      list.forEach(function (h) {
+        var tr = make("tr");
+        tr.setAttribute("data-history", h.id);
+        cell(tr, "#" + h.id);
+        cell(tr, fmtTime(h.time));
+        cell(tr, h.key);
+        cell(tr, jsonText(h.old_value));
+        cell(tr, jsonText(h.new_value));
+        cell(tr, SOURCE_LABELS[h.source] || h.source);
+        var actions = cell(tr, "");
+        var b = make("button", "small", "回滚");
+        b.type = "button";
+        b.title = "恢复为这次修改之前的值 " + jsonText(h.old_value);
+        b.addEventListener("click", function () { rollback(h.id, h.key + " 恢复为 " + jsonText(h.old_value)); });
+        actions.appendChild(b);
+        body.appendChild(tr);
+      });
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有修改记录", "muted").colSpan = 7; body.appendChild(tr); }
+    }, function (err) { showError("history-msg", err); });
+  }
+  var SOURCE_LABELS = { web: "网页", rollback: "回滚", emergency_stop: "紧急停止" };
+
+  function rollback(historyId, text) {
+    confirmDialog("回滚参数", historyId ? "回滚修改 #" + historyId + "：" + text + "？" : "撤销最近一次参数修改？")
+      .then(function (yes) {
+        if (!yes) return;
+        post("/api/config/rollback", historyId ? { history_id: historyId } : {}).then(function (r) {
+          var parts = Object.keys(r.restored).map(function (k) { return k + " = " + jsonText(r.restored[k]); });
+          show("history-msg", "已回滚：" + parts.join("，"), "ok");
+          loadConfig().then(function () { loadConfigHistory(); loadStatus(); });
+        }, function (err) { showError("history-msg", err); });
+      });
+  }
+
+  // ---- emergency stop ----------------------------------------------------------------------------
+  function emergencyStop() {
+    confirmDialog("紧急停止", "将立即关闭自动交易，并撤销全部未完成委托。确认执行？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/emergency_stop").then(function (r) {
+        show("switch-msg", "");
+        show("global-msg", "紧急停止已执行：" + r.message + "（点击此提示关闭）", "warn");
+        loadStatus();
+        if (state.tab === "orders") loadOrders();
+      }, function (err) { showError("global-msg", err); loadStatus(); });
+    });
+  }
+
+  function cancelAll() {
+    confirmDialog("全部撤单", "撤销全部未完成委托（同时关闭自动交易）？").then(function (yes) {
+      if (!yes) return;
+      post("/api/actions/emergency_stop").then(function (r) {
+        show("orders-msg", r.message, "ok");
+        loadOrders();
+        loadStatus();
+      }, function (err) { showError("orders-msg", err); });
+    });
+  }
+
+  // ---- wiring ------------------------------------------------------------------------------------
+  function init() {
+    if (!token) $("token-bar").hidden = false;
+    $("token-save").addEventListener("click", function () {
+      token = $("token-input").value.trim();
+      sessionStorage.setItem("qmt_api_token", token);
+      $("token-bar").hidden = !!token;
+      show("global-msg", "");
+      loadStatus();
+    });
+    $("emergency-stop").addEventListener("click", emergencyStop);
+    $("global-msg").addEventListener("click", function () { show("global-msg", ""); });
+    $("cancel-all").addEventListener("click", cancelAll);
+    $("chart-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadChart($("chart-code").value); });
+    $("orders-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadOrders(); });
+    $("trades-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadTrades(); });
+    $("trades-csv").addEventListener("click", exportTrades);
+    $("buy-form").addEventListener("submit", submitBuy);
+    $("buy-form").addEventListener("change", function () { toggleBy($("buy-form"), "buy_by"); });
+    $("pool-buy-form").addEventListener("submit", submitPoolBuy);
+    $("sell-form").addEventListener("submit", submitSell);
+    $("sell-form").addEventListener("change", function () { toggleBy($("sell-form"), "sell_by"); });
+    $("pool-save").addEventListener("click", savePool);
+    $("pool-reload").addEventListener("click", loadPool);
+    $("grid-form").addEventListener("submit", startGrid);
+    $("config-rollback-latest").addEventListener("click", function () { rollback(null, ""); });
+    window.addEventListener("hashchange", activate);
+    loadStatus();
+    activate();
+    openStream();
+    setInterval(function () {
+      loadStatus();
+      if (state.tab === "overview") loadHealth();
+    }, 5000);
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+})();

@@ -1,0 +1,422 @@
+"""The routes of DESIGN §11: each one validates its input (web_requests), calls one component of the
+WebContext and answers with the JSON shapes of web_views. Security and error shapes are web_server's."""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+import config
+import market_rules
+import web_requests as req
+import web_views as views
+from models import OrderStatus, Rule, SignalStatus, TradingError
+from web_requests import ApiError
+from web_server import error_response, ok, state
+from web_stream import PositionsCache, PositionStream
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+_random = random.SystemRandom()
+
+
+def ctx():
+    return state().ctx
+
+
+def body() -> dict:
+    return req.parse_json_body(request.get_data(cache=True), request.headers.get("Content-Type", ""))
+
+
+def _empty_body() -> None:
+    """Actions without parameters accept no body or an empty JSON object."""
+    if request.get_data(cache=True):
+        req.ensure_only(body(), set())
+
+
+def _allow_query(*allowed: str) -> None:
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
+
+
+# ---- overview -------------------------------------------------------------------------------------
+
+@blueprint.get("/health")
+def health() -> Response:
+    threads = ctx().health()
+    return ok({"threads": threads, "all_alive": all(t.get("alive") for t in threads),
+               "web": {"alive": True}})
+
+
+@blueprint.get("/status")
+def status() -> Response:
+    c = ctx()
+    return ok({
+        "mode": c.mode, "mode_label": views.MODE_LABELS.get(c.mode, c.mode),
+        "switches": {key: c.settings.get(key) for key in views.SWITCH_KEYS},
+        "account": account_view(c),
+        "data_source": data_source_view(),
+        "clock": views.session_view(c.clock),
+        "positions_count": sum(1 for p in c.positions.all() if p.volume > 0),
+        "data_version": c.positions.data_version,
+        "pending_signals": len(c.signals.pending()),
+        "grid_available": c.grid is not None,
+    })
+
+
+@blueprint.get("/connection/status")
+def connection_status() -> Response:
+    return ok({"broker": broker_view(), "data": data_source_view()})
+
+
+def account_view(c) -> dict:
+    """Cash, frozen cash, market value, total asset and today's P&L; an unreachable broker is reported."""
+    try:
+        asset = c.executor.account()
+    except TradingError as exc:
+        return {"available": False, "error": exc.message}
+    view = {"available": True, **views.jsonable(asset)}
+    today = c.clock.today()
+    view["today_pnl"] = views.today_pnl(c.positions.all(), c.executor.trade_records(start=today, end=today),
+                                        c.data.get_latest_data)
+    return view
+
+
+def data_source_view() -> dict:
+    data = ctx().data
+    source_status = views.jsonable(data.status())
+    name = getattr(data, "source_name", source_status.get("source"))
+    return {**source_status, "source": name, "label": getattr(data, "source_label", source_status.get("label")),
+            "synthetic": name == "synthetic"}
+
+
+def broker_view() -> dict:
+    """Whether the broker is connected: its own flag when the context has it, else an account query."""
+    c = ctx()
+    error = ""
+    try:
+        if c.broker is not None:
+            connected = bool(c.broker.is_connected())
+        else:
+            c.executor.account()
+            connected = True
+    except TradingError as exc:
+        connected, error = False, exc.message
+    if not connected and not error:
+        error = "券商未连接" if c.mode == "live" else "模拟券商已关闭"
+    return {"mode": c.mode, "mode_label": views.MODE_LABELS.get(c.mode, c.mode), "connected": connected,
+            "error": error}
+
+
+# ---- positions ------------------------------------------------------------------------------------
+
+@blueprint.get("/positions")
+def positions() -> Response:
+    return ok(state().positions.get()[1])
+
+
+@blueprint.get("/positions/<code>")
+def position(code: str) -> Response:
+    code = req.parse_code(code)
+    found = ctx().positions.get(code)
+    if found is None:
+        raise ApiError(404, "NO_POSITION", f"没有 {code} 的持仓")
+    return ok(views.position_view(found, ctx().trigger_prices(found)))
+
+
+@blueprint.get("/positions/stream")
+def positions_stream() -> Response:
+    app_state = state()
+    if not app_state.sse_slots.acquire(blocking=False):
+        raise ApiError(429, "TOO_MANY_STREAMS", "实时推送连接数已达上限，请关闭多余的页面后重试")
+    c = app_state.ctx
+    disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
+    # The generator runs after the request context is gone: everything it needs is bound here.
+    cache = app_state.positions
+    stream = PositionStream(
+        c.positions, lambda: stream_payload(c, cache),
+        lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
+        lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
+
+    def frames():
+        try:
+            yield from stream.frames()
+        finally:
+            app_state.sse_slots.release()
+
+    response = Response(frames(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def positions_cache(c) -> PositionsCache:
+    def build(version: int) -> dict:
+        held = [p for p in c.positions.all() if p.volume > 0]
+        return views.positions_snapshot(held, version, c.trigger_prices)
+    return PositionsCache(c.positions, c.settings, build)
+
+
+def stream_payload(c, cache: PositionsCache) -> tuple[int, dict]:
+    """A stream snapshot: the shared positions payload plus the account and the market clock."""
+    version, payload = cache.get()
+    return version, {**payload, "account": account_view(c), "clock": views.session_view(c.clock)}
+
+
+# ---- orders, trades, signals ----------------------------------------------------------------------
+
+@blueprint.get("/orders")
+def orders() -> Response:
+    _allow_query("status", "date")
+    status_filter = req.parse_order_status(request.args.get("status"))
+    day = req.parse_date(request.args.get("date"), "日期")
+    if status_filter == req.ACTIVE_ORDERS:
+        rows = [r for r in ctx().executor.list_orders(day=day) if OrderStatus(r["status"]).is_open]
+    else:
+        rows = ctx().executor.list_orders(status=status_filter, day=day)
+    return ok([views.order_view(r) for r in rows])
+
+
+@blueprint.get("/trade-records")
+def trade_records() -> Response:
+    _allow_query("start", "end", "stock_code", "format")
+    start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
+    code_text = request.args.get("stock_code")
+    code = req.parse_code(code_text) if code_text else None
+    output = request.args.get("format", "json")
+    if output not in ("json", "csv"):
+        raise req.bad_request("format 只能是 json 或 csv")
+    records = ctx().executor.trade_records(start=start, end=end, code=code)
+    if output == "csv":
+        name = f"trade_records_{start or 'all'}_{end or 'all'}.csv"
+        response = Response(views.trade_records_csv(records), mimetype="text/csv")
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+    return ok([views.trade_record_view(r) for r in records])
+
+
+@blueprint.get("/signals/pending")
+def signals_pending() -> Response:
+    return ok([views.signal_view(s) for s in ctx().signals.pending()])
+
+
+@blueprint.get("/signals/history")
+def signals_history() -> Response:
+    _allow_query("limit")
+    limit = req.parse_limit(request.args.get("limit"), 200)
+    return ok([views.signal_view(s) for s in ctx().signals.history(limit)])
+
+
+@blueprint.get("/signals/latest/<code>")
+def signals_latest(code: str) -> Response:
+    found = ctx().signals.latest(req.parse_code(code))
+    return ok(views.signal_view(found) if found else None)
+
+
+# ---- market data ----------------------------------------------------------------------------------
+
+@blueprint.get("/data/history/<code>")
+def data_history(code: str) -> Response:
+    _allow_query("start", "end")
+    code = req.parse_code(code)
+    start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
+    c = ctx()
+    frame = c.data.get_history(code, start, end, with_indicators=True)
+    bars = views.with_moving_averages(views.bars_view(frame))
+    if end is None or end >= c.clock.today():
+        bars = views.with_today(bars, c.data.get_latest_data(code), c.clock.today())
+    return ok({"stock_code": code, "bars": bars, "count": len(bars)})
+
+
+@blueprint.get("/data/realtime/<code>")
+def data_realtime(code: str) -> Response:
+    code = req.parse_code(code)
+    quote = ctx().data.get_latest_data(code)
+    if quote is None:
+        raise ApiError(404, "NO_QUOTE", f"{code} 暂无有效行情（未订阅、停牌或行情已过期）")
+    return ok(quote)
+
+
+# ---- configuration --------------------------------------------------------------------------------
+
+@blueprint.get("/config")
+def config_list() -> Response:
+    settings = ctx().settings
+    params = settings.describe()
+    groups = list(dict.fromkeys(p["group"] for p in params))
+    warnings = config.validate(settings.snapshot()).warnings
+    return ok({"params": params, "groups": groups, "warnings": warnings})
+
+
+@blueprint.post("/config/update")
+def config_update() -> Response:
+    changes = req.parse_config_changes(body())
+    settings = ctx().settings
+    warnings = settings.update(changes, source="web")
+    shown = _shown_values(changes)
+    restart = [k for k in changes if config.PARAMS_BY_KEY[k].restart]
+    return ok({"changed": shown, "warnings": warnings, "restart_required": restart})
+
+
+@blueprint.get("/config/history")
+def config_history() -> Response:
+    _allow_query("limit")
+    return ok(ctx().settings.history(req.parse_limit(request.args.get("limit"), 200)))
+
+
+@blueprint.post("/config/rollback")
+def config_rollback() -> Response:
+    history_id = req.parse_rollback(body())
+    restored = ctx().settings.rollback(history_id)
+    return ok({"restored": _shown_values(restored)})
+
+
+@blueprint.post("/config/reset")
+def config_reset() -> Response:
+    key = req.parse_config_key(body())
+    if key not in config.PARAMS_BY_KEY:
+        raise ApiError(400, "CONFIG_INVALID", f"未知参数 {key}", {key: f"未知参数 {key}"})
+    ctx().settings.reset(key)
+    return ok({"restored": _shown_values([key])})
+
+
+def _shown_values(keys) -> dict:
+    described = {p["key"]: p["value"] for p in ctx().settings.describe()}
+    return {k: described[k] for k in keys}
+
+
+# ---- trading actions ------------------------------------------------------------------------------
+
+@blueprint.post("/actions/execute_buy")
+def execute_buy() -> Response:
+    parsed = req.parse_buy(body())
+    executor = ctx().executor
+    if isinstance(parsed, req.PoolBuy):
+        return _buy_from_pool(parsed)
+    if parsed.amount is not None:
+        order = executor.buy_stock(parsed.stock_code, amount=parsed.amount, rule=Rule.MANUAL)
+    else:
+        order = executor.buy_stock(parsed.stock_code, volume=parsed.volume, price=parsed.price, rule=Rule.MANUAL)
+    return ok(views.order_view(order))
+
+
+def _buy_from_pool(parsed: req.PoolBuy) -> Response:
+    """Buy `count` stocks drawn at random from the pool among those not held, each for `amount`."""
+    c = ctx()
+    held = {p.stock_code for p in c.positions.all() if p.volume > 0}
+    candidates = [code for code in c.stock_pool.codes() if code not in held]
+    if not candidates:
+        raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空或都已持有）")
+    amount = parsed.amount or c.settings.get("POSITION_UNIT")
+    chosen = _random.sample(candidates, min(parsed.count, len(candidates)))
+    results = []
+    for code in chosen:
+        try:
+            order = c.executor.buy_stock(code, amount=amount, rule=Rule.MANUAL)
+            results.append({"stock_code": code, "ok": True, "order": views.order_view(order)})
+        except TradingError as exc:
+            results.append({"stock_code": code, "ok": False, "code": exc.code, "message": exc.message})
+    if not any(r["ok"] for r in results):
+        reasons = "；".join(f"{r['stock_code']}：{r['message']}" for r in results)
+        return error_response(409, "POOL_BUY_FAILED", f"随机买入全部失败：{reasons}", results=results)
+    return ok({"results": results, "requested": parsed.count, "placed": sum(r["ok"] for r in results)})
+
+
+@blueprint.post("/actions/execute_sell")
+def execute_sell() -> Response:
+    parsed = req.parse_sell(body())
+    c = ctx()
+    volume = parsed.volume
+    if parsed.ratio is not None:
+        held = c.positions.get(parsed.stock_code)
+        if held is None or held.volume <= 0:
+            raise ApiError(409, "NO_POSITION", f"没有 {parsed.stock_code} 的持仓，无法卖出")
+        if held.available <= 0:
+            raise ApiError(409, "NO_AVAILABLE", f"{parsed.stock_code} 没有可卖数量（今日买入的股份需下一交易日才能卖出）")
+        volume = market_rules.sell_volume_for_ratio(parsed.stock_code, held.available, parsed.ratio)
+    order = c.executor.sell_stock(parsed.stock_code, volume, price=parsed.price, rule=Rule.MANUAL)
+    return ok(views.order_view(order))
+
+
+@blueprint.post("/actions/execute_trading_signal")
+def execute_trading_signal() -> Response:
+    signal_id = req.parse_signal_id(body())
+    signal = ctx().runner.execute_signal(signal_id)
+    view = views.signal_view(signal)
+    if signal.status in (SignalStatus.REJECTED, SignalStatus.EXPIRED):
+        code = "SIGNAL_REJECTED" if signal.status is SignalStatus.REJECTED else "SIGNAL_EXPIRED"
+        return error_response(409, code, f"信号 #{signal_id} 未执行：{signal.reason}", signal=view)
+    return ok(view)
+
+
+@blueprint.post("/actions/cancel_order")
+def cancel_order() -> Response:
+    order_id = req.parse_order_id(body())
+    ctx().executor.cancel_order(order_id)
+    return ok({"order_id": order_id, "message": f"已提交撤单：{order_id}"})
+
+
+@blueprint.post("/actions/emergency_stop")
+def emergency_stop() -> Response:
+    """Auto-trading off first (no new automatic orders), then cancel every open order."""
+    _empty_body()
+    c = ctx()
+    was_enabled = bool(c.settings.get("ENABLE_AUTO_TRADING"))
+    c.settings.update({"ENABLE_AUTO_TRADING": False}, source="emergency_stop")
+    log.warning("紧急停止：已关闭自动交易（此前%s），正在撤销全部未完成委托", "开启" if was_enabled else "已关闭")
+    try:
+        cancelled = c.executor.cancel_all()
+    except TradingError as exc:
+        return error_response(409, exc.code, f"已关闭自动交易，但撤单失败：{exc.message}",
+                              auto_trading=False, auto_trading_was_enabled=was_enabled)
+    message = f"已关闭自动交易，撤销 {cancelled} 笔未完成委托"
+    log.warning("紧急停止完成：%s", message)
+    return ok({"auto_trading": False, "auto_trading_was_enabled": was_enabled, "cancelled_orders": cancelled,
+               "message": message})
+
+
+# ---- stock pool -----------------------------------------------------------------------------------
+
+@blueprint.get("/stock_pool")
+def stock_pool_get() -> Response:
+    codes = ctx().stock_pool.codes()
+    return ok({"stocks": codes, "count": len(codes)})
+
+
+@blueprint.post("/stock_pool")
+def stock_pool_replace() -> Response:
+    codes = ctx().stock_pool.replace(req.parse_stock_pool(body()))
+    return ok({"stocks": codes, "count": len(codes)})
+
+
+# ---- grid sessions --------------------------------------------------------------------------------
+
+def _grid() -> Any:
+    grid = ctx().grid
+    if grid is None:
+        raise ApiError(404, "GRID_UNAVAILABLE", "网格交易模块未启用")
+    return grid
+
+
+@blueprint.get("/grid/sessions")
+def grid_sessions() -> Response:
+    return ok([views.jsonable(s) for s in _grid().sessions()])
+
+
+@blueprint.post("/grid/sessions")
+def grid_start() -> Response:
+    grid = _grid()
+    parsed = req.parse_grid_start(body())
+    return ok(views.jsonable(grid.start_session(parsed.stock_code, **parsed.options)))
+
+
+@blueprint.post("/grid/sessions/<session_id>/stop")
+def grid_stop(session_id: str) -> Response:
+    grid = _grid()
+    ident = req.parse_grid_session_id(session_id)
+    _empty_body()
+    return ok(views.jsonable(grid.stop_session(ident)))

@@ -1,0 +1,318 @@
+"""Validation of API request bodies and query parameters: JSON in, typed requests out, or an ApiError with
+the HTTP status, a machine code and a Chinese message. Pure functions; no component is touched here."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping, Optional
+
+import market_rules
+from models import OrderStatus
+
+# Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against
+# the position) are the executor's checks.
+MAX_AMOUNT = 1e10
+MAX_VOLUME = 10**9
+MAX_PRICE = 100000.0
+MAX_RANDOM_BUY_COUNT = 20
+MAX_ID = 2**63 - 1
+MAX_LIST_LIMIT = 5000
+ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+CONFIG_KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, machine code, Chinese message, optional per-field errors."""
+
+    def __init__(self, status: int, code: str, message: str, errors: Optional[Mapping[str, str]] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = dict(errors or {})
+
+
+def bad_request(message: str, code: str = "INVALID_REQUEST") -> ApiError:
+    return ApiError(400, code, message)
+
+
+# ---- typed requests -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuyOrder:
+    stock_code: str
+    amount: Optional[float] = None
+    volume: Optional[int] = None
+    price: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class PoolBuy:
+    count: int
+    amount: Optional[float] = None  # per stock; POSITION_UNIT when omitted
+
+
+@dataclass(frozen=True)
+class SellOrder:
+    stock_code: str
+    volume: Optional[int] = None
+    ratio: Optional[float] = None
+    price: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class GridStart:
+    stock_code: str
+    options: dict  # optional GRID_* overrides for this session, already type-checked numbers
+
+
+# ---- bodies ---------------------------------------------------------------------------------------
+
+def parse_json_body(raw: bytes, content_type: str) -> dict:
+    """The body as a JSON object; refuses other media types, bad UTF-8, NaN/Infinity and non-objects."""
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "请求体必须是 JSON（Content-Type: application/json）")
+    if not raw:
+        raise bad_request("请求体为空，应为 JSON 对象", "EMPTY_BODY")
+    try:
+        text = raw.decode("utf-8")
+        body = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise bad_request("请求体不是有效的 UTF-8 文本", "INVALID_JSON") from None
+    except ValueError as exc:
+        raise bad_request(f"请求体不是有效的 JSON：{_short(exc)}", "INVALID_JSON") from None
+    except RecursionError:
+        raise bad_request("请求体嵌套层数过多", "INVALID_JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("请求体必须是 JSON 对象（{…}）", "INVALID_JSON")
+    return body
+
+
+def parse_buy(body: Mapping[str, Any]) -> BuyOrder | PoolBuy:
+    """`{stock_code, amount}` | `{stock_code, volume, price?}` | `{from_pool: true, count, amount?}`."""
+    if "from_pool" in body:
+        _only(body, {"from_pool", "count", "amount"})
+        if body["from_pool"] is not True:
+            raise bad_request("from_pool 只能为 true（从股票池随机买入）")
+        count = _int(body, "count", 1, MAX_RANDOM_BUY_COUNT, "随机买入数量")
+        amount = _number(body, "amount", "每只买入金额", required=False, max_value=MAX_AMOUNT)
+        return PoolBuy(count=count, amount=amount)
+    _only(body, {"stock_code", "amount", "volume", "price"})
+    code = parse_code(_required(body, "stock_code", "股票代码"))
+    has_amount, has_volume = "amount" in body, "volume" in body
+    if has_amount == has_volume:
+        raise bad_request("请提供买入金额 amount 或买入数量 volume（二选一）")
+    if has_amount:
+        if "price" in body:
+            raise bad_request("按金额买入时不能指定价格；指定价格请按数量 volume 买入")
+        return BuyOrder(code, amount=_number(body, "amount", "买入金额", max_value=MAX_AMOUNT))
+    volume = _int(body, "volume", 1, MAX_VOLUME, "买入数量")
+    if not market_rules.is_valid_buy_volume(code, volume):
+        raise bad_request(_buy_lot_message(code, volume), "INVALID_LOT")
+    return BuyOrder(code, volume=volume, price=_price(body, code))
+
+
+def parse_sell(body: Mapping[str, Any]) -> SellOrder:
+    """`{stock_code, volume, price?}` | `{stock_code, ratio}` (ratio of the available shares, 0 < r ≤ 1)."""
+    _only(body, {"stock_code", "volume", "ratio", "price"})
+    code = parse_code(_required(body, "stock_code", "股票代码"))
+    has_volume, has_ratio = "volume" in body, "ratio" in body
+    if has_volume == has_ratio:
+        raise bad_request("请提供卖出数量 volume 或卖出比例 ratio（二选一）")
+    if has_ratio:
+        if "price" in body:
+            raise bad_request("按比例卖出时不能指定价格；指定价格请按数量 volume 卖出")
+        ratio = _number(body, "ratio", "卖出比例", max_value=1.0)
+        return SellOrder(code, ratio=ratio)
+    return SellOrder(code, volume=_int(body, "volume", 1, MAX_VOLUME, "卖出数量"), price=_price(body, code))
+
+
+def parse_signal_id(body: Mapping[str, Any]) -> int:
+    _only(body, {"signal_id"})
+    return _int(body, "signal_id", 1, MAX_ID, "信号编号")
+
+
+def parse_order_id(body: Mapping[str, Any]) -> str:
+    _only(body, {"order_id"})
+    value = _required(body, "order_id", "委托编号")
+    if not isinstance(value, str) or not ORDER_ID_PATTERN.match(value.strip()):
+        raise bad_request("委托编号格式无效（1–64 位字母、数字或 _ - . :）")
+    return value.strip()
+
+
+def parse_config_changes(body: Mapping[str, Any]) -> dict:
+    """`{"changes": {KEY: value}}`; key names are checked here, values by the ConfigStore."""
+    _only(body, {"changes"})
+    changes = _required(body, "changes", "参数修改 changes")
+    if not isinstance(changes, dict) or not changes:
+        raise bad_request("changes 必须是非空对象，如 {\"STOP_LOSS_RATIO\": -0.08}")
+    for key in changes:
+        if not CONFIG_KEY_PATTERN.match(key):
+            raise ApiError(400, "CONFIG_INVALID", f"参数名无效：{_shown(key)}", {_shown(key): "参数名无效"})
+    return dict(changes)
+
+
+def parse_rollback(body: Mapping[str, Any]) -> Optional[int]:
+    """`{}` rolls back the latest change; `{"history_id": n}` a given one."""
+    _only(body, {"history_id"})
+    if "history_id" not in body or body["history_id"] is None:
+        return None
+    return _int(body, "history_id", 1, MAX_ID, "修改记录编号")
+
+
+def parse_config_key(body: Mapping[str, Any]) -> str:
+    _only(body, {"key"})
+    key = _required(body, "key", "参数名 key")
+    if not isinstance(key, str) or not CONFIG_KEY_PATTERN.match(key):
+        raise bad_request(f"参数名无效：{_shown(key)}")
+    return key
+
+
+def parse_stock_pool(body: Mapping[str, Any]) -> list:
+    """`{"stocks": [codes]}`; each code is validated by the StockPool (all errors reported at once)."""
+    _only(body, {"stocks"})
+    stocks = _required(body, "stocks", "股票列表 stocks")
+    if not isinstance(stocks, list):
+        raise bad_request("stocks 必须是股票代码列表")
+    return stocks
+
+
+def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
+    """`{"stock_code", …optional GRID_* numbers for this session}`."""
+    allowed = {"stock_code", "GRID_BUY_AMOUNT", "GRID_STEP_RATIO", "GRID_CALLBACK_RATIO", "GRID_TAKE_PROFIT_RATIO",
+               "GRID_STOP_LOSS_RATIO", "GRID_MAX_HOLD_DAYS", "GRID_MAX_INVESTMENT"}
+    _only(body, allowed)
+    code = parse_code(_required(body, "stock_code", "股票代码"))
+    options = {}
+    for key in sorted(allowed - {"stock_code"}):
+        if key in body:
+            value = body[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad_request(f"{key} 必须是数字")
+            options[key] = value
+    return GridStart(code, options)
+
+
+def parse_grid_session_id(text: str) -> int:
+    return _int({"id": _digits_or_text(text)}, "id", 1, MAX_ID, "网格会话编号")
+
+
+# ---- path and query parameters --------------------------------------------------------------------
+
+def parse_code(value: Any) -> str:
+    try:
+        return market_rules.normalize_code(value)
+    except ValueError as exc:
+        raise bad_request(str(exc), "INVALID_STOCK_CODE") from None
+
+
+def parse_date(value: Optional[str], label: str) -> Optional[date]:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise bad_request(f"{label}格式无效：{_shown(value)}，应为 YYYY-MM-DD", "INVALID_DATE") from None
+
+
+def parse_date_range(start: Optional[str], end: Optional[str]) -> tuple[Optional[date], Optional[date]]:
+    first, last = parse_date(start, "开始日期"), parse_date(end, "结束日期")
+    if first and last and first > last:
+        raise bad_request("开始日期不能晚于结束日期", "INVALID_DATE")
+    return first, last
+
+
+def parse_limit(value: Optional[str], default: int, label: str = "条数", maximum: int = MAX_LIST_LIMIT) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise bad_request(f"{label}必须是 1 到 {maximum} 之间的整数")
+    return int(value)
+
+
+ACTIVE_ORDERS = "active"  # every state that is not final (a filter of the web layer)
+
+
+def parse_order_status(value: Optional[str]) -> Optional[str]:
+    """`active` (every not-final state) or one OrderStatus value."""
+    if value is None or value == "":
+        return None
+    allowed = [ACTIVE_ORDERS] + [s.value for s in OrderStatus]
+    if value not in allowed:
+        raise bad_request(f"委托状态无效：{_shown(value)}，可选 {', '.join(allowed)}")
+    return value
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+
+def ensure_only(body: Mapping[str, Any], allowed: set[str]) -> None:
+    _only(body, allowed)
+
+
+def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(str(k) for k in body if k not in allowed)
+    if unknown:
+        raise bad_request(f"未知字段：{', '.join(_shown(k) for k in unknown)}；允许的字段：{', '.join(sorted(allowed))}",
+                          "UNKNOWN_FIELD")
+
+
+def _required(body: Mapping[str, Any], key: str, label: str) -> Any:
+    if key not in body or body[key] is None:
+        raise bad_request(f"缺少{label}（{key}）", "MISSING_FIELD")
+    return body[key]
+
+
+def _int(body: Mapping[str, Any], key: str, low: int, high: int, label: str) -> int:
+    value = _required(body, key, label)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and (
+            not math.isfinite(value) or not value.is_integer())):
+        raise bad_request(f"{label}（{key}）必须是整数")
+    value = int(value)
+    if not low <= value <= high:
+        raise bad_request(f"{label}（{key}）必须在 {low} 到 {high} 之间，收到 {value}")
+    return value
+
+
+def _number(body: Mapping[str, Any], key: str, label: str, required: bool = True,
+            max_value: float = MAX_AMOUNT) -> Optional[float]:
+    if not required and (key not in body or body[key] is None):
+        return None
+    value = _required(body, key, label)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise bad_request(f"{label}（{key}）必须是数字")
+    if not 0 < value <= max_value:
+        raise bad_request(f"{label}（{key}）必须大于 0 且不超过 {max_value:g}，收到 {value:g}")
+    return float(value)
+
+
+def _price(body: Mapping[str, Any], code: str) -> Optional[float]:
+    price = _number(body, "price", "委托价格", required=False, max_value=MAX_PRICE)
+    if price is not None and market_rules.round_price(code, price) != price:
+        raise bad_request(f"委托价格 {price:g} 不是最小价位 {market_rules.tick_size(code)} 元的整数倍", "INVALID_PRICE")
+    return price
+
+
+def _buy_lot_message(code: str, volume: int) -> str:
+    if market_rules.board(code) is market_rules.Board.STAR:
+        return f"科创板买入数量至少 200 股，收到 {volume} 股"
+    return f"买入数量必须是 100 股的整数倍，收到 {volume} 股"
+
+
+def _digits_or_text(text: str) -> Any:
+    return int(text) if text.isdigit() else text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"不支持 {name}")
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _short(exc: Exception) -> str:
+    return _shown(exc, 80)

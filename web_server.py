@@ -1,0 +1,383 @@
+"""The web server: the Flask app (security checks, JSON error shapes, the UI's static files) served by waitress
+in a thread, and the API token file. The routes themselves live in `web_api`."""
+from __future__ import annotations
+
+import hmac
+import html
+import ipaddress
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from flask import Flask, Response, current_app, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from config_store import ConfigError
+from models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
+from web_requests import ApiError
+from web_views import to_json
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+TOKEN_FILE_NAME = "api_token"
+TOKEN_HEADER = "X-API-Token"
+MIN_TOKEN_LENGTH = 16
+MAX_BODY_BYTES = 256 * 1024
+TOKEN_PLACEHOLDER = "__API_TOKEN__"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+# TradingError codes that mean "the request is fine but the thing it names does not exist" or "conflicts
+# with the current state"; every other OrderRejected is a plain 400.
+NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_SESSION_NOT_FOUND"}
+CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
+                  "GRID_SESSION_EXISTS", "GRID_SESSION_ENDED"}
+
+HTTP_MESSAGES = {
+    400: "请求无效", 401: "需要 API 令牌", 403: "拒绝访问", 404: "接口或页面不存在", 405: "不支持该请求方法",
+    406: "无法提供请求的格式", 408: "请求超时", 409: "与当前状态冲突", 411: "缺少 Content-Length",
+    413: "请求体过大", 414: "请求地址过长", 415: "请求体格式不支持", 416: "请求范围无效", 429: "请求过多",
+    431: "请求头过大", 500: "服务器内部错误，已记录日志", 501: "不支持的请求", 503: "服务暂不可用",
+}
+
+
+@dataclass
+class WebContext:
+    """Everything the web layer talks to; built by main.py."""
+
+    settings: Any  # ConfigStore
+    positions: Any  # PositionManager
+    executor: Any  # TradingExecutor
+    data: Any  # DataManager
+    indicators: Any  # indicator calculator or None
+    signals: Any  # SignalStore
+    runner: Any  # StrategyRunner (execute_signal)
+    health: Callable[[], list[dict]]  # watchdog: name, alive, seconds_since_beat, restarts, alarm
+    stock_pool: Any  # StockPool
+    clock: Any  # market_clock.Clock
+    mode: str  # 'simulation' | 'live'
+    token: str
+    trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
+    grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
+    broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+
+
+@dataclass
+class Binding:
+    """Where the server listens; the port is known only after binding (port 0 = a free port)."""
+
+    host: str
+    port: int
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_address(self.host)
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host in WILDCARD_HOSTS
+
+
+@dataclass
+class AppState:
+    ctx: WebContext
+    binding: Binding
+    stop: threading.Event
+    sse_slots: threading.BoundedSemaphore
+    positions: Any  # web_stream.PositionsCache
+
+
+def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] = None,
+               stop: Optional[threading.Event] = None, max_streams: int = 8) -> Flask:
+    """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
+    live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
+    import web_api  # routes import this module's helpers
+
+    if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
+    app = Flask(__name__, static_folder=str(WEB_DIR), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["JSON_AS_ASCII"] = False
+    binding = Binding(host if host is not None else ctx.settings.get("WEB_HOST"),
+                      int(port if port is not None else ctx.settings.get("WEB_PORT")))
+    app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), threading.BoundedSemaphore(max_streams),
+                                     web_api.positions_cache(ctx))
+    CORS(app, resources={r"/api/*": {"origins": list(ctx.settings.get("WEB_CORS_ORIGINS"))}},
+         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600,
+         supports_credentials=False)
+    app.before_request(_check_host)
+    app.before_request(_check_token)
+    app.after_request(_security_headers)
+    _register_error_handlers(app)
+    app.add_url_rule("/", "index", _index)
+    app.register_blueprint(web_api.blueprint)
+    return app
+
+
+def state() -> AppState:
+    return current_app.extensions["qmt"]
+
+
+def ok(data: Any = None, status: int = 200) -> Response:
+    return _json_response({"status": "success", "data": data}, status)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    return _json_response({"status": "error", "message": message, "code": code, **extra}, status)
+
+
+# ---- the server thread ----------------------------------------------------------------------------
+
+class WebServer:
+    """Serves the app with waitress in a named thread. `threads` must exceed the SSE clients it allows."""
+
+    def __init__(self, ctx: WebContext, host: Optional[str] = None, port: Optional[int] = None, threads: int = 16,
+                 app: Optional[Flask] = None):
+        self.ctx = ctx
+        self.host = host if host is not None else ctx.settings.get("WEB_HOST")
+        self.port = int(port if port is not None else ctx.settings.get("WEB_PORT"))
+        self.threads = threads
+        self.app = app or create_app(ctx, self.host, self.port, max_streams=max(1, threads - 4))
+        self._stop = self.app.extensions["qmt"].stop
+        self._server = None
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        """Bind (raises OSError when the port is taken) and serve in the background."""
+        from waitress import create_server
+
+        self._server = create_server(
+            self.app, host=self.host, port=self.port, threads=self.threads, ident="miniQMT",
+            channel_request_lookahead=4,  # lets a stream notice a client that went away
+            asyncore_use_poll=True, clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+        self.port = int(self._server.effective_port)
+        self.app.extensions["qmt"].binding.port = self.port
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+        self._thread.start()
+        log.info("Web 服务已启动：%s", self.url)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the streams, close every connection and the listening socket, join the threads."""
+        if self._server is None:
+            return
+        self._stop.set()
+        server = self._server
+
+        def close_all() -> None:  # runs in the server's own loop thread (waitress is not thread-safe)
+            for channel in list(server._map.values()):
+                if channel is not server and channel is not server.trigger:
+                    channel.handle_close()
+            server.close()
+
+        server.trigger.pull_trigger(close_all)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        server.task_dispatcher.shutdown(timeout=timeout)
+        self._server = None
+        log.info("Web 服务已停止")
+
+
+# ---- the token ------------------------------------------------------------------------------------
+
+def load_or_create_token(data_dir: str | Path, settings: Any) -> str:
+    """WEB_API_TOKEN, else env QMT_API_TOKEN, else `<data dir>/api_token` (created with mode 0600 on first
+    start). A configured token shorter than 16 characters is refused (ValueError)."""
+    configured = (settings.get("WEB_API_TOKEN") or os.environ.get("QMT_API_TOKEN", "")).strip()
+    if configured:
+        if len(configured) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"API 令牌太短：至少需要 {MIN_TOKEN_LENGTH} 个字符")
+        return configured
+    path = Path(data_dir) / TOKEN_FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = _read_token(path)
+    if existing:
+        return existing
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # created meanwhile (or an empty file): use it if it holds a token
+        existing = _read_token(path)
+        if existing:
+            return existing
+        path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    log.info("已生成 API 令牌，保存在 %s（仅本用户可读）", path)
+    return token
+
+
+def _read_token(path: Path) -> str:
+    if not path.exists():
+        return ""
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # someone loosened it: a token readable by others is no secret
+    token = path.read_text(encoding="utf-8").strip()
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"{path} 中的 API 令牌太短：至少需要 {MIN_TOKEN_LENGTH} 个字符")
+    return token
+
+
+# ---- security checks ------------------------------------------------------------------------------
+
+def is_loopback_address(address: Optional[str]) -> bool:
+    if not address:
+        return False
+    name = address.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def host_header_allowed(header: Optional[str], binding: Binding) -> bool:
+    """The Host must name this server (DNS rebinding defence). A loopback server answers to every loopback
+    name; a wildcard bind (0.0.0.0) cannot know its public names, there the token guards every request."""
+    if binding.is_wildcard:
+        return True
+    if not header:
+        return False
+    name, port = _split_host(header.strip().lower())
+    if name is None or port != binding.port:
+        return False
+    if binding.is_loopback:
+        return is_loopback_address(name)
+    return name == binding.host.strip("[]").lower()
+
+
+def _split_host(header: str) -> tuple[Optional[str], Optional[int]]:
+    if header.startswith("["):
+        end = header.find("]")
+        if end < 0:
+            return None, None
+        name, rest = header[1:end], header[end + 1:]
+        if rest and not rest.startswith(":"):
+            return None, None
+        port_text = rest[1:] if rest else ""
+    else:
+        name, _, port_text = header.partition(":")
+    if port_text == "":
+        return name, 80
+    if not port_text.isdigit() or len(port_text) > 5:
+        return name, None
+    return name, int(port_text)
+
+
+def _check_host() -> Optional[Response]:
+    if not host_header_allowed(request.headers.get("Host"), state().binding):
+        log.warning("拒绝 Host 不符的请求：%r 来自 %s", (request.headers.get("Host") or "")[:100], request.remote_addr)
+        return error_response(403, "HOST_NOT_ALLOWED", "拒绝访问：请求的主机名（Host）与本服务不符")
+    return None
+
+
+def _check_token() -> Optional[Response]:
+    """Every change needs the token; reads too when the server is reachable from other machines."""
+    if request.method == "OPTIONS":
+        return None
+    needs_token = request.method not in SAFE_METHODS or (
+        not state().binding.is_loopback and request.path.startswith("/api/"))
+    if not needs_token:
+        return None
+    given = request.headers.get(TOKEN_HEADER, "")
+    if not given:
+        return error_response(401, "AUTH_REQUIRED", f"缺少 API 令牌：请在请求头 {TOKEN_HEADER} 中提供")
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), state().ctx.token.encode("utf-8")):
+        log.warning("API 令牌错误：%s %s 来自 %s", request.method, request.path, request.remote_addr)
+        return error_response(401, "AUTH_INVALID", "API 令牌错误")
+    return None
+
+
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    if request.path == "/" or request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _index() -> Response:
+    """The UI; the token is written into it only for a browser on this machine."""
+    page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    token = state().ctx.token if is_loopback_address(request.remote_addr) else ""
+    page = page.replace(TOKEN_PLACEHOLDER, html.escape(token, quote=True))
+    return Response(page, mimetype="text/html")
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+
+def trading_error_status(exc: TradingError) -> int:
+    """404 for a named thing that does not exist, 400 for a refused order or invalid input, else 409."""
+    if exc.code in NOT_FOUND_CODES:
+        return 404
+    if exc.code in CONFLICT_CODES or isinstance(exc, (BrokerUnavailable, DataUnavailable)):
+        return 409
+    if isinstance(exc, OrderRejected) or exc.code.startswith("INVALID_"):
+        return 400
+    return 409
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        extra = {"errors": exc.errors} if exc.errors else {}
+        return error_response(exc.status, exc.code, exc.message, **extra)
+
+    @app.errorhandler(ConfigError)
+    def config_error(exc: ConfigError) -> Response:
+        return error_response(400, "CONFIG_INVALID", str(exc), errors=exc.errors)
+
+    @app.errorhandler(TradingError)
+    def trading_error(exc: TradingError) -> Response:
+        extra = {"errors": exc.errors} if getattr(exc, "errors", None) else {}
+        return error_response(trading_error_status(exc), exc.code, exc.message, **extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = HTTP_MESSAGES.get(status, "请求无法处理")
+        if status == 405:
+            message = f"不支持该请求方法：{request.method} {request.path}"
+        elif status == 404:
+            message = f"接口或页面不存在：{request.path[:200]}"
+        elif status == 413:
+            message = f"请求体过大（上限 {MAX_BODY_BYTES // 1024} KB）"
+        response = error_response(status, f"HTTP_{status}", message)
+        if status == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("处理请求 %s %s 时出错", request.method, request.path)
+        return error_response(500, "INTERNAL_ERROR", HTTP_MESSAGES[500])
+
+
+def _json_response(payload: dict, status: int) -> Response:
+    return Response(to_json(payload), status=status, mimetype="application/json")

@@ -1,0 +1,102 @@
+"""Server-sent events for the positions table: a snapshot when a client connects, a new one whenever the
+position manager's `data_version` changes (woken by its condition, not by polling), a heartbeat otherwise."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from web_views import to_json
+
+log = logging.getLogger(__name__)
+
+RETRY_MILLISECONDS = 2000  # the browser reconnects after this long when the stream breaks
+
+
+class PositionsCache:
+    """The positions snapshot, built once per (data_version, settings change) and shared by every request
+    and every stream: with 200 positions building it costs ~15 ms, encoding the cached one ~3 ms.
+    Callers must not modify the returned payload."""
+
+    def __init__(self, positions: Any, settings: Any, build: Callable[[int], dict]):
+        self._positions = positions
+        self._build = build
+        self._lock = threading.Lock()
+        self._settings_changes = 0
+        self._key: tuple[int, int] | None = None
+        self._payload: dict = {}
+        settings.subscribe(self._settings_changed)
+
+    def get(self) -> tuple[int, dict]:
+        """(data_version, payload). The version is read first: a change after it gives a newer key later."""
+        version = self._positions.data_version
+        with self._lock:
+            key = (version, self._settings_changes)
+            if key == self._key:
+                return version, self._payload
+        payload = self._build(version)
+        with self._lock:
+            self._key, self._payload = key, payload
+        return version, payload
+
+    def _settings_changed(self, changed: dict) -> None:  # rule parameters move the trigger prices
+        with self._lock:
+            self._settings_changes += 1
+
+
+class PositionStream:
+    """One client's stream. `snapshot()` returns (data_version, payload). The wait is cut into slices of
+    `check_seconds` so that server shutdown and a vanished client end the stream promptly; bursts of
+    changes are coalesced to at most one snapshot per `min_gap_seconds`."""
+
+    def __init__(self, positions: Any, snapshot: Callable[[], tuple[int, dict]], heartbeat: Callable[[], dict],
+                 heartbeat_seconds: Callable[[], float], stop: threading.Event,
+                 disconnected: Callable[[], bool] = lambda: False, check_seconds: float = 0.5,
+                 min_gap_seconds: float = 0.1, monotonic: Callable[[], float] = time.monotonic):
+        self._positions = positions
+        self._snapshot = snapshot
+        self._heartbeat = heartbeat
+        self._heartbeat_seconds = heartbeat_seconds
+        self._stop = stop
+        self._disconnected = disconnected
+        self._check_seconds = check_seconds
+        self._min_gap = min_gap_seconds
+        self._monotonic = monotonic
+
+    def frames(self) -> Iterator[bytes]:
+        try:
+            yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
+            seen, frame = self._snapshot_frame()
+            yield frame
+            last_sent = last_beat = self._monotonic()
+            while not self._stop.is_set() and not self._disconnected():
+                beat_due = self._heartbeat_seconds() - (self._monotonic() - last_beat)
+                if beat_due <= 0:
+                    yield event_frame("heartbeat", self._heartbeat())
+                    last_beat = self._monotonic()
+                    continue
+                version = self._positions.wait_for_change(seen, min(self._check_seconds, beat_due))
+                if version == seen:
+                    continue
+                gap = self._min_gap - (self._monotonic() - last_sent)
+                if gap > 0 and self._stop.wait(gap):
+                    break
+                seen, frame = self._snapshot_frame()
+                yield frame
+                last_sent = last_beat = self._monotonic()
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # the client sees the reason and reconnects; the log keeps the details
+            log.exception("持仓实时推送出错")
+            yield event_frame("error", {"message": f"实时推送出错：{exc.__class__.__name__}，将自动重连"})
+
+    def _snapshot_frame(self) -> tuple[int, bytes]:
+        version, payload = self._snapshot()
+        return version, event_frame("positions", payload, event_id=version)
+
+
+def event_frame(event: str, payload: Any, event_id: Any = None) -> bytes:
+    data = to_json(payload)
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode("utf-8")
