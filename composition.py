@@ -21,7 +21,8 @@ from workers import Watchdog
 
 log = logging.getLogger("main")
 
-SHUTDOWN_SECONDS = 8.0  # the whole shutdown must finish within 10 s
+SHUTDOWN_SECONDS = 6.0  # threads: stop and final sync; with the web server's 2 s the exit stays within 10 s
+WEB_STOP_SECONDS = 2.0
 
 
 @dataclass
@@ -43,6 +44,9 @@ class Daemon:
 
     def shutdown(self) -> int:
         log.info("正在退出：停止执行信号，等待在途委托记账，最后一次同步持仓……")
+        web = self.components.get("web")
+        if web is not None:
+            web.stop(WEB_STOP_SECONDS)  # no new manual orders; running requests finish
         stopped = self.watchdog.stop(SHUTDOWN_SECONDS)
         for close in self.closers:
             try:
@@ -53,7 +57,11 @@ class Daemon:
         return 0
 
 
-def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter) -> Daemon:
+def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter,
+                 stock_pool_file: Path = Path("stock_pool.json"),
+                 stop_event: threading.Event | None = None) -> Daemon:
+    """Build everything; `stop_event` (set by the signal handlers, possibly already during the build) ends
+    `Daemon.run`. Live mode checks the broker first: on a machine without miniQMT that is the reason to give."""
     from data_manager import build_data_manager
     from grid_trading import GridManager
     from position_manager import PositionManager
@@ -64,21 +72,26 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     simulation = settings.get("ENABLE_SIMULATION_MODE")
     mode = "simulation" if simulation else "live"
     trading_db = Database(data_dir / ("sim_trading.db" if simulation else "trading.db"))
-    data, clock = build_data_manager(settings, data_dir)
-    if not simulation and clock.is_replay:
-        data.close()
+    live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
+    if live_broker is not None:
+        secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
+    try:
+        data, clock = build_data_manager(settings, data_dir)
+    except BaseException:
+        _close_quietly(*([live_broker.close] if live_broker else []), trading_db.close)
+        raise
+    if live_broker is not None and clock.is_replay:
+        _close_quietly(live_broker.close, data.close, data.bar_store.db.close, trading_db.close)
         raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
                                                    f"「{data.source_label}」，拒绝启动")
     hub = data.hub
-    broker = _build_broker(settings, data_dir, trading_db, clock, hub, simulation)
-    if not simulation:
-        secret_filter.add(broker.account.account_id)  # the full account id never reaches a log line
+    broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
     positions = PositionManager(trading_db, settings, clock, mode)
     executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock)
     broker.set_listener(executor)
     executor.recover()
     signals = SignalStore(trading_db, clock)
-    pool = StockPool(Path("stock_pool.json"))
+    pool = StockPool(stock_pool_file)
     indicators = data.indicators
     runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes)
     runner.recover()
@@ -117,12 +130,30 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
         watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
                                     settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
-    web.start()
+    try:
+        web.start()
+    except OSError as exc:
+        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close)
+        raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
+                                               f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
-        positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web))
-    daemon.closers += [web.stop, positions.sync, broker.close, data.close, trading_db.close]
+        positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
+        monitor=monitor, runner=runner, grid=grid, stock_pool=pool))
+    if stop_event is not None:
+        daemon.stop_event = stop_event
+    # the final sync first, then the broker and data source, then every database (checkpointed, closed)
+    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
     return daemon
+
+
+def _close_quietly(*closers: Callable[[], object]) -> None:
+    """Close what a failed start had opened; a failing closer does not hide the start's own error."""
+    for close in closers:
+        try:
+            close()
+        except Exception:
+            log.exception("关闭组件时出错")
 
 
 def _day_report(executor, day: date) -> str:
@@ -134,16 +165,23 @@ def _day_report(executor, day: date) -> str:
             f"总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元")
 
 
-def _build_broker(settings, data_dir: Path, trading_db: Database, clock, hub, simulation: bool):
-    if simulation:
-        from sim_trader import SimTrader
+def _sim_broker(settings, trading_db: Database, clock, hub):
+    from sim_trader import SimTrader
 
-        broker = SimTrader(trading_db, settings, clock, hub.latest)
-        hub.subscribe(broker.on_quote)
-        return broker
+    broker = SimTrader(trading_db, settings, clock, hub.latest)
+    hub.subscribe(broker.on_quote)
+    return broker
+
+
+def _connect_live_broker(settings, data_dir: Path, trading_db: Database):
+    """Raises BrokerUnavailable (a TradingError with a Chinese reason) when miniQMT cannot be used here."""
     from easy_qmt_trader import connect_live_broker
 
-    return connect_live_broker(settings, data_dir, trading_db)
+    try:
+        return connect_live_broker(settings, data_dir, trading_db)
+    except BaseException:
+        trading_db.close()
+        raise
 
 
 def _log_startup(settings: ConfigStore, mode: str, data, web, data_dir: Path) -> None:

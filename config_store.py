@@ -46,7 +46,7 @@ class ConfigStore:
         migrate(db, "config_store", MIGRATIONS)
         self.load_warnings: list[str] = []
         self._stored = self._load_stored()
-        self._run = {k: config.coerce_value(config.PARAMS_BY_KEY[k], v) for k, v in (run_overrides or {}).items()}
+        self._run = _coerce_all(run_overrides or {})
         self._values = self._merge()
         result = config.validate(self._values)
         if not result.ok:
@@ -101,18 +101,7 @@ class ConfigStore:
         if not isinstance(changes, Mapping) or not changes:
             raise ConfigError({"changes": "没有要修改的参数"})
         with self._lock:
-            coerced, errors = {}, {}
-            for key, value in changes.items():
-                param = config.PARAMS_BY_KEY.get(key)
-                if param is None:
-                    errors[key] = f"未知参数 {key}"
-                    continue
-                try:
-                    coerced[key] = config.coerce_value(param, value)
-                except ValueError as exc:
-                    errors[key] = str(exc)
-            if errors:
-                raise ConfigError(errors)
+            coerced = _coerce_all(changes)
             candidate = {**self._values, **coerced}
             result = config.validate(candidate)
             if not result.ok:
@@ -205,6 +194,23 @@ class ConfigStore:
         for line in self.load_warnings:
             log.warning(line)
         return stored
+
+
+def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Type-check a set of values; ConfigError naming every bad key (unknown keys included)."""
+    coerced, errors = {}, {}
+    for key, value in values.items():
+        param = config.PARAMS_BY_KEY.get(key)
+        if param is None:
+            errors[key] = f"未知参数 {key}"
+            continue
+        try:
+            coerced[key] = config.coerce_value(param, value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    if errors:
+        raise ConfigError(errors)
+    return coerced
 
 
 def _shown(key: str, value: Any) -> Any:

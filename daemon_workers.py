@@ -26,18 +26,23 @@ class DataWorker(Worker):
         self._data = data_manager
         self._watchlist = watchlist
         self._now = now
-        self._next_wait = 0.0
+        self._due_at = float("-inf")
         self._watchlist_at = float("-inf")
 
     def wait(self, stop: threading.Event, limit: float) -> None:
-        if self._next_wait > 0:
-            stop.wait(min(limit, self._next_wait))
+        remaining = self._due_at - self._now()
+        if remaining > 0:
+            stop.wait(min(limit, remaining))
+
+    def is_due(self) -> bool:
+        return self._now() >= self._due_at
 
     def run_once(self) -> None:
         if self._now() - self._watchlist_at >= self.WATCHLIST_REFRESH_SECONDS:
             self._data.set_watchlist(self._watchlist())  # new positions and pool edits get quotes
             self._watchlist_at = self._now()
-        self._next_wait = self._data.run_once()
+        next_wait = self._data.run_once()
+        self._due_at = self._now() + next_wait
 
 
 class IntervalWorker(Worker):
@@ -45,7 +50,8 @@ class IntervalWorker(Worker):
     market is closed when `only_in_session` (near-zero CPU outside trading hours)."""
 
     def __init__(self, name: str, action: Callable[[], object], settings, interval_key: str, clock=None,
-                 only_in_session: bool = False, final: Optional[Callable[[], object]] = None):
+                 only_in_session: bool = False, final: Optional[Callable[[], object]] = None,
+                 now: Callable[[], float] = time.monotonic):
         self.name = name
         self._action = action
         self._settings = settings
@@ -53,19 +59,31 @@ class IntervalWorker(Worker):
         self._clock = clock
         self._only_in_session = only_in_session
         self._final = final
+        self._now = now
+        self._due_at = now() + self._interval()  # the first call comes one interval after start
 
     def wait(self, stop: threading.Event, limit: float) -> None:
-        interval = self._settings.get(self._interval_key)
-        if self._only_in_session and self._clock is not None and not self._clock.is_trading():
-            interval = max(interval, self._clock.seconds_until_session())
-        stop.wait(min(limit, interval))
+        remaining = self._due_at - self._now()
+        if remaining > 0:
+            stop.wait(min(limit, remaining))
+
+    def is_due(self) -> bool:
+        return self._now() >= self._due_at
 
     def run_once(self) -> None:
+        self._due_at = self._now() + self._interval()  # set first: a failing action is not retried at once
         self._action()
 
     def on_stop(self) -> None:
         if self._final is not None:
             self._final()
+
+    def _interval(self) -> float:
+        """The configured interval; while the market is closed (`only_in_session`), until the next session."""
+        interval = float(self._settings.get(self._interval_key))
+        if self._only_in_session and self._clock is not None and not self._clock.is_trading():
+            interval = max(interval, self._clock.seconds_until_session())
+        return interval
 
 
 class Housekeeper(Worker):

@@ -31,6 +31,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     mode.add_argument("--live", action="store_true", help="实盘交易（需要 miniQMT）")
     parser.add_argument("--replay-data", help="回放日线目录（<代码>.csv 或通达信 vipdoc）")
     parser.add_argument("--replay-speed", type=float, help="回放速度：每个交易日的真实秒数")
+    parser.add_argument("--stock-pool", default="stock_pool.json", help="股票池文件，默认当前目录下的 stock_pool.json")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
     return parser.parse_args(argv)
@@ -71,25 +72,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     except LockHeld as exc:
         print(f"拒绝启动：{exc}", file=sys.stderr)
         return 3
+    config_db = None
     try:
+        config_db = Database(data_dir / "config.db")
         try:
-            settings = ConfigStore(Database(data_dir / "config.db"), run_overrides=run_overrides(args))
+            settings = ConfigStore(config_db, run_overrides=run_overrides(args))
         except (ConfigError, ValueError) as exc:
             print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
             return 2
         secret_filter = setup_logging(args.log_dir, settings.get("LOG_LEVEL"), settings.get("LOG_RETENTION_DAYS"),
                                       secrets=[settings.get("WEB_API_TOKEN")])
+        stop_event = threading.Event()
+        _install_signal_handlers(stop_event)  # before the build: a stop asked for meanwhile is honoured after it
         try:
             from composition import build_daemon
 
-            daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter)
+            daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter, Path(args.stock_pool),
+                                  stop_event)
         except TradingError as exc:
             log.error("启动失败：%s", exc.message)
             print(f"启动失败：{exc.message}", file=sys.stderr)
             return 4
-        _install_signal_handlers(daemon.stop_event)
         return daemon.run()
     finally:
+        if config_db is not None:
+            config_db.close()
         lock.release()
 
 

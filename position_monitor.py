@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 SELL_ALL_EXITS = (Rule.STOP_LOSS, Rule.DYNAMIC_STOP, Rule.MACD_SELL)
 
 
+def _rule_inputs(p: Position) -> tuple:
+    """The position fields the rules read (price-derived fields excluded)."""
+    return (p.volume, p.available, p.cost_price, p.base_cost_price, p.profit_triggered, p.highest_price,
+            p.used_add_levels)
+
+
 class PositionMonitor(Worker):
     name = "monitor"
 
@@ -28,6 +34,7 @@ class PositionMonitor(Worker):
         self._seen_version = 0
         self.processed_version = 0  # the quote version the last finished pass had seen (tests wait on it)
         self._extra_checks: list[Callable[[Position, Quote], None]] = []
+        self._evaluated: dict[str, tuple] = {}  # code -> (quote, params, rule inputs) of the last evaluation
 
     def add_check(self, check: Callable[[Position, Quote], None]) -> None:
         """Further per-position detection run after the rules (the grid uses it)."""
@@ -48,6 +55,10 @@ class PositionMonitor(Worker):
             quote = self._hub.latest(position.stock_code)
             if quote is None:
                 continue  # no usable price: stale, zero or missing quotes never reach the rules
+            state = (quote, params, _rule_inputs(position))
+            if self._evaluated.get(position.stock_code) == state and not self._extra_checks:
+                continue  # same quote, same position, same parameters: the rules would say the same
+            self._evaluated[position.stock_code] = state
             signal = self.check_position(position, quote, params)
             if signal is not None:
                 added.append(signal)
@@ -61,7 +72,7 @@ class PositionMonitor(Worker):
         triggers = strategy.trigger_prices(updated, params)
         if triggers.stop_loss_price is not None and triggers.stop_loss_price != updated.stop_loss_price:
             self._positions.set_stop_loss_price(updated.stock_code, triggers.stop_loss_price)
-        actions = strategy.evaluate(updated, quote.price, params)
+        actions = strategy.evaluate(updated, quote.price, params, triggers=triggers)
         if not actions:
             return None
         action = actions[0]  # evaluate() returns them in precedence order

@@ -115,6 +115,7 @@ class SimTrader:
         self._listener: Optional[BrokerListener] = None
         self._connected = True
         self._orders: dict[str, _SimOrder] = {}
+        self._maybe_resting: set[str] = set()  # codes that may have a working order; pruned lazily by on_quote
         self._by_client: dict[str, _SimOrder] = {}
         self._positions: dict[str, _SimPosition] = {}
         self._fills: list[Fill] = []
@@ -224,12 +225,13 @@ class SimTrader:
         try:
             with self._book():
                 self._last_price[quote.code] = quote.price
-                if not self._connected or not self._may_trade_now():
-                    return
+                if quote.code not in self._maybe_resting or not self._connected or not self._may_trade_now():
+                    return  # the common case, kept O(1): every quote of the market passes through here
                 self._roll_if_new_day()
                 working = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
                 resting = [o for o in self._orders.values() if o.stock_code == quote.code and o.status in working]
                 if not resting:
+                    self._maybe_resting.discard(quote.code)
                     return
                 resting.sort(key=lambda o: (o.created_at, o.order_id))
                 fills, touched = [], []
@@ -382,6 +384,7 @@ class SimTrader:
     def _register(self, order: _SimOrder) -> None:
         self._orders[order.order_id] = order
         self._by_client[order.client_id] = order
+        self._maybe_resting.add(order.stock_code)
 
     # ---- internals: day, session, prices
     def _may_trade_now(self) -> bool:

@@ -164,7 +164,8 @@ def trigger_prices(position: Position, params: RuleParams) -> TriggerPrices:
 
 # ---- evaluation -------------------------------------------------------------------------------------
 
-def evaluate(position: Position, price: float, params: RuleParams, macd_exit: bool = False) -> list[Action]:
+def evaluate(position: Position, price: float, params: RuleParams, macd_exit: bool = False,
+             triggers: Optional[TriggerPrices] = None) -> list[Action]:
     """The action to take at `price` now (a list of at most one), by precedence: sell-all exits
     (stop-loss, dynamic stop, MACD exit when `macd_exit`), then first take-profit, then add-position.
 
@@ -177,7 +178,7 @@ def evaluate(position: Position, price: float, params: RuleParams, macd_exit: bo
     position, even when the exit itself cannot sell (T+1, selling disabled); the same for first take-profit."""
     if position.volume <= 0 or not _is_price(price):
         return []
-    triggers = trigger_prices(position, params)
+    triggers = triggers or trigger_prices(position, params)  # callers that already have them pass them in
     can_sell = params.sell_allowed and position.available > 0
     exit_trigger = _sell_all_exit(triggers, price, params, macd_exit)
     if exit_trigger is not None:

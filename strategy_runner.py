@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import market_rules
 import strategy
-from models import Order, Rule, Side, Signal, SignalStatus, TradingError
+from models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
 from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,14 @@ class StrategyRunner(Worker):
         journal it is marked executed with that order; otherwise it is void (the monitor re-detects)."""
         for signal in self._signals.executing():
             order = self._executor.order_for_signal(signal.id)
-            if order is not None:
+            if order is not None and not _never_sent(order):
                 self._apply_rule_state(signal)
                 self._signals.mark(signal.id, SignalStatus.EXECUTED, "重启后核对：委托已存在", order.client_id)
             else:
-                self._signals.mark(signal.id, SignalStatus.REJECTED, "进程重启时该信号尚未下单，已作废")
+                # The episode flag was set before sending; no order went out, so the rule may fire again.
+                self._revert_rule_state(signal)
+                self._signals.mark(signal.id, SignalStatus.REJECTED, "进程重启时该信号尚未下单，已作废",
+                                   order.client_id if order else "")
 
     # ---- manual execution (web)
     def execute_signal(self, signal_id: int) -> Signal:
@@ -209,3 +212,9 @@ class StrategyRunner(Worker):
         stored = self._signals.add(Signal(stock_code=code, rule=rule, volume=volume, trigger_price=quote.price,
                                           observed_price=quote.price, created_at=self._clock.now(), amount=amount))
         return stored is not None
+
+
+def _never_sent(order: Order) -> bool:
+    """A journaled order that traded nothing and ended refused (by the broker, or because the process stopped
+    before it reached the broker): for the episode it is as if it had never been placed."""
+    return order.status is OrderStatus.REJECTED and order.filled_volume == 0

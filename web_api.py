@@ -15,7 +15,7 @@ import web_views as views
 from models import OrderStatus, Rule, SignalStatus, TradingError
 from web_requests import ApiError
 from web_server import error_response, ok, state
-from web_stream import PositionsCache, PositionStream
+from web_stream import PositionStream, StreamBody, VersionedCache
 
 log = logging.getLogger(__name__)
 
@@ -135,36 +135,28 @@ def positions_stream() -> Response:
         raise ApiError(429, "TOO_MANY_STREAMS", "实时推送连接数已达上限，请关闭多余的页面后重试")
     c = app_state.ctx
     disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
-    # The generator runs after the request context is gone: everything it needs is bound here.
-    cache = app_state.positions
+    # The frames are produced after the request context is gone: everything they need is bound here.
     stream = PositionStream(
-        c.positions, lambda: stream_payload(c, cache),
-        lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
+        c.positions, app_state.stream.get, lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
         lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
-
-    def frames():
-        try:
-            yield from stream.frames()
-        finally:
-            app_state.sse_slots.release()
-
-    response = Response(frames(), mimetype="text/event-stream")
+    response = Response(StreamBody(stream.frames(), app_state.sse_slots.release), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response
 
 
-def positions_cache(c) -> PositionsCache:
+def positions_cache(c) -> VersionedCache:
     def build(version: int) -> dict:
         held = [p for p in c.positions.all() if p.volume > 0]
         return views.positions_snapshot(held, version, c.trigger_prices)
-    return PositionsCache(c.positions, c.settings, build)
+    return VersionedCache(c.positions, c.settings, build)
 
 
-def stream_payload(c, cache: PositionsCache) -> tuple[int, dict]:
-    """A stream snapshot: the shared positions payload plus the account and the market clock."""
-    version, payload = cache.get()
-    return version, {**payload, "account": account_view(c), "clock": views.session_view(c.clock)}
+def stream_cache(c, positions: VersionedCache) -> VersionedCache:
+    """A stream snapshot: the positions table plus the account and the market clock, shared by all streams."""
+    def build(version: int) -> dict:
+        return {**positions.get()[1], "account": account_view(c), "clock": views.session_view(c.clock)}
+    return VersionedCache(c.positions, c.settings, build)
 
 
 # ---- orders, trades, signals ----------------------------------------------------------------------
@@ -405,6 +397,12 @@ def _grid() -> Any:
 @blueprint.get("/grid/sessions")
 def grid_sessions() -> Response:
     return ok([views.jsonable(s) for s in _grid().sessions()])
+
+
+@blueprint.get("/grid/sessions/<session_id>/trades")
+def grid_trades(session_id: str) -> Response:
+    grid = _grid()
+    return ok([views.jsonable(t) for t in grid.trades(req.parse_grid_session_id(session_id))])
 
 
 @blueprint.post("/grid/sessions")

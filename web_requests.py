@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any, Mapping, Optional
 
 import market_rules
+from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
 from models import OrderStatus
 
 # Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against
@@ -181,9 +182,9 @@ def parse_stock_pool(body: Mapping[str, Any]) -> list:
 
 
 def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
-    """`{"stock_code", …optional GRID_* numbers for this session}`."""
-    allowed = {"stock_code", "GRID_BUY_AMOUNT", "GRID_STEP_RATIO", "GRID_CALLBACK_RATIO", "GRID_TAKE_PROFIT_RATIO",
-               "GRID_STOP_LOSS_RATIO", "GRID_MAX_HOLD_DAYS", "GRID_MAX_INVESTMENT"}
+    """`{"stock_code", "center_price"?, …optional GRID_* numbers for this session}`; ranges are the grid
+    manager's checks (the same as config.py's)."""
+    allowed = {"stock_code", "center_price", *GRID_PARAM_KEYS.values()}
     _only(body, allowed)
     code = parse_code(_required(body, "stock_code", "股票代码"))
     options = {}

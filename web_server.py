@@ -35,9 +35,9 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 # TradingError codes that mean "the request is fine but the thing it names does not exist" or "conflicts
 # with the current state"; every other OrderRejected is a plain 400.
-NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_SESSION_NOT_FOUND"}
+NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND"}
 CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
-                  "GRID_SESSION_EXISTS", "GRID_SESSION_ENDED"}
+                  "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE"}
 
 HTTP_MESSAGES = {
     400: "请求无效", 401: "需要 API 令牌", 403: "拒绝访问", 404: "接口或页面不存在", 405: "不支持该请求方法",
@@ -90,7 +90,8 @@ class AppState:
     binding: Binding
     stop: threading.Event
     sse_slots: threading.BoundedSemaphore
-    positions: Any  # web_stream.PositionsCache
+    positions: Any  # web_stream.VersionedCache of the positions table
+    stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
 
 
 def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] = None,
@@ -106,8 +107,9 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.config["JSON_AS_ASCII"] = False
     binding = Binding(host if host is not None else ctx.settings.get("WEB_HOST"),
                       int(port if port is not None else ctx.settings.get("WEB_PORT")))
+    positions = web_api.positions_cache(ctx)
     app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), threading.BoundedSemaphore(max_streams),
-                                     web_api.positions_cache(ctx))
+                                     positions, web_api.stream_cache(ctx, positions))
     CORS(app, resources={r"/api/*": {"origins": list(ctx.settings.get("WEB_CORS_ORIGINS"))}},
          allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600,
          supports_credentials=False)
@@ -173,23 +175,26 @@ class WebServer:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """End the streams, close every connection and the listening socket, join the threads."""
+        """Stop listening, end the streams, let running requests finish, then close every connection.
+        Waitress's loop is not thread-safe: socket changes run in its own thread through its trigger."""
         if self._server is None:
             return
+        from waitress import wasyncore
+
+        server, self._server = self._server, None
         self._stop.set()
-        server = self._server
+        server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))  # the listening socket only
+        server.task_dispatcher.shutdown(timeout=timeout)
 
-        def close_all() -> None:  # runs in the server's own loop thread (waitress is not thread-safe)
+        def close_connections() -> None:
             for channel in list(server._map.values()):
-                if channel is not server and channel is not server.trigger:
+                if channel is not server.trigger:
                     channel.handle_close()
-            server.close()
+            server.trigger.close()
 
-        server.trigger.pull_trigger(close_all)
+        server.trigger.pull_trigger(close_connections)
         if self._thread is not None:
             self._thread.join(timeout)
-        server.task_dispatcher.shutdown(timeout=timeout)
-        self._server = None
         log.info("Web 服务已停止")
 
 

@@ -25,6 +25,11 @@ class Worker:
     def wait(self, stop: threading.Event, limit: float) -> None:
         stop.wait(limit)
 
+    def is_due(self) -> bool:
+        """Whether `run_once` should run after a `wait`. A worker whose next unit is further away than `limit`
+        (e.g. the next session) answers False until then: its thread keeps beating without working."""
+        return True
+
     def on_stop(self) -> None:
         """Called once in the worker's thread when it stops normally (final flush)."""
 
@@ -66,7 +71,8 @@ class _Runner:
                 if self.stop_event.is_set():
                     break
                 self.beat.last_beat = self._now()
-                worker.run_once()
+                if worker.is_due():
+                    worker.run_once()
             worker.on_stop()
         except Exception:  # the thread ends here; the watchdog sees it dead and restarts it
             log.exception("线程 %s 异常退出，等待看门狗重启", worker.name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon_workers import DataWorker, IntervalWorker
+from grid_trading import GridManager
 from web_test_support import build_system, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,6 +34,10 @@ def daemon(tmp_path_factory):
     system = build_system(tmp_path_factory.mktemp("browser"), overrides={
         "REPLAY_TICKS_PER_DAY": 240, "REPLAY_SECONDS_PER_DAY": 60.0, "SSE_HEARTBEAT_SECONDS": 2.0})
     system.executor.buy_stock("600036.SH", amount=30000)
+    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
+                       system.signals, system.executor)
+    grid.attach(system.monitor, system.runner)
+    system.ctx.grid = grid
     for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
                    IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
         system.watchdog.add(worker)
@@ -221,13 +226,10 @@ def test_emergency_stop_turns_auto_trading_off_and_cancels_orders(daemon, page):
 
 def test_other_pages_render_without_errors(daemon, page):
     system, server = daemon
-    for tab, ready in (("signals", "#signals-pending-body tr"), ("pool", "#pool-count"), ("grid", "#grid-msg"),
-                       ("orders", "#orders-body tr")):
+    for tab, ready in (("signals", "#signals-pending-body tr"), ("orders", "#orders-body tr")):
         page.goto(f"{server.url}/#{tab}")
         page.locator(ready).first.wait_for()
         shot(page, f"10_{tab}")
-    page.goto(server.url + "/#grid")
-    page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('网格交易模块未启用')")
     page.goto(server.url + "/#pool")
     page.wait_for_function("document.querySelector('#pool-text').value.includes('600036.SH')")
     page.fill("#pool-text", "600036\nbad\n000001")
@@ -238,6 +240,37 @@ def test_other_pages_render_without_errors(daemon, page):
     page.click("#pool-save")
     page.wait_for_function("document.querySelector('#pool-msg').textContent.includes('股票池已保存')")
     assert system.pool.codes() == ["600036.SH", "000001.SZ"]
+    assert real_problems(page) == []
+
+
+def test_grid_session_started_and_stopped_from_the_page(daemon, page):
+    system, server = daemon
+    page.goto(server.url + "/#grid")
+    page.locator("#grid-body td", has_text="没有网格会话").wait_for()
+    page.fill("#grid-form input[name=stock_code]", "600036")
+    page.fill("#grid-form input[name=GRID_STEP_RATIO]", "0.9")
+    page.click("#grid-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('GRID_STEP_RATIO')")
+    assert "error" in page.get_attribute("#grid-msg", "class")
+    page.fill("#grid-form input[name=GRID_STEP_RATIO]", "0.03")
+    page.fill("#grid-form input[name=GRID_BUY_AMOUNT]", "8000")
+    page.click("#grid-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('已启动网格会话')"
+                           " || document.querySelector('#grid-msg').className.includes('error')"
+                           " && !document.querySelector('#grid-msg').textContent.includes('GRID_STEP_RATIO')")
+    assert "已启动网格会话" in page.inner_text("#grid-msg")
+    session = system.ctx.grid.sessions()[0]
+    assert (session.stock_code, session.status, session.step_ratio, session.buy_amount) == (
+        "600036.SH", "active", 0.03, 8000.0)
+    row = page.locator(f"tr[data-grid='{session.id}']")
+    row.wait_for()
+    assert "运行中" in row.inner_text()
+    shot(page, "11_grid")
+    row.locator("button", has_text="停止").click()
+    confirm(page)
+    page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('已停止')")
+    assert system.ctx.grid.sessions()[0].status == "stopped"
+    page.locator(f"tr[data-grid='{session.id}']", has_text="手动停止").wait_for()
     assert real_problems(page) == []
 
 

@@ -146,3 +146,9 @@ def test_secret_is_masked_everywhere(tmp_path):
 def test_invalid_config_py_defaults_are_refused(tmp_path):
     with pytest.raises(ConfigError):
         open_store(tmp_path / "t.db", defaults={**config.DEFAULTS, "STOP_LOSS_RATIO": 0.1})
+
+
+def test_unknown_or_invalid_run_override_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        open_store(tmp_path / "t.db", run_overrides={"NO_SUCH": 1, "WEB_PORT": "x"})
+    assert set(info.value.errors) == {"NO_SUCH", "WEB_PORT"}

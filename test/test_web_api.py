@@ -395,6 +395,42 @@ def test_grid_routes_say_the_module_is_not_enabled(client):
         assert body["message"] == "网格交易模块未启用"
 
 
+def test_grid_sessions_with_the_real_grid_manager(system):
+    from grid_trading import GridManager
+
+    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
+                       system.signals, system.executor)
+    grid.attach(system.monitor, system.runner)
+    system.ctx.grid = grid
+    web = start_server(system)
+    client = Client(web.port)
+    try:
+        assert ok(client.get("/api/grid/sessions")) == []
+        error(client.post("/api/grid/sessions", {"stock_code": "600036"}), 409, "NO_POSITION")
+        system.executor.buy_stock("600036.SH", amount=30000)
+        error(client.post("/api/grid/sessions", {"stock_code": "600036", "GRID_STEP_RATIO": 5}), 400,
+              "INVALID_GRID_PARAMS")
+        error(client.post("/api/grid/sessions", {"stock_code": "600036", "GRID_STEP": 0.02}), 400, "UNKNOWN_FIELD")
+        quote = system.data.get_latest_data("600036.SH")
+        started = ok(client.post("/api/grid/sessions", {"stock_code": "600036", "GRID_STEP_RATIO": 0.03,
+                                                        "GRID_BUY_AMOUNT": 6000}))
+        assert (started["stock_code"], started["status"], started["status_label"]) == ("600036.SH", "active", "运行中")
+        assert (started["center_price"], started["step_ratio"], started["buy_amount"]) == (quote.price, 0.03, 6000.0)
+        assert started["next_buy_price"] < quote.price < started["next_sell_price"]
+        error(client.post("/api/grid/sessions", {"stock_code": "600036"}), 409, "GRID_ALREADY_ACTIVE")
+        assert [s["id"] for s in ok(client.get("/api/grid/sessions"))] == [started["id"]]
+        assert ok(client.get(f"/api/grid/sessions/{started['id']}/trades")) == []
+        stopped = ok(client.post(f"/api/grid/sessions/{started['id']}/stop"))
+        assert (stopped["status"], stopped["end_reason"], stopped["end_reason_label"]) == ("stopped", "manual", "手动停止")
+        error(client.post(f"/api/grid/sessions/{started['id']}/stop"), 409, "GRID_NOT_ACTIVE")
+        error(client.post("/api/grid/sessions/999/stop"), 404, "GRID_NOT_FOUND")
+        error(client.post("/api/grid/sessions/abc/stop"), 400)
+        assert ok(client.get("/api/status"))["grid_available"] is True
+    finally:
+        client.close()
+        web.stop()
+
+
 # ---- live stream ------------------------------------------------------------------------------------
 
 def test_stream_sends_snapshot_then_a_new_one_after_a_fill(system, server):
@@ -537,7 +573,7 @@ def test_page_static_files_and_security_headers(client):
     assert page.headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
-    for name in ("app.js", "chart.js", "style.css", "favicon.svg"):
+    for name in ("app.js", "common.js", "chart.js", "config_page.js", "style.css", "favicon.svg"):
         assert client.get(f"/static/{name}", token=None).status == 200
     error(client.get("/static/../web_server.py", token=None), 404)
     error(client.get("/static/nothing.js", token=None), 404)

@@ -4,126 +4,22 @@
 (function () {
   "use strict";
 
-  // ---- helpers -----------------------------------------------------------------------------------
-  function $(id) { return document.getElementById(id); }
-  function make(tag, cls, content) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (content != null) node.textContent = content;
-    return node;
-  }
-  function cell(row, content, cls) { var td = make("td", cls, content); row.appendChild(td); return td; }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
-  function isEtf(code) { return /^(51|56|58|15|16)/.test(code || ""); }
-  function digitsOf(code) { return isEtf(code) ? 3 : 2; }
-  function fmtPrice(v, code) { return v == null || v === "" ? "--" : Number(v).toFixed(digitsOf(code)); }
-  function fmtMoney(v) {
-    if (v == null || v === "") return "--";
-    return Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  }
-  function fmtInt(v) { return v == null ? "--" : Number(v).toLocaleString("zh-CN"); }
-  function fmtPct(v) { return v == null ? "--" : (v > 0 ? "+" : "") + Number(v).toFixed(2) + "%"; }
-  function signClass(v) { return v > 0 ? "up" : (v < 0 ? "down" : ""); }
-  function fmtTime(text) { return text ? String(text).replace("T", " ") : "--"; }
-  function jsonText(v) { return v == null ? "" : (typeof v === "string" ? v : JSON.stringify(v)); }
-
-  /* A number typed by a person: "" → undefined, numeric text → Number, anything else is sent as typed so
-     that the server answers with its own Chinese message. */
-  function numberField(value) {
-    var text = String(value == null ? "" : value).trim();
-    if (text === "") return undefined;
-    return /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : text;
-  }
-
-  function show(target, text, kind) {
-    var node = typeof target === "string" ? $(target) : target;
-    if (!node) return;
-    node.textContent = text || "";
-    node.className = "msg" + (kind ? " " + kind : "");
-    node.hidden = !text;
-  }
-  function showError(target, err) { show(target, errorText(err), "error"); }
-  function errorText(err) {
-    if (!err) return "未知错误";
-    var text = err.message || String(err);
-    if (err.errors && typeof err.errors === "object" && !Array.isArray(err.errors)) {
-      var details = Object.keys(err.errors).map(function (k) { return k + "：" + err.errors[k]; });
-      if (details.length > 1) text += "\n" + details.join("\n");
-    }
-    return text;
-  }
-
-  // ---- API ---------------------------------------------------------------------------------------
-  var meta = document.querySelector('meta[name="api-token"]');
-  var token = meta && meta.content && meta.content !== "__API_TOKEN__" ? meta.content : "";
-  if (!token) token = sessionStorage.getItem("qmt_api_token") || "";
-
-  function headers(extra) {
-    var h = Object.assign({ "Accept": "application/json" }, extra || {});
-    if (token) h["X-API-Token"] = token;
-    return h;
-  }
-
-  function ApiError(status, payload, fallback) {
-    this.status = status;
-    this.code = (payload && payload.code) || "HTTP_" + status;
-    this.message = (payload && payload.message) || fallback;
-    this.errors = payload && payload.errors;
-    this.payload = payload;
-  }
-
-  function api(method, path, body) {
-    var init = { method: method, headers: headers(), cache: "no-store" };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
-      return response.text().then(function (text) {
-        var payload = null;
-        try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
-        if (!response.ok || !payload || payload.status !== "success") {
-          if (response.status === 401) $("token-bar").hidden = false;
-          throw new ApiError(response.status, payload, "请求失败（HTTP " + response.status + "）");
-        }
-        return payload.data;
-      });
-    }, function (err) {
-      throw new ApiError(0, null, "无法连接服务器：" + (err && err.message ? err.message : err));
-    });
-  }
-  var get = function (path) { return api("GET", path); };
-  var post = function (path, body) { return api("POST", path, body === undefined ? {} : body); };
-
-  // ---- confirmation dialog -----------------------------------------------------------------------
-  function confirmDialog(title, text) {
-    return new Promise(function (resolve) {
-      $("modal-title").textContent = title;
-      $("modal-text").textContent = text;
-      $("modal").hidden = false;
-      $("modal-ok").focus();
-      function done(answer) {
-        $("modal").hidden = true;
-        $("modal-ok").removeEventListener("click", yes);
-        $("modal-cancel").removeEventListener("click", no);
-        resolve(answer);
-      }
-      function yes() { done(true); }
-      function no() { done(false); }
-      $("modal-ok").addEventListener("click", yes);
-      $("modal-cancel").addEventListener("click", no);
-    });
-  }
+  var Q = window.Qmt;
+  var $ = Q.$, make = Q.make, cell = Q.cell, clear = Q.clear, digitsOf = Q.digitsOf, fmtPrice = Q.fmtPrice;
+  var fmtMoney = Q.fmtMoney, fmtInt = Q.fmtInt, fmtPct = Q.fmtPct, signClass = Q.signClass, fmtTime = Q.fmtTime;
+  var jsonText = Q.jsonText, numberField = Q.numberField, show = Q.show, showError = Q.showError;
+  var errorText = Q.errorText, headers = Q.headers, ApiError = Q.ApiError, get = Q.get, post = Q.post;
+  var confirmDialog = Q.confirmDialog;
 
   // ---- state -------------------------------------------------------------------------------------
-  var state = { snapshot: null, status: null, tab: "overview", chartCode: "", chartData: null, config: null };
+  var state = { snapshot: null, status: null, tab: "overview", chartCode: "", chartData: null };
 
   // ---- tabs --------------------------------------------------------------------------------------
   var loaders = {
     overview: function () { loadStatus(); loadHealth(); },
     positions: function () { if (state.chartCode) loadChart(state.chartCode); },
     orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
-    config: function () { loadConfig(); loadConfigHistory(); },
+    config: function () { QmtConfig.load(); },
     trade: function () {}
   };
 
@@ -431,6 +327,7 @@
       if (state.tab === "orders") loadOrders();
       else if (state.tab === "trades") loadTrades();
       else if (state.tab === "signals") loadSignals();
+      else if (state.tab === "grid") loadGrid();
     }, 1000);
   }
 
@@ -733,205 +630,60 @@
       var body = $("grid-body");
       clear(body);
       list.forEach(function (s) {
+        var code = s.stock_code;
         var tr = make("tr");
+        tr.setAttribute("data-grid", s.id);
         cell(tr, "#" + s.id);
-        cell(tr, s.stock_code);
-        cell(tr, s.status_label || s.status || "");
-        cell(tr, Object.keys(s).filter(function (k) { return ["id", "stock_code", "status", "status_label"].indexOf(k) < 0; })
-          .slice(0, 8).map(function (k) { return k + "=" + jsonText(s[k]); }).join("  "));
+        cell(tr, code);
+        cell(tr, s.status_label, s.status === "active" ? "ok-dot" : "muted");
+        cell(tr, fmtPrice(s.center_price, code), "num");
+        cell(tr, s.status === "active" ? fmtPrice(s.next_buy_price, code) : "--", "num");
+        cell(tr, s.status === "active" ? fmtPrice(s.next_sell_price, code) : "--", "num");
+        cell(tr, fmtInt(s.net_volume), "num");
+        cell(tr, fmtMoney(s.invested), "num");
+        cell(tr, fmtMoney(s.total_pnl), "num " + signClass(s.total_pnl));
+        cell(tr, s.buy_count + " / " + s.sell_count, "num");
+        cell(tr, s.start_date || "");
+        cell(tr, s.end_reason_label || "");
         var actions = cell(tr, "");
-        if (s.status === "active" || s.status === "running") {
+        if (s.status === "active") {
           var b = make("button", "small danger", "停止");
           b.type = "button";
-          b.addEventListener("click", function () {
-            confirmDialog("停止网格", "停止 " + s.stock_code + " 的网格会话 #" + s.id + "？").then(function (yes) {
-              if (!yes) return;
-              post("/api/grid/sessions/" + s.id + "/stop").then(function () {
-                show("grid-msg", "网格会话 #" + s.id + " 已停止", "ok");
-                loadGrid();
-              }, function (err) { showError("grid-msg", err); });
-            });
-          });
+          b.addEventListener("click", function () { stopGrid(s); });
           actions.appendChild(b);
         }
         body.appendChild(tr);
       });
-      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 5; body.appendChild(tr); }
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 13; body.appendChild(tr); }
     }, function (err) {
       if (err.code === "GRID_UNAVAILABLE") $("grid-form").hidden = true;
       showError("grid-msg", err);
     });
   }
 
+  function stopGrid(s) {
+    confirmDialog("停止网格", "停止 " + s.stock_code + " 的网格会话 #" + s.id + "？").then(function (yes) {
+      if (!yes) return;
+      post("/api/grid/sessions/" + s.id + "/stop").then(function () {
+        show("grid-msg", "网格会话 #" + s.id + " 已停止", "ok");
+        loadGrid();
+      }, function (err) { showError("grid-msg", err); });
+    });
+  }
+
   function startGrid(ev) {
     ev.preventDefault();
-    var code = ev.target.stock_code.value.trim();
-    post("/api/grid/sessions", { stock_code: code }).then(function (s) {
-      show("grid-msg", "已启动网格会话 #" + s.id, "ok");
+    var form = ev.target;
+    var payload = { stock_code: form.stock_code.value.trim() };
+    ["GRID_STEP_RATIO", "GRID_BUY_AMOUNT", "GRID_MAX_INVESTMENT"].forEach(function (key) {
+      var value = numberField(form[key].value);
+      if (value !== undefined) payload[key] = value;
+    });
+    post("/api/grid/sessions", payload).then(function (s) {
+      show("grid-msg", "已启动网格会话 #" + s.id + "：" + s.stock_code + " 中心价 " + fmtPrice(s.center_price, s.stock_code) +
+        "，下一买入价 " + fmtPrice(s.next_buy_price, s.stock_code) + "，下一卖出价 " + fmtPrice(s.next_sell_price, s.stock_code), "ok");
       loadGrid();
     }, function (err) { showError("grid-msg", err); });
-  }
-
-  // ---- configuration -----------------------------------------------------------------------------
-  function loadConfig() {
-    return get("/api/config").then(function (c) {
-      state.config = c;
-      renderConfig(c);
-    }, function (err) { showError("config-msg", err); });
-  }
-
-  function renderConfig(c) {
-    var root = $("config-groups");
-    clear(root);
-    show("config-warnings", c.warnings.length ? "配置提醒：\n" + c.warnings.join("\n") : "", "warn");
-    c.groups.forEach(function (group) {
-      var box = make("div", "config-group");
-      box.appendChild(make("h3", null, group));
-      c.params.filter(function (p) { return p.group === group; }).forEach(function (p) {
-        box.appendChild(configRow(p));
-      });
-      root.appendChild(box);
-    });
-  }
-
-  function configRow(p) {
-    var row = make("div", "config-row");
-    row.id = "cfg-" + p.key;
-    row.setAttribute("data-key", p.key);
-    var about = make("div");
-    var key = make("div", "key", p.key);
-    if (p.overridden) key.appendChild(make("span", "tag overridden", "已修改"));
-    if (p.restart_required) key.appendChild(make("span", "tag restart", "需重启"));
-    about.appendChild(key);
-    about.appendChild(make("div", "meaning", p.meaning));
-    about.appendChild(make("div", "range", (p.range ? "范围：" + p.range + "；" : "") + "默认：" + jsonText(p.default)));
-    row.appendChild(about);
-
-    var field = make("div");
-    var input;
-    if (p.type === "bool") {
-      input = make("input");
-      input.type = "checkbox";
-      input.checked = !!p.value;
-    } else if (p.type === "choice") {
-      input = make("select");
-      p.choices.forEach(function (choice) {
-        var o = make("option", null, String(choice));
-        o.value = choice;
-        if (choice === p.value) o.selected = true;
-        input.appendChild(o);
-      });
-    } else {
-      input = make("input");
-      input.type = p.secret ? "password" : "text";
-      input.value = p.secret ? "" : jsonText(p.value);
-      if (p.secret) input.placeholder = p.value ? "已设置（不显示）" : "未设置";
-    }
-    input.name = p.key;
-    input.className = "cfg-input";
-    field.appendChild(input);
-    var error = make("div", "field-error");
-    error.hidden = true;
-    field.appendChild(error);
-    row.appendChild(field);
-
-    var actions = make("div", "actions");
-    var save = make("button", "small primary", "保存");
-    save.type = "button";
-    save.addEventListener("click", function () { saveConfig(p, input, error); });
-    actions.appendChild(save);
-    if (p.overridden) {
-      var reset = make("button", "small", "恢复默认");
-      reset.type = "button";
-      reset.addEventListener("click", function () { resetConfig(p, error); });
-      actions.appendChild(reset);
-    }
-    row.appendChild(actions);
-    return row;
-  }
-
-  function readConfigValue(p, input) {
-    if (p.type === "bool") return { value: input.checked };
-    if (p.type === "choice" || p.type === "str") return { value: input.value };
-    if (p.type === "int" || p.type === "float") {
-      var v = numberField(input.value);
-      return v === undefined ? { error: "请输入数值" } : { value: v };
-    }
-    try {
-      return { value: JSON.parse(input.value) };
-    } catch (e) {
-      return { error: "格式应为 JSON，例如 " + jsonText(p.default) };
-    }
-  }
-
-  function fieldError(input, error, text) {
-    error.textContent = text || "";
-    error.hidden = !text;
-    input.classList.toggle("invalid", !!text);
-  }
-
-  function saveConfig(p, input, error) {
-    var read = readConfigValue(p, input);
-    if (read.error) { fieldError(input, error, read.error); return; }
-    var changes = {}; changes[p.key] = read.value;
-    post("/api/config/update", { changes: changes }).then(function (r) {
-      fieldError(input, error, "");
-      var text = p.key + " 已保存" + (r.restart_required.length ? "（重启后生效）" : "");
-      if (r.warnings.length) text += "\n提醒：" + r.warnings.join("；");
-      show("config-msg", text, r.warnings.length ? "warn" : "ok");
-      loadConfig().then(function () { loadConfigHistory(); loadStatus(); });
-    }, function (err) {
-      var own = err.errors && err.errors[p.key];
-      fieldError(input, error, own || errorText(err));
-    });
-  }
-
-  function resetConfig(p, error) {
-    confirmDialog("恢复默认", "将 " + p.key + " 恢复为 config.py 中的默认值 " + jsonText(p.default) + "？").then(function (yes) {
-      if (!yes) return;
-      post("/api/config/reset", { key: p.key }).then(function () {
-        show("config-msg", p.key + " 已恢复默认值", "ok");
-        loadConfig().then(function () { loadConfigHistory(); loadStatus(); });
-      }, function (err) { error.textContent = errorText(err); error.hidden = false; });
-    });
-  }
-
-  function loadConfigHistory() {
-    get("/api/config/history?limit=100").then(function (list) {
-      var body = $("config-history-body");
-      clear(body);
-      list.forEach(function (h) {
-        var tr = make("tr");
-        tr.setAttribute("data-history", h.id);
-        cell(tr, "#" + h.id);
-        cell(tr, fmtTime(h.time));
-        cell(tr, h.key);
-        cell(tr, jsonText(h.old_value));
-        cell(tr, jsonText(h.new_value));
-        cell(tr, SOURCE_LABELS[h.source] || h.source);
-        var actions = cell(tr, "");
-        var b = make("button", "small", "回滚");
-        b.type = "button";
-        b.title = "恢复为这次修改之前的值 " + jsonText(h.old_value);
-        b.addEventListener("click", function () { rollback(h.id, h.key + " 恢复为 " + jsonText(h.old_value)); });
-        actions.appendChild(b);
-        body.appendChild(tr);
-      });
-      if (!list.length) { var tr = make("tr"); cell(tr, "没有修改记录", "muted").colSpan = 7; body.appendChild(tr); }
-    }, function (err) { showError("history-msg", err); });
-  }
-  var SOURCE_LABELS = { web: "网页", rollback: "回滚", emergency_stop: "紧急停止" };
-
-  function rollback(historyId, text) {
-    confirmDialog("回滚参数", historyId ? "回滚修改 #" + historyId + "：" + text + "？" : "撤销最近一次参数修改？")
-      .then(function (yes) {
-        if (!yes) return;
-        post("/api/config/rollback", historyId ? { history_id: historyId } : {}).then(function (r) {
-          var parts = Object.keys(r.restored).map(function (k) { return k + " = " + jsonText(r.restored[k]); });
-          show("history-msg", "已回滚：" + parts.join("，"), "ok");
-          loadConfig().then(function () { loadConfigHistory(); loadStatus(); });
-        }, function (err) { showError("history-msg", err); });
-      });
   }
 
   // ---- emergency stop ----------------------------------------------------------------------------
@@ -960,11 +712,10 @@
 
   // ---- wiring ------------------------------------------------------------------------------------
   function init() {
-    if (!token) $("token-bar").hidden = false;
+    if (!Q.hasToken()) $("token-bar").hidden = false;
     $("token-save").addEventListener("click", function () {
-      token = $("token-input").value.trim();
-      sessionStorage.setItem("qmt_api_token", token);
-      $("token-bar").hidden = !!token;
+      Q.setToken($("token-input").value.trim());
+      $("token-bar").hidden = Q.hasToken();
       show("global-msg", "");
       loadStatus();
     });
@@ -983,7 +734,7 @@
     $("pool-save").addEventListener("click", savePool);
     $("pool-reload").addEventListener("click", loadPool);
     $("grid-form").addEventListener("submit", startGrid);
-    $("config-rollback-latest").addEventListener("click", function () { rollback(null, ""); });
+    QmtConfig.init(loadStatus);
     window.addEventListener("hashchange", activate);
     loadStatus();
     activate();

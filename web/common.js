@@ -1,0 +1,130 @@
+/* Shared by the page scripts: DOM and number formatting helpers, the JSON API client (the token goes in the
+   X-API-Token header), and the confirmation dialog. Exposes window.Qmt. */
+(function () {
+  "use strict";
+
+  // ---- helpers -----------------------------------------------------------------------------------
+  function $(id) { return document.getElementById(id); }
+  function make(tag, cls, content) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (content != null) node.textContent = content;
+    return node;
+  }
+  function cell(row, content, cls) { var td = make("td", cls, content); row.appendChild(td); return td; }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function isEtf(code) { return /^(51|56|58|15|16)/.test(code || ""); }
+  function digitsOf(code) { return isEtf(code) ? 3 : 2; }
+  function fmtPrice(v, code) { return v == null || v === "" ? "--" : Number(v).toFixed(digitsOf(code)); }
+  function fmtMoney(v) {
+    if (v == null || v === "") return "--";
+    return Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  function fmtInt(v) { return v == null ? "--" : Number(v).toLocaleString("zh-CN"); }
+  function fmtPct(v) { return v == null ? "--" : (v > 0 ? "+" : "") + Number(v).toFixed(2) + "%"; }
+  function signClass(v) { return v > 0 ? "up" : (v < 0 ? "down" : ""); }
+  function fmtTime(text) { return text ? String(text).replace("T", " ") : "--"; }
+  function jsonText(v) { return v == null ? "" : (typeof v === "string" ? v : JSON.stringify(v)); }
+
+  /* A number typed by a person: "" → undefined, numeric text → Number, anything else is sent as typed so
+     that the server answers with its own Chinese message. */
+  function numberField(value) {
+    var text = String(value == null ? "" : value).trim();
+    if (text === "") return undefined;
+    return /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : text;
+  }
+
+  function show(target, text, kind) {
+    var node = typeof target === "string" ? $(target) : target;
+    if (!node) return;
+    node.textContent = text || "";
+    node.className = "msg" + (kind ? " " + kind : "");
+    node.hidden = !text;
+  }
+  function showError(target, err) { show(target, errorText(err), "error"); }
+  function errorText(err) {
+    if (!err) return "未知错误";
+    var text = err.message || String(err);
+    if (err.errors && typeof err.errors === "object" && !Array.isArray(err.errors)) {
+      var details = Object.keys(err.errors).map(function (k) { return k + "：" + err.errors[k]; });
+      if (details.length > 1) text += "\n" + details.join("\n");
+    }
+    return text;
+  }
+
+  // ---- API ---------------------------------------------------------------------------------------
+  var meta = document.querySelector('meta[name="api-token"]');
+  var token = meta && meta.content && meta.content !== "__API_TOKEN__" ? meta.content : "";
+  if (!token) token = sessionStorage.getItem("qmt_api_token") || "";
+
+  /* A token typed by the user (pages opened from another machine get none): kept for this browser tab. */
+  function setToken(value) {
+    token = value;
+    sessionStorage.setItem("qmt_api_token", value);
+  }
+  function hasToken() { return !!token; }
+
+  function headers(extra) {
+    var h = Object.assign({ "Accept": "application/json" }, extra || {});
+    if (token) h["X-API-Token"] = token;
+    return h;
+  }
+
+  function ApiError(status, payload, fallback) {
+    this.status = status;
+    this.code = (payload && payload.code) || "HTTP_" + status;
+    this.message = (payload && payload.message) || fallback;
+    this.errors = payload && payload.errors;
+    this.payload = payload;
+  }
+
+  function api(method, path, body) {
+    var init = { method: method, headers: headers(), cache: "no-store" };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init).then(function (response) {
+      return response.text().then(function (text) {
+        var payload = null;
+        try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
+        if (!response.ok || !payload || payload.status !== "success") {
+          if (response.status === 401) $("token-bar").hidden = false;
+          throw new ApiError(response.status, payload, "请求失败（HTTP " + response.status + "）");
+        }
+        return payload.data;
+      });
+    }, function (err) {
+      throw new ApiError(0, null, "无法连接服务器：" + (err && err.message ? err.message : err));
+    });
+  }
+  var get = function (path) { return api("GET", path); };
+  var post = function (path, body) { return api("POST", path, body === undefined ? {} : body); };
+
+  // ---- confirmation dialog -----------------------------------------------------------------------
+  function confirmDialog(title, text) {
+    return new Promise(function (resolve) {
+      $("modal-title").textContent = title;
+      $("modal-text").textContent = text;
+      $("modal").hidden = false;
+      $("modal-ok").focus();
+      function done(answer) {
+        $("modal").hidden = true;
+        $("modal-ok").removeEventListener("click", yes);
+        $("modal-cancel").removeEventListener("click", no);
+        resolve(answer);
+      }
+      function yes() { done(true); }
+      function no() { done(false); }
+      $("modal-ok").addEventListener("click", yes);
+      $("modal-cancel").addEventListener("click", no);
+    });
+  }
+
+  window.Qmt = {
+    $: $, make: make, cell: cell, clear: clear, digitsOf: digitsOf, fmtPrice: fmtPrice, fmtMoney: fmtMoney,
+    fmtInt: fmtInt, fmtPct: fmtPct, signClass: signClass, fmtTime: fmtTime, jsonText: jsonText,
+    numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
+    setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog
+  };
+})();
