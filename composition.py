@@ -100,7 +100,10 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     grid.attach(monitor, runner)
     grid.recover()
 
-    token = load_or_create_token(data_dir, settings)
+    try:
+        token = load_or_create_token(data_dir, settings)
+    except ValueError as exc:  # a configured token that is too short
+        raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
     watchdog = Watchdog(settings)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
