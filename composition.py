@@ -101,7 +101,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     grid.recover()
 
     try:
-        token = load_or_create_token(data_dir, settings)
+        rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
+    settings.subscribe(lambda _changed: rule_params.__setitem__(0, strategy.RuleParams.from_settings(settings)))
+    token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
@@ -109,7 +111,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, strategy.RuleParams.from_settings(settings)))
+                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]))
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:

@@ -3,7 +3,6 @@ WebContext and answers with the JSON shapes of web_views. Security and error sha
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -20,7 +19,6 @@ from web_stream import PositionStream, StreamBody, VersionedCache
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
-_random = random.SystemRandom()
 
 
 def ctx():
@@ -133,13 +131,19 @@ def positions_stream() -> Response:
     app_state = state()
     if not app_state.sse_slots.acquire(blocking=False):
         raise ApiError(429, "TOO_MANY_STREAMS", "实时推送连接数已达上限，请关闭多余的页面后重试")
-    c = app_state.ctx
-    disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
-    # The frames are produced after the request context is gone: everything they need is bound here.
-    stream = PositionStream(
-        c.positions, app_state.stream.get, lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
-        lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
-    response = Response(StreamBody(stream.frames(), app_state.sse_slots.release), mimetype="text/event-stream")
+    try:
+        c = app_state.ctx
+        disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
+        # The frames are produced after the request context is gone: everything they need is bound here.
+        stream = PositionStream(
+            c.positions, app_state.stream.get,
+            lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
+            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
+        frames = StreamBody(stream.frames(), app_state.sse_slots.release)
+    except Exception:
+        app_state.sse_slots.release()
+        raise
+    response = Response(frames, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response
@@ -304,7 +308,7 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     if not candidates:
         raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空或都已持有）")
     amount = parsed.amount or c.settings.get("POSITION_UNIT")
-    chosen = _random.sample(candidates, min(parsed.count, len(candidates)))
+    chosen = state().random.sample(candidates, min(parsed.count, len(candidates)))
     results = []
     for code in chosen:
         try:

@@ -7,9 +7,10 @@ import html
 import ipaddress
 import logging
 import os
+import random
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -92,6 +93,7 @@ class AppState:
     sse_slots: threading.BoundedSemaphore
     positions: Any  # web_stream.VersionedCache of the positions table
     stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
+    random: random.Random = field(default_factory=random.SystemRandom)  # picks the random buys from the pool
 
 
 def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] = None,
@@ -186,13 +188,21 @@ class WebServer:
         server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))  # the listening socket only
         server.task_dispatcher.shutdown(timeout=timeout)
 
+        closed = threading.Event()
+
         def close_connections() -> None:
             for channel in list(server._map.values()):
                 if channel is not server.trigger:
                     channel.handle_close()
             server.trigger.close()
+            closed.set()
 
-        server.trigger.pull_trigger(close_connections)
+        try:
+            server.trigger.pull_trigger(close_connections)
+        except OSError:
+            # The loop may run the queued thunk (closing the trigger) before our own wake-up byte is written.
+            if not closed.is_set():
+                raise
         if self._thread is not None:
             self._thread.join(timeout)
         log.info("Web 服务已停止")

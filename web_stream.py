@@ -53,7 +53,7 @@ class PositionStream:
     def __init__(self, positions: Any, snapshot: Callable[[], tuple[int, dict]], heartbeat: Callable[[], dict],
                  heartbeat_seconds: Callable[[], float], stop: threading.Event,
                  disconnected: Callable[[], bool] = lambda: False, check_seconds: float = 0.5,
-                 min_gap_seconds: float = 0.1, monotonic: Callable[[], float] = time.monotonic):
+                 min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic):
         self._positions = positions
         self._snapshot = snapshot
         self._heartbeat = heartbeat

@@ -254,7 +254,8 @@ def session_view(clock: Any) -> dict:
     now = clock.now()
     return {"time": jsonable(now), "date": now.date().isoformat(), "session": session,
             "session_label": SESSION_LABELS.get(session, session), "is_trading": clock.is_trading(),
-            "is_trading_day": clock.is_trading_day(), "is_replay": bool(getattr(clock, "is_replay", False))}
+            "is_trading_day": clock.is_trading_day(), "is_replay": bool(getattr(clock, "is_replay", False)),
+            "calendar_warning": clock.calendar.fallback_warning}
 
 
 def _label(enum_type: type[Enum], value: Any, label_of) -> Optional[str]:

@@ -107,6 +107,18 @@ class XtQuantSource:
             raise DataUnavailable("XT_CONNECT_FAILED", f"无法连接 miniQMT 行情服务（请确认 miniQMT 已启动并登录）：{exc}") from exc
         self.connected = True
         log.info("已连接 miniQMT 行情服务")
+        self._load_broker_calendar()
+
+    def _load_broker_calendar(self) -> None:
+        """miniQMT's trading calendar (trading days plus its holiday table) extends the market calendar past
+        the end of exchange_calendars' table, so a live session never has to guess holidays from weekdays."""
+        start = (self._clock.today() - timedelta(days=30)).strftime("%Y%m%d")
+        try:
+            days = self._xt.get_trading_calendar("SH", start_time=start)
+        except Exception as exc:  # an old client without holiday data: the weekday fallback stays, warned
+            log.warning("无法从 miniQMT 读取交易日历（%s），继续使用 exchange_calendars", exc)
+            return
+        self._clock.calendar.add_broker_days(date(int(d[:4]), int(d[4:6]), int(d[6:8])) for d in days)
 
     def _subscribe(self) -> None:
         with self._lock:

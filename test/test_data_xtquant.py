@@ -207,3 +207,35 @@ def test_tick_validation(changes, fragment):
         return
     with pytest.raises(DataUnavailable, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         tick_to_quote("600000.SH", tick(13.9, **changes), detail, "xtquant")
+
+
+def test_broker_calendar_extends_the_market_calendar(tmp_path, service):
+    """Past exchange_calendars' table a live session uses miniQMT's calendar instead of guessing weekdays."""
+    from datetime import date
+
+    from market_rules import TradingCalendar
+
+    calendar = TradingCalendar()
+    calendar._load()
+    last = calendar._last
+    known = [last.replace(day=d) for d in range(last.day - 3, last.day + 1) if calendar.is_trading_day(last.replace(day=d))]
+    # xtdata turns these into dates with the machine's local time zone (China time on a QMT machine)
+    service.trading_days_ms = [int(datetime.combine(d, datetime.min.time()).timestamp() * 1000) for d in known]
+    new_year = date(last.year + 1, 1, 1)
+    first_monday = next(date(last.year + 1, 1, d) for d in range(1, 8) if date(last.year + 1, 1, d).weekday() == 0)
+    service.holidays = [int(new_year.strftime("%Y%m%d")), int(first_monday.strftime("%Y%m%d")), (last.year + 1) * 10000 + 1231]
+    clock = RealClock(calendar, source=lambda: datetime.combine(known[-1], datetime.min.time()).replace(
+        hour=10, tzinfo=MARKET_TZ))
+    settings = make_settings(tmp_path)
+    bar_store = BarStore(Database(tmp_path / "market.db"))
+    source = XtQuantSource(settings, clock, bar_store)
+    manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store, source, IndicatorCalculator(bar_store))
+    manager.start()
+    try:
+        assert calendar.is_trading_day(new_year) is False  # a holiday from miniQMT's table
+        assert calendar.is_trading_day(first_monday) is False  # a weekday holiday: weekdays alone would say open
+        after = date.fromordinal(first_monday.toordinal() + 1)
+        assert calendar.is_trading_day(after) is True
+        assert calendar.fallback_warning == ""
+    finally:
+        manager.close()

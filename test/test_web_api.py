@@ -78,6 +78,7 @@ def test_status_has_mode_switches_account_source_and_clock(system, client):
     assert data["clock"]["time"] == now.isoformat(timespec="seconds")
     assert (data["clock"]["session"], data["clock"]["session_label"]) == ("continuous", "连续竞价")
     assert data["clock"]["is_replay"] is True
+    assert data["clock"]["calendar_warning"] == ""  # within exchange_calendars' table: no weekday fallback
     assert data["positions_count"] == 0 and data["pending_signals"] == 0 and data["grid_available"] is False
 
 

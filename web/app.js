@@ -70,6 +70,8 @@
     if (!c) return;
     $("clock").textContent = fmtTime(c.time) + (c.is_replay ? "（回放时钟）" : "");
     $("session").textContent = c.session_label;
+    $("calendar-banner").hidden = !c.calendar_warning;
+    $("calendar-banner").textContent = c.calendar_warning || "";
   }
 
   function renderAccount(a) {
@@ -369,6 +371,13 @@
       { key: "dynamic_stop", label: "动态", price: t.dynamic_stop_price, color: "#f0a020" },
       { key: "next_add", label: "补仓", price: t.next_add_price, color: "#2463d1" }
     ] : [];
+    var bars = state.chartData.bars;
+    var last = bars.length ? bars[bars.length - 1] : null;
+    if (p && last && last.partial && p.current_price > 0) {  // today's unfinished bar follows the live price
+      last.close = p.current_price;
+      last.high = Math.max(last.high, p.current_price);
+      last.low = Math.min(last.low, p.current_price);
+    }
     $("chart-title").textContent = code + (p && p.stock_name ? " " + p.stock_name : "") + (p ? "" : "（未持仓）");
     QmtChart.render($("chart"), { code: code, bars: state.chartData.bars, trades: state.chartData.trades,
       levels: levels, currentPrice: p ? p.current_price : null, digits: digitsOf(code) });

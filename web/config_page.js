@@ -113,16 +113,22 @@
   function saveConfig(p, input, error) {
     var read = readConfigValue(p, input);
     if (read.error) { fieldError(input, error, read.error); return; }
-    var changes = {}; changes[p.key] = read.value;
-    post("/api/config/update", { changes: changes }).then(function (r) {
-      fieldError(input, error, "");
-      var text = p.key + " 已保存" + (r.restart_required.length ? "（重启后生效）" : "");
-      if (r.warnings.length) text += "\n提醒：" + r.warnings.join("；");
-      show("config-msg", text, r.warnings.length ? "warn" : "ok");
-      loadConfig().then(function () { loadConfigHistory(); afterChange(); });
-    }, function (err) {
-      var own = err.errors && err.errors[p.key];
-      fieldError(input, error, own || errorText(err));
+    var risky = p.key === "ENABLE_SIMULATION_MODE" && read.value === false;
+    var ask = risky ? confirmDialog("切换到实盘", "关闭模拟模式后，重启时将通过 miniQMT 连接真实账户交易。确认保存？")
+      : Promise.resolve(true);
+    ask.then(function (yes) {
+      if (!yes) { input.checked = true; return; }
+      var changes = {}; changes[p.key] = read.value;
+      post("/api/config/update", { changes: changes }).then(function (r) {
+        fieldError(input, error, "");
+        var text = p.key + " 已保存" + (r.restart_required.length ? "（重启后生效）" : "");
+        if (r.warnings.length) text += "\n提醒：" + r.warnings.join("；");
+        show("config-msg", text, r.warnings.length ? "warn" : "ok");
+        loadConfig().then(function () { loadConfigHistory(); afterChange(); });
+      }, function (err) {
+        var own = err.errors && err.errors[p.key];
+        fieldError(input, error, own || errorText(err));
+      });
     });
   }
 

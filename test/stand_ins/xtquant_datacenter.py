@@ -30,6 +30,8 @@ class MiniQmtService:
     server_bars: dict[str, list[dict]] = field(default_factory=dict)  # code -> [{time(ms), open, ..., volume(lots)}]
     local_bars: dict[str, list[dict]] = field(default_factory=dict)
     calls: list[tuple] = field(default_factory=list)
+    trading_days_ms: list[int] = field(default_factory=list)  # for get_trading_dates_by_market
+    holidays: list[int] = field(default_factory=list)  # YYYYMMDD, for get_holidays
     subscriptions: dict[int, tuple[list[str], Callable]] = field(default_factory=dict)
     connected_clients: int = 0
     _next_seq: int = 1
@@ -146,7 +148,17 @@ class IPythonApiClient:
 
     def commonControl(self, function: str, payload: bytes) -> bytes:  # noqa: N802 (native name)
         SERVICE.calls.append(("commonControl", function))
+        if function == "downloadholidaydata" and SERVICE.holidays:
+            return sys.modules["xtquant.xtbson"].BSON.encode({})
         raise RuntimeError(f"commonControl({function}) not supported by the stand-in")
+
+    def get_trading_dates_by_market(self, market: str, start_time: str, end_time: str, count: int) -> list[int]:
+        self._require()
+        return list(SERVICE.trading_days_ms)
+
+    def get_holidays(self) -> list[int]:
+        self._require()
+        return list(SERVICE.holidays)
 
     # ---- quotes
     def get_full_tick(self, code_list: list[str]) -> str:
