@@ -45,19 +45,7 @@ def build_settings(params_file: Optional[str | Path] = None, assignments: Iterab
     for assignment in assignments:
         key, value = _parse_assignment(assignment)
         overrides[key] = value
-    values = dict(base if base is not None else config.DEFAULTS)
-    errors = {}
-    for key, value in overrides.items():
-        param = config.PARAMS_BY_KEY.get(key)
-        if param is None:
-            errors[key] = f"未知参数 {key}"
-            continue
-        try:
-            values[key] = config.coerce_value(param, value)
-        except ValueError as exc:
-            errors[key] = str(exc)
-    if errors:
-        raise ConfigError(errors)
+    values = {**(base if base is not None else config.DEFAULTS), **config.coerce_all(overrides)}
     result = config.validate(values)
     if not result.ok:
         raise ConfigError(result.errors)

@@ -128,6 +128,14 @@ PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in PARAMS}
 
 
+class ConfigError(Exception):
+    """A refused value or change; `errors` maps each key to its Chinese reason."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        super().__init__("；".join(errors.values()))
+        self.errors = dict(errors)
+
+
 @dataclass
 class ValidationResult:
     errors: dict[str, str]
@@ -171,6 +179,23 @@ def coerce_value(param: Param, value: Any) -> Any:
             raise ValueError(f"{param.key} 必须是文本列表")
         return [v.strip() for v in value]
     raise ValueError(f"{param.key} 的类型 {kind} 未定义")
+
+
+def coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Type- and range-check a set of values; ConfigError naming every bad key (unknown keys included)."""
+    coerced, errors = {}, {}
+    for key, value in values.items():
+        param = PARAMS_BY_KEY.get(key)
+        if param is None:
+            errors[key] = f"未知参数 {key}"
+            continue
+        try:
+            coerced[key] = coerce_value(param, value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    if errors:
+        raise ConfigError(errors)
+    return coerced
 
 
 def validate(values: Mapping[str, Any]) -> ValidationResult:

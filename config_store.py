@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, Optional
 
 import config
+from config import ConfigError
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)
@@ -27,14 +28,6 @@ MIGRATIONS = (
 SECRET_MASK = "******"
 
 
-class ConfigError(Exception):
-    """A refused change; `errors` maps each key to its Chinese reason."""
-
-    def __init__(self, errors: Mapping[str, str]):
-        super().__init__("；".join(errors.values()))
-        self.errors = dict(errors)
-
-
 class ConfigStore:
     def __init__(self, db: Database, defaults: Optional[Mapping[str, Any]] = None,
                  run_overrides: Optional[Mapping[str, Any]] = None, now: Callable[[], datetime] = datetime.now):
@@ -46,7 +39,7 @@ class ConfigStore:
         migrate(db, "config_store", MIGRATIONS)
         self.load_warnings: list[str] = []
         self._stored = self._load_stored()
-        self._run = _coerce_all(run_overrides or {})
+        self._run = config.coerce_all(run_overrides or {})
         self._values = self._merge()
         result = config.validate(self._values)
         if not result.ok:
@@ -101,7 +94,7 @@ class ConfigStore:
         if not isinstance(changes, Mapping) or not changes:
             raise ConfigError({"changes": "没有要修改的参数"})
         with self._lock:
-            coerced = _coerce_all(changes)
+            coerced = config.coerce_all(changes)
             candidate = {**self._values, **coerced}
             result = config.validate(candidate)
             if not result.ok:
@@ -194,23 +187,6 @@ class ConfigStore:
         for line in self.load_warnings:
             log.warning(line)
         return stored
-
-
-def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Type-check a set of values; ConfigError naming every bad key (unknown keys included)."""
-    coerced, errors = {}, {}
-    for key, value in values.items():
-        param = config.PARAMS_BY_KEY.get(key)
-        if param is None:
-            errors[key] = f"未知参数 {key}"
-            continue
-        try:
-            coerced[key] = config.coerce_value(param, value)
-        except ValueError as exc:
-            errors[key] = str(exc)
-    if errors:
-        raise ConfigError(errors)
-    return coerced
 
 
 def _shown(key: str, value: Any) -> Any:
