@@ -37,8 +37,7 @@ class Daemon:
 
     def run(self) -> int:
         self.watchdog.start()
-        interval = self.settings.get("THREAD_CHECK_INTERVAL")
-        while not self.stop_event.wait(interval):
+        while not self.stop_event.wait(self.settings.get("THREAD_CHECK_INTERVAL")):
             self.watchdog.run_once()
         return self.shutdown()
 
@@ -100,10 +99,10 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     grid.attach(monitor, runner)
     grid.recover()
 
-    try:
-        rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
+    rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
     settings.subscribe(lambda _changed: rule_params.__setitem__(0, strategy.RuleParams.from_settings(settings)))
-    token = load_or_create_token(data_dir, settings)
+    try:
+        token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)

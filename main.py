@@ -90,8 +90,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter, Path(args.stock_pool),
                                   stop_event)
         except TradingError as exc:
-            log.error("启动失败：%s", exc.message)
-            print(f"启动失败：{exc.message}", file=sys.stderr)
+            log.error("启动失败：%s", exc.message)  # the console handler shows it to the operator
             return 4
         return daemon.run()
     finally:

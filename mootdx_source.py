@@ -70,6 +70,7 @@ class MootdxSource:
         self._client = None
         self._watch: list[str] = []
         self._next_bar_update: Optional[datetime] = None
+        self._read_stamps: dict[str, tuple] = {}  # code -> (.day file stamp, complete day) of the last read
         self._publish: Optional[Publish] = None
         self.connected = False
 
@@ -151,14 +152,31 @@ class MootdxSource:
         complete = self._last_complete_day()
         for code in watch:
             last = self._bars.last_date(code)
+            if last is not None and last >= complete:
+                continue  # up to date: re-reading the whole .day file could not add anything
+            stamp = (self._file_stamp(code), complete)
+            if stamp[0] is not None and self._read_stamps.get(code) == stamp:
+                continue  # the same file read for the same complete day: nothing new (e.g. a suspended stock)
+            self._read_stamps[code] = stamp
             bars = [b for b in read_tdx_daily(self._reader, code) if b.day <= complete and (last is None or b.day > last)]
             if not bars and last is None:
                 step.errors.append(f"通达信目录中没有 {code} 的日线")
             step.bars.extend(bars)
 
+    def _file_stamp(self, code: str) -> Optional[tuple[int, int]]:
+        """(mtime, size) of the code's .day file, None when there is none."""
+        path = self._reader.find_path(symbol=code[:6], subdir="lday", suffix="day")
+        if path is None:
+            return None
+        stat = Path(path).stat()
+        return stat.st_mtime_ns, stat.st_size
+
     def _last_complete_day(self) -> date:
+        """The last trading day whose bar is final: today after the close, else the previous trading day."""
         now = self._clock.now()
-        return now.date() if now.time() >= market_rules.MARKET_CLOSE else now.date() - timedelta(days=1)
+        if self._clock.is_trading_day(now.date()) and now.time() >= market_rules.MARKET_CLOSE:
+            return now.date()
+        return self._clock.calendar.previous_trading_day(now.date())
 
 
 def row_to_quote(code: str, row: dict, received: datetime, source: str) -> Quote:

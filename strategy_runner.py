@@ -16,6 +16,7 @@ from workers import Worker, wait_for_version
 log = logging.getLogger(__name__)
 
 SignalValidator = Callable[[Signal], Optional[str]]
+REPLAY_WAKE_SECONDS = 0.1
 
 
 class SignalRejected(TradingError):
@@ -51,8 +52,10 @@ class StrategyRunner(Worker):
 
     # ---- loop
     def wait(self, stop: threading.Event, limit: float) -> None:
-        self._version = wait_for_version(self._signals.wait, self._version, stop,
-                                         min(limit, self._settings.get("MONITOR_INTERVAL")))
+        timeout = min(limit, self._settings.get("MONITOR_INTERVAL"))
+        if self._clock.is_replay:  # a replayed day may last less than MONITOR_INTERVAL: look at every day's open
+            timeout = min(timeout, REPLAY_WAKE_SECONDS)
+        self._version = wait_for_version(self._signals.wait, self._version, stop, timeout)
 
     def run_once(self) -> None:
         self.queue_macd_signals()

@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
-from daemon_support import (PROJECT, TDX, cpu_seconds, free_port, integrity, query, start_ready, wait_until)
+from daemon_support import PROJECT, TDX, cpu_seconds, free_port, integrity, launch, query, start_ready, wait_until
 
 SYNTHETIC_POOL = [f"{600000 + i}.SH" for i in range(10)] + [f"{i:06d}.SZ" for i in range(1, 11)]
 TRADING = {"DATA_SOURCE": "replay", "ENABLE_AUTO_TRADING": True, "ENABLE_MA_FILTER": False,
@@ -64,7 +65,7 @@ def test_sigterm_exits_0_within_10_s_with_clean_databases_and_a_second_instance_
     assert integrity(tmp_path / "data") == {"config.db": "ok", "market.db": "ok", "sim_trading.db": "ok"}
     # closed cleanly: every write-ahead log was checkpointed into its database and removed
     assert [p.name for p in (tmp_path / "data").glob("*-wal") if p.stat().st_size > 0] == []
-    # the final sync wrote the in-memory positions: what the database holds now is what a restart loads
+    # the position table a restart loads agrees with the broker's book
     positions = query(trading_db, "SELECT stock_code, volume FROM positions ORDER BY stock_code")
     broker = query(trading_db, "SELECT stock_code, volume FROM sim_positions WHERE volume > 0 ORDER BY stock_code")
     assert [tuple(r) for r in positions] == [tuple(r) for r in broker]
@@ -74,6 +75,18 @@ def test_sigterm_exits_0_within_10_s_with_clean_databases_and_a_second_instance_
         assert again.terminate(10)[0] == 0
     finally:
         again.stop_quietly()
+
+
+def test_sigterm_during_start_up_is_honoured_once_built(tmp_path):
+    daemon = launch(tmp_path, ["--stock-pool", str(_pool(tmp_path, SYNTHETIC_POOL))], {"DATA_SOURCE": "replay"})
+    try:
+        wait_until(lambda: "行情来源：" in daemon.output(), 60, "the build to reach the data source", daemon)
+        code, seconds = daemon.terminate(10)
+    finally:
+        daemon.stop_quietly()
+    assert code == 0, daemon.output()
+    assert "已安全退出" in daemon.output()
+    assert set(integrity(tmp_path / "data").values()) == {"ok"}
 
 
 @pytest.mark.parametrize("setting, named", [
@@ -274,3 +287,62 @@ def test_data_worker_waits_as_long_as_its_source_asks_even_beyond_the_heartbeat_
             worker.run_once()
     assert source.steps == [1000, 1000 + 3600, 1000 + 3660]
     assert max(stop.waits) == 15.0
+
+
+@pytest.mark.skipif(not (TDX / "vipdoc" / "sh" / "lday" / "sh600000.day").is_file(),
+                    reason=f"TDX day files not found at {TDX}")
+def test_mootdx_bars_are_re_read_only_when_something_new_can_be_there(tmp_path, monkeypatch):
+    """The data thread's bar refresh (every UPDATE_INTERVAL, also outside sessions) reads a .day file only when
+    a newer final bar can be in it: re-reading 300 whole files every minute kept a core busy."""
+    import os
+    import shutil
+    from datetime import datetime as dt
+
+    import mootdx_source
+    from bar_store import BarStore
+    from config_store import ConfigStore
+    from market_clock import MARKET_TZ, RealClock
+    from storage import Database
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # mootdx keeps its own files out of the real home
+    folder = tmp_path / "tdx" / "vipdoc" / "sh" / "lday"
+    folder.mkdir(parents=True)
+    day_file = folder / "sh600000.day"  # a private copy (its time stamp is changed below); ends 2025-08-05
+    shutil.copyfile(TDX / "vipdoc" / "sh" / "lday" / "sh600000.day", day_file)
+    now = [dt(2025, 8, 6, 10, 0)]
+    clock = RealClock(source=lambda: now[0].replace(tzinfo=MARKET_TZ))
+    settings = ConfigStore(Database(tmp_path / "c.db"), run_overrides={"TDX_DIR": str(tmp_path / "tdx")})
+    reads: list[str] = []
+    real_open = mootdx_source.open_tdx_reader
+
+    class CountingReader:  # the real reader; counts the whole-file reads
+        def __init__(self, reader):
+            self._reader = reader
+
+        def daily(self, symbol):
+            reads.append(symbol)
+            return self._reader.daily(symbol=symbol)
+
+        def __getattr__(self, name):
+            return getattr(self._reader, name)
+
+    monkeypatch.setattr(mootdx_source, "open_tdx_reader", lambda path: CountingReader(real_open(path)))
+    bars = BarStore(Database(tmp_path / "market.db"))
+    source = mootdx_source.MootdxSource(settings, clock, bars, tmp_path)
+    source.start(lambda quote: True)
+    source.set_watchlist(["600000.SH"])
+
+    def refresh_at(moment: datetime) -> list:
+        now[0] = moment
+        step = source.run_once()
+        bars.upsert(step.bars)
+        return [b.day for b in step.bars]
+
+    assert refresh_at(dt(2025, 8, 6, 10, 0))[-1] == date(2025, 8, 5) and len(reads) == 1
+    assert refresh_at(dt(2025, 8, 6, 11, 0)) == [] and len(reads) == 1, "up to date before the close: not read"
+    assert refresh_at(dt(2025, 8, 6, 15, 5)) == [] and len(reads) == 2, "after the close today's bar may be there"
+    assert refresh_at(dt(2025, 8, 9, 12, 0)) == [] and len(reads) == 3, "Saturday: Friday's bar may be there"
+    assert refresh_at(dt(2025, 8, 10, 12, 0)) == [] and len(reads) == 3, "the same file, nothing new: not read"
+    stat = day_file.stat()
+    os.utime(day_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # TDX rewrote the file
+    assert refresh_at(dt(2025, 8, 10, 13, 0)) == [] and len(reads) == 4
