@@ -406,7 +406,7 @@ def grid_sessions() -> Response:
 @blueprint.get("/grid/sessions/<session_id>/trades")
 def grid_trades(session_id: str) -> Response:
     grid = _grid()
-    return ok([views.jsonable(t) for t in grid.trades(req.parse_grid_session_id(session_id))])
+    return ok([t.to_dict() for t in grid.trades(req.parse_grid_session_id(session_id))])
 
 
 @blueprint.post("/grid/sessions")

@@ -655,6 +655,10 @@
         cell(tr, s.start_date || "");
         cell(tr, s.end_reason_label || "");
         var actions = cell(tr, "");
+        var fills = make("button", "small", "成交");
+        fills.type = "button";
+        fills.addEventListener("click", function () { loadGridTrades(s); });
+        actions.appendChild(fills);
         if (s.status === "active") {
           var b = make("button", "small danger", "停止");
           b.type = "button";
@@ -664,10 +668,39 @@
         body.appendChild(tr);
       });
       if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 13; body.appendChild(tr); }
+      if (state.gridShown) {
+        var shown = list.filter(function (s) { return s.id === state.gridShown; })[0];
+        if (shown) loadGridTrades(shown);
+      }
     }, function (err) {
       if (err.code === "GRID_UNAVAILABLE") $("grid-form").hidden = true;
       showError("grid-msg", err);
     });
+  }
+
+  function loadGridTrades(s) {
+    state.gridShown = s.id;
+    get("/api/grid/sessions/" + s.id + "/trades").then(function (trades) {
+      $("grid-trades-panel").hidden = false;
+      $("grid-trades-title").textContent = "网格 #" + s.id + " " + s.stock_code + " 的成交（网格盈亏 " +
+        fmtMoney(s.total_pnl) + " 元）";
+      var body = $("grid-trades-body");
+      clear(body);
+      trades.forEach(function (t) {
+        var tr = make("tr");
+        tr.setAttribute("data-grid-fill", t.fill_id);
+        cell(tr, fmtTime(t.time));
+        cell(tr, t.side_label || t.side, t.side === "buy" ? "up" : "down");
+        cell(tr, fmtPrice(t.price, t.stock_code), "num");
+        cell(tr, fmtInt(t.volume), "num");
+        cell(tr, fmtMoney(t.amount), "num");
+        cell(tr, fmtMoney(t.fees), "num");
+        cell(tr, fmtInt(t.net_volume_after), "num");
+        cell(tr, fmtMoney(t.realized_pnl_after), "num " + signClass(t.realized_pnl_after));
+        body.appendChild(tr);
+      });
+      if (!trades.length) { var tr = make("tr"); cell(tr, "该网格还没有成交", "muted").colSpan = 8; body.appendChild(tr); }
+    }, function (err) { showError("grid-msg", err); });
   }
 
   function stopGrid(s) {
