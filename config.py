@@ -200,19 +200,11 @@ def coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def validate(values: Mapping[str, Any]) -> ValidationResult:
     """Check a complete set of values: each one's type and range, then rules across keys."""
-    errors: dict[str, str] = {}
-    for key, value in values.items():
-        param = PARAMS_BY_KEY.get(key)
-        if param is None:
-            errors[key] = f"未知参数 {key}"
-            continue
-        try:
-            coerce_value(param, value)
-        except ValueError as exc:
-            errors[key] = str(exc)
-    if errors:
-        return ValidationResult(errors, [])
-    errors.update(_cross_errors(values))
+    try:
+        coerce_all(values)
+    except ConfigError as exc:
+        return ValidationResult(exc.errors, [])
+    errors = _cross_errors(values)
     return ValidationResult(errors, [] if errors else _warnings(values))
 
 

@@ -15,19 +15,12 @@ from workers import Worker
 log = logging.getLogger(__name__)
 
 
-class DataWorker(Worker):
-    """Drives the data source; it says itself how long to wait (a replay tick, a poll interval, or the time
-    until the next session)."""
+class ScheduledWorker(Worker):
+    """A worker that runs when its next due time (`_due_at`, monotonic seconds) has come."""
 
-    name = "data"
-    WATCHLIST_REFRESH_SECONDS = 1.0
-
-    def __init__(self, data_manager, watchlist: Callable[[], list[str]], now: Callable[[], float] = time.monotonic):
-        self._data = data_manager
-        self._watchlist = watchlist
+    def __init__(self, now: Callable[[], float], first_due: float):
         self._now = now
-        self._due_at = float("-inf")
-        self._watchlist_at = float("-inf")
+        self._due_at = first_due
 
     def wait(self, stop: threading.Event, limit: float) -> None:
         remaining = self._due_at - self._now()
@@ -37,6 +30,20 @@ class DataWorker(Worker):
     def is_due(self) -> bool:
         return self._now() >= self._due_at
 
+
+class DataWorker(ScheduledWorker):
+    """Drives the data source; it says itself how long to wait (a replay tick, a poll interval, or the time
+    until the next session)."""
+
+    name = "data"
+    WATCHLIST_REFRESH_SECONDS = 1.0
+
+    def __init__(self, data_manager, watchlist: Callable[[], list[str]], now: Callable[[], float] = time.monotonic):
+        super().__init__(now, float("-inf"))
+        self._data = data_manager
+        self._watchlist = watchlist
+        self._watchlist_at = float("-inf")
+
     def run_once(self) -> None:
         if self._now() - self._watchlist_at >= self.WATCHLIST_REFRESH_SECONDS:
             self._data.set_watchlist(self._watchlist())  # new positions and pool edits get quotes
@@ -45,7 +52,7 @@ class DataWorker(Worker):
         self._due_at = self._now() + next_wait
 
 
-class IntervalWorker(Worker):
+class IntervalWorker(ScheduledWorker):
     """Calls `action()` every `settings[interval_key]` seconds; sleeps until the next session while the
     market is closed when `only_in_session` (near-zero CPU outside trading hours)."""
 
@@ -59,16 +66,7 @@ class IntervalWorker(Worker):
         self._clock = clock
         self._only_in_session = only_in_session
         self._final = final
-        self._now = now
-        self._due_at = now() + self._interval()  # the first call comes one interval after start
-
-    def wait(self, stop: threading.Event, limit: float) -> None:
-        remaining = self._due_at - self._now()
-        if remaining > 0:
-            stop.wait(min(limit, remaining))
-
-    def is_due(self) -> bool:
-        return self._now() >= self._due_at
+        super().__init__(now, now() + self._interval())  # the first call comes one interval after start
 
     def run_once(self) -> None:
         self._due_at = self._now() + self._interval()  # set first: a failing action is not retried at once
