@@ -58,7 +58,7 @@ def _bars() -> dict[str, dict[date, dict]]:
 
 
 def _snapshot(data: Path) -> Snapshot:
-    trading, market = data / "sim_trading.db", data / "market.db"
+    trading = data / "sim_trading.db"
     positions = {}
     for row in query(trading, "SELECT * FROM positions"):
         positions[row["stock_code"]] = {

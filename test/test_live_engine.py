@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import pytest
-
 from market_clock import ReplayClock
 from models import Quote, Rule, SignalStatus
 from position_monitor import PositionMonitor
