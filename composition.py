@@ -107,17 +107,19 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
     watchdog = Watchdog(settings)
+    snapshots, intraday, log_tail = page_sources(trading_db, clock, executor, hub, secret_filter)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]))
+                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
+                         snapshots=snapshots, intraday=intraday, log_tail=log_tail)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
         return sorted({p.stock_code for p in positions.all()} | set(pool.codes()))
 
     data.set_watchlist(watchlist())
-    roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
+    roll_day: list[Callable[[date], object]] = [snapshots.roll_day, positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
         roll_day.insert(0, broker.roll_day)
 
@@ -128,7 +130,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay),
-        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir,
+                    every_run=[snapshots.record_if_closed]),
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
@@ -147,8 +150,24 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     if stop_event is not None:
         daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
-    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
+    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
+                       lambda: logging.getLogger().removeHandler(log_tail)]
     return daemon
+
+
+def page_sources(trading_db: Database, clock, executor, hub, secret_filter):
+    """What the web page's charts, 收益 and 日志 pages read: the daily account closes, today's intraday line
+    per stock (fed by the quote hub) and the log tail (masked by the same secret filter as the log files)."""
+    from account_snapshots import AccountSnapshots
+    from web_intraday import IntradayBuffer
+    from web_log_tail import LogTail
+
+    intraday = IntradayBuffer()
+    hub.subscribe(intraday.on_quote)
+    log_tail = LogTail()
+    log_tail.addFilter(secret_filter)
+    logging.getLogger().addHandler(log_tail)
+    return AccountSnapshots(trading_db, clock, executor.account), intraday, log_tail
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from logger import delete_old_logs
 from workers import Worker
@@ -85,13 +85,15 @@ class IntervalWorker(ScheduledWorker):
 
 
 class Housekeeper(Worker):
-    """Day roll-over on the market clock (T+1 release, daily counters, the day's report) and log cleanup."""
+    """Day roll-over on the market clock (T+1 release, daily counters, the day's report), log cleanup, and the
+    actions due at every run (the close-of-day account snapshot)."""
 
     name = "housekeeping"
 
     def __init__(self, clock, settings, roll_day: list[Callable[[date], object]], day_report: Callable[[date], str],
-                 log_dir: Path):
+                 log_dir: Path, every_run: Sequence[Callable[[], object]] = ()):
         self._clock = clock
+        self._every_run = list(every_run)  # e.g. the daily account snapshot, written once after the close
         self._settings = settings
         self._roll_day = roll_day
         self._day_report = day_report
@@ -102,6 +104,8 @@ class Housekeeper(Worker):
         stop.wait(min(limit, 1.0 if self._clock.is_replay else 30.0))
 
     def run_once(self) -> None:
+        for action in self._every_run:
+            action()
         today = self._clock.today()
         if self._day is None:
             self._day = today

@@ -67,6 +67,9 @@ class WebContext:
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+    snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
+    intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
+    log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
 
 
 @dataclass
@@ -121,6 +124,10 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     _register_error_handlers(app)
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
+    import web_api_auth, web_api_logs, web_api_market, web_api_performance  # issue 15: the page's own routes
+
+    for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
+        app.register_blueprint(extra.blueprint)
     return app
 
 

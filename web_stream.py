@@ -53,8 +53,10 @@ class PositionStream:
     def __init__(self, positions: Any, snapshot: Callable[[], tuple[int, dict]], heartbeat: Callable[[], dict],
                  heartbeat_seconds: Callable[[], float], stop: threading.Event,
                  disconnected: Callable[[], bool] = lambda: False, check_seconds: float = 0.5,
-                 min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic):
+                 min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic,
+                 event: str = "positions"):
         self._positions = positions
+        self._event = event
         self._snapshot = snapshot
         self._heartbeat = heartbeat
         self._heartbeat_seconds = heartbeat_seconds
@@ -93,7 +95,7 @@ class PositionStream:
 
     def _snapshot_frame(self) -> tuple[int, bytes]:
         version, payload = self._snapshot()
-        return version, event_frame("positions", payload, event_id=version)
+        return version, event_frame(self._event, payload, event_id=version)
 
 
 class StreamBody:
