@@ -259,3 +259,26 @@ def test_every_page_fits_the_screen(market, browser, width, height):
         assert real_problems(page) == []
     finally:
         context.close()
+
+
+def test_new_pages_obey_the_content_security_policy(market, browser):
+    """Without bypassing the CSP (no inline style or script): charts, 分时, 收益 and 日志 work with no console error."""
+    system, server = market
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    problems = []
+    try:
+        tab = context.new_page()
+        tab.on("pageerror", lambda exc: problems.append(str(exc)))
+        tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        tab.goto(server.url + "/#positions")
+        tab.locator(f"tr[data-code='{CODE}'] button", has_text="图表").click(timeout=TIMEOUT_MS)
+        tab.locator("#chart canvas").first.wait_for(timeout=TIMEOUT_MS)
+        tab.click("#chart-mode-m")
+        tab.locator("#intraday canvas").first.wait_for(timeout=TIMEOUT_MS)
+        tab.goto(server.url + "/#performance")
+        tab.locator("#perf-equity canvas").first.wait_for(timeout=TIMEOUT_MS)
+        tab.goto(server.url + "/#logs")
+        tab.locator("#logs-state", has_text="实时").wait_for(timeout=TIMEOUT_MS)
+    finally:
+        context.close()
+    assert problems == []

@@ -20,7 +20,7 @@
   function baseOptions(box) {
     return {
       autoSize: true,
-      layout: { background: { color: "#ffffff" }, textColor: "#3b4458", fontSize: 11,
+      layout: { background: { color: "#ffffff" }, textColor: "#3b4458", fontSize: 11, attributionLogo: false,
         fontFamily: "\"PingFang SC\", \"Microsoft YaHei\", \"WenQuanYi Micro Hei\", sans-serif" },
       localization: { locale: "zh-CN", dateFormat: "yyyy-MM-dd" },
       grid: { vertLines: { color: "#f0f2f6" }, horzLines: { color: "#f0f2f6" } },

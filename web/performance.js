@@ -37,7 +37,8 @@
 
   function smallChart(box) {
     return LW.createChart(box, {
-      autoSize: true, layout: { background: { color: "#ffffff" }, textColor: "#3b4458", fontSize: 11 },
+      autoSize: true,
+      layout: { background: { color: "#ffffff" }, textColor: "#3b4458", fontSize: 11, attributionLogo: false },
       localization: { locale: "zh-CN", dateFormat: "yyyy-MM-dd" },
       grid: { vertLines: { color: "#f0f2f6" }, horzLines: { color: "#f0f2f6" } },
       rightPriceScale: { borderColor: "#dfe3ea" }, timeScale: { borderColor: "#dfe3ea" }
