@@ -176,7 +176,9 @@
         tr.setAttribute("data-history", h.id);
         cell(tr, "#" + h.id);
         cell(tr, fmtTime(h.time));
-        cell(tr, h.key);
+        var name = cell(tr, "");
+        name.appendChild(make("div", null, shortMeaning(h.key)));
+        if (shortMeaning(h.key) !== h.key) name.appendChild(make("div", "key-small", h.key));
         cell(tr, jsonText(h.old_value));
         cell(tr, jsonText(h.new_value));
         cell(tr, SOURCE_LABELS[h.source] || h.source);
@@ -190,6 +192,11 @@
       });
       if (!list.length) { var tr = make("tr"); cell(tr, "没有修改记录", "muted").colSpan = 7; body.appendChild(tr); }
     }, function (err) { showError("history-msg", err); });
+  }
+  /* "止损比例：价格 ≤ …" → "止损比例": the meaning up to its first explanation, for narrow places. */
+  function shortMeaning(key) {
+    var p = state.config && state.config.params.filter(function (x) { return x.key === key; })[0];
+    return p ? p.meaning.split(/[：（(]/)[0] : key;
   }
   var SOURCE_LABELS = { web: "网页", rollback: "回滚", emergency_stop: "紧急停止" };
 
@@ -210,5 +217,5 @@
     $("config-rollback-latest").addEventListener("click", function () { rollback(null, ""); });
   }
 
-  window.QmtConfig = { init: init, load: function () { loadConfig(); loadConfigHistory(); } };
+  window.QmtConfig = { init: init, load: function () { loadConfig().then(loadConfigHistory); } };
 })();
