@@ -166,3 +166,27 @@ def test_a_wrong_token_is_told_at_once(client):
     assert client.post("/api/auth/check").status == 200
     reply = client.post("/api/auth/check", token="wrong-token-0123456789")
     assert reply.status == 401 and reply.json["message"] == "API 令牌错误"
+
+
+def test_housekeeper_records_the_close_once_and_the_missed_day_at_the_roll_over(tmp_path):
+    from daemon_workers import Housekeeper
+
+    clock = ReplayClock(datetime(2024, 1, 3, 10, 0))
+    account = FixedAccount()
+    db = Database(tmp_path / "t.db")
+    snapshots = AccountSnapshots(db, clock, account)
+    keeper = Housekeeper(clock, {"LOG_RETENTION_DAYS": 30}, [snapshots.roll_day], lambda day: "", tmp_path,
+                         every_run=[snapshots.record_if_closed])
+    keeper.run_once()
+    assert snapshots.history() == []  # during the session
+    clock.set(datetime(2024, 1, 3, 15, 0, 30))
+    account.total = 1_001_000.0
+    keeper.run_once()
+    account.total = 999.0
+    keeper.run_once()
+    clock.set(datetime(2024, 1, 5, 9, 30))  # 01-04 closed while the daemon was not looking
+    account.total = 1_002_000.0
+    keeper.run_once()
+    assert [(s.day, s.total_asset) for s in snapshots.history()] == [
+        (date(2024, 1, 3), 1_001_000.0), (date(2024, 1, 4), 1_002_000.0)]
+    db.close()
