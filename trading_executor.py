@@ -32,12 +32,13 @@ class TradingExecutor:
     """
 
     def __init__(self, db: Database, broker: Broker, positions: PositionManager,
-                 quotes: Callable[[str], Optional[Quote]], settings, clock):
+                 quotes: Callable[[str], Optional[Quote]], settings, clock, trading_state=None):
         self._broker = broker
         self._positions = positions
         self._quotes = quotes
         self._settings = settings
         self._clock = clock
+        self._state = trading_state  # trading_state.TradingState; None only in unit tests of the pipeline
         self.mode: str = broker.mode
         self.journal = OrderJournal(db, clock, self.mode)
         self._submit_lock = threading.RLock()
@@ -69,13 +70,14 @@ class TradingExecutor:
             return self._submit(code, Side.BUY, volume, order_price, rule, signal_id)
 
     def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
-                   signal_id: Optional[int] = None) -> Order:
-        """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down."""
+                   signal_id: Optional[int] = None, operator_confirmed: bool = False) -> Order:
+        """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down.
+        `operator_confirmed`: a person confirmed this manual sell (the only order an emergency stop lets through)."""
         with self._submit_lock:
             self._ensure_day()
             code = checks.normalized_code(code)
             self._check_order_count()
-            return self._sell(code, volume, price, rule, signal_id)
+            return self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel by our client id or by the broker's order id."""
@@ -192,7 +194,7 @@ class TradingExecutor:
 
     # ---- internals: checks
     def _sell(self, code: str, volume: Any, price: Optional[float], rule: Rule, signal_id: Optional[int],
-              parent: Optional[JournalEntry] = None) -> Order:
+              parent: Optional[JournalEntry] = None, operator_confirmed: bool = False) -> Order:
         if not self._settings.get("ENABLE_ALLOW_SELL"):
             raise OrderRejected("SELL_DISABLED", "卖出已被禁止（「允许卖出」开关已关闭）")
         volume = checks.check_volume_type(volume)
@@ -204,7 +206,7 @@ class TradingExecutor:
         quote = self._quote(code)
         order_price = self._order_price(code, Side.SELL, price, quote)
         checks.check_price(code, Side.SELL, order_price, quote)
-        return self._submit(code, Side.SELL, volume, order_price, rule, signal_id, parent)
+        return self._submit(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed)
 
     def _check_buy_limits(self, code: str, volume: int, price: float, rule: Rule) -> None:
         value = round(price * volume, 2)
@@ -261,8 +263,11 @@ class TradingExecutor:
 
     # ---- internals: sending and cancelling
     def _submit(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
-                parent: Optional[JournalEntry] = None) -> Order:
-        """Journal (committed) → reserve shares (sells) → send. A refusal is journaled as rejected."""
+                parent: Optional[JournalEntry] = None, operator_confirmed: bool = False) -> Order:
+        """Trading-state gate → journal (committed) → reserve shares (sells) → send. A broker refusal is
+        journaled as rejected; a gate refusal never reaches the journal."""
+        if self._state is not None:
+            self._state.check_order(code, side, rule, operator_confirmed)
         origin = parent.origin_rule if parent else rule
         request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent)
         if side is Side.SELL:

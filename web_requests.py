@@ -197,6 +197,26 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
     return GridStart(code, options)
 
 
+MAX_REASON_LENGTH = 200
+
+
+def parse_reason(body: Mapping[str, Any], default: str) -> str:
+    value = body.get("reason", default)
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("原因（reason）须为非空文字", "INVALID_REASON")
+    if len(value) > MAX_REASON_LENGTH:
+        raise bad_request(f"原因（reason）不能超过 {MAX_REASON_LENGTH} 个字", "INVALID_REASON")
+    return value.strip()
+
+
+def parse_resume(body: Mapping[str, Any]) -> str:
+    """{"confirm": true, "reason"?: "…"}; anything but an explicit true confirmation is refused."""
+    _only(body, {"confirm", "reason"})
+    if body.get("confirm") is not True:
+        raise bad_request("恢复交易需要明确确认：请求体须包含 \"confirm\": true", "CONFIRMATION_REQUIRED")
+    return parse_reason(body, "操作员确认恢复交易")
+
+
 def parse_grid_session_id(text: str) -> int:
     return _int({"id": _digits_or_text(text)}, "id", 1, MAX_ID, "网格会话编号")
 

@@ -38,7 +38,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # with the current state"; every other OrderRejected is a plain 400.
 NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND"}
 CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
-                  "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE"}
+                  "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE", "TRADING_HALTED", "TRADING_PAUSED", "STOCK_HALTED"}
 
 HTTP_MESSAGES = {
     400: "请求无效", 401: "需要 API 令牌", 403: "拒绝访问", 404: "接口或页面不存在", 405: "不支持该请求方法",
@@ -67,6 +67,8 @@ class WebContext:
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+    trading_state: Any = None  # trading_state.TradingState
+    events: Any = None  # events.EventBus
     snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
     intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
     log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
@@ -104,6 +106,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
+    import web_api_state
+    import web_api_auth, web_api_logs, web_api_market, web_api_performance  # issue 15: the page's own routes
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -124,8 +128,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     _register_error_handlers(app)
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
-    import web_api_auth, web_api_logs, web_api_market, web_api_performance  # issue 15: the page's own routes
-
+    app.register_blueprint(web_api_state.blueprint)
     for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
         app.register_blueprint(extra.blueprint)
     return app
