@@ -45,12 +45,13 @@ class IntradayBuffer:
                     return  # a runaway watchlist must not grow memory without bound
                 current = self._days[quote.code] = _Day(minute.date(), deque(maxlen=self._max_points),
                                                         quote.prev_close, None, None, quote.name)
-            current.prev_close = quote.prev_close
             if quote.limit_up and quote.limit_down:
                 current.limit_up, current.limit_down = quote.limit_up, quote.limit_down
-            else:  # a source without limits in its quotes: the exchange rule from the previous close
+            elif current.limit_up is None or current.prev_close != quote.prev_close:
+                # a source without limits in its quotes: the exchange rule, once per previous close
                 current.limit_down, current.limit_up = market_rules.price_limits(
                     quote.code, quote.prev_close, "ST" in (quote.name or "").upper())
+            current.prev_close = quote.prev_close
             current.name = quote.name or current.name
             points = current.points
             if points and points[-1][0] == minute:
