@@ -175,6 +175,9 @@ def test_intraday_line_grows_with_new_quotes(market, page):
     page.wait_for_function("QmtChart.currentIntraday && QmtChart.currentIntraday.pointCount() > 0")
     count = page.evaluate("QmtChart.currentIntraday.pointCount()")
     page.wait_for_function(f"QmtChart.currentIntraday.pointCount() > {count}", timeout=15_000)
+    # today's K-line bar is the unfinished bar of the live price
+    page.wait_for_function("(b => b.partial && b.date === QmtChart.currentIntraday.date()"
+                           " && b.close === QmtChart.currentIntraday.lastPrice())(QmtChart.current.lastBar())")
     head = page.inner_text("#intraday-head")
     series = api(server, f"/api/data/intraday/{CODE}")
     assert f"昨收 {series['prev_close']:.2f}" in head and f"涨停 {series['limit_up']:.2f}" in head

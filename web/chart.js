@@ -226,7 +226,7 @@
       return String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
     } };
     var chart = LW.createChart(box, options);
-    var model = { prevClose: null, points: [], digits: 2, code: "" };
+    var model = { prevClose: null, points: [], digits: 2, code: "", date: "" };
     var price = chart.addSeries(LW.LineSeries, { color: "#2463d1", lineWidth: 2, priceLineVisible: true,
       autoscaleInfoProvider: function (original) {
         var range = original();
@@ -250,6 +250,7 @@
       model.code = series.stock_code;
       model.digits = digits || 2;
       model.prevClose = series.prev_close;
+      model.date = series.date;
       model.points = series.points.slice();
       price.applyOptions({ priceFormat: { type: "price", precision: model.digits,
         minMove: model.digits === 3 ? 0.001 : 0.01 } });
@@ -272,6 +273,7 @@
     var api = {
       setData: setData, chart: chart,
       pointCount: function () { return model.points.length; },
+      date: function () { return model.date; },
       lastPrice: function () { var p = model.points[model.points.length - 1]; return p ? p.price : null; },
       levelPrices: function () {
         var out = {};
