@@ -46,7 +46,7 @@ class VersionedCache:
 
 
 class PositionStream:
-    """One client's stream. `snapshot()` returns (data_version, payload). The wait is cut into slices of
+    """One client's stream (of positions by default; `event` names another versioned source, e.g. log lines). `snapshot()` returns (data_version, payload). The wait is cut into slices of
     `check_seconds` so that server shutdown and a vanished client end the stream promptly; bursts of
     changes are coalesced to at most one snapshot per `min_gap_seconds`."""
 
@@ -90,7 +90,7 @@ class PositionStream:
         except GeneratorExit:
             raise
         except Exception as exc:  # the client sees the reason and reconnects; the log keeps the details
-            log.exception("持仓实时推送出错")
+            log.exception("实时推送（%s）出错", self._event)
             yield event_frame("error", {"message": f"实时推送出错：{exc.__class__.__name__}，将自动重连"})
 
     def _snapshot_frame(self) -> tuple[int, bytes]:
