@@ -182,11 +182,12 @@ class Supervisor:
 
     # ---- reading
     def overview(self) -> dict:
-        accounts = [self._account_overview(child) for child in self.children.values()]
+        with self._lock:
+            accounts = [self._account_overview(child) for child in self.children.values()]
         accounts += [{"id": s.id, "name": s.name, "mode": s.mode, "state": "disabled", "state_label": "未启用"}
                      for s in self.disabled]
         running = [a for a in accounts if a.get("total_asset") is not None]
-        totals = {key: round(sum(a[key] for a in running), 2) for key in ("total_asset", "today_pnl")}
+        totals = {key: round(sum(a.get(key) or 0.0 for a in running), 2) for key in ("total_asset", "today_pnl")}
         totals.update(positions_count=sum(a.get("positions_count") or 0 for a in accounts),
                       pending_signals=sum(a.get("pending_signals") or 0 for a in accounts),
                       accounts=len(accounts), running=sum(1 for a in accounts if a["state"] == ChildState.RUNNING))
