@@ -83,6 +83,7 @@ TRANSFER_FEE_RATE = 0.00001  # 过户费率（双向）
 # ==== 模拟交易
 SIMULATION_BALANCE = 1_000_000.0  # 模拟账户初始资金（元）（需重启）
 SIMULATION_IGNORE_TRADING_HOURS = True  # 模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）
+ACCOUNT_CONFIG_FILE = ''  # 实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json（需重启）
 
 # ==== 行情数据
 DATA_SOURCE = 'auto'  # 行情来源：auto 自动 / xtquant / mootdx / replay 回放（需重启）
@@ -95,6 +96,7 @@ REPLAY_START_DATE = ''  # 回放起始日期 YYYY-MM-DD；留空从数据第 61 
 REPLAY_TICKS_PER_DAY = 240  # 回放每日产生的行情点数（需重启）
 SYNTHETIC_SEED = 20240101  # 演示行情随机种子（需重启）
 HISTORY_DAYS = 250  # 启动时加载的历史日线天数（需重启）
+REPLAY_CLOCK_ORIGIN = 0.0  # 回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用（需重启）
 
 # ==== Web服务
 WEB_HOST = '127.0.0.1'  # Web 服务监听地址（默认仅本机）（需重启）
@@ -102,6 +104,11 @@ WEB_PORT = 5000  # Web 服务端口（需重启）
 WEB_API_TOKEN = ''  # API 令牌；留空则首次启动时生成并保存在数据目录 api_token（需重启）
 WEB_CORS_ORIGINS = ['http://localhost:5000', 'http://127.0.0.1:5000']  # 允许跨域访问的来源（需重启）
 SSE_HEARTBEAT_SECONDS = 15.0  # 实时推送心跳间隔（秒）
+WEB_REQUIRE_TOKEN_FOR_READS = False  # 读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）（需重启）
+ACCOUNT_RESTART_LIMIT_PER_HOUR = 5  # 多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启
+ACCOUNT_RESTART_BACKOFF_MAX = 60.0  # 多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）
+ACCOUNT_STOP_TIMEOUT = 15.0  # 多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束
+ACCOUNT_POLL_INTERVAL = 2.0  # 多账户：监管进程查询各账户状态的间隔（秒）
 
 # ==== 日志
 LOG_LEVEL = 'INFO'  # 日志级别（需重启）
@@ -228,6 +235,20 @@ PARAMS: tuple[Param, ...] = (
     _p("WEB_CORS_ORIGINS", WEB_CORS_ORIGINS, "str_list", "允许跨域访问的来源", G_WEB,
        restart=True),
     _p("SSE_HEARTBEAT_SECONDS", SSE_HEARTBEAT_SECONDS, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
+    # ---- several accounts (issue 18): the supervisor and the children it starts
+    _p("REPLAY_CLOCK_ORIGIN", REPLAY_CLOCK_ORIGIN, "float",
+       "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用", G_DATA, 0, 1e11, restart=True),
+    _p("ACCOUNT_CONFIG_FILE", ACCOUNT_CONFIG_FILE, "str",
+       "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json", G_SIM, restart=True),
+    _p("WEB_REQUIRE_TOKEN_FOR_READS", WEB_REQUIRE_TOKEN_FOR_READS, "bool",
+       "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB, restart=True),
+    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", ACCOUNT_RESTART_LIMIT_PER_HOUR, "int",
+       "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启", G_WEB, 1, 100),
+    _p("ACCOUNT_RESTART_BACKOFF_MAX", ACCOUNT_RESTART_BACKOFF_MAX, "float",
+       "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1, 3600),
+    _p("ACCOUNT_STOP_TIMEOUT", ACCOUNT_STOP_TIMEOUT, "float",
+       "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
+    _p("ACCOUNT_POLL_INTERVAL", ACCOUNT_POLL_INTERVAL, "float", "多账户：监管进程查询各账户状态的间隔（秒）", G_WEB, 0.2, 60),
     # ---- logging
     _p("LOG_LEVEL", LOG_LEVEL, "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", LOG_RETENTION_DAYS, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),

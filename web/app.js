@@ -451,7 +451,7 @@
   function exportTrades() {
     var query = formQuery($("trades-form"));
     var url = "/api/trade-records" + (query ? query + "&" : "?") + "format=csv";
-    fetch(url, { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
+    fetch(Q.apiUrl(url), { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
       if (!response.ok) {
         return response.json().then(function (p) { throw new ApiError(response.status, p, "导出失败"); });
       }

@@ -78,13 +78,26 @@
     this.payload = payload;
   }
 
+  /* Under the account supervisor (python main.py --accounts) the page works for the selected account: every
+     "/api/x" call goes to "/api/accounts/<id>/x", which the supervisor forwards to that account's daemon. */
+  var supervisorMeta = document.querySelector('meta[name="qmt-supervisor"]');
+  var accountIds = supervisorMeta ? supervisorMeta.content.split(",").filter(Boolean) : [];
+  var account = sessionStorage.getItem("qmt_account") || "";
+  if (accountIds.indexOf(account) < 0) account = accountIds[0] || "";
+  function apiUrl(path) {
+    if (!account || path.indexOf("/api/") !== 0 || path.indexOf("/api/accounts") === 0) return path;
+    return "/api/accounts/" + encodeURIComponent(account) + path.slice(4);
+  }
+  function selectAccount(id) { sessionStorage.setItem("qmt_account", id); }
+
+
   function api(method, path, body) {
     var init = { method: method, headers: headers(), cache: "no-store" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    return fetch(path, init).then(function (response) {
+    return fetch(apiUrl(path), init).then(function (response) {
       return response.text().then(function (text) {
         var payload = null;
         try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
@@ -131,7 +144,8 @@
       if (closed) return;
       controller = new AbortController();
       onState(false, "连接中…");
-      fetch(path(), { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store", signal: controller.signal })
+      fetch(apiUrl(path()), { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store",
+        signal: controller.signal })
         .then(function (response) {
           if (!response.ok || !response.body) {
             return response.json().then(function (payload) {
@@ -179,10 +193,10 @@
 
   // ---- pages ---------------------------------------------------------------------------------------
   /* A page = a nav link <a href="#name" data-tab="name">, a <section id="tab-name" class="tab" hidden> and a
-     script that calls Qmt.registerPage("name", { load: fn, leave: fn? }). load() runs each time the page is
-     shown, leave() when another page is shown. Qmt.onStream(fn) receives every live positions event. */
+     script that calls Qmt.registerPage("name", { load: fn, leave: fn? }) (or just the load function). load() runs
+     each time the page is shown, leave() when another page is shown. Qmt.onStream(fn) receives every live positions event. */
   var pages = {}, streamListeners = [];
-  function registerPage(name, page) { pages[name] = page; }
+  function registerPage(name, page) { pages[name] = typeof page === "function" ? { load: page } : page; }
   function onStream(listener) { streamListeners.push(listener); }
   function emitStream(event, payload) {
     streamListeners.forEach(function (listener) {
@@ -207,6 +221,7 @@
     fmtInt: fmtInt, fmtPct: fmtPct, signClass: signClass, fmtTime: fmtTime, jsonText: jsonText,
     numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
     setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
+    apiUrl: apiUrl, account: function () { return account; }, accountIds: accountIds, selectAccount: selectAccount,
     eventStream: eventStream, registerPage: registerPage, pages: pages, onStream: onStream, emitStream: emitStream,
     threadLabel: threadLabel, LEVEL_LABELS: LEVEL_LABELS
   };
