@@ -285,3 +285,23 @@ def test_new_pages_obey_the_content_security_policy(market, browser):
     finally:
         context.close()
     assert problems == []
+
+
+def test_a_typed_token_is_checked_at_once(market, page):
+    """A page that got no token (opened from another machine) asks for one; a wrong one is refused on entry."""
+    system, server = market
+
+    def without_token(route):
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text().replace(TOKEN, ""))
+    page.route(server.url + "/", without_token)
+    page.goto(server.url + "/")
+    page.locator("#token-bar").wait_for(state="visible")
+    page.fill("#token-input", "wrong-token-0123456789")
+    page.click("#token-save")
+    page.wait_for_function("document.querySelector('#token-msg').textContent.includes('令牌错误')")
+    assert page.locator("#token-bar").is_visible()
+    page.fill("#token-input", TOKEN)
+    page.click("#token-save")
+    page.locator("#token-bar").wait_for(state="hidden")
+    assert "令牌正确" in page.inner_text("#global-msg")
