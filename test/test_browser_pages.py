@@ -239,6 +239,7 @@ def test_log_page_shows_a_line_logged_after_it_opened_with_secrets_masked(market
 def test_every_page_fits_the_screen(market, browser, width, height):
     system, server = market
     context, page = open_page(browser, width, height)
+    logging.getLogger("test.layout").warning("版面测试：一条很长的日志行，" + "用来检查窄屏下日志不会撑宽页面。" * 8)
     try:
         page.goto(server.url + "/")
         names = page.eval_on_selector_all("#tabs a", "links => links.map(a => a.getAttribute('data-tab'))")

@@ -200,10 +200,12 @@
     var tr = make("tr");
     tr.setAttribute("data-code", code);
     var cells = [];
+    var heads = document.querySelectorAll("#positions-table thead th");  // labels of the phone's card layout
     for (var i = 0; i < POS_COLUMNS - 1; i++) {
       cells.push(cell(tr, "", i >= 2 ? "num" : ""));
+      cells[i].setAttribute("data-label", heads[i] ? heads[i].textContent : "");
     }
-    var actions = cell(tr, "");
+    var actions = cell(tr, "", "actions-cell");
     var chartBtn = make("button", "small", "图表");
     chartBtn.type = "button";
     chartBtn.addEventListener("click", function () { openChart(code); });
