@@ -101,6 +101,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
+    import web_api_docs
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -121,6 +122,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     _register_error_handlers(app)
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
+    app.register_blueprint(web_api_docs.blueprint)
     return app
 
 
