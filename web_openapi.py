@@ -144,7 +144,7 @@ ERROR_SCHEMA = {
     "type": "object", "required": ["status", "message", "code"],
     "properties": {"status": {"const": "error"}, "message": {"type": "string", "description": "中文错误说明"},
                    "code": {"type": "string", "description": "机器可读错误代码"},
-                   "errors": {"type": "object", "description": "逐字段错误"}},
+                   "errors": {"type": ["object", "array"], "description": "逐字段（或逐项）的错误"}},
 }
 
 

@@ -160,7 +160,8 @@ class Shape:
         return {"oneOf": [one(v) for v in self.variants], "description": self.description}
 
 
-STOCK_CODE_PATTERN = r"^(\d{6})(\.(SH|SZ|sh|sz))?$"
+# The canonical form the UI uses; the parser also accepts lower case and an sh/sz prefix.
+STOCK_CODE_PATTERN = r"^(60[0135]|68[89]|00[0-3]|30[01]|5[168][0-9]|1[56][0-9])[0-9]{3}(\.(SH|SZ))?$"
 F_STOCK_CODE = Field("stock_code", "string", "股票代码，如 600036.SH 或 600036", pattern=STOCK_CODE_PATTERN)
 F_AMOUNT = Field("amount", "number", "金额（元）", low=0, high=MAX_AMOUNT)
 F_PRICE = Field("price", "number", "委托价格（元，限价；省略则按现价让价）", low=0, high=MAX_PRICE)
