@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 # Groups, in the order the web page shows them.
 G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补仓", "止盈止损", "网格交易", "风控", "运行间隔"
 G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数据", "Web服务", "日志"
+G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,20 @@ PARAMS: tuple[Param, ...] = (
     # ---- logging
     _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+    # ---- issue 19: order files from other systems, and the doctor
+    _p("ENABLE_ORDER_FILES", True, "bool", "执行委托文件目录中的 CSV 委托文件", G_ORDER_FILES),
+    _p("ORDER_FILE_DIR", "", "str", "委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）",
+       G_ORDER_FILES, restart=True),
+    _p("ORDER_FILE_DRY_RUN", False, "bool", "委托文件只校验、写结果文件，不下单", G_ORDER_FILES),
+    _p("ORDER_FILE_STABLE_SECONDS", 2.0, "float", "文件大小保持不变该秒数后才读取（避免读到写了一半的文件）",
+       G_ORDER_FILES, 0.0, 600),
+    _p("ORDER_FILE_RESCAN_SECONDS", 10.0, "float", "委托文件目录的周期扫描间隔（秒），作为文件事件的后备", G_ORDER_FILES,
+       0.5, 3600),
+    _p("ORDER_FILE_LINE_INTERVAL", 0.0, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
+    _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", 5.0, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警", G_DOCTOR, 0.5, 3600),
+    _p("DOCTOR_MIN_FREE_MB", 500.0, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_LOG_DIR_WARN_MB", 1000.0, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_BROKER_TIMEOUT", 5.0, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
