@@ -49,7 +49,7 @@ def run(data_dir: Path, log_dir: Path, run_overrides: dict, out: TextIO) -> int:
     try:
         settings: Any = ConfigStore(db, run_overrides=run_overrides)
     except (config.ConfigError, ValueError) as exc:
-        settings, refused = _Defaults(), exc
+        settings, refused = _Defaults(run_overrides), exc
     try:
         checks = doctor.run_all(machine_env(settings, data_dir, log_dir))
     finally:
@@ -62,14 +62,16 @@ def run(data_dir: Path, log_dir: Path, run_overrides: dict, out: TextIO) -> int:
 
 
 class _Defaults:
-    """config.py's values, for the other checks when the configured ones are refused."""
+    """config.py's values with this run's command-line values, for the other checks when the configured
+    values are refused."""
+
+    def __init__(self, overrides: dict):
+        import config
+
+        self._values = {**config.DEFAULTS, **{k: v for k, v in overrides.items() if k in config.DEFAULTS}}
 
     def get(self, key: str) -> Any:
-        import config
-
-        return config.DEFAULTS[key]
+        return self._values[key]
 
     def snapshot(self) -> dict:
-        import config
-
-        return dict(config.DEFAULTS)
+        return dict(self._values)
