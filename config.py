@@ -132,6 +132,8 @@ PARAMS: tuple[Param, ...] = (
        G_ORDER_FILES, 0.0, 600),
     _p("ORDER_FILE_RESCAN_SECONDS", 10.0, "float", "委托文件目录的周期扫描间隔（秒），作为文件事件的后备", G_ORDER_FILES,
        0.5, 3600),
+    _p("ORDER_FILE_QUOTE_WAIT", 10.0, "float", "委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数", G_ORDER_FILES,
+       0.0, 120),
     _p("ORDER_FILE_LINE_INTERVAL", 0.0, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
     _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", 5.0, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警", G_DOCTOR, 0.5, 3600),
     _p("DOCTOR_MIN_FREE_MB", 500.0, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),

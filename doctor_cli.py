@@ -75,3 +75,34 @@ class _Defaults:
 
     def snapshot(self) -> dict:
         return dict(self._values)
+
+
+def daemon_diagnostics(settings: Any, data_dir: Path, log_dir: Path, broker: Any, hub: Any, clock: Any
+                       ) -> Callable[[], list[doctor.Check]]:
+    """The checks as the running daemon sees them (GET /api/diagnostics): its own port is in use by itself,
+    the broker check queries the connection it already has (never a second session), and in live data mode
+    the newest exchange quote time during a session is the reference the machine clock is compared with."""
+
+    class _Running:
+        def query_asset(self):
+            return broker.query_asset()
+
+        def close(self) -> None:
+            pass  # not ours to close
+
+    def newest_quote_time():
+        if clock.is_replay or clock.session() not in ("continuous", "call_auction", "closing_auction"):
+            return None
+        times = [q.time for q in (hub.last_seen(code) for code in hub.codes()) if q is not None]
+        if not times:
+            return None
+        newest = max(times)
+        return newest if newest.tzinfo else newest.replace(tzinfo=doctor.MARKET_TZ)
+
+    def run() -> list[doctor.Check]:
+        env = machine_env(settings, data_dir, log_dir, port_owned_by_us=True, reference_time=newest_quote_time,
+                          calendar=getattr(clock, "calendar", None))
+        env.connect_broker = _Running
+        return doctor.run_all(env)
+
+    return run

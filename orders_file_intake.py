@@ -16,7 +16,8 @@ from typing import Callable, Optional
 import market_rules
 import orders_file_parse as parse
 from models import Rule, Side, TradingError
-from orders_file_store import DONE, ERROR, PROCESSING, FileRecord, OrderFileStore
+from orders_file_store import DONE, PROCESSING, FileRecord, OrderFileStore
+from workers import wait_for_version
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class OrderFileIntake:
     """One file at a time (a lock): the watcher's scans and uploads never interleave."""
 
     def __init__(self, store: OrderFileStore, executor, positions, settings, inbox: Path,
-                 now: Callable[[], float] = time.monotonic, stop: Optional[threading.Event] = None):
+                 now: Callable[[], float] = time.monotonic, stop: Optional[threading.Event] = None, hub=None):
         self._store = store
         self._executor = executor
         self._positions = positions
@@ -54,6 +55,12 @@ class OrderFileIntake:
         self._stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._seen: dict[str, _Seen] = {}
+        self._hub = hub  # QuoteHub: a code not watched yet gets quotes once `watch_codes` names it
+        self._watching: frozenset[str] = frozenset()
+
+    def watch_codes(self) -> list[str]:
+        """Codes of the file being processed: the data thread adds them to its watchlist."""
+        return sorted(self._watching)
 
     # ---- the folder
     def scan(self) -> list[FileRecord]:
@@ -127,21 +134,47 @@ class OrderFileIntake:
             except parse.OrderFileError as exc:
                 return self._move(path, self._store.finish(record.id, str(exc)))
             done = self._store.done_lines(record.id)
-            for line in lines:
-                if line.line_no in done:
-                    continue
-                if self._stop.is_set():
-                    return None  # shutting down: the file stays in the inbox and resumes at the next start
-                self._one_line(record, line, dry_run)
-                pause = self._settings.get("ORDER_FILE_LINE_INTERVAL")
-                if pause > 0 and not dry_run:
-                    self._stop.wait(pause)
+            self._watching = frozenset(l.stock_code for l in lines if isinstance(l, parse.OrderLine))
+            try:
+                self._run_lines(record, lines, done, dry_run)
+            finally:
+                self._watching = frozenset()
+            if self._stop.is_set():
+                return None  # shutting down: the file stays in the inbox and resumes at the next start
             return self._move(path, self._store.finish(record.id))
+
+    def _run_lines(self, record: FileRecord, lines: list, done: set[int], dry_run: bool) -> None:
+        for line in lines:
+            if line.line_no in done:
+                continue
+            if self._stop.is_set():
+                return
+            if isinstance(line, parse.OrderLine) and not dry_run:
+                self._await_quote(line.stock_code)
+            self._one_line(record, line, dry_run)
+            pause = self._settings.get("ORDER_FILE_LINE_INTERVAL")
+            if pause > 0 and not dry_run:
+                self._stop.wait(pause)
 
     def recent(self, limit: int = 100) -> list[dict]:
         return [{**r.to_dict(), "results": self._store.lines(r.id)} for r in self._store.recent(limit)]
 
+    def results(self, file_id: int) -> list[dict]:
+        return self._store.lines(file_id)
+
     # ---- internals
+    def _await_quote(self, code: str) -> None:
+        """A code first named by this file has no quote until the data thread subscribed it: wait for it
+        (on the hub's update condition), at most ORDER_FILE_QUOTE_WAIT seconds; the executor then decides."""
+        if self._hub is None:
+            return
+        deadline = time.monotonic() + self._settings.get("ORDER_FILE_QUOTE_WAIT")
+        while self._hub.latest(code) is None and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            wait_for_version(self._hub.wait_for_update, self._hub.version, self._stop, remaining)
+
     def _one_line(self, record: FileRecord, line: parse.ParsedLine, dry_run: bool) -> None:
         def save(status: str, order_id: str = "", reason: str = "") -> None:
             side = line.side.value if isinstance(line, parse.OrderLine) else line.side

@@ -27,6 +27,7 @@ SIDE_WORDS = {"买": Side.BUY, "买入": Side.BUY, "buy": Side.BUY, "b": Side.BU
 MAX_CLIENT_REF = 64
 RESULT_COLUMNS = ("line", "stock_code", "side", "client_ref", "status", "order_id", "reason")
 STATUS_LABELS = {"ok": "已委托", "valid": "校验通过", "failed": "失败"}
+SIDE_LABELS = {Side.BUY.value: "买入", Side.SELL.value: "卖出"}
 
 
 class OrderFileError(ValueError):
@@ -142,8 +143,9 @@ def result_csv(rows: list[dict]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["行号", "证券代码", "方向", "备注", "状态", "委托编号", "原因"])
     for row in rows:
-        writer.writerow([row.get(c, "") if c != "status" else STATUS_LABELS.get(row["status"], row["status"])
-                         for c in RESULT_COLUMNS])
+        shown = {**row, "status": STATUS_LABELS.get(row["status"], row["status"]),
+                 "side": SIDE_LABELS.get(row.get("side", ""), row.get("side", ""))}
+        writer.writerow([shown.get(c, "") for c in RESULT_COLUMNS])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 

@@ -87,6 +87,7 @@ class Field:
     items: str = ""  # array item type
     const: Any = None
     fmt: str = ""  # OpenAPI format, e.g. date
+    media: str = ""  # a file part of a multipart form: its media type
 
     def schema(self) -> dict:
         out: dict[str, Any] = {"type": self.kind, "description": self.label}
@@ -98,6 +99,8 @@ class Field:
             out["pattern"] = self.pattern
         if self.fmt:
             out["format"] = self.fmt
+        if self.media:
+            out["contentMediaType"] = self.media
         if self.items:
             out["items"] = {"type": self.items}
         if self.kind == "integer":
@@ -195,6 +198,12 @@ GRID_START = Shape("GridStartRequest", "为持仓股票启动网格；可为本�
     *(Field(key, "number", f"本会话的 {key}") for key in sorted(GRID_PARAM_KEYS.values()))), (
     Variant(("stock_code",), ("center_price", *sorted(GRID_PARAM_KEYS.values()))),))
 EMPTY = Shape("EmptyRequest", "无参数：可不带请求体，或发送空对象 {}", (), (Variant(()),))
+
+# issue 19: an order file uploaded as multipart/form-data
+ORDER_FILE_UPLOAD = Shape("OrderFileUpload", "上传 CSV 委托文件（规则同委托文件目录）；dry_run=true 只校验不下单", (
+    Field("file", "string", "CSV 文件（UTF-8 或 GBK；表头中英文均可）", media="text/csv"),
+    Field("dry_run", "string", "只校验、不下单", enum=("true", "false", "1", "0"))), (
+    Variant(("file",), ("dry_run",)),))
 
 # Query parameters of the list routes (the routes refuse any other).
 Q_STATUS = Field("status", "string", "委托状态：active（全部未完成）或一个状态值",
@@ -340,6 +349,19 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
                 raise bad_request(f"{key} 必须是数字")
             options[key] = value
     return GridStart(code, options)
+
+
+def parse_order_file_upload(files: Mapping[str, Any], form: Mapping[str, str]) -> tuple[str, bytes, bool]:
+    """(file name, content, dry run) of a multipart upload; `files` maps part names to werkzeug FileStorage."""
+    variant = ORDER_FILE_UPLOAD.variants[0]
+    _only({**dict.fromkeys(files), **dict.fromkeys(form)}, variant.allowed)
+    upload = files.get("file")
+    if upload is None:
+        raise bad_request("缺少上传的文件（表单字段 file）", "MISSING_FIELD")
+    dry_text = form.get("dry_run", "false").strip().lower()
+    if dry_text not in ORDER_FILE_UPLOAD.field("dry_run").enum:
+        raise bad_request("dry_run 只能是 true 或 false")
+    return upload.filename or "upload.csv", upload.read(), dry_text in ("true", "1")
 
 
 def parse_grid_session_id(text: str) -> int:

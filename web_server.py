@@ -67,6 +67,8 @@ class WebContext:
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+    order_files: Any = None  # orders_file_intake.OrderFileIntake (issue 19); None: the routes answer 404
+    diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
 
 
 @dataclass
@@ -102,6 +104,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
     import web_api_docs
+    import web_api_doctor
+    import web_api_order_files
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -123,6 +127,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
     app.register_blueprint(web_api_docs.blueprint)
+    app.register_blueprint(web_api_order_files.blueprint)
+    app.register_blueprint(web_api_doctor.blueprint)
     return app
 
 
