@@ -24,7 +24,7 @@ def _schemathesis() -> list[str]:
 
 
 def test_schemathesis_finds_no_5xx_and_no_contract_violation(tmp_path):
-    daemon = start_ready(tmp_path, ["--replay-speed", "5"], {"DATA_SOURCE": "replay"})
+    daemon = start_ready(tmp_path, ["--replay-speed", "5"], {"DATA_SOURCE": "replay", "ORDER_FILE_QUOTE_WAIT": 0.5})
     try:
         command = _schemathesis() + [
             "run", f"http://127.0.0.1:{daemon.port}/api/openapi.json", "-H", f"X-API-Token: {daemon.token()}",
