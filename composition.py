@@ -11,8 +11,9 @@ from typing import Callable
 
 import strategy
 from config_store import ConfigStore
-from models import TradingError
+from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
+from events import EventBus, EventKind
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox
 from orders_file_store import OrderFileStore
@@ -21,6 +22,7 @@ from position_monitor import PositionMonitor
 from signal_store import SignalStore
 from storage import Database
 from strategy_runner import StrategyRunner
+from trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
 from workers import Watchdog
 
 log = logging.getLogger("main")
@@ -41,12 +43,14 @@ class Daemon:
 
     def run(self) -> int:
         self.watchdog.start()
+        self._emit(EventKind.DAEMON_START, "守护进程已启动")
         while not self.stop_event.wait(self.settings.get("THREAD_CHECK_INTERVAL")):
             self.watchdog.run_once()
         return self.shutdown()
 
     def shutdown(self) -> int:
         log.info("正在退出：停止执行信号，等待在途委托记账，最后一次同步持仓……")
+        self._emit(EventKind.DAEMON_STOP, "守护进程正在退出")
         web = self.components.get("web")
         if web is not None:
             web.stop(WEB_STOP_SECONDS)  # no new manual orders; running requests finish
@@ -58,6 +62,11 @@ class Daemon:
                 log.exception("关闭组件时出错")
         log.info("已安全退出" if stopped else "部分线程未能按时停止，已强制退出")
         return 0
+
+    def _emit(self, kind: EventKind, message: str) -> None:
+        events = self.components.get("events")
+        if events is not None:
+            events.emit(kind, message)
 
 
 def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter,
@@ -88,15 +97,19 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
                                                    f"「{data.source_label}」，拒绝启动")
     hub = data.hub
+    events = EventBus(clock)
+    trading_state = TradingState(trading_db, clock)
+    trading_state.subscribe(lambda change: _publish_state_change(events, change))
     broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
     positions = PositionManager(trading_db, settings, clock, mode)
-    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock)
+    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state)
+    executor.add_fill_listener(lambda fill, rule: _publish_fill(events, fill, rule))
     broker.set_listener(executor)
     executor.recover()
     signals = SignalStore(trading_db, clock)
     pool = StockPool(stock_pool_file)
     indicators = data.indicators
-    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes)
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes, trading_state)
     runner.recover()
     monitor = PositionMonitor(positions, hub, signals, executor, settings, clock)
     grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor)
@@ -117,7 +130,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
                          trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
-                         order_files=order_files,
+                         trading_state=trading_state, events=events, order_files=order_files,
                          diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock))
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
@@ -152,7 +165,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
-        monitor=monitor, runner=runner, grid=grid, stock_pool=pool))
+        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events))
     daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
@@ -174,6 +187,23 @@ def _close_quietly(*closers: Callable[[], object]) -> None:
             close()
         except Exception:
             log.exception("关闭组件时出错")
+
+
+def _publish_state_change(events: EventBus, change: StateChange) -> None:
+    scope = "账户" if change.scope == ACCOUNT_SCOPE else change.scope
+    old, new = State(change.old).label, State(change.new).label
+    events.emit(EventKind.TRADING_STATE, f"{scope}交易状态：{old} → {new}，{change.reason}（来源：{change.source}）",
+                stock_code="" if change.scope == ACCOUNT_SCOPE else change.scope, scope=change.scope, old=change.old,
+                new=change.new, reason=change.reason, source=change.source)
+
+
+def _publish_fill(events: EventBus, fill, rule) -> None:
+    events.emit(EventKind.FILL, f"{fill.stock_code} {rule.label}{fill.side.label} {fill.volume} 股 @ {fill.price:g}",
+                stock_code=fill.stock_code, rule=rule.value, side=fill.side.value, volume=fill.volume,
+                price=fill.price, order_id=fill.client_id or fill.order_id)
+    if rule is Rule.STOP_LOSS:
+        events.emit(EventKind.STOP_LOSS_EXECUTED, f"{fill.stock_code} 止损成交 {fill.volume} 股 @ {fill.price:g}",
+                    stock_code=fill.stock_code, volume=fill.volume, price=fill.price)
 
 
 def _day_report(executor, day: date) -> str:

@@ -27,7 +27,7 @@ class StrategyRunner(Worker):
     name = "strategy"
 
     def __init__(self, signals, positions, executor, hub, settings, clock, indicators=None,
-                 stock_pool: Callable[[], list[str]] = list):
+                 stock_pool: Callable[[], list[str]] = list, trading_state=None):
         self._signals = signals
         self._positions = positions
         self._executor = executor
@@ -36,6 +36,7 @@ class StrategyRunner(Worker):
         self._clock = clock
         self._indicators = indicators
         self._stock_pool = stock_pool
+        self._state = trading_state  # a pause or halt keeps signals queued for a person
         self._version = 0
         self._lock = threading.Lock()  # one signal executes at a time, automatic or manual
         self._validators: dict[Rule, SignalValidator] = {}
@@ -59,7 +60,7 @@ class StrategyRunner(Worker):
 
     def run_once(self) -> None:
         self.queue_macd_signals()
-        auto = self._settings.get("ENABLE_AUTO_TRADING")
+        auto = self._settings.get("ENABLE_AUTO_TRADING") and (self._state is None or self._state.allows_automatic())
         for signal in self._signals.pending():
             if self._is_expired(signal):
                 self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")

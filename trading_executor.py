@@ -32,12 +32,13 @@ class TradingExecutor:
     """
 
     def __init__(self, db: Database, broker: Broker, positions: PositionManager,
-                 quotes: Callable[[str], Optional[Quote]], settings, clock):
+                 quotes: Callable[[str], Optional[Quote]], settings, clock, trading_state=None):
         self._broker = broker
         self._positions = positions
         self._quotes = quotes
         self._settings = settings
         self._clock = clock
+        self._state = trading_state  # trading_state.TradingState; None only in unit tests of the pipeline
         self.mode: str = broker.mode
         self.journal = OrderJournal(db, clock, self.mode)
         self._submit_lock = threading.RLock()
@@ -74,8 +75,10 @@ class TradingExecutor:
             return self._submit(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key)
 
     def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
-                   signal_id: Optional[int] = None, idempotency_key: str = "") -> Order:
-        """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down."""
+                   signal_id: Optional[int] = None, operator_confirmed: bool = False,
+                   idempotency_key: str = "") -> Order:
+        """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down.
+        `operator_confirmed`: a person confirmed this manual sell (the only order an emergency stop lets through)."""
         with self._submit_lock:
             existing = self.journal.by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -83,7 +86,8 @@ class TradingExecutor:
             self._ensure_day()
             code = checks.normalized_code(code)
             self._check_order_count()
-            return self._sell(code, volume, price, rule, signal_id, key=idempotency_key)
+            return self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed,
+                              key=idempotency_key)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel by our client id or by the broker's order id."""
@@ -205,7 +209,7 @@ class TradingExecutor:
 
     # ---- internals: checks
     def _sell(self, code: str, volume: Any, price: Optional[float], rule: Rule, signal_id: Optional[int],
-              parent: Optional[JournalEntry] = None, key: str = "") -> Order:
+              parent: Optional[JournalEntry] = None, operator_confirmed: bool = False, key: str = "") -> Order:
         if not self._settings.get("ENABLE_ALLOW_SELL"):
             raise OrderRejected("SELL_DISABLED", "卖出已被禁止（「允许卖出」开关已关闭）")
         volume = checks.check_volume_type(volume)
@@ -217,7 +221,7 @@ class TradingExecutor:
         quote = self._quote(code)
         order_price = self._order_price(code, Side.SELL, price, quote)
         checks.check_price(code, Side.SELL, order_price, quote)
-        return self._submit(code, Side.SELL, volume, order_price, rule, signal_id, parent, key)
+        return self._submit(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed, key)
 
     def _check_buy_limits(self, code: str, volume: int, price: float, rule: Rule) -> None:
         value = round(price * volume, 2)
@@ -274,8 +278,11 @@ class TradingExecutor:
 
     # ---- internals: sending and cancelling
     def _submit(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
-                parent: Optional[JournalEntry] = None, key: str = "") -> Order:
-        """Journal (committed) → reserve shares (sells) → send. A refusal is journaled as rejected."""
+                parent: Optional[JournalEntry] = None, operator_confirmed: bool = False, key: str = "") -> Order:
+        """Trading-state gate → journal (committed) → reserve shares (sells) → send. A broker refusal is
+        journaled as rejected; a gate refusal never reaches the journal."""
+        if self._state is not None:
+            self._state.check_order(code, side, rule, operator_confirmed)
         origin = parent.origin_rule if parent else rule
         request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent, key)
         if side is Side.SELL:

@@ -63,6 +63,7 @@ def status() -> Response:
         "data_version": c.positions.data_version,
         "pending_signals": len(c.signals.pending()),
         "grid_available": c.grid is not None,
+        "trading_state": c.trading_state.snapshot() if c.trading_state is not None else None,
     })
 
 
@@ -354,25 +355,6 @@ def cancel_order() -> Response:
     order_id = req.parse_order_id(body())
     ctx().executor.cancel_order(order_id)
     return ok({"order_id": order_id, "message": f"已提交撤单：{order_id}"})
-
-
-@blueprint.post("/actions/emergency_stop")
-def emergency_stop() -> Response:
-    """Auto-trading off first (no new automatic orders), then cancel every open order."""
-    _empty_body()
-    c = ctx()
-    was_enabled = bool(c.settings.get("ENABLE_AUTO_TRADING"))
-    c.settings.update({"ENABLE_AUTO_TRADING": False}, source="emergency_stop")
-    log.warning("紧急停止：已关闭自动交易（此前%s），正在撤销全部未完成委托", "开启" if was_enabled else "已关闭")
-    try:
-        cancelled = c.executor.cancel_all()
-    except TradingError as exc:
-        return error_response(409, exc.code, f"已关闭自动交易，但撤单失败：{exc.message}",
-                              auto_trading=False, auto_trading_was_enabled=was_enabled)
-    message = f"已关闭自动交易，撤销 {cancelled} 笔未完成委托"
-    log.warning("紧急停止完成：%s", message)
-    return ok({"auto_trading": False, "auto_trading_was_enabled": was_enabled, "cancelled_orders": cancelled,
-               "message": message})
 
 
 # ---- stock pool -----------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class Field:
     const: Any = None
     fmt: str = ""  # OpenAPI format, e.g. date
     media: str = ""  # a file part of a multipart form: its media type
+    max_length: Optional[int] = None
 
     def schema(self) -> dict:
         out: dict[str, Any] = {"type": self.kind, "description": self.label}
@@ -101,6 +102,8 @@ class Field:
             out["format"] = self.fmt
         if self.media:
             out["contentMediaType"] = self.media
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
         if self.items:
             out["items"] = {"type": self.items}
         if self.kind == "integer":
@@ -198,6 +201,11 @@ GRID_START = Shape("GridStartRequest", "为持仓股票启动网格；可为本�
     *(Field(key, "number", f"本会话的 {key}") for key in sorted(GRID_PARAM_KEYS.values()))), (
     Variant(("stock_code",), ("center_price", *sorted(GRID_PARAM_KEYS.values()))),))
 EMPTY = Shape("EmptyRequest", "无参数：可不带请求体，或发送空对象 {}", (), (Variant(()),))
+
+F_REASON = Field("reason", "string", "原因说明（最多 200 字）", max_length=200)
+REASON = Shape("ReasonRequest", "可选的原因说明：不带请求体或 {} 时使用默认原因", (F_REASON,), (Variant((), ("reason",)),))
+RESUME = Shape("ResumeRequest", "恢复交易：必须明确确认 {\"confirm\": true}", (
+    Field("confirm", "boolean", "确认恢复交易", const=True), F_REASON), (Variant(("confirm",), ("reason",)),))
 
 # issue 19: an order file uploaded as multipart/form-data
 ORDER_FILE_UPLOAD = Shape("OrderFileUpload", "上传 CSV 委托文件（规则同委托文件目录）；dry_run=true 只校验不下单", (
@@ -349,6 +357,26 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
                 raise bad_request(f"{key} 必须是数字")
             options[key] = value
     return GridStart(code, options)
+
+
+MAX_REASON_LENGTH = 200  # F_REASON declares the same bound
+
+
+def parse_reason(body: Mapping[str, Any], default: str) -> str:
+    value = body.get("reason", default)
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("原因（reason）须为非空文字", "INVALID_REASON")
+    if len(value) > MAX_REASON_LENGTH:
+        raise bad_request(f"原因（reason）不能超过 {MAX_REASON_LENGTH} 个字", "INVALID_REASON")
+    return value.strip()
+
+
+def parse_resume(body: Mapping[str, Any]) -> str:
+    """{"confirm": true, "reason"?: "…"}; anything but an explicit true confirmation is refused."""
+    _only(body, RESUME.variants[0].allowed)
+    if body.get("confirm") is not True:
+        raise bad_request("恢复交易需要明确确认：请求体须包含 \"confirm\": true", "CONFIRMATION_REQUIRED")
+    return parse_reason(body, "操作员确认恢复交易")
 
 
 def parse_order_file_upload(files: Mapping[str, Any], form: Mapping[str, str]) -> tuple[str, bytes, bool]:

@@ -38,7 +38,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # with the current state"; every other OrderRejected is a plain 400.
 NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND"}
 CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
-                  "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE"}
+                  "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE", "TRADING_HALTED", "TRADING_PAUSED", "STOCK_HALTED"}
 
 HTTP_MESSAGES = {
     400: "请求无效", 401: "需要 API 令牌", 403: "拒绝访问", 404: "接口或页面不存在", 405: "不支持该请求方法",
@@ -69,6 +69,8 @@ class WebContext:
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
     order_files: Any = None  # orders_file_intake.OrderFileIntake (issue 19); None: the routes answer 404
     diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
+    trading_state: Any = None  # trading_state.TradingState
+    events: Any = None  # events.EventBus
 
 
 @dataclass
@@ -106,6 +108,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     import web_api_docs
     import web_api_doctor
     import web_api_order_files
+    import web_api_state
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -129,6 +132,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.register_blueprint(web_api_docs.blueprint)
     app.register_blueprint(web_api_order_files.blueprint)
     app.register_blueprint(web_api_doctor.blueprint)
+    app.register_blueprint(web_api_state.blueprint)
     return app
 
 

@@ -361,20 +361,26 @@ def test_config_update_history_rollback_and_reset(system, client):
 
 # ---- emergency stop ---------------------------------------------------------------------------------
 
-def test_emergency_stop_turns_auto_trading_off_and_cancels_open_orders(system, client):
+def test_emergency_stop_halts_trading_and_cancels_open_orders(system, client):
     system.settings.update({"ENABLE_AUTO_TRADING": True})
     quote = system.data.get_latest_data("000001.SZ")
     resting = system.executor.buy_stock("000001.SZ", volume=100, price=quote.limit_down)
     assert resting.status.is_open
     data = ok(client.post("/api/actions/emergency_stop"))
-    assert data["auto_trading"] is False and data["auto_trading_was_enabled"] is True
+    assert data["trading_state"]["state"] == "halted" and data["trading_state"]["label"] == "紧急停止"
     assert data["cancelled_orders"] == 1 and "撤销 1 笔" in data["message"]
-    assert system.settings.get("ENABLE_AUTO_TRADING") is False
     assert system.executor.open_orders() == []
     assert OrderStatus(system.executor.list_orders()[0]["status"]) is OrderStatus.CANCELLED
-    assert system.settings.history()[0]["source"] == "emergency_stop"
+    assert ok(client.get("/api/status"))["trading_state"]["state"] == "halted"
     again = ok(client.post("/api/actions/emergency_stop", raw=b"{}"))
-    assert (again["auto_trading_was_enabled"], again["cancelled_orders"]) == (False, 0)
+    assert again["cancelled_orders"] == 0 and again["trading_state"]["reason"] == "操作员紧急停止"
+    error(client.post("/api/actions/execute_buy", {"stock_code": "000001.SZ", "volume": 100}), 409, "TRADING_HALTED")
+    error(client.post("/api/actions/resume", {}), 400, "CONFIRMATION_REQUIRED")
+    error(client.post("/api/actions/resume", {"confirm": "yes"}), 400, "CONFIRMATION_REQUIRED")
+    assert ok(client.post("/api/actions/resume", {"confirm": True}))["trading_state"]["state"] == "running"
+    history = ok(client.get("/api/trading-state"))["history"]
+    assert [(h["old_state"], h["new_state"], h["source"]) for h in history] == [
+        ("halted", "running", "web"), ("running", "halted", "web")]
 
 
 # ---- stock pool and grid ------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ from sim_trader import SimTrader
 from stock_pool import StockPool
 from storage import Database
 from strategy_runner import StrategyRunner
+from events import EventBus
 from trading_executor import TradingExecutor
+from trading_state import TradingState
 from web_server import WebContext, WebServer
 from workers import Watchdog, Worker
 
@@ -57,6 +59,8 @@ class System:
     watchdog: Watchdog
     ctx: WebContext
     dbs: list = field(default_factory=list)
+    trading_state: Optional[TradingState] = None
+    events: Optional[EventBus] = None
 
     def step(self, count: int = 1) -> None:
         """Advance the replay `count` market steps; the monitor then updates prices and queues signals."""
@@ -95,14 +99,16 @@ def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optiona
     broker = SimTrader(trading_db, settings, clock, data.hub.latest)
     data.hub.subscribe(broker.on_quote)
     positions = PositionManager(trading_db, settings, clock, "simulation")
-    executor = TradingExecutor(trading_db, broker, positions, data.hub.latest, settings, clock)
+    events = EventBus(clock)
+    trading_state = TradingState(trading_db, clock)
+    executor = TradingExecutor(trading_db, broker, positions, data.hub.latest, settings, clock, trading_state)
     broker.set_listener(executor)
     executor.recover()
     signals = SignalStore(trading_db, clock)
     stock_pool = StockPool(tmp_path / "stock_pool.json")
     stock_pool.replace(POOL if pool is None else pool)
     runner = StrategyRunner(signals, positions, executor, data.hub, settings, clock, data.indicators,
-                            stock_pool.codes)
+                            stock_pool.codes, trading_state)
     monitor = PositionMonitor(positions, data.hub, signals, executor, settings, clock)
     watchdog = Watchdog(settings)
     if with_probe:
@@ -110,9 +116,10 @@ def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optiona
     ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                      indicators=data.indicators, signals=signals, runner=runner, health=watchdog.health,
                      stock_pool=stock_pool, clock=clock, mode="simulation", token=TOKEN, grid=None, broker=broker,
-                     trigger_prices=lambda p: strategy.trigger_prices(p, strategy.RuleParams.from_settings(settings)))
+                     trigger_prices=lambda p: strategy.trigger_prices(p, strategy.RuleParams.from_settings(settings)),
+                     trading_state=trading_state, events=events)
     system = System(settings, data, clock, broker, positions, executor, signals, runner, monitor, stock_pool,
-                    watchdog, ctx, [config_db, trading_db])
+                    watchdog, ctx, [config_db, trading_db], trading_state=trading_state, events=events)
     system.step()
     return system
 

@@ -730,7 +730,7 @@
 
   // ---- emergency stop ----------------------------------------------------------------------------
   function emergencyStop() {
-    confirmDialog("紧急停止", "将立即关闭自动交易，并撤销全部未完成委托。确认执行？").then(function (yes) {
+    confirmDialog("紧急停止", "将立即进入「紧急停止」状态：不再产生任何新委托（只允许经确认的手动卖出），并撤销全部未完成委托；重启后仍保持停止，需明确「恢复交易」。确认执行？").then(function (yes) {
       if (!yes) return;
       post("/api/actions/emergency_stop").then(function (r) {
         show("switch-msg", "");
@@ -742,9 +742,9 @@
   }
 
   function cancelAll() {
-    confirmDialog("全部撤单", "撤销全部未完成委托（同时关闭自动交易）？").then(function (yes) {
+    confirmDialog("全部撤单", "撤销全部未完成委托？（自动交易开关和交易状态不变）").then(function (yes) {
       if (!yes) return;
-      post("/api/actions/emergency_stop").then(function (r) {
+      post("/api/actions/cancel_all").then(function (r) {
         show("orders-msg", r.message, "ok");
         loadOrders();
         loadStatus();
