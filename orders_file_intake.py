@@ -22,6 +22,13 @@ from workers import wait_for_version
 log = logging.getLogger(__name__)
 
 DONE_DIR, ERROR_DIR = "done", "error"
+# Refusals of the whole trading state: the file waits in the inbox and goes on once trading resumes (a line
+# refused for these is not a bad line, and the same content could never be handed in again).
+WAIT_CODES = {"TRADING_PAUSED", "TRADING_HALTED"}
+
+
+class _Deferred(Exception):
+    """The trading state refuses new orders now; the file resumes later where it stopped."""
 RESULT_SUFFIX = ".result.csv"
 
 
@@ -75,7 +82,7 @@ class OrderFileIntake:
                 break
             if self.is_stable(path):
                 record = self.process(path, dry_run=bool(self._settings.get("ORDER_FILE_DRY_RUN")), source="folder")
-                if record is not None:
+                if record is not None and record.status != PROCESSING:
                     finished.append(record)
         return finished
 
@@ -137,6 +144,11 @@ class OrderFileIntake:
             self._watching = frozenset(l.stock_code for l in lines if isinstance(l, parse.OrderLine))
             try:
                 self._run_lines(record, lines, done, dry_run)
+            except _Deferred as deferred:
+                note = f"等待恢复交易：{deferred}"
+                if record.message != note:  # logged once, not at every rescan
+                    log.warning("委托文件 %s 暂停处理：%s；恢复交易后从未完成的行继续", path.name, deferred)
+                return self._store.set_message(record.id, note)
             finally:
                 self._watching = frozenset()
             if self._stop.is_set():
@@ -193,6 +205,8 @@ class OrderFileIntake:
             try:
                 order = self._place(line, key)
             except TradingError as exc:
+                if exc.code in WAIT_CODES:
+                    raise _Deferred(exc.message) from exc
                 save("failed", reason=exc.message)
                 return
         status = "failed" if order.status.value == "rejected" else "ok"

@@ -85,9 +85,14 @@ class OrderFileStore:
         counts = self._db.query_one(
             "SELECT COUNT(*), COALESCE(SUM(status != 'failed'), 0) FROM order_file_lines WHERE file_id=?", (file_id,))
         lines, ok = counts[0], counts[1]
-        status = ERROR if message or lines > ok else DONE
+        status = ERROR if message or lines > ok else DONE  # a waiting note is replaced by the final message
         self._db.execute("UPDATE order_files SET status=?, message=?, lines=?, ok=?, failed=?, finished_at=?"
                          " WHERE id=?", (status, message, lines, ok, lines - ok, self._stamp(), file_id))
+        return self.get(file_id)
+
+    def set_message(self, file_id: int, message: str) -> FileRecord:
+        """A note on a file still in progress (e.g. waiting for trading to resume)."""
+        self._db.execute("UPDATE order_files SET message=? WHERE id=?", (message, file_id))
         return self.get(file_id)
 
     def set_moved(self, file_id: int, moved_to: str) -> None:

@@ -199,3 +199,18 @@ def test_line_parsing_accepts_the_documented_forms():
     assert parse.parse_line(5, {"stock_code": "sh600036", "side": "SELL", "volume": "1,000", "price": "12.34"}) == \
         parse.OrderLine(5, "600036.SH", Side.SELL, volume=1000, price=12.34)
     assert parse.parse_line(6, {"stock_code": "688981", "side": "买", "volume": "201"}).volume == 201
+
+
+def test_a_paused_or_halted_account_keeps_the_file_waiting_until_trading_resumes(system, intake):
+    system.trading_state.pause("测试暂停", "test")
+    _drop(intake, "later.csv", "证券代码,方向,数量\n600036.SH,买,100\n000001.SZ,买,100\n", "utf-8")
+    assert _scan_when_stable(intake) == []
+    assert (intake.inbox / "later.csv").exists() and _orders(system) == []
+    [waiting] = intake.recent()
+    assert waiting["status"] == "processing" and waiting["message"].startswith("等待恢复交易：自动交易已暂停")
+    system.trading_state.halt("测试紧急停止", "test")
+    assert intake.scan() == [] and _orders(system) == []
+    system.trading_state.resume("测试恢复", "test")
+    [record] = intake.scan()
+    assert (record.status, record.ok, record.message) == ("done", 2, "")
+    assert [r["rule"] for r in _orders(system)] == ["order_file", "order_file"]
