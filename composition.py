@@ -176,6 +176,7 @@ def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Databa
                        stop: threading.Event, hub) -> OrderFileIntake:
     """Order files (issue 19): ORDER_FILE_DIR, or <data dir>/orders/inbox; journaled in the trading db."""
     inbox = Path(settings.get("ORDER_FILE_DIR") or default_inbox(data_dir))
+    inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
     return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
                            hub=hub)
 
