@@ -32,6 +32,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--replay-data", help="回放日线目录（<代码>.csv 或通达信 vipdoc）")
     parser.add_argument("--replay-speed", type=float, help="回放速度：每个交易日的真实秒数")
     parser.add_argument("--stock-pool", default="stock_pool.json", help="股票池文件，默认当前目录下的 stock_pool.json")
+    parser.add_argument("--accounts", metavar="accounts.json",
+                        help="多账户：按账户文件为每个账户启动一个守护进程，并在同一网页地址统一查看和操作")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
     parser.add_argument("--doctor", action="store_true", help="系统诊断：检查运行环境后退出（有错误时退出码非 0）")
@@ -66,6 +68,8 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if args.accounts:
+        return _run_supervisor(args)
     data_dir = Path(args.data_dir)
     if args.doctor:  # no instance lock: the doctor may look at a machine where the daemon runs
         import doctor_cli
@@ -107,6 +111,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         if config_db is not None:
             config_db.close()
         lock.release()
+
+
+def _run_supervisor(args: argparse.Namespace) -> int:
+    from accounts_main import run
+
+    try:
+        overrides = run_overrides(args)
+    except ValueError as exc:
+        print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
+        return 2
+    return run(args, overrides, _install_signal_handlers)
 
 
 def _install_signal_handlers(stop_event: threading.Event) -> None:
