@@ -96,7 +96,8 @@ def parse_line(line_no: int, values: dict[str, str]) -> ParsedLine:
     ref = values.get("client_ref", "")
 
     def error(reason: str) -> LineError:
-        return LineError(line_no, reason, code_text, side_text, ref[:MAX_CLIENT_REF])
+        known = SIDE_WORDS.get(side_text.lower())  # shown as 买入/卖出 like the good lines
+        return LineError(line_no, reason, code_text, known.value if known else side_text, ref[:MAX_CLIENT_REF])
 
     if len(ref) > MAX_CLIENT_REF:
         return error(f"备注过长（最多 {MAX_CLIENT_REF} 个字符）")
