@@ -214,3 +214,54 @@ def test_a_paused_or_halted_account_keeps_the_file_waiting_until_trading_resumes
     [record] = intake.scan()
     assert (record.status, record.ok, record.message) == ("done", 2, "")
     assert [r["rule"] for r in _orders(system)] == ["order_file", "order_file"]
+
+
+def test_the_worker_wakes_on_a_file_event_long_before_the_rescan(system, tmp_path):
+    import threading
+    import time
+
+    from orders_file_worker import OrderFileWorker
+
+    system.settings.update({"ORDER_FILE_RESCAN_SECONDS": 600.0, "ORDER_FILE_STABLE_SECONDS": 0.3}, source="test")
+    intake = OrderFileIntake(OrderFileStore(system.dbs[1], system.clock), system.executor, system.positions,
+                             system.settings, tmp_path / "watched")
+    worker = OrderFileWorker(intake, system.settings)
+    stop = threading.Event()
+    try:
+        worker.run_once()  # starts the observer; the inbox is empty
+        woke = threading.Event()
+        waiter = threading.Thread(target=lambda: (worker.wait(stop, 60.0), woke.set()))
+        started = time.monotonic()
+        waiter.start()
+        (intake.inbox / "w.csv").write_bytes("证券代码,方向,数量\n600036.SH,买,100\n".encode("utf-8"))
+        assert woke.wait(10.0), "no wake-up from the file event"
+        assert time.monotonic() - started < 10.0
+        worker.run_once()  # first sight: not stable yet
+        assert intake.waiting()
+        before = time.monotonic()
+        worker.wait(stop, 60.0)  # while a file waits to settle, the worker looks again within the stable time
+        assert time.monotonic() - before < 2.0
+        deadline = time.monotonic() + 10.0
+        while (intake.inbox / "w.csv").exists() and time.monotonic() < deadline:
+            worker.run_once()
+            worker.wait(stop, 60.0)
+        assert (intake.inbox / "done" / "w.csv").exists()
+    finally:
+        stop.set()
+        worker.on_stop()
+
+
+def test_an_order_journaled_but_never_sent_frees_its_key_at_recovery(system):
+    """Killed between journal and broker: recovery marks it rejected (never re-sent by the journal) and frees
+    its idempotency key, so the order file's resume sends that line once."""
+    key = line_key("ab" * 32, 2)
+    request = system.executor.journal.open_order("600036.SH", Side.BUY, 100, 10.0, Rule.ORDER_FILE, None,
+                                                 idempotency_key=key)
+    assert system.executor.order_for_idempotency_key(key).client_id == request.client_id
+    system.executor.recover()
+    entry = system.executor.journal.get(request.client_id)
+    assert entry.status.value == "rejected" and "未发出" in entry.reason
+    assert system.executor.order_for_idempotency_key(key) is None
+    order = system.executor.buy_stock("600036.SH", volume=100, rule=Rule.ORDER_FILE, idempotency_key=key)
+    assert order.client_id != request.client_id
+    assert system.executor.order_for_idempotency_key(key).client_id == order.client_id
