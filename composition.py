@@ -14,6 +14,10 @@ from config_store import ConfigStore
 from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from events import EventBus, EventKind
+from doctor_cli import daemon_diagnostics
+from orders_file_intake import OrderFileIntake, default_inbox
+from orders_file_store import OrderFileStore
+from orders_file_worker import OrderFileWorker
 from position_monitor import PositionMonitor
 from signal_store import SignalStore
 from storage import Database
@@ -120,17 +124,20 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
     watchdog = Watchdog(settings)
+    stop_event = stop_event or threading.Event()
+    order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
     snapshots, intraday, log_tail = page_sources(trading_db, clock, executor, hub, secret_filter)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
                          trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
-                         trading_state=trading_state, events=events,
+                         trading_state=trading_state, events=events, order_files=order_files,
+                         diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
                          snapshots=snapshots, intraday=intraday, log_tail=log_tail)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
-        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()))
+        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes()))
 
     data.set_watchlist(watchlist())
     roll_day: list[Callable[[date], object]] = [snapshots.roll_day, positions.roll_day, executor.roll_day]
@@ -146,6 +153,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                        only_in_session=not clock.is_replay),
         Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir,
                     every_run=[snapshots.record_if_closed]),
+        OrderFileWorker(order_files, settings),
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
@@ -161,8 +169,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
         monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events))
-    if stop_event is not None:
-        daemon.stop_event = stop_event
+    daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
                        lambda: logging.getLogger().removeHandler(log_tail)]
@@ -182,6 +189,15 @@ def page_sources(trading_db: Database, clock, executor, hub, secret_filter):
     log_tail.addFilter(secret_filter)
     logging.getLogger().addHandler(log_tail)
     return AccountSnapshots(trading_db, clock, executor.account), intraday, log_tail
+
+
+def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Database, clock, executor, positions,
+                       stop: threading.Event, hub) -> OrderFileIntake:
+    """Order files (issue 19): ORDER_FILE_DIR, or <data dir>/orders/inbox; journaled in the trading db."""
+    inbox = Path(settings.get("ORDER_FILE_DIR") or default_inbox(data_dir))
+    inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
+    return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
+                           hub=hub)
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:

@@ -114,13 +114,29 @@ ACCOUNT_POLL_INTERVAL = 2.0  # 多账户：监管进程查询各账户状态的�
 LOG_LEVEL = 'INFO'  # 日志级别（需重启）
 LOG_RETENTION_DAYS = 30  # 日志保留天数，过期自动删除
 
+# ==== 委托文件
+ENABLE_ORDER_FILES = True  # 执行委托文件目录中的 CSV 委托文件
+ORDER_FILE_DIR = ''  # 委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）（需重启）
+ORDER_FILE_DRY_RUN = False  # 委托文件只校验、写结果文件，不下单
+ORDER_FILE_STABLE_SECONDS = 2.0  # 文件大小保持不变该秒数后才读取（避免读到写了一半的文件）
+ORDER_FILE_RESCAN_SECONDS = 10.0  # 委托文件目录的周期扫描间隔（秒），作为文件事件的后备
+ORDER_FILE_QUOTE_WAIT = 10.0  # 委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数
+ORDER_FILE_LINE_INTERVAL = 0.0  # 委托文件逐行下单的间隔（秒），0 为不间隔
+
+# ==== 系统诊断
+DOCTOR_CLOCK_TOLERANCE_SECONDS = 5.0  # 系统诊断：本机时钟与参考时间相差超过该秒数即报警
+DOCTOR_MIN_FREE_MB = 500.0  # 系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警
+DOCTOR_LOG_DIR_WARN_MB = 1000.0  # 系统诊断：日志目录超过该大小（MB）即提醒
+DOCTOR_BROKER_TIMEOUT = 5.0  # 系统诊断：连接 miniQMT 并查询账户的时限（秒）
+
 # ============================================================================================================
 # Metadata: every parameter above with its type, range, meaning and group. A new parameter needs both a
-# `NAME = value  # 含义` line above and a `_p("NAME", NAME, ...)` row below (test_config checks the pairing).
+# `NAME = value  # 含义` line above and a `_p("NAME", NAME, ...)` row below (test_config_file checks the pairing).
 
 # Groups, in the order the web page shows them.
 G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补仓", "止盈止损", "网格交易", "风控", "运行间隔"
 G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数据", "Web服务", "日志"
+G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
 
 
 @dataclass(frozen=True)
@@ -252,6 +268,23 @@ PARAMS: tuple[Param, ...] = (
     # ---- logging
     _p("LOG_LEVEL", LOG_LEVEL, "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", LOG_RETENTION_DAYS, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+    # ---- issue 19: order files from other systems, and the doctor
+    _p("ENABLE_ORDER_FILES", ENABLE_ORDER_FILES, "bool", "执行委托文件目录中的 CSV 委托文件", G_ORDER_FILES),
+    _p("ORDER_FILE_DIR", ORDER_FILE_DIR, "str", "委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）",
+       G_ORDER_FILES, restart=True),
+    _p("ORDER_FILE_DRY_RUN", ORDER_FILE_DRY_RUN, "bool", "委托文件只校验、写结果文件，不下单", G_ORDER_FILES),
+    _p("ORDER_FILE_STABLE_SECONDS", ORDER_FILE_STABLE_SECONDS, "float", "文件大小保持不变该秒数后才读取（避免读到写了一半的文件）",
+       G_ORDER_FILES, 0.0, 600),
+    _p("ORDER_FILE_RESCAN_SECONDS", ORDER_FILE_RESCAN_SECONDS, "float", "委托文件目录的周期扫描间隔（秒），作为文件事件的后备", G_ORDER_FILES,
+       0.5, 3600),
+    _p("ORDER_FILE_QUOTE_WAIT", ORDER_FILE_QUOTE_WAIT, "float", "委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数", G_ORDER_FILES,
+       0.0, 120),
+    _p("ORDER_FILE_LINE_INTERVAL", ORDER_FILE_LINE_INTERVAL, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
+    _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", DOCTOR_CLOCK_TOLERANCE_SECONDS, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警",
+       G_DOCTOR, 0.5, 3600),
+    _p("DOCTOR_MIN_FREE_MB", DOCTOR_MIN_FREE_MB, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_LOG_DIR_WARN_MB", DOCTOR_LOG_DIR_WARN_MB, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_BROKER_TIMEOUT", DOCTOR_BROKER_TIMEOUT, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}

@@ -36,6 +36,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="多账户：按账户文件为每个账户启动一个守护进程，并在同一网页地址统一查看和操作")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
+    parser.add_argument("--doctor", action="store_true", help="系统诊断：检查运行环境后退出（有错误时退出码非 0）")
     return parser.parse_args(argv)
 
 
@@ -70,6 +71,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.accounts:
         return _run_supervisor(args)
     data_dir = Path(args.data_dir)
+    if args.doctor:  # no instance lock: the doctor may look at a machine where the daemon runs
+        import doctor_cli
+
+        try:
+            overrides = run_overrides(args)
+        except ValueError as exc:
+            print(f"参数无效：{exc}", file=sys.stderr)
+            return 2
+        return doctor_cli.run(data_dir, Path(args.log_dir), overrides, sys.stdout)
     try:
         lock = InstanceLock(data_dir / "daemon.lock")
         lock.acquire()

@@ -197,6 +197,12 @@ class TradingCalendar:
         self._warn_fallback()
         return day.weekday() < 5
 
+    @property
+    def last_table_day(self) -> date:
+        """The last day exchange_calendars' table knows; past it, days are estimated (issue 19's doctor)."""
+        self._load()
+        return self._last
+
     def next_trading_day(self, day: date) -> date:
         candidate = _as_date(day) + timedelta(days=1)
         while not self.is_trading_day(candidate):

@@ -52,6 +52,7 @@ class Rule(str, Enum):
     GRID_SELL = "grid_sell"
     MANUAL = "manual"
     REPRICE = "reprice"  # a timed-out sell re-placed at a more aggressive price
+    ORDER_FILE = "order_file"  # a line of an order file from another system (orders_file_intake)
 
     @property
     def side(self) -> Side:
@@ -74,6 +75,7 @@ RULE_LABELS = {
     Rule.GRID_SELL: "网格卖出",
     Rule.MANUAL: "手动",
     Rule.REPRICE: "改价重报",
+    Rule.ORDER_FILE: "委托文件",
 }
 
 

@@ -35,8 +35,8 @@ def _empty_body() -> None:
         req.ensure_only(body(), set())
 
 
-def _allow_query(*allowed: str) -> None:
-    unknown = sorted(set(request.args) - set(allowed))
+def _allow_query(*allowed: req.Field) -> None:
+    unknown = sorted(set(request.args) - {f.name for f in allowed})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
 
@@ -174,7 +174,7 @@ def stream_cache(c, positions: VersionedCache) -> VersionedCache:
 
 @blueprint.get("/orders")
 def orders() -> Response:
-    _allow_query("status", "date")
+    _allow_query(*req.ORDERS_QUERY)
     status_filter = req.parse_order_status(request.args.get("status"))
     day = req.parse_date(request.args.get("date"), "日期")
     if status_filter == req.ACTIVE_ORDERS:
@@ -186,7 +186,7 @@ def orders() -> Response:
 
 @blueprint.get("/trade-records")
 def trade_records() -> Response:
-    _allow_query("start", "end", "stock_code", "format")
+    _allow_query(*req.TRADE_RECORDS_QUERY)
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
     code_text = request.args.get("stock_code")
     code = req.parse_code(code_text) if code_text else None
@@ -209,7 +209,7 @@ def signals_pending() -> Response:
 
 @blueprint.get("/signals/history")
 def signals_history() -> Response:
-    _allow_query("limit")
+    _allow_query(*req.LIMIT_QUERY)
     limit = req.parse_limit(request.args.get("limit"), 200)
     return ok([views.signal_view(s) for s in ctx().signals.history(limit)])
 
@@ -224,7 +224,7 @@ def signals_latest(code: str) -> Response:
 
 @blueprint.get("/data/history/<code>")
 def data_history(code: str) -> Response:
-    _allow_query("start", "end")
+    _allow_query(*req.HISTORY_QUERY)
     code = req.parse_code(code)
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
     c = ctx()
@@ -267,7 +267,7 @@ def config_update() -> Response:
 
 @blueprint.get("/config/history")
 def config_history() -> Response:
-    _allow_query("limit")
+    _allow_query(*req.LIMIT_QUERY)
     return ok(ctx().settings.history(req.parse_limit(request.args.get("limit"), 200)))
 
 

@@ -8,12 +8,17 @@ import web_requests as req
 from web_log_tail import LEVELS
 from web_requests import ApiError
 from web_api import sse_response
+from web_openapi import OBJ, document
 from web_server import ok, state
 from web_stream import PositionStream
 
 blueprint = Blueprint("api_logs", __name__, url_prefix="/api")
 
 MAX_LINES = 2000
+Q_LEVEL = req.Field("level", "string", "最低日志级别", enum=LEVELS)
+Q_TEXT = req.Field("q", "string", "包含的文字（不区分大小写）", max_length=200)
+Q_AFTER = req.Field("after", "integer", "只要序号大于该值的日志行", low=0)
+LOGS_QUERY = (Q_LEVEL, Q_TEXT, req.Field("limit", "integer", "最多返回行数", low=1, high=MAX_LINES), Q_AFTER)
 
 
 def _tail():
@@ -32,8 +37,9 @@ def _after(text) -> int:
 
 
 @blueprint.get("/logs")
+@document("最近的日志行（按级别、文字筛选；敏感信息已替换为 ******）", query=LOGS_QUERY, data=OBJ, tag="日志")
 def logs() -> Response:
-    unknown = sorted(set(request.args) - {"level", "q", "limit", "after"})
+    unknown = sorted(set(request.args) - {f.name for f in LOGS_QUERY})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
     level = request.args.get("level") or None
@@ -46,6 +52,8 @@ def logs() -> Response:
 
 
 @blueprint.get("/logs/stream")
+@document("新日志行实时推送（server-sent events）", query=(Q_AFTER,), tag="日志", content=("text/event-stream",),
+          raw=True, errors=(429,))
 def logs_stream() -> Response:
     """New lines after `after` (the version the page's first read returned), in batches."""
     tail = _tail()

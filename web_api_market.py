@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 import web_requests as req
+from web_openapi import OBJ, document
 from web_requests import ApiError
 from web_server import ok, state
 
@@ -12,6 +13,7 @@ blueprint = Blueprint("api_market", __name__, url_prefix="/api")
 
 
 @blueprint.get("/data/intraday/<code>")
+@document("今日分时：每分钟最后价格、均价、昨收与涨跌停价（没有行情时 404）", data=OBJ, tag="行情")
 def intraday(code: str) -> Response:
     code = req.parse_code(code)
     buffer = state().ctx.intraday

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 import perf_stats
 import web_requests as req
 from models import RULE_LABELS, Rule, TradingError
+from web_openapi import OBJ, document
 from web_server import ok, state
 
 blueprint = Blueprint("api_performance", __name__, url_prefix="/api")
@@ -19,8 +20,10 @@ MAX_EPISODES_SHOWN = 200
 
 
 @blueprint.get("/performance")
+@document("收益：每日权益曲线、每日盈亏、回撤，以及已实现盈亏、胜率、手续费、按股票和按规则的统计",
+          query=req.HISTORY_QUERY, data=OBJ, tag="收益")
 def performance() -> Response:
-    unknown = sorted(set(request.args) - {"start", "end"})
+    unknown = sorted(set(request.args) - {f.name for f in req.HISTORY_QUERY})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))

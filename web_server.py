@@ -67,6 +67,8 @@ class WebContext:
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+    order_files: Any = None  # orders_file_intake.OrderFileIntake (issue 19); None: the routes answer 404
+    diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
     trading_state: Any = None  # trading_state.TradingState
     events: Any = None  # events.EventBus
     snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
@@ -107,6 +109,9 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
+    import web_api_docs
+    import web_api_doctor
+    import web_api_order_files
     import web_api_state
     import web_api_auth, web_api_logs, web_api_market, web_api_performance  # issue 15: the page's own routes
 
@@ -124,6 +129,9 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     secure_app(app, list(ctx.settings.get("WEB_CORS_ORIGINS")))
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
+    app.register_blueprint(web_api_docs.blueprint)
+    app.register_blueprint(web_api_order_files.blueprint)
+    app.register_blueprint(web_api_doctor.blueprint)
     app.register_blueprint(web_api_state.blueprint)
     for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
         app.register_blueprint(extra.blueprint)

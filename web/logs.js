@@ -22,7 +22,7 @@
   }
 
   function lineNode(line) {
-    var row = make("div", "log-line level-" + line.level.toLowerCase());
+    var row = make("div", "log-line log-" + line.level.toLowerCase());
     row.setAttribute("data-seq", line.seq);
     row.appendChild(make("span", "log-time", line.time.replace("T", " ")));
     row.appendChild(make("span", "log-level", Q.LEVEL_LABELS[line.level] || line.level));
