@@ -52,10 +52,12 @@ class Rule(str, Enum):
     GRID_SELL = "grid_sell"
     MANUAL = "manual"
     REPRICE = "reprice"  # a timed-out sell re-placed at a more aggressive price
+    WATCH_BUY = "watch_buy"  # a watch task's buy action (issue 17)
+    WATCH_SELL = "watch_sell"
 
     @property
     def side(self) -> Side:
-        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY)
+        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY, Rule.WATCH_BUY)
         return Side.BUY if self in buys else Side.SELL
 
     @property
@@ -74,6 +76,8 @@ RULE_LABELS = {
     Rule.GRID_SELL: "网格卖出",
     Rule.MANUAL: "手动",
     Rule.REPRICE: "改价重报",
+    Rule.WATCH_BUY: "盯盘买入",
+    Rule.WATCH_SELL: "盯盘卖出",
 }
 
 

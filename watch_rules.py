@@ -1,0 +1,478 @@
+"""Watch tasks (智能盯盘) as data plus their pure condition functions: `(task, quote, daily context) -> fired?`.
+No I/O, no clock: the watch monitor passes the quote, the daily facts of completed bars and "now"; the API
+parses request bodies into tasks with `parse_task` (Chinese errors, nothing stored on failure)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
+from enum import Enum
+from typing import Any, Mapping, Optional
+
+import market_rules
+from models import Quote, TradingError
+
+# Levels are compared after rounding to 1e-9 so that a price exactly on a level (e.g. 10 × 1.1 in binary)
+# counts as reaching it, the same convention as strategy.py.
+_DIGITS = 9
+MINUTES_PER_DAY = 240.0  # continuous trading minutes of an A-share day (09:30–11:30, 13:00–15:00)
+VOLUME_RATIO_DAYS = 5  # 量比 compares with the average minute volume of the previous five days
+MAX_DAYS = 250
+
+
+class ConditionType(str, Enum):
+    PRICE_ABOVE = "price_above"
+    PRICE_BELOW = "price_below"
+    CHANGE_ABOVE = "change_above"  # percent change from the previous close
+    CHANGE_BELOW = "change_below"
+    NEAR_LIMIT_UP = "near_limit_up"  # within value % of limit-up
+    NEAR_LIMIT_DOWN = "near_limit_down"
+    NEW_HIGH = "new_high"  # above the highest high of the last `days` completed bars
+    NEW_LOW = "new_low"
+    MACD_GOLDEN = "macd_golden"  # on the last completed daily bar
+    MACD_DEAD = "macd_dead"
+    VOLUME_RATIO_ABOVE = "volume_ratio_above"
+    IN_ZONE = "in_zone"  # low ≤ price ≤ high
+
+    @property
+    def label(self) -> str:
+        return CONDITION_LABELS[self]
+
+
+CONDITION_LABELS = {
+    ConditionType.PRICE_ABOVE: "价格≥", ConditionType.PRICE_BELOW: "价格≤",
+    ConditionType.CHANGE_ABOVE: "涨幅≥", ConditionType.CHANGE_BELOW: "涨幅≤",
+    ConditionType.NEAR_LIMIT_UP: "接近涨停", ConditionType.NEAR_LIMIT_DOWN: "接近跌停",
+    ConditionType.NEW_HIGH: "创N日新高", ConditionType.NEW_LOW: "创N日新低",
+    ConditionType.MACD_GOLDEN: "MACD金叉", ConditionType.MACD_DEAD: "MACD死叉",
+    ConditionType.VOLUME_RATIO_ABOVE: "量比≥", ConditionType.IN_ZONE: "进入区间",
+}
+_NEEDS_VALUE = {ConditionType.PRICE_ABOVE, ConditionType.PRICE_BELOW, ConditionType.CHANGE_ABOVE,
+                ConditionType.CHANGE_BELOW, ConditionType.NEAR_LIMIT_UP, ConditionType.NEAR_LIMIT_DOWN,
+                ConditionType.VOLUME_RATIO_ABOVE}
+_NEEDS_DAYS = {ConditionType.NEW_HIGH, ConditionType.NEW_LOW}
+# Conditions that need completed daily bars (the monitor loads the context only for tasks that have them).
+DAILY_TYPES = _NEEDS_DAYS | {ConditionType.MACD_GOLDEN, ConditionType.MACD_DEAD, ConditionType.VOLUME_RATIO_ABOVE}
+
+
+class ActionType(str, Enum):
+    NOTIFY = "notify"
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def label(self) -> str:
+        return {"notify": "仅提醒", "buy": "买入信号", "sell": "卖出信号"}[self.value]
+
+
+class TaskStatus(str, Enum):
+    ACTIVE = "active"
+    STOPPED = "stopped"  # paused by the operator
+    DONE = "done"  # fired once and does not repeat
+    EXPIRED = "expired"
+
+    @property
+    def label(self) -> str:
+        return {"active": "运行中", "stopped": "已暂停", "done": "已完成", "expired": "已过期"}[self.value]
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: ConditionType
+    value: Optional[float] = None
+    low: Optional[float] = None
+    high: Optional[float] = None
+    days: Optional[int] = None
+
+    def describe(self) -> str:
+        if self.type is ConditionType.IN_ZONE:
+            return f"进入区间 [{self.low:g}, {self.high:g}]"
+        if self.type in _NEEDS_DAYS:
+            return f"创{self.days}日新{'高' if self.type is ConditionType.NEW_HIGH else '低'}"
+        if self.type in (ConditionType.CHANGE_ABOVE, ConditionType.CHANGE_BELOW, ConditionType.NEAR_LIMIT_UP,
+                         ConditionType.NEAR_LIMIT_DOWN):
+            return f"{self.type.label} {self.value:g}%"
+        if self.value is not None:
+            return f"{self.type.label} {self.value:g}"
+        return self.type.label
+
+
+@dataclass(frozen=True)
+class WatchAction:
+    type: ActionType = ActionType.NOTIFY
+    amount: Optional[float] = None  # buy: CNY
+    volume: Optional[int] = None  # sell: shares
+    ratio: Optional[float] = None  # sell: share of available, (0, 1]
+
+
+@dataclass(frozen=True)
+class Exits:
+    """Exit parameters an entry task hands to the position it opens (become its per-stock parameters)."""
+
+    stop_loss_ratio: Optional[float] = None
+    take_profit_ratio: Optional[float] = None
+    take_profit_sell_ratio: Optional[float] = None
+    dynamic_take_profit: Optional[tuple[tuple[float, float], ...]] = None
+
+    def as_params(self) -> dict[str, Any]:
+        """Config keys → values, for the per-stock parameter store."""
+        keys = {"stop_loss_ratio": "STOP_LOSS_RATIO", "take_profit_ratio": "INITIAL_TAKE_PROFIT_RATIO",
+                "take_profit_sell_ratio": "INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE",
+                "dynamic_take_profit": "DYNAMIC_TAKE_PROFIT"}
+        return {key: [list(row) for row in value] if isinstance(value, tuple) else value
+                for name, key in keys.items() if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True)
+class WatchTask:
+    stock_code: str
+    conditions: tuple[Condition, ...]
+    sessions_only: bool = True
+    repeat_cooldown: float = 0.0  # seconds; 0 = fire once
+    expires: Optional[date] = None  # last day the task is active
+    action: WatchAction = field(default_factory=WatchAction)
+    exits: Optional[Exits] = None
+    id: Optional[int] = None
+    status: TaskStatus = TaskStatus.ACTIVE
+    fired_count: int = 0
+    last_fired_at: Optional[datetime] = None
+    created_at: Optional[datetime] = None
+
+    @property
+    def needs_daily(self) -> bool:
+        return any(c.type in DAILY_TYPES for c in self.conditions)
+
+    def describe(self) -> str:
+        return "且".join(c.describe() for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class DailyContext:
+    """Facts of a stock's completed daily bars before today (the monitor caches one per stock and day)."""
+
+    highs: tuple[float, ...] = ()  # oldest first
+    lows: tuple[float, ...] = ()
+    volumes: tuple[float, ...] = ()
+    macd_cross: Optional[str] = None  # 'golden' | 'death' | None on the last completed bar
+
+    def prior_high(self, days: int) -> Optional[float]:
+        return max(self.highs[-days:]) if len(self.highs) >= days else None
+
+    def prior_low(self, days: int) -> Optional[float]:
+        return min(self.lows[-days:]) if len(self.lows) >= days else None
+
+    def average_volume(self, days: int = VOLUME_RATIO_DAYS) -> Optional[float]:
+        if len(self.volumes) < days:
+            return None
+        average = sum(self.volumes[-days:]) / days
+        return average if average > 0 else None
+
+
+NO_DAILY = DailyContext()
+
+
+# ---- eligibility and evaluation ----------------------------------------------------------------------
+
+def task_due(task: WatchTask, now: datetime, in_session: bool) -> bool:
+    """Whether the task may fire at `now`: active, not past its expiry, in a session when it asks for one,
+    and past its cooldown when it has fired before."""
+    if task.status is not TaskStatus.ACTIVE or is_expired(task, now):
+        return False
+    if task.sessions_only and not in_session:
+        return False
+    if task.last_fired_at is not None:
+        if task.repeat_cooldown <= 0:
+            return False
+        return (now - task.last_fired_at).total_seconds() >= task.repeat_cooldown
+    return True
+
+
+def is_expired(task: WatchTask, now: datetime) -> bool:
+    return task.expires is not None and now.date() > task.expires
+
+
+def fires(task: WatchTask, quote: Quote, daily: DailyContext, now: datetime, in_session: bool) -> bool:
+    """All conditions of a due task hold at this quote."""
+    return task_due(task, now, in_session) and all(condition_holds(c, quote, daily) for c in task.conditions)
+
+
+def condition_holds(condition: Condition, quote: Quote, daily: DailyContext = NO_DAILY) -> bool:
+    price = quote.price
+    kind = condition.type
+    if kind is ConditionType.PRICE_ABOVE:
+        return price >= _level(condition.value)
+    if kind is ConditionType.PRICE_BELOW:
+        return price <= _level(condition.value)
+    if kind is ConditionType.IN_ZONE:
+        return _level(condition.low) <= price <= _level(condition.high)
+    if kind in (ConditionType.CHANGE_ABOVE, ConditionType.CHANGE_BELOW):
+        change = change_percent(quote)
+        return change >= condition.value if kind is ConditionType.CHANGE_ABOVE else change <= condition.value
+    if kind is ConditionType.NEAR_LIMIT_UP:
+        up, _ = limits(quote)
+        return price >= near_limit_up_price(up, condition.value)
+    if kind is ConditionType.NEAR_LIMIT_DOWN:
+        _, down = limits(quote)
+        return price <= near_limit_down_price(down, condition.value)
+    if kind is ConditionType.NEW_HIGH:
+        prior = daily.prior_high(condition.days)
+        return prior is not None and price > prior
+    if kind is ConditionType.NEW_LOW:
+        prior = daily.prior_low(condition.days)
+        return prior is not None and price < prior
+    if kind is ConditionType.MACD_GOLDEN:
+        return daily.macd_cross == "golden"
+    if kind is ConditionType.MACD_DEAD:
+        return daily.macd_cross == "death"
+    if kind is ConditionType.VOLUME_RATIO_ABOVE:
+        ratio = volume_ratio(quote, daily)
+        return ratio is not None and ratio >= condition.value
+    return False
+
+
+def change_percent(quote: Quote) -> float:
+    """Percent change from the previous close, rounded to 1e-9 (10.50 on 10.00 is exactly 5.0)."""
+    return round((quote.price / quote.prev_close - 1) * 100, _DIGITS)
+
+
+def limits(quote: Quote) -> tuple[float, float]:
+    """(limit-up, limit-down): the quote's own when the source gives them, else from the previous close."""
+    if quote.limit_up and quote.limit_down:
+        return quote.limit_up, quote.limit_down
+    down, up = market_rules.price_limits(quote.code, quote.prev_close, "ST" in (quote.name or "").upper())
+    return up, down
+
+
+def near_limit_up_price(limit_up: float, percent: float) -> float:
+    """The price from which the stock is within `percent` % of limit-up."""
+    return round(limit_up * (1 - percent / 100), _DIGITS)
+
+
+def near_limit_down_price(limit_down: float, percent: float) -> float:
+    return round(limit_down * (1 + percent / 100), _DIGITS)
+
+
+def volume_ratio(quote: Quote, daily: DailyContext) -> Optional[float]:
+    """量比: today's volume per elapsed trading minute over the average minute volume of the last five days."""
+    average = daily.average_volume()
+    minutes = trading_minutes_elapsed(quote.time.time())
+    if average is None or minutes <= 0 or quote.volume is None or quote.volume <= 0:
+        return None
+    return round((quote.volume / minutes) / (average / MINUTES_PER_DAY), _DIGITS)
+
+
+def trading_minutes_elapsed(moment: time) -> float:
+    """Continuous-trading minutes of the day up to `moment` (0 before 09:30, 240 after 15:00)."""
+    def minutes(t: time) -> float:
+        return t.hour * 60 + t.minute + t.second / 60
+
+    now = minutes(moment)
+    morning = min(max(now - minutes(time(9, 30)), 0.0), 120.0)
+    afternoon = min(max(now - minutes(time(13, 0)), 0.0), 120.0)
+    return morning + afternoon
+
+
+def _level(value: Optional[float]) -> float:
+    return round(float(value), _DIGITS)
+
+
+# ---- parsing (the one definition of the request body) -----------------------------------------------
+
+class InvalidTask(TradingError):
+    """A task body that cannot be stored; nothing is changed."""
+
+    def __init__(self, message: str):
+        super().__init__("INVALID_WATCH_TASK", message)
+
+
+TASK_FIELDS = {"stock_code", "conditions", "sessions_only", "repeat_cooldown", "expires", "action", "exits"}
+CONDITION_FIELDS = {"type", "value", "low", "high", "days"}
+ACTION_FIELDS = {"type", "amount", "volume", "ratio"}
+EXIT_FIELDS = {"stop_loss_ratio", "take_profit_ratio", "take_profit_sell_ratio", "dynamic_take_profit"}
+MAX_CONDITIONS = 8
+
+
+def parse_task(body: Any, today: date, quote: Optional[Quote] = None,
+               base: Optional[WatchTask] = None) -> WatchTask:
+    """A WatchTask from a request body, or InvalidTask with a Chinese reason. `quote` (the current price, when
+    known) refuses a zone the price has already passed; `base` keeps id and state on an edit."""
+    if not isinstance(body, Mapping):
+        raise InvalidTask("请求体必须是 JSON 对象")
+    _only(body, TASK_FIELDS, "任务")
+    code = _code(body.get("stock_code"))
+    raw_conditions = body.get("conditions")
+    if not isinstance(raw_conditions, list) or not raw_conditions:
+        raise InvalidTask("conditions 必须是至少包含一个条件的列表")
+    if len(raw_conditions) > MAX_CONDITIONS:
+        raise InvalidTask(f"一个任务最多 {MAX_CONDITIONS} 个条件")
+    conditions = tuple(_condition(c, i + 1) for i, c in enumerate(raw_conditions))
+    action = _action(body.get("action", {"type": "notify"}))
+    exits = _exits(body.get("exits")) if body.get("exits") is not None else None
+    if exits is not None and action.type is not ActionType.BUY:
+        raise InvalidTask("只有买入信号任务可以附带止损止盈参数（exits）")
+    expires = _expires(body.get("expires"), today)
+    cooldown = _number(body.get("repeat_cooldown", 0), "repeat_cooldown（重复提醒冷却秒数）", 0, 30 * 86400)
+    task = WatchTask(stock_code=code, conditions=conditions, sessions_only=_bool(body.get("sessions_only", True)),
+                     repeat_cooldown=cooldown, expires=expires, action=action, exits=exits)
+    if quote is not None:
+        _check_zone_not_passed(task, quote)
+    if base is not None:
+        task = replace(task, id=base.id, status=base.status, fired_count=base.fired_count,
+                       last_fired_at=base.last_fired_at, created_at=base.created_at)
+    return task
+
+
+def task_to_body(task: WatchTask) -> dict[str, Any]:
+    """The JSON body of a task (parse_task(task_to_body(t)) == t, state aside); also its storage form."""
+    body: dict[str, Any] = {
+        "stock_code": task.stock_code,
+        "conditions": [{k: v for k, v in (("type", c.type.value), ("value", c.value), ("low", c.low),
+                                          ("high", c.high), ("days", c.days)) if v is not None}
+                       for c in task.conditions],
+        "sessions_only": task.sessions_only, "repeat_cooldown": task.repeat_cooldown,
+        "expires": task.expires.isoformat() if task.expires else None,
+        "action": {k: v for k, v in (("type", task.action.type.value), ("amount", task.action.amount),
+                                     ("volume", task.action.volume), ("ratio", task.action.ratio)) if v is not None},
+    }
+    if task.exits is not None:
+        body["exits"] = {k: ([list(r) for r in v] if isinstance(v, tuple) else v)
+                         for k in sorted(EXIT_FIELDS) if (v := getattr(task.exits, k)) is not None}
+    return body
+
+
+def _condition(raw: Any, index: int) -> Condition:
+    where = f"第 {index} 个条件"
+    if not isinstance(raw, Mapping):
+        raise InvalidTask(f"{where}必须是 JSON 对象")
+    _only(raw, CONDITION_FIELDS, where)
+    try:
+        kind = ConditionType(raw.get("type"))
+    except ValueError:
+        raise InvalidTask(f"{where}的类型 {raw.get('type')!r} 未知，可选：{', '.join(t.value for t in ConditionType)}")
+    value = low = high = days = None
+    if kind in _NEEDS_VALUE:
+        limits_by_kind = {ConditionType.CHANGE_ABOVE: (-30, 30), ConditionType.CHANGE_BELOW: (-30, 30),
+                          ConditionType.NEAR_LIMIT_UP: (0, 20), ConditionType.NEAR_LIMIT_DOWN: (0, 20),
+                          ConditionType.VOLUME_RATIO_ABOVE: (0.01, 100)}
+        lo, hi = limits_by_kind.get(kind, (0.001, 100000))
+        value = _number(raw.get("value"), f"{where}（{kind.label}）的 value", lo, hi)
+    elif kind in _NEEDS_DAYS:
+        days = int(_number(raw.get("days"), f"{where}的 days（N 日）", 1, MAX_DAYS, integer=True))
+    elif kind is ConditionType.IN_ZONE:
+        low = _number(raw.get("low"), f"{where}的区间下限 low", 0.001, 100000)
+        high = _number(raw.get("high"), f"{where}的区间上限 high", 0.001, 100000)
+        if low > high:
+            raise InvalidTask(f"{where}的区间下限 {low:g} 大于上限 {high:g}")
+    return Condition(kind, value, low, high, days)
+
+
+def _action(raw: Any) -> WatchAction:
+    if not isinstance(raw, Mapping):
+        raise InvalidTask("action 必须是 JSON 对象")
+    _only(raw, ACTION_FIELDS, "action")
+    try:
+        kind = ActionType(raw.get("type", "notify"))
+    except ValueError:
+        raise InvalidTask(f"action 类型 {raw.get('type')!r} 未知，可选：notify、buy、sell")
+    if kind is ActionType.NOTIFY:
+        if any(raw.get(k) is not None for k in ("amount", "volume", "ratio")):
+            raise InvalidTask("仅提醒的任务不能带买卖数量")
+        return WatchAction()
+    if kind is ActionType.BUY:
+        if raw.get("volume") is not None or raw.get("ratio") is not None:
+            raise InvalidTask("买入信号按金额 amount 下单，不接受 volume / ratio")
+        return WatchAction(kind, amount=_number(raw.get("amount"), "买入金额 amount（元）", 100, 10_000_000))
+    volume, ratio = raw.get("volume"), raw.get("ratio")
+    if (volume is None) == (ratio is None):
+        raise InvalidTask("卖出信号需要 volume（股数）或 ratio（可用比例）二者之一")
+    if volume is not None:
+        return WatchAction(kind, volume=int(_number(volume, "卖出数量 volume", 1, 100_000_000, integer=True)))
+    ratio_value = _number(ratio, "卖出比例 ratio", 0, 1)
+    if ratio_value <= 0:
+        raise InvalidTask("卖出比例 ratio 必须大于 0 且不超过 1")
+    return WatchAction(kind, ratio=ratio_value)
+
+
+def _exits(raw: Any) -> Exits:
+    if not isinstance(raw, Mapping):
+        raise InvalidTask("exits 必须是 JSON 对象")
+    _only(raw, EXIT_FIELDS, "exits")
+    values: dict[str, Any] = {}
+    if raw.get("stop_loss_ratio") is not None:
+        values["stop_loss_ratio"] = _number(raw["stop_loss_ratio"], "止损比例 stop_loss_ratio", -0.5, 0)
+        if values["stop_loss_ratio"] >= 0:
+            raise InvalidTask("止损比例 stop_loss_ratio 必须小于 0")
+    if raw.get("take_profit_ratio") is not None:
+        values["take_profit_ratio"] = _number(raw["take_profit_ratio"], "首次止盈比例 take_profit_ratio", 0.001, 5)
+    if raw.get("take_profit_sell_ratio") is not None:
+        values["take_profit_sell_ratio"] = _number(raw["take_profit_sell_ratio"],
+                                                   "首次止盈卖出比例 take_profit_sell_ratio", 0.01, 1)
+    if raw.get("dynamic_take_profit") is not None:
+        table = raw["dynamic_take_profit"]
+        if not isinstance(table, list) or not table:
+            raise InvalidTask("动态止盈表 dynamic_take_profit 必须是 [[涨幅, 系数], …] 列表")
+        rows = []
+        for row in table:
+            if not isinstance(row, (list, tuple)) or len(row) != 2:
+                raise InvalidTask("动态止盈表的每一行必须是 [涨幅, 系数]")
+            rows.append((_number(row[0], "动态止盈涨幅", 0.001, 10), _number(row[1], "动态止盈系数", 0.01, 1)))
+        if [r[0] for r in rows] != sorted(r[0] for r in rows):
+            raise InvalidTask("动态止盈表的涨幅必须从小到大排列")
+        values["dynamic_take_profit"] = tuple(rows)
+    if not values:
+        raise InvalidTask("exits 至少需要一个参数")
+    return Exits(**values)
+
+
+def _check_zone_not_passed(task: WatchTask, quote: Quote) -> None:
+    """An entry zone entirely below today's limit-down or above limit-up can never be reached today; and a
+    price_above / price_below level the price already stands beyond would fire at once: both are mistakes."""
+    up, down = limits(quote)
+    for c in task.conditions:
+        if c.type is ConditionType.IN_ZONE and (c.high < down or c.low > up):
+            raise InvalidTask(f"区间 [{c.low:g}, {c.high:g}] 超出今日涨跌停范围 [{down:g}, {up:g}]，无法到达")
+
+
+def _only(raw: Mapping, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise InvalidTask(f"{where}包含未知字段：{', '.join(map(str, unknown))}")
+
+
+def _code(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidTask("缺少股票代码 stock_code")
+    try:
+        return market_rules.normalize_code(raw)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+
+
+def _number(raw: Any, label: str, low: float, high: float, integer: bool = False) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or math.isnan(raw) or math.isinf(raw):
+        raise InvalidTask(f"{label} 必须是数字")
+    if integer and int(raw) != raw:
+        raise InvalidTask(f"{label} 必须是整数")
+    if not low <= raw <= high:
+        raise InvalidTask(f"{label} 超出范围 [{low:g}, {high:g}]：{raw:g}")
+    return float(raw)
+
+
+def _bool(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise InvalidTask("sessions_only 必须是 true 或 false")
+    return raw
+
+
+def _expires(raw: Any, today: date) -> Optional[date]:
+    if raw is None or raw == "":
+        return None
+    try:
+        day = date.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise InvalidTask(f"到期日 expires 必须是 YYYY-MM-DD：{raw!r}")
+    if day < today:
+        raise InvalidTask(f"到期日 {day} 早于今天 {today}")
+    return day
