@@ -27,7 +27,9 @@ class StrategyRunner(Worker):
     name = "strategy"
 
     def __init__(self, signals, positions, executor, hub, settings, clock, indicators=None,
-                 stock_pool: Callable[[], list[str]] = list, trading_state=None):
+                 stock_pool: Callable[[], list[str]] = list, trading_state=None,
+                 params_for: Optional[Callable[[str], strategy.RuleParams]] = None):
+        self._params_for = params_for  # a stock's effective rule parameters (per-stock overrides, issue 17)
         self._signals = signals
         self._positions = positions
         self._executor = executor
@@ -145,7 +147,7 @@ class StrategyRunner(Worker):
             if position.available <= 0:
                 raise SignalRejected("NO_AVAILABLE", f"{code} 没有可卖数量")
             return position.available
-        params = strategy.RuleParams.from_settings(self._settings)
+        params = self._params_for(code) if self._params_for else strategy.RuleParams.from_settings(self._settings)
         for action in strategy.evaluate(position, quote.price, params):
             if action.rule is signal.rule and action.level_index == signal.level_index:
                 return action.volume

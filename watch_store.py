@@ -42,6 +42,7 @@ class WatchStore:
         self._clock = clock
         self._lock = threading.Lock()
         self.version = 0
+        self._codes: tuple[int, list[str]] = (-1, [])
         migrate(db, "watch_store", MIGRATIONS)
 
     # ---- tasks
@@ -94,6 +95,18 @@ class WatchStore:
         else:
             rows = self._db.query("SELECT * FROM watch_tasks ORDER BY id")
         return [_task(r) for r in rows]
+
+    def codes(self) -> list[str]:
+        """Stocks with an active task (the data source fetches their quotes); cached per store version."""
+        with self._lock:
+            if self._codes[0] == self.version:
+                return self._codes[1]
+        version = self.version
+        rows = self._db.query("SELECT DISTINCT stock_code FROM watch_tasks WHERE status=?", (TaskStatus.ACTIVE.value,))
+        codes = sorted(r["stock_code"] for r in rows)
+        with self._lock:
+            self._codes = (version, codes)
+        return codes
 
     def active(self) -> list[WatchTask]:
         rows = self._db.query("SELECT * FROM watch_tasks WHERE status=? ORDER BY id", (TaskStatus.ACTIVE.value,))

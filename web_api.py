@@ -139,7 +139,7 @@ def positions_stream() -> Response:
         stream = PositionStream(
             c.positions, app_state.stream.get,
             lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
-            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
+            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected, bus=c.events)
         frames = StreamBody(stream.frames(), app_state.sse_slots.release)
     except Exception:
         app_state.sse_slots.release()

@@ -69,6 +69,9 @@ class WebContext:
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
     trading_state: Any = None  # trading_state.TradingState
     events: Any = None  # events.EventBus
+    watch: Any = None  # watch_store.WatchStore (issue 17); None: the watch routes answer 404
+    stock_params: Any = None  # stock_params.StockParams (issue 17)
+    position_reviews: Any = None  # position_review.PositionReviews (issue 17)
 
 
 @dataclass
@@ -104,6 +107,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
     import web_api_state
+    import web_api_stock
+    import web_api_watch
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -116,7 +121,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), threading.BoundedSemaphore(max_streams),
                                      positions, web_api.stream_cache(ctx, positions))
     CORS(app, resources={r"/api/*": {"origins": list(ctx.settings.get("WEB_CORS_ORIGINS"))}},
-         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600,
+         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"], max_age=600,
          supports_credentials=False)
     app.before_request(_check_host)
     app.before_request(_check_token)
@@ -125,6 +130,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
     app.register_blueprint(web_api_state.blueprint)
+    app.register_blueprint(web_api_watch.blueprint)
+    app.register_blueprint(web_api_stock.blueprint)
     return app
 
 
