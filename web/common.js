@@ -125,6 +125,7 @@
     $: $, make: make, cell: cell, clear: clear, digitsOf: digitsOf, fmtPrice: fmtPrice, fmtMoney: fmtMoney,
     fmtInt: fmtInt, fmtPct: fmtPct, signClass: signClass, fmtTime: fmtTime, jsonText: jsonText,
     numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
-    setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog
+    setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
+    api: api
   };
 })();
