@@ -61,7 +61,7 @@ class WatchMonitor(Worker):
         self._apply_exits = apply_exits
         self._seen_version = 0
         self._loaded_version = -1
-        self._by_code: dict[str, list[WatchTask]] = {}
+        self._by_code: dict[str, list[tuple]] = {}  # code -> [(task, compiled checks, needs daily)]
         self.processed_version = 0  # quote version the last finished pass had seen (tests wait on it)
         self.passes = 0
 
@@ -78,19 +78,26 @@ class WatchMonitor(Worker):
         in_session = self._clock.is_trading()
         today = now.date()
         alerts = []
-        for code, tasks in self._by_code.items():
-            quote = self._hub.latest(code)
+        quotes = self._hub.latest_many(self._by_code)  # stale, zero or missing quotes never reach a condition
+        for code, armed in self._by_code.items():
+            quote = quotes.get(code)
             if quote is None:
-                continue  # stale, zero or missing quotes never reach a condition
-            daily = rules.NO_DAILY
-            for task in list(tasks):  # a fire replaces the task in `tasks`
-                if not rules.task_due(task, now, in_session):
-                    if task.status is TaskStatus.ACTIVE and rules.is_expired(task, now):
-                        self._store.set_status(task.id, TaskStatus.EXPIRED)
-                    continue
-                if task.needs_daily and daily is rules.NO_DAILY and self._daily is not None:
-                    daily = self._daily(code, today)
-                if all(rules.condition_holds(c, quote, daily) for c in task.conditions):
+                continue
+            daily = None
+            for task, checks, needs_daily in list(armed):  # a fire replaces the task in `armed`
+                # Loaded tasks are active; only these three options can make one not due (task_due decides).
+                if task.last_fired_at is not None or task.expires is not None or (task.sessions_only and
+                                                                                   not in_session):
+                    if not rules.task_due(task, now, in_session):
+                        if rules.is_expired(task, now):
+                            self._store.set_status(task.id, TaskStatus.EXPIRED)
+                        continue
+                if needs_daily and daily is None:
+                    daily = self._daily(code, today) if self._daily is not None else rules.NO_DAILY
+                for check in checks:
+                    if not check(quote, daily):
+                        break
+                else:
                     alerts.append(self._fire(task, quote))
         self.processed_version = seen
         self.passes += 1
@@ -101,9 +108,9 @@ class WatchMonitor(Worker):
         version = self._store.version
         if version == self._loaded_version:
             return
-        by_code: dict[str, list[WatchTask]] = {}
+        by_code: dict[str, list[tuple]] = {}
         for task in self._store.active():
-            by_code.setdefault(task.stock_code, []).append(task)
+            by_code.setdefault(task.stock_code, []).append(_arm(task))
         self._by_code = by_code
         self._loaded_version = version
 
@@ -114,9 +121,9 @@ class WatchMonitor(Worker):
         if outcome:
             message += f"，{outcome}"
         updated, alert = self._store.record_fire(task, now, quote.price, message, signal_id, outcome)
-        tasks = self._by_code.get(task.stock_code, [])
-        tasks[:] = [updated if t.id == task.id else t for t in tasks if t.id != task.id or
-                    updated.status is TaskStatus.ACTIVE]
+        armed = self._by_code.get(task.stock_code, [])
+        armed[:] = [(_arm(updated) if entry[0].id == task.id else entry) for entry in armed
+                    if entry[0].id != task.id or updated.status is TaskStatus.ACTIVE]
         log.info("盯盘任务 #%s 触发：%s", task.id, message)
         if self._events is not None:
             self._events.emit(EventKind.WATCH_ALERT, f"盯盘提醒：{message}", stock_code=quote.code, task_id=task.id,
@@ -151,6 +158,11 @@ class WatchMonitor(Worker):
         if task.exits is not None and self._apply_exits is not None:
             self._apply_exits(code, task.exits.as_params(), f"盯盘任务 #{task.id}")
         return stored.id, f"已生成{rule.label}信号 #{stored.id}（{volume} 股）"
+
+
+def _arm(task: WatchTask) -> tuple:
+    """(task, compiled conditions, whether it needs the daily context): compiled once per load."""
+    return task, tuple(rules.compile_condition(c) for c in task.conditions), task.needs_daily
 
 
 def validate_watch_signal(positions) -> Callable[[Signal], Optional[str]]:

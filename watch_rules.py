@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from enum import Enum
-from typing import Any, Mapping, Optional
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Optional
 
 import market_rules
 from models import Quote, TradingError
@@ -196,38 +197,54 @@ def fires(task: WatchTask, quote: Quote, daily: DailyContext, now: datetime, in_
     return task_due(task, now, in_session) and all(condition_holds(c, quote, daily) for c in task.conditions)
 
 
+Check = Callable[[Quote, DailyContext], bool]
+
+
 def condition_holds(condition: Condition, quote: Quote, daily: DailyContext = NO_DAILY) -> bool:
-    price = quote.price
+    return compile_condition(condition)(quote, daily)
+
+
+def compile_condition(condition: Condition) -> Check:
+    """The condition as a function of (quote, daily context), its levels computed once: the monitor compiles
+    each task when it loads it, so a pass over thousands of tasks does no dispatch and no rounding."""
     kind = condition.type
     if kind is ConditionType.PRICE_ABOVE:
-        return price >= _level(condition.value)
+        level = _level(condition.value)
+        return lambda q, d: q.price >= level
     if kind is ConditionType.PRICE_BELOW:
-        return price <= _level(condition.value)
+        level = _level(condition.value)
+        return lambda q, d: q.price <= level
     if kind is ConditionType.IN_ZONE:
-        return _level(condition.low) <= price <= _level(condition.high)
-    if kind in (ConditionType.CHANGE_ABOVE, ConditionType.CHANGE_BELOW):
-        change = change_percent(quote)
-        return change >= condition.value if kind is ConditionType.CHANGE_ABOVE else change <= condition.value
+        low, high = _level(condition.low), _level(condition.high)
+        return lambda q, d: low <= q.price <= high
+    if kind is ConditionType.CHANGE_ABOVE:
+        return lambda q, d: change_percent(q) >= condition.value
+    if kind is ConditionType.CHANGE_BELOW:
+        return lambda q, d: change_percent(q) <= condition.value
     if kind is ConditionType.NEAR_LIMIT_UP:
-        up, _ = limits(quote)
-        return price >= near_limit_up_price(up, condition.value)
+        return lambda q, d: q.price >= near_limit_up_price(limits(q)[0], condition.value)
     if kind is ConditionType.NEAR_LIMIT_DOWN:
-        _, down = limits(quote)
-        return price <= near_limit_down_price(down, condition.value)
+        return lambda q, d: q.price <= near_limit_down_price(limits(q)[1], condition.value)
     if kind is ConditionType.NEW_HIGH:
-        prior = daily.prior_high(condition.days)
-        return prior is not None and price > prior
+        def new_high(q: Quote, d: DailyContext) -> bool:
+            prior = d.prior_high(condition.days)
+            return prior is not None and q.price > prior
+        return new_high
     if kind is ConditionType.NEW_LOW:
-        prior = daily.prior_low(condition.days)
-        return prior is not None and price < prior
+        def new_low(q: Quote, d: DailyContext) -> bool:
+            prior = d.prior_low(condition.days)
+            return prior is not None and q.price < prior
+        return new_low
     if kind is ConditionType.MACD_GOLDEN:
-        return daily.macd_cross == "golden"
+        return lambda q, d: d.macd_cross == "golden"
     if kind is ConditionType.MACD_DEAD:
-        return daily.macd_cross == "death"
+        return lambda q, d: d.macd_cross == "death"
     if kind is ConditionType.VOLUME_RATIO_ABOVE:
-        ratio = volume_ratio(quote, daily)
-        return ratio is not None and ratio >= condition.value
-    return False
+        def volume_ratio_above(q: Quote, d: DailyContext) -> bool:
+            ratio = volume_ratio(q, d)
+            return ratio is not None and ratio >= condition.value
+        return volume_ratio_above
+    raise ValueError(f"未知条件类型 {kind}")
 
 
 def change_percent(quote: Quote) -> float:
@@ -239,7 +256,12 @@ def limits(quote: Quote) -> tuple[float, float]:
     """(limit-up, limit-down): the quote's own when the source gives them, else from the previous close."""
     if quote.limit_up and quote.limit_down:
         return quote.limit_up, quote.limit_down
-    down, up = market_rules.price_limits(quote.code, quote.prev_close, "ST" in (quote.name or "").upper())
+    return _limits(quote.code, quote.prev_close, "ST" in (quote.name or "").upper())
+
+
+@lru_cache(maxsize=8192)
+def _limits(code: str, prev_close: float, is_st: bool) -> tuple[float, float]:
+    down, up = market_rules.price_limits(code, prev_close, is_st)
     return up, down
 
 
