@@ -111,10 +111,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     indicators = data.indicators
     stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
 
-    def macd_pool() -> list[str]:  # blacklisted stocks get no MACD entries
-        return [code for code in pool.codes() if not stock_params.is_blacklisted(code)]
-
-    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, macd_pool, trading_state,
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
+                            lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
                             params_for=stock_params.params_for)
     runner.recover()
     monitor = PositionMonitor(positions, hub, signals, executor, settings, clock, params_for=stock_params.params_for)

@@ -104,6 +104,10 @@ class StockParams:
     def is_blacklisted(self, code: str) -> bool:
         return code in self._blacklist
 
+    def buyable(self, codes) -> list[str]:
+        """`codes` without the blacklisted ones (MACD entries and pool buys)."""
+        return [code for code in codes if code not in self._blacklist]
+
     def blacklist(self) -> list[str]:
         return sorted(self._blacklist)
 

@@ -305,8 +305,8 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     """Buy `count` stocks drawn at random from the pool among those not held, each for `amount`."""
     c = ctx()
     held = {p.stock_code for p in c.positions.all() if p.volume > 0}
-    blacklisted = c.stock_params.is_blacklisted if c.stock_params is not None else (lambda _code: False)
-    candidates = [code for code in c.stock_pool.codes() if code not in held and not blacklisted(code)]
+    pool = c.stock_pool.codes() if c.stock_params is None else c.stock_params.buyable(c.stock_pool.codes())
+    candidates = [code for code in pool if code not in held]
     if not candidates:
         raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空、都已持有或在黑名单中）")
     amount = parsed.amount or c.settings.get("POSITION_UNIT")

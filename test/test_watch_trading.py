@@ -158,3 +158,25 @@ def test_a_locked_stock_gets_no_automatic_trades(tmp_path):
     assert signal.status is SignalStatus.REJECTED and "已停止自动交易" in signal.reason
     with pytest.raises(OrderRejected):
         desk.core.state.check_order(SH, Side.BUY, Rule.WATCH_BUY)
+
+
+def test_a_position_found_at_the_broker_waits_for_confirmation(tmp_path):
+    from composition import _sync_from_broker
+    from models import BrokerPosition
+    from position_review import PositionReviews
+
+    desk = Desk(tmp_path)
+    reviews = PositionReviews(desk.core.db, desk.clock)
+
+    class Broker:
+        def query_positions(self):
+            return [BrokerPosition(SZ, 1000, 1000, 9.5, market_value=9800.0)]
+
+    _sync_from_broker(desk.core.positions, Broker(), reviews)
+    found = desk.core.positions.get(SZ)
+    assert (found.volume, found.highest_price) == (1000, 9.8)  # max(cost 9.5, price 9.8)
+    assert reviews.pending_codes() == [SZ]
+    assert reviews.get(SZ)["highest_source_label"] == "成本价与现价的较高者（券商未提供开仓日）"
+    _sync_from_broker(desk.core.positions, Broker(), reviews)  # seen again: still the same record
+    reviews.confirm(SZ)
+    assert reviews.pending_codes() == [] and reviews.get(SZ)["label"] == "已确认"

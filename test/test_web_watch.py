@@ -180,3 +180,24 @@ def test_position_found_at_broker_waits_for_confirmation(system, client):
     done = ok(client.request("PUT", f"/api/positions/{SH}/state", {"confirm": True}))
     assert done["review"]["label"] == "已确认"
     assert ok(client.get("/api/stock-params"))["pending_reviews"] == []
+
+
+def test_open_date_sets_highest_from_daily_bars(system, client):
+    position = _hold(system, client)
+    today = system.clock.today()
+    bars = system.data.bar_store.bars(SH, end=today)
+    start = bars[-10].day
+    expected = max(max(b.high for b in bars[-10:] if b.day < today), position.current_price)
+    edited = ok(client.request("PUT", f"/api/positions/{SH}/state", {"open_date": start.isoformat()}))
+    assert edited["open_date"] == start.isoformat() and edited["highest_price"] == round(expected, 3)
+    assert edited["highest_source_label"] == "开仓日以来日线最高价"
+    future = error(client.request("PUT", f"/api/positions/{SH}/state", {"open_date": "2999-01-01"}), 400,
+                   "INVALID_POSITION_STATE")
+    assert "晚于今天" in future
+
+
+def test_blacklisted_pool_stocks_are_not_bought(system, client):
+    system.pool.replace([SH])
+    ok(client.request("PUT", f"/api/stock-params/{SH}", {"blacklisted": True}))
+    error(client.post("/api/actions/execute_buy", {"from_pool": True, "count": 1}), 409, "POOL_EMPTY")
+    assert system.stock_params.buyable([SH, "000001.SZ"]) == ["000001.SZ"]
