@@ -110,7 +110,6 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     pool = StockPool(stock_pool_file)
     indicators = data.indicators
     stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
-
     runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
                             lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
                             params_for=stock_params.params_for)
