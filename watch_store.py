@@ -8,8 +8,9 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Optional
 
-import watch_rules as rules
+from models import TradingError
 from storage import Database, migrate
+from watch_requests import parse_task, task_to_body
 from watch_rules import TaskStatus, WatchTask
 
 MIGRATIONS = (
@@ -29,7 +30,7 @@ MIGRATIONS = (
 )
 
 
-class TaskNotFound(rules.TradingError):
+class TaskNotFound(TradingError):
     def __init__(self, task_id: int):
         super().__init__("WATCH_TASK_NOT_FOUND", f"盯盘任务 #{task_id} 不存在")
 
@@ -151,7 +152,7 @@ class WatchStore:
 
 def task_view(task: WatchTask, last_alerts: list[dict] = ()) -> dict[str, Any]:
     """JSON shape of a task for the API: its body plus state and labels."""
-    return {"id": task.id, **rules.task_to_body(task), "status": task.status.value,
+    return {"id": task.id, **task_to_body(task), "status": task.status.value,
             "status_label": task.status.label, "fired_count": task.fired_count,
             "last_fired_at": task.last_fired_at.isoformat(timespec="seconds") if task.last_fired_at else None,
             "created_at": task.created_at.isoformat(timespec="seconds") if task.created_at else None,
@@ -160,7 +161,7 @@ def task_view(task: WatchTask, last_alerts: list[dict] = ()) -> dict[str, Any]:
 
 
 def _dump(task: WatchTask) -> str:
-    return json.dumps(rules.task_to_body(task), ensure_ascii=False)
+    return json.dumps(task_to_body(task), ensure_ascii=False)
 
 
 def _iso(value: Optional[datetime]) -> Optional[str]:
@@ -169,7 +170,7 @@ def _iso(value: Optional[datetime]) -> Optional[str]:
 
 def _task(row: Any) -> WatchTask:
     # Stored bodies were validated when written; parsing again with a far-past "today" keeps old expiry dates.
-    parsed = rules.parse_task(json.loads(row["body"]), date.min)
+    parsed = parse_task(json.loads(row["body"]), date.min)
     return replace(parsed, id=row["id"], status=TaskStatus(row["status"]), fired_count=row["fired_count"],
                    last_fired_at=datetime.fromisoformat(row["last_fired_at"]) if row["last_fired_at"] else None,
                    created_at=datetime.fromisoformat(row["created_at"]))

@@ -10,7 +10,8 @@ import web_requests as req
 from web_api import _allow_query, body, ctx
 from web_requests import ApiError
 from web_server import ok
-from watch_rules import TaskStatus, WatchTask, parse_task
+from watch_requests import parse_task
+from watch_rules import TaskStatus, WatchTask
 from watch_store import TaskNotFound, task_view
 
 blueprint = Blueprint("api_watch", __name__, url_prefix="/api/watch")

@@ -21,7 +21,8 @@ from quote_hub import QuoteHub  # noqa: E402
 from signal_store import SignalStore  # noqa: E402
 from storage import Database  # noqa: E402
 from watch_monitor import WatchMonitor  # noqa: E402
-from watch_rules import DailyContext, parse_task  # noqa: E402
+from watch_requests import parse_task  # noqa: E402
+from watch_rules import DailyContext  # noqa: E402
 from watch_store import WatchStore  # noqa: E402
 
 BODIES = [  # never reached by the quotes below (prices stay within ±1 % of 10.00)

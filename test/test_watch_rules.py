@@ -2,10 +2,11 @@
 cooldown, fire-once, expiry and sessions; task states survive a restart; invalid bodies are refused in Chinese."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pytest
 
+import watch_requests as requests_
 import watch_rules as rules
 from events import EventBus, EventKind
 from market_clock import ReplayClock
@@ -15,7 +16,8 @@ from signal_store import SignalStore
 from storage import Database
 from trading_support import make_settings
 from watch_monitor import WatchMonitor
-from watch_rules import DailyContext, InvalidTask, TaskStatus
+from watch_requests import InvalidTask
+from watch_rules import DailyContext, TaskStatus
 from watch_store import WatchStore
 
 SH = "600036.SH"
@@ -45,7 +47,7 @@ class Rig:
 
     def add(self, conditions, **options) -> int:
         body = {"stock_code": SH, "conditions": conditions, **options}
-        return self.store.add(rules.parse_task(body, self.clock.today())).id
+        return self.store.add(requests_.parse_task(body, self.clock.today())).id
 
     def tick(self, price: float, prev_close: float = 10.0, volume: float | None = None, seconds: float = 3) -> list:
         self.clock.advance(seconds)
@@ -154,7 +156,7 @@ def test_stop_and_start_and_edit(tmp_path):
     assert rig.tick(10.6) == []
     rig.store.set_status(task_id, TaskStatus.ACTIVE)
     assert len(rig.tick(10.6)) == 1
-    edited = rules.parse_task({"stock_code": SH, "conditions": [{"type": "price_above", "value": 10.8}]}, TODAY,
+    edited = requests_.parse_task({"stock_code": SH, "conditions": [{"type": "price_above", "value": 10.8}]}, TODAY,
                               base=rig.store.get(task_id))
     assert rig.store.replace_body(edited).status is TaskStatus.ACTIVE  # a finished task edited runs again
     assert rig.tick(10.79) == []
@@ -180,7 +182,7 @@ QUOTE = Quote(code=SH, price=10.0, prev_close=10.0, time=datetime(2025, 9, 29, 1
 ])
 def test_invalid_bodies_are_refused_in_chinese(body, message):
     with pytest.raises(InvalidTask) as caught:
-        rules.parse_task(body, TODAY, QUOTE)
+        requests_.parse_task(body, TODAY, QUOTE)
     assert message in caught.value.message and caught.value.code == "INVALID_WATCH_TASK"
 
 
@@ -190,8 +192,8 @@ def test_body_round_trip():
             "sessions_only": False, "repeat_cooldown": 300.0, "expires": "2025-10-31",
             "action": {"type": "buy", "amount": 20000.0},
             "exits": {"stop_loss_ratio": -0.05, "dynamic_take_profit": [[0.05, 0.97]]}}
-    task = rules.parse_task(body, TODAY, QUOTE)
-    assert rules.task_to_body(task) == body
+    task = requests_.parse_task(body, TODAY, QUOTE)
+    assert requests_.task_to_body(task) == body
     assert task.exits.as_params() == {"STOP_LOSS_RATIO": -0.05, "DYNAMIC_TAKE_PROFIT": [[0.05, 0.97]]}
     assert rules.trading_minutes_elapsed(datetime(2025, 9, 29, 14, 0).time()) == 180
-    assert TODAY + timedelta(days=1) > task.created_at.date() if task.created_at else True
+    assert rules.trading_minutes_elapsed(datetime(2025, 9, 29, 12, 0).time()) == 120  # the lunch break

@@ -19,7 +19,7 @@ from stock_params import StockParams
 from strategy_runner import StrategyRunner
 from trading_support import build_core, make_settings
 from watch_monitor import WATCH_RULES, WatchMonitor, validate_watch_signal
-from watch_rules import parse_task
+from watch_requests import parse_task
 from watch_store import WatchStore
 
 SH, SZ = "600036.SH", "000001.SZ"
