@@ -120,10 +120,13 @@ class WatchMonitor(Worker):
         message = f"{quote.code} {task.describe()}：现价 {quote.price:g}"
         if outcome:
             message += f"，{outcome}"
+        before = self._store.version
         updated, alert = self._store.record_fire(task, now, quote.price, message, signal_id, outcome)
         armed = self._by_code.get(task.stock_code, [])
         armed[:] = [(_arm(updated) if entry[0].id == task.id else entry) for entry in armed
                     if entry[0].id != task.id or updated.status is TaskStatus.ACTIVE]
+        if self._loaded_version == before and self._store.version == before + 1:
+            self._loaded_version = before + 1  # only our own write: the tasks in memory are current, no reload
         log.info("盯盘任务 #%s 触发：%s", task.id, message)
         if self._events is not None:
             self._events.emit(EventKind.WATCH_ALERT, f"盯盘提醒：{message}", stock_code=quote.code, task_id=task.id,
