@@ -19,10 +19,14 @@ from orders_file_intake import OrderFileIntake, default_inbox
 from orders_file_store import OrderFileStore
 from orders_file_worker import OrderFileWorker
 from position_monitor import PositionMonitor
+from position_review import PositionReviews
 from signal_store import SignalStore
+from stock_params import StockParams
 from storage import Database
 from strategy_runner import StrategyRunner
 from trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
+from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch_store import WatchStore
 from workers import Watchdog
 
 log = logging.getLogger("main")
@@ -109,15 +113,23 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     signals = SignalStore(trading_db, clock)
     pool = StockPool(stock_pool_file)
     indicators = data.indicators
-    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes, trading_state)
+    stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
+                            lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
+                            params_for=stock_params.params_for)
     runner.recover()
-    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock)
-    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor)
+    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock, params_for=stock_params.params_for)
+    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor,
+                       settings_for=stock_params.settings_for)
     grid.attach(monitor, runner)
     grid.recover()
-
-    rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
-    settings.subscribe(lambda _changed: rule_params.__setitem__(0, strategy.RuleParams.from_settings(settings)))
+    reviews = PositionReviews(trading_db, clock)
+    watch_store = WatchStore(trading_db, clock)
+    watch = WatchMonitor(watch_store, hub, signals, positions, events, settings, clock,
+                         daily=DailyContextCache(data.bar_store, indicators).get,
+                         apply_exits=lambda code, params, source: stock_params.update(code, params, source))
+    for rule in WATCH_RULES:
+        runner.register_validator(rule, validate_watch_signal(positions))
     try:
         token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
@@ -129,13 +141,16 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
+                         trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
                          trading_state=trading_state, events=events, order_files=order_files,
-                         diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock))
+                         diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
+                         watch=watch_store, stock_params=stock_params, position_reviews=reviews)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
-        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes()))
+        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes())
+                      | set(watch_store.codes()))
+
 
     data.set_watchlist(watchlist())
     roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
@@ -145,6 +160,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     for worker in (
         DataWorker(data, watchlist),
         monitor,
+        watch,
         runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
@@ -154,7 +170,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
-        watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
+        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, reviews),
                                     settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
     try:
         web.start()
@@ -165,7 +181,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
-        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events))
+        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
+        watch=watch, watch_store=watch_store, stock_params=stock_params))
     daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
@@ -179,6 +196,16 @@ def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Databa
     inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
     return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
                            hub=hub)
+
+
+def _sync_from_broker(positions, broker, reviews: PositionReviews) -> None:
+    """The broker's positions; one the daemon did not open is 「待确认」 until the operator confirms its state
+    (the broker gives no open date here, so its highest price starts from max(cost, price))."""
+    before = {p.stock_code for p in positions.all()}
+    positions.refresh_from_broker(broker.query_positions())
+    for position in positions.all():
+        if position.stock_code not in before:
+            reviews.found(position.stock_code, "cost_or_price")
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:

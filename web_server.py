@@ -71,6 +71,9 @@ class WebContext:
     diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
     trading_state: Any = None  # trading_state.TradingState
     events: Any = None  # events.EventBus
+    watch: Any = None  # watch_store.WatchStore (issue 17); None: the watch routes answer 404
+    stock_params: Any = None  # stock_params.StockParams (issue 17)
+    position_reviews: Any = None  # position_review.PositionReviews (issue 17)
 
 
 @dataclass
@@ -110,6 +113,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     import web_api_doctor
     import web_api_order_files
     import web_api_state
+    import web_api_stock
+    import web_api_watch
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -129,6 +134,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.register_blueprint(web_api_order_files.blueprint)
     app.register_blueprint(web_api_doctor.blueprint)
     app.register_blueprint(web_api_state.blueprint)
+    app.register_blueprint(web_api_watch.blueprint)
+    app.register_blueprint(web_api_stock.blueprint)
     return app
 
 

@@ -143,6 +143,7 @@
     numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
     setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
     apiUrl: apiUrl, account: function () { return account; }, accountIds: accountIds, selectAccount: selectAccount,
-    pages: pages, registerPage: registerPage
+    pages: pages, registerPage: registerPage,
+    api: api
   };
 })();
