@@ -14,6 +14,7 @@ from config_store import ConfigStore
 from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from events import EventBus, EventKind
+from notify_composition import build_notifications
 from position_monitor import PositionMonitor
 from signal_store import SignalStore
 from storage import Database
@@ -119,12 +120,17 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
-    watchdog = Watchdog(settings)
+    watchdog = Watchdog(settings, events=events)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
                          trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
                          trading_state=trading_state, events=events)
+    notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
+                                        positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
+                                        live=not simulation)
+    web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
+                                                           notifications.reports_dir)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
@@ -142,7 +148,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay),
-        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
+        *notifications.workers,
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
@@ -151,7 +158,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     try:
         web.start()
     except OSError as exc:
-        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close)
+        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close, *notifications.closers)
         raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
                                                f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
     _log_startup(settings, mode, data, web, data_dir)
@@ -161,7 +168,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     if stop_event is not None:
         daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
-    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
+    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
+                       *notifications.closers]
     return daemon
 
 

@@ -36,7 +36,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 # TradingError codes that mean "the request is fine but the thing it names does not exist" or "conflicts
 # with the current state"; every other OrderRejected is a plain 400.
-NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND"}
+NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND", "CHANNEL_NOT_FOUND", "JOB_NOT_FOUND",
+                   "REPORT_NOT_FOUND"}
 CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
                   "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE", "TRADING_HALTED", "TRADING_PAUSED", "STOCK_HALTED"}
 
@@ -69,6 +70,9 @@ class WebContext:
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
     trading_state: Any = None  # trading_state.TradingState
     events: Any = None  # events.EventBus
+    notifier: Any = None  # notify_worker.Notifier (issue 16; the notify routes answer 404 without it)
+    jobs: Any = None  # jobs_runner.JobRunner
+    reports_dir: Any = None  # Path of the daily reports
 
 
 @dataclass
@@ -103,6 +107,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
+    import web_api_jobs
+    import web_api_notify
     import web_api_state
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
@@ -125,6 +131,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
     app.register_blueprint(web_api_state.blueprint)
+    app.register_blueprint(web_api_notify.blueprint)
+    app.register_blueprint(web_api_jobs.blueprint)
     return app
 
 
@@ -333,9 +341,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 def _security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("X-Frame-Options", "DENY")  # a route may allow its own framing (daily report)
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path == "/" or request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     return response
