@@ -7,7 +7,7 @@ import base64
 import html
 import io
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -62,12 +62,17 @@ def equity_png(points: list[tuple[date, float]]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server; must precede pyplot
+    from matplotlib import dates as mdates
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 2.6), dpi=100)
     try:
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#1f6feb")
+            if len(points) == 1:  # one day: a readable axis around it rather than matplotlib's default decade
+                ax.set_xlim(points[0][0] - timedelta(days=3), points[0][0] + timedelta(days=3))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.set_title("Equity (CNY)")
         ax.grid(alpha=0.3)
         fig.autofmt_xdate()

@@ -76,7 +76,7 @@ class JobRunner(Worker):
         rows = []
         for job in self._jobs.values():
             at = self._at(job)
-            upcoming = next_run(at, now, self._clock.calendar, self._store.last_day(job.id))
+            upcoming = next_run(at, now, self._clock.calendar)
             rows.append({"id": job.id, "name": job.name, "schedule": f"每个交易日 {at:%H:%M}（行情时钟）",
                          "catch_up": job.catch_up.value, "catch_up_label": job.catch_up.label,
                          "last_run": self._store.last_run(job.id),

@@ -61,11 +61,8 @@ def decide(at: time, policy: CatchUp, now: datetime, calendar, started_at: datet
     return Decision(day, True, "catch_up")
 
 
-def next_run(at: time, now: datetime, calendar, last_day: Optional[date]) -> Optional[datetime]:
-    """The next scheduled moment after `now` (or the pending one, when due and not yet run)."""
-    day = due_day(at, now, calendar)
-    if day is not None and (last_day is None or day > last_day):
-        return datetime.combine(day, at)
+def next_run(at: time, now: datetime, calendar) -> Optional[datetime]:
+    """The next scheduled moment after `now` (a due run not yet made is taken at the next check, seconds away)."""
     candidate = now.date()
     for _ in range(30):
         moment = datetime.combine(candidate, at)

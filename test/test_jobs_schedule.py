@@ -41,5 +41,5 @@ def test_decide(at, policy, now, started, last, expected):
 
 
 def test_next_run():
-    assert next_run(POST, datetime(2024, 4, 3, 16, 0), CAL, date(2024, 4, 3)) == datetime(2024, 4, 8, 15, 5)
-    assert next_run(POST, datetime(2024, 4, 3, 16, 0), CAL, date(2024, 4, 2)) == datetime(2024, 4, 3, 15, 5)
+    assert next_run(POST, datetime(2024, 4, 3, 16, 0), CAL) == datetime(2024, 4, 8, 15, 5)
+    assert next_run(POST, datetime(2024, 4, 3, 15, 0), CAL) == datetime(2024, 4, 3, 15, 5)

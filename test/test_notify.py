@@ -257,3 +257,45 @@ def test_invalid_urls_are_refused(tmp_path, url):
     with pytest.raises(TradingError) as info:
         notifier.add_channel("x", url, [])
     assert info.value.code == "INVALID_CHANNEL_URL"
+
+
+def test_a_hanging_receiver_never_delays_an_order(tmp_path):
+    """The notifier thread is stuck in a 30 s send while 30 orders fill and publish their fills: each order
+    still takes what an order takes (well under a second), and nothing was delivered meanwhile."""
+    import time
+
+    from trading_support import QuoteBoard, build_core
+    from workers import Watchdog
+
+    hang = HangingReceiver()
+    clock = ReplayClock(datetime(2024, 3, 5, 10, 0))
+    settings = make_settings(tmp_path, NOTIFY_SEND_TIMEOUT=30.0, MAX_ORDERS_PER_DAY=1000)
+    bus = EventBus(clock)
+    store = NotifyStore(Database(tmp_path / "notify.db"))
+    notifier = Notifier(store, bus, settings)
+    notifier.add_channel("hang", hang.url, [])
+    quotes = QuoteBoard(clock)
+    quotes.set("600036.SH", 10.0, 10.0)
+    core = build_core(tmp_path / "sim_trading.db", settings, clock, quotes)
+    core.executor.add_fill_listener(lambda fill, rule: bus.emit(EventKind.FILL, f"{fill.stock_code} {fill.volume} 股",
+                                                                stock_code=fill.stock_code))
+    watchdog = Watchdog(settings)
+    watchdog.add(notifier)
+    watchdog.start()
+    try:
+        bus.emit(EventKind.DAEMON_START, "守护进程已启动")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not store.messages():  # the first message is in its hung send
+            time.sleep(0.01)
+        latencies = []
+        for _ in range(30):
+            start = time.perf_counter()
+            core.executor.buy_stock("600036.SH", volume=100)
+            latencies.append(time.perf_counter() - start)
+            clock.advance(1)
+        assert core.positions.get("600036.SH").volume == 3000
+        assert max(latencies) < 1.0
+        assert [(r["status"], r["attempts"]) for r in store.messages()] == [(PENDING, 0)]
+    finally:
+        watchdog.stop(0.5)
+        hang.close()

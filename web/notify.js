@@ -34,8 +34,9 @@
       '<details><summary>接收的事件（不选 = 全部）</summary><div id="notify-kinds" class="kinds"></div></details>' +
       '</div>' +
       '<div class="panel"><h2>定时任务</h2><div id="jobs-msg" class="msg" hidden></div>' +
-      '<table class="table compact"><thead><tr><th>任务</th><th>时间</th><th>补跑策略</th><th>上次运行</th>' +
-      '<th>结果</th><th>下次运行</th><th>操作</th></tr></thead><tbody id="jobs-body"></tbody></table></div>' +
+      '<div class="table-wrap"><table class="table compact"><thead><tr><th>任务</th><th>时间</th><th>补跑策略</th>' +
+      '<th>上次运行</th><th>结果</th><th>下次运行</th><th>操作</th></tr></thead><tbody id="jobs-body"></tbody></table>' +
+      '</div></div>' +
       '<div class="panel"><h2>每日报告</h2><div id="reports-list" class="reports"></div>' +
       '<iframe id="report-frame" title="每日报告" hidden></iframe></div>' +
       '<div class="panel"><h2>消息记录</h2><div class="table-wrap"><table class="table compact"><thead><tr>' +
