@@ -9,7 +9,7 @@ from typing import Callable
 
 from account_snapshots import AccountSnapshots
 from daemon_workers import IntervalWorker
-from events import EventBus, EventKind
+from events import Event, EventBus, EventKind
 from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_store import JobStore
@@ -36,7 +36,8 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
     jobs_db = Database(data_dir / "jobs.db")
     for url in settings.get("NOTIFY_URLS"):
         secret_filter.add(url)
-    notifier = Notifier(NotifyStore(notify_db), events, settings, secret_filter, names=data.stock_name)
+    notifier = Notifier(NotifyStore(notify_db), events, settings, secret_filter, names=data.stock_name,
+                        facts=lambda event: sell_facts(executor, event))
     notifier.ensure_config_channels(settings.get("NOTIFY_URLS"))
     snapshots = AccountSnapshots(trading_db, clock)
     job_store = JobStore(jobs_db)
@@ -49,6 +50,20 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
     settings.subscribe(lambda changed: _publish_config_change(events, settings, changed))
     workers = [notifier, jobs, IntervalWorker("notify_watch", watch.check, settings, "MONITOR_INTERVAL")]
     return Notifications(notifier, jobs, snapshots, daily.reports_dir, workers, [notify_db.close, jobs_db.close])
+
+
+def sell_facts(executor, event: Event) -> dict:
+    """A sell fill's realised P&L, and the stock's total for the day, from the trade records."""
+    if event.kind is not EventKind.FILL or event.data.get("side") != "sell":
+        return {}
+    day = event.time.date()
+    rows = executor.trade_records(start=day, end=day, code=event.stock_code)
+    order_id = event.data.get("order_id")
+    mine = [r for r in rows if order_id in (r["client_id"], r["order_id"]) and r["volume"] == event.data.get("volume")]
+    if not mine:
+        return {}
+    total = sum(r["realized_pnl"] or 0.0 for r in rows if r["side"] == "sell" and r["id"] <= mine[-1]["id"])
+    return {"realized_pnl": mine[-1]["realized_pnl"], "day_realized_pnl": round(total, 2)}
 
 
 def _publish_config_change(events: EventBus, settings, changed: dict) -> None:

@@ -26,13 +26,17 @@ class Draft:
     dedup_key: Optional[str]
 
 
-def draft(event: Event, stock_name: str = "") -> Draft:
-    """Chinese, short: 【label】message (stock name) time on the market clock."""
+def draft(event: Event, stock_name: str = "", facts: Optional[dict] = None) -> Draft:
+    """Chinese, short: 【label】message (stock name) time on the market clock. `facts` = figures looked up
+    off the trading path (a sell's realised P&L)."""
+    facts = {**event.data, **(facts or {})}
     name = f"（{stock_name}）" if stock_name and stock_name not in event.message else ""
     when = event.time.strftime("%Y-%m-%d %H:%M:%S")
     body = f"{event.message}{name}\n时间：{when}"
-    if event.kind is EventKind.FILL and event.data.get("realized_pnl") is not None:
-        body += f"\n本轮已实现盈亏：{event.data['realized_pnl']:+.2f} 元"
+    if event.kind is EventKind.FILL and facts.get("realized_pnl") is not None:
+        body += f"\n本笔已实现盈亏：{facts['realized_pnl']:+.2f} 元"
+        if facts.get("day_realized_pnl") is not None:
+            body += f"（该股今日累计 {facts['day_realized_pnl']:+.2f} 元）"
     title = f"{TITLE_PREFIX}【{event.kind.label}】{event.stock_code}".rstrip()
     dedup = None if event.kind in NOT_DEDUPLICATED else f"{event.kind.value}|{event.stock_code}|{event.message}"
     return Draft(event.kind.value, title, body, dedup)
@@ -59,7 +63,7 @@ def digest_text(items: Sequence[tuple[str, str]]) -> tuple[str, str]:
     count = len(items)
     lines = []
     for title, body in items[:DIGEST_LINES]:
-        label = title.removeprefix(TITLE_PREFIX)
+        label = title.removeprefix(TITLE_PREFIX).split("】")[0] + "】"  # the kind; the message names the stock
         first, _, rest = body.partition("\n")
         when = rest.removeprefix("时间：")[11:19] if rest.startswith("时间：") else ""
         lines.append(f"{when} {label} {first}".strip())

@@ -10,7 +10,7 @@ import time
 from typing import Callable, Iterable, Optional
 
 import notify_rules
-from events import EventBus, EventKind
+from events import Event, EventBus, EventKind
 from models import TradingError
 from notify_channels import Outcome, send, validate_url
 from notify_store import Channel, NotifyStore
@@ -31,12 +31,13 @@ class Notifier(Worker):
 
     def __init__(self, store: NotifyStore, bus: EventBus, settings, secret_filter=None,
                  names: Callable[[str], str] = lambda code: "", sender: Sender = send,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, facts: Callable[[Event], dict] = lambda event: {}):
         self._store = store
         self._bus = bus
         self._settings = settings
         self._secret_filter = secret_filter
         self._names = names
+        self._facts = facts  # figures looked up on this thread, never on the publisher's
         self._send = sender
         self._now = now
         self._wake = threading.Event()
@@ -116,7 +117,8 @@ class Notifier(Worker):
         dedup_seconds = self._settings.get("NOTIFY_DEDUP_SECONDS")
         created = 0
         for event in events:
-            draft = notify_rules.draft(event, self._names(event.stock_code) if event.stock_code else "")
+            draft = notify_rules.draft(event, self._names(event.stock_code) if event.stock_code else "",
+                                       self._lookup(event))
             skip = event.data.get("failed_channel_id")  # the alarm about a channel is not sent through it
             for channel in channels:
                 if channel.id != skip and channel.wants(draft.kind):
@@ -168,6 +170,13 @@ class Notifier(Worker):
             self._store.set_alarm(channel.id, alarm)
             log.error(alarm)
             self._bus.emit(EventKind.ALARM, alarm, failed_channel_id=channel.id)
+
+    def _lookup(self, event: Event) -> dict:
+        try:
+            return self._facts(event)
+        except Exception:  # a missing figure must not lose the message
+            log.exception("查询通知附加信息失败")
+            return {}
 
     def _allowance(self, channel_id: int) -> int:
         window = self._settings.get("NOTIFY_RATE_WINDOW_SECONDS")

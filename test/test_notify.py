@@ -80,7 +80,7 @@ def test_fill_reaches_a_loopback_webhook_as_json_with_name_and_market_time(tmp_p
         body = receiver.wait_for(1, 5)[0]
         assert body["title"] == "miniQMT【成交】600036.SH"
         assert body["message"] == ("600036.SH 止损卖出 1000 股 @ 10.5（招商银行）\n时间：2024-03-05 10:31:05\n"
-                                   "本轮已实现盈亏：-812.50 元")
+                                   "本笔已实现盈亏：-812.50 元")
         rows = store.messages()
         assert [(r["status"], r["attempts"], r["channel_id"]) for r in rows] == [(SENT, 1, channel.id)]
     finally:
@@ -299,3 +299,38 @@ def test_a_hanging_receiver_never_delays_an_order(tmp_path):
     finally:
         watchdog.stop(0.5)
         hang.close()
+
+
+def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_path):
+    from composition import _publish_fill
+    from notify_composition import sell_facts
+    from trading_support import QuoteBoard, build_core
+
+    clock = ReplayClock(datetime(2024, 3, 4, 10, 0))
+    settings = make_settings(tmp_path)
+    bus = EventBus(clock)
+    quotes = QuoteBoard(clock)
+    core = build_core(tmp_path / "sim_trading.db", settings, clock, quotes)
+    core.executor.add_fill_listener(lambda fill, rule: _publish_fill(bus, fill, rule))
+    sender = Recorder()
+    store = NotifyStore(Database(tmp_path / "notify.db"))
+    notifier = Notifier(store, bus, settings, sender=sender, facts=lambda e: sell_facts(core.executor, e))
+    notifier.add_channel("a", "json://127.0.0.1:1/a", ["fill"])
+    quotes.set("600036.SH", 10.0, 10.0)
+    core.executor.buy_stock("600036.SH", volume=1000)
+    clock.set(datetime(2024, 3, 5, 10, 0))
+    core.executor.roll_day(clock.today())
+    quotes.set("600036.SH", 11.0, 10.0)
+    core.executor.sell_stock("600036.SH", 400)
+    core.executor.sell_stock("600036.SH", 600)
+    drain(notifier)
+    records = core.executor.trade_records(start=clock.today(), end=clock.today())
+    pnl = [r["realized_pnl"] for r in records]
+    bodies = [s[2] for s in sender.sent]
+    assert bodies == ["10:00:00 【成交】 600036.SH 手动买入 1000 股 @ 10\n10:00:00 【成交】 600036.SH 手动卖出 400 股 @ 11\n"
+                      "10:00:00 【成交】 600036.SH 手动卖出 600 股 @ 11"]  # one digest of the three fills
+    sell_rows = [r for r in store.messages() if r["kind"] == "fill" and "卖出" in r["body"]]
+    assert [r["body"].splitlines()[2] for r in reversed(sell_rows)] == [
+        f"本笔已实现盈亏：{pnl[0]:+.2f} 元（该股今日累计 {pnl[0]:+.2f} 元）",
+        f"本笔已实现盈亏：{pnl[1]:+.2f} 元（该股今日累计 {pnl[0] + pnl[1]:+.2f} 元）"]
+    assert pnl[0] > 0 and pnl[1] > 0
