@@ -171,6 +171,12 @@ class NotifyStore:
             self._db.execute("UPDATE notify_outbox SET attempts=attempts+1, last_error=?, next_attempt_at=? WHERE id=?",
                              (error, self._now() + retry_in, message_id))
 
+    def prune(self, older_than_seconds: float) -> int:
+        """Delete finished messages older than the retention (pending ones are kept whatever their age)."""
+        cursor = self._db.execute("DELETE FROM notify_outbox WHERE status!=? AND created_at<?",
+                                  (PENDING, self._now() - older_than_seconds))
+        return cursor.rowcount
+
     def messages(self, limit: int = 200, channel_id: Optional[int] = None) -> list[dict[str, Any]]:
         sql, params = "SELECT o.*, c.name AS channel_name FROM notify_outbox o LEFT JOIN notify_channels c " \
                       "ON c.id=o.channel_id", []

@@ -66,7 +66,7 @@ class NotifyWatch:
                                f"{signal.stock_code} {signal.rule.label}（{signal.side.label}）信号等待人工处理，触发价 "
                                f"{signal.trigger_price:g}；自动交易未开启，请在「交易信号」页执行或忽略",
                                stock_code=signal.stock_code, signal_id=signal.id, rule=signal.rule.value)
-        finished = [s for s in self._signals.history(200) if s.id > self._last_finished_id]
+        finished = [s for s in self._signals.history(50) if s.id > self._last_finished_id]
         for signal in sorted(finished, key=lambda s: s.id):
             self._last_finished_id = max(self._last_finished_id, signal.id)
             self._announced_waiting.discard(signal.id)

@@ -19,6 +19,7 @@ from workers import Worker
 log = logging.getLogger(__name__)
 
 RATE_LIMITED_RECHECK_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 3600.0
 
 Sender = Callable[[str, str, str, float], Outcome]
 
@@ -44,6 +45,7 @@ class Notifier(Worker):
         self._subscription = bus.subscribe()
         bus.add_listener(lambda _event: self._wake.set())
         self._turn = 0  # round-robin over channels
+        self._prune_at = 0.0
         self._lock = threading.Lock()  # one delivery at a time (thread + a direct call in tests)
         for channel in store.channels():
             self._protect(channel.url)
@@ -87,6 +89,9 @@ class Notifier(Worker):
     def run_once(self) -> None:
         self.intake()
         self.deliver_one()
+        if self._now() >= self._prune_at:  # the outbox is a log: kept as long as the log files
+            self._prune_at = self._now() + PRUNE_EVERY_SECONDS
+            self._store.prune(self._settings.get("LOG_RETENTION_DAYS") * 86400)
 
     def wait(self, stop: threading.Event, limit: float) -> None:
         if self._has_due():

@@ -334,3 +334,16 @@ def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_p
         f"本笔已实现盈亏：{pnl[0]:+.2f} 元（该股今日累计 {pnl[0]:+.2f} 元）",
         f"本笔已实现盈亏：{pnl[1]:+.2f} 元（该股今日累计 {pnl[0] + pnl[1]:+.2f} 元）"]
     assert pnl[0] > 0 and pnl[1] > 0
+
+
+def test_finished_messages_older_than_the_log_retention_are_pruned(tmp_path):
+    now = FakeTime()
+    bus, store, notifier = make(tmp_path, Recorder(), now, LOG_RETENTION_DAYS=2, NOTIFY_DIGEST_THRESHOLD=10)
+    channel = notifier.add_channel("a", "json://127.0.0.1:1/a", [])
+    bus.emit(EventKind.DAEMON_START, "守护进程已启动")
+    notifier.run_once()
+    now.value += 86400
+    store.enqueue(channel.id, "alarm", "t", "pending one")
+    now.value += 2 * 86400
+    assert store.prune(2 * 86400) == 1
+    assert [r["status"] for r in store.messages()] == [PENDING]
