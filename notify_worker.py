@@ -14,7 +14,7 @@ from events import Event, EventBus, EventKind
 from models import TradingError
 from notify_channels import Outcome, send, validate_url
 from notify_store import Channel, NotifyStore
-from workers import Worker
+from workers import STOP_CHECK_SECONDS, Worker
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,12 @@ class Notifier(Worker):
             timeout = min(limit, next_due - self._now())
         else:  # due but rate-limited: look again shortly (the window frees one slot at a time)
             timeout = min(limit, RATE_LIMITED_RECHECK_SECONDS)
-        self._wake.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and not self._wake.is_set():  # look at `stop` too: a prompt shutdown
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.wait(min(remaining, STOP_CHECK_SECONDS))
         self._wake.clear()
 
     def is_due(self) -> bool:
