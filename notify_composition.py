@@ -46,7 +46,7 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
                       lambda: data.source_label, live)
     jobs = JobRunner(daily.jobs(), job_store, clock, settings, events)
     watch = NotifyWatch(events, clock, settings, data.hub, signals, data.watchlist,
-                        lambda: trading_state.allows_automatic())
+                        lambda: trading_state.allows_automatic(), executor.list_orders)
     settings.subscribe(lambda changed: _publish_config_change(events, settings, changed))
     workers = [notifier, jobs, IntervalWorker("notify_watch", watch.check, settings, "MONITOR_INTERVAL")]
     return Notifications(notifier, jobs, snapshots, daily.reports_dir, workers, [notify_db.close, jobs_db.close])

@@ -1,5 +1,6 @@
 """Events observed rather than raised: quotes gone stale during a session, signals waiting for a person while
-automatic trading is off, signals refused (the daily loss limit among them). It reads the quote hub and the
+automatic trading is off, signals refused (the daily loss limit among them), orders refused by the broker or
+in an unknown state. It reads the quote hub and the
 signal store on its own thread and publishes each condition once per occurrence, so the core modules stay
 untouched by notification concerns."""
 from __future__ import annotations
@@ -9,7 +10,7 @@ from datetime import date
 from typing import Callable, Optional
 
 from events import EventBus, EventKind
-from models import SignalStatus
+from models import OrderStatus, SignalStatus
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class NotifyWatch:
     """`check()` is one look (run by an IntervalWorker); it remembers what it already published."""
 
     def __init__(self, bus: EventBus, clock, settings, hub, signals, watchlist: Callable[[], list[str]],
-                 allows_automatic: Callable[[], bool]):
+                 allows_automatic: Callable[[], bool], orders: Callable[..., list[dict]] = lambda **kw: []):
         self._bus = bus
         self._clock = clock
         self._settings = settings
@@ -35,10 +36,30 @@ class NotifyWatch:
         self._announced_waiting: set[int] = set()
         self._last_finished_id = max((s.id for s in signals.history(1)), default=0)
         self._loss_limit_day: Optional[date] = None
+        self._orders = orders  # executor.list_orders(status=, day=)
+        # refusals from before this start were told then; an order still unknown is told again after a restart
+        self._announced_orders = {o["client_id"] for o in orders(status=OrderStatus.REJECTED.value,
+                                                                  day=clock.today())}
 
     def check(self) -> None:
         self.check_quotes()
         self.check_signals()
+        self.check_orders()
+
+    def check_orders(self) -> None:
+        """Orders the broker refused, and orders whose state cannot be proven (a person must check them)."""
+        today = self._clock.today()
+        for status, kind, text in ((OrderStatus.REJECTED, EventKind.ORDER_REJECTED, "委托被拒"),
+                                   (OrderStatus.UNKNOWN, EventKind.ORDER_UNKNOWN, "委托状态未知，请在券商端核对")):
+            for order in self._orders(status=status.value, day=today):
+                if order["client_id"] in self._announced_orders:
+                    continue
+                self._announced_orders.add(order["client_id"])
+                side = "买入" if order["side"] == "buy" else "卖出"
+                reason = f"：{order['reason']}" if order["reason"] else ""
+                self._bus.emit(kind, f"{order['stock_code']} {side} {order['volume']} 股 @ {order['price']:g} "
+                                     f"{text}{reason}（委托 {order['client_id']}）",
+                               stock_code=order["stock_code"], order_id=order["client_id"])
 
     def check_quotes(self) -> None:
         if not self._clock.is_trading():

@@ -56,3 +56,29 @@ def test_watch_publishes_each_condition_once(tmp_path):
     watch.check_signals()
     assert [(e.kind, e.stock_code) for e in seen.drain()] == [(EventKind.DAILY_LOSS_LIMIT, "000001.SZ"),
                                                               (EventKind.ORDER_REJECTED, "600519.SH")]
+
+
+def test_refused_and_unknown_orders_are_told_once_and_old_refusals_not_again(tmp_path):
+    clock = ReplayClock(datetime(2024, 3, 5, 10, 0))
+    bus = EventBus(clock)
+    seen = bus.subscribe()
+    book = {"rejected": [{"client_id": "c1", "stock_code": "600036.SH", "side": "buy", "volume": 100, "price": 10.0,
+                          "reason": "资金不足"}], "unknown": []}
+    asked = []
+
+    def orders(status, day):
+        asked.append((status, day))
+        return list(book[status])
+
+    watch = NotifyWatch(bus, clock, make_settings(tmp_path), Hub(), SignalStore(Database(tmp_path / "t.db"), clock),
+                        lambda: [], lambda: True, orders)
+    book["rejected"].append({"client_id": "c2", "stock_code": "000001.SZ", "side": "sell", "volume": 200,
+                             "price": 9.5, "reason": "57 废单"})
+    book["unknown"].append({"client_id": "c3", "stock_code": "600519.SH", "side": "sell", "volume": 100,
+                            "price": 1500.0, "reason": ""})
+    watch.check_orders()
+    watch.check_orders()
+    assert [(e.kind, e.message) for e in seen.drain()] == [
+        (EventKind.ORDER_REJECTED, "000001.SZ 卖出 200 股 @ 9.5 委托被拒：57 废单（委托 c2）"),
+        (EventKind.ORDER_UNKNOWN, "600519.SH 卖出 100 股 @ 1500 委托状态未知，请在券商端核对（委托 c3）")]
+    assert set(asked) == {("rejected", clock.today()), ("unknown", clock.today())}
