@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Callable, Optional
 
 from events import EventBus, EventKind
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 REPLAY_CHECK_SECONDS = 0.2  # a replayed day lasts seconds: look often
 REAL_CHECK_SECONDS = 15.0
+DAY_END = time(23, 59, 59)
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,12 @@ class JobRunner(Worker):
     def wait(self, stop: threading.Event, limit: float) -> None:
         stop.wait(min(limit, REPLAY_CHECK_SECONDS if self._clock.is_replay else REAL_CHECK_SECONDS))
 
-    def run_once(self) -> list[tuple[str, date, str]]:
-        """Run every job that is due now; returns (job id, day, trigger) of what was done or skipped."""
+    def run_once(self, moment: Optional[datetime] = None) -> list[tuple[str, date, str]]:
+        """Run every job that is due at `moment` (default: now); returns (job id, day, trigger) of what was
+        done or skipped."""
         done = []
         for job in self._jobs.values():
-            now = self._clock.now()
+            now = moment or self._clock.now()
             decision = decide(self._at(job), job.catch_up, now, self._clock.calendar, self._started_at,
                               self._store.last_day(job.id))
             if decision is None:
@@ -62,6 +64,12 @@ class JobRunner(Worker):
                 self._run(job, decision.day, decision.trigger)
             done.append((job.id, decision.day, decision.trigger))
         return done
+
+    def on_replay_day_end(self, previous: date, _new: date) -> None:
+        """ReplayClock day listener: a replayed day jumps from its last tick (before 15:00) to the next open,
+        so the jobs of the day that ended run now, on the replay thread, while the quotes are still that
+        day's close: the snapshot and the report show the day's own figures."""
+        self.run_once(datetime.combine(previous, DAY_END))
 
     def trigger(self, job_id: str) -> dict:
         """Run a job now for the current trading day (recorded as manual; the scheduled run still happens)."""

@@ -45,6 +45,8 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
                       AlarmLog(events), trigger_prices, data_dir, log_dir, lambda: database_files(data_dir),
                       lambda: data.source_label, live)
     jobs = JobRunner(daily.jobs(), job_store, clock, settings, events)
+    if clock.is_replay:
+        clock.on_new_day(jobs.on_replay_day_end)
     watch = NotifyWatch(events, clock, settings, data.hub, signals, data.watchlist,
                         lambda: trading_state.allows_automatic(), executor.list_orders)
     settings.subscribe(lambda changed: _publish_config_change(events, settings, changed))

@@ -27,13 +27,18 @@ def make_runner(system, tmp_path, jobs_db):
                       system.signals, snapshots, store, system.events, AlarmLog(system.events),
                       system.ctx.trigger_prices, tmp_path / "data", tmp_path / "logs",
                       lambda: database_files(tmp_path / "data"), lambda: system.data.source_label)
-    return JobRunner(daily.jobs(), store, system.clock, system.settings, system.events), store, snapshots, daily
+    runner = JobRunner(daily.jobs(), store, system.clock, system.settings, system.events)
+    runner.alive = True
+    system.clock.on_new_day(lambda old, new: runner.on_replay_day_end(old, new) if runner.alive else None)
+    return runner, store, snapshots, daily
 
 
-def play_day(system, runner) -> None:
-    """Step the replay to the first tick of the next trading day, running the jobs after every step."""
+def play_day(system, runner, closing_equity: dict) -> None:
+    """Step the replay to the first tick of the next trading day, running the jobs after every step; notes
+    the equity at the day's last tick."""
     today = system.clock.today()
     for _ in range(int(system.settings.get("REPLAY_TICKS_PER_DAY")) + 2):
+        closing_equity[today] = system.executor.account().total_asset
         system.step()
         if runner is not None:
             runner.run_once()
@@ -58,14 +63,16 @@ def test_three_replayed_days_then_a_missed_day_caught_up(tmp_path):
         # day 1: two buys; day 2: a sell of part of one (T+1 released); day 3: nothing
         system.executor.buy_stock("600036.SH", amount=20000)
         system.executor.buy_stock("000001.SZ", amount=15000)
+        closing = {}
         for index in range(3):
-            play_day(system, runner)
+            play_day(system, runner, closing)
             days.append(system.clock.today())
             if index == 0:
                 system.executor.sell_stock("600036.SH", 100)
         # the runner goes down after day 4's first tick and comes back at the first tick of day 6
+        runner.alive = False
         for _ in range(2):
-            play_day(system, None)
+            play_day(system, None, closing)
             days.append(system.clock.today())
         runner2, store, snapshots, daily = make_runner(system, tmp_path, jobs_db)
         runner2.run_once()
@@ -103,6 +110,8 @@ def test_three_replayed_days_then_a_missed_day_caught_up(tmp_path):
             assert figure(html, "fees") == f"{sum(t['fees'] for t in trades):.2f}"
             assert figure(html, "total-asset") == f"{equity[day].total_asset:.2f}"
         assert [len(system.executor.trade_records(start=d, end=d)) for d in (d1, d2, d3)] == [2, 1, 0]
+        for day in (d1, d2, d3):  # the day's own close, not the next morning's prices
+            assert equity[day].total_asset == closing[day]
         assert equity[d1].day_pnl is None
         assert equity[d2].day_pnl == round(equity[d2].total_asset - equity[d1].total_asset, 2)
         assert equity[d5].day_pnl == round(equity[d5].total_asset - equity[d3].total_asset, 2)
