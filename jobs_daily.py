@@ -1,4 +1,5 @@
-"""The daemon's three daily jobs and what they do: pre-open (broker check, position/cash sync, 「盘前就绪」),
+"""The daemon's three daily jobs and what they do: pre-open (broker check, position/cash sync, indicators,
+「盘前就绪」),
 post-close (account snapshot, daily report file + notification) and nightly maintenance (backup of every
 database, integrity check, log cleanup). The day roll-over itself (T+1 release, daily counters) stays with
 the Housekeeper, which follows the clock's date change; the jobs own everything that has a time of day."""
@@ -66,6 +67,8 @@ class DailyJobs:
     databases: Callable[[], Iterable[Path]]
     source_label: Callable[[], str] = lambda: ""
     live: bool = False
+    indicators: object = None  # IndicatorCalculator (update(code)), None without one
+    watchlist: Callable[[], list[str]] = lambda: []
 
     @property
     def reports_dir(self) -> Path:
@@ -84,9 +87,13 @@ class DailyJobs:
         if self.live:
             self.positions.refresh_from_broker(self.broker.query_positions())
         held = [p for p in self.positions.all() if p.volume > 0]
+        codes = self.watchlist() if self.indicators is not None else []
+        for code in codes:  # indicators up to the bars the data thread stored after the last close
+            self.indicators.update(code)
         connected = getattr(self.broker, "is_connected", lambda: True)()
         message = (f"盘前就绪：持仓 {len(held)} 只，总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元，"
-                   f"券商{'已连接' if connected else '未连接'}，行情来源 {self.source_label()}")
+                   f"券商{'已连接' if connected else '未连接'}，行情来源 {self.source_label()}，"
+                   f"已更新 {len(codes)} 只股票的指标")
         self.bus.emit(EventKind.PRE_OPEN_READY, message, day=day.isoformat())
         return message
 

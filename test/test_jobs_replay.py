@@ -26,7 +26,8 @@ def make_runner(system, tmp_path, jobs_db):
     daily = DailyJobs(system.clock, system.settings, system.executor, system.positions, system.broker,
                       system.signals, snapshots, store, system.events, AlarmLog(system.events),
                       system.ctx.trigger_prices, tmp_path / "data", tmp_path / "logs",
-                      lambda: database_files(tmp_path / "data"), lambda: system.data.source_label)
+                      lambda: database_files(tmp_path / "data"), lambda: system.data.source_label,
+                      indicators=system.data.indicators, watchlist=system.watchlist)
     runner = JobRunner(daily.jobs(), store, system.clock, system.settings, system.events)
     runner.alive = True
     system.clock.on_new_day(lambda old, new: runner.on_replay_day_end(old, new) if runner.alive else None)
@@ -119,7 +120,11 @@ def test_three_replayed_days_then_a_missed_day_caught_up(tmp_path):
         folders = sorted(p.name for p in (tmp_path / "data" / "backups").iterdir())
         assert folders == [str(d3), str(d5)]  # retention 2 days: d1 and d2 were pruned
         assert {p.name for p in (tmp_path / "data" / "backups" / str(d5)).iterdir()} >= {"sim_trading.db", "config.db"}
-        kinds = [e.kind for e in subscription.drain()]
+        drained = subscription.drain()
+        ready = [e.message for e in drained if e.kind is EventKind.PRE_OPEN_READY]
+        assert ready[0].startswith("盘前就绪：持仓 0 只，总资产 1000000.00 元，可用资金 1000000.00 元，券商已连接，"
+                                   "行情来源 演示行情") and ready[0].endswith("已更新 5 只股票的指标")
+        kinds = [e.kind for e in drained]
         assert kinds.count(EventKind.DAILY_REPORT) == 4 and kinds.count(EventKind.PRE_OPEN_READY) == 5
     finally:
         system.close()
