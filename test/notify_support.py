@@ -14,7 +14,7 @@ from typing import Optional
 
 
 class WebhookReceiver:
-    def __init__(self, status: int = 200):
+    def __init__(self, status: int = 200, port: int = 0):
         self.bodies: list[dict] = []
         self.arrivals: list[float] = []
         self.status = status
@@ -34,7 +34,7 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from daemon_support import start_ready, wait_until
+from daemon_support import free_port, query, start_ready, wait_until
 from notify_support import WebhookReceiver
 
 
@@ -83,3 +83,38 @@ def test_daemon_notifies_and_runs_jobs_through_the_api(tmp_path):
         web_hook.close()
     log_text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in (tmp_path / "logs").glob("*.log*"))
     assert web_hook.url not in log_text and config_hook.url not in log_text
+
+
+def test_message_pending_at_kill_9_of_the_daemon_is_sent_once_after_restart(tmp_path):
+    """Run 1: the receiver is down, the start message is created and its first attempt fails; kill -9.
+    Run 2 with the receiver up: run 1's message arrives exactly once (and run 2's own start message once)."""
+    port = free_port()
+    url = f"json://127.0.0.1:{port}/hook"
+    pool = tmp_path / "pool.json"
+    pool.write_text("[]", encoding="utf-8")
+    sets = {"DATA_SOURCE": "replay", "NOTIFY_URLS": [url], "NOTIFY_RETRY_BASE_SECONDS": 0.5}
+    first = start_ready(tmp_path, ["--stock-pool", str(pool)], sets)
+    try:
+        outbox = tmp_path / "data" / "notify.db"
+        wait_until(lambda: query(outbox, "SELECT attempts FROM notify_outbox WHERE kind='daemon_start'")
+                   and query(outbox, "SELECT attempts FROM notify_outbox WHERE kind='daemon_start'")[0][0] >= 1,
+                   30, "the first attempt to fail", first)
+        first.kill()
+    finally:
+        first.stop_quietly()
+    rows = query(outbox, "SELECT id, status FROM notify_outbox WHERE kind='daemon_start'")
+    assert [r["status"] for r in rows] == ["pending"]
+    receiver = WebhookReceiver(port=port)
+    second = start_ready(tmp_path, ["--stock-pool", str(pool)], sets)
+    try:
+        wait_until(lambda: len(receiver.bodies) >= 2, 30, "both start messages", second)
+        wait_until(lambda: {r["status"] for r in query(outbox, "SELECT status FROM notify_outbox")} == {"sent"}, 10,
+                   "the outbox to be settled", second)
+        code, _ = second.terminate(10)
+        assert code == 0
+    finally:
+        second.stop_quietly()
+        receiver.close()
+    starts = [b for b in receiver.bodies if b["title"] == "miniQMT【守护进程启动】"]
+    assert len(starts) == 2  # run 1's (created before the kill) and run 2's, each once
+    assert len(query(outbox, "SELECT id FROM notify_outbox WHERE kind='daemon_start' AND status='sent'")) == 2
