@@ -57,7 +57,7 @@ class Notifier(Worker):
         known = {k.value for k in EventKind}
         unknown = sorted(set(events) - known)
         if unknown:
-            raise TradingError("UNKNOWN_EVENT", f"未知的事件类型：{'、'.join(unknown)}")
+            raise TradingError("INVALID_EVENT_KIND", f"未知的事件类型：{'、'.join(unknown)}")
         if any(c.url == url for c in self._store.channels()):
             raise TradingError("DUPLICATE_CHANNEL", "该通知地址已存在")
         self._protect(url)

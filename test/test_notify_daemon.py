@@ -47,6 +47,11 @@ def test_daemon_notifies_and_runs_jobs_through_the_api(tmp_path):
         port_text = web_hook.url.split(":")[2]
         assert port_text not in listing and config_hook.url.split(":")[2] not in listing
         assert call(daemon, "POST", "/api/notify/channels", {"url": "nonsense"})[0] == 400
+        status, reply, _ = call(daemon, "POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/x", "events": ["x"]})
+        assert (status, reply["code"]) == (400, "INVALID_EVENT_KIND")
+        status, reply, _ = call(daemon, "POST", "/api/notify/channels", {"url": web_hook.url})
+        assert (status, reply["code"]) == (409, "DUPLICATE_CHANNEL")
+        assert call(daemon, "POST", "/api/notify/channels", {"url": web_hook.url, "extra": 1})[1]["code"] == "UNKNOWN_FIELD"
 
         status, reply, _ = call(daemon, "POST", "/api/notify/test", {"channel_id": channel["id"]})
         assert status == 202
