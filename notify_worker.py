@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 RATE_LIMITED_RECHECK_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 3600.0
+SHUTDOWN_DELIVERY_SECONDS = 3.0  # within the daemon's 6 s for stopping its threads
 
 Sender = Callable[[str, str, str, float], Outcome]
 
@@ -115,7 +116,12 @@ class Notifier(Worker):
         return True
 
     def on_stop(self) -> None:
-        self.intake()  # events published during shutdown (daemon stop) are committed for the next start
+        """Commit what was published during shutdown (the daemon's stop), then deliver for a few seconds at
+        most; whatever is left is sent after the next start."""
+        self.intake()
+        deadline = time.monotonic() + SHUTDOWN_DELIVERY_SECONDS
+        while time.monotonic() < deadline and self.deliver_one(timeout=deadline - time.monotonic()):
+            pass
 
     # ---- steps
     def intake(self) -> int:
@@ -137,7 +143,7 @@ class Notifier(Worker):
                     created += 1
         return created
 
-    def deliver_one(self) -> bool:
+    def deliver_one(self, timeout: Optional[float] = None) -> bool:
         """Pick the next channel with due messages (round-robin), coalesce its backlog when needed, and make one
         delivery attempt within its rate limit. Returns whether an attempt was made."""
         with self._lock:
@@ -156,13 +162,14 @@ class Notifier(Worker):
                 else:
                     message = due[0]
                 self._turn = (self._turn + offset + 1) % len(channels)
-                self._attempt(channel, message)
+                self._attempt(channel, message, timeout)
                 return True
             return False
 
     # ---- internals
-    def _attempt(self, channel: Channel, message) -> None:
-        outcome = self._send(channel.url, message.title, message.body, self._settings.get("NOTIFY_SEND_TIMEOUT"))
+    def _attempt(self, channel: Channel, message, timeout: Optional[float] = None) -> None:
+        limit = self._settings.get("NOTIFY_SEND_TIMEOUT")
+        outcome = self._send(channel.url, message.title, message.body, limit if timeout is None else min(limit, timeout))
         if outcome.ok:
             self._store.mark_sent(message.id)
             self._store.record_outcome(channel.id, True)

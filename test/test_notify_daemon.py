@@ -120,6 +120,7 @@ def test_message_pending_at_kill_9_of_the_daemon_is_sent_once_after_restart(tmp_
     finally:
         second.stop_quietly()
         receiver.close()
+    assert [b["title"] for b in receiver.bodies].count("miniQMT【守护进程停止】") == 1  # delivered while stopping
     starts = [b for b in receiver.bodies if b["title"] == "miniQMT【守护进程启动】"]
     assert len(starts) == 2  # run 1's (created before the kill) and run 2's, each once
     assert len(query(outbox, "SELECT id FROM notify_outbox WHERE kind='daemon_start' AND status='sent'")) == 2
