@@ -7,7 +7,6 @@ restart; `sent` is committed right after delivery, so the window for a double se
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
@@ -66,7 +65,6 @@ class NotifyStore:
     def __init__(self, db: Database, now: Callable[[], float] = time.time):
         self._db = db
         self._now = now
-        self._lock = threading.Lock()
         migrate(db, "notify_store", MIGRATIONS)
 
     # ---- channels

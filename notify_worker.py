@@ -112,9 +112,6 @@ class Notifier(Worker):
             self._wake.wait(min(remaining, STOP_CHECK_SECONDS))
         self._wake.clear()
 
-    def is_due(self) -> bool:
-        return True
-
     def on_stop(self) -> None:
         """Commit what was published during shutdown (the daemon's stop), then deliver for a few seconds at
         most; whatever is left is sent after the next start."""
