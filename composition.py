@@ -18,6 +18,7 @@ from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox
 from orders_file_store import OrderFileStore
 from orders_file_worker import OrderFileWorker
+from notify_composition import build_notifications
 from position_monitor import PositionMonitor
 from position_review import PositionReviews
 from signal_store import SignalStore
@@ -135,7 +136,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
-    watchdog = Watchdog(settings)
+    watchdog = Watchdog(settings, events=events)
     stop_event = stop_event or threading.Event()
     order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
@@ -145,6 +146,11 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                          trading_state=trading_state, events=events, order_files=order_files,
                          diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
                          watch=watch_store, stock_params=stock_params, position_reviews=reviews)
+    notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
+                                        positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
+                                        live=not simulation)
+    web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
+                                                           notifications.reports_dir)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
@@ -165,8 +171,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay),
-        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
         OrderFileWorker(order_files, settings),
+        *notifications.workers,
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
@@ -175,7 +182,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     try:
         web.start()
     except OSError as exc:
-        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close)
+        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close, *notifications.closers)
         raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
                                                f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
     _log_startup(settings, mode, data, web, data_dir)
@@ -185,7 +192,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         watch=watch, watch_store=watch_store, stock_params=stock_params))
     daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
-    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
+    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
+                       *notifications.closers]
     return daemon
 
 
