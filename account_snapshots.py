@@ -1,87 +1,74 @@
-"""The account's own daily history: one row per trading day with cash, frozen cash, market value and total
-assets, recorded at the close (and at the day roll-over for a day the daemon missed at its close), so the equity
-curve survives restarts. Owns the `account_daily` table; the statistics live in `perf_stats`."""
+"""The daily account snapshot taken after the close (table `account_snapshots` of the trading db): one row per
+trading day with the account's equity, so the daily report and the 收益 page read one equity curve.
+Written by the post-close job (jobs_daily); the rows belong to the account, hence the trading db of its mode."""
 from __future__ import annotations
 
-import logging
 import threading
-from dataclasses import dataclass
-from datetime import date
-from typing import Callable, Optional
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any, Optional
 
-import market_rules
-from models import Asset
 from storage import Database, migrate
-
-log = logging.getLogger(__name__)
 
 MIGRATIONS = (
     """
-    CREATE TABLE IF NOT EXISTS account_daily (
-        day TEXT PRIMARY KEY, cash REAL NOT NULL, frozen_cash REAL NOT NULL, market_value REAL NOT NULL,
-        total_asset REAL NOT NULL, recorded_at TEXT NOT NULL)
+    CREATE TABLE IF NOT EXISTS account_snapshots (
+        day TEXT PRIMARY KEY, total_asset REAL NOT NULL, cash REAL NOT NULL, frozen_cash REAL NOT NULL,
+        market_value REAL NOT NULL, day_pnl REAL, recorded_at TEXT NOT NULL)
     """,
 )
 
 
 @dataclass(frozen=True)
-class DailySnapshot:
+class Snapshot:
     day: date
+    total_asset: float
     cash: float
     frozen_cash: float
     market_value: float
-    total_asset: float
+    day_pnl: Optional[float]  # equity change since the previous snapshot (None for the first one)
+    recorded_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "day": self.day.isoformat()}
 
 
 class AccountSnapshots:
-    """Records `account()` per trading day. `record_if_closed` is called often (the housekeeping thread);
-    it writes once per day after the close, later calls that day overwrite nothing."""
+    """`record(day, asset)` (idempotent per day: a re-run replaces that day) and `history()`, oldest first."""
 
-    def __init__(self, db: Database, clock, account: Callable[[], Asset]):
+    def __init__(self, db: Database, clock=None):
         self._db = db
         self._clock = clock
-        self._account = account
         self._lock = threading.Lock()
-        self._closed_day: Optional[date] = None
         migrate(db, "account_snapshots", MIGRATIONS)
 
-    def record(self, day: date) -> DailySnapshot:
-        """Store the account as it is now as `day`'s closing row (replacing an earlier one of that day)."""
-        asset = self._account()
-        snapshot = DailySnapshot(day, round(asset.cash, 2), round(asset.frozen_cash, 2), round(asset.market_value, 2),
-                                 round(asset.total_asset, 2))
-        self._db.execute(
-            "INSERT INTO account_daily(day, cash, frozen_cash, market_value, total_asset, recorded_at) "
-            "VALUES(?,?,?,?,?,?) ON CONFLICT(day) DO UPDATE SET cash=excluded.cash, frozen_cash=excluded.frozen_cash,"
-            " market_value=excluded.market_value, total_asset=excluded.total_asset, recorded_at=excluded.recorded_at",
-            (day.isoformat(), snapshot.cash, snapshot.frozen_cash, snapshot.market_value, snapshot.total_asset,
-             self._clock.now().isoformat(timespec="seconds")))
-        return snapshot
-
-    def record_if_closed(self) -> Optional[DailySnapshot]:
-        """After 15:00 on a trading day, record that day once."""
-        now = self._clock.now()
-        today = now.date()
+    def record(self, day: date, asset) -> Snapshot:
+        """Store the close-of-day equity of `day` from a models.Asset; the day P&L is measured against the
+        latest earlier snapshot."""
         with self._lock:
-            if self._closed_day == today or now.time() < market_rules.MARKET_CLOSE:
-                return None
-            if not self._clock.is_trading_day(today):
-                return None
-            self._closed_day = today
-        snapshot = self.record(today)
-        log.info("已记录 %s 收盘账户：总资产 %.2f 元，持仓市值 %.2f 元", today, snapshot.total_asset,
-                 snapshot.market_value)
-        return snapshot
+            previous = self._db.query_one("SELECT total_asset FROM account_snapshots WHERE day<? ORDER BY day DESC"
+                                          " LIMIT 1", (day.isoformat(),))
+            day_pnl = round(asset.total_asset - previous["total_asset"], 2) if previous else None
+            stamp = (self._clock.now() if self._clock is not None else datetime.now()).isoformat(timespec="seconds")
+            snapshot = Snapshot(day, round(asset.total_asset, 2), round(asset.cash, 2), round(asset.frozen_cash, 2),
+                                round(asset.market_value, 2), day_pnl, stamp)
+            with self._db.transaction() as conn:
+                conn.execute("INSERT OR REPLACE INTO account_snapshots(day, total_asset, cash, frozen_cash, market_value,"
+                             " day_pnl, recorded_at) VALUES(?,?,?,?,?,?,?)",
+                             (day.isoformat(), snapshot.total_asset, snapshot.cash, snapshot.frozen_cash,
+                              snapshot.market_value, day_pnl, stamp))
+            return snapshot
 
-    def roll_day(self, today: date) -> None:
-        """The day changed: the previous trading day gets its row if the close was missed (the values are
-        still those of its close, since nothing has traded since)."""
-        previous = self._clock.calendar.previous_trading_day(today)
-        if not self._db.query_one("SELECT 1 FROM account_daily WHERE day=?", (previous.isoformat(),)):
-            self.record(previous)
+    def history(self, start: Optional[date] = None, end: Optional[date] = None) -> list[Snapshot]:
+        sql, params = "SELECT * FROM account_snapshots WHERE 1=1", []
+        if start is not None:
+            sql, params = sql + " AND day>=?", params + [start.isoformat()]
+        if end is not None:
+            sql, params = sql + " AND day<=?", params + [end.isoformat()]
+        rows = self._db.query(sql + " ORDER BY day", params)
+        return [Snapshot(date.fromisoformat(r["day"]), r["total_asset"], r["cash"], r["frozen_cash"],
+                         r["market_value"], r["day_pnl"], r["recorded_at"]) for r in rows]
 
-    def history(self, start: Optional[date] = None, end: Optional[date] = None) -> list[DailySnapshot]:
-        rows = self._db.query("SELECT * FROM account_daily WHERE day >= ? AND day <= ? ORDER BY day",
-                              ((start or date.min).isoformat(), (end or date.max).isoformat()))
-        return [DailySnapshot(date.fromisoformat(r["day"]), r["cash"], r["frozen_cash"], r["market_value"],
-                              r["total_asset"]) for r in rows]
+    def get(self, day: date) -> Optional[Snapshot]:
+        rows = self.history(day, day)
+        return rows[0] if rows else None

@@ -18,11 +18,16 @@ from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox
 from orders_file_store import OrderFileStore
 from orders_file_worker import OrderFileWorker
+from notify_composition import build_notifications
 from position_monitor import PositionMonitor
+from position_review import PositionReviews
 from signal_store import SignalStore
+from stock_params import StockParams
 from storage import Database
 from strategy_runner import StrategyRunner
 from trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
+from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch_store import WatchStore
 from workers import Watchdog
 
 log = logging.getLogger("main")
@@ -109,77 +114,95 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     signals = SignalStore(trading_db, clock)
     pool = StockPool(stock_pool_file)
     indicators = data.indicators
-    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes, trading_state)
+    stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
+                            lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
+                            params_for=stock_params.params_for)
     runner.recover()
-    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock)
-    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor)
+    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock, params_for=stock_params.params_for)
+    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor,
+                       settings_for=stock_params.settings_for)
     grid.attach(monitor, runner)
     grid.recover()
-
-    rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
-    settings.subscribe(lambda _changed: rule_params.__setitem__(0, strategy.RuleParams.from_settings(settings)))
+    reviews = PositionReviews(trading_db, clock)
+    watch_store = WatchStore(trading_db, clock)
+    watch = WatchMonitor(watch_store, hub, signals, positions, events, settings, clock,
+                         daily=DailyContextCache(data.bar_store, indicators).get,
+                         apply_exits=lambda code, params, source: stock_params.update(code, params, source))
+    for rule in WATCH_RULES:
+        runner.register_validator(rule, validate_watch_signal(positions))
     try:
         token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
-    watchdog = Watchdog(settings)
+    watchdog = Watchdog(settings, events=events)
     stop_event = stop_event or threading.Event()
     order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
-    snapshots, intraday, log_tail = page_sources(trading_db, clock, executor, hub, secret_filter)
+    intraday, log_tail = page_sources(hub, secret_filter)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
+                         trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
                          trading_state=trading_state, events=events, order_files=order_files,
                          diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
-                         snapshots=snapshots, intraday=intraday, log_tail=log_tail)
+                         watch=watch_store, stock_params=stock_params, position_reviews=reviews,
+                         intraday=intraday, log_tail=log_tail)
+    notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
+                                        positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
+                                        live=not simulation)
+    web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
+                                                           notifications.reports_dir)
+    web_ctx.snapshots = notifications.snapshots  # the post-close job records them; the 收益 page reads them
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
-        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes()))
+        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes())
+                      | set(watch_store.codes()))
+
 
     data.set_watchlist(watchlist())
-    roll_day: list[Callable[[date], object]] = [snapshots.roll_day, positions.roll_day, executor.roll_day]
+    roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
         roll_day.insert(0, broker.roll_day)
 
     for worker in (
         DataWorker(data, watchlist),
         monitor,
+        watch,
         runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay),
-        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir,
-                    every_run=[snapshots.record_if_closed]),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
         OrderFileWorker(order_files, settings),
+        *notifications.workers,
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
-        watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
+        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, reviews),
                                     settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
     try:
         web.start()
     except OSError as exc:
-        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close)
+        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close, *notifications.closers)
         raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
                                                f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
-        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events))
+        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
+        watch=watch, watch_store=watch_store, stock_params=stock_params))
     daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
-                       lambda: logging.getLogger().removeHandler(log_tail)]
+                       *notifications.closers, lambda: logging.getLogger().removeHandler(log_tail)]
     return daemon
 
 
-def page_sources(trading_db: Database, clock, executor, hub, secret_filter):
-    """What the web page's charts, 收益 and 日志 pages read: the daily account closes, today's intraday line
-    per stock (fed by the quote hub) and the log tail (masked by the same secret filter as the log files)."""
-    from account_snapshots import AccountSnapshots
+def page_sources(hub, secret_filter):
+    """What the web page's 分时 view and 日志 page read: today's intraday line per stock (fed by the quote hub)
+    and the log tail (masked by the same secret filter as the log files)."""
     from web_intraday import IntradayBuffer
     from web_log_tail import LogTail
 
@@ -188,7 +211,7 @@ def page_sources(trading_db: Database, clock, executor, hub, secret_filter):
     log_tail = LogTail()
     log_tail.addFilter(secret_filter)
     logging.getLogger().addHandler(log_tail)
-    return AccountSnapshots(trading_db, clock, executor.account), intraday, log_tail
+    return intraday, log_tail
 
 
 def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Database, clock, executor, positions,
@@ -198,6 +221,16 @@ def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Databa
     inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
     return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
                            hub=hub)
+
+
+def _sync_from_broker(positions, broker, reviews: PositionReviews) -> None:
+    """The broker's positions; one the daemon did not open is 「待确认」 until the operator confirms its state
+    (the broker gives no open date here, so its highest price starts from max(cost, price))."""
+    before = {p.stock_code for p in positions.all()}
+    positions.refresh_from_broker(broker.query_positions())
+    for position in positions.all():
+        if position.stock_code not in before:
+            reviews.found(position.stock_code, "cost_or_price")
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:

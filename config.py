@@ -7,6 +7,7 @@ page are stored separately (`config_store`) and override these values until rese
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -129,6 +130,23 @@ DOCTOR_MIN_FREE_MB = 500.0  # 系统诊断：数据目录所在磁盘剩余空�
 DOCTOR_LOG_DIR_WARN_MB = 1000.0  # 系统诊断：日志目录超过该大小（MB）即提醒
 DOCTOR_BROKER_TIMEOUT = 5.0  # 系统诊断：连接 miniQMT 并查询账户的时限（秒）
 
+# ==== 通知与定时任务
+NOTIFY_URLS = []  # 配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；网页中也可添加（需重启）
+NOTIFY_SEND_TIMEOUT = 10.0  # 单条通知发送超时（秒）
+NOTIFY_MAX_ATTEMPTS = 6  # 单条通知最多尝试次数，之后标记为失败
+NOTIFY_RETRY_BASE_SECONDS = 5.0  # 发送失败后的首次重试间隔（秒），之后每次加倍
+NOTIFY_RETRY_MAX_SECONDS = 600.0  # 重试间隔上限（秒）
+NOTIFY_RATE_LIMIT = 10  # 每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）
+NOTIFY_RATE_WINDOW_SECONDS = 60.0  # 限流窗口（秒）
+NOTIFY_DIGEST_THRESHOLD = 3  # 同一渠道积压的待发消息达到该条数时合并为一条摘要
+NOTIFY_DEDUP_SECONDS = 300.0  # 相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）
+NOTIFY_CHANNEL_ALARM_FAILURES = 3  # 渠道连续失败该次数后告警一次（界面与其他渠道）
+NOTIFY_PUBLIC_URL = ''  # 通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接
+JOB_PRE_OPEN_TIME = '09:00'  # 盘前任务时间 HH:MM（行情时钟）
+JOB_POST_CLOSE_TIME = '15:05'  # 盘后任务时间 HH:MM：账户快照、每日报告
+JOB_NIGHTLY_TIME = '20:00'  # 夜间维护时间 HH:MM：数据库备份与检查、日志清理
+BACKUP_RETENTION_DAYS = 7  # 数据库备份保留天数
+
 # ============================================================================================================
 # Metadata: every parameter above with its type, range, meaning and group. A new parameter needs both a
 # `NAME = value  # 含义` line above and a `_p("NAME", NAME, ...)` row below (test_config_file checks the pairing).
@@ -137,6 +155,7 @@ DOCTOR_BROKER_TIMEOUT = 5.0  # 系统诊断：连接 miniQMT 并查询账户的�
 G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补仓", "止盈止损", "网格交易", "风控", "运行间隔"
 G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数据", "Web服务", "日志"
 G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
+G_NOTIFY = "通知与定时任务"  # issue 16
 
 
 @dataclass(frozen=True)
@@ -285,6 +304,25 @@ PARAMS: tuple[Param, ...] = (
     _p("DOCTOR_MIN_FREE_MB", DOCTOR_MIN_FREE_MB, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
     _p("DOCTOR_LOG_DIR_WARN_MB", DOCTOR_LOG_DIR_WARN_MB, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
     _p("DOCTOR_BROKER_TIMEOUT", DOCTOR_BROKER_TIMEOUT, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
+    # ---- issue 16: notifications, scheduled jobs, the daily report
+    _p("NOTIFY_URLS", NOTIFY_URLS, "str_list", "配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；"
+       "网页中也可添加", G_NOTIFY, restart=True, secret=True),
+    _p("NOTIFY_SEND_TIMEOUT", NOTIFY_SEND_TIMEOUT, "float", "单条通知发送超时（秒）", G_NOTIFY, 1, 120),
+    _p("NOTIFY_MAX_ATTEMPTS", NOTIFY_MAX_ATTEMPTS, "int", "单条通知最多尝试次数，之后标记为失败", G_NOTIFY, 1, 50),
+    _p("NOTIFY_RETRY_BASE_SECONDS", NOTIFY_RETRY_BASE_SECONDS, "float", "发送失败后的首次重试间隔（秒），之后每次加倍", G_NOTIFY, 0.1, 3600),
+    _p("NOTIFY_RETRY_MAX_SECONDS", NOTIFY_RETRY_MAX_SECONDS, "float", "重试间隔上限（秒）", G_NOTIFY, 1, 86400),
+    _p("NOTIFY_RATE_LIMIT", NOTIFY_RATE_LIMIT, "int", "每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）", G_NOTIFY, 1, 1000),
+    _p("NOTIFY_RATE_WINDOW_SECONDS", NOTIFY_RATE_WINDOW_SECONDS, "float", "限流窗口（秒）", G_NOTIFY, 1, 86400),
+    _p("NOTIFY_DIGEST_THRESHOLD", NOTIFY_DIGEST_THRESHOLD, "int", "同一渠道积压的待发消息达到该条数时合并为一条摘要", G_NOTIFY, 2, 1000),
+    _p("NOTIFY_DEDUP_SECONDS", NOTIFY_DEDUP_SECONDS, "float", "相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）", G_NOTIFY, 0,
+       86400),
+    _p("NOTIFY_CHANNEL_ALARM_FAILURES", NOTIFY_CHANNEL_ALARM_FAILURES, "int", "渠道连续失败该次数后告警一次（界面与其他渠道）", G_NOTIFY, 1,
+       100),
+    _p("NOTIFY_PUBLIC_URL", NOTIFY_PUBLIC_URL, "str", "通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接", G_NOTIFY),
+    _p("JOB_PRE_OPEN_TIME", JOB_PRE_OPEN_TIME, "str", "盘前任务时间 HH:MM（行情时钟）", G_NOTIFY),
+    _p("JOB_POST_CLOSE_TIME", JOB_POST_CLOSE_TIME, "str", "盘后任务时间 HH:MM：账户快照、每日报告", G_NOTIFY),
+    _p("JOB_NIGHTLY_TIME", JOB_NIGHTLY_TIME, "str", "夜间维护时间 HH:MM：数据库备份与检查、日志清理", G_NOTIFY),
+    _p("BACKUP_RETENTION_DAYS", BACKUP_RETENTION_DAYS, "int", "数据库备份保留天数", G_NOTIFY, 1, 3650),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
@@ -388,6 +426,9 @@ def _cross_errors(v: Mapping[str, Any]) -> dict[str, str]:
         errors["STOP_LOSS_RATIO"] = "止损比例必须小于 0"
     if v["GRID_STOP_LOSS_RATIO"] >= 0:
         errors["GRID_STOP_LOSS_RATIO"] = "网格止损率必须小于 0"
+    for key in ("JOB_PRE_OPEN_TIME", "JOB_POST_CLOSE_TIME", "JOB_NIGHTLY_TIME"):  # issue 16
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v.get(key, "00:00"))):
+            errors[key] = f"{key} 必须是 HH:MM 格式的时间，如 09:00"
     return errors
 
 

@@ -132,6 +132,14 @@ class ConfigStore:
             self.update({key: json.loads(old)}, source)
             return {key: self._values[key]}
 
+    def journal(self, key: str, old: Any, new: Any, source: str) -> None:
+        """Record a change made outside the global parameters (per-stock parameters, a position's rule state,
+        issue 17) in the same history, so one page shows every change with old → new."""
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO config_history(time, key, old_value, new_value, source) VALUES(?,?,?,?,?)",
+                         (self._now().isoformat(timespec="seconds"), key, json.dumps(old, ensure_ascii=False),
+                          json.dumps(new, ensure_ascii=False), source))
+
     # ---- internals
     def _persist(self, changes: Mapping[str, Any], source: str) -> None:
         """Write overrides and history in one transaction, then publish. `None` removes an override."""

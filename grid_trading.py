@@ -90,9 +90,11 @@ class GridManager:
     """Owns the grid sessions. Thread-safe; lock order: strategy runner → this → executor / positions /
     signals / db. Broker fills arrive through a queue so the broker's thread never waits for this lock."""
 
-    def __init__(self, db, settings, clock, positions, hub, signals, executor):
+    def __init__(self, db, settings, clock, positions, hub, signals, executor, settings_for=None):
+        """`settings_for(code)`: the settings as seen by one stock (per-stock parameters, issue 17)."""
         self._store = GridStore(db)
         self._settings = settings
+        self._settings_for = settings_for or (lambda _code: settings)
         self._clock = clock
         self._positions = positions
         self._hub = hub
@@ -248,7 +250,7 @@ class GridManager:
         overrides = dict(overrides)
         center = overrides.pop("center_price", None)
         try:
-            params = GridParams.from_settings(self._settings, overrides)
+            params = GridParams.from_settings(self._settings_for(code), overrides)
         except GridParamError as exc:
             raise TradingError("INVALID_GRID_PARAMS", str(exc)) from None
         with self._lock:
@@ -317,7 +319,8 @@ class GridManager:
 
     def _exit_condition(self, position: Position, price: float) -> Optional[Rule]:
         """The position's sell-all exit (stop-loss / dynamic stop) whose condition holds at `price`, if any."""
-        triggers = strategy.trigger_prices(position, strategy.RuleParams.from_settings(self._settings))
+        triggers = strategy.trigger_prices(position,
+                                           strategy.RuleParams.from_settings(self._settings_for(position.stock_code)))
         if triggers.stop_loss_price is not None and price <= triggers.stop_loss_price:
             return Rule.STOP_LOSS
         if triggers.dynamic_stop_price is not None and price <= triggers.dynamic_stop_price:

@@ -53,10 +53,12 @@ class Rule(str, Enum):
     MANUAL = "manual"
     REPRICE = "reprice"  # a timed-out sell re-placed at a more aggressive price
     ORDER_FILE = "order_file"  # a line of an order file from another system (orders_file_intake)
+    WATCH_BUY = "watch_buy"  # a watch task's buy action (issue 17)
+    WATCH_SELL = "watch_sell"
 
     @property
     def side(self) -> Side:
-        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY)
+        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY, Rule.WATCH_BUY)
         return Side.BUY if self in buys else Side.SELL
 
     @property
@@ -76,6 +78,8 @@ RULE_LABELS = {
     Rule.MANUAL: "手动",
     Rule.REPRICE: "改价重报",
     Rule.ORDER_FILE: "委托文件",
+    Rule.WATCH_BUY: "盯盘买入",
+    Rule.WATCH_SELL: "盯盘卖出",
 }
 
 

@@ -27,7 +27,9 @@ class StrategyRunner(Worker):
     name = "strategy"
 
     def __init__(self, signals, positions, executor, hub, settings, clock, indicators=None,
-                 stock_pool: Callable[[], list[str]] = list, trading_state=None):
+                 stock_pool: Callable[[], list[str]] = list, trading_state=None,
+                 params_for: Optional[Callable[[str], strategy.RuleParams]] = None):
+        self._params_for = params_for  # a stock's effective rule parameters (per-stock overrides, issue 17)
         self._signals = signals
         self._positions = positions
         self._executor = executor
@@ -135,7 +137,7 @@ class StrategyRunner(Worker):
         if signal.rule is Rule.MACD_BUY:
             if position is not None and position.volume > 0:
                 raise SignalRejected("ALREADY_HELD", f"{code} 已有持仓，MACD 买入不再执行")
-            volume = market_rules.buy_volume_for_amount(code, self._settings.get("POSITION_UNIT"), quote.price)
+            volume = market_rules.buy_volume_for_amount(code, self._position_unit(code), quote.price)
             if volume <= 0:
                 raise SignalRejected("AMOUNT_TOO_SMALL", f"{code} 买入金额不足一手")
             return volume
@@ -145,7 +147,7 @@ class StrategyRunner(Worker):
             if position.available <= 0:
                 raise SignalRejected("NO_AVAILABLE", f"{code} 没有可卖数量")
             return position.available
-        params = strategy.RuleParams.from_settings(self._settings)
+        params = self._params_for(code) if self._params_for else strategy.RuleParams.from_settings(self._settings)
         for action in strategy.evaluate(position, quote.price, params):
             if action.rule is signal.rule and action.level_index == signal.level_index:
                 return action.volume
@@ -171,6 +173,10 @@ class StrategyRunner(Worker):
             self._positions.mark_profit_triggered(signal.stock_code, False)
         elif signal.rule is Rule.ADD_POSITION and signal.level_index is not None:
             self._positions.mark_add_level_used(signal.stock_code, signal.level_index, False)
+
+    def _position_unit(self, code: str) -> float:
+        """POSITION_UNIT as the stock sees it (its own value when set per stock)."""
+        return self._params_for(code).position_unit if self._params_for else self._settings.get("POSITION_UNIT")
 
     def _is_expired(self, signal: Signal) -> bool:
         return (self._clock.now() - signal.created_at).total_seconds() > self._max_age()
@@ -208,7 +214,7 @@ class StrategyRunner(Worker):
         if self._signals.exists_on_day(code, rule, today):
             return 0
         quote = self._hub.latest(code)
-        amount = self._settings.get("POSITION_UNIT") if rule is Rule.MACD_BUY else 0.0
+        amount = self._position_unit(code) if rule is Rule.MACD_BUY else 0.0
         volume = (market_rules.buy_volume_for_amount(code, amount, quote.price) if rule is Rule.MACD_BUY
                   else position.available)
         if volume <= 0:

@@ -134,7 +134,7 @@ def positions_stream() -> Response:
         return PositionStream(
             c.positions, app_state.stream.get,
             lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
-            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
+            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected, bus=c.events)
     return sse_response(make)
 
 
@@ -311,9 +311,10 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     """Buy `count` stocks drawn at random from the pool among those not held, each for `amount`."""
     c = ctx()
     held = {p.stock_code for p in c.positions.all() if p.volume > 0}
-    candidates = [code for code in c.stock_pool.codes() if code not in held]
+    pool = c.stock_pool.codes() if c.stock_params is None else c.stock_params.buyable(c.stock_pool.codes())
+    candidates = [code for code in pool if code not in held]
     if not candidates:
-        raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空或都已持有）")
+        raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空、都已持有或在黑名单中）")
     amount = parsed.amount or c.settings.get("POSITION_UNIT")
     chosen = state().random.sample(candidates, min(parsed.count, len(candidates)))
     results = []

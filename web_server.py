@@ -36,7 +36,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 # TradingError codes that mean "the request is fine but the thing it names does not exist" or "conflicts
 # with the current state"; every other OrderRejected is a plain 400.
-NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND"}
+NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND", "CHANNEL_NOT_FOUND", "JOB_NOT_FOUND",
+                   "REPORT_NOT_FOUND"}
 CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
                   "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE", "TRADING_HALTED", "TRADING_PAUSED", "STOCK_HALTED"}
 
@@ -71,6 +72,12 @@ class WebContext:
     diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
     trading_state: Any = None  # trading_state.TradingState
     events: Any = None  # events.EventBus
+    watch: Any = None  # watch_store.WatchStore (issue 17); None: the watch routes answer 404
+    stock_params: Any = None  # stock_params.StockParams (issue 17)
+    position_reviews: Any = None  # position_review.PositionReviews (issue 17)
+    notifier: Any = None  # notify_worker.Notifier (issue 16; the notify routes answer 404 without it)
+    jobs: Any = None  # jobs_runner.JobRunner
+    reports_dir: Any = None  # Path of the daily reports
     snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
     intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
     log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
@@ -112,7 +119,11 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     import web_api_docs
     import web_api_doctor
     import web_api_order_files
+    import web_api_jobs
+    import web_api_notify
     import web_api_state
+    import web_api_stock
+    import web_api_watch
     import web_api_auth, web_api_logs, web_api_market, web_api_performance  # issue 15: the page's own routes
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
@@ -133,6 +144,10 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.register_blueprint(web_api_order_files.blueprint)
     app.register_blueprint(web_api_doctor.blueprint)
     app.register_blueprint(web_api_state.blueprint)
+    app.register_blueprint(web_api_notify.blueprint)
+    app.register_blueprint(web_api_jobs.blueprint)
+    app.register_blueprint(web_api_watch.blueprint)
+    app.register_blueprint(web_api_stock.blueprint)
     for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
         app.register_blueprint(extra.blueprint)
     return app
@@ -356,9 +371,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 def _security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("X-Frame-Options", "DENY")  # a route may allow its own framing (daily report)
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path == "/" or request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     return response

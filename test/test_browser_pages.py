@@ -56,7 +56,7 @@ def market(tmp_path_factory):
     system.executor.buy_stock("000001.SZ", amount=20000)
     first_day = system.clock.today()
     system.next_day()
-    system.ctx.snapshots.record(first_day)
+    system.ctx.snapshots.record(first_day, system.executor.account())
     system.executor.sell_stock("000001.SZ", system.positions.get("000001.SZ").available)
     for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
                    IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):

@@ -3,7 +3,7 @@ figures equal the shared statistics (and the backtest summary's) on the same tra
 live, the 分时 line follows the quotes, MACD crosses are marked with the rule's own test, and a token is
 checked at once."""
 import logging
-from datetime import date, datetime
+from datetime import date
 
 import pytest
 
@@ -12,9 +12,7 @@ from account_snapshots import AccountSnapshots
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
 from indicator_calculator import cross_between
-from market_clock import ReplayClock
 from models import Asset
-from storage import Database
 from web_api_performance import fills_from_records
 from web_test_support import TOKEN, Client, SseClient, build_system, start_server
 
@@ -48,25 +46,6 @@ class FixedAccount:
         return Asset(self.total - 50_000.0, 0.0, 50_000.0, self.total)
 
 
-def test_snapshot_is_recorded_once_after_the_close_and_on_a_missed_close(tmp_path):
-    clock = ReplayClock(datetime(2024, 1, 3, 14, 59))
-    account = FixedAccount()
-    db = Database(tmp_path / "t.db")
-    snapshots = AccountSnapshots(db, clock, account)
-    assert snapshots.record_if_closed() is None  # before 15:00
-    clock.set(datetime(2024, 1, 3, 15, 0))
-    account.total = 1_012_345.678
-    assert snapshots.record_if_closed().total_asset == 1_012_345.68
-    account.total = 1.0
-    assert snapshots.record_if_closed() is None  # once a day
-    snapshots.roll_day(date(2024, 1, 5))  # 2024-01-04 was missed at its close: recorded at the roll-over
-    assert [(s.day, s.total_asset, s.market_value) for s in snapshots.history()] == [
-        (date(2024, 1, 3), 1_012_345.68, 50_000.0), (date(2024, 1, 4), 1.0, 50_000.0)]
-    snapshots.roll_day(date(2024, 1, 5))
-    assert len(AccountSnapshots(db, clock, account).history()) == 2  # persisted, not doubled
-    db.close()
-
-
 def test_performance_figures_equal_the_shared_statistics_and_the_backtest_summary(system, client):
     system.executor.buy_stock("600036.SH", amount=30000)
     system.executor.buy_stock("000001.SZ", amount=20000)
@@ -74,13 +53,13 @@ def test_performance_figures_equal_the_shared_statistics_and_the_backtest_summar
     held = system.positions.get("600036.SH")
     system.executor.sell_stock("600036.SH", held.available)  # one closed episode
     account = FixedAccount()
-    system.ctx.snapshots = AccountSnapshots(system.dbs[1], system.clock, account)
+    system.ctx.snapshots = AccountSnapshots(system.dbs[1], system.clock)
     today = system.clock.today()
     yesterday = system.clock.calendar.previous_trading_day(today)
     days = [system.clock.calendar.previous_trading_day(yesterday), yesterday, today]
     for day, total in zip(days, (1_010_000.0, 990_000.0, 1_020_000.0)):
         account.total = total
-        system.ctx.snapshots.record(day)
+        system.ctx.snapshots.record(day, account())
     report = data_of(client.get("/api/performance"))
     assert [p["total_asset"] for p in report["equity"]] == [1_010_000.0, 990_000.0, 1_020_000.0]
     assert [p["pnl"] for p in report["equity"]] == [10_000.0, -20_000.0, 30_000.0]
@@ -108,9 +87,8 @@ def test_performance_figures_equal_the_shared_statistics_and_the_backtest_summar
 
 
 def test_today_so_far_extends_the_recorded_closes(system, client):
-    account = FixedAccount()
-    system.ctx.snapshots = AccountSnapshots(system.dbs[1], system.clock, account)
-    system.ctx.snapshots.record(system.clock.calendar.previous_trading_day(system.clock.today()))
+    system.ctx.snapshots = AccountSnapshots(system.dbs[1], system.clock)
+    system.ctx.snapshots.record(system.clock.calendar.previous_trading_day(system.clock.today()), FixedAccount()())
     equity = data_of(client.get("/api/performance"))["equity"]
     assert [p["partial"] for p in equity] == [False, True]
     assert equity[-1]["total_asset"] == round(system.executor.account().total_asset, 2)
@@ -167,26 +145,3 @@ def test_a_wrong_token_is_told_at_once(client):
     reply = client.post("/api/auth/check", token="wrong-token-0123456789")
     assert reply.status == 401 and reply.json["message"] == "API 令牌错误"
 
-
-def test_housekeeper_records_the_close_once_and_the_missed_day_at_the_roll_over(tmp_path):
-    from daemon_workers import Housekeeper
-
-    clock = ReplayClock(datetime(2024, 1, 3, 10, 0))
-    account = FixedAccount()
-    db = Database(tmp_path / "t.db")
-    snapshots = AccountSnapshots(db, clock, account)
-    keeper = Housekeeper(clock, {"LOG_RETENTION_DAYS": 30}, [snapshots.roll_day], lambda day: "", tmp_path,
-                         every_run=[snapshots.record_if_closed])
-    keeper.run_once()
-    assert snapshots.history() == []  # during the session
-    clock.set(datetime(2024, 1, 3, 15, 0, 30))
-    account.total = 1_001_000.0
-    keeper.run_once()
-    account.total = 999.0
-    keeper.run_once()
-    clock.set(datetime(2024, 1, 5, 9, 30))  # 01-04 closed while the daemon was not looking
-    account.total = 1_002_000.0
-    keeper.run_once()
-    assert [(s.day, s.total_asset) for s in snapshots.history()] == [
-        (date(2024, 1, 3), 1_001_000.0), (date(2024, 1, 4), 1_002_000.0)]
-    db.close()

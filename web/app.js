@@ -20,6 +20,7 @@
     positions: function () { if (state.chartCode) loadChart(state.chartCode); },
     orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
     config: function () { QmtConfig.load(); },
+    watch: function () { QmtWatch.load(); },
     trade: function () {}
   };
 
@@ -286,6 +287,8 @@
     } else if (event === "heartbeat") {
       if (payload.time) $("clock").textContent = fmtTime(payload.time) +
         (state.status && state.status.clock.is_replay ? "（回放时钟）" : "");
+    } else if (event === "bus") {  // event-bus events (watch alerts…): web/watch.js and others listen
+      document.dispatchEvent(new CustomEvent("qmt:bus", { detail: payload }));
     } else if (event === "error") {
       setLive(false, payload.message);
     }

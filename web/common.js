@@ -223,6 +223,6 @@
     setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
     apiUrl: apiUrl, account: function () { return account; }, accountIds: accountIds, selectAccount: selectAccount,
     eventStream: eventStream, registerPage: registerPage, pages: pages, onStream: onStream, emitStream: emitStream,
-    threadLabel: threadLabel, LEVEL_LABELS: LEVEL_LABELS
+    threadLabel: threadLabel, LEVEL_LABELS: LEVEL_LABELS, api: api
   };
 })();
