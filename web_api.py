@@ -35,8 +35,9 @@ def _empty_body() -> None:
         req.ensure_only(body(), set())
 
 
-def _allow_query(*allowed: req.Field) -> None:
-    unknown = sorted(set(request.args) - {f.name for f in allowed})
+def _allow_query(*allowed: req.Field | str) -> None:
+    """Refuse query parameters not named (by declared field or by name: the watch routes name them)."""
+    unknown = sorted(set(request.args) - {getattr(f, "name", f) for f in allowed})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
 
