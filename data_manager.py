@@ -8,7 +8,7 @@ import threading
 from collections import deque
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import pandas as pd
 
@@ -198,10 +198,13 @@ class DataManager:
 
 # ---- composition ------------------------------------------------------------------------------------------
 
-def build_data_manager(settings, data_dir: Path, calendar=None) -> tuple[DataManager, Clock]:
+def build_data_manager(settings, data_dir: Path, calendar=None,
+                       account_guard: Optional[Callable[[str], Optional[date]]] = None) -> tuple[DataManager, Clock]:
     """Choose the source per DATA_SOURCE: 'auto' = xtquant if it imports and connects, else mootdx if
     MOOTDX_SERVER is set, else replay of REPLAY_DATA_DIR, else the synthetic market. Replay sources come with
-    the ReplayClock they drive; live sources with a RealClock. No network unless xtquant/MOOTDX_SERVER."""
+    the ReplayClock they drive; live sources with a RealClock. No network unless xtquant/MOOTDX_SERVER.
+    `account_guard(source_name)` runs before a replay starts: it may refuse the account's market, and returns
+    the account's last trading day, after which the replay resumes (time never runs backwards)."""
     db = Database(Path(data_dir) / MARKET_DB_NAME)
     bar_store = BarStore(db)
     indicators = IndicatorCalculator(bar_store)
@@ -225,7 +228,7 @@ def build_data_manager(settings, data_dir: Path, calendar=None) -> tuple[DataMan
                               MootdxSource(settings, clock, bar_store, Path(data_dir)), indicators)
         if _started(manager, keep_on_failure=choice == "mootdx"):
             return manager, clock
-    return _replay_manager(settings, bar_store, indicators, calendar)
+    return _replay_manager(settings, bar_store, indicators, calendar, account_guard)
 
 
 def _started(manager: DataManager, keep_on_failure: bool) -> bool:
@@ -243,8 +246,8 @@ def _started(manager: DataManager, keep_on_failure: bool) -> bool:
         return False
 
 
-def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator,
-                    calendar) -> tuple[DataManager, Clock]:
+def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator, calendar,
+                    account_guard: Optional[Callable[[str], Optional[date]]] = None) -> tuple[DataManager, Clock]:
     folder = str(settings.get("REPLAY_DATA_DIR") or "")
     if folder:
         path = Path(folder)
@@ -253,11 +256,13 @@ def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculat
         feed = TdxBarFolder(path) if is_tdx_tree(path) else CsvBarFolder(path)
     else:
         feed = SyntheticMarket(int(settings.get("SYNTHETIC_SEED")), calendar)
+    last_trade = account_guard(feed.source_name) if account_guard is not None else None
     days, start_index = replay_days(feed, str(settings.get("REPLAY_START_DATE") or ""))
     if not days:
         raise DataUnavailable("REPLAY_EMPTY", f"回放数据目录中没有可用的日线：{folder}")
     progress = ReplayProgress(bar_store.db, f"{feed.label}|{settings.get('REPLAY_START_DATE')}")
-    start_index = resume_index(days, start_index, progress.last_started())
+    start_index = resume_index(days, start_index, max(filter(None, (progress.last_started(), last_trade)),
+                                                      default=None))
     if start_index >= len(days):
         raise DataUnavailable("REPLAY_FINISHED", f"回放数据已全部播放完毕（{feed.label}），"
                                                  f"如需重新开始请删除数据目录或更换 REPLAY_START_DATE")

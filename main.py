@@ -32,6 +32,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--replay-data", help="回放日线目录（<代码>.csv 或通达信 vipdoc）")
     parser.add_argument("--replay-speed", type=float, help="回放速度：每个交易日的真实秒数")
     parser.add_argument("--stock-pool", default="stock_pool.json", help="股票池文件，默认当前目录下的 stock_pool.json")
+    parser.add_argument("--reset-sim-account", action="store_true",
+                        help="启动前把数据目录中的模拟账户数据库归档到 archive/，从新的模拟账户开始")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
     return parser.parse_args(argv)
@@ -74,6 +76,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 3
     config_db = None
     try:
+        if args.reset_sim_account:
+            from accounts_identity import reset_sim_account
+
+            archived = reset_sim_account(data_dir)
+            print(f"已归档旧的模拟账户数据库：{archived}" if archived else "数据目录中没有模拟账户数据库，无需归档",
+                  file=sys.stderr)
         config_db = Database(data_dir / "config.db")
         try:
             settings = ConfigStore(config_db, run_overrides=run_overrides(args))
