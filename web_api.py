@@ -203,9 +203,12 @@ def signals_pending() -> Response:
 
 @blueprint.get("/signals/history")
 def signals_history() -> Response:
-    _allow_query("limit")
+    _allow_query("limit", "status", "rule", "stock_code")
     limit = req.parse_limit(request.args.get("limit"), 200)
-    return ok([views.signal_view(s) for s in ctx().signals.history(limit)])
+    status, rule = req.parse_signal_filters(request.args.get("status"), request.args.get("rule"))
+    code_text = request.args.get("stock_code")
+    code = req.parse_code(code_text) if code_text else None
+    return ok([views.signal_view(s) for s in ctx().signals.history(limit, status=status, rule=rule, code=code)])
 
 
 @blueprint.get("/signals/latest/<code>")
@@ -335,19 +338,31 @@ def execute_sell() -> Response:
         if held.available <= 0:
             raise ApiError(409, "NO_AVAILABLE", f"{parsed.stock_code} 没有可卖数量（今日买入的股份需下一交易日才能卖出）")
         volume = market_rules.sell_volume_for_ratio(parsed.stock_code, held.available, parsed.ratio)
-    order = c.executor.sell_stock(parsed.stock_code, volume, price=parsed.price, rule=Rule.MANUAL)
+    if parsed.confirmed:
+        log.warning("操作员（网页）确认手动卖出 %s %d 股", parsed.stock_code, volume)
+    order = c.executor.sell_stock(parsed.stock_code, volume, price=parsed.price, rule=Rule.MANUAL,
+                                  operator_confirmed=parsed.confirmed)
     return ok(views.order_view(order))
 
 
 @blueprint.post("/actions/execute_trading_signal")
 def execute_trading_signal() -> Response:
     signal_id = req.parse_signal_id(body())
-    signal = ctx().runner.execute_signal(signal_id)
+    signal = ctx().runner.execute_signal(signal_id, source="网页")
     view = views.signal_view(signal)
     if signal.status in (SignalStatus.REJECTED, SignalStatus.EXPIRED):
         code = "SIGNAL_REJECTED" if signal.status is SignalStatus.REJECTED else "SIGNAL_EXPIRED"
         return error_response(409, code, f"信号 #{signal_id} 未执行：{signal.reason}", signal=view)
     return ok(view)
+
+
+@blueprint.post("/actions/dismiss_signal")
+def dismiss_signal() -> Response:
+    signal_id, snooze = req.parse_dismiss(body())
+    signal = ctx().signals.dismiss(signal_id, snooze=snooze, source="网页")
+    log.info("操作员（网页）忽略信号 #%s：%s %s%s", signal.id, signal.stock_code, signal.rule.label,
+             "，本轮持仓内不再提示" if snooze else "")
+    return ok(views.signal_view(signal))
 
 
 @blueprint.post("/actions/cancel_order")

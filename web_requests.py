@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import market_rules
 from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
-from models import OrderStatus
+from models import OrderStatus, Rule, SignalStatus
 
 # Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against
 # the position) are the executor's checks.
@@ -62,6 +62,7 @@ class SellOrder:
     volume: Optional[int] = None
     ratio: Optional[float] = None
     price: Optional[float] = None
+    confirmed: bool = False  # the operator confirmed it in a dialog (the only order an emergency stop lets through)
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,9 @@ def parse_buy(body: Mapping[str, Any]) -> BuyOrder | PoolBuy:
 
 def parse_sell(body: Mapping[str, Any]) -> SellOrder:
     """`{stock_code, volume, price?}` | `{stock_code, ratio}` (ratio of the available shares, 0 < r ≤ 1)."""
-    _only(body, {"stock_code", "volume", "ratio", "price"})
+    _only(body, {"stock_code", "volume", "ratio", "price", "confirm"})
     code = parse_code(_required(body, "stock_code", "股票代码"))
+    confirmed = _confirm_flag(body)
     has_volume, has_ratio = "volume" in body, "ratio" in body
     if has_volume == has_ratio:
         raise bad_request("请提供卖出数量 volume 或卖出比例 ratio（二选一）")
@@ -127,13 +129,40 @@ def parse_sell(body: Mapping[str, Any]) -> SellOrder:
         if "price" in body:
             raise bad_request("按比例卖出时不能指定价格；指定价格请按数量 volume 卖出")
         ratio = _number(body, "ratio", "卖出比例", max_value=1.0)
-        return SellOrder(code, ratio=ratio)
-    return SellOrder(code, volume=_int(body, "volume", 1, MAX_VOLUME, "卖出数量"), price=_price(body, code))
+        return SellOrder(code, ratio=ratio, confirmed=confirmed)
+    return SellOrder(code, volume=_int(body, "volume", 1, MAX_VOLUME, "卖出数量"), price=_price(body, code),
+                     confirmed=confirmed)
+
+
+def _confirm_flag(body: Mapping[str, Any]) -> bool:
+    value = body.get("confirm", False)
+    if not isinstance(value, bool):
+        raise bad_request("confirm 只能是 true 或 false")
+    return value
 
 
 def parse_signal_id(body: Mapping[str, Any]) -> int:
     _only(body, {"signal_id"})
     return _int(body, "signal_id", 1, MAX_ID, "信号编号")
+
+
+def parse_signal_filters(status: Optional[str], rule: Optional[str]) -> tuple[Optional[SignalStatus], Optional[Rule]]:
+    """History filters `?status=` and `?rule=` (their English values); empty means no filter."""
+    try:
+        return (SignalStatus(status) if status else None), (Rule(rule) if rule else None)
+    except ValueError:
+        statuses = "、".join(s.value for s in SignalStatus)
+        raise bad_request(f"筛选条件无效：status 可选 {statuses}；rule 可选 "
+                          f"{'、'.join(r.value for r in Rule)}") from None
+
+
+def parse_dismiss(body: Mapping[str, Any]) -> tuple[int, bool]:
+    """`{signal_id, snooze?}`: snooze = do not raise the same signal again in this episode."""
+    _only(body, {"signal_id", "snooze"})
+    snooze = body.get("snooze", False)
+    if not isinstance(snooze, bool):
+        raise bad_request("snooze 只能是 true 或 false")
+    return _int(body, "signal_id", 1, MAX_ID, "信号编号"), snooze
 
 
 def parse_order_id(body: Mapping[str, Any]) -> str:

@@ -24,10 +24,7 @@ ORDER_STATUS_LABELS = {
     OrderStatus.PARTIALLY_FILLED: "部分成交", OrderStatus.CANCEL_PENDING: "撤单中", OrderStatus.CANCELLED: "已撤",
     OrderStatus.FILLED: "已成", OrderStatus.REJECTED: "废单", OrderStatus.UNKNOWN: "状态未知",
 }
-SIGNAL_STATUS_LABELS = {
-    SignalStatus.PENDING: "待执行", SignalStatus.EXECUTING: "执行中", SignalStatus.EXECUTED: "已执行",
-    SignalStatus.REJECTED: "已拒绝", SignalStatus.EXPIRED: "已过期",
-}
+SIGNAL_STATUS_LABELS = {status: status.label for status in SignalStatus}
 MODE_LABELS = {"simulation": "模拟", "live": "实盘"}
 SWITCH_KEYS = ("ENABLE_AUTO_TRADING", "ENABLE_ALLOW_BUY", "ENABLE_ALLOW_SELL", "ENABLE_DYNAMIC_STOP_PROFIT",
                "ENABLE_GRID_TRADING", "ENABLE_MACD_BUY", "ENABLE_MACD_SELL", "ENABLE_ADD_POSITION")
