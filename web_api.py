@@ -64,6 +64,7 @@ def status() -> Response:
         "pending_signals": len(c.signals.pending()),
         "grid_available": c.grid is not None,
         "trading_state": c.trading_state.snapshot() if c.trading_state is not None else None,
+        "run_overrides": sorted(c.settings.run_overridden()),
     })
 
 
@@ -198,7 +199,11 @@ def trade_records() -> Response:
 
 @blueprint.get("/signals/pending")
 def signals_pending() -> Response:
-    return ok([views.signal_view(s) for s in ctx().signals.pending()])
+    """Queued signals with their age in real seconds (how long a person has had) and the limit."""
+    c = ctx()
+    max_age = c.settings.get("SIGNAL_MAX_AGE")
+    return ok([{**views.signal_view(s), "age_seconds": round(c.signals.age_seconds(s), 1), "max_age": max_age}
+               for s in c.signals.pending()])
 
 
 @blueprint.get("/signals/history")

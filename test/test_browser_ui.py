@@ -173,6 +173,8 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     field = row.locator("input.cfg-input")
     field.fill("0.5")
     row.locator("button", has_text="保存").click()
+    assert "STOP_LOSS_RATIO：-0.095 → 0.5" in page.inner_text("#modal-text")  # old → new before saving
+    confirm(page)
     row.locator(".field-error").wait_for(state="visible")
     assert "超出范围" in row.locator(".field-error").inner_text()
     assert system.settings.get("STOP_LOSS_RATIO") == -0.095
@@ -180,6 +182,7 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
 
     field.fill("-0.08")
     row.locator("button", has_text="保存").click()
+    confirm(page)
     page.wait_for_function("document.querySelector('#config-msg').textContent.includes('STOP_LOSS_RATIO 已保存')")
     assert system.settings.get("STOP_LOSS_RATIO") == -0.08
     page.locator("#cfg-STOP_LOSS_RATIO .tag.overridden").wait_for()

@@ -1,0 +1,129 @@
+"""Operator safety over the real waitress server (issue 14): a halt lets through only sells the operator
+confirmed, a signal executed by hand is re-validated and passes a pause, a command-line key is refused from
+the web with its reason, signals age in real seconds, can be dismissed (and snoozed) and filtered."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from models import Rule, Signal, SignalStatus
+from test_web_api import error, ok, queue_add_signal
+from web_test_support import Client, build_system, start_server
+
+
+@pytest.fixture
+def system(tmp_path):
+    built = build_system(tmp_path)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(system):
+    web = start_server(system)
+    c = Client(web.port)
+    yield c
+    c.close()
+    web.stop()
+
+
+class Wall:
+    def __init__(self):
+        self.now = datetime(2026, 11, 28, 22, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_halted_only_a_confirmed_manual_sell_goes_through(system, client):
+    code = "600519.SH"
+    ok(client.post("/api/actions/execute_buy", {"stock_code": code, "volume": 300}))
+    system.next_day()
+    ok(client.post("/api/actions/emergency_stop"))
+    body = error(client.post("/api/actions/execute_sell", {"stock_code": code, "ratio": 0.5}), 409, "TRADING_HALTED")
+    assert "只允许经确认的手动卖出" in body["message"]
+    error(client.post("/api/actions/execute_sell", {"stock_code": code, "volume": 100, "confirm": "yes"}), 400)
+    sold = ok(client.post("/api/actions/execute_sell", {"stock_code": code, "ratio": 0.5, "confirm": True}))
+    assert (sold["side"], sold["volume"], sold["status"]) == ("sell", 100, "filled")
+    error(client.post("/api/actions/execute_buy", {"stock_code": code, "volume": 100}), 409, "TRADING_HALTED")
+    assert system.positions.get(code).volume == 200
+
+
+def test_a_signal_executed_by_hand_passes_a_pause_but_a_buy_never_passes_a_halt(system, client):
+    signal = queue_add_signal(system)
+    ok(client.post("/api/actions/emergency_stop"))
+    body = error(client.post("/api/actions/execute_trading_signal", {"signal_id": signal.id}), 409,
+                 "SIGNAL_REJECTED")
+    assert "已紧急停止" in body["message"] and body["signal"]["status_label"] == "已拒绝"
+    assert signal.level_index not in system.positions.get("600036.SH").used_add_levels, "the level is given back"
+
+    ok(client.post("/api/actions/resume", {"confirm": True}))
+    ok(client.post("/api/actions/pause"))
+    for _ in range(200):
+        system.step()
+        pending = system.signals.pending()
+        if pending:
+            break
+    else:
+        raise AssertionError("the add level was not detected again")
+    done = ok(client.post("/api/actions/execute_trading_signal", {"signal_id": pending[0].id}))
+    assert done["status"] == "executed" and done["status_label"] == "已执行"
+    assert ok(client.get("/api/trading-state"))["state"] == "paused", "executing by hand does not resume"
+
+
+def test_a_key_set_on_the_command_line_is_marked_and_a_web_change_to_it_is_refused(system, client):
+    params = {p["key"]: p for p in ok(client.get("/api/config"))["params"]}
+    assert params["DATA_SOURCE"]["run_override"] is True
+    assert params["DATA_SOURCE"]["run_override_note"] == "本次运行由命令行指定"
+    assert params["ENABLE_AUTO_TRADING"]["run_override"] is False
+    body = error(client.post("/api/config/update", {"changes": {"REPLAY_TICKS_PER_DAY": 20}}), 409, "RUN_OVERRIDE")
+    assert "REPLAY_TICKS_PER_DAY 本次运行由命令行指定（8）" in body["message"]
+    assert system.settings.get("REPLAY_TICKS_PER_DAY") == 8 and system.settings.history() == []
+
+
+def test_signals_age_in_real_seconds_and_a_gone_condition_expires_them(system, client, monkeypatch):
+    wall = Wall()
+    monkeypatch.setattr(system.signals, "_wall_clock", wall)
+    signal = queue_add_signal(system)  # seen at wall.now
+    system.settings.update({"SIGNAL_MAX_AGE": 60})
+    market_before = system.clock.now()
+    system.runner.run_once()
+    assert system.signals.get(signal.id).status is SignalStatus.PENDING
+    wall.now += timedelta(seconds=59)
+    system.runner.run_once()
+    assert system.signals.get(signal.id).status is SignalStatus.PENDING
+    wall.now += timedelta(seconds=2)
+    system.runner.run_once()
+    expired = system.signals.get(signal.id)
+    assert expired.status is SignalStatus.EXPIRED and "60 秒（真实时间）" in expired.reason
+    assert system.clock.now() == market_before
+
+    quote = system.data.get_latest_data("600036.SH")
+    gone = system.signals.add(Signal("600036.SH", Rule.STOP_LOSS, 100, quote.price * 0.5, quote.price,
+                                     system.clock.now(), episode="x"))
+    system.runner.run_once()  # auto-trading off: not executed, but no longer actionable
+    assert system.signals.get(gone.id).status is SignalStatus.EXPIRED
+    assert system.signals.get(gone.id).reason.startswith("条件已不成立：600036.SH 止损条件在现价")
+    body = error(client.post("/api/actions/execute_trading_signal", {"signal_id": gone.id}), 409,
+                 "SIGNAL_NOT_PENDING")
+    assert body["message"] == f"信号 #{gone.id} 当前状态为「已过期」，不能执行"
+
+
+def test_dismiss_snooze_and_history_filters_over_the_api(system, client):
+    signal = queue_add_signal(system)
+    dismissed = ok(client.post("/api/actions/dismiss_signal", {"signal_id": signal.id, "snooze": True}))
+    assert (dismissed["status"], dismissed["status_label"]) == ("dismissed", "已忽略")
+    assert dismissed["reason"] == "人工忽略（网页），本轮持仓内不再提示"
+    for _ in range(20):
+        system.step()
+    assert system.signals.pending() == [], "snoozed for the episode"
+    error(client.post("/api/actions/dismiss_signal", {"signal_id": signal.id}), 409, "SIGNAL_NOT_PENDING")
+    error(client.post("/api/actions/dismiss_signal", {"signal_id": 99999}), 404, "SIGNAL_NOT_FOUND")
+    error(client.post("/api/actions/dismiss_signal", {"signal_id": signal.id, "snooze": 1}), 400)
+    assert [s["id"] for s in ok(client.get("/api/signals/history?status=dismissed"))] == [signal.id]
+    assert ok(client.get("/api/signals/history?status=executed")) == []
+    assert [s["id"] for s in ok(client.get("/api/signals/history?rule=add_position&stock_code=600036"))] == [
+        signal.id]
+    assert ok(client.get("/api/signals/history?stock_code=000001.SZ")) == []
+    error(client.get("/api/signals/history?status=gone"), 400)
