@@ -54,6 +54,7 @@ class DataManager:
         self._reported_missing: frozenset[str] = frozenset()
         self._reported_invalid: set[str] = set()
         self._logged_at: dict[str, datetime] = {}
+        self.first_quote_at: Optional[datetime] = None  # market time of the first accepted quote: "ready"
         self.source_name = source.name
         self.source_label = source.label
 
@@ -165,6 +166,8 @@ class DataManager:
     def _publish(self, quote: Quote) -> bool:
         rejected_before = self.hub.rejected
         accepted = self.hub.publish(quote)
+        if accepted and self.first_quote_at is None:
+            self.first_quote_at = quote.time
         if not accepted and self.hub.rejected != rejected_before:  # refused (the hub has logged why)
             with self._lock:
                 self._recent_errors.append(f"{self._clock.now():%Y-%m-%d %H:%M:%S} {self.hub.last_error}")

@@ -45,9 +45,15 @@ def _allow_query(*allowed: str) -> None:
 
 @blueprint.get("/health")
 def health() -> Response:
+    """Green (`ready`, and `all_alive` for older scripts) only once every thread beats AND the data source
+    has delivered its first quotes: before that nothing can be priced, so scripts must not start trading."""
     threads = ctx().health()
-    return ok({"threads": threads, "all_alive": all(t.get("alive") for t in threads),
-               "web": {"alive": True}})
+    first = getattr(ctx().data, "first_quote_at", None)
+    alive = all(t.get("alive") for t in threads)
+    data = {"ready": first is not None, "first_quote_time": first.isoformat(timespec="seconds") if first else None,
+            "message": "" if first is not None else "行情来源尚未送来第一笔行情"}
+    return ok({"threads": threads, "all_alive": alive and data["ready"], "threads_alive": alive, "data": data,
+               "ready": alive and data["ready"], "web": {"alive": True}})
 
 
 @blueprint.get("/status")
@@ -188,7 +194,7 @@ def trade_records() -> Response:
     output = request.args.get("format", "json")
     if output not in ("json", "csv"):
         raise req.bad_request("format 只能是 json 或 csv")
-    records = ctx().executor.trade_records(start=start, end=end, code=code)
+    records = ctx().executor.trade_records(start=start, end=end, code=code)[::-1]  # newest first, like orders
     if output == "csv":
         name = f"trade_records_{start or 'all'}_{end or 'all'}.csv"
         response = Response(views.trade_records_csv(records), mimetype="text/csv")
@@ -317,7 +323,12 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     if not candidates:
         raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空或都已持有）")
     amount = parsed.amount or c.settings.get("POSITION_UNIT")
-    chosen = state().random.sample(candidates, min(parsed.count, len(candidates)))
+    affordable, skipped = _affordable(c, candidates, amount)
+    if not affordable:
+        reasons = "；".join(f"{s['stock_code']}：{s['message']}" for s in skipped)
+        return error_response(409, "POOL_NOTHING_AFFORDABLE", f"股票池中没有 {amount:g} 元能买到一手的未持有股票："
+                                                              f"{reasons}", skipped=skipped)
+    chosen = state().random.sample(affordable, min(parsed.count, len(affordable)))
     results = []
     for code in chosen:
         try:
@@ -328,7 +339,29 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     if not any(r["ok"] for r in results):
         reasons = "；".join(f"{r['stock_code']}：{r['message']}" for r in results)
         return error_response(409, "POOL_BUY_FAILED", f"随机买入全部失败：{reasons}", results=results)
-    return ok({"results": results, "requested": parsed.count, "placed": sum(r["ok"] for r in results)})
+    return ok({"results": results, "requested": parsed.count, "placed": sum(r["ok"] for r in results),
+               "skipped": skipped})
+
+
+def _affordable(c, codes: list[str], amount: float) -> tuple[list[str], list[dict]]:
+    """Pool stocks one lot of which `amount` buys at the order price (the latest price plus the slippage the
+    executor adds, capped at limit-up); the others with the reason."""
+    affordable, skipped = [], []
+    slippage = c.settings.get("ORDER_PRICE_SLIPPAGE")
+    for code in codes:
+        quote = c.data.get_latest_data(code)
+        if quote is None:
+            skipped.append({"stock_code": code, "message": "暂无行情"})
+            continue
+        price = market_rules.round_price(code, quote.price * (1 + slippage))
+        if quote.limit_up:
+            price = min(price, quote.limit_up)
+        if market_rules.buy_volume_for_amount(code, amount, price) <= 0:
+            lot = market_rules.min_buy_volume(code)
+            skipped.append({"stock_code": code, "message": f"一手约 {price * lot:.2f} 元，超过每只金额 {amount:g} 元"})
+        else:
+            affordable.append(code)
+    return affordable, skipped
 
 
 @blueprint.post("/actions/execute_sell")

@@ -216,9 +216,9 @@ def test_sell_by_ratio_and_volume_after_t_plus_one(system, client):
     assert rest["volume"] == 200
     assert ok(client.get("/api/positions"))["count"] == 0
     sells = [t for t in ok(client.get(f"/api/trade-records?stock_code={code}")) if t["side"] == "sell"]
-    assert [t["volume"] for t in sells] == [100, 200]
+    assert [t["volume"] for t in sells] == [200, 100]  # newest first
     fees = market_rules.fees(code, "sell", quote.price, 200, system.settings)
-    assert (sells[1]["price"], sells[1]["stamp_duty"], sells[1]["fees"]) == (quote.price, fees["stamp_duty"],
+    assert (sells[0]["price"], sells[0]["stamp_duty"], sells[0]["fees"]) == (quote.price, fees["stamp_duty"],
                                                                              fees["total"])
     error(client.post("/api/actions/execute_sell", {"stock_code": code, "volume": 100}), 400, "NO_POSITION")
     error(client.post("/api/actions/execute_sell", {"stock_code": code, "ratio": 1}), 409, "NO_POSITION")
@@ -261,7 +261,7 @@ def test_trade_records_filters_and_csv_export(system, client):
     assert "attachment" in reply.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(reply.text.lstrip("\ufeff"))))
     assert rows[0][:4] == ["成交时间", "股票代码", "股票名称", "方向"]
-    assert [r[1] for r in rows[1:]] == ["600036.SH", "000001.SZ"] and {r[3] for r in rows[1:]} == {"买入"}
+    assert [r[1] for r in rows[1:]] == ["000001.SZ", "600036.SH"] and {r[3] for r in rows[1:]} == {"买入"}
     assert "模拟" in rows[1]
     error(client.get("/api/trade-records?format=xml"), 400)
     error(client.get("/api/trade-records?stock_code=abc"), 400, "INVALID_STOCK_CODE")
@@ -297,7 +297,7 @@ def test_manual_execution_of_a_queued_signal(system, client):
     history = ok(client.get("/api/signals/history?limit=10"))
     assert [(s["id"], s["status_label"]) for s in history] == [(signal.id, "已执行")]
     trades = ok(client.get("/api/trade-records"))
-    assert [t["rule_label"] for t in trades] == ["手动", "补仓"]
+    assert [t["rule_label"] for t in trades] == ["补仓", "手动"]  # newest first
     error(client.post("/api/actions/execute_trading_signal", {"signal_id": signal.id}), 409, "SIGNAL_NOT_PENDING")
     error(client.post("/api/actions/execute_trading_signal", {"signal_id": 99999}), 404, "SIGNAL_NOT_FOUND")
 

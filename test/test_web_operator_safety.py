@@ -127,3 +127,46 @@ def test_dismiss_snooze_and_history_filters_over_the_api(system, client):
         signal.id]
     assert ok(client.get("/api/signals/history?stock_code=000001.SZ")) == []
     error(client.get("/api/signals/history?status=gone"), 400)
+
+
+def test_random_buy_skips_stocks_whose_lot_costs_more_than_the_amount(system, client):
+    import market_rules
+
+    slip = 1 + system.settings.get("ORDER_PRICE_SLIPPAGE")
+    prices = {code: market_rules.round_price(code, system.data.get_latest_data(code).price * slip)
+              for code in system.pool.codes()}
+    lots = {code: price * (200 if code.startswith("688") else 100) for code, price in prices.items()}
+    amount = sorted(lots.values())[1] + 1  # exactly two pool stocks have a lot within the amount
+    cheap = sorted(code for code, cost in lots.items() if cost <= amount)
+    data = ok(client.post("/api/actions/execute_buy", {"from_pool": True, "count": 5, "amount": amount}))
+    assert sorted(r["stock_code"] for r in data["results"]) == cheap and data["placed"] == 2
+    assert sorted(s["stock_code"] for s in data["skipped"]) == sorted(set(prices) - set(cheap))
+    assert all("超过每只金额" in s["message"] for s in data["skipped"])
+    body = error(client.post("/api/actions/execute_buy", {"from_pool": True, "count": 1, "amount": 1}), 409,
+                 "POOL_NOTHING_AFFORDABLE")
+    assert "1 元能买到一手" in body["message"]
+
+
+def test_health_is_green_only_after_the_first_quotes(tmp_path):
+    from web_test_support import build_system as build
+
+    system = build(tmp_path / "fresh")
+    try:
+        web = start_server(system)
+        client = Client(web.port)
+        try:
+            system.watchdog.start()  # the probe thread beats
+            assert ok(client.get("/api/health"))["ready"] is True  # build_system stepped the replay once
+            system.data.first_quote_at = None  # as before the source's first quotes
+            waiting = ok(client.get("/api/health"))
+            assert (waiting["ready"], waiting["all_alive"], waiting["threads_alive"]) == (False, False, True)
+            assert waiting["data"]["message"] == "行情来源尚未送来第一笔行情"
+            system.step()
+            ready = ok(client.get("/api/health"))
+            assert (ready["ready"], ready["all_alive"]) == (True, True)
+            assert ready["data"]["first_quote_time"] == system.clock.now().isoformat(timespec="seconds")
+        finally:
+            client.close()
+            web.stop()
+    finally:
+        system.close()
