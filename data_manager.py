@@ -47,6 +47,8 @@ class DataManager:
         self.indicators = indicators
         self._lock = threading.Lock()
         self._watch: list[str] = []
+        self._requested: list[str] = []  # codes a person asked about (buy form, chart, API), quoted on demand
+        self._wanted: list[str] = []  # the watchlist as last given by the data thread
         self._started = False
         self._last_error = ""
         self._last_error_time: Optional[datetime] = None
@@ -82,12 +84,43 @@ class DataManager:
                 if code not in self._reported_invalid:  # the data thread re-sends the list every second
                     self._reported_invalid.add(code)
                     self._record_error(str(exc))
-        watch = list(dict.fromkeys(valid))
         with self._lock:
+            self._wanted = valid
+            watch = list(dict.fromkeys(valid + self._requested))
             if watch == self._watch:
                 return
             self._watch = watch
         self._source.set_watchlist(watch)
+
+    def request_quote(self, code: str) -> Quote | None:
+        """The quote of any valid code a person asks about: subscribed on demand (kept in the watchlist from
+        now on) and, where the source can answer at once (replay), quoted immediately. None when no quote can
+        be had yet; `quote_unavailable_reason` then says why."""
+        code = market_rules.normalize_code(code)
+        quote = self.hub.latest(code)
+        if quote is not None:
+            return quote
+        with self._lock:
+            if code not in self._requested:
+                self._requested.append(code)
+            wanted = list(self._wanted)
+        self.set_watchlist(wanted)
+        quote_now = getattr(self._source, "quote_now", None)
+        if quote_now is not None:
+            now = quote_now(code)
+            if now is not None:
+                self._publish(now)
+        return self.hub.latest(code)
+
+    def quote_unavailable_reason(self, code: str) -> str:
+        """Why `request_quote` found nothing, precisely, in Chinese."""
+        code = market_rules.normalize_code(code)
+        has_code = getattr(self._source, "has_code", None)
+        if has_code is not None and not has_code(code):
+            return f"{self.source_label}中没有 {code} 的日线数据，无法提供它的行情"
+        if has_code is not None:
+            return f"{code} 今天在{self.source_label}中没有行情（停牌或当天无数据）"
+        return f"已订阅 {code} 的行情，{self.source_label}尚未推送第一笔，请稍后再试"
 
     def watchlist(self) -> list[str]:
         with self._lock:

@@ -236,6 +236,8 @@ def data_history(code: str) -> Response:
     code = req.parse_code(code)
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
     c = ctx()
+    if hasattr(c.data, "request_quote"):
+        c.data.request_quote(code)  # subscribe on demand: its bars and quotes follow
     frame = c.data.get_history(code, start, end, with_indicators=True)
     bars = views.with_moving_averages(views.bars_view(frame))
     if end is None or end >= c.clock.today():
@@ -245,11 +247,19 @@ def data_history(code: str) -> Response:
 
 @blueprint.get("/data/realtime/<code>")
 def data_realtime(code: str) -> Response:
-    code = req.parse_code(code)
-    quote = ctx().data.get_latest_data(code)
+    return ok(ensure_quote(req.parse_code(code)))
+
+
+def ensure_quote(code: str):
+    """The quote of any valid code, subscribed on demand; 404 with the precise reason when none can be had."""
+    data = ctx().data
+    request_quote = getattr(data, "request_quote", None)
+    quote = request_quote(code) if request_quote is not None else data.get_latest_data(code)
     if quote is None:
-        raise ApiError(404, "NO_QUOTE", f"{code} 暂无有效行情（未订阅、停牌或行情已过期）")
-    return ok(quote)
+        reason = (data.quote_unavailable_reason(code) if hasattr(data, "quote_unavailable_reason")
+                  else f"{code} 暂无有效行情（未订阅、停牌或行情已过期）")
+        raise ApiError(404, "NO_QUOTE", reason)
+    return quote
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -308,6 +318,7 @@ def execute_buy() -> Response:
     executor = ctx().executor
     if isinstance(parsed, req.PoolBuy):
         return _buy_from_pool(parsed)
+    ensure_quote(parsed.stock_code)
     if parsed.amount is not None:
         order = executor.buy_stock(parsed.stock_code, amount=parsed.amount, rule=Rule.MANUAL)
     else:

@@ -108,7 +108,9 @@ def test_realtime_quote_and_history_with_indicators(system, client):
     data = ok(client.get("/api/data/realtime/600036"))
     assert (data["code"], data["price"], data["prev_close"]) == ("600036.SH", quote.price, quote.prev_close)
     assert data["time"] == quote.time.isoformat(timespec="seconds")
-    error(client.get("/api/data/realtime/601988"), 404, "NO_QUOTE")  # valid code, not watched
+    on_demand = ok(client.get("/api/data/realtime/601988"))  # valid code, not watched: subscribed on demand
+    assert (on_demand["code"], on_demand["time"]) == ("601988.SH", system.clock.now().isoformat(timespec="seconds"))
+    assert "601988.SH" in system.data.watchlist()
     error(client.get("/api/data/realtime/12345"), 400, "INVALID_STOCK_CODE")
 
     frame = system.data.get_history("600036.SH", with_indicators=True)
@@ -192,7 +194,7 @@ def test_buy_by_volume_with_limit_rests_until_cancelled(system, client):
 def test_refused_buys_change_nothing(system, client):
     error(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 50}), 400, "AMOUNT_TOO_SMALL")
     error(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 5_000_000}), 400)
-    error(client.post("/api/actions/execute_buy", {"stock_code": "601988", "amount": 20000}), 400, "NO_QUOTE")
+    error(client.post("/api/actions/execute_buy", {"stock_code": "601988", "volume": 150}), 400, "INVALID_LOT")
     system.settings.update({"ENABLE_ALLOW_BUY": False})
     error(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 20000}), 400, "BUY_DISABLED")
     assert ok(client.get("/api/positions"))["count"] == 0

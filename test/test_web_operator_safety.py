@@ -170,3 +170,30 @@ def test_health_is_green_only_after_the_first_quotes(tmp_path):
             web.stop()
     finally:
         system.close()
+
+
+def test_a_code_outside_the_pool_is_quoted_and_bought_on_demand_in_replay(tmp_path):
+    from daemon_support import DAILY
+
+    if not DAILY.is_dir():
+        pytest.skip(f"real daily bars not found at {DAILY}")
+    outside = "600900.SH"
+    assert (DAILY / f"{outside}.csv").exists()
+    system = build_system(tmp_path, overrides={"REPLAY_DATA_DIR": str(DAILY)}, pool=["600036.SH"])
+    web = start_server(system)
+    client = Client(web.port)
+    try:
+        assert outside not in system.data.watchlist()
+        quote = ok(client.get(f"/api/data/realtime/{outside}"))
+        assert quote["source"] == "replay" and quote["time"] == system.clock.now().isoformat(timespec="seconds")
+        order = ok(client.post("/api/actions/execute_buy", {"stock_code": outside, "amount": 20000}))
+        assert (order["stock_code"], order["status"]) == (outside, "filled")
+        missing = error(client.get("/api/data/realtime/601988"), 404, "NO_QUOTE")
+        assert missing["message"] == f"回放行情（daily）中没有 601988.SH 的日线数据，无法提供它的行情"
+        refused = error(client.post("/api/actions/execute_buy", {"stock_code": "601988", "amount": 20000}), 404,
+                        "NO_QUOTE")
+        assert "没有 601988.SH 的日线数据" in refused["message"]
+    finally:
+        client.close()
+        web.stop()
+        system.close()
