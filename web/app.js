@@ -227,7 +227,7 @@
   function updatePositionRow(row, p) {
     var c = row.cells, code = p.stock_code, t = p.trigger_prices || {};
     var values = [
-      code, p.stock_name || "", fmtInt(p.volume), fmtInt(p.available), fmtPrice(p.cost_price, code),
+      code, p.stock_name || code, fmtInt(p.volume), fmtInt(p.available), fmtPrice(p.cost_price, code),
       fmtPrice(p.current_price, code), fmtPct(p.profit_ratio), p.profit_amount == null ? "--" : fmtMoney(p.profit_amount),
       fmtMoney(p.market_value), fmtPrice(p.highest_price, code), fmtPrice(t.stop_loss_price, code),
       fmtPrice(t.take_profit_price, code), fmtPrice(t.dynamic_stop_price, code),
@@ -454,7 +454,7 @@
         var tr = make("tr");
         cell(tr, fmtTime(r.trade_time || r.time));
         cell(tr, r.stock_code);
-        cell(tr, r.stock_name || "");
+        cell(tr, r.stock_name || r.stock_code);
         cell(tr, r.side_label || r.side, r.side === "buy" ? "up" : "down");
         cell(tr, fmtPrice(r.price, r.stock_code), "num");
         cell(tr, fmtInt(r.volume), "num");
