@@ -224,6 +224,13 @@
     return { tr: tr, cells: cells, buttons: [half, all] };
   }
 
+  /* 「下一补仓价」: 第N档 and its price; 「额度不足」 when the budget buys no lot there; unreachable below the stop. */
+  function nextAddText(a, code) {
+    if (!a) return "--";
+    if (a.state === "budget_short") return "额度不足";
+    return fmtPrice(a.price, code) + "（" + a.label + (a.state === "below_stop" ? "，低于止损价，无法到达" : "") + "）";
+  }
+
   function updatePositionRow(row, p) {
     var c = row.cells, code = p.stock_code, t = p.trigger_prices || {};
     var values = [
@@ -231,9 +238,11 @@
       fmtPrice(p.current_price, code), fmtPct(p.profit_ratio), p.profit_amount == null ? "--" : fmtMoney(p.profit_amount),
       fmtMoney(p.market_value), fmtPrice(p.highest_price, code), fmtPrice(t.stop_loss_price, code),
       fmtPrice(t.take_profit_price, code), fmtPrice(t.dynamic_stop_price, code),
-      t.next_add_price == null ? "--" : fmtPrice(t.next_add_price, code) + "（第" + (t.next_add_index + 1) + "档）"
+      nextAddText(p.next_add, code)
     ];
     values.forEach(function (v, i) { if (c[i].textContent !== v) c[i].textContent = v; });
+    c[13].title = p.next_add ? p.next_add.explain : "";
+    c[13].setAttribute("data-add-state", p.next_add ? p.next_add.state : "none");
     c[5].className = "num " + signClass(p.profit_ratio);
     c[6].className = "num " + signClass(p.profit_ratio);
     c[7].className = "num " + signClass(p.profit_amount);
