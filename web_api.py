@@ -459,7 +459,30 @@ def grid_trades(session_id: str) -> Response:
 def grid_start() -> Response:
     grid = _grid()
     parsed = req.parse_grid_start(body())
+    if not ctx().settings.get("ENABLE_GRID_TRADING"):  # a session that can never trade must not look running
+        raise ApiError(409, "GRID_TRADING_OFF", "网格交易开关（ENABLE_GRID_TRADING）已关闭：启动的网格不会交易。"
+                                                "请先开启「网格交易」开关再启动")
     return ok(views.jsonable(grid.start_session(parsed.stock_code, **parsed.options)))
+
+
+@blueprint.get("/grid/proposal/<code>")
+def grid_proposal(code: str) -> Response:
+    """What the grid form proposes for `code`: the configured amount per grid, or the smallest amount that
+    buys one lot at the centre price when the configured one buys none, with the reason."""
+    from grid_rules import min_grid_amount
+
+    _grid()
+    code = req.parse_code(code)
+    center = ensure_quote(code).price
+    configured = ctx().settings.get("GRID_BUY_AMOUNT")
+    minimum = min_grid_amount(code, center)
+    enough = configured >= minimum
+    lot = market_rules.min_buy_volume(code)
+    message = "" if enough else (f"默认每格金额 {configured:g} 元在中心价 {center:g} 买不到一手（{lot} 股），"
+                                 f"已建议每格 {minimum:g} 元")
+    return ok({"stock_code": code, "center_price": center, "lot": lot, "configured_amount": configured,
+               "min_amount": minimum, "proposed_amount": configured if enough else minimum, "enough": enough,
+               "message": message, "grid_enabled": bool(ctx().settings.get("ENABLE_GRID_TRADING"))})
 
 
 @blueprint.post("/grid/sessions/<session_id>/stop")

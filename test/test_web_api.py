@@ -415,6 +415,9 @@ def test_grid_sessions_with_the_real_grid_manager(system):
     client = Client(web.port)
     try:
         assert ok(client.get("/api/grid/sessions")) == []
+        off = error(client.post("/api/grid/sessions", {"stock_code": "600036"}), 409, "GRID_TRADING_OFF")
+        assert "网格交易开关（ENABLE_GRID_TRADING）已关闭" in off["message"]
+        system.settings.update({"ENABLE_GRID_TRADING": True})
         error(client.post("/api/grid/sessions", {"stock_code": "600036"}), 409, "NO_POSITION")
         system.executor.buy_stock("600036.SH", amount=30000)
         error(client.post("/api/grid/sessions", {"stock_code": "600036", "GRID_STEP_RATIO": 5}), 400,

@@ -197,3 +197,28 @@ def test_a_code_outside_the_pool_is_quoted_and_bought_on_demand_in_replay(tmp_pa
         client.close()
         web.stop()
         system.close()
+
+
+def test_grid_form_proposal_and_the_switch_state(system, client):
+    from grid_trading import GridManager
+
+    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
+                       system.signals, system.executor)
+    grid.attach(system.monitor, system.runner)
+    system.ctx.grid = grid
+    code = "600519.SH"
+    quote = system.data.get_latest_data(code)
+    system.settings.update({"GRID_BUY_AMOUNT": 500})  # below one lot of this stock, as 5,000 is for a 51 元 one
+    assert quote.price * 100 > 500
+    proposal = ok(client.get(f"/api/grid/proposal/{code}"))
+    minimum = float(-(-round(quote.price * 100, 2) // 1))
+    assert (proposal["configured_amount"], proposal["min_amount"], proposal["proposed_amount"],
+            proposal["enough"], proposal["grid_enabled"]) == (500.0, minimum, minimum, False, False)
+    assert proposal["message"] == (f"默认每格金额 500 元在中心价 {quote.price:g} 买不到一手（100 股），"
+                                   f"已建议每格 {minimum:g} 元")
+    system.executor.buy_stock(code, volume=100)
+    system.settings.update({"ENABLE_GRID_TRADING": True})
+    refused = error(client.post("/api/grid/sessions", {"stock_code": code}), 409, "GRID_AMOUNT_TOO_SMALL")
+    assert refused["message"].endswith(f"买不到一手（100 股），每格至少需要 {minimum:.0f} 元")
+    started = ok(client.post("/api/grid/sessions", {"stock_code": code, "GRID_BUY_AMOUNT": minimum}))
+    assert started["round_trip_pnl"] == 0.0 and started["pnl_explain"]["total"] == "网格盈亏 = 来回收益 + 浮动盈亏 − 费用"
