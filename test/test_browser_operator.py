@@ -166,3 +166,17 @@ def test_buy_confirmation_comes_after_the_code_is_checked(daemon, page):
     held = system.positions.get(quote.code)
     assert (held.volume if held else 0) == before
     assert real_problems(page) == []
+
+
+def test_grid_form_proposes_the_smallest_amount_and_shows_the_switch(daemon, page):
+    system, server = daemon
+    system.settings.update({"GRID_BUY_AMOUNT": 500})  # buys no lot of 600036 (as 5,000 元 for a 51 元 stock)
+    page.goto(server.url + "/#grid")
+    page.wait_for_function("document.querySelector('#grid-switch-state').textContent.includes('已关闭')")
+    page.fill("#grid-form input[name=stock_code]", "600036")
+    page.dispatch_event("#grid-form input[name=stock_code]", "change")
+    page.wait_for_function("document.querySelector('#grid-proposal').textContent.includes('已建议每格')")
+    proposed = float(page.input_value("#grid-form input[name=GRID_BUY_AMOUNT]"))
+    price = float(re.search(r"中心价 ([\d.]+)", page.inner_text("#grid-proposal")).group(1))
+    assert proposed == float(-(-round(price * 100, 2) // 1))
+    assert real_problems(page) == []

@@ -694,6 +694,11 @@
 
   // ---- grid --------------------------------------------------------------------------------------
   function loadGrid() {
+    var on = state.status ? !!state.status.switches.ENABLE_GRID_TRADING : null;
+    var note = $("grid-switch-state");
+    note.textContent = on === null ? "" : (on ? "网格交易开关：已开启（运行中的网格按网格规则下单）"
+      : "网格交易开关：已关闭（网格会话不会下单；启动网格时可一并开启）");
+    note.className = on === false ? "msg warn" : "muted";
     get("/api/grid/sessions").then(function (list) {
       $("grid-form").hidden = false;
       var body = $("grid-body");
@@ -704,13 +709,19 @@
         tr.setAttribute("data-grid", s.id);
         cell(tr, "#" + s.id);
         cell(tr, code);
-        cell(tr, s.status_label, s.status === "active" ? "ok-dot" : "muted");
+        var idle = s.status === "active" && on === false;
+        cell(tr, idle ? s.status_label + "（开关关闭，不交易）" : s.status_label,
+          s.status === "active" && !idle ? "ok-dot" : "muted");
         cell(tr, fmtPrice(s.center_price, code), "num");
         cell(tr, s.status === "active" ? fmtPrice(s.next_buy_price, code) : "--", "num");
         cell(tr, s.status === "active" ? fmtPrice(s.next_sell_price, code) : "--", "num");
         cell(tr, fmtInt(s.net_volume), "num");
         cell(tr, fmtMoney(s.invested), "num");
-        cell(tr, fmtMoney(s.total_pnl), "num " + signClass(s.total_pnl));
+        var why = s.pnl_explain || {};
+        cell(tr, fmtMoney(s.round_trip_pnl), "num " + signClass(s.round_trip_pnl)).title = why.round_trip || "";
+        cell(tr, fmtMoney(s.unrealized_pnl), "num " + signClass(s.unrealized_pnl)).title = why.unrealized || "";
+        cell(tr, fmtMoney(s.fees), "num").title = why.fees || "";
+        cell(tr, fmtMoney(s.total_pnl), "num " + signClass(s.total_pnl)).title = why.total || "";
         cell(tr, s.buy_count + " / " + s.sell_count, "num");
         cell(tr, s.start_date || "");
         cell(tr, s.end_reason_label || "");
@@ -727,7 +738,7 @@
         }
         body.appendChild(tr);
       });
-      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 13; body.appendChild(tr); }
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 16; body.appendChild(tr); }
       if (state.gridShown) {
         var shown = list.filter(function (s) { return s.id === state.gridShown; })[0];
         if (shown) loadGridTrades(shown);
@@ -784,8 +795,28 @@
     post("/api/grid/sessions", payload).then(function (s) {
       show("grid-msg", "已启动网格会话 #" + s.id + "：" + s.stock_code + " 中心价 " + fmtPrice(s.center_price, s.stock_code) +
         "，下一买入价 " + fmtPrice(s.next_buy_price, s.stock_code) + "，下一卖出价 " + fmtPrice(s.next_sell_price, s.stock_code), "ok");
-      loadGrid();
-    }, function (err) { showError("grid-msg", err); });
+      loadStatus().then(loadGrid);
+    }, function (err) {
+      if (err.code !== "GRID_TRADING_OFF") { showError("grid-msg", err); return; }
+      // The switch is off: a session would never trade. Offer to switch it on, then start.
+      confirmDialog("开启网格交易", err.message + "\n开启「网格交易」开关并启动这个网格？").then(function (yes) {
+        if (!yes) { showError("grid-msg", err); return; }
+        post("/api/config/update", { changes: { ENABLE_GRID_TRADING: true } }).then(function () {
+          startGrid({ preventDefault: function () {}, target: form });
+        }, function (e) { showError("grid-msg", e); });
+      });
+    });
+  }
+
+  /* On a stock code: the amount per grid the form proposes (one lot at the centre price at least). */
+  function proposeGrid() {
+    var form = $("grid-form"), code = form.stock_code.value.trim();
+    if (!code) { $("grid-proposal").hidden = true; return; }
+    get("/api/grid/proposal/" + encodeURIComponent(code)).then(function (p) {
+      if (!p.enough && !form.GRID_BUY_AMOUNT.value.trim()) form.GRID_BUY_AMOUNT.value = String(p.proposed_amount);
+      show("grid-proposal", p.enough ? "每格 " + p.configured_amount + " 元在中心价 " + fmtPrice(p.center_price, p.stock_code) +
+        " 可买 " + Math.floor(p.configured_amount / p.center_price / p.lot) * p.lot + " 股" : p.message, p.enough ? "" : "warn");
+    }, function (err) { showError("grid-proposal", err); });
   }
 
   // ---- emergency stop ----------------------------------------------------------------------------
@@ -838,6 +869,7 @@
     $("pool-save").addEventListener("click", savePool);
     $("pool-reload").addEventListener("click", loadPool);
     $("grid-form").addEventListener("submit", startGrid);
+    $("grid-form").stock_code.addEventListener("change", proposeGrid);
     QmtConfig.init(loadStatus);
     window.addEventListener("hashchange", activate);
     loadStatus();
