@@ -10,6 +10,7 @@ import re
 import pytest
 
 from daemon_workers import DataWorker, IntervalWorker
+from grid_trading import GridManager
 from models import Rule, Signal
 from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, real_problems, require_browser, shot
 from web_test_support import build_system, start_server
@@ -25,6 +26,10 @@ def daemon(tmp_path_factory):
         "ENABLE_MACD_BUY": False, "SIGNAL_MAX_AGE": 600})
     system.executor.buy_stock("600036.SH", volume=300)
     system.next_day()
+    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
+                       system.signals, system.executor)
+    grid.attach(system.monitor, system.runner)
+    system.ctx.grid = grid
     for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
                    IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
         system.watchdog.add(worker)
