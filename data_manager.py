@@ -57,6 +57,7 @@ class DataManager:
         self._reported_invalid: set[str] = set()
         self._logged_at: dict[str, datetime] = {}
         self.first_quote_at: Optional[datetime] = None  # market time of the first accepted quote: "ready"
+        self._stepped = False  # the source has completed a step
         self.source_name = source.name
         self.source_label = source.label
 
@@ -161,7 +162,13 @@ class DataManager:
             self._record_error(exc.message)
             return float(self._settings.get("MONITOR_INTERVAL"))
         self._apply(step)
+        self._stepped = True
         return step.wait
+
+    @property
+    def ready(self) -> bool:
+        """The source has delivered its first quotes (or, with nothing to watch, has completed a step)."""
+        return self.first_quote_at is not None or (self._stepped and not self.watchlist())
 
     def status(self) -> dict:
         latest = [q for q in (self.hub.last_seen(c) for c in self.watchlist()) if q is not None]

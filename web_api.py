@@ -49,9 +49,10 @@ def health() -> Response:
     has delivered its first quotes: before that nothing can be priced, so scripts must not start trading."""
     threads = ctx().health()
     first = getattr(ctx().data, "first_quote_at", None)
+    ready = bool(getattr(ctx().data, "ready", True))
     alive = all(t.get("alive") for t in threads)
-    data = {"ready": first is not None, "first_quote_time": first.isoformat(timespec="seconds") if first else None,
-            "message": "" if first is not None else "行情来源尚未送来第一笔行情"}
+    data = {"ready": ready, "first_quote_time": first.isoformat(timespec="seconds") if first else None,
+            "message": "" if ready else "行情来源尚未送来第一笔行情"}
     return ok({"threads": threads, "all_alive": alive and data["ready"], "threads_alive": alive, "data": data,
                "ready": alive and data["ready"], "web": {"alive": True}})
 
