@@ -221,7 +221,9 @@ def _connect_live_broker(settings, data_dir: Path, trading_db: Database):
     from easy_qmt_trader import connect_live_broker
 
     try:
-        return connect_live_broker(settings, data_dir, trading_db)
+        configured = str(settings.get("ACCOUNT_CONFIG_FILE") or "")
+        return connect_live_broker(settings, data_dir, trading_db,
+                                   account_config_path=Path(configured) if configured else None)
     except BaseException:
         trading_db.close()
         raise

@@ -119,6 +119,17 @@ PARAMS: tuple[Param, ...] = (
     _p("WEB_CORS_ORIGINS", ["http://localhost:5000", "http://127.0.0.1:5000"], "str_list", "允许跨域访问的来源", G_WEB,
        restart=True),
     _p("SSE_HEARTBEAT_SECONDS", 15.0, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
+    # ---- several accounts (issue 18): the supervisor and the children it starts
+    _p("REPLAY_CLOCK_ORIGIN", 0.0, "float", "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用",
+       G_DATA, 0, 1e11, restart=True),
+    _p("ACCOUNT_CONFIG_FILE", "", "str", "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json",
+       G_SIM, restart=True),
+    _p("WEB_REQUIRE_TOKEN_FOR_READS", False, "bool", "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB,
+       restart=True),
+    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", 5, "int", "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启", G_WEB, 1, 100),
+    _p("ACCOUNT_RESTART_BACKOFF_MAX", 60.0, "float", "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1, 3600),
+    _p("ACCOUNT_STOP_TIMEOUT", 15.0, "float", "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
+    _p("ACCOUNT_POLL_INTERVAL", 2.0, "float", "多账户：监管进程查询各账户状态的间隔（秒）", G_WEB, 0.2, 60),
     # ---- logging
     _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),

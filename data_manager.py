@@ -3,6 +3,8 @@ synthetic 「演示行情」), publishes its quotes through the QuoteHub and kee
 market.db; `build_data_manager` picks the source per DATA_SOURCE."""
 from __future__ import annotations
 
+import bisect
+
 import logging
 import threading
 from collections import deque
@@ -19,7 +21,7 @@ from market_clock import Clock, RealClock, ReplayClock
 from models import DataUnavailable, Quote
 from quote_hub import QuoteHub
 from replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
-from replay_source import ReplayProgress, ReplaySource, replay_days, resume_index
+from replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days, resume_index
 from source_base import MarketSource, SourceStep
 from storage import Database
 from synthetic_market import SyntheticMarket
@@ -289,6 +291,15 @@ def _started(manager: DataManager, keep_on_failure: bool) -> bool:
         return False
 
 
+def _replay_pace(settings, progress: ReplayProgress, days: list, start_index: int) -> Optional[ReplayPace]:
+    """REPLAY_CLOCK_ORIGIN (set by the account supervisor) aligns this replay with its siblings'."""
+    origin = float(settings.get("REPLAY_CLOCK_ORIGIN") or 0.0)
+    if origin <= 0 or start_index >= len(days):
+        return None
+    origin_day = progress.pace_origin_day(origin, days[start_index])
+    return ReplayPace(origin, bisect.bisect_left(days, origin_day))
+
+
 def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator, calendar,
                     account_guard: Optional[Callable[[str], Optional[date]]] = None) -> tuple[DataManager, Clock]:
     folder = str(settings.get("REPLAY_DATA_DIR") or "")
@@ -306,11 +317,12 @@ def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculat
     progress = ReplayProgress(bar_store.db, f"{feed.label}|{settings.get('REPLAY_START_DATE')}")
     start_index = resume_index(days, start_index, max(filter(None, (progress.last_started(), last_trade)),
                                                       default=None))
+    pace = _replay_pace(settings, progress, days, start_index)
     if start_index >= len(days):
         raise DataUnavailable("REPLAY_FINISHED", f"回放数据已全部播放完毕（{feed.label}），"
                                                  f"如需重新开始请删除数据目录或更换 REPLAY_START_DATE")
     clock = ReplayClock(ReplaySource.start_moment(days, start_index), calendar)
-    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record)
+    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record, pace=pace)
     manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store, source, indicators)
     manager.start()
     log.info("行情来源：%s，从 %s 开始回放", source.label, days[start_index])

@@ -35,6 +35,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                                              "该数据目录中的 stock_pool.json（首次从 stock_pool.json 复制）")
     parser.add_argument("--reset-sim-account", action="store_true",
                         help="启动前把数据目录中的模拟账户数据库归档到 archive/，从新的模拟账户开始")
+    parser.add_argument("--accounts", metavar="accounts.json",
+                        help="多账户：按账户文件为每个账户启动一个守护进程，并在同一网页地址统一查看和操作")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
     return parser.parse_args(argv)
@@ -68,7 +70,10 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    data_dir = Path(args.data_dir or "data")
+    explicit_data_dir, args.data_dir = args.data_dir, args.data_dir or "data"
+    if args.accounts:
+        return _run_supervisor(args)
+    data_dir = Path(args.data_dir)
     try:
         lock = InstanceLock(data_dir / "daemon.lock")
         lock.acquire()
@@ -99,7 +104,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             from stock_pool import pool_file
 
             daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter,
-                                  pool_file(args.stock_pool, args.data_dir), stop_event)
+                                  pool_file(args.stock_pool, explicit_data_dir), stop_event)
         except TradingError as exc:
             log.error("启动失败：%s", exc.message)  # the console handler shows it to the operator
             return 4
@@ -108,6 +113,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         if config_db is not None:
             config_db.close()
         lock.release()
+
+
+def _run_supervisor(args: argparse.Namespace) -> int:
+    from accounts_main import run
+
+    try:
+        overrides = run_overrides(args)
+    except ValueError as exc:
+        print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
+        return 2
+    return run(args, overrides, _install_signal_handlers)
 
 
 def _install_signal_handlers(stop_event: threading.Event) -> None:

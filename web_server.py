@@ -96,6 +96,7 @@ class AppState:
     positions: Any  # web_stream.VersionedCache of the positions table
     stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
     random: random.Random = field(default_factory=random.SystemRandom)  # picks the random buys from the pool
+    reads_need_token: bool = False  # WEB_REQUIRE_TOKEN_FOR_READS: a child reachable only through its supervisor
 
 
 def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] = None,
@@ -114,18 +115,26 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
                       int(port if port is not None else ctx.settings.get("WEB_PORT")))
     positions = web_api.positions_cache(ctx)
     app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), threading.BoundedSemaphore(max_streams),
-                                     positions, web_api.stream_cache(ctx, positions))
-    CORS(app, resources={r"/api/*": {"origins": list(ctx.settings.get("WEB_CORS_ORIGINS"))}},
-         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600,
-         supports_credentials=False)
-    app.before_request(_check_host)
-    app.before_request(_check_token)
-    app.after_request(_security_headers)
-    _register_error_handlers(app)
+                                     positions, web_api.stream_cache(ctx, positions),
+                                     reads_need_token=bool(ctx.settings.get("WEB_REQUIRE_TOKEN_FOR_READS")))
+    secure_app(app, list(ctx.settings.get("WEB_CORS_ORIGINS")))
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
     app.register_blueprint(web_api_state.blueprint)
     return app
+
+
+def secure_app(app: Flask, cors_origins: list[str]) -> None:
+    """The checks every app of this project serves behind: Host (DNS rebinding), token, CORS for the
+    configured origins only, security headers, and JSON error shapes. `app.extensions["qmt"]` must hold an
+    object with `binding`, `ctx.token` and `reads_need_token`."""
+    CORS(app, resources={r"/api/*": {"origins": cors_origins}},
+         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+         max_age=600, supports_credentials=False)
+    app.before_request(_check_host)
+    app.before_request(_check_token)
+    app.after_request(_security_headers)
+    _register_error_handlers(app)
 
 
 def state() -> AppState:
@@ -313,8 +322,8 @@ def _check_token() -> Optional[Response]:
     """Every change needs the token; reads too when the server is reachable from other machines."""
     if request.method == "OPTIONS":
         return None
-    needs_token = request.method not in SAFE_METHODS or (
-        not state().binding.is_loopback and request.path.startswith("/api/"))
+    reads_guarded = state().reads_need_token or not state().binding.is_loopback
+    needs_token = request.method not in SAFE_METHODS or (reads_guarded and request.path.startswith("/api/"))
     if not needs_token:
         return None
     given = request.headers.get(TOKEN_HEADER, "")
@@ -344,7 +353,8 @@ def _security_headers(response: Response) -> Response:
 def _index() -> Response:
     """The UI; the token is written into it only for a browser on this machine."""
     page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
-    token = state().ctx.token if is_loopback_address(request.remote_addr) else ""
+    local = is_loopback_address(request.remote_addr) and not state().reads_need_token
+    token = state().ctx.token if local else ""
     page = page.replace(TOKEN_PLACEHOLDER, html.escape(token, quote=True))
     return Response(page, mimetype="text/html")
 

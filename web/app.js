@@ -25,13 +25,13 @@
 
   function activate() {
     var name = (location.hash || "#overview").slice(1);
-    if (!loaders[name]) name = "overview";
+    if (!loaders[name] && !Q.pages[name]) name = "overview";
     state.tab = name;
     Array.prototype.forEach.call(document.querySelectorAll(".tab"), function (s) { s.hidden = s.id !== "tab-" + name; });
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
       a.classList.toggle("active", a.getAttribute("data-tab") === name);
     });
-    loaders[name]();
+    (loaders[name] || Q.pages[name])();
   }
 
   // ---- status, account, clock, health ------------------------------------------------------------
@@ -283,7 +283,7 @@
 
   function openStream() {
     setLive(false, "连接中…");
-    fetch("/api/positions/stream", { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store" })
+    fetch(Q.apiUrl("/api/positions/stream"), { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store" })
       .then(function (response) {
         if (!response.ok || !response.body) {
           return response.json().then(function (payload) {
@@ -481,7 +481,7 @@
   function exportTrades() {
     var query = formQuery($("trades-form"));
     var url = "/api/trade-records" + (query ? query + "&" : "?") + "format=csv";
-    fetch(url, { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
+    fetch(Q.apiUrl(url), { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
       if (!response.ok) {
         return response.json().then(function (p) { throw new ApiError(response.status, p, "导出失败"); });
       }
