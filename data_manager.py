@@ -35,6 +35,9 @@ MAX_REMEMBERED_MESSAGES = 1000  # bound on the log de-duplication memory
 __all__ = ["DataManager", "QuoteHub", "build_data_manager"]
 
 
+MAX_REQUESTED_CODES = 100  # codes asked about on demand that stay subscribed (the oldest are dropped)
+
+
 class DataManager:
     """The data thread's unit of work (`run_once`) and the read side every other module uses."""
 
@@ -106,6 +109,7 @@ class DataManager:
         with self._lock:
             if code not in self._requested:
                 self._requested.append(code)
+                del self._requested[:-MAX_REQUESTED_CODES]  # a bound on what page visits can add
             wanted = list(self._wanted)
         self.set_watchlist(wanted)
         quote_now = getattr(self._source, "quote_now", None)
