@@ -77,7 +77,7 @@ PARAMS: tuple[Param, ...] = (
     _p("MAX_ORDERS_PER_DAY", 50, "int", "每日最多下单笔数", G_RISK, 1, 10000),
     _p("MAX_ORDER_VALUE", 100000.0, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
     _p("DAILY_LOSS_LIMIT_RATIO", 0.05, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
-    _p("SIGNAL_MAX_AGE", 60.0, "float", "信号有效期（秒），过期不再执行", G_RISK, 1, 86400),
+    _p("SIGNAL_MAX_AGE", 60.0, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
     _p("SIGNAL_COOLDOWN_SECONDS", 30.0, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
     _p("SELL_ORDER_TIMEOUT", 60.0, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
     _p("BUY_ORDER_TIMEOUT", 120.0, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
