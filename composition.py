@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import strategy
+from accounts_identity import account_guard
 from config_store import ConfigStore
 from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
@@ -92,8 +93,15 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:
         secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
+    guard = account_guard(trading_db, settings, data_dir) if simulation else None
     try:
-        data, clock = build_data_manager(settings, data_dir)
+        data, clock = build_data_manager(settings, data_dir, account_guard=guard)
+        if guard is not None and not clock.is_replay:  # a real-time source: the guard had no replay to run in
+            try:
+                guard(data.source_name)
+            except TradingError:
+                _close_quietly(data.close, data.bar_store.db.close)
+                raise
     except BaseException:
         _close_quietly(*([live_broker.close] if live_broker else []), trading_db.close)
         raise

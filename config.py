@@ -56,7 +56,7 @@ MAX_TOTAL_POSITION_RATIO = 0.95  # 总持仓市值占总资产的上限
 MAX_ORDERS_PER_DAY = 50  # 每日最多下单笔数
 MAX_ORDER_VALUE = 100_000.0  # 单笔委托最大金额（元）
 DAILY_LOSS_LIMIT_RATIO = 0.05  # 当日亏损达到总资产该比例后停止自动买入
-SIGNAL_MAX_AGE = 60.0  # 信号有效期（秒），过期不再执行
+SIGNAL_MAX_AGE = 60.0  # 信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行
 SIGNAL_COOLDOWN_SECONDS = 30.0  # 同一股票同一规则两次信号之间的冷却时间（秒）
 SELL_ORDER_TIMEOUT = 60.0  # 卖单超时（秒）：未成交则撤单并以更积极价格重报
 BUY_ORDER_TIMEOUT = 120.0  # 买单超时（秒）：未成交则撤单
@@ -127,7 +127,7 @@ ORDER_FILE_LINE_INTERVAL = 0.0  # 委托文件逐行下单的间隔（秒），0
 # ==== 系统诊断
 DOCTOR_CLOCK_TOLERANCE_SECONDS = 5.0  # 系统诊断：本机时钟与参考时间相差超过该秒数即报警
 DOCTOR_MIN_FREE_MB = 500.0  # 系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警
-DOCTOR_LOG_DIR_WARN_MB = 1000.0  # 系统诊断：日志目录超过该大小（MB）即提醒
+DOCTOR_LOG_DIR_WARN_MB = 1_000.0  # 系统诊断：日志目录超过该大小（MB）即提醒
 DOCTOR_BROKER_TIMEOUT = 5.0  # 系统诊断：连接 miniQMT 并查询账户的时限（秒）
 
 # ==== 通知与定时任务
@@ -223,7 +223,7 @@ PARAMS: tuple[Param, ...] = (
     _p("MAX_ORDERS_PER_DAY", MAX_ORDERS_PER_DAY, "int", "每日最多下单笔数", G_RISK, 1, 10000),
     _p("MAX_ORDER_VALUE", MAX_ORDER_VALUE, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
     _p("DAILY_LOSS_LIMIT_RATIO", DAILY_LOSS_LIMIT_RATIO, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
-    _p("SIGNAL_MAX_AGE", SIGNAL_MAX_AGE, "float", "信号有效期（秒），过期不再执行", G_RISK, 1, 86400),
+    _p("SIGNAL_MAX_AGE", SIGNAL_MAX_AGE, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
     _p("SIGNAL_COOLDOWN_SECONDS", SIGNAL_COOLDOWN_SECONDS, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
     _p("SELL_ORDER_TIMEOUT", SELL_ORDER_TIMEOUT, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
     _p("BUY_ORDER_TIMEOUT", BUY_ORDER_TIMEOUT, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
@@ -271,18 +271,18 @@ PARAMS: tuple[Param, ...] = (
        restart=True),
     _p("SSE_HEARTBEAT_SECONDS", SSE_HEARTBEAT_SECONDS, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
     # ---- several accounts (issue 18): the supervisor and the children it starts
-    _p("REPLAY_CLOCK_ORIGIN", REPLAY_CLOCK_ORIGIN, "float",
-       "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用", G_DATA, 0, 1e11, restart=True),
+    _p("REPLAY_CLOCK_ORIGIN", REPLAY_CLOCK_ORIGIN, "float", "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用",
+       G_DATA, 0, 1e11, restart=True),
     _p("ACCOUNT_CONFIG_FILE", ACCOUNT_CONFIG_FILE, "str",
-       "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json", G_SIM, restart=True),
-    _p("WEB_REQUIRE_TOKEN_FOR_READS", WEB_REQUIRE_TOKEN_FOR_READS, "bool",
-       "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB, restart=True),
-    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", ACCOUNT_RESTART_LIMIT_PER_HOUR, "int",
-       "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启", G_WEB, 1, 100),
-    _p("ACCOUNT_RESTART_BACKOFF_MAX", ACCOUNT_RESTART_BACKOFF_MAX, "float",
-       "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1, 3600),
-    _p("ACCOUNT_STOP_TIMEOUT", ACCOUNT_STOP_TIMEOUT, "float",
-       "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
+       "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json",
+       G_SIM, restart=True),
+    _p("WEB_REQUIRE_TOKEN_FOR_READS", WEB_REQUIRE_TOKEN_FOR_READS, "bool", "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB,
+       restart=True),
+    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", ACCOUNT_RESTART_LIMIT_PER_HOUR, "int", "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启",
+       G_WEB, 1, 100),
+    _p("ACCOUNT_RESTART_BACKOFF_MAX", ACCOUNT_RESTART_BACKOFF_MAX, "float", "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1,
+       3600),
+    _p("ACCOUNT_STOP_TIMEOUT", ACCOUNT_STOP_TIMEOUT, "float", "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
     _p("ACCOUNT_POLL_INTERVAL", ACCOUNT_POLL_INTERVAL, "float", "多账户：监管进程查询各账户状态的间隔（秒）", G_WEB, 0.2, 60),
     # ---- logging
     _p("LOG_LEVEL", LOG_LEVEL, "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),

@@ -111,6 +111,11 @@ def buy_volume_for_amount(code: str, amount: float, price: float) -> int:
     return shares // LOT * LOT
 
 
+def min_buy_volume(code: str) -> int:
+    """The smallest buy: one lot of 100, on STAR 200 shares."""
+    return STAR_MIN_BUY if board(code) is Board.STAR else LOT
+
+
 def is_valid_buy_volume(code: str, volume: int) -> bool:
     if not _is_whole(volume) or volume <= 0:
         return False

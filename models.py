@@ -89,6 +89,17 @@ class SignalStatus(str, Enum):
     EXECUTED = "executed"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    DISMISSED = "dismissed"  # a person chose to ignore it (issue 14)
+
+    @property
+    def label(self) -> str:
+        return SIGNAL_STATUS_LABELS[self]
+
+
+SIGNAL_STATUS_LABELS = {
+    SignalStatus.PENDING: "待执行", SignalStatus.EXECUTING: "执行中", SignalStatus.EXECUTED: "已执行",
+    SignalStatus.REJECTED: "已拒绝", SignalStatus.EXPIRED: "已过期", SignalStatus.DISMISSED: "已忽略",
+}
 
 
 class TradingError(Exception):
@@ -260,6 +271,7 @@ class Signal:
     level_index: Optional[int] = None  # add level or grid level the signal belongs to
     episode: str = ""  # open date of the position episode the signal belongs to
     grid_session_id: Optional[int] = None
+    seen_at: Optional[datetime] = None  # wall-clock time of the latest detection: a person's age, not the replay's
 
     @property
     def side(self) -> Side:

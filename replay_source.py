@@ -224,6 +224,33 @@ class ReplaySource:
         namer = getattr(self._feed, "stock_name", None)
         return namer(code) if namer else ""
 
+    def has_code(self, code: str) -> bool:
+        return bool(self._feed.bars(code))
+
+    def quote_now(self, code: str) -> Optional[Quote]:
+        """The quote `code` has at this moment of the replay (the last tick played, or the last close before
+        the next day opens), for a code asked for on demand before its first tick; None when the folder has
+        no bar for it today (suspended or not in the data)."""
+        if self.finished or not self.has_code(code):
+            return None
+        slot, day = self._slot, self._days[self._day_index]
+        if slot > 0:
+            plan = self._plan(code, day)
+            if plan is None:
+                return None
+            tick = slot - 1
+            volume = round(plan.bar.volume * (tick + 1) / self._ticks / market_rules.LOT) * market_rules.LOT
+            return self._quote(code, plan, plan.prices[tick], plan.highs[tick], plan.lows[tick], volume,
+                               self._clock.now())
+        if self._day_index == 0:
+            return None  # nothing has been played yet
+        previous = self._days[self._day_index - 1]
+        plan = self._make_plan(code, previous)
+        if plan is None:
+            return None
+        return self._quote(code, plan, plan.bar.close, plan.bar.high, plan.bar.low, plan.bar.volume,
+                           datetime.combine(previous, market_rules.MARKET_CLOSE))
+
     def run_once(self) -> SourceStep:
         early = self._seconds_until_due()
         if early > 0:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 SignalValidator = Callable[[Signal], Optional[str]]
 REPLAY_WAKE_SECONDS = 0.1
+GONE_CODES = {"CONDITION_GONE", "NO_POSITION", "ALREADY_HELD"}  # grid signals are voided by the grid itself
 
 
 class SignalRejected(TradingError):
@@ -65,9 +66,11 @@ class StrategyRunner(Worker):
         auto = self._settings.get("ENABLE_AUTO_TRADING") and (self._state is None or self._state.allows_automatic())
         for signal in self._signals.pending():
             if self._is_expired(signal):
-                self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")
+                self._expire(signal)
             elif auto:
                 self._execute(signal)
+            else:
+                self._expire_if_gone(signal)
 
     def recover(self) -> None:
         """After a crash: a signal caught mid-execution is never executed again. If its order reached the
@@ -84,20 +87,24 @@ class StrategyRunner(Worker):
                                    order.client_id if order else "")
 
     # ---- manual execution (web)
-    def execute_signal(self, signal_id: int) -> Signal:
+    def execute_signal(self, signal_id: int, source: str = "web") -> Signal:
+        """A person executes a queued signal: it is validated again at the current price and placed as an order
+        the operator confirmed (it passes a pause; when halted only a sell does)."""
         signal = self._signals.get(signal_id)
         if signal is None:
             raise TradingError("SIGNAL_NOT_FOUND", f"信号 #{signal_id} 不存在")
         if signal.status is not SignalStatus.PENDING:
-            raise TradingError("SIGNAL_NOT_PENDING", f"信号 #{signal_id} 当前状态为 {signal.status.value}，不能执行")
+            raise TradingError("SIGNAL_NOT_PENDING",
+                               f"信号 #{signal_id} 当前状态为「{signal.status.label}」，不能执行")
+        log.info("操作员（%s）手动执行信号 #%s：%s %s", source, signal.id, signal.stock_code, signal.rule.label)
         if self._is_expired(signal):
-            self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")
+            self._expire(signal)
         else:
-            self._execute(signal)
+            self._execute(signal, operator_confirmed=True)
         return self._signals.get(signal_id)
 
     # ---- validation and execution
-    def _execute(self, signal: Signal) -> None:
+    def _execute(self, signal: Signal, operator_confirmed: bool = False) -> None:
         with self._lock:
             if not self._signals.claim(signal.id):
                 return
@@ -105,7 +112,7 @@ class StrategyRunner(Worker):
                 volume = self.validate(signal)
                 self._apply_rule_state(signal)
                 try:
-                    order = self._place(signal, volume)
+                    order = self._place(signal, volume, operator_confirmed)
                 except TradingError:
                     self._revert_rule_state(signal)
                     raise
@@ -153,13 +160,16 @@ class StrategyRunner(Worker):
                 return action.volume
         raise SignalRejected("CONDITION_GONE", f"{code} {signal.rule.label}条件在现价 {quote.price:.3f} 已不成立")
 
-    def _place(self, signal: Signal, volume: int) -> Order:
+    def _place(self, signal: Signal, volume: int, operator_confirmed: bool = False) -> Order:
+        confirmed = {"operator_confirmed": True} if operator_confirmed else {}
         if signal.side is Side.SELL:
-            return self._executor.sell_stock(signal.stock_code, volume, rule=signal.rule, signal_id=signal.id)
+            return self._executor.sell_stock(signal.stock_code, volume, rule=signal.rule, signal_id=signal.id,
+                                             **confirmed)
         if signal.amount > 0 and signal.rule is not Rule.GRID_BUY:
             return self._executor.buy_stock(signal.stock_code, amount=signal.amount, rule=signal.rule,
-                                            signal_id=signal.id)
-        return self._executor.buy_stock(signal.stock_code, volume=volume, rule=signal.rule, signal_id=signal.id)
+                                            signal_id=signal.id, **confirmed)
+        return self._executor.buy_stock(signal.stock_code, volume=volume, rule=signal.rule, signal_id=signal.id,
+                                        **confirmed)
 
     def _apply_rule_state(self, signal: Signal) -> None:
         """Episode flags are set before the order is sent, so a crash cannot fire the same rule twice."""
@@ -179,7 +189,21 @@ class StrategyRunner(Worker):
         return self._params_for(code).position_unit if self._params_for else self._settings.get("POSITION_UNIT")
 
     def _is_expired(self, signal: Signal) -> bool:
-        return (self._clock.now() - signal.created_at).total_seconds() > self._max_age()
+        """Age in real seconds since the last detection: a person's reaction time does not follow the replay."""
+        return self._signals.age_seconds(signal) > self._max_age()
+
+    def _expire(self, signal: Signal) -> None:
+        self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号 {self._max_age():g} 秒（真实时间）内未执行也未再次"
+                                                            "触发，已过期")
+
+    def _expire_if_gone(self, signal: Signal) -> None:
+        """A queued signal whose condition no longer holds at the current price is not left for a person to
+        click: it expires with the reason. Transient refusals (no quote yet, an order working) leave it queued."""
+        try:
+            self.validate(signal)
+        except SignalRejected as exc:
+            if exc.code in GONE_CODES:
+                self._signals.mark(signal.id, SignalStatus.EXPIRED, f"条件已不成立：{exc.message}")
 
     def _max_age(self) -> float:
         return self._settings.get("SIGNAL_MAX_AGE")

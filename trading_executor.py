@@ -49,10 +49,11 @@ class TradingExecutor:
     # ---- placing orders
     def buy_stock(self, code: str, amount: Optional[float] = None, volume: Optional[int] = None,
                   price: Optional[float] = None, rule: Rule = Rule.MANUAL, signal_id: Optional[int] = None,
-                  idempotency_key: str = "") -> Order:
+                  idempotency_key: str = "", operator_confirmed: bool = False) -> Order:
         """Buy `volume` shares, or as many whole lots as `amount` CNY buys at the order price. `price=None`
         places a marketable limit (latest × (1 + ORDER_PRICE_SLIPPAGE), capped at limit-up). An order already
-        journaled under `idempotency_key` is returned instead of sending another."""
+        journaled under `idempotency_key` is returned instead of sending another. `operator_confirmed`: a person
+        asked for it (a signal executed by hand passes a pause)."""
         with self._submit_lock:
             existing = self.journal.by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -72,7 +73,8 @@ class TradingExecutor:
             checks.check_price(code, Side.BUY, order_price, quote)
             self._check_buy_limits(code, volume, order_price, rule)
             self._check_order_count()
-            return self._submit(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key)
+            return self._submit(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key,
+                                operator_confirmed=operator_confirmed)
 
     def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
                    signal_id: Optional[int] = None, operator_confirmed: bool = False,

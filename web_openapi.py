@@ -68,7 +68,8 @@ OPERATIONS: dict[str, Operation] = {
     "api.trade_records": Operation("成交记录（format=csv 时下载 CSV）", query=req.TRADE_RECORDS_QUERY, tag="委托与成交",
                                    content=("application/json", "text/csv"), data=LIST),
     "api.signals_pending": Operation("排队中的交易信号", tag="信号", data=LIST),
-    "api.signals_history": Operation("最近的交易信号", query=req.LIMIT_QUERY, tag="信号", data=LIST),
+    "api.signals_history": Operation("最近的交易信号（可按状态、规则、股票筛选）", query=req.SIGNAL_HISTORY_QUERY, tag="信号",
+                                     data=LIST),
     "api.signals_latest": Operation("某只股票最近的信号（没有则为 null）", tag="信号",
                                     data={"type": ["object", "null"]}),
     "api.data_history": Operation("日线与指标", query=req.HISTORY_QUERY, tag="行情", data={

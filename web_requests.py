@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import market_rules
 from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
-from models import OrderStatus
+from models import OrderStatus, Rule, SignalStatus
 
 # Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against
 # the position) are the executor's checks.
@@ -62,6 +62,7 @@ class SellOrder:
     volume: Optional[int] = None
     ratio: Optional[float] = None
     price: Optional[float] = None
+    confirmed: bool = False  # the operator confirmed it in a dialog (the only order an emergency stop lets through)
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,10 @@ BUY = Shape("BuyRequest", "买入：按金额、按数量（可指定限价）�
     Variant(("from_pool", "count"), ("amount",), title="从股票池随机买入")))
 SELL = Shape("SellRequest", "卖出：按数量（可指定限价）或按可用持仓比例", (
     F_STOCK_CODE, Field("volume", "integer", "卖出数量", low=1, high=MAX_VOLUME),
-    Field("ratio", "number", "卖出比例（可用持仓的比例，0 < 比例 ≤ 1）", low=0, high=1.0), F_PRICE), (
-    Variant(("stock_code", "volume"), ("price",), title="按数量卖出"),
-    Variant(("stock_code", "ratio"), title="按比例卖出")))
+    Field("ratio", "number", "卖出比例（可用持仓的比例，0 < 比例 ≤ 1）", low=0, high=1.0), F_PRICE,
+    Field("confirm", "boolean", "操作员已确认（紧急停止状态下只接受 confirm 为 true 的手动卖出）")), (
+    Variant(("stock_code", "volume"), ("price", "confirm"), title="按数量卖出"),
+    Variant(("stock_code", "ratio"), ("confirm",), title="按比例卖出")))
 SIGNAL_ID = Shape("SignalIdRequest", "执行一个排队中的信号", (
     Field("signal_id", "integer", "信号编号", low=1, high=MAX_ID),), (Variant(("signal_id",)),))
 ORDER_ID = Shape("OrderIdRequest", "撤销一笔委托（本程序的委托编号或券商委托号）", (
@@ -226,6 +228,9 @@ ORDERS_QUERY = (Q_STATUS, Q_DATE)
 TRADE_RECORDS_QUERY = (Q_START, Q_END, Q_STOCK_CODE, Q_FORMAT)
 HISTORY_QUERY = (Q_START, Q_END)
 LIMIT_QUERY = (Q_LIMIT,)
+Q_SIGNAL_STATUS = Field("status", "string", "信号状态", enum=tuple(s.value for s in SignalStatus))
+Q_RULE = Field("rule", "string", "规则", enum=tuple(r.value for r in Rule))
+SIGNAL_HISTORY_QUERY = (Q_LIMIT, Q_SIGNAL_STATUS, Q_RULE, Q_STOCK_CODE)
 
 # Path parameters by the name the routes give them.
 PATH_PARAMS = {
@@ -285,19 +290,46 @@ def parse_sell(body: Mapping[str, Any]) -> SellOrder:
     """`{stock_code, volume, price?}` | `{stock_code, ratio}` (ratio of the available shares, 0 < r ≤ 1)."""
     _only(body, set().union(*(v.allowed for v in SELL.variants)))
     code = parse_code(F_STOCK_CODE.read(body))
+    confirmed = _confirm_flag(body)
     has_volume, has_ratio = "volume" in body, "ratio" in body
     if has_volume == has_ratio:
         raise bad_request("请提供卖出数量 volume 或卖出比例 ratio（二选一）")
     if has_ratio:
         if "price" in body:
             raise bad_request("按比例卖出时不能指定价格；指定价格请按数量 volume 卖出")
-        return SellOrder(code, ratio=SELL.field("ratio").read(body))
-    return SellOrder(code, volume=SELL.field("volume").read(body), price=_price(body, code))
+        return SellOrder(code, ratio=SELL.field("ratio").read(body), confirmed=confirmed)
+    return SellOrder(code, volume=SELL.field("volume").read(body), price=_price(body, code), confirmed=confirmed)
+
+
+def _confirm_flag(body: Mapping[str, Any]) -> bool:
+    value = body.get("confirm", False)
+    if not isinstance(value, bool):
+        raise bad_request("confirm 只能是 true 或 false")
+    return value
 
 
 def parse_signal_id(body: Mapping[str, Any]) -> int:
     _only(body, SIGNAL_ID.variants[0].allowed)
     return SIGNAL_ID.field("signal_id").read(body)
+
+
+def parse_signal_filters(status: Optional[str], rule: Optional[str]) -> tuple[Optional[SignalStatus], Optional[Rule]]:
+    """History filters `?status=` and `?rule=` (their English values); empty means no filter."""
+    try:
+        return (SignalStatus(status) if status else None), (Rule(rule) if rule else None)
+    except ValueError:
+        statuses = "、".join(s.value for s in SignalStatus)
+        raise bad_request(f"筛选条件无效：status 可选 {statuses}；rule 可选 "
+                          f"{'、'.join(r.value for r in Rule)}") from None
+
+
+def parse_dismiss(body: Mapping[str, Any]) -> tuple[int, bool]:
+    """`{signal_id, snooze?}`: snooze = do not raise the same signal again in this episode."""
+    _only(body, {"signal_id", "snooze"})
+    snooze = body.get("snooze", False)
+    if not isinstance(snooze, bool):
+        raise bad_request("snooze 只能是 true 或 false")
+    return _int(body, "signal_id", 1, MAX_ID, "信号编号"), snooze
 
 
 def parse_order_id(body: Mapping[str, Any]) -> str:

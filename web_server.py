@@ -409,7 +409,8 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ConfigError)
     def config_error(exc: ConfigError) -> Response:
-        return error_response(400, "CONFIG_INVALID", str(exc), errors=exc.errors)
+        return error_response(getattr(exc, "status", 400), getattr(exc, "code", "CONFIG_INVALID"), str(exc),
+                              errors=exc.errors)
 
     @app.errorhandler(TradingError)
     def trading_error(exc: TradingError) -> Response:
