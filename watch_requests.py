@@ -47,12 +47,10 @@ class Number:
             raise InvalidTask(f"{label} 必须是数字")
         if self.integer and int(raw) != raw:
             raise InvalidTask(f"{label} 必须是整数")
-        if not self.low <= raw <= self.high:
-            raise InvalidTask(f"{label} 超出范围 [{self.low:g}, {self.high:g}]：{raw:g}")
-        if self.low_open and raw == self.low:
-            raise InvalidTask(f"{label} 必须大于 {self.low:g}")
-        if self.high_open and raw == self.high:
-            raise InvalidTask(f"{label} 必须小于 {self.high:g}")
+        if not self.low <= raw <= self.high or (self.low_open and raw == self.low) or (
+                self.high_open and raw == self.high):
+            raise InvalidTask(f"{label} 超出范围 {'(' if self.low_open else '['}{self.low:g}, "
+                              f"{self.high:g}{')' if self.high_open else ']'}：{raw:g}")
         return float(raw)
 
 
@@ -75,8 +73,8 @@ CONDITION_PARAMS: dict[ConditionType, tuple[Number, ...]] = {
 }
 
 BUY_AMOUNT = Number("amount", "买入金额 amount（元）", 100, 10_000_000)
-SELL_VOLUME = Number("volume", "卖出数量 volume（股）", 1, 100_000_000, integer=True)
-SELL_RATIO = Number("ratio", "卖出比例 ratio（可用持仓的比例）", 0, 1, low_open=True)
+SELL_VOLUME = Number("volume", "卖出数量 volume", 1, 100_000_000, integer=True)
+SELL_RATIO = Number("ratio", "卖出比例 ratio", 0, 1, low_open=True)
 # (action type, the one quantity it takes, title); a sell takes a volume or a ratio.
 ACTION_VARIANTS: tuple[tuple[ActionType, Optional[Number], str], ...] = (
     (ActionType.NOTIFY, None, "仅提醒"), (ActionType.BUY, BUY_AMOUNT, "买入信号（按金额）"),
