@@ -22,20 +22,28 @@ blueprint = Blueprint("api_stock", __name__, url_prefix="/api")
 
 LOCK_REASON = "操作员锁定该股票（不自动交易）"
 TAG = "个股参数"
-# JSON types of the config kinds a per-stock parameter can have (values are checked by config.coerce_value).
-PARAM_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"},
-               "float_list": {"type": "array", "minItems": 1, "items": {"type": "number"}},
-               "rate_table": {"type": "array", "minItems": 1, "items": {
-                   "type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}}}
+def _param_schema(key: str) -> dict:
+    """One per-stock parameter as config.py's table defines it (config.coerce_value checks it); null removes it."""
+    param = config.PARAMS_BY_KEY[key]
+    bounds = {k: v for k, v in (("minimum", param.min), ("maximum", param.max)) if v is not None}
+    number = {"type": "integer" if param.kind == "int" else "number", **bounds}
+    if param.kind == "float_list":
+        value = {"type": "array", "minItems": 1, "items": number}
+    elif param.kind == "rate_table":  # rows of (threshold within the bounds, factor)
+        value = {"type": "array", "minItems": 1, "items": {"type": "array", "prefixItems": [
+            {"type": "number", **bounds}, {"type": "number"}], "minItems": 2, "maxItems": 2, "items": False}}
+    else:
+        value = number
+    return {"anyOf": [value, {"type": "null"}],
+            "description": f"{param.meaning}（范围 {param.describe_range()}；null 恢复全局值）"}
 
 
 def _stock_change_schema() -> dict:
     """The PUT body of /api/stock-params/<code>; the parameters and their ranges come from config.py's table."""
-    params = {key: {"anyOf": [PARAM_TYPES[config.PARAMS_BY_KEY[key].kind], {"type": "null"}],
-                    "description": f"{config.PARAMS_BY_KEY[key].meaning}（范围 {config.PARAMS_BY_KEY[key].describe_range()}；"
-                                   "null 恢复全局值）"} for key in STOCK_KEYS}
-    return {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
-        "params": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": params,
+    return {"type": "object", "additionalProperties": False, "anyOf": [
+        {"required": ["params"]}, {"required": ["locked"]}, {"required": ["blacklisted"]}], "properties": {
+        "params": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                   "properties": {key: _param_schema(key) for key in STOCK_KEYS},
                    "description": "个股参数 {参数名: 值}，只影响该股"},
         "locked": {"type": "boolean", "description": "锁定（不自动交易）或解除锁定"},
         "blacklisted": {"type": "boolean", "description": "加入或移出 MACD / 股票池买入黑名单"},
