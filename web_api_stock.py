@@ -22,6 +22,8 @@ blueprint = Blueprint("api_stock", __name__, url_prefix="/api")
 
 LOCK_REASON = "操作员锁定该股票（不自动交易）"
 TAG = "个股参数"
+
+
 def _param_schema(key: str) -> dict:
     """One per-stock parameter as config.py's table defines it (config.coerce_value checks it); null removes it."""
     param = config.PARAMS_BY_KEY[key]

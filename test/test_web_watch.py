@@ -222,7 +222,8 @@ def test_task_body_contract_is_the_parsers_declaration(system, server, client):
     assert "201" in create["responses"] and "200" not in create["responses"]
     assert _json_body(paths["/api/watch/tasks/{task_id}"]["put"]) == schema
     # each condition type sits in exactly one variant, with exactly the parameters the parser reads
-    by_type = {t: v for v in schema["properties"]["conditions"]["items"]["oneOf"] for t in v["properties"]["type"]["enum"]}
+    variants = schema["properties"]["conditions"]["items"]["oneOf"]
+    by_type = {t: v for v in variants for t in v["properties"]["type"]["enum"]}
     assert sorted(by_type) == sorted(t.value for t in ConditionType)
     assert by_type["in_zone"]["required"] == ["type", "low", "high"]
     assert by_type["macd_dead"]["required"] == ["type"]
