@@ -43,14 +43,17 @@ class Number:
     def read(self, raw: Any, where: str = "") -> float:
         """The checked value as a float, or InvalidTask naming the field (prefixed by `where`)."""
         label = f"{where}{self.label}"
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or math.isnan(raw) or math.isinf(raw):
+        # a JSON integer may exceed any float (math.isnan would overflow); the range check below refuses it
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (
+                isinstance(raw, float) and not math.isfinite(raw)):
             raise InvalidTask(f"{label} 必须是数字")
-        if self.integer and int(raw) != raw:
+        if self.integer and isinstance(raw, float) and not raw.is_integer():
             raise InvalidTask(f"{label} 必须是整数")
         if not self.low <= raw <= self.high or (self.low_open and raw == self.low) or (
                 self.high_open and raw == self.high):
+            shown = f"{raw:g}" if isinstance(raw, float) else _shown(raw, 20)
             raise InvalidTask(f"{label} 超出范围 {'(' if self.low_open else '['}{self.low:g}, "
-                              f"{self.high:g}{')' if self.high_open else ']'}：{raw:g}")
+                              f"{self.high:g}{')' if self.high_open else ']'}：{shown}")
         return float(raw)
 
 

@@ -131,7 +131,10 @@ def stock_params_put(code: str) -> Response:
     if "params" in parsed:
         if not isinstance(parsed["params"], dict):
             raise req.bad_request("params 必须是 {参数名: 值} 对象", "INVALID_FIELD")
-        store.update(code, parsed["params"], "web")
+        try:
+            store.update(code, parsed["params"], "web")
+        except OverflowError:  # config.coerce_value cannot take a JSON integer beyond any float
+            raise req.bad_request("参数值超出数字范围", "CONFIG_INVALID") from None
     if "locked" in parsed:
         if c.trading_state is None:
             raise ApiError(404, "TRADING_STATE_UNAVAILABLE", "交易状态模块未启用，无法锁定股票")

@@ -149,6 +149,6 @@ def _int_arg(declared: req.Field) -> int | None:
     if raw in (None, ""):
         return None
     low, high = int(declared.low), int(declared.high)
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or not low <= int(raw) <= high:
         raise req.bad_request(f"{declared.label}（{declared.name}）必须是 {low} 到 {high} 之间的整数", "INVALID_QUERY")
     return int(raw)

@@ -268,6 +268,7 @@ def test_watch_paths_and_queries_are_declared_and_enforced(server, client):
     error(client.get(f"/api/watch/tasks/{2**63}"), 404, "WATCH_TASK_NOT_FOUND")  # not a SQLite overflow
     error(client.get("/api/watch/alerts?limit=501"), 400, "INVALID_QUERY")
     error(client.get("/api/watch/alerts?limit=%C2%B2"), 400, "INVALID_QUERY")  # a Unicode digit
+    error(client.get("/api/watch/alerts?task_id=" + "9" * 5000), 400, "INVALID_QUERY")  # beyond int()'s digit limit
     error(client.get("/api/watch/tasks?colour=red"), 400, "UNKNOWN_FIELD")
     error(client.get("/api/watch/tasks?status=gone"), 400, "INVALID_STATUS")
     assert ok(client.get("/api/watch/tasks?status=active")) == {"tasks": [], "count": 0}
@@ -290,3 +291,20 @@ def test_stock_bodies_are_declared_from_the_parameter_table(server, client):
                                                 {"params": {"BUY_GRID_LEVELS": [0.1]}}), 400, "CONFIG_INVALID")
     state = _json_body(paths["/api/positions/{code}/state"]["put"])
     assert set(state["properties"]) == {*STATE_FIELDS, "confirm"} and "required" not in state
+
+
+def test_integers_beyond_any_float_are_refused_not_crashed(system, client):
+    """JSON integers have no size limit; 10**400 overflows every float conversion the parsers make."""
+    _hold(system, client)
+    huge = 10**400
+    message = error(client.post("/api/watch/tasks", {"stock_code": SH, "conditions": [
+        {"type": "price_above", "value": huge}]}), 400, "INVALID_WATCH_TASK")
+    assert "超出范围 [0.001, 100000]" in message
+    assert "必须是整数" not in error(client.post("/api/watch/tasks", {"stock_code": SH, "conditions": [
+        {"type": "new_high", "days": huge}]}), 400, "INVALID_WATCH_TASK")
+    assert error(client.request("PUT", f"/api/stock-params/{SH}", {"params": {"STOP_LOSS_RATIO": huge}}), 400,
+                 "CONFIG_INVALID") == "参数值超出数字范围"
+    assert "必须是大于 0 的数字" in error(client.request("PUT", f"/api/positions/{SH}/state", {"highest_price": huge}),
+                                        400, "INVALID_POSITION_STATE")
+    assert ok(client.get("/api/watch/tasks"))["count"] == 0
+    assert ok(client.get(f"/api/stock-params/{SH}"))["overrides"] == {}
