@@ -1,5 +1,6 @@
 """The request body of a watch task (issue 17), parsed into a `watch_rules.WatchTask` with a Chinese reason for
-every refusal (nothing is stored on failure), and written back the same way (API answers and storage)."""
+every refusal (nothing is stored on failure), and written back the same way (API answers and storage). The
+declarations the parser validates with also build the body's JSON schema for the OpenAPI document."""
 from __future__ import annotations
 
 import math
@@ -242,9 +243,9 @@ def _action(raw: Any) -> WatchAction:
             raise InvalidTask("仅提醒的任务不能带买卖数量")
         return WatchAction()
     if kind is ActionType.BUY:
-        if others or not given:
+        if others:
             raise InvalidTask("买入信号按金额 amount 下单，不接受 volume / ratio")
-        return WatchAction(kind, amount=BUY_AMOUNT.read(raw["amount"]))
+        return WatchAction(kind, amount=BUY_AMOUNT.read(raw.get("amount")))
     if len(given) != 1 or others:
         raise InvalidTask("卖出信号需要 volume（股数）或 ratio（可用比例）二者之一")
     if given[0] is SELL_VOLUME:
