@@ -94,7 +94,7 @@ class _Holding:
     bar: int = -1
     touched: bool = False  # something filled today: the bar must be walked in full
     macd_exit: bool = False  # a MACD exit signal from the previous close applies today
-    adds_rejected: bool = False  # an add was refused for cash or the portfolio cap: no more adds today
+    cap_price: float = 0.0  # the price the portfolio cap values this holding at: its previous close
     triggers: strategy.TriggerPrices = strategy.NO_TRIGGERS
     triggers_key: Optional[tuple[int, float]] = None  # (fills so far, highest price) the triggers belong to
     fills: int = 0
@@ -129,6 +129,7 @@ class BacktestEngine:
             self._macd_events(index, bars)
         self._cash = self.initial_capital
         self._holdings: dict[int, _Holding] = {}
+        self._exited_today: set[int] = set()  # stocks sold out today: no MACD re-entry the same day
         self._trades: list[Trade] = []
         self._episodes: list[Episode] = []
         self._fees_paid = 0.0
@@ -158,6 +159,7 @@ class BacktestEngine:
     # ---- one day: opens, MACD entries at the open, then the rest of each path (DESIGN §7) -------------
 
     def _run_day(self, day_index: int) -> None:
+        self._exited_today.clear()
         for stock_index in sorted(self._holdings):
             self._open(self._holdings[stock_index], day_index)
         for stock_index in self._entries.get(day_index, ()):
@@ -172,7 +174,8 @@ class BacktestEngine:
     def _open(self, holding: _Holding, day_index: int) -> None:
         bar = int(holding.stock.bar_of_day[day_index])
         holding.bar = bar
-        holding.touched = holding.adds_rejected = holding.limits_known = holding.macd_exit = False
+        holding.touched = holding.limits_known = holding.macd_exit = False
+        holding.cap_price = holding.last_price  # the previous close (a suspended stock: its last close)
         if bar < 0:
             return  # suspended: nothing happens, valued at the last close
         price = holding.stock.open[bar]
@@ -185,8 +188,10 @@ class BacktestEngine:
             self._settle(holding, price)
 
     def _enter(self, stock_index: int, day_index: int) -> None:
-        """MACD entry at the open for POSITION_UNIT, if cash, the portfolio cap and the limit-up allow."""
-        if stock_index in self._holdings:
+        """MACD entry at the open for POSITION_UNIT, if cash, the portfolio cap and the limit-up allow.
+        The stock must have been flat at the signal bar's close and not exited today (DESIGN §7 decided cases):
+        held at that close means either still held now or sold at today's open."""
+        if stock_index in self._holdings or stock_index in self._exited_today:
             return
         stock = self._stocks[stock_index]
         bar = int(stock.bar_of_day[day_index])
@@ -203,7 +208,9 @@ class BacktestEngine:
         if not self._buy_allowed(amount, fees):
             return
         position = strategy.apply_buy(None, stock.code, price, volume, fees, self._days[day_index])
-        holding = _Holding(stock, position, price, bar=bar, touched=True, limits=limits, limits_known=True)
+        cap_price = stock.close[bar - 1] if bar > 0 else price
+        holding = _Holding(stock, position, price, bar=bar, touched=True, limits=limits, limits_known=True,
+                           cap_price=cap_price)
         self._holdings[stock_index] = holding
         self._pay_for_buy(holding, price, volume, amount, fees, Rule.MACD_BUY)
 
@@ -274,9 +281,8 @@ class BacktestEngine:
         code, tick = holding.stock.code, holding.stock.tick
         while self._is_held(holding):
             triggers = self._triggers(holding)
-            add_price = None if holding.adds_rejected else triggers.next_add_price
             candidate = None
-            for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price, add_price):
+            for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price, triggers.next_add_price):
                 if trigger is not None:
                     level = market_rules.round_price_down(code, trigger)
                     if end <= level < price and (candidate is None or level > candidate):
@@ -323,13 +329,12 @@ class BacktestEngine:
             if holding.position.volume == 0:
                 self._close_episode(holding)
             return True
-        if holding.adds_rejected or (limits is not None and price >= limits[1]):
+        if limits is not None and price >= limits[1]:
             return False  # a buy cannot fill at or above limit-up
         volume = action.volume
         amount, fees = strategy.trade_amount(price, volume), self._fees(code, Side.BUY, price, volume)
         if not self._buy_allowed(amount, fees):
-            holding.adds_rejected = True
-            return False
+            return False  # the add level stays unused: it may fill at a later price point
         holding.position = strategy.apply_buy(holding.position, code, price, volume, fees,
                                               self._days[self._day_index], level_index=action.level_index)
         self._pay_for_buy(holding, price, volume, amount, fees, action.rule)
@@ -344,10 +349,12 @@ class BacktestEngine:
         self._record(holding, Side.BUY, price, volume, amount, fees, rule)
 
     def _buy_allowed(self, amount: float, fees: float) -> bool:
-        """Cash for amount + fees, and market value within MAX_TOTAL_POSITION_RATIO of total assets."""
+        """Cash for amount + fees, and market value within MAX_TOTAL_POSITION_RATIO of total assets. Holdings
+        are valued at their previous close (known before the day starts), so the answer does not depend on
+        the order in which stocks are walked."""
         if amount + fees > self._cash + 1e-9:
             return False
-        market_value = self._market_value()
+        market_value = sum(h.position.volume * h.cap_price for h in self._holdings.values())
         total_after = self._cash + market_value - fees
         return market_value + amount <= self._cap_ratio * total_after + 1e-9
 
@@ -356,6 +363,7 @@ class BacktestEngine:
         self._episodes.append(Episode(position.stock_code, position.open_date, self._days[self._day_index],
                                       round(holding.invested, 2), round(holding.proceeds, 2)))
         del self._holdings[holding.stock.index]
+        self._exited_today.add(holding.stock.index)
 
     def _record(self, holding: _Holding, side: Side, price: float, volume: int, amount: float, fees: float,
                 rule: Rule) -> None:
@@ -381,7 +389,6 @@ class BacktestEngine:
 
     def _is_held(self, holding: _Holding) -> bool:
         return holding.position.volume > 0
-
 
     def _limits(self, holding: _Holding) -> Optional[tuple[float, float]]:
         if not holding.limits_known:

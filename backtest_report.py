@@ -30,7 +30,7 @@ class Summary:
     total_return: float
     annualized_return: float
     max_drawdown: float  # positive fraction of the running peak
-    sharpe: Optional[float]  # daily returns, risk-free 0, × √252; None when undefined (flat equity)
+    sharpe: Optional[float]  # mean / population std of daily returns × √252; None when undefined (flat)
     trade_count: int
     buy_count: int
     sell_count: int
@@ -49,14 +49,14 @@ class Summary:
 
 
 def summarize(result: EngineResult, stocks: int, skipped_files: Optional[list[str]] = None) -> Summary:
-    """Metrics of one run. Daily returns are taken on the total equity at each close, the first against the
-    initial capital; the annualised return compounds over 252 trading days a year."""
+    """Metrics of one run. Daily returns are taken on the total equity from one close to the next, starting
+    at the first close (DESIGN §7); the annualised return compounds over 252 trading days a year."""
     if not result.equity:
         raise ValueError("回测区间内没有交易日，无法计算结果")
     initial = result.initial_capital
     totals = [point.total for point in result.equity]
     final = totals[-1]
-    returns = [now / before - 1 for before, now in zip([initial] + totals[:-1], totals)]
+    returns = [now / before - 1 for before, now in zip(totals[:-1], totals[1:])]
     growth = final / initial
     annualized = growth ** (TRADING_DAYS_PER_YEAR / len(totals)) - 1 if growth > 0 else -1.0
     episodes = result.closed_episodes
@@ -176,7 +176,7 @@ def _sharpe(returns: list[float]) -> Optional[float]:
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
-    variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    variance = sum((r - mean) ** 2 for r in returns) / len(returns)  # population variance (DESIGN §7)
     if variance <= 1e-24:
         return None
     return round(mean / math.sqrt(variance) * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
