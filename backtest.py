@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
 
 import config
-from backtest_data import DataProblem, load_bars
+from backtest_data import DataProblem
 from backtest_engine import BacktestEngine, EngineResult
+from backtest_market import MarketData, default_cache_dir, load_market
 from backtest_report import Summary, format_table, summarize, write_outputs
 from config_store import ConfigError
 from models import DataUnavailable, TradingError
@@ -55,9 +56,11 @@ def build_settings(params_file: Optional[str | Path] = None, assignments: Iterab
 def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  codes: Optional[Sequence[str]] = None, start: Optional[date] = None, end: Optional[date] = None,
                  out: Optional[str | Path] = None, plot: bool = True,
-                 progress: Optional[Callable[[int, int], None]] = None) -> BacktestRun:
-    """Load bars from `data` (CSV folder or TDX folder), run the rules, and write the output files into
-    `out` when given. `settings` is a full mapping of config values (default: config.py's)."""
+                 progress: Optional[Callable[[int, int], None]] = None, cache_dir: Optional[str | Path] = None,
+                 workers: Optional[int] = None, market: Optional[MarketData] = None) -> BacktestRun:
+    """Load bars from `data` (CSV folder or TDX folder; or use `market`, already loaded), run the rules, and
+    write the output files into `out` when given. `settings` is a full mapping of config values (default:
+    config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files."""
     values = dict(settings if settings is not None else config.DEFAULTS)
     validation = config.validate(values)
     if not validation.ok:
@@ -65,17 +68,17 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
     if start is not None and end is not None and start > end:
         raise TradingError("BACKTEST_BAD_PERIOD", f"开始日期 {start} 晚于结束日期 {end}")
     began = time.perf_counter()
-    loaded = load_bars(data, codes)
-    if not loaded.stocks:
+    loaded = market if market is not None else load_market(data, codes, cache_dir, workers)
+    if not loaded.codes:
         details = "；".join(problem.describe() for problem in loaded.problems[:5])
         raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
     loaded_at = time.perf_counter()
-    engine = BacktestEngine(loaded.stocks, values, start, end, progress=progress)
+    engine = BacktestEngine(loaded, values, start, end, progress=progress)
     if not engine.days:
         raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
     result = engine.run()
     ran_at = time.perf_counter()
-    summary = summarize(result, len(loaded.stocks), loaded.skipped_sources)
+    summary = summarize(result, len(loaded.codes), loaded.skipped_sources)
     changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
     run = BacktestRun(result, summary, loaded.problems, values, changed)
     if out is not None:
@@ -122,8 +125,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
     codes = [code for item in (args.codes or []) for code in item.split(",") if code.strip()] or None
     began = time.perf_counter()
     try:
+        cache = None if args.no_cache else (args.cache or default_cache_dir())
         run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
-                           progress=ProgressBar(stderr))
+                           progress=ProgressBar(stderr), cache_dir=cache, workers=args.workers)
     except (TradingError, ConfigError, ValueError) as exc:
         print(f"回测失败：{exc}", file=stderr)
         return 2
@@ -145,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", help="参数 JSON 文件：{\"STOP_LOSS_RATIO\": -0.08, ...}，覆盖 config.py 默认值")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="覆盖单个参数，可重复，如 --set ENABLE_MA_FILTER=false")
     parser.add_argument("--no-plot", action="store_true", help="不生成 equity.png")
+    parser.add_argument("--cache", help="校验后行情的缓存目录（按文件内容索引），默认 ~/.cache/miniqmt-backtest")
+    parser.add_argument("--no-cache", action="store_true", help="不使用也不写入行情缓存")
+    parser.add_argument("--workers", type=int, help="并行读取行情文件的进程数（默认 CPU 核数）")
     return parser
 
 

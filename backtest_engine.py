@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 import market_rules
 import strategy
 from backtest_data import StockBars
+from backtest_market import PRICE_SCALE, MarketData
 from models import Position, Rule, Side
 from strategy import Action, RuleParams
 
@@ -71,7 +72,8 @@ class EngineResult:
 
 @dataclass
 class _Stock:
-    """One stock's bars as Python lists (fast scalar access) and where each calendar day finds its bar."""
+    """One held stock's bars as Python lists (fast scalar access), built when it is bought and dropped when it
+    is sold: the whole market stays in MarketData's arrays."""
 
     index: int  # position in code order
     code: str
@@ -79,7 +81,7 @@ class _Stock:
     high: list[float]
     low: list[float]
     close: list[float]
-    bar_of_day: np.ndarray  # calendar index → bar index, −1 when the stock has no bar that day
+    day: list[int]  # calendar index of each bar
     tick: float
 
 
@@ -91,7 +93,8 @@ class _Holding:
     invested: float = 0.0
     proceeds: float = 0.0
     # state of the current day
-    bar: int = -1
+    bar: int = -1  # today's bar, −1 when suspended
+    cursor: int = -1  # the last bar walked
     touched: bool = False  # something filled today: the bar must be walked in full
     macd_exit: bool = False  # a MACD exit signal from the previous close applies today
     cap_price: float = 0.0  # the price the portfolio cap values this holding at: its previous close
@@ -103,13 +106,14 @@ class _Holding:
 
 
 class BacktestEngine:
-    """Runs the rules over `stocks` (sorted by code) from `start` to `end` with the values in `settings`
-    (a mapping of every config key). `progress(done, total)` is called once per day.
+    """Runs the rules over `stocks` (MarketData, or per-stock bars) from `start` to `end` with the values in
+    `settings` (a mapping of every config key). `progress(done, total)` is called once per day.
 
     `fast_path=False` walks every held stock's every bar in full instead of skipping days on which no
     trigger lies inside [low, high]; results must be identical (the tests compare both)."""
 
-    def __init__(self, stocks: Sequence[StockBars], settings: Mapping[str, Any], start: Optional[date] = None,
+    def __init__(self, stocks: Union[MarketData, Sequence[StockBars]], settings: Mapping[str, Any],
+                 start: Optional[date] = None,
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
                  fast_path: bool = True):
         self._settings = settings
@@ -119,14 +123,19 @@ class BacktestEngine:
         self._position_unit = float(settings["POSITION_UNIT"])
         self._cap_ratio = float(settings["MAX_TOTAL_POSITION_RATIO"])
         self.initial_capital = float(settings["SIMULATION_BALANCE"])
-        stocks = sorted(stocks, key=lambda bars: bars.code)
-        self._calendar = _calendar(stocks, start, end)
-        self._days: list[date] = [d.item() for d in self._calendar]
-        self._stocks = [self._prepare(index, bars) for index, bars in enumerate(stocks)]
-        self._entries: dict[int, list[int]] = {}
-        self._exits: set[tuple[int, int]] = set()
-        for index, bars in enumerate(stocks):
-            self._macd_events(index, bars)
+        market = stocks if isinstance(stocks, MarketData) else MarketData.from_stocks(stocks)
+        self._market = market
+        calendar = market.calendar
+        self._first = int(np.searchsorted(calendar, np.datetime64(start, "D"))) if start is not None else 0
+        last = int(np.searchsorted(calendar, np.datetime64(end, "D"), side="right")) if end is not None \
+            else len(calendar)
+        self._calendar_days: list[date] = [d.item() for d in calendar]
+        self._days: list[date] = self._calendar_days[self._first:max(last, self._first)]
+        self._last = self._first + len(self._days)
+        self._entries: dict[int, list[tuple[int, int]]] = {}  # calendar day → (stock, bar) bought at that open
+        self._exits: set[tuple[int, int]] = set()  # (stock, calendar day) of MACD exits at the open
+        for index in range(len(market.codes)):
+            self._macd_events(index)
         self._cash = self.initial_capital
         self._holdings: dict[int, _Holding] = {}
         self._exited_today: set[int] = set()  # stocks sold out today: no MACD re-entry the same day
@@ -142,12 +151,13 @@ class BacktestEngine:
     def run(self) -> EngineResult:
         equity = []
         total_days = len(self._days)
-        for day_index in range(total_days):
+        for day_index in range(self._first, self._last):
             self._day_index = day_index
             self._run_day(day_index)
-            equity.append(EquityPoint(self._days[day_index], round(self._cash, 2), round(self._market_value(), 2)))
+            equity.append(EquityPoint(self._calendar_days[day_index], round(self._cash, 2),
+                                      round(self._market_value(), 2)))
             if self._progress is not None:
-                self._progress(day_index + 1, total_days)
+                self._progress(day_index - self._first + 1, total_days)
         open_positions = []
         for holding in self._holdings.values():
             open_positions.append(holding.position.copy(current_price=holding.last_price,
@@ -162,8 +172,8 @@ class BacktestEngine:
         self._exited_today.clear()
         for stock_index in sorted(self._holdings):
             self._open(self._holdings[stock_index], day_index)
-        for stock_index in self._entries.get(day_index, ()):
-            self._enter(stock_index, day_index)
+        for stock_index, bar in self._entries.get(day_index, ()):
+            self._enter(stock_index, bar, day_index)
         for stock_index in sorted(self._holdings):
             holding = self._holdings.get(stock_index)
             if holding is not None and holding.bar >= 0:
@@ -172,12 +182,14 @@ class BacktestEngine:
             holding.position.available = holding.position.volume
 
     def _open(self, holding: _Holding, day_index: int) -> None:
-        bar = int(holding.stock.bar_of_day[day_index])
+        following = holding.cursor + 1
+        bar = following if following < len(holding.stock.day) and holding.stock.day[following] == day_index else -1
         holding.bar = bar
         holding.touched = holding.limits_known = holding.macd_exit = False
         holding.cap_price = holding.last_price  # the previous close (a suspended stock: its last close)
         if bar < 0:
             return  # suspended: nothing happens, valued at the last close
+        holding.cursor = bar
         price = holding.stock.open[bar]
         holding.last_price = price
         position = holding.position
@@ -187,30 +199,31 @@ class BacktestEngine:
         if not self._fast_path or holding.macd_exit or _fires_at(self._triggers(holding), price):
             self._settle(holding, price)
 
-    def _enter(self, stock_index: int, day_index: int) -> None:
+    def _enter(self, stock_index: int, bar: int, day_index: int) -> None:
         """MACD entry at the open for POSITION_UNIT, if cash, the portfolio cap and the limit-up allow.
         The stock must have been flat at the signal bar's close and not exited today (DESIGN §7 decided cases):
         held at that close means either still held now or sold at today's open."""
         if stock_index in self._holdings or stock_index in self._exited_today:
             return
-        stock = self._stocks[stock_index]
-        bar = int(stock.bar_of_day[day_index])
-        if bar < 0:
-            return
-        price = stock.open[bar]
-        limits = self._limits_of(stock, bar)
+        market = self._market
+        row = int(market.offsets[stock_index]) + bar
+        price = int(market.open[row]) / PRICE_SCALE
+        limits = None if bar == 0 else market_rules.price_limits(market.codes[stock_index],
+                                                                  int(market.close[row - 1]) / PRICE_SCALE)
         if limits is not None and price >= limits[1]:
             return  # a buy cannot fill at limit-up
-        volume = market_rules.buy_volume_for_amount(stock.code, self._position_unit, price)
+        volume = market_rules.buy_volume_for_amount(market.codes[stock_index], self._position_unit, price)
         if volume <= 0:
             return
-        amount, fees = strategy.trade_amount(price, volume), self._fees(stock.code, Side.BUY, price, volume)
+        amount = strategy.trade_amount(price, volume)
+        fees = self._fees(market.codes[stock_index], Side.BUY, price, volume)
         if not self._buy_allowed(amount, fees):
             return
-        position = strategy.apply_buy(None, stock.code, price, volume, fees, self._days[day_index])
+        stock = self._held_stock(stock_index)
+        position = strategy.apply_buy(None, stock.code, price, volume, fees, self._calendar_days[day_index])
         cap_price = stock.close[bar - 1] if bar > 0 else price
-        holding = _Holding(stock, position, price, bar=bar, touched=True, limits=limits, limits_known=True,
-                           cap_price=cap_price)
+        holding = _Holding(stock, position, price, bar=bar, cursor=bar, touched=True, limits=limits,
+                           limits_known=True, cap_price=cap_price)
         self._holdings[stock_index] = holding
         self._pay_for_buy(holding, price, volume, amount, fees, Rule.MACD_BUY)
 
@@ -336,7 +349,7 @@ class BacktestEngine:
         if not self._buy_allowed(amount, fees):
             return False  # the add level stays unused: it may fill at a later price point
         holding.position = strategy.apply_buy(holding.position, code, price, volume, fees,
-                                              self._days[self._day_index], level_index=action.level_index)
+                                              self._calendar_days[self._day_index], level_index=action.level_index)
         self._pay_for_buy(holding, price, volume, amount, fees, action.rule)
         return True
 
@@ -360,14 +373,14 @@ class BacktestEngine:
 
     def _close_episode(self, holding: _Holding) -> None:
         position = holding.position
-        self._episodes.append(Episode(position.stock_code, position.open_date, self._days[self._day_index],
+        self._episodes.append(Episode(position.stock_code, position.open_date, self._calendar_days[self._day_index],
                                       round(holding.invested, 2), round(holding.proceeds, 2)))
         del self._holdings[holding.stock.index]
         self._exited_today.add(holding.stock.index)
 
     def _record(self, holding: _Holding, side: Side, price: float, volume: int, amount: float, fees: float,
                 rule: Rule) -> None:
-        self._trades.append(Trade(self._days[self._day_index], holding.stock.code, side, price, volume, amount,
+        self._trades.append(Trade(self._calendar_days[self._day_index], holding.stock.code, side, price, volume, amount,
                                   fees, rule))
 
     def _fees(self, code: str, side: Side, price: float, volume: int) -> float:
@@ -405,44 +418,43 @@ class BacktestEngine:
 
     # ---- preparation -----------------------------------------------------------------------------------
 
-    def _prepare(self, index: int, bars: StockBars) -> _Stock:
-        positions = np.searchsorted(self._calendar, bars.dates)
-        inside = positions < len(self._calendar)
-        inside[inside] = self._calendar[positions[inside]] == bars.dates[inside]
-        bar_of_day = np.full(len(self._calendar), -1, dtype=np.int64)
-        bar_of_day[positions[inside]] = np.flatnonzero(inside)
-        return _Stock(index, bars.code, bars.open.tolist(), bars.high.tolist(), bars.low.tolist(), bars.close.tolist(),
-                      bar_of_day, float(market_rules.tick_size(bars.code)))
+    def _held_stock(self, stock_index: int) -> _Stock:
+        """Python lists of one stock's bars, for the time it is held (fast scalar access on its walk)."""
+        market = self._market
+        start, end = int(market.offsets[stock_index]), int(market.offsets[stock_index + 1])
+        code = market.codes[stock_index]
+        prices = [(column[start:end] / PRICE_SCALE).tolist()
+                  for column in (market.open, market.high, market.low, market.close)]
+        return _Stock(stock_index, code, *prices, market.day[start:end].tolist(), float(market_rules.tick_size(code)))
 
-    def _macd_events(self, stock_index: int, bars: StockBars) -> None:
+    def _macd_events(self, stock_index: int) -> None:
         """MACD signals on each bar's close, decided by strategy.macd_signal, traded at the stock's next bar.
         numpy only narrows the bars to look at (histogram sign changes); the rule function decides."""
         params = self._params
-        if not (params.macd_buy_enabled or params.macd_sell_enabled) or len(bars.close) < MACD_SLOW + MACD_SIGNAL:
+        market = self._market
+        start, end = int(market.offsets[stock_index]), int(market.offsets[stock_index + 1])
+        if not (params.macd_buy_enabled or params.macd_sell_enabled) or end - start < MACD_SLOW + MACD_SIGNAL:
             return
         import talib  # imported lazily: only a run with MACD rules needs it
 
-        close = np.ascontiguousarray(bars.close, dtype=float)
+        close = market.closes(stock_index)
         hist = talib.MACD(close, MACD_FAST, MACD_SLOW, MACD_SIGNAL)[2]
         previous, current = hist[:-1], hist[1:]
         crossing = ((previous <= 0) & (current > 0)) | ((previous >= 0) & (current < 0))
         signal_bars = np.flatnonzero(crossing) + 1
         signal_bars = signal_bars[signal_bars + 1 < len(close)]
+        trade_days = market.day[start:end][signal_bars + 1]
+        inside = (trade_days >= self._first) & (trade_days < self._last)
+        signal_bars, trade_days = signal_bars[inside], trade_days[inside]
         if len(signal_bars) == 0:
             return
-        averages = [talib.SMA(close, period) for period in MA_PERIODS]
-        day_of_bar = np.full(len(close), -1, dtype=np.int64)
-        stock = self._stocks[stock_index]
-        known = stock.bar_of_day >= 0
-        day_of_bar[stock.bar_of_day[known]] = np.flatnonzero(known)
-        for bar in signal_bars.tolist():
-            trade_day = int(day_of_bar[bar + 1])
-            if trade_day < 0:
-                continue  # the next bar lies outside the backtest period
+        averages = [talib.SMA(close, period) for period in MA_PERIODS] if params.ma_filter_enabled \
+            else [np.full(len(close), np.nan)] * len(MA_PERIODS)
+        for bar, trade_day in zip(signal_bars.tolist(), trade_days.tolist()):
             rule = strategy.macd_signal(float(hist[bar - 1]), float(hist[bar]), params,
                                         *(float(series[bar]) for series in averages))
             if rule is Rule.MACD_BUY:
-                self._entries.setdefault(trade_day, []).append(stock_index)
+                self._entries.setdefault(trade_day, []).append((stock_index, bar + 1))
             elif rule is Rule.MACD_SELL:
                 self._exits.add((stock_index, trade_day))
 
@@ -455,15 +467,3 @@ def _fires_at(triggers: strategy.TriggerPrices, price: float) -> bool:
         if trigger is not None and price <= trigger:
             return True
     return False
-
-
-def _calendar(stocks: Sequence[StockBars], start: Optional[date], end: Optional[date]) -> np.ndarray:
-    """The backtest days: every date on which at least one stock has a bar, within [start, end]."""
-    if not stocks:
-        return np.array([], dtype="datetime64[D]")
-    days = np.unique(np.concatenate([bars.dates for bars in stocks]))
-    if start is not None:
-        days = days[days >= np.datetime64(start, "D")]
-    if end is not None:
-        days = days[days <= np.datetime64(end, "D")]
-    return days
