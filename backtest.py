@@ -1,6 +1,7 @@
 """Backtest of the trading rules on historical daily bars: the command line and `run_backtest()`, which load
 the parameters (config.py defaults, a JSON file, KEY=VALUE overrides), the bars, run the engine and write
-the results. Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR]."""
+the results. Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR];
+`python backtest.py optimize …` (backtest_optimize.py) and `python backtest.py compare …` (backtest_compare.py)."""
 from __future__ import annotations
 
 import argparse
@@ -113,6 +114,15 @@ class ProgressBar:
 
 
 def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["optimize"]:
+        import backtest_optimize
+
+        return backtest_optimize.main(argv[1:], stdout, stderr)
+    if argv[:1] == ["compare"]:
+        import backtest_compare
+
+        return backtest_compare.main(argv[1:], stdout, stderr)
     args = _parser().parse_args(argv)
     try:
         settings, warnings = build_settings(args.params, args.set or ())
