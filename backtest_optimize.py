@@ -304,6 +304,8 @@ def _trial_row(trial) -> dict[str, Any]:
     row.update({f"param:{k}": _plain(v) for k, v in trial.params.items()})
     row.update(metrics)
     row["error"] = trial.user_attrs.get("error", "")
+    row["worker_pid"] = trial.user_attrs.get("worker_pid")
+    row["worker_loads"] = trial.user_attrs.get("worker_loads")  # data loads in that worker so far: 1
     return row
 
 
@@ -468,7 +470,7 @@ def open_client(scheduler: Optional[str], workers: int):
     if scheduler:
         return Client(scheduler, timeout=30), None
     cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None)
+                           dashboard_address="127.0.0.1:0")
     return Client(cluster), cluster
 
 
