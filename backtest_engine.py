@@ -3,7 +3,7 @@ trigger crossings, A-share fills (ticks, limits, T+1, lots, fees), MACD entries,
 Loading bars lives in backtest_data.py; metrics and output files in backtest_report.py."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -19,6 +19,7 @@ from strategy import Action, RuleParams
 # DESIGN §6/§7 fix the MACD at (12, 26, 9) on daily closes; config.py has no keys for them.
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
 MA_PERIODS = (10, 20, 30, 60)
+_FIRST_CHUNK = 32  # bars loaded at an entry; later chunks double (most episodes last a few weeks)
 _MAX_FILLS_AT_ONE_PRICE = 64  # a guard against a rule loop; a real day never needs more than a handful
 
 
@@ -72,17 +73,36 @@ class EngineResult:
 
 @dataclass
 class _Stock:
-    """One held stock's bars as Python lists (fast scalar access), built when it is bought and dropped when it
-    is sold: the whole market stays in MarketData's arrays."""
+    """One held stock's bars as Python lists (fast scalar access), from the bar before its entry onwards and
+    extended in growing chunks while it stays held; dropped when it is sold, so the whole market stays in
+    MarketData's arrays. Bar numbers of a holding count from `first_row` (the list index)."""
 
     index: int  # position in code order
     code: str
-    open: list[float]
-    high: list[float]
-    low: list[float]
-    close: list[float]
-    day: list[int]  # calendar index of each bar
+    first_row: int  # market row of list index 0
+    end_row: int  # the stock's last market row + 1
+    market: MarketData
     tick: float
+    open: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)
+    day: list[int] = field(default_factory=list)  # calendar index of each bar
+
+    def has_bar(self, bar: int) -> bool:
+        """Whether bar `bar` exists, loading the next chunk of bars when the lists end before it."""
+        if bar < len(self.day):
+            return True
+        start = self.first_row + len(self.day)
+        if start >= self.end_row:
+            return False
+        stop = min(self.end_row, start + max(_FIRST_CHUNK, len(self.day)))
+        market = self.market
+        for target, column in ((self.open, market.open), (self.high, market.high), (self.low, market.low),
+                               (self.close, market.close)):
+            target.extend((column[start:stop] / PRICE_SCALE).tolist())
+        self.day.extend(market.day[start:stop].tolist())
+        return bar < len(self.day)
 
 
 @dataclass
@@ -183,7 +203,7 @@ class BacktestEngine:
 
     def _open(self, holding: _Holding, day_index: int) -> None:
         following = holding.cursor + 1
-        bar = following if following < len(holding.stock.day) and holding.stock.day[following] == day_index else -1
+        bar = following if holding.stock.has_bar(following) and holding.stock.day[following] == day_index else -1
         holding.bar = bar
         holding.touched = holding.limits_known = holding.macd_exit = False
         holding.cap_price = holding.last_price  # the previous close (a suspended stock: its last close)
@@ -219,7 +239,8 @@ class BacktestEngine:
         fees = self._fees(market.codes[stock_index], Side.BUY, price, volume)
         if not self._buy_allowed(amount, fees):
             return
-        stock = self._held_stock(stock_index)
+        stock = self._held_stock(stock_index, bar)
+        bar = 1 if bar > 0 else 0  # list index of the entry bar: the lists start one bar before it
         position = strategy.apply_buy(None, stock.code, price, volume, fees, self._calendar_days[day_index])
         cap_price = stock.close[bar - 1] if bar > 0 else price
         holding = _Holding(stock, position, price, bar=bar, cursor=bar, touched=True, limits=limits,
@@ -418,14 +439,15 @@ class BacktestEngine:
 
     # ---- preparation -----------------------------------------------------------------------------------
 
-    def _held_stock(self, stock_index: int) -> _Stock:
-        """Python lists of one stock's bars, for the time it is held (fast scalar access on its walk)."""
+    def _held_stock(self, stock_index: int, bar: int) -> _Stock:
+        """Python lists of one stock's bars from the one before `bar` (its previous close), for its holding."""
         market = self._market
-        start, end = int(market.offsets[stock_index]), int(market.offsets[stock_index + 1])
         code = market.codes[stock_index]
-        prices = [(column[start:end] / PRICE_SCALE).tolist()
-                  for column in (market.open, market.high, market.low, market.close)]
-        return _Stock(stock_index, code, *prices, market.day[start:end].tolist(), float(market_rules.tick_size(code)))
+        row = int(market.offsets[stock_index]) + max(bar - 1, 0)
+        stock = _Stock(stock_index, code, row, int(market.offsets[stock_index + 1]), market,
+                       float(market_rules.tick_size(code)))
+        stock.has_bar(1)
+        return stock
 
     def _macd_events(self, stock_index: int) -> None:
         """MACD signals on each bar's close, decided by strategy.macd_signal, traded at the stock's next bar.
