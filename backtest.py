@@ -58,7 +58,8 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  codes: Optional[Sequence[str]] = None, start: Optional[date] = None, end: Optional[date] = None,
                  out: Optional[str | Path] = None, plot: bool = True,
                  progress: Optional[Callable[[int, int], None]] = None, cache_dir: Optional[str | Path] = None,
-                 workers: Optional[int] = None, market: Optional[MarketData] = None) -> BacktestRun:
+                 workers: Optional[int] = None, market: Optional[MarketData] = None,
+                 load_progress: Optional[Callable[[int, int], None]] = None) -> BacktestRun:
     """Load bars from `data` (CSV folder or TDX folder; or use `market`, already loaded), run the rules, and
     write the output files into `out` when given. `settings` is a full mapping of config values (default:
     config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files."""
@@ -69,7 +70,7 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
     if start is not None and end is not None and start > end:
         raise TradingError("BACKTEST_BAD_PERIOD", f"开始日期 {start} 晚于结束日期 {end}")
     began = time.perf_counter()
-    loaded = market if market is not None else load_market(data, codes, cache_dir, workers)
+    loaded = market if market is not None else load_market(data, codes, cache_dir, workers, load_progress)
     if not loaded.codes:
         details = "；".join(problem.describe() for problem in loaded.problems[:5])
         raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
@@ -94,8 +95,10 @@ class ProgressBar:
     """A one-line progress bar on a stream, shown only once a run has lasted `delay` seconds."""
 
     def __init__(self, stream: TextIO, delay: float = PROGRESS_DELAY_SECONDS,
-                 timer: Callable[[], float] = time.monotonic, width: int = 30):
+                 timer: Callable[[], float] = time.monotonic, width: int = 30, label: str = "回测进度",
+                 unit: str = "天"):
         self._stream, self._delay, self._timer, self._width = stream, delay, timer, width
+        self._label, self._unit = label, unit
         self._started = timer()
         self._last_drawn = -1.0
         self.shown = False
@@ -106,7 +109,7 @@ class ProgressBar:
             return
         self._last_drawn = now
         filled = int(self._width * done / max(total, 1))
-        self._stream.write(f"\r回测进度 [{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} 天")
+        self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} {self._unit}")
         if done >= total:
             self._stream.write("\n")
         self._stream.flush()
@@ -137,7 +140,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
     try:
         cache = None if args.no_cache else (args.cache or default_cache_dir())
         run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
-                           progress=ProgressBar(stderr), cache_dir=cache, workers=args.workers)
+                           progress=ProgressBar(stderr), cache_dir=cache, workers=args.workers,
+                           load_progress=ProgressBar(stderr, label="读取行情", unit="个文件"))
     except (TradingError, ConfigError, ValueError) as exc:
         print(f"回测失败：{exc}", file=stderr)
         return 2

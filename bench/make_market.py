@@ -13,9 +13,12 @@ import pandas as pd
 
 
 def codes(count: int) -> list[str]:
-    shanghai = [f"{600000 + i:06d}.SH" for i in range(min(count, 4000))]
-    shenzhen = [f"{1 + i:06d}.SZ" for i in range(max(0, count - 4000))]
-    return shanghai + shenzhen
+    """Valid main-board codes: 600000–601999 and 603000–603999 (SH), 000001–001000 and 002000–002999 (SZ)."""
+    pool = ([f"{600000 + i:06d}.SH" for i in range(2000)] + [f"{603000 + i:06d}.SH" for i in range(1000)]
+            + [f"{1 + i:06d}.SZ" for i in range(1000)] + [f"{2000 + i:06d}.SZ" for i in range(1000)])
+    if count > len(pool):
+        raise SystemExit(f"最多 {len(pool)} 只")
+    return pool[:count]
 
 
 def write_stock(folder: Path, code: str, days: pd.DatetimeIndex, rng: np.random.Generator) -> None:
