@@ -1,7 +1,7 @@
 """Whole-market bars in columnar form for the backtest (issue 20): every stock's bars in one set of numpy arrays
 (prices as int32 thousandths of a CNY, days as int32 indexes into one compact calendar), so 5,000 stocks × 23
 years fit in about 20 bytes per bar instead of Python lists per stock. Loading reads a CSV folder in parallel
-processes through a cache of validated bars (one .npz per file, keyed by the file's content), so a second
+processes through a cache of validated bars (one .npy per file, keyed by the file's content), so a second
 run skips parsing and checking; a TDX folder goes through backtest_data.load_bars."""
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import BinaryIO, Callable, Iterable, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 import market_rules
-from backtest_data import (DataProblem, StockBars, _code_from_name, _normalize_codes, _vipdoc_of, load_bars,
-                           validate_bars)
+from backtest_data import DataProblem, StockBars, _code_from_name, _normalize_codes, _vipdoc_of, load_bars
 from models import DataUnavailable
 
 PRICE_SCALE = 1000  # prices are stored as whole thousandths of a CNY (the finest A-share tick is 0.001)
-CACHE_FORMAT = "bars-v1"  # part of every cache key: a new format never reads an old file
+CACHE_FORMAT = "bars-v2"  # part of every cache key: a new format never reads an old file
 EPOCH = np.datetime64("1970-01-01", "D")
 
 
@@ -105,49 +103,73 @@ def default_cache_dir() -> Path:
 
 def _load_files(files: dict[str, Path], cache: Path, workers: Optional[int], problems: list[DataProblem],
                 progress: Optional[Callable[[int, int], None]]) -> MarketData:
+    """Files already in the cache are taken from it here; only the others are parsed and checked, by
+    `workers` processes, each leaving its result in the cache."""
     cache.mkdir(parents=True, exist_ok=True)
-    jobs = [(code, str(file), str(cache)) for code, file in files.items()]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    results: list[tuple[str, Optional[str], list[DataProblem]]] = []
-    chunk = max(1, len(jobs) // (workers * 8))
-    if workers == 1:
-        mapped = map(_cache_one, jobs)
-        executor = None
-    else:
-        executor = ProcessPoolExecutor(max_workers=workers)
-        mapped = executor.map(_cache_one, jobs, chunksize=chunk)
+    results: dict[str, tuple[Optional[Path], list[DataProblem]]] = {}
+    misses = []
+    for code, file in files.items():
+        entry = cache_entry(cache, code, file.read_bytes())
+        found = _read_notices(entry, str(file))
+        if found is None:
+            misses.append((code, str(file), str(entry)))
+        else:
+            results[code] = (entry, found)
+    done, total = len(results), len(files)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(misses) or 1))
+    if progress is not None and done:
+        progress(done, total)
+    executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        for done, result in enumerate(mapped, 1):
-            results.append(result)
+        mapped = executor.map(_cache_one, misses, chunksize=max(1, len(misses) // (workers * 8))) if executor \
+            else map(_cache_one, misses)
+        for code, entry, found in mapped:
+            results[code] = (Path(entry) if entry else None, found)
+            done += 1
             if progress is not None:
-                progress(done, len(jobs))
+                progress(done, total)
     finally:
         if executor is not None:
             executor.shutdown()
-    # The workers left one .npz per usable file; the arrays are filled from them one file at a time, so the
-    # peak memory is the final arrays plus one file.
-    usable = sorted((code, entry) for code, entry, _ in results if entry is not None)
-    for _, _, found in sorted(results, key=lambda r: r[0]):
+    usable = []
+    for code in sorted(results):
+        entry, found = results[code]
         problems.extend(found)
+        if entry is not None:
+            usable.append((code, entry))
+    # Filled from the cache one file at a time: the peak memory is the final arrays plus one file.
     return _fill_from_cache(usable, problems)
 
 
-def _cache_one(job: tuple[str, str, str]) -> tuple[str, Optional[str], list[DataProblem]]:
-    """Validate one CSV file (or find it in the cache); returns (code, cache file or None, problems)."""
-    code, source, cache = job
-    content = Path(source).read_bytes()
+def cache_entry(cache: Path, code: str, content: bytes) -> Path:
     key = hashlib.sha256(CACHE_FORMAT.encode() + code.encode() + b"\0" + content).hexdigest()
-    entry = Path(cache) / f"{code}-{key[:32]}.npz"
-    if entry.exists():
-        try:
-            with np.load(entry) as stored:
-                notices = [DataProblem(source, *item) for item in json.loads(str(stored["problems"]))]
-            return code, str(entry), notices
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is rebuilt below
-    try:
-        import io
+    return cache / f"{code}-{key[:32]}.npy"
 
+
+def _read_notices(entry: Path, source: str) -> Optional[list[DataProblem]]:
+    """The notices kept with a cached file ([] when none), or None when the file is not in the cache."""
+    if not entry.exists():
+        return None
+    sidecar = entry.with_suffix(".json")
+    if not sidecar.exists():
+        return []
+    try:
+        return [DataProblem(source, *item) for item in json.loads(sidecar.read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _cache_one(job: tuple[str, str, str]) -> tuple[str, Optional[str], list[DataProblem]]:
+    """Parse and check one CSV file, keep the bars in the cache; returns (code, cache file or None, problems)."""
+    import io
+
+    import pandas as pd
+
+    from backtest_data import validate_bars
+
+    code, source, entry = job
+    content = Path(source).read_bytes()
+    try:
         frame = pd.read_csv(io.BytesIO(content), dtype={"date": str}, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         return code, None, [DataProblem(source, None, f"无法读取 CSV：{exc}")]
@@ -155,30 +177,35 @@ def _cache_one(job: tuple[str, str, str]) -> tuple[str, Optional[str], list[Data
     bars, problems = validate_bars(code, frame, source, first_row=2)
     if bars is None:
         return code, None, problems
-    days, o, h, l, c = _compact(bars.dates, bars.open, bars.high, bars.low, bars.close)
-    notices = json.dumps([[p.row, p.message, p.skipped] for p in problems], ensure_ascii=False)
-    scratch = entry.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(scratch, days=days, open=o, high=h, low=l, close=c, problems=np.array(notices))
-    os.replace(scratch, entry)  # atomic: a concurrent reader sees the old state or the whole file
-    return code, str(entry), problems
+    stacked = np.stack(_compact(bars.dates, bars.open, bars.high, bars.low, bars.close))
+    target = Path(entry)
+    if problems:
+        notices = json.dumps([[p.row, p.message, p.skipped] for p in problems], ensure_ascii=False)
+        _write_atomic(target.with_suffix(".json"), lambda handle: handle.write(notices.encode("utf-8")))
+    _write_atomic(target, lambda handle: np.save(handle, stacked, allow_pickle=False))  # last: marks it complete
+    return code, str(target), problems
 
 
-def _fill_from_cache(usable: list[tuple[str, str]], problems: list[DataProblem]) -> MarketData:
-    sizes = []
-    for _, entry in usable:
-        with np.load(entry) as stored:
-            sizes.append(len(stored["days"]))
+def _write_atomic(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    with open(scratch, "wb") as handle:
+        write(handle)
+    os.replace(scratch, target)  # atomic: a concurrent reader sees no file or the whole file
+
+
+def _fill_from_cache(usable: list[tuple[str, Path]], problems: list[DataProblem]) -> MarketData:
+    stored = [np.load(entry, mmap_mode="r") for _, entry in usable]  # headers only until copied
     offsets = np.zeros(len(usable) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
+    np.cumsum([part.shape[1] for part in stored], out=offsets[1:])
     total = int(offsets[-1])
     days = np.empty(total, dtype=np.int32)
     columns = {name: np.empty(total, dtype=np.int32) for name in ("open", "high", "low", "close")}
-    for index, (_, entry) in enumerate(usable):
+    targets = [days] + list(columns.values())
+    for index, part in enumerate(stored):
         start, end = offsets[index], offsets[index + 1]
-        with np.load(entry) as stored:
-            days[start:end] = stored["days"]
-            for name, column in columns.items():
-                column[start:end] = stored[name]
+        for row, target in enumerate(targets):
+            target[start:end] = part[row]
+        stored[index] = None  # unmap as we go
     return _index_days([code for code, _ in usable], offsets, days, columns, problems)
 
 

@@ -150,14 +150,14 @@ def test_cache_is_keyed_by_file_content_and_parallel_equals_serial(tmp_path):
     for index, code in enumerate(("600000.SH", "600036.SH", "000001.SZ", "000002.SZ")):
         _bars_csv(folder, code, [10.0 + index, 10.1 + index, 10.2 + index])
     first = load_market(folder, cache_dir=cache, workers=2)
-    assert len(list(cache.glob("*.npz"))) == 4
-    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
+    assert len(list(cache.glob("*.npy"))) == 4
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
     again = load_market(folder, cache_dir=cache, workers=1)
-    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")} == stamps  # read, not rebuilt
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == stamps  # read, not rebuilt
     assert again.close.tolist() == first.close.tolist() and again.codes == first.codes
     _bars_csv(folder, "600036.SH", [20.0, 20.1, 20.2])  # new content: a new entry, never the stale one
     changed = load_market(folder, cache_dir=cache, workers=1)
     assert changed.closes(changed.codes.index("600036.SH")).tolist() == [20.0, 20.1, 20.2]
-    assert len(list(cache.glob("*.npz"))) == 5
+    assert len(list(cache.glob("*.npy"))) == 5
     uncached = load_market(folder, workers=1)
     assert uncached.close.tolist() == changed.close.tolist()
