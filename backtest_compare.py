@@ -39,6 +39,7 @@ CAUSE_LABELS = {MATCHED: "一致", SIGNAL_EXPIRED: "信号过期未执行", SIGN
                 ORDER_TIMED_OUT: "委托超时/撤单未成交", NO_SIGNAL: "账户未记录信号", MANUAL: "手动交易", GRID: "网格交易",
                 WATCH: "盯盘任务", UNEXPLAINED: "回测中没有的规则交易"}
 ACCOUNT_DBS = ("sim_trading.db", "trading.db")
+RESULT_DIR = "backtest_compare"  # inside the account's data dir by default: the web page 「回测对比」 reads it
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Comparison:
             entry["amount"] = round(entry["amount"] + row.amount, 2)
             if row.slippage_cny is not None:
                 entry["slippage_cny"] = round(entry["slippage_cny"] + row.slippage_cny, 2)
-        return result
+        return {cause: result[cause] for cause in CAUSE_LABELS if cause in result}
 
 
 # ---- reading the account (read only) ---------------------------------------------------------------------
@@ -273,8 +274,10 @@ def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end
 
 
 def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
+    """compare.csv (one row per trade), compare_summary.json (per cause) and compare.json (both, for the
+    web page)."""
     out.mkdir(parents=True, exist_ok=True)
-    rows_path, summary_path = out / "compare.csv", out / "compare_summary.json"
+    rows_path, summary_path, page_path = out / "compare.csv", out / "compare_summary.json", out / "compare.json"
     with open(rows_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, list(asdict(comparison.rows[0]).keys()) if comparison.rows
                                 else ["kind", "cause"])
@@ -283,7 +286,9 @@ def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
     document = {"start": comparison.start.isoformat(), "end": comparison.end.isoformat(),
                 "causes": comparison.summary()}
     summary_path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
-    return [rows_path, summary_path]
+    page = {**document, "labels": CAUSE_LABELS, "rows": [asdict(row) for row in comparison.rows]}
+    page_path.write_text(json.dumps(page, ensure_ascii=False), encoding="utf-8")
+    return [rows_path, summary_path, page_path]
 
 
 def format_comparison(comparison: Comparison) -> str:
@@ -305,7 +310,7 @@ def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.
     parser.add_argument("--start", type=date.fromisoformat)
     parser.add_argument("--end", type=date.fromisoformat)
     parser.add_argument("--codes", nargs="+", help="回测的股票（默认账户目录的 stock_pool.json，否则全部）")
-    parser.add_argument("--out", default="compare_out")
+    parser.add_argument("--out", help=f"结果目录（默认 账户目录/{RESULT_DIR}，网页「回测对比」读取这里）")
     parser.add_argument("--cache", help="行情缓存目录")
     args = parser.parse_args(argv)
     try:
@@ -314,7 +319,7 @@ def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.
     except (FileNotFoundError, ValueError, sqlite3.Error) as exc:
         print(f"对比失败：{exc}", file=stderr)
         return 2
-    written = write_comparison(Path(args.out), comparison)
+    written = write_comparison(Path(args.out) if args.out else Path(args.account) / RESULT_DIR, comparison)
     print(format_comparison(comparison), file=stdout)
     print("结果已写入 " + "、".join(str(p) for p in written), file=stdout)
     return 0

@@ -110,7 +110,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]))
+                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]), data_dir=data_dir)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:

@@ -67,6 +67,7 @@ class WebContext:
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+    data_dir: Any = None  # the daemon's data dir (Path), where `backtest.py compare` leaves its result (issue 20)
 
 
 @dataclass
@@ -121,6 +122,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     _register_error_handlers(app)
     app.add_url_rule("/", "index", _index)
     app.register_blueprint(web_api.blueprint)
+    app.register_blueprint(__import__("web_api_backtest").blueprint)  # issue 20: 「回测对比」
     return app
 
 

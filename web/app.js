@@ -20,6 +20,7 @@
     positions: function () { if (state.chartCode) loadChart(state.chartCode); },
     orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
     config: function () { QmtConfig.load(); },
+    compare: function () { QmtCompare.load(); },
     trade: function () {}
   };
 
