@@ -2,9 +2,11 @@
 DIR [--start --end]` backtests the period the account traded with the account's effective parameters (config.py
 + the overrides in its config.db) and matches the backtest's trades to the account's fills one by one:
 
-- matched: same day, stock, side and rule; the price difference is the slippage (CNY and bps, + = a cost);
+- matched: same day, stock, side and rule; the price difference is the slippage (CNY and bps, + = a cost); or
+  shifted: the same stock, side and rule within SHIFT_DAYS days;
 - missing in the account, with the recorded cause: the signal expired, was rejected (with its reason), its order
-  timed out or was cancelled without a fill, or no signal was recorded at all;
+  timed out or was cancelled without a fill, the position's entry never happened in the account, or no signal
+  was recorded at all;
 - extra in the account: a manual trade, a grid trade, a watch task, or a rule trade the backtest did not make.
 
 The account is read only (SQLite opened read-only); nothing in it changes."""
@@ -25,17 +27,20 @@ import config
 from backtest_engine import Trade
 
 MATCHED = "matched"
+SHIFTED = "shifted"  # the same trade on another day (within SHIFT_DAYS)
 # causes of a backtest trade missing in the account
 SIGNAL_EXPIRED = "signal_expired"
 SIGNAL_REJECTED = "signal_rejected"
 ORDER_TIMED_OUT = "order_timed_out"
 NO_SIGNAL = "no_signal"
+FOLLOWS_MISSING = "follows_missing_entry"  # a later trade of a backtest position the account never opened
 # causes of an account trade the backtest did not make
 MANUAL = "manual"
 GRID = "grid"
 WATCH = "watch"
 UNEXPLAINED = "unexplained"
-CAUSE_LABELS = {MATCHED: "一致", SIGNAL_EXPIRED: "信号过期未执行", SIGNAL_REJECTED: "信号被拒绝",
+SHIFT_DAYS = 10  # calendar days
+CAUSE_LABELS = {MATCHED: "一致", SHIFTED: "日期不同", FOLLOWS_MISSING: "该持仓的买入未在账户发生", SIGNAL_EXPIRED: "信号过期未执行", SIGNAL_REJECTED: "信号被拒绝",
                 ORDER_TIMED_OUT: "委托超时/撤单未成交", NO_SIGNAL: "账户未记录信号", MANUAL: "手动交易", GRID: "网格交易",
                 WATCH: "盯盘任务", UNEXPLAINED: "回测中没有的规则交易"}
 ACCOUNT_DBS = ("sim_trading.db", "trading.db")
@@ -194,18 +199,58 @@ def compare(backtest_trades: Iterable[Trade], account: Sequence[AccountTrade], d
             open_account[(trade.day, trade.stock_code, trade.side, trade.rule)].append(trade)
     signals, orders = _signals(db), _orders_of_signal(db)
     result = Comparison(start, end)
+    backtest_by_row: list[Trade] = []
     for trade in backtest_trades:
+        backtest_by_row.append(trade)
         key = (trade.day, trade.stock_code, trade.side.value, trade.rule.value)
         candidates = open_account.get(key)
         if candidates:
             result.rows.append(_matched(trade, candidates.pop(0)))
         else:
             result.rows.append(_missing(trade, signals, orders))
-    for trades in open_account.values():
-        for trade in trades:
-            result.rows.append(_extra(trade))
+    leftovers = [trade for trades in open_account.values() for trade in trades]
+    leftovers = _pair_shifted(result.rows, backtest_by_row, leftovers)
+    _mark_followers(result.rows, backtest_by_row)
+    result.rows.extend(_extra(trade) for trade in leftovers)
     result.rows.sort(key=lambda row: (row.day, row.stock_code, row.kind != "matched"))
     return result
+
+
+def _pair_shifted(rows: list[ComparedTrade], trades: list[Trade], leftovers: list[AccountTrade]) -> list[AccountTrade]:
+    """A missing backtest trade and an account trade of the same stock, side and rule a few days apart are one
+    trade, shifted (e.g. a price reached between ticks on one side only); returns the account trades left."""
+    for index, (row, trade) in enumerate(zip(rows, trades)):
+        if row.kind != "missing":
+            continue
+        near = [t for t in leftovers if (t.stock_code, t.side, t.rule) == (trade.stock_code, trade.side.value,
+                                                                             trade.rule.value)
+                and abs((t.day - trade.day).days) <= SHIFT_DAYS]
+        if not near:
+            continue
+        account = min(near, key=lambda t: (abs((t.day - trade.day).days), t.day))
+        leftovers.remove(account)
+        shifted = _matched(trade, account)
+        shifted.cause = SHIFTED
+        shifted.reason = f"账户成交日 {account.day}，回测 {trade.day}" + (
+            f"（回测当日：{CAUSE_LABELS[row.cause]}）" if row.cause != NO_SIGNAL else "")
+        rows[index] = shifted
+    return leftovers
+
+
+def _mark_followers(rows: list[ComparedTrade], trades: list[Trade]) -> None:
+    """Once a backtest entry is missing in the account, the rest of that backtest position (adds, exits)
+    cannot happen there either: those rows without a signal get that cause instead of `no_signal`."""
+    volume: dict[str, int] = defaultdict(int)
+    absent: dict[str, str] = {}
+    for row, trade in zip(rows, trades):
+        code = trade.stock_code
+        if volume[code] == 0:
+            absent.pop(code, None)
+            if row.kind == "missing" and trade.side.value == "buy":
+                absent[code] = trade.day.isoformat()
+        elif code in absent and row.kind == "missing" and row.cause == NO_SIGNAL:
+            row.cause, row.reason = FOLLOWS_MISSING, f"回测于 {absent[code]} 买入，账户未买入"
+        volume[code] += trade.volume if trade.side.value == "buy" else -trade.volume
 
 
 def _matched(trade: Trade, account: AccountTrade) -> ComparedTrade:
@@ -296,7 +341,7 @@ def format_comparison(comparison: Comparison) -> str:
     for cause, entry in comparison.summary().items():
         slip = f"，滑点成本 {entry['slippage_cny']:,.2f} 元" if cause == MATCHED else ""
         lines.append(f"  {CAUSE_LABELS[cause]}：{entry['count']} 笔，金额 {entry['amount']:,.2f} 元{slip}")
-    matched = [row for row in comparison.rows if row.kind == "matched"]
+    matched = [row for row in comparison.rows if row.cause == MATCHED]  # same day: shifted ones would skew it
     if matched:
         bps = sorted(row.slippage_bps for row in matched)
         lines.append(f"  价格差（bps）：中位数 {bps[len(bps) // 2]:.1f}，最大 {bps[-1]:.1f}，最小 {bps[0]:.1f}")

@@ -14,13 +14,16 @@ from test_backtest_scenarios import E, E1, PREFIX, QUIET_E, write_bars
 
 E_, E1_ = E.isoformat(), E1.isoformat()
 MATCHED, EXPIRED, REJECTED, TIMED_OUT, SILENT = "600000.SH", "600036.SH", "601318.SH", "601888.SH", "603288.SH"
-POOL = [MATCHED, EXPIRED, REJECTED, TIMED_OUT, SILENT]
+SHIFTED = "600519.SH"
+POOL = [MATCHED, EXPIRED, REJECTED, TIMED_OUT, SILENT, SHIFTED]
+STOP_E1 = (9.02, 9.10, 9.00, 9.05)  # EXPIRED's E1: the backtest's stop-loss sells at the open 9.02
 
 
 def scripted_account(folder):
     """A daemon data dir: the backtest buys each pool stock at 10.00 on E (MACD entry); the account filled
-    one 1 cent worse, let one signal expire, had one rejected, one order time out, and recorded nothing for
-    the fifth; it also made a manual buy, a grid sell and a watch-task buy."""
+    one 1 cent worse, let one signal expire (so the backtest's stop-loss of that stock on E1 follows a missing
+    entry), had one rejected, one order time out, recorded nothing for the fifth and bought the sixth a day
+    late; it also made a manual buy, a grid sell and a watch-task buy."""
     folder.mkdir()
     (folder / "stock_pool.json").write_text(json.dumps(POOL), encoding="utf-8")
     db = Database(folder / "sim_trading.db")
@@ -47,7 +50,8 @@ def scripted_account(folder):
               ("c4", "o4", TIMED_OUT, "buy", 2000, 10.02, "cancelled", 0, 0.0, "macd_buy", "macd_buy", 4, E_),
               ("c5", "o5", "000001.SZ", "buy", 1000, 11.0, "filled", 1000, 11000.0, "manual", "manual", None, E_),
               ("c6", "o6", MATCHED, "sell", 500, 10.05, "filled", 500, 5025.0, "grid_sell", "grid_sell", None, E1_),
-              ("c7", "o7", "000002.SZ", "buy", 300, 8.0, "filled", 300, 2400.0, "watch_buy", "watch_buy", None, E1_)]
+              ("c7", "o7", "000002.SZ", "buy", 300, 8.0, "filled", 300, 2400.0, "watch_buy", "watch_buy", None, E1_),
+              ("c8", "o8", SHIFTED, "buy", 2000, 10.02, "filled", 2000, 20000.0, "macd_buy", "macd_buy", None, E1_)]
     for client, oid, code, side, volume, price, status, filled, amount, rule, origin, signal, day in orders:
         reason = "买单超时未成交，已撤单" if client == "c4" else ""
         db.execute(order_sql, (client, oid, code, side, volume, price, status, filled, amount, rule, origin, signal,
@@ -56,7 +60,8 @@ def scripted_account(folder):
              ("f2", "o1", "c1", MATCHED, "buy", 10.01, 800, 8008.0, "macd_buy", E_),
              ("f5", "o5", "c5", "000001.SZ", "buy", 11.0, 1000, 11000.0, "manual", E_),
              ("f6", "o6", "c6", MATCHED, "sell", 10.05, 500, 5025.0, "grid_sell", E1_),
-             ("f7", "o7", "c7", "000002.SZ", "buy", 8.0, 300, 2400.0, "watch_buy", E1_)]
+             ("f7", "o7", "c7", "000002.SZ", "buy", 8.0, 300, 2400.0, "watch_buy", E1_),
+             ("f8", "o8", "c8", SHIFTED, "buy", 10.0, 2000, 20000.0, "macd_buy", E1_)]
     for fill_id, oid, client, code, side, price, volume, amount, rule, day in fills:
         db.execute(fill_sql, (fill_id, oid, client, code, side, price, volume, amount, 5.0, 0.0, 0.1, 5.1, rule,
                               "simulation", f"{day}T09:31:00", day))
@@ -67,7 +72,7 @@ def scripted_account(folder):
 def bars(tmp_path):
     folder = tmp_path / "bars"
     for code in POOL:
-        write_bars(folder, code, PREFIX + [QUIET_E, QUIET_E])
+        write_bars(folder, code, PREFIX + [QUIET_E, STOP_E1 if code == EXPIRED else QUIET_E])
     return folder
 
 
@@ -82,6 +87,8 @@ def test_every_trade_is_matched_or_explained_once_per_cause(tmp_path, bars):
     assert (summary["start"], summary["end"]) == (E_, E1_)
     assert summary["causes"] == {
         "matched": {"count": 1, "amount": 20020.0, "slippage_cny": 20.0},
+        "shifted": {"count": 1, "amount": 20000.0, "slippage_cny": 0.0},
+        "follows_missing_entry": {"count": 1, "amount": 18040.0, "slippage_cny": 0.0},
         "signal_expired": {"count": 1, "amount": 20000.0, "slippage_cny": 0.0},
         "signal_rejected": {"count": 1, "amount": 20000.0, "slippage_cny": 0.0},
         "order_timed_out": {"count": 1, "amount": 20000.0, "slippage_cny": 0.0},
@@ -99,6 +106,8 @@ def test_every_trade_is_matched_or_explained_once_per_cause(tmp_path, bars):
     assert rows[(REJECTED, "signal_rejected")]["reason"] == "可用资金不足"
     assert rows[(EXPIRED, "signal_expired")]["reason"] == "信号超过 60 秒未执行，已过期"
     assert rows[(TIMED_OUT, "order_timed_out")]["reason"] == "委托 c4 状态 cancelled：买单超时未成交，已撤单"
+    assert rows[(SHIFTED, "shifted")]["reason"] == f"账户成交日 {E1_}，回测 {E_}"
+    assert rows[(EXPIRED, "follows_missing_entry")]["reason"] == f"回测于 {E_} 买入，账户未买入"
     text = out.getvalue()
     assert "一致：1 笔" in text and "滑点成本 20.00 元" in text and "信号被拒绝：1 笔" in text
 
@@ -117,4 +126,4 @@ def test_account_overrides_are_the_backtest_parameters(tmp_path, bars):
 
     comparison = run_compare(account, bars)
     assert {row.kind for row in comparison.rows} == {"extra"}
-    assert sorted(row.cause for row in comparison.rows) == ["grid", "manual", "unexplained", "watch"]
+    assert sorted(row.cause for row in comparison.rows) == ["grid", "manual", "unexplained", "unexplained", "watch"]

@@ -6,7 +6,7 @@ import io
 import pytest
 
 import backtest
-from test_backtest_compare import POOL, REJECTED, scripted_account
+from test_backtest_compare import EXPIRED, POOL, REJECTED, STOP_E1, scripted_account
 from test_backtest_scenarios import PREFIX, QUIET_E, write_bars
 from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from web_test_support import Client, build_system, start_server
@@ -35,11 +35,11 @@ def test_compare_page_shows_causes_and_trades(served):
 
     scripted_account(root / "account")
     for code in POOL:
-        write_bars(root / "bars", code, PREFIX + [QUIET_E, QUIET_E])
+        write_bars(root / "bars", code, PREFIX + [QUIET_E, STOP_E1 if code == EXPIRED else QUIET_E])
     assert backtest.main(["compare", "--account", str(root / "account"), "--data", str(root / "bars")],
                          io.StringIO(), io.StringIO()) == 0
     reply = client.request("GET", "/api/backtest/compare")
-    assert reply.status == 200 and len(reply.json["data"]["rows"]) == 8
+    assert reply.status == 200 and len(reply.json["data"]["rows"]) == 10
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -50,7 +50,7 @@ def test_compare_page_shows_causes_and_trades(served):
         matched = page.locator("#compare-summary-body tr[data-cause='matched']")
         matched.wait_for()
         assert matched.inner_text().split("\t") == ["一致", "1", "20,020.00", "20.00"]
-        assert page.locator("#compare-summary-body tr").count() == 8
+        assert page.locator("#compare-summary-body tr").count() == 10
         rejected = page.locator("#compare-rows-body tr", has_text=REJECTED)
         assert "账户缺少：信号被拒绝" in rejected.inner_text() and "可用资金不足" in rejected.inner_text()
         assert page.locator("#compare-rows-body tr[data-kind='extra']").count() == 3
