@@ -127,6 +127,10 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
 
         return backtest_compare.main(argv[1:], stdout, stderr)
     args = _parser().parse_args(argv)
+    if __name__ == "__main__":  # a process of its own: TA-Lib need not load pandas (see the function)
+        from backtest_engine import preload_talib_without_pandas
+
+        preload_talib_without_pandas()
     try:
         settings, warnings = build_settings(args.params, args.set or ())
     except ConfigError as exc:

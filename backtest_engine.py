@@ -481,6 +481,25 @@ class BacktestEngine:
                 self._exits.add((stock_index, trade_day))
 
 
+def preload_talib_without_pandas() -> None:
+    """Import TA-Lib without its optional pandas/polars wrappers (for the command line only: a process of its
+    own). Importing pandas is a third of a warm 240-stock CLI run, and the engine passes numpy arrays only;
+    in a process that has pandas already, or shares TA-Lib with code that passes pandas objects, do not call
+    this."""
+    import sys
+
+    if "talib" in sys.modules:
+        return
+    blocked = [name for name in ("pandas", "polars") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # `import pandas` inside talib raises ImportError: its wrappers stay off
+    try:
+        import talib  # noqa: F401
+    finally:
+        for name in blocked:
+            sys.modules.pop(name, None)
+
+
 def _fires_at(triggers: strategy.TriggerPrices, price: float) -> bool:
     """Whether any trigger holds at `price` (a cheap pre-check before evaluating the rules)."""
     if triggers.take_profit_price is not None and price >= triggers.take_profit_price:
