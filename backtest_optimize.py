@@ -122,8 +122,11 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     from backtest import run_backtest
 
     market = worker_market(job["data"], job["codes"], job["cache_dir"])
-    values = {**job["base"], **config.coerce_all({k: _plain(v) for k, v in job["params"].items()})}
     outcome: dict[str, Any] = {"pid": os.getpid(), "loads": LOADS["count"]}
+    try:
+        values = {**job["base"], **config.coerce_all({k: _plain(v) for k, v in job["params"].items()})}
+    except ConfigError as exc:
+        return {**outcome, "error": "；".join(f"{k}：{v}" for k, v in exc.errors.items())}
     check = config.validate(values)
     if not check.ok:
         return {**outcome, "error": "；".join(f"{k}：{v}" for k, v in check.errors.items())}

@@ -149,3 +149,20 @@ def _write(document) -> Path:
     json.dump(document, handle)
     handle.close()
     return Path(handle.name)
+
+
+def test_invalid_parameter_sets_fail_with_their_reason(tmp_path):
+    """A stop-loss above cost is refused by the config check: every trial fails with that reason, stored in the
+    study, and the search ends with a Chinese message instead of a best set."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"STOP_LOSS_RATIO": [0.01, 0.05]}), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--data", str(shared_data("daily")), "--space", str(space), "--trials", "2", "--workers", "1",
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--codes", *CODES, "--no-plot"]
+    assert backtest_optimize.main(argv, out, err) == 2
+    assert "没有成功完成的试验" in err.getvalue()
+    import optuna
+
+    study = optuna.load_study(study_name="backtest", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert all("STOP_LOSS_RATIO" in t.user_attrs["error"] for t in study.trials)
