@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response
 
+from web_openapi import document
 from web_requests import ApiError
 from web_server import ok, state
 
@@ -15,6 +16,11 @@ blueprint = Blueprint("api_backtest", __name__, url_prefix="/api/backtest")
 
 
 @blueprint.get("/compare")
+@document("最近一次回测对比结果：各原因的笔数与金额、逐笔对比（由 backtest.py compare 生成）", tag="回测",
+          errors=(404,), data={"type": "object", "required": ["start", "end", "causes", "rows"],
+                               "properties": {"start": {"type": "string"}, "end": {"type": "string"},
+                                              "causes": {"type": "object"}, "labels": {"type": "object"},
+                                              "rows": {"type": "array", "items": {"type": "object"}}}})
 def compare_result() -> Response:
     data_dir = getattr(state().ctx, "data_dir", None)
     path = Path(data_dir) / COMPARE_FILE if data_dir else None
