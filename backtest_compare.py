@@ -138,6 +138,24 @@ def effective_settings(data_dir: Path) -> dict[str, Any]:
     return values
 
 
+def account_stock_params(db: Path) -> dict[str, dict[str, Any]]:
+    """The account's per-stock overrides (table `stock_params`, issue 17), as the backtest's `stock_params`;
+    an unreadable value is left out, as the daemon would."""
+    with _connect(db) as connection:
+        try:
+            rows = connection.execute("SELECT stock_code, key, value FROM stock_params").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    result: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        param = config.PARAMS_BY_KEY.get(row["key"])
+        try:
+            result.setdefault(row["stock_code"], {})[row["key"]] = config.coerce_value(param, json.loads(row["value"]))
+        except (AttributeError, ValueError, TypeError):
+            continue
+    return result
+
+
 def account_trades(db: Path) -> list[AccountTrade]:
     """Fills grouped by order; the rule is the order's origin rule (a re-priced sell keeps its first rule)."""
     with _connect(db) as connection:
@@ -298,9 +316,9 @@ def _extra(trade: AccountTrade) -> ComparedTrade:
 
 def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end: Optional[date] = None,
                 codes: Optional[Sequence[str]] = None, cache_dir: Optional[Path] = None) -> Comparison:
-    """Backtest the account's period with its effective parameters (starting from SIMULATION_BALANCE in
-    cash and no positions, as a fresh daemon does) over `codes` (default: the account's stock_pool.json, else
-    every stock in `data`), then compare."""
+    """Backtest the account's period with its effective parameters, global and per stock (starting from
+    SIMULATION_BALANCE in cash and no positions, as a fresh daemon does) over `codes` (default: the account's
+    stock_pool.json, else every stock in `data`), then compare."""
     from backtest import run_backtest
 
     db = account_db(account_dir)
@@ -314,7 +332,8 @@ def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end
         if pool.exists():
             document = json.loads(pool.read_text(encoding="utf-8"))
             codes = document.get("codes", document) if isinstance(document, dict) else document
-    run = run_backtest(data, effective_settings(account_dir), codes, start, end, plot=False, cache_dir=cache_dir)
+    run = run_backtest(data, effective_settings(account_dir), codes, start, end, plot=False, cache_dir=cache_dir,
+                       stock_params=account_stock_params(db) or None)
     return compare(run.result.trades, account_trades(db), db, start, end)
 
 

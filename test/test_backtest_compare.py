@@ -127,3 +127,22 @@ def test_account_overrides_are_the_backtest_parameters(tmp_path, bars):
     comparison = run_compare(account, bars)
     assert {row.kind for row in comparison.rows} == {"extra"}
     assert sorted(row.cause for row in comparison.rows) == ["grid", "manual", "unexplained", "unexplained", "watch"]
+
+
+def test_account_per_stock_parameters_are_the_backtest_parameters(tmp_path, bars):
+    """A per-stock POSITION_UNIT of 10,000 in the account (issue 17's table) halves that stock's entry in the
+    backtest: 1,000 shares against the account's 2,000."""
+    import stock_params
+    from backtest_compare import run_compare
+    from storage import migrate
+
+    account = tmp_path / "account"
+    scripted_account(account)
+    db = Database(account / "sim_trading.db")
+    migrate(db, "stock_params", stock_params.MIGRATIONS)
+    db.execute("INSERT INTO stock_params(stock_code, key, value, updated_at) VALUES(?,?,?,?)",
+               (MATCHED, "POSITION_UNIT", "10000", "2024-04-01T00:00:00"))
+    db.close()
+    rows = {(row.stock_code, row.cause): row for row in run_compare(account, bars).rows}
+    assert (rows[(MATCHED, "matched")].backtest_volume, rows[(MATCHED, "matched")].account_volume) == (1000, 2000)
+    assert rows[(SILENT, "no_signal")].backtest_volume == 2000
