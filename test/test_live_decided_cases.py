@@ -25,3 +25,25 @@ def test_no_macd_reentry_on_the_day_of_an_exit(tmp_path):
     assert (refused.status, refused.reason) == (SignalStatus.REJECTED, f"{SZ} 今日已卖出清仓，当天不再 MACD 买入")
     allowed = macd_buy(engine, "2025-10-09T09:35")
     assert allowed.status is SignalStatus.EXECUTED
+
+
+def test_portfolio_cap_values_holdings_at_the_previous_close(tmp_path):
+    """Held: 2000 × 600036 bought at 12.34 (cash 75,312.35). Next day it trades at 13.57. Buying 000001 for
+    20,000 CNY (1900 × 10.02 = 19,038): at the previous close (24,680 held, total 99,992.35) that is 43.7 % of
+    total assets, inside a 44.5 % cap; at today's price it would be 45.1 % and refused."""
+    import pytest
+
+    from models import OrderRejected, OrderStatus
+    from test_trading_executor import CODE, Env
+
+    env = Env(tmp_path, SIMULATION_BALANCE=100_000.0, MAX_TOTAL_POSITION_RATIO=0.445)
+    env.quotes.set(CODE, 12.34, 12.34)
+    env.ex.buy_stock(CODE, volume=2000)
+    env.next_day(13.57, 12.34)
+    env.quotes.set("000001.SZ", 10.00, 10.00)
+    order = env.ex.buy_stock("000001.SZ", amount=20_000)
+    assert (order.volume, order.status) == (1900, OrderStatus.FILLED)
+    env.quotes.set("000002.SZ", 10.00, 10.00)  # now 24,680 + 19,000 held at previous closes: the next one is over
+    with pytest.raises(OrderRejected) as info:
+        env.ex.buy_stock("000002.SZ", amount=20_000)
+    assert info.value.code == "POSITION_RATIO" and "持仓按昨收计市值" in info.value.message
