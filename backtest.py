@@ -1,6 +1,7 @@
 """Backtest of the trading rules on historical daily bars: the command line and `run_backtest()`, which load
 the parameters (config.py defaults, a JSON file, KEY=VALUE overrides), the bars, run the engine and write
-the results. Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR]."""
+the results. Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR];
+`python backtest.py optimize …` (backtest_optimize.py) and `python backtest.py compare …` (backtest_compare.py)."""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
 
 import config
 import market_rules
-from backtest_data import DataProblem, load_bars
+from backtest_data import DataProblem
 from backtest_engine import BacktestEngine, EngineResult
+from backtest_market import MarketData, default_cache_dir, load_market
 from backtest_report import Summary, format_table, summarize, write_outputs
 from config_store import ConfigError
 from models import DataUnavailable, TradingError
@@ -56,10 +58,13 @@ def build_settings(params_file: Optional[str | Path] = None, assignments: Iterab
 def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  codes: Optional[Sequence[str]] = None, start: Optional[date] = None, end: Optional[date] = None,
                  out: Optional[str | Path] = None, plot: bool = True,
-                 progress: Optional[Callable[[int, int], None]] = None,
+                 progress: Optional[Callable[[int, int], None]] = None, cache_dir: Optional[str | Path] = None,
+                 workers: Optional[int] = None, market: Optional[MarketData] = None,
+                 load_progress: Optional[Callable[[int, int], None]] = None,
                  stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None) -> BacktestRun:
-    """Load bars from `data` (CSV folder or TDX folder), run the rules, and write the output files into
-    `out` when given. `settings` is a full mapping of config values (default: config.py's)."""
+    """Load bars from `data` (CSV folder or TDX folder; or use `market`, already loaded), run the rules, and
+    write the output files into `out` when given. `settings` is a full mapping of config values (default:
+    config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files."""
     values = dict(settings if settings is not None else config.DEFAULTS)
     validation = config.validate(values)
     if not validation.ok:
@@ -67,17 +72,17 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
     if start is not None and end is not None and start > end:
         raise TradingError("BACKTEST_BAD_PERIOD", f"开始日期 {start} 晚于结束日期 {end}")
     began = time.perf_counter()
-    loaded = load_bars(data, codes)
-    if not loaded.stocks:
+    loaded = market if market is not None else load_market(data, codes, cache_dir, workers, load_progress)
+    if not loaded.codes:
         details = "；".join(problem.describe() for problem in loaded.problems[:5])
         raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
     loaded_at = time.perf_counter()
-    engine = BacktestEngine(loaded.stocks, values, start, end, progress=progress, stock_params=stock_params)
+    engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params)
     if not engine.days:
         raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
     result = engine.run()
     ran_at = time.perf_counter()
-    summary = summarize(result, len(loaded.stocks), loaded.skipped_sources)
+    summary = summarize(result, len(loaded.codes), loaded.skipped_sources)
     changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
     run = BacktestRun(result, summary, loaded.problems, values, changed)
     if out is not None:
@@ -92,8 +97,10 @@ class ProgressBar:
     """A one-line progress bar on a stream, shown only once a run has lasted `delay` seconds."""
 
     def __init__(self, stream: TextIO, delay: float = PROGRESS_DELAY_SECONDS,
-                 timer: Callable[[], float] = time.monotonic, width: int = 30):
+                 timer: Callable[[], float] = time.monotonic, width: int = 30, label: str = "回测进度",
+                 unit: str = "天"):
         self._stream, self._delay, self._timer, self._width = stream, delay, timer, width
+        self._label, self._unit = label, unit
         self._started = timer()
         self._last_drawn = -1.0
         self.shown = False
@@ -104,7 +111,7 @@ class ProgressBar:
             return
         self._last_drawn = now
         filled = int(self._width * done / max(total, 1))
-        self._stream.write(f"\r回测进度 [{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} 天")
+        self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (self._width - filled)}] {done}/{total} {self._unit}")
         if done >= total:
             self._stream.write("\n")
         self._stream.flush()
@@ -112,7 +119,20 @@ class ProgressBar:
 
 
 def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["optimize"]:
+        import backtest_optimize
+
+        return backtest_optimize.main(argv[1:], stdout, stderr)
+    if argv[:1] == ["compare"]:
+        import backtest_compare
+
+        return backtest_compare.main(argv[1:], stdout, stderr)
     args = _parser().parse_args(argv)
+    if __name__ == "__main__":  # a process of its own: TA-Lib need not load pandas (see the function)
+        from backtest_engine import preload_talib_without_pandas
+
+        preload_talib_without_pandas()
     try:
         settings, warnings = build_settings(args.params, args.set or ())
     except ConfigError as exc:
@@ -130,8 +150,11 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
     codes = [code for item in (args.codes or []) for code in item.split(",") if code.strip()] or None
     began = time.perf_counter()
     try:
+        cache = None if args.no_cache else (args.cache or default_cache_dir())
         run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
-                           progress=ProgressBar(stderr), stock_params=stock_params)
+                           progress=ProgressBar(stderr), cache_dir=cache, workers=args.workers,
+                           load_progress=ProgressBar(stderr, label="读取行情", unit="个文件"),
+                           stock_params=stock_params)
     except (TradingError, ConfigError, ValueError) as exc:
         print(f"回测失败：{exc}", file=stderr)
         return 2
@@ -155,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stock-params", help="个股参数 JSON 文件：{\"600036.SH\": {\"STOP_LOSS_RATIO\": -0.05}, ...}，"
                                                "只覆盖该股票（与守护进程的个股参数相同的键和校验）")
     parser.add_argument("--no-plot", action="store_true", help="不生成 equity.png")
+    parser.add_argument("--cache", help="校验后行情的缓存目录（按文件内容索引），默认 ~/.cache/miniqmt-backtest")
+    parser.add_argument("--no-cache", action="store_true", help="不使用也不写入行情缓存")
+    parser.add_argument("--workers", type=int, help="并行读取行情文件的进程数（默认 CPU 核数）")
     return parser
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import numpy as np
-import pandas as pd
 
 import market_rules
 from models import DataUnavailable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ("date", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -86,6 +88,8 @@ def load_csv_folder(folder: Path, codes: Optional[set[str]] = None) -> LoadedDat
             loaded.problems.append(DataProblem(str(path), None, f"{code} 与 {seen[code]} 是同一只股票，重复的文件"))
             continue
         seen[code] = path.name
+        import pandas as pd  # imported here: a run that finds every file in the cache never needs pandas
+
         try:
             frame = pd.read_csv(path, dtype={"date": str}, skipinitialspace=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
@@ -133,6 +137,8 @@ def validate_bars(code: str, frame: pd.DataFrame, source: str,
     Bad: missing columns, unreadable dates or numbers, prices ≤ 0, high < low, open/close outside [low, high],
     negative volume, duplicate or unsorted dates. A zero-volume row is a suspended day: dropped, reported as
     a notice (the stock is kept)."""
+    import pandas as pd
+
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         return None, [DataProblem(source, None, f"缺少列：{', '.join(missing)}（需要 {','.join(COLUMNS)}）")]
@@ -186,6 +192,8 @@ def validate_bars(code: str, frame: pd.DataFrame, source: str,
 def _parse_days(column: pd.Series, report) -> np.ndarray:
     """Dates as datetime64[D]; unreadable ones are reported (NaT). numpy parses plain ISO dates fast;
     pandas takes over for anything else (other ISO 8601 spellings, stray spaces, bad values)."""
+    import pandas as pd
+
     text = column.to_numpy(dtype=str)
     if (np.char.str_len(text) == 10).all():  # YYYY-MM-DD; numpy would also take "2024" or "NaT"
         try:

@@ -3,21 +3,23 @@ trigger crossings, A-share fills (ticks, limits, T+1, lots, fees), MACD entries,
 Loading bars lives in backtest_data.py; metrics and output files in backtest_report.py."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 import market_rules
 import strategy
 from backtest_data import StockBars
+from backtest_market import PRICE_SCALE, MarketData
 from models import Position, Rule, Side
 from strategy import Action, RuleParams
 
 # DESIGN §6/§7 fix the MACD at (12, 26, 9) on daily closes; config.py has no keys for them.
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
 MA_PERIODS = (10, 20, 30, 60)
+_FIRST_CHUNK = 32  # bars loaded at an entry; later chunks double (most episodes last a few weeks)
 _MAX_FILLS_AT_ONE_PRICE = 64  # a guard against a rule loop; a real day never needs more than a handful
 
 
@@ -71,16 +73,36 @@ class EngineResult:
 
 @dataclass
 class _Stock:
-    """One stock's bars as Python lists (fast scalar access) and where each calendar day finds its bar."""
+    """One held stock's bars as Python lists (fast scalar access), from the bar before its entry onwards and
+    extended in growing chunks while it stays held; dropped when it is sold, so the whole market stays in
+    MarketData's arrays. Bar numbers of a holding count from `first_row` (the list index)."""
 
     index: int  # position in code order
     code: str
-    open: list[float]
-    high: list[float]
-    low: list[float]
-    close: list[float]
-    bar_of_day: np.ndarray  # calendar index → bar index, −1 when the stock has no bar that day
+    first_row: int  # market row of list index 0
+    end_row: int  # the stock's last market row + 1
+    market: MarketData
     tick: float
+    open: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)
+    day: list[int] = field(default_factory=list)  # calendar index of each bar
+
+    def has_bar(self, bar: int) -> bool:
+        """Whether bar `bar` exists, loading the next chunk of bars when the lists end before it."""
+        if bar < len(self.day):
+            return True
+        start = self.first_row + len(self.day)
+        if start >= self.end_row:
+            return False
+        stop = min(self.end_row, start + max(_FIRST_CHUNK, len(self.day)))
+        market = self.market
+        for target, column in ((self.open, market.open), (self.high, market.high), (self.low, market.low),
+                               (self.close, market.close)):
+            target.extend((column[start:stop] / PRICE_SCALE).tolist())
+        self.day.extend(market.day[start:stop].tolist())
+        return bar < len(self.day)
 
 
 @dataclass
@@ -91,10 +113,11 @@ class _Holding:
     invested: float = 0.0
     proceeds: float = 0.0
     # state of the current day
-    bar: int = -1
+    bar: int = -1  # today's bar, −1 when suspended
+    cursor: int = -1  # the last bar walked
     touched: bool = False  # something filled today: the bar must be walked in full
     macd_exit: bool = False  # a MACD exit signal from the previous close applies today
-    adds_rejected: bool = False  # an add was refused for cash or the portfolio cap: no more adds today
+    cap_price: float = 0.0  # the price the portfolio cap values this holding at: its previous close
     triggers: strategy.TriggerPrices = strategy.NO_TRIGGERS
     triggers_key: Optional[tuple[int, float]] = None  # (fills so far, highest price) the triggers belong to
     fills: int = 0
@@ -103,13 +126,14 @@ class _Holding:
 
 
 class BacktestEngine:
-    """Runs the rules over `stocks` (sorted by code) from `start` to `end` with the values in `settings`
-    (a mapping of every config key). `progress(done, total)` is called once per day.
+    """Runs the rules over `stocks` (MarketData, or per-stock bars) from `start` to `end` with the values in
+    `settings` (a mapping of every config key). `progress(done, total)` is called once per day.
 
     `fast_path=False` walks every held stock's every bar in full instead of skipping days on which no
     trigger lies inside [low, high]; results must be identical (the tests compare both)."""
 
-    def __init__(self, stocks: Sequence[StockBars], settings: Mapping[str, Any], start: Optional[date] = None,
+    def __init__(self, stocks: Union[MarketData, Sequence[StockBars]], settings: Mapping[str, Any],
+                 start: Optional[date] = None,
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
                  fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None):
         """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`)."""
@@ -122,16 +146,22 @@ class BacktestEngine:
         self._position_unit = float(settings["POSITION_UNIT"])
         self._cap_ratio = float(settings["MAX_TOTAL_POSITION_RATIO"])
         self.initial_capital = float(settings["SIMULATION_BALANCE"])
-        stocks = sorted(stocks, key=lambda bars: bars.code)
-        self._calendar = _calendar(stocks, start, end)
-        self._days: list[date] = [d.item() for d in self._calendar]
-        self._stocks = [self._prepare(index, bars) for index, bars in enumerate(stocks)]
-        self._entries: dict[int, list[int]] = {}
-        self._exits: set[tuple[int, int]] = set()
-        for index, bars in enumerate(stocks):
-            self._macd_events(index, bars)
+        market = stocks if isinstance(stocks, MarketData) else MarketData.from_stocks(stocks)
+        self._market = market
+        calendar = market.calendar
+        self._first = int(np.searchsorted(calendar, np.datetime64(start, "D"))) if start is not None else 0
+        last = int(np.searchsorted(calendar, np.datetime64(end, "D"), side="right")) if end is not None \
+            else len(calendar)
+        self._calendar_days: list[date] = [d.item() for d in calendar]
+        self._days: list[date] = self._calendar_days[self._first:max(last, self._first)]
+        self._last = self._first + len(self._days)
+        self._entries: dict[int, list[tuple[int, int]]] = {}  # calendar day → (stock, bar) bought at that open
+        self._exits: set[tuple[int, int]] = set()  # (stock, calendar day) of MACD exits at the open
+        for index in range(len(market.codes)):
+            self._macd_events(index)
         self._cash = self.initial_capital
         self._holdings: dict[int, _Holding] = {}
+        self._exited_today: set[int] = set()  # stocks sold out today: no MACD re-entry the same day
         self._trades: list[Trade] = []
         self._episodes: list[Episode] = []
         self._fees_paid = 0.0
@@ -144,12 +174,13 @@ class BacktestEngine:
     def run(self) -> EngineResult:
         equity = []
         total_days = len(self._days)
-        for day_index in range(total_days):
+        for day_index in range(self._first, self._last):
             self._day_index = day_index
             self._run_day(day_index)
-            equity.append(EquityPoint(self._days[day_index], round(self._cash, 2), round(self._market_value(), 2)))
+            equity.append(EquityPoint(self._calendar_days[day_index], round(self._cash, 2),
+                                      round(self._market_value(), 2)))
             if self._progress is not None:
-                self._progress(day_index + 1, total_days)
+                self._progress(day_index - self._first + 1, total_days)
         open_positions = []
         for holding in self._holdings.values():
             open_positions.append(holding.position.copy(current_price=holding.last_price,
@@ -161,10 +192,11 @@ class BacktestEngine:
     # ---- one day: opens, MACD entries at the open, then the rest of each path (DESIGN §7) -------------
 
     def _run_day(self, day_index: int) -> None:
+        self._exited_today.clear()
         for stock_index in sorted(self._holdings):
             self._open(self._holdings[stock_index], day_index)
-        for stock_index in self._entries.get(day_index, ()):
-            self._enter(stock_index, day_index)
+        for stock_index, bar in self._entries.get(day_index, ()):
+            self._enter(stock_index, bar, day_index)
         for stock_index in sorted(self._holdings):
             holding = self._holdings.get(stock_index)
             if holding is not None and holding.bar >= 0:
@@ -173,11 +205,14 @@ class BacktestEngine:
             holding.position.available = holding.position.volume
 
     def _open(self, holding: _Holding, day_index: int) -> None:
-        bar = int(holding.stock.bar_of_day[day_index])
+        following = holding.cursor + 1
+        bar = following if holding.stock.has_bar(following) and holding.stock.day[following] == day_index else -1
         holding.bar = bar
-        holding.touched = holding.adds_rejected = holding.limits_known = holding.macd_exit = False
+        holding.touched = holding.limits_known = holding.macd_exit = False
+        holding.cap_price = holding.last_price  # the previous close (a suspended stock: its last close)
         if bar < 0:
             return  # suspended: nothing happens, valued at the last close
+        holding.cursor = bar
         price = holding.stock.open[bar]
         holding.last_price = price
         position = holding.position
@@ -187,27 +222,34 @@ class BacktestEngine:
         if not self._fast_path or holding.macd_exit or _fires_at(self._triggers(holding), price):
             self._settle(holding, price)
 
-    def _enter(self, stock_index: int, day_index: int) -> None:
-        """MACD entry at the open for POSITION_UNIT, if cash, the portfolio cap and the limit-up allow."""
-        if stock_index in self._holdings:
+    def _enter(self, stock_index: int, bar: int, day_index: int) -> None:
+        """MACD entry at the open for POSITION_UNIT, if cash, the portfolio cap and the limit-up allow.
+        The stock must have been flat at the signal bar's close and not exited today (DESIGN §7 decided cases):
+        held at that close means either still held now or sold at today's open."""
+        if stock_index in self._holdings or stock_index in self._exited_today:
             return
-        stock = self._stocks[stock_index]
-        bar = int(stock.bar_of_day[day_index])
-        if bar < 0:
-            return
-        price = stock.open[bar]
-        limits = self._limits_of(stock, bar)
+        market = self._market
+        row = int(market.offsets[stock_index]) + bar
+        price = int(market.open[row]) / PRICE_SCALE
+        limits = None if bar == 0 else market_rules.price_limits(market.codes[stock_index],
+                                                                  int(market.close[row - 1]) / PRICE_SCALE)
         if limits is not None and price >= limits[1]:
             return  # a buy cannot fill at limit-up
-        unit = self._params_for(stock.code).position_unit if stock.code in self._stock_params else self._position_unit
-        volume = market_rules.buy_volume_for_amount(stock.code, unit, price)
+        code = market.codes[stock_index]
+        unit = self._params_for(code).position_unit if code in self._stock_params else self._position_unit
+        volume = market_rules.buy_volume_for_amount(code, unit, price)
         if volume <= 0:
             return
-        amount, fees = strategy.trade_amount(price, volume), self._fees(stock.code, Side.BUY, price, volume)
+        amount = strategy.trade_amount(price, volume)
+        fees = self._fees(market.codes[stock_index], Side.BUY, price, volume)
         if not self._buy_allowed(amount, fees):
             return
-        position = strategy.apply_buy(None, stock.code, price, volume, fees, self._days[day_index])
-        holding = _Holding(stock, position, price, bar=bar, touched=True, limits=limits, limits_known=True)
+        stock = self._held_stock(stock_index, bar)
+        bar = 1 if bar > 0 else 0  # list index of the entry bar: the lists start one bar before it
+        position = strategy.apply_buy(None, stock.code, price, volume, fees, self._calendar_days[day_index])
+        cap_price = stock.close[bar - 1] if bar > 0 else price
+        holding = _Holding(stock, position, price, bar=bar, cursor=bar, touched=True, limits=limits,
+                           limits_known=True, cap_price=cap_price)
         self._holdings[stock_index] = holding
         self._pay_for_buy(holding, price, volume, amount, fees, Rule.MACD_BUY)
 
@@ -279,9 +321,8 @@ class BacktestEngine:
         code, tick = holding.stock.code, holding.stock.tick
         while self._is_held(holding):
             triggers = self._triggers(holding)
-            add_price = None if holding.adds_rejected else triggers.next_add_price
             candidate = None
-            for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price, add_price):
+            for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price, triggers.next_add_price):
                 if trigger is not None:
                     level = market_rules.round_price_down(code, trigger)
                     if end <= level < price and (candidate is None or level > candidate):
@@ -329,15 +370,14 @@ class BacktestEngine:
             if holding.position.volume == 0:
                 self._close_episode(holding)
             return True
-        if holding.adds_rejected or (limits is not None and price >= limits[1]):
+        if limits is not None and price >= limits[1]:
             return False  # a buy cannot fill at or above limit-up
         volume = action.volume
         amount, fees = strategy.trade_amount(price, volume), self._fees(code, Side.BUY, price, volume)
         if not self._buy_allowed(amount, fees):
-            holding.adds_rejected = True
-            return False
+            return False  # the add level stays unused: it may fill at a later price point
         holding.position = strategy.apply_buy(holding.position, code, price, volume, fees,
-                                              self._days[self._day_index], level_index=action.level_index)
+                                              self._calendar_days[self._day_index], level_index=action.level_index)
         self._pay_for_buy(holding, price, volume, amount, fees, action.rule)
         return True
 
@@ -350,22 +390,25 @@ class BacktestEngine:
         self._record(holding, Side.BUY, price, volume, amount, fees, rule)
 
     def _buy_allowed(self, amount: float, fees: float) -> bool:
-        """Cash for amount + fees, and market value within MAX_TOTAL_POSITION_RATIO of total assets."""
+        """Cash for amount + fees, and market value within MAX_TOTAL_POSITION_RATIO of total assets. Holdings
+        are valued at their previous close (known before the day starts), so the answer does not depend on
+        the order in which stocks are walked."""
         if amount + fees > self._cash + 1e-9:
             return False
-        market_value = self._market_value()
+        market_value = sum(h.position.volume * h.cap_price for h in self._holdings.values())
         total_after = self._cash + market_value - fees
         return market_value + amount <= self._cap_ratio * total_after + 1e-9
 
     def _close_episode(self, holding: _Holding) -> None:
         position = holding.position
-        self._episodes.append(Episode(position.stock_code, position.open_date, self._days[self._day_index],
+        self._episodes.append(Episode(position.stock_code, position.open_date, self._calendar_days[self._day_index],
                                       round(holding.invested, 2), round(holding.proceeds, 2)))
         del self._holdings[holding.stock.index]
+        self._exited_today.add(holding.stock.index)
 
     def _record(self, holding: _Holding, side: Side, price: float, volume: int, amount: float, fees: float,
                 rule: Rule) -> None:
-        self._trades.append(Trade(self._days[self._day_index], holding.stock.code, side, price, volume, amount,
+        self._trades.append(Trade(self._calendar_days[self._day_index], holding.stock.code, side, price, volume, amount,
                                   fees, rule))
 
     def _fees(self, code: str, side: Side, price: float, volume: int) -> float:
@@ -391,7 +434,6 @@ class BacktestEngine:
     def _is_held(self, holding: _Holding) -> bool:
         return holding.position.volume > 0
 
-
     def _limits(self, holding: _Holding) -> Optional[tuple[float, float]]:
         if not holding.limits_known:
             holding.limits = self._limits_of(holding.stock, holding.bar)
@@ -407,46 +449,65 @@ class BacktestEngine:
 
     # ---- preparation -----------------------------------------------------------------------------------
 
-    def _prepare(self, index: int, bars: StockBars) -> _Stock:
-        positions = np.searchsorted(self._calendar, bars.dates)
-        inside = positions < len(self._calendar)
-        inside[inside] = self._calendar[positions[inside]] == bars.dates[inside]
-        bar_of_day = np.full(len(self._calendar), -1, dtype=np.int64)
-        bar_of_day[positions[inside]] = np.flatnonzero(inside)
-        return _Stock(index, bars.code, bars.open.tolist(), bars.high.tolist(), bars.low.tolist(), bars.close.tolist(),
-                      bar_of_day, float(market_rules.tick_size(bars.code)))
+    def _held_stock(self, stock_index: int, bar: int) -> _Stock:
+        """Python lists of one stock's bars from the one before `bar` (its previous close), for its holding."""
+        market = self._market
+        code = market.codes[stock_index]
+        row = int(market.offsets[stock_index]) + max(bar - 1, 0)
+        stock = _Stock(stock_index, code, row, int(market.offsets[stock_index + 1]), market,
+                       float(market_rules.tick_size(code)))
+        stock.has_bar(1)
+        return stock
 
-    def _macd_events(self, stock_index: int, bars: StockBars) -> None:
+    def _macd_events(self, stock_index: int) -> None:
         """MACD signals on each bar's close, decided by strategy.macd_signal, traded at the stock's next bar.
         numpy only narrows the bars to look at (histogram sign changes); the rule function decides."""
         params = self._params
-        if not (params.macd_buy_enabled or params.macd_sell_enabled) or len(bars.close) < MACD_SLOW + MACD_SIGNAL:
+        market = self._market
+        start, end = int(market.offsets[stock_index]), int(market.offsets[stock_index + 1])
+        if not (params.macd_buy_enabled or params.macd_sell_enabled) or end - start < MACD_SLOW + MACD_SIGNAL:
             return
         import talib  # imported lazily: only a run with MACD rules needs it
 
-        close = np.ascontiguousarray(bars.close, dtype=float)
+        close = market.closes(stock_index)
         hist = talib.MACD(close, MACD_FAST, MACD_SLOW, MACD_SIGNAL)[2]
         previous, current = hist[:-1], hist[1:]
         crossing = ((previous <= 0) & (current > 0)) | ((previous >= 0) & (current < 0))
         signal_bars = np.flatnonzero(crossing) + 1
         signal_bars = signal_bars[signal_bars + 1 < len(close)]
+        trade_days = market.day[start:end][signal_bars + 1]
+        inside = (trade_days >= self._first) & (trade_days < self._last)
+        signal_bars, trade_days = signal_bars[inside], trade_days[inside]
         if len(signal_bars) == 0:
             return
-        averages = [talib.SMA(close, period) for period in MA_PERIODS]
-        day_of_bar = np.full(len(close), -1, dtype=np.int64)
-        stock = self._stocks[stock_index]
-        known = stock.bar_of_day >= 0
-        day_of_bar[stock.bar_of_day[known]] = np.flatnonzero(known)
-        for bar in signal_bars.tolist():
-            trade_day = int(day_of_bar[bar + 1])
-            if trade_day < 0:
-                continue  # the next bar lies outside the backtest period
+        averages = [talib.SMA(close, period) for period in MA_PERIODS] if params.ma_filter_enabled \
+            else [np.full(len(close), np.nan)] * len(MA_PERIODS)
+        for bar, trade_day in zip(signal_bars.tolist(), trade_days.tolist()):
             rule = strategy.macd_signal(float(hist[bar - 1]), float(hist[bar]), params,
                                         *(float(series[bar]) for series in averages))
             if rule is Rule.MACD_BUY:
-                self._entries.setdefault(trade_day, []).append(stock_index)
+                self._entries.setdefault(trade_day, []).append((stock_index, bar + 1))
             elif rule is Rule.MACD_SELL:
                 self._exits.add((stock_index, trade_day))
+
+
+def preload_talib_without_pandas() -> None:
+    """Import TA-Lib without its optional pandas/polars wrappers (for the command line only: a process of its
+    own). Importing pandas is a third of a warm 240-stock CLI run, and the engine passes numpy arrays only;
+    in a process that has pandas already, or shares TA-Lib with code that passes pandas objects, do not call
+    this."""
+    import sys
+
+    if "talib" in sys.modules:
+        return
+    blocked = [name for name in ("pandas", "polars") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # `import pandas` inside talib raises ImportError: its wrappers stay off
+    try:
+        import talib  # noqa: F401
+    finally:
+        for name in blocked:
+            sys.modules.pop(name, None)
 
 
 def _fires_at(triggers: strategy.TriggerPrices, price: float) -> bool:
@@ -457,15 +518,3 @@ def _fires_at(triggers: strategy.TriggerPrices, price: float) -> bool:
         if trigger is not None and price <= trigger:
             return True
     return False
-
-
-def _calendar(stocks: Sequence[StockBars], start: Optional[date], end: Optional[date]) -> np.ndarray:
-    """The backtest days: every date on which at least one stock has a bar, within [start, end]."""
-    if not stocks:
-        return np.array([], dtype="datetime64[D]")
-    days = np.unique(np.concatenate([bars.dates for bars in stocks]))
-    if start is not None:
-        days = days[days >= np.datetime64(start, "D")]
-    if end is not None:
-        days = days[days <= np.datetime64(end, "D")]
-    return days

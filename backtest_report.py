@@ -29,7 +29,7 @@ class Summary:
     total_return: float
     annualized_return: float
     max_drawdown: float  # positive fraction of the running peak
-    sharpe: Optional[float]  # daily returns, risk-free 0, × √252; None when undefined (flat equity)
+    sharpe: Optional[float]  # mean / population std of daily returns × √252; None when undefined (flat)
     trade_count: int
     buy_count: int
     sell_count: int
@@ -48,8 +48,8 @@ class Summary:
 
 
 def summarize(result: EngineResult, stocks: int, skipped_files: Optional[list[str]] = None) -> Summary:
-    """Metrics of one run. Daily returns are taken on the total equity at each close, the first against the
-    initial capital; the annualised return compounds over 252 trading days a year."""
+    """Metrics of one run. Daily returns are taken on the total equity from one close to the next, starting
+    at the first close (DESIGN §7); the annualised return compounds over 252 trading days a year."""
     if not result.equity:
         raise ValueError("回测区间内没有交易日，无法计算结果")
     totals = [point.total for point in result.equity]
@@ -125,7 +125,8 @@ def plot_equity(path: Path, result: EngineResult, summary: Summary) -> Path:
         bottom.set_ylabel(labels["drawdown"])
         bottom.grid(alpha=0.3)
         figure.autofmt_xdate()
-        figure.tight_layout()
+        # fixed margins instead of tight_layout(): that lays the figure out by drawing it once more
+        figure.subplots_adjust(left=0.11, right=0.98, top=0.93, bottom=0.13, hspace=0.08)
         figure.savefig(path)
     return Path(path)
 

@@ -155,7 +155,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                          trading_state=trading_state, events=events, order_files=order_files,
                          diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
                          watch=watch_store, stock_params=stock_params, position_reviews=reviews,
-                         intraday=intraday, log_tail=log_tail)
+                         intraday=intraday, log_tail=log_tail, data_dir=data_dir)
     notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
                                         positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
                                         live=not simulation)

@@ -44,7 +44,7 @@ class Rule(str, Enum):
 
     STOP_LOSS = "stop_loss"
     TAKE_PROFIT = "take_profit"  # first take-profit
-    DYNAMIC_STOP = "dynamic_stop"  # trailing take-profit
+    DYNAMIC_STOP = "dynamic_take_profit"  # trailing take-profit (DESIGN §7 names it so in trade records)
     ADD_POSITION = "add_position"
     MACD_BUY = "macd_buy"
     MACD_SELL = "macd_sell"
@@ -64,6 +64,11 @@ class Rule(str, Enum):
     @property
     def label(self) -> str:
         return RULE_LABELS[self]
+
+    @classmethod
+    def _missing_(cls, value):
+        """Rows written before the rename (issue 20) still read back: "dynamic_stop" is the trailing exit."""
+        return cls.DYNAMIC_STOP if value == "dynamic_stop" else None
 
 
 RULE_LABELS = {

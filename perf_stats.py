@@ -47,6 +47,12 @@ def daily_returns(initial: float, totals: Sequence[float]) -> list[float]:
     return [now / before - 1 for before, now in zip([initial, *totals[:-1]], totals)]
 
 
+def close_to_close_returns(totals: Sequence[float]) -> list[float]:
+    """Daily returns from the first close on (DESIGN §7: the Sharpe ratio does not count the first day's
+    move from the initial capital)."""
+    return [now / before - 1 for before, now in zip(totals[:-1], totals[1:])]
+
+
 def drawdowns(initial: float, totals: Sequence[float]) -> list[float]:
     """Each day's drawdown as a positive fraction of the running peak (the peak starts at `initial`)."""
     peak, result = initial, []
@@ -61,11 +67,12 @@ def max_drawdown(initial: float, totals: Sequence[float]) -> float:
 
 
 def sharpe(returns: Sequence[float]) -> Optional[float]:
-    """Mean over sample standard deviation of daily returns × √252 (risk-free 0); None when undefined."""
+    """Mean over population standard deviation of daily returns × √252 (risk-free 0, DESIGN §7); None when
+    undefined."""
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
-    variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    variance = sum((r - mean) ** 2 for r in returns) / len(returns)
     if variance <= 1e-24:
         return None
     return round(mean / math.sqrt(variance) * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
@@ -79,7 +86,7 @@ def equity_metrics(initial: float, totals: Sequence[float]) -> dict[str, Any]:
     annualized = growth ** (TRADING_DAYS_PER_YEAR / len(totals)) - 1 if growth > 0 else -1.0
     return {"total_return": round(growth - 1, 6), "annualized_return": round(annualized, 6),
             "max_drawdown": round(max_drawdown(initial, totals), 6),
-            "sharpe": sharpe(daily_returns(initial, totals))}
+            "sharpe": sharpe(close_to_close_returns(totals))}
 
 
 # ---- episodes -------------------------------------------------------------------------------------------

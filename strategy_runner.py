@@ -144,6 +144,8 @@ class StrategyRunner(Worker):
         if signal.rule is Rule.MACD_BUY:
             if position is not None and position.volume > 0:
                 raise SignalRejected("ALREADY_HELD", f"{code} 已有持仓，MACD 买入不再执行")
+            if self._sold_today(code):  # DESIGN §7 decided cases: no re-entry on the day of an exit
+                raise SignalRejected("EXITED_TODAY", f"{code} 今日已卖出清仓，当天不再 MACD 买入")
             volume = market_rules.buy_volume_for_amount(code, self._position_unit(code), quote.price)
             if volume <= 0:
                 raise SignalRejected("AMOUNT_TOO_SMALL", f"{code} 买入金额不足一手")
@@ -159,6 +161,10 @@ class StrategyRunner(Worker):
             if action.rule is signal.rule and action.level_index == signal.level_index:
                 return action.volume
         raise SignalRejected("CONDITION_GONE", f"{code} {signal.rule.label}条件在现价 {quote.price:.3f} 已不成立")
+
+    def _sold_today(self, code: str) -> bool:
+        today = self._clock.today()
+        return any(record["side"] == Side.SELL.value for record in self._executor.trade_records(today, today, code))
 
     def _place(self, signal: Signal, volume: int, operator_confirmed: bool = False) -> Order:
         confirmed = {"operator_confirmed": True} if operator_confirmed else {}

@@ -236,11 +236,26 @@ class TradingExecutor:
             raise OrderRejected("INSUFFICIENT_CASH", f"可用资金不足：买入 {code} {volume} 股需要 {need:.2f} 元（含费用），"
                                                      f"可用 {asset.cash:.2f} 元")
         ratio = self._settings.get("MAX_TOTAL_POSITION_RATIO")
-        if asset.total_asset <= 0 or (asset.market_value + value) / asset.total_asset > ratio:
-            raise OrderRejected("POSITION_RATIO", f"买入后持仓市值将超过总资产的 {ratio:.0%}（当前市值 "
-                                                  f"{asset.market_value:.2f} 元，总资产 {asset.total_asset:.2f} 元）")
+        held = self._value_at_previous_close(asset)
+        total = asset.total_asset - asset.market_value + held
+        if total <= 0 or (held + value) / total > ratio:
+            raise OrderRejected("POSITION_RATIO", f"买入后持仓市值将超过总资产的 {ratio:.0%}（持仓按昨收计市值 "
+                                                  f"{held:.2f} 元，总资产 {total:.2f} 元）")
         if rule is not Rule.MANUAL:
             self._check_daily_loss(asset)
+
+    def _value_at_previous_close(self, asset: Asset) -> float:
+        """Holdings at their previous close (DESIGN §7 decided cases, as in the backtest): the cap does not move
+        with today's prices. A stock without a quote counts at its last known price."""
+        positions = [p for p in self._positions.all() if p.volume > 0]
+        if not positions:
+            return asset.market_value
+        total = 0.0
+        for position in positions:
+            quote = self._quotes(position.stock_code)
+            price = quote.prev_close if quote is not None and quote.prev_close > 0 else position.current_price
+            total += position.volume * price
+        return round(total, 2)
 
     def _check_daily_loss(self, asset: Asset) -> None:
         """DAILY_LOSS_LIMIT_RATIO stops automatic buys (the operator's manual buys stay possible)."""

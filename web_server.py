@@ -81,6 +81,7 @@ class WebContext:
     snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
     intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
     log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
+    data_dir: Any = None  # the daemon's data dir (Path), where `backtest.py compare` leaves its result (issue 20)
 
 
 @dataclass
@@ -116,6 +117,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
+    import web_api_backtest
     import web_api_docs
     import web_api_doctor
     import web_api_order_files
@@ -150,6 +152,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.register_blueprint(web_api_stock.blueprint)
     for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
         app.register_blueprint(extra.blueprint)
+    app.register_blueprint(web_api_backtest.blueprint)  # issue 20: 「回测对比」
     return app
 
 

@@ -1,6 +1,9 @@
 """Backtest speed on the real data sets: 30 stocks (../shared/data/daily) and 240 stocks
 (../shared/data/full/daily), default parameters. Prints each run's summary and its timings.
-Usage: python bench/bench_backtest.py [--repeat N]"""
+With --optimize N: parameter-search throughput (trials per minute) on the 240 stocks with 1 and 2 local Dask
+workers (issue 20). The whole-CLI comparison with the plain per-bar baseline and the whole-market run are
+separate commands, listed in bench/RESULTS.md.
+Usage: python bench/bench_backtest.py [--repeat N] [--optimize TRIALS]"""
 from __future__ import annotations
 
 import argparse
@@ -45,10 +48,40 @@ def bench(label: str, folder: Path, repeat: int) -> None:
           f"CPU 核数 {os.cpu_count()}\n")
 
 
+def bench_optimize(trials: int, workers: int, cache: Path) -> float:
+    """Trials per minute of a TPE search (batch 4) on the 240 stocks, data loading included."""
+    import backtest_optimize as bo
+
+    folder = DATA / "full" / "daily"
+    space = [bo.Dimension("STOP_LOSS_RATIO", -0.12, -0.05), bo.Dimension("INITIAL_TAKE_PROFIT_RATIO", 0.03, 0.10)]
+    settings = bo.SearchSettings(str(folder), space, trials, cache_dir=str(cache), batch=4)
+    storage = f"sqlite:///{PROJECT / 'bench' / 'out' / f'optimize-{workers}.db'}"
+    Path(storage[10:]).unlink(missing_ok=True)
+    client, cluster = bo.open_client(None, workers)
+    try:
+        began = time.perf_counter()
+        bo.run_search(settings, client, storage, "bench", progress=lambda line: print(line, file=sys.stderr))
+        elapsed = time.perf_counter() - began
+    finally:
+        client.close()
+        cluster.close()
+    rate = trials / elapsed * 60
+    print(f"参数搜索 {workers} 个工作进程：{trials} 次试验 {elapsed:.1f} s，{rate:.1f} 次/分钟")
+    return rate
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="回测性能基准")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--optimize", type=int, metavar="TRIALS", help="只测参数搜索吞吐（1 与 2 个工作进程）")
     args = parser.parse_args()
+    if args.optimize:
+        (PROJECT / "bench" / "out").mkdir(parents=True, exist_ok=True)
+        cache = PROJECT / "bench" / "out" / "cache"
+        one = bench_optimize(args.optimize, 1, cache)
+        two = bench_optimize(args.optimize, 2, cache)
+        print(f"2 个工作进程 / 1 个：{two / one:.2f}×（CPU 核数 {os.cpu_count()}）")
+        return 0
     for label, folder in SETS:
         bench(label, folder, args.repeat)
     return 0

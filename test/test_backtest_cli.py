@@ -155,13 +155,14 @@ def test_summary_metrics_by_hand():
                 Episode(CODE, date(2024, 1, 3), date(2024, 1, 4), 20_000.0, 20_000.0)]  # break-even: not a win
     result = EngineResult(1_000_000.0, [], points, episodes, [], 12.34)
     summary = summarize(result, stocks=5)
-    # returns +1 %, −1.980198 %, +3.030303 %: mean 0.68337 %, sample sd 2.52024 % → × √252 = 4.3045
+    # returns from the first close (DESIGN §7): −1.980198 %, +3.030303 %: mean 0.525053 %, population sd
+    # 2.505250 % → 0.209581 × √252 = 3.3270
     assert (summary.total_return, summary.annualized_return, summary.max_drawdown, summary.sharpe) == \
-        (0.02, 4.277332, 0.019802, 4.3045)  # 1.02 ** (252 / 3) − 1; 1 − 990000 / 1010000
+        (0.02, 4.277332, 0.019802, 3.327)  # 1.02 ** (252 / 3) − 1; 1 − 990000 / 1010000
     assert (summary.closed_episodes, summary.winning_episodes, summary.win_rate) == (3, 1, 0.333333)
     assert summary.trading_days == 3 and summary.fees_paid == 12.34
     table = format_table(summary)
-    for line in ("总收益率        2.00%", "最大回撤        1.98%", "夏普比率        4.30", "胜率            33.33%"):
+    for line in ("总收益率        2.00%", "最大回撤        1.98%", "夏普比率        3.33", "胜率            33.33%"):
         assert line in table
 
 

@@ -115,3 +115,49 @@ def test_extra_columns_spaces_and_compact_dates_are_accepted(tmp_path):
     (bars,) = load_bars(folder_with(tmp_path, {"600036.SH.csv": text})).stocks
     assert bars.high.tolist() == [10.20, 10.30] and bars.dates.dtype == np.dtype("datetime64[D]")
     assert [str(d) for d in bars.dates] == ["2024-01-02", "2024-01-03"]
+
+
+# ---- the columnar market and its cache (issue 20) -----------------------------------------------------------
+
+def _bars_csv(folder, code, closes):
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["date,open,high,low,close,volume"]
+    for day, close in zip(("2024-01-02", "2024-01-03", "2024-01-05"), closes):
+        lines.append(f"{day},{close},{close + 0.05:.2f},{close - 0.05:.2f},{close},1000")
+    (folder / f"{code}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_market_is_columnar_on_one_compact_calendar(tmp_path):
+    from backtest_market import load_market
+
+    _bars_csv(tmp_path / "d", "600036.SH", [10.0, 10.1, 10.2])
+    (tmp_path / "d" / "000001.SZ.csv").write_text(
+        "date,open,high,low,close,volume\n2024-01-04,9.999,10.0,9.99,10.0,100\n2024-01-05,10.0,10.1,9.9,10.05,0\n",
+        encoding="utf-8")
+    market = load_market(tmp_path / "d", workers=1)
+    assert market.codes == ["000001.SZ", "600036.SH"]
+    assert [str(d) for d in market.calendar] == ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+    assert market.offsets.tolist() == [0, 1, 4] and market.day.tolist() == [2, 0, 1, 3]
+    assert market.open.tolist() == [9999, 10000, 10100, 10200] and market.open.dtype.itemsize == 4
+    assert market.closes(1).tolist() == [10.0, 10.1, 10.2]
+    assert [p.message for p in market.problems] == ["成交量为0的行共 1 行，按停牌处理（不交易）"]
+
+
+def test_cache_is_keyed_by_file_content_and_parallel_equals_serial(tmp_path):
+    from backtest_market import load_market
+
+    folder, cache = tmp_path / "d", tmp_path / "cache"
+    for index, code in enumerate(("600000.SH", "600036.SH", "000001.SZ", "000002.SZ")):
+        _bars_csv(folder, code, [10.0 + index, 10.1 + index, 10.2 + index])
+    first = load_market(folder, cache_dir=cache, workers=2)
+    assert len(list(cache.glob("*.npy"))) == 4
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
+    again = load_market(folder, cache_dir=cache, workers=1)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == stamps  # read, not rebuilt
+    assert again.close.tolist() == first.close.tolist() and again.codes == first.codes
+    _bars_csv(folder, "600036.SH", [20.0, 20.1, 20.2])  # new content: a new entry, never the stale one
+    changed = load_market(folder, cache_dir=cache, workers=1)
+    assert changed.closes(changed.codes.index("600036.SH")).tolist() == [20.0, 20.1, 20.2]
+    assert len(list(cache.glob("*.npy"))) == 5
+    uncached = load_market(folder, workers=1)
+    assert uncached.close.tolist() == changed.close.tolist()

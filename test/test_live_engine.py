@@ -96,7 +96,7 @@ EXPECTED_ORDERS = [  # limit = quote × (1 ± 0.002) to the tick; volume from th
     (SH, "buy", "add_position", 900, 10.87, "filled"),  # (50,000 − 39,255.16) / 10.87 → 900
     (SH, "sell", "stop_loss", 3300, 10.48, "filled"),
     (SZ, "sell", "take_profit", 1100, 10.59, "filled"),
-    (SZ, "sell", "dynamic_stop", 800, 10.39, "filled"),
+    (SZ, "sell", "dynamic_take_profit", 800, 10.39, "filled"),
     (SH, "sell", "stop_loss", 900, 10.38, "filled"),
 ]
 
@@ -107,7 +107,7 @@ EXPECTED_TRADES = [  # fills at the quote; fees = commission (min 5) + stamp dut
     (SH, "buy", "add_position", 900, 10.85, 5.10),  # 5.00 + 0.10
     (SH, "sell", "stop_loss", 3300, 10.50, 28.08),  # 10.40 + 17.33 + 0.35
     (SZ, "sell", "take_profit", 1100, 10.61, 10.96),  # 5.00 + 5.84 + 0.12
-    (SZ, "sell", "dynamic_stop", 800, 10.41, 9.24),  # 5.00 + 4.16 + 0.08
+    (SZ, "sell", "dynamic_take_profit", 800, 10.41, 9.24),  # 5.00 + 4.16 + 0.08
     (SH, "sell", "stop_loss", 900, 10.40, 9.77),  # 5.00 + 4.68 + 0.09
 ]
 

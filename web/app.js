@@ -21,6 +21,7 @@
     orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
     config: function () { QmtConfig.load(); },
     watch: function () { QmtWatch.load(); },
+    compare: function () { QmtCompare.load(); },
     trade: function () {}
   };
 

@@ -1,0 +1,168 @@
+"""`backtest.py optimize` (issue 20): a small search on real bars through a LocalCluster and through real
+`dask scheduler` / `dask worker` processes on loopback gives the same trials for the same seed; a stopped
+search resumes from its SQLite storage; --apply writes overrides with history only after confirmation."""
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import backtest_optimize
+from config_store import ConfigStore
+from data_test_support import shared_data
+from storage import Database
+
+PROJECT = Path(__file__).resolve().parents[1]
+CODES = ["600036.SH", "000001.SZ", "600519.SH", "000002.SZ"]
+SPACE = {"STOP_LOSS_RATIO": [-0.12, -0.05], "INITIAL_TAKE_PROFIT_RATIO": [0.03, 0.10],
+         "ENABLE_MA_FILTER": [True, False]}
+COMPARED = ("number", "state", "value", "param:STOP_LOSS_RATIO", "param:INITIAL_TAKE_PROFIT_RATIO",
+            "param:ENABLE_MA_FILTER", "total_return", "max_drawdown", "trades")
+
+
+def search(tmp_path, name, *extra, trials=6):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE), encoding="utf-8")
+    out = tmp_path / name
+    argv = ["--data", str(shared_data("daily")), "--space", str(space), "--trials", str(trials), "--batch", "3",
+            "--seed", "7", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-plot",
+            "--codes", *CODES, *extra]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert backtest_optimize.main(argv, stdout, stderr) == 0, stderr.getvalue()
+    with open(out / "trials.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle)), stdout.getvalue(), stderr.getvalue(), out
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dask_processes():
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, stopped after the test."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    dask = [sys.executable, "-m", "dask", "scheduler"]  # the `dask` command of this interpreter
+    worker = [sys.executable, "-m", "dask", "worker"]
+    processes = [subprocess.Popen(dask + ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                  cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for _ in range(2):
+        processes.append(subprocess.Popen(worker + [address, "--host", "127.0.0.1", "--nthreads", "1",
+                                                    "--no-dashboard", "--no-nanny"],
+                                          cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        from dask.distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.slow
+def test_scheduler_run_equals_local_run_for_the_same_seed(tmp_path, dask_processes):
+    local, out_text, progress, out = search(tmp_path, "local", "--workers", "2")
+    remote, _, _, _ = search(tmp_path, "remote", "--scheduler", dask_processes)
+    assert len(local) == len(remote) == 6
+    assert [{k: row[k] for k in COMPARED} for row in local] == [{k: row[k] for k in COMPARED} for row in remote]
+    assert all(row["state"] == "COMPLETE" for row in remote)
+    # every worker process loaded the bars once, whatever number of trials it ran
+    assert {row["worker_loads"] for row in local + remote} == {"1"}
+    assert len({row["worker_pid"] for row in remote}) == 2
+    assert "优化进度 [backtest] 3/6" in progress and "优化进度 [backtest] 6/6" in progress
+    best = json.loads((out / "best_params.json").read_text(encoding="utf-8"))
+    assert best["value"] == max(float(row["value"]) for row in local)
+
+
+def test_stopped_search_resumes_without_repeating_finished_trials(tmp_path):
+    first, _, _, out = search(tmp_path, "run", "--workers", "1", trials=3)
+    import optuna
+
+    storage = f"sqlite:///{(out / 'optuna.db').resolve()}"
+    study = optuna.load_study(study_name="backtest", storage=storage)
+    study.ask()  # a trial a killed search left running
+    again, _, progress, _ = search(tmp_path, "run", "--workers", "1", trials=6)
+    states = [row["state"] for row in again]
+    assert states == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 3
+    assert [{k: row[k] for k in COMPARED} for row in again[:3]] == [{k: row[k] for k in COMPARED} for row in first]
+    assert "优化进度 [backtest] 6/6" in progress and "3/6" not in progress  # only the missing three ran
+
+
+def test_apply_writes_overrides_with_history_only_after_confirmation(tmp_path):
+    params = {"STOP_LOSS_RATIO": -0.07, "ENABLE_MA_FILTER": False}
+    out = io.StringIO()
+    assert backtest_optimize.apply_best(params, tmp_path / "data", lambda prompt: False, out) is False
+    assert not (tmp_path / "data" / "config.db").exists()
+    prompts = []
+    assert backtest_optimize.apply_best(params, tmp_path / "data", lambda p: prompts.append(p) or True, out)
+    assert "STOP_LOSS_RATIO=-0.07" in prompts[0]
+    db = Database(tmp_path / "data" / "config.db")
+    try:
+        store = ConfigStore(db)
+        assert store.get("STOP_LOSS_RATIO") == -0.07 and store.get("ENABLE_MA_FILTER") is False
+        assert {entry["key"] for entry in store.history()} >= {"STOP_LOSS_RATIO", "ENABLE_MA_FILTER"}
+        store.rollback()
+    finally:
+        db.close()
+
+
+def test_space_file_is_checked():
+    with pytest.raises(backtest_optimize.OptimizeError, match="不是已知参数"):
+        backtest_optimize.load_space(_write({"NO_SUCH_KEY": [1, 2]}))
+    with pytest.raises(backtest_optimize.OptimizeError, match="下限"):
+        backtest_optimize.load_space(_write({"STOP_LOSS_RATIO": [-0.05, -0.12]}))
+    dims = backtest_optimize.load_space(_write({"POSITION_UNIT": [10000, 30000], "BUY_GRID_LEVELS": [[1.0, 0.9],
+                                                                                                     [1.0, 0.95]]}))
+    assert [(d.name, d.integer, d.choices) for d in dims] == [
+        ("POSITION_UNIT", False, None), ("BUY_GRID_LEVELS", False, ("[1.0, 0.9]", "[1.0, 0.95]"))]
+
+
+def test_walk_forward_periods_cut_the_calendar_into_windows():
+    from datetime import date, timedelta
+
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(10)]
+    assert backtest_optimize.walk_forward_periods(days, 2) == [
+        (("2024-01-01", "2024-01-03"), ("2024-01-04", "2024-01-06")),
+        (("2024-01-04", "2024-01-06"), ("2024-01-07", "2024-01-10"))]
+
+
+def _write(document) -> Path:
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8")
+    json.dump(document, handle)
+    handle.close()
+    return Path(handle.name)
+
+
+def test_invalid_parameter_sets_fail_with_their_reason(tmp_path):
+    """A stop-loss above cost is refused by the config check: every trial fails with that reason, stored in the
+    study, and the search ends with a Chinese message instead of a best set."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"STOP_LOSS_RATIO": [0.01, 0.05]}), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--data", str(shared_data("daily")), "--space", str(space), "--trials", "2", "--workers", "1",
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--codes", *CODES, "--no-plot"]
+    assert backtest_optimize.main(argv, out, err) == 2
+    assert "没有成功完成的试验" in err.getvalue()
+    import optuna
+
+    study = optuna.load_study(study_name="backtest", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert all("STOP_LOSS_RATIO" in t.user_attrs["error"] for t in study.trials)

@@ -1,0 +1,58 @@
+"""Issue 20 in the browser: the 「回测对比」 page shows the latest `backtest.py compare` result of the daemon's data
+dir (cost per cause, then every trade), served by the real waitress server; before a result exists the API
+answers 404 with a Chinese hint."""
+import io
+
+import pytest
+
+import backtest
+from test_backtest_compare import EXPIRED, POOL, REJECTED, STOP_E1, scripted_account
+from test_backtest_scenarios import PREFIX, QUIET_E, write_bars
+from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
+from web_test_support import Client, build_system, start_server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    require_browser()
+    root = tmp_path_factory.mktemp("browser_compare")
+    system = build_system(root)
+    system.ctx.data_dir = root / "account"
+    server = start_server(system)
+    yield root, system, server
+    server.stop()
+    system.close()
+
+
+def test_compare_page_shows_causes_and_trades(served):
+    from playwright.sync_api import sync_playwright
+
+    root, system, server = served
+    client = Client(server.port)
+    missing = client.request("GET", "/api/backtest/compare")
+    assert (missing.status, missing.json["code"]) == (404, "COMPARE_NOT_FOUND")
+    assert "backtest.py compare" in missing.json["message"]
+
+    scripted_account(root / "account")
+    for code in POOL:
+        write_bars(root / "bars", code, PREFIX + [QUIET_E, STOP_E1 if code == EXPIRED else QUIET_E])
+    assert backtest.main(["compare", "--account", str(root / "account"), "--data", str(root / "bars")],
+                         io.StringIO(), io.StringIO()) == 0
+    reply = client.request("GET", "/api/backtest/compare")
+    assert reply.status == 200 and len(reply.json["data"]["rows"]) == 10
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server.url + "/#compare")
+        matched = page.locator("#compare-summary-body tr[data-cause='matched']")
+        matched.wait_for()
+        assert matched.inner_text().split("\t") == ["一致", "1", "20,020.00", "20.00"]
+        assert page.locator("#compare-summary-body tr").count() == 10
+        rejected = page.locator("#compare-rows-body tr", has_text=REJECTED)
+        assert "账户缺少：信号被拒绝" in rejected.inner_text() and "可用资金不足" in rejected.inner_text()
+        assert page.locator("#compare-rows-body tr[data-kind='extra']").count() == 3
+        page.screenshot(path=str(ARTIFACTS / "20_backtest_compare.png"), full_page=True)
+        browser.close()

@@ -1,0 +1,58 @@
+/* The 「回测对比」 page: the latest `backtest.py compare` result — the cost of each cause, then every trade
+   (matched with its slippage, missing in the account with the recorded reason, extra in the account).
+   Exposes window.QmtCompare.load(). */
+(function () {
+  "use strict";
+
+  var Q = window.Qmt;
+  var $ = Q.$, make = Q.make, cell = Q.cell, clear = Q.clear, fmtMoney = Q.fmtMoney, get = Q.get;
+  var KINDS = { matched: "一致", missing: "账户缺少", extra: "账户多出" };
+  var SIDES = { buy: "买入", sell: "卖出" };
+
+  function load() {
+    Q.show("compare-msg", "");
+    return get("/api/backtest/compare").then(render, function (err) {
+      clear($("compare-summary-body"));
+      clear($("compare-rows-body"));
+      $("compare-period").textContent = "";
+      Q.showError("compare-msg", err);
+    });
+  }
+
+  function render(result) {
+    $("compare-period").textContent = "区间：" + result.start + " ~ " + result.end;
+    var summary = $("compare-summary-body");
+    clear(summary);
+    Object.keys(result.causes).forEach(function (cause) {
+      var entry = result.causes[cause];
+      var row = make("tr");
+      row.setAttribute("data-cause", cause);
+      cell(row, result.labels[cause] || cause);
+      cell(row, String(entry.count), "num");
+      cell(row, fmtMoney(entry.amount), "num");
+      cell(row, cause === "matched" ? fmtMoney(entry.slippage_cny) : "--", "num");
+      summary.appendChild(row);
+    });
+    var body = $("compare-rows-body");
+    clear(body);
+    result.rows.forEach(function (r) {
+      var row = make("tr");
+      row.setAttribute("data-kind", r.kind);
+      cell(row, r.day);
+      cell(row, r.stock_code);
+      cell(row, SIDES[r.side] || r.side);
+      cell(row, r.rule);
+      cell(row, KINDS[r.kind] + (r.kind === "matched" ? "" : "：" + (result.labels[r.cause] || r.cause)));
+      cell(row, r.backtest_volume == null ? "--" : String(r.backtest_volume), "num");
+      cell(row, r.backtest_price == null ? "--" : Number(r.backtest_price).toFixed(3), "num");
+      cell(row, r.account_volume == null ? "--" : String(r.account_volume), "num");
+      cell(row, r.account_price == null ? "--" : Number(r.account_price).toFixed(3), "num");
+      cell(row, r.slippage_cny == null ? "--" : fmtMoney(r.slippage_cny), "num");
+      cell(row, r.slippage_bps == null ? "--" : Number(r.slippage_bps).toFixed(1), "num");
+      cell(row, r.reason || "");
+      body.appendChild(row);
+    });
+  }
+
+  window.QmtCompare = { load: load };
+})();
