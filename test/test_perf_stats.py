@@ -44,8 +44,10 @@ def test_episodes_per_stock_rules_and_fees_from_fills():
 def test_equity_metrics_by_hand():
     totals = [1_010_000.0, 990_000.0, 1_020_000.0]
     assert perf_stats.drawdowns(1_000_000.0, totals) == [0.0, pytest.approx(0.0198019802), 0.0]
+    # Sharpe (DESIGN §7): returns from the first close, r = (-1.980198 %, +3.030303 %), mean 0.525053 %,
+    # population std 2.505251 % → 0.2095808 × √252 = 3.327
     assert perf_stats.equity_metrics(1_000_000.0, totals) == {
-        "total_return": 0.02, "annualized_return": 4.277332, "max_drawdown": 0.019802, "sharpe": 4.3045}
+        "total_return": 0.02, "annualized_return": 4.277332, "max_drawdown": 0.019802, "sharpe": 3.327}
 
 
 @pytest.mark.skipif(not DAILY.is_dir(), reason=f"真实行情数据目录不存在：{DAILY}")
