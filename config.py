@@ -122,6 +122,12 @@ PARAMS: tuple[Param, ...] = (
     # ---- logging
     _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+    # ---- issue 13: live broker liveness and reconciliation (a hung miniQMT, empty answers, late reports)
+    _p("ORDER_ACK_TIMEOUT", 10.0, "float", "委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对", G_TIMING, 0.2, 300),
+    _p("LIVENESS_PROBE_INTERVAL", 5.0, "float", "交易时段内探测 miniQMT 是否响应的间隔（秒）", G_TIMING, 0.1, 600),
+    _p("LIVENESS_PROBE_DEADLINE", 3.0, "float", "探测查询的最长等待时间（秒），超时视为 miniQMT 无响应", G_TIMING, 0.1, 60),
+    _p("POSITION_GONE_CONFIRMATIONS", 2, "int", "连续几次券商持仓查询都没有某只股票才删除本地持仓", G_TIMING, 2, 20),
+    _p("DOWNLOAD_DEADLINE", 60.0, "float", "单只股票下载历史日线的最长等待时间（秒）", G_DATA, 1, 3600),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
