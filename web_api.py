@@ -47,7 +47,7 @@ def _allow_query(*allowed: str) -> None:
 def health() -> Response:
     threads = ctx().health()
     return ok({"threads": threads, "all_alive": all(t.get("alive") for t in threads),
-               "web": {"alive": True}})
+               "web": {"alive": True}, "broker": broker_link_view()})
 
 
 @blueprint.get("/status")
@@ -107,7 +107,14 @@ def broker_view() -> dict:
     if not connected and not error:
         error = "券商未连接" if c.mode == "live" else "模拟券商已关闭"
     return {"mode": c.mode, "mode_label": views.MODE_LABELS.get(c.mode, c.mode), "connected": connected,
-            "error": error}
+            "error": error, **broker_link_view()}
+
+
+def broker_link_view() -> dict:
+    """The live broker's link state and recent anomalies (issue 13); empty for a broker without them."""
+    broker = ctx().broker
+    snapshot = getattr(getattr(broker, "health", None), "snapshot", None)
+    return snapshot() if callable(snapshot) else {}
 
 
 # ---- positions ------------------------------------------------------------------------------------
