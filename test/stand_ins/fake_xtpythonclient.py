@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -84,6 +85,7 @@ class FakeOrder:
     status_msg: str = ""
     traded_volume: int = 0
     traded_amount: float = 0.0
+    booked_at: float = 0.0  # time.monotonic() when the counter booked it
 
     @property
     def is_buy(self) -> bool:
@@ -144,6 +146,8 @@ class FakeQmt:
         self.lock = threading.RLock()
         self.clients: list[FakeAsyncClient] = []
         self.request_log: list[tuple[str, str, int]] = []  # (method, calling thread name, session)
+        self.sent_remarks: list[str] = []  # the remark of every order request that reached the stand-in
+        self.trade_history: list[NativeObject] = []  # every trade, also those of earlier days
         self.native_errors: list[BaseException] = []
         self.connect_attempts = 0
         self._attempted = threading.Condition()
@@ -279,6 +283,7 @@ class FakeQmt:
                 commission=commission if self.report_commission else 0.0, secu_account="A000000001",
                 instrument_name="")
             self.trades.append(trade)
+            self.trade_history.append(trade)
             self._push("bindOnStockTradeCallback", trade)
             self._push_order(order)
             self._push("bindOnStockPositionCallback", self._xt_position(order.stock_code))
@@ -330,6 +335,8 @@ class FakeQmt:
     def request(self, client: "FakeAsyncClient", method: str, seq: int, req: Any) -> None:
         with self.lock:
             self.request_log.append((method, threading.current_thread().name, client.session))
+            if method == "orderStockWithSeq":
+                self.sent_remarks.append(req.m_strOrderRemark)
             if not client.alive:
                 return  # a dead link: the request goes nowhere and nothing ever answers
             if self.hung:
@@ -380,7 +387,7 @@ class FakeQmt:
             order_id=next(self._order_ids), seq=seq, session=client.session, stock_code=req.m_strStockCode,
             order_type=req.m_nOrderType, volume=int(req.m_nOrderVolume), price_type=req.m_nPriceType,
             price=float(req.m_dPrice), remark=req.m_strOrderRemark, strategy_name=req.m_strStrategyName,
-            order_time=self.now())
+            order_time=self.now(), booked_at=time.monotonic())
         self.orders[order.order_id] = order
         problem = self._check(order)
         if problem is None:
