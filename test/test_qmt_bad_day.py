@@ -187,8 +187,9 @@ def test_refused_cancel_of_a_working_order_returns_it_to_supervision(env, counte
 def test_order_reported_late_after_being_marked_undelivered_is_applied_and_its_fill_booked(env, counterpart):
     counterpart.next_day()
     stack = live_stack(env)
-    counterpart.order_delay = 1.5  # booked by the counter only after ORDER_ACK_TIMEOUT + the reconnect
+    counterpart.order_delay = 1.5  # booked by the counter only after the reconnect below
     order = stack.executor.sell_stock("000001.SZ", 400, price=10.0, rule=Rule.TAKE_PROFIT)
+    counterpart.disconnect()  # the reconnect's reconcile does not find it: marked undelivered
     stack.relay.wait(lambda: status(stack, order.client_id) is RJ, ACK_TIMEOUT + RECONNECT_BUDGET)
     assert stack.positions.get("000001.SZ").available == 1000
     stack.relay.wait(lambda: status(stack, order.client_id) is O, 5.0)  # the counter booked it after all
