@@ -127,7 +127,8 @@ PARAMS: tuple[Param, ...] = (
     _p("LIVENESS_PROBE_INTERVAL", 5.0, "float", "交易时段内探测 miniQMT 是否响应的间隔（秒）", G_TIMING, 0.1, 600),
     _p("LIVENESS_PROBE_DEADLINE", 3.0, "float", "探测查询的最长等待时间（秒），超时视为 miniQMT 无响应", G_TIMING, 0.1, 60),
     _p("POSITION_GONE_CONFIRMATIONS", 2, "int", "连续几次券商持仓查询都没有某只股票才删除本地持仓", G_TIMING, 2, 20),
-    _p("DOWNLOAD_DEADLINE", 60.0, "float", "单只股票下载历史日线的最长等待时间（秒）", G_DATA, 1, 3600),
+    _p("DOWNLOAD_DEADLINE", 60.0, "float", "单只股票下载历史日线的最长等待时间（秒）", G_DATA, 0.1, 3600),
+    _p("PUSH_SILENCE_SECONDS", 15.0, "float", "订阅的股票超过该时间没有推送而轮询有新行情时重新订阅（秒）", G_TIMING, 0.1, 600),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
