@@ -154,6 +154,7 @@ class EasyQmtTrader:
             self._state.awaiting_response[(session.session_id, seq)] = request.client_id
             self._sent_at[request.client_id] = time.monotonic()
             self._probe_forced = True  # is miniQMT still answering right after a send?
+        self._events.put(QmtEvent("flush", 0, None))  # wake the worker: the probe runs now, not after a poll
         log.info("已发送委托 %s：%s %s %d 股 @ %.3f（会话 %s，序号 %s）", request.client_id, request.side.label,
                  request.stock_code, request.volume, request.price, session.session_id, seq)
 
