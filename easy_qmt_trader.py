@@ -164,7 +164,7 @@ class EasyQmtTrader:
         with self._lock:
             session = self._require_session()
             row = self._journal.get(order_id) or self._journal.by_order_id(order_id)
-            broker_id = row.order_id if row is not None else order_id
+            broker_id = row.current_id if row is not None else order_id
             if row is not None and not row.order_id:
                 self._journal.set_cancel_state(row.client_id, CANCEL_WAITING_FOR_ID)
                 log.info("委托 %s 尚未获得券商编号，撤单将在编号返回后发出", row.client_id)
@@ -391,6 +391,12 @@ class EasyQmtTrader:
                               logging.WARNING)
         if order.status is OrderStatus.CANCEL_PENDING or order.status.is_terminal:
             self._cancel_sent_at.pop(client_id, None)
+        if row is not None and row.order_id and order_id != row.current_id and xt_order.order_remark == client_id:
+            self._journal.set_broker_order_id(client_id, order_id)
+            self.health.alarm("QMT_ORDER_RENUMBERED", f"委托 {client_id} 的券商编号由 {row.current_id} 变为 {order_id}"
+                                                      "（miniQMT 重启后重新编号），撤单改用新编号，成交不会重复记账",
+                              logging.WARNING)
+            return self._order_changed(order)
         deliveries = self._learn_order_id(client_id, order_id)
         return deliveries + self._order_changed(order)
 
@@ -644,7 +650,8 @@ class EasyQmtTrader:
         side = self._xt.side(xt_trade.order_type, getattr(xt_trade, "offset_flag", None))
         if side is None:
             return None
-        order_id = str(xt_trade.order_id)
+        row = self._journal.get(client_id) if client_id else None
+        order_id = row.order_id if row is not None and row.order_id else str(xt_trade.order_id)  # renumbering
         fill = Fill(fill_id=f"{order_id}-{xt_trade.traded_id}", order_id=order_id, client_id=client_id,
                     stock_code=xt_trade.stock_code, side=side, price=float(xt_trade.traded_price),
                     volume=int(xt_trade.traded_volume), time=self._broker_time(xt_trade.traded_time))

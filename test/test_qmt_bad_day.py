@@ -202,6 +202,24 @@ def test_order_reported_late_after_being_marked_undelivered_is_applied_and_its_f
     assert (stack.positions.get("000001.SZ").volume, stack.positions.get("000001.SZ").available) == (600, 600)
 
 
+# ---- a restart that renumbers today's orders ----------------------------------------------------------------------
+def test_restart_that_renumbers_orders_books_no_fill_twice_and_cancels_by_the_new_id(env, counterpart):
+    stack = live_stack(env)
+    order = stack.executor.buy_stock("600036.SH", volume=1000, price=10.0)
+    stack.relay.wait(lambda: status(stack, order.client_id) is O)
+    counterpart.fill(1001, 400, 10.0)
+    stack.relay.wait(lambda: status(stack, order.client_id) is P)
+    counterpart.restart(renumber=True)  # order 1001 is now 6001, its trade too
+    stack.relay.wait(lambda: stack.executor.journal.get(order.client_id).order_id == "6001")
+    assert "QMT_ORDER_RENUMBERED" in codes(stack.trader)
+    stack.executor.cancel_order(order.client_id)
+    stack.relay.wait(lambda: status(stack, order.client_id) is CX)
+    assert counterpart.orders[6001].status == 53  # part-cancelled at the counter under its new number
+    assert [(r["fill_id"], r["volume"]) for r in stack.executor.trade_records()] == [("1001-T000001", 400)]
+    assert stack.positions.get("600036.SH").volume == 400
+    assert [f.fill_id for f in stack.trader.query_trades()] == ["1001-T000001"]
+
+
 # ---- defect 7: previous-day orders ------------------------------------------------------------------------------------
 def test_previous_day_orders_are_judged_by_the_position_change(env, counterpart):
     counterpart.next_day()
@@ -302,7 +320,7 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
     day.relay.wait(lambda: status(day, sl3.client_id) is O)
     stop_loss_delays.append(counterpart.order_by_remark(sl3.client_id)[0].booked_at - triggered)
     reconnects = day.trader.reconnects
-    counterpart.restart()
+    counterpart.restart(renumber=True)
     day.relay.wait(lambda: day.trader.reconnects == reconnects + 1 and day.trader.link_state == "connected")
     counterpart.fill(counterpart.order_by_remark(sl3.client_id)[0].order_id, 500, 10.1)
     day.relay.wait(lambda: status(day, sl3.client_id) is F)
@@ -312,9 +330,9 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
     # ---- invariants against the counterpart's book
     assert len(counterpart.sent_remarks) == len(set(counterpart.sent_remarks))  # no order sent twice
     records = day.executor.trade_records()
-    booked = sorted((f"{t.order_id}-{t.traded_id}", t.traded_volume, t.traded_price) for t in counterpart.trade_history
+    booked = sorted((t.traded_id, t.traded_volume, t.traded_price) for t in counterpart.trade_history
                     if t.order_remark != tp0.client_id)  # tp0 filled while we were down, on a day xtquant forgot
-    assert sorted((r["fill_id"], r["volume"], r["price"]) for r in records) == booked
+    assert sorted((r["fill_id"].split("-")[1], r["volume"], r["price"]) for r in records) == booked
     held = {p.stock_code: p.volume for p in day.positions.all()}
     assert held == {code: p.volume for code, p in counterpart.positions.items() if p.volume > 0}
     asset = day.executor.account()
@@ -322,7 +340,8 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
     assert held == {"600036.SH": 2000 - 500 + 300 - 600}
     assert all(delay <= ACK_TIMEOUT + 1.0 + RECONNECT_BUDGET for delay in stop_loss_delays), stop_loss_delays
     seen = set(codes(day.trader))
-    assert {"QMT_POSITIONS_EMPTY", "LATE_BROKER_REPORT", "ORDER_ACK_TIMEOUT", "QMT_DISCONNECTED"} <= seen
+    assert {"QMT_POSITIONS_EMPTY", "LATE_BROKER_REPORT", "ORDER_ACK_TIMEOUT", "QMT_DISCONNECTED",
+            "QMT_ORDER_RENUMBERED"} <= seen
     assert seen & {"LIVENESS_PROBE_FAILED", "ORDER_ACK_TIMEOUT"}
     _anomalies_are_served(tmp_path, day.trader, seen)
     counterpart.close()
