@@ -17,6 +17,8 @@ from models import BrokerPosition, BrokerUnavailable, OrderStatus, Quote, Rule, 
 from position_manager import PositionManager
 from stand_ins.fake_xtpythonclient import FakePosition
 from storage import Database
+from data_test_support import xt_stand_in  # noqa: F401 (fixture)
+from test_data_xtquant import make_manager, service, tick  # noqa: F401 (fixture)
 from test_easy_qmt_trader import MARKET_OPEN, WAIT, counterpart, env, loopback_only  # noqa: F401 (fixtures)
 from trading_executor import TradingExecutor
 
@@ -245,9 +247,18 @@ def test_previous_day_orders_are_judged_by_the_position_change(env, counterpart)
 
 
 # ---- the bad day ---------------------------------------------------------------------------------------------------
-def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, counterpart, tmp_path):
+def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, counterpart, service, tmp_path):
     """Every fault during one session while stop-losses, take-profits and manual orders are in flight;
-    the invariants are checked against the counterpart's own book."""
+    the invariants are checked against the counterpart's own book. The market data side runs the real
+    xtdata.py against the same simulated miniQMT (its data service) and goes through the restart too."""
+    # the data side: miniQMT reports a download API version (download_history_data2, no timeout of its own)
+    service.download_version = 1
+    service.download_hang = {"600000.SH"}
+    market = make_manager(tmp_path / "market", DOWNLOAD_DEADLINE=0.5)
+    first_step = threading.Thread(target=market.run_once, daemon=True)
+    first_step.start()
+    first_step.join(WAIT)
+    assert not first_step.is_alive() and market.get_history("000001.SZ")["close"].tolist() == [12.34]
     counterpart.positions["600036.SH"] = FakePosition(2000, 2000, 9.8, 9.8, 10.0, "招商银行")
     counterpart.next_day()
     counterpart.working_status_msg = "已报"
@@ -321,7 +332,12 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
     stop_loss_delays.append(counterpart.order_by_remark(sl3.client_id)[0].booked_at - triggered)
     reconnects = day.trader.reconnects
     counterpart.restart(renumber=True)
+    service.restart()  # the same miniQMT: its data clients and push subscriptions are gone too
     day.relay.wait(lambda: day.trader.reconnects == reconnects + 1 and day.trader.link_state == "connected")
+    market.run_once()  # the next poll reconnects xtdata silently; the lost subscription is renewed
+    version = market.hub.version
+    assert service.push("600000.SH", tick(13.96, when=datetime(2025, 8, 6, 10, 0, 2))) == 1
+    assert market.hub.wait_for_update(version, timeout=WAIT) == version + 1
     counterpart.fill(counterpart.order_by_remark(sl3.client_id)[0].order_id, 500, 10.1)
     day.relay.wait(lambda: status(day, sl3.client_id) is F)
     broker_sync(day)
@@ -344,6 +360,7 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
             "QMT_ORDER_RENUMBERED"} <= seen
     assert seen & {"LIVENESS_PROBE_FAILED", "ORDER_ACK_TIMEOUT"}
     _anomalies_are_served(tmp_path, day.trader, seen)
+    market.close()
     counterpart.close()
 
 
