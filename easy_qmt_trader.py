@@ -589,7 +589,7 @@ class EasyQmtTrader:
         """Record client id → order id; replay pushes parked for that id and send a cancel waiting for it."""
         row = self._journal.get(client_id) if client_id else None
         if row is None or row.order_id:
-            if row is not None and row.order_id != order_id:
+            if row is not None and order_id not in (row.order_id, row.current_id):
                 log.warning("委托 %s 已对应券商编号 %s，忽略另一个编号 %s（备注重复？）", client_id, row.order_id, order_id)
             return []
         self._journal.set_order_id(client_id, order_id)

@@ -247,10 +247,12 @@ def test_previous_day_orders_are_judged_by_the_position_change(env, counterpart)
 
 
 # ---- the bad day ---------------------------------------------------------------------------------------------------
-def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, counterpart, service, tmp_path):
+def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, counterpart, service, tmp_path,
+                                                                          caplog):
     """Every fault during one session while stop-losses, take-profits and manual orders are in flight;
     the invariants are checked against the counterpart's own book. The market data side runs the real
     xtdata.py against the same simulated miniQMT (its data service) and goes through the restart too."""
+    caplog.set_level(logging.INFO)
     # the data side: miniQMT reports a download API version (download_history_data2, no timeout of its own)
     service.download_version = 1
     service.download_hang = {"600000.SH"}
@@ -273,8 +275,9 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
 
     day = live_stack(env, session_start=700)
     assert status(day, tp0.client_id) is F and "需人工核对" in day.executor.journal.get(tp0.client_id).reason
-    day.positions.mark_profit_triggered("000001.SZ")
-    day.positions.update_price("000001.SZ", 11.0, MARKET_OPEN)
+    day.positions.mark_profit_triggered("600036.SH")  # rule state that must survive the day
+    day.positions.mark_add_level_used("600036.SH", 1)
+    day.positions.update_price("600036.SH", 10.8, MARKET_OPEN)
     stop_loss_delays: list[float] = []
 
     # 1. an empty position answer
@@ -354,11 +357,16 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
     asset = day.executor.account()
     assert (asset.cash, asset.frozen_cash) == (counterpart.cash, counterpart.frozen_cash)
     assert held == {"600036.SH": 2000 - 500 + 300 - 600}
+    day.positions.sync()
+    persisted = PositionManager(Database(env.tmp_path / "trading.db"), env.settings, env.clock, "live").get("600036.SH")
+    assert (persisted.profit_triggered, persisted.used_add_levels, persisted.highest_price) == (True, (1,), 10.8)
     assert all(delay <= ACK_TIMEOUT + 1.0 + RECONNECT_BUDGET for delay in stop_loss_delays), stop_loss_delays
     seen = set(codes(day.trader))
     assert {"QMT_POSITIONS_EMPTY", "LATE_BROKER_REPORT", "ORDER_ACK_TIMEOUT", "QMT_DISCONNECTED",
             "QMT_ORDER_RENUMBERED"} <= seen
     assert seen & {"LIVENESS_PROBE_FAILED", "ORDER_ACK_TIMEOUT"}
+    logged = [r.getMessage() for r in caplog.records]
+    assert all(any(a["message"] in line for line in logged) for a in day.trader.anomalies())
     _anomalies_are_served(tmp_path, day.trader, seen)
     market.close()
     counterpart.close()
