@@ -11,7 +11,7 @@ from typing import Callable
 
 import strategy
 from config_store import ConfigStore
-from models import TradingError
+from models import BrokerUnavailable, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from position_monitor import PositionMonitor
 from signal_store import SignalStore
@@ -132,7 +132,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
-        watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
+        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_broker_positions(positions, broker),
                                     settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
     try:
         web.start()
@@ -149,6 +149,16 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
     return daemon
+
+
+def _sync_broker_positions(positions, broker) -> None:
+    """issue 13: a failed or untrustworthy position answer (timeout, empty while the asset shows market value)
+    is skipped until the next interval; it must not end the broker_sync thread (the watchdog restarts a
+    thread only a few times an hour). The broker has already logged and alarmed it."""
+    try:
+        positions.refresh_from_broker(broker.query_positions())
+    except BrokerUnavailable as exc:
+        log.warning("本次券商持仓同步跳过：%s", exc.message)
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:
