@@ -11,7 +11,7 @@ from typing import Callable
 
 import strategy
 from config_store import ConfigStore
-from models import BrokerUnavailable, TradingError
+from models import TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from position_monitor import PositionMonitor
 from signal_store import SignalStore
@@ -155,6 +155,8 @@ def _sync_broker_positions(positions, broker) -> None:
     """issue 13: a failed or untrustworthy position answer (timeout, empty while the asset shows market value)
     is skipped until the next interval; it must not end the broker_sync thread (the watchdog restarts a
     thread only a few times an hour). The broker has already logged and alarmed it."""
+    from models import BrokerUnavailable
+
     try:
         positions.refresh_from_broker(broker.query_positions())
     except BrokerUnavailable as exc:
