@@ -336,10 +336,11 @@ class PositionManager:
         self._refresh_derived(p)
         return (p.volume, p.available, p.cost_price, p.stock_name) != before
 
-    # ---- rule state of a holding removed without fills explaining it (issue 13)
+    # ---- rule state of a holding removed without fills explaining it (issue 13): restored when the same
+    # holding (same volume) shows up again; any other volume, or a buy fill, starts a new episode
     def _stash_rule_state(self, code: str) -> None:
         p = self._holdings[code].position
-        state = {"base_cost_price": p.base_cost_price, "open_date": p.open_date.isoformat() if p.open_date else None,
+        state = {"volume": p.volume, "base_cost_price": p.base_cost_price, "open_date": p.open_date.isoformat() if p.open_date else None,
                  "profit_triggered": p.profit_triggered, "highest_price": p.highest_price,
                  "stop_loss_price": p.stop_loss_price, "used_add_levels": list(p.used_add_levels)}
         self._db.execute("INSERT OR REPLACE INTO position_state(key, value) VALUES(?, ?)",
@@ -350,13 +351,15 @@ class PositionManager:
         if row is None:
             return
         state = json.loads(row["value"])
+        self._drop_rule_state(position.stock_code)
+        if state.get("volume") != position.volume:  # another holding than the one that vanished: a new episode
+            return
         position.base_cost_price = state["base_cost_price"]
         position.open_date = date.fromisoformat(state["open_date"]) if state["open_date"] else position.open_date
         position.profit_triggered = bool(state["profit_triggered"])
         position.highest_price = max(position.highest_price, state["highest_price"])
         position.stop_loss_price = state["stop_loss_price"]
         position.used_add_levels = tuple(state["used_add_levels"])
-        self._drop_rule_state(position.stock_code)
         log.warning("%s 持仓重新出现，恢复其止盈止损状态（已止盈：%s，最高价 %.3f）", position.stock_code,
                     "是" if position.profit_triggered else "否", position.highest_price)
 

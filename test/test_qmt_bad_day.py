@@ -163,6 +163,10 @@ def test_position_missing_from_answers_is_removed_only_when_confirmed_and_comes_
     assert (back.profit_triggered, back.highest_price, back.used_add_levels) == (True, 12.5, (2,))
     reopened = PositionManager(db, ConfigStore(Database(tmp_path / "config.db")), clock, "live")
     assert reopened.get("000001.SZ").profit_triggered is True
+    for _ in range(2):
+        reopened.refresh_from_broker(held[1:])
+    reopened.refresh_from_broker([BrokerPosition("000001.SZ", 300, 300, 9.0)] + held[1:])  # another holding
+    assert reopened.get("000001.SZ").profit_triggered is False
 
 
 # ---- defect 3: refused cancels ------------------------------------------------------------------------------------
