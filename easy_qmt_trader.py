@@ -146,6 +146,8 @@ class EasyQmtTrader:
                 # a TradingError, so the executor keeps its journal entry open as unknown too (not rejected).
                 self._journal.set_state(request.client_id, OrderStatus.UNKNOWN, 0, f"发送异常：{exc}", self._clock.now())
                 log.error("向 miniQMT 发送委托 %s 时出错，是否送达未知，将按备注核对：%s", request.client_id, exc)
+                self._state.unconfirmed.add(request.client_id)  # settled by the reconnect ORDER_ACK_TIMEOUT forces
+                self._sent_at[request.client_id] = time.monotonic()
                 raise
             if not isinstance(seq, int) or seq <= 0:
                 self._journal.set_state(request.client_id, OrderStatus.REJECTED, 0, "miniQMT 拒绝接收委托", self._clock.now())
@@ -548,7 +550,8 @@ class EasyQmtTrader:
         remarks, by a unique unmapped order with the same code/side/volume/price); else lost in transit."""
         deliveries: list[_Delivery] = []
         in_flight, self._state.awaiting_response = self._state.awaiting_response, {}
-        for client_id in in_flight.values():
+        unconfirmed, self._state.unconfirmed = self._state.unconfirmed, set()
+        for client_id in list(in_flight.values()) + sorted(unconfirmed - set(in_flight.values())):
             row = self._journal.get(client_id)
             self._sent_at.pop(client_id, None)
             if row is None or row.order_id:
@@ -733,5 +736,6 @@ class _EventState:
     parked: dict[str, list[QmtEvent]] = field(default_factory=dict)  # order id → pushes waiting for their id
     last_orders: dict[str, tuple] = field(default_factory=dict)  # key → (status, filled, reason) delivered
     delivered_fills: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)  # client ids whose send raised: delivered or not unknown
 
 

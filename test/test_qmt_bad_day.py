@@ -123,6 +123,26 @@ def test_order_without_broker_id_after_order_ack_timeout_drops_the_link_even_whe
     counterpart.close()
 
 
+@pytest.mark.parametrize("booked", [False, True])
+def test_stop_loss_whose_send_raised_is_settled_after_order_ack_timeout(env, counterpart, booked):
+    counterpart.next_day()
+    stack = live_stack(env)
+    counterpart.fail_next_order_call = "after" if booked else "before"  # did it reach the counter? unknown
+    with pytest.raises(RuntimeError):
+        stack.executor.sell_stock("000001.SZ", 1000, price=10.0, rule=Rule.STOP_LOSS)
+    [entry] = stack.executor.journal.entries()
+    assert entry.order_id == "" and stack.executor.open_orders("000001.SZ", Side.SELL)  # blocks further sells
+    settled = O if booked else RJ
+    stack.relay.wait(lambda: status(stack, entry.client_id) is settled, ACK_TIMEOUT + RECONNECT_BUDGET)
+    assert "ORDER_ACK_TIMEOUT" in codes(stack.trader) and stack.trader.reconnects == 1
+    if booked:  # found by its remark: it works on and can be cancelled
+        assert stack.executor.journal.get(entry.client_id).order_id == "1001"
+    else:  # never reached the counter: the stop-loss is free to go again
+        again = stack.executor.sell_stock("000001.SZ", 1000, price=10.0, rule=Rule.STOP_LOSS)
+        stack.relay.wait(lambda: status(stack, again.client_id) is O)
+    assert counterpart.sent_remarks.count(entry.client_id) == 1
+
+
 # ---- defect 2: an empty position answer ---------------------------------------------------------------------------
 def test_one_empty_position_answer_does_not_wipe_rule_state(env, counterpart, caplog):
     caplog.set_level(logging.WARNING)

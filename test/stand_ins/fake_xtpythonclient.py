@@ -128,6 +128,7 @@ class FakeQmt:
     - refuse_next_cancel: "result" (cancel_result != 0, nothing else) or "error" (accepted request, then
       on_cancel_error while the order works on);
     - order_delay: orders are booked and answered only this many seconds after they were sent;
+    - fail_next_order_call: "before" / "after": the native send raises, the order was not / was booked;
     - fills during a disconnect: disconnect(), fill(), then let the client reconnect;
     - start_new_day(): today's orders and trades are gone (xtquant only returns today's), T+1 release.
     """
@@ -164,6 +165,7 @@ class FakeQmt:
         self.working_status_msg = ""
         self.refuse_next_cancel = ""
         self.order_delay = 0.0
+        self.fail_next_order_call = ""
         self.hung = False
         self._hang_book_late = False
         self._hung_requests: list[tuple[FakeAsyncClient, str, int, Any]] = []
@@ -342,10 +344,24 @@ class FakeQmt:
             if self.hung:
                 self._hung_requests.append((client, method, seq, req))
                 return
+            if method == "orderStockWithSeq" and self.fail_next_order_call:
+                when, self.fail_next_order_call = self.fail_next_order_call, ""
+                if when == "after":
+                    self._book_silently(client, seq, req)
+                raise RuntimeError("native send failed")
             if method == "orderStockWithSeq" and self.order_delay > 0:
                 self._later(self.order_delay, lambda: self._delayed(client, method, seq, req))
                 return
             getattr(self, "_on_" + method)(client, seq, req)
+
+    def _book_silently(self, client, seq: int, req: Any) -> None:
+        """Book an order whose answers and pushes never reach the client (its send failed on the client side):
+        only a query shows it."""
+        client.deliver = lambda *args: None
+        try:
+            self._on_orderStockWithSeq(client, seq, req)
+        finally:
+            del client.deliver
 
     def _delayed(self, client, method: str, seq: int, req: Any) -> None:
         with self.lock:
