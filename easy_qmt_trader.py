@@ -299,9 +299,9 @@ class EasyQmtTrader:
                                                     "判定 miniQMT 无响应，重连后核对委托状态")
             return
         forced, self._probe_forced = self._probe_forced, False
-        if not probe_due(self._last_probe, now, float(self._settings.get("LIVENESS_PROBE_INTERVAL")),
-                         self._in_session(), forced):
-            return
+        interval = float(self._settings.get("LIVENESS_PROBE_INTERVAL"))
+        if not probe_due(self._last_probe, now, interval, True, forced) or not (forced or self._in_session()):
+            return  # (the calendar is asked only when a probe would otherwise be due)
         self._last_probe = now
         deadline = float(self._settings.get("LIVENESS_PROBE_DEADLINE"))
         try:
