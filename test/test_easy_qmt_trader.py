@@ -128,6 +128,7 @@ def counterpart():
                                   name="平安银行")})
     with native_modules(fake.module()):
         yield fake
+    fake.close()  # timers of delayed faults (issue 13)
     assert fake.native_errors == []
 
 

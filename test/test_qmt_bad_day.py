@@ -120,7 +120,6 @@ def test_order_without_broker_id_after_order_ack_timeout_drops_the_link_even_whe
     status_view = stack.trader.connection_status()
     assert status_view["link_state"] == "connected" and status_view["anomaly_count"] >= 1
     assert any("未获得券商编号" in a["message"] for a in status_view["anomalies"])
-    counterpart.close()
 
 
 @pytest.mark.parametrize("booked", [False, True])
@@ -396,7 +395,6 @@ def test_a_bad_day_at_the_broker_keeps_the_books_equal_to_the_counterparts(env, 
     assert all(any(a["message"] in line for line in logged) for a in day.trader.anomalies())
     _anomalies_are_served(tmp_path, day.trader, seen)
     market.close()
-    counterpart.close()
 
 
 def _anomalies_are_served(tmp_path, trader, seen: set[str]) -> None:
