@@ -188,7 +188,8 @@ class TradingExecutor:
                 self._book_fill(fill)
             broker_positions = self._broker.query_positions()
             with self._event_lock:
-                self._mark_unknown_to_broker(broker_orders, broker_positions)
+                self._settle_previous_day(broker_orders, broker_positions)  # issue 13
+                self._mark_unknown_to_broker(broker_orders)
             self._positions.refresh_from_broker(broker_positions)
             reserved: dict[str, int] = {}
             for entry in self.journal.open_entries(side=Side.SELL):
@@ -384,22 +385,19 @@ class TradingExecutor:
         quote = self._quotes(code)
         return quote.name if quote else ""
 
-    def _mark_unknown_to_broker(self, broker_orders: dict[str, Order], broker_positions: list) -> None:
+    def _mark_unknown_to_broker(self, broker_orders: dict[str, Order]) -> None:
         today = self._clock.today()
-        previous_day = []
         for entry in self.journal.open_entries():
             if entry.client_id in broker_orders:
                 continue
-            if entry.status is not OrderStatus.PENDING_SUBMIT and entry.trading_day < today:
-                previous_day.append(entry)  # xtquant shows only today's orders and trades: judged below
-                continue
             if entry.status is OrderStatus.PENDING_SUBMIT:
                 status, reason = OrderStatus.REJECTED, "程序在委托送达券商前中断，该委托未发出（不会重发）"
+            elif entry.trading_day < today:
+                status, reason = OrderStatus.CANCELLED, "券商已无该隔日委托，按当日有效委托收盘失效处理"
             else:
                 status, reason = OrderStatus.UNKNOWN, "券商查询不到该委托，状态未知，请人工核对"
             self.journal.set_status(entry.client_id, status, reason, force=True)
             log.warning("启动核对：委托 %s %s → %s（%s）", entry.client_id, entry.stock_code, status.value, reason)
-        self._settle_previous_day(previous_day, broker_positions)
 
     # ---- issue 13: late broker reports and previous-day orders (kept together to ease merging) ----------------
     def _is_late_report(self, order: Order) -> bool:
@@ -417,7 +415,12 @@ class TradingExecutor:
         log.error("【券商异常】委托 %s %s 曾判定为未送达/被拒，券商迟到回报其状态为 %s（已成交 %d 股），已按券商回报更新",
                   after.client_id, after.stock_code, after.status.value, after.filled_volume)
 
-    def _settle_previous_day(self, entries: list[JournalEntry], broker_positions: list) -> None:
+    def _settle_previous_day(self, broker_orders: dict[str, Order], broker_positions: list) -> None:
+        """Open entries of earlier days the broker no longer lists (xtquant shows only today's orders and
+        trades): judged by the position change before the positions take the broker's volumes."""
+        today = self._clock.today()
+        entries = [e for e in self.journal.open_entries() if e.client_id not in broker_orders
+                   and e.status is not OrderStatus.PENDING_SUBMIT and e.trading_day < today]
         held = {p.stock_code: p.volume for p in self._positions.all()}
         broker = {p.stock_code: p.volume for p in broker_positions}
         for verdict in carryover.judge(entries, held, broker):
