@@ -111,6 +111,13 @@ PARAMS: tuple[Param, ...] = (
     _p("REPLAY_TICKS_PER_DAY", 240, "int", "回放每日产生的行情点数", G_DATA, 4, 100000, restart=True),
     _p("SYNTHETIC_SEED", 20240101, "int", "演示行情随机种子", G_DATA, 0, 2**31 - 1, restart=True),
     _p("HISTORY_DAYS", 250, "int", "启动时加载的历史日线天数", G_DATA, 60, 5000, restart=True),
+    # ---- issue 13: live broker liveness and reconciliation (a hung miniQMT, empty answers, late reports)
+    _p("ORDER_ACK_TIMEOUT", 10.0, "float", "委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对", G_TIMING, 0.2, 300),
+    _p("LIVENESS_PROBE_INTERVAL", 5.0, "float", "交易时段内探测 miniQMT 是否响应的间隔（秒）", G_TIMING, 0.1, 600),
+    _p("LIVENESS_PROBE_DEADLINE", 3.0, "float", "探测查询的最长等待时间（秒），超时视为 miniQMT 无响应", G_TIMING, 0.1, 60),
+    _p("POSITION_GONE_CONFIRMATIONS", 2, "int", "连续几次券商持仓查询都没有某只股票才删除本地持仓", G_TIMING, 2, 20),
+    _p("DOWNLOAD_DEADLINE", 60.0, "float", "单只股票下载历史日线的最长等待时间（秒）", G_DATA, 0.1, 3600),
+    _p("PUSH_SILENCE_SECONDS", 15.0, "float", "订阅的股票超过该时间没有推送而轮询有新行情时重新订阅（秒）", G_TIMING, 0.1, 600),
     # ---- web
     _p("WEB_HOST", "127.0.0.1", "str", "Web 服务监听地址（默认仅本机）", G_WEB, restart=True),
     _p("WEB_PORT", 5000, "int", "Web 服务端口", G_WEB, 1, 65535, restart=True),
@@ -122,13 +129,6 @@ PARAMS: tuple[Param, ...] = (
     # ---- logging
     _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
-    # ---- issue 13: live broker liveness and reconciliation (a hung miniQMT, empty answers, late reports)
-    _p("ORDER_ACK_TIMEOUT", 10.0, "float", "委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对", G_TIMING, 0.2, 300),
-    _p("LIVENESS_PROBE_INTERVAL", 5.0, "float", "交易时段内探测 miniQMT 是否响应的间隔（秒）", G_TIMING, 0.1, 600),
-    _p("LIVENESS_PROBE_DEADLINE", 3.0, "float", "探测查询的最长等待时间（秒），超时视为 miniQMT 无响应", G_TIMING, 0.1, 60),
-    _p("POSITION_GONE_CONFIRMATIONS", 2, "int", "连续几次券商持仓查询都没有某只股票才删除本地持仓", G_TIMING, 2, 20),
-    _p("DOWNLOAD_DEADLINE", 60.0, "float", "单只股票下载历史日线的最长等待时间（秒）", G_DATA, 0.1, 3600),
-    _p("PUSH_SILENCE_SECONDS", 15.0, "float", "订阅的股票超过该时间没有推送而轮询有新行情时重新订阅（秒）", G_TIMING, 0.1, 600),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}

@@ -17,8 +17,7 @@ from models import DataUnavailable
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("date", "open", "high", "low", "close", "volume")
-TDX_VOLUME_UNIT = 100  # mootdx reports .day volumes in lots of 100 shares (not for Shanghai funds: see below)
-DAY_RECORD = struct.Struct("<IIIIIfII")  # date, open, high, low, close (price units), amount, volume (shares), -
+TDX_VOLUME_UNIT = 100  # mootdx reports .day volumes in lots of 100 shares
 
 
 class BarFeed(Protocol):
@@ -141,6 +140,9 @@ def tdx_volume_unit(code: str) -> int:
     (lots) except for Shanghai funds (coefficient 1.0), whose volume already is in shares."""
     is_sh_fund = code.endswith(".SH") and market_rules.board(code) is market_rules.Board.ETF
     return 1 if is_sh_fund else TDX_VOLUME_UNIT
+
+
+DAY_RECORD = struct.Struct("<IIIIIfII")  # date, open, high, low, close (price units), amount, volume (shares), -
 
 
 def _read_day_file(reader, code: str) -> list[DailyBar]:
