@@ -10,13 +10,25 @@ from pathlib import Path
 from typing import Callable
 
 import strategy
+from accounts_identity import account_guard
 from config_store import ConfigStore
-from models import TradingError
+from models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
+from events import EventBus, EventKind
+from doctor_cli import daemon_diagnostics
+from orders_file_intake import OrderFileIntake, default_inbox
+from orders_file_store import OrderFileStore
+from orders_file_worker import OrderFileWorker
+from notify_composition import build_notifications
 from position_monitor import PositionMonitor
+from position_review import PositionReviews
 from signal_store import SignalStore
+from stock_params import StockParams
 from storage import Database
 from strategy_runner import StrategyRunner
+from trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
+from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch_store import WatchStore
 from workers import Watchdog
 
 log = logging.getLogger("main")
@@ -37,12 +49,14 @@ class Daemon:
 
     def run(self) -> int:
         self.watchdog.start()
+        self._emit(EventKind.DAEMON_START, "守护进程已启动")
         while not self.stop_event.wait(self.settings.get("THREAD_CHECK_INTERVAL")):
             self.watchdog.run_once()
         return self.shutdown()
 
     def shutdown(self) -> int:
         log.info("正在退出：停止执行信号，等待在途委托记账，最后一次同步持仓……")
+        self._emit(EventKind.DAEMON_STOP, "守护进程正在退出")
         web = self.components.get("web")
         if web is not None:
             web.stop(WEB_STOP_SECONDS)  # no new manual orders; running requests finish
@@ -54,6 +68,11 @@ class Daemon:
                 log.exception("关闭组件时出错")
         log.info("已安全退出" if stopped else "部分线程未能按时停止，已强制退出")
         return 0
+
+    def _emit(self, kind: EventKind, message: str) -> None:
+        events = self.components.get("events")
+        if events is not None:
+            events.emit(kind, message)
 
 
 def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter,
@@ -74,8 +93,15 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:
         secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
+    guard = account_guard(trading_db, settings, data_dir) if simulation else None
     try:
-        data, clock = build_data_manager(settings, data_dir)
+        data, clock = build_data_manager(settings, data_dir, account_guard=guard)
+        if guard is not None and not clock.is_replay:  # a real-time source: the guard had no replay to run in
+            try:
+                guard(data.source_name)
+            except TradingError:
+                _close_quietly(data.close, data.bar_store.db.close)
+                raise
     except BaseException:
         _close_quietly(*([live_broker.close] if live_broker else []), trading_db.close)
         raise
@@ -84,37 +110,61 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
                                                    f"「{data.source_label}」，拒绝启动")
     hub = data.hub
+    events = EventBus(clock)
+    trading_state = TradingState(trading_db, clock)
+    trading_state.subscribe(lambda change: _publish_state_change(events, change))
     broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
     positions = PositionManager(trading_db, settings, clock, mode)
-    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock)
+    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state)
+    executor.add_fill_listener(lambda fill, rule: _publish_fill(events, fill, rule))
     broker.set_listener(executor)
     executor.recover()
     signals = SignalStore(trading_db, clock)
     pool = StockPool(stock_pool_file)
     indicators = data.indicators
-    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes)
+    stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
+                            lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
+                            params_for=stock_params.params_for)
     runner.recover()
-    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock)
-    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor)
+    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock, params_for=stock_params.params_for)
+    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor,
+                       settings_for=stock_params.settings_for)
     grid.attach(monitor, runner)
     grid.recover()
-
-    rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
-    settings.subscribe(lambda _changed: rule_params.__setitem__(0, strategy.RuleParams.from_settings(settings)))
+    reviews = PositionReviews(trading_db, clock)
+    watch_store = WatchStore(trading_db, clock)
+    watch = WatchMonitor(watch_store, hub, signals, positions, events, settings, clock,
+                         daily=DailyContextCache(data.bar_store, indicators).get,
+                         apply_exits=lambda code, params, source: stock_params.update(code, params, source))
+    for rule in WATCH_RULES:
+        runner.register_validator(rule, validate_watch_signal(positions))
     try:
         token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
-    watchdog = Watchdog(settings)
+    watchdog = Watchdog(settings, events=events)
+    stop_event = stop_event or threading.Event()
+    order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]))
+                         trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
+                         trading_state=trading_state, events=events, order_files=order_files,
+                         diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
+                         watch=watch_store, stock_params=stock_params, position_reviews=reviews)
+    notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
+                                        positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
+                                        live=not simulation)
+    web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
+                                                           notifications.reports_dir)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
-        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()))
+        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes())
+                      | set(watch_store.codes()))
+
 
     data.set_watchlist(watchlist())
     roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
@@ -124,43 +174,62 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     for worker in (
         DataWorker(data, watchlist),
         monitor,
+        watch,
         runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay),
-        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
+        OrderFileWorker(order_files, settings),
+        *notifications.workers,
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
-        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_broker_positions(positions, broker),
+        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, reviews),
                                     settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
     try:
         web.start()
     except OSError as exc:
-        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close)
+        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close, *notifications.closers)
         raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
                                                f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
-        monitor=monitor, runner=runner, grid=grid, stock_pool=pool))
-    if stop_event is not None:
-        daemon.stop_event = stop_event
+        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
+        watch=watch, watch_store=watch_store, stock_params=stock_params))
+    daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
-    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
+    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
+                       *notifications.closers]
     return daemon
 
 
-def _sync_broker_positions(positions, broker) -> None:
-    """issue 13: a failed or untrustworthy position answer (timeout, empty while the asset shows market value)
-    is skipped until the next interval; it must not end the broker_sync thread (the watchdog restarts a
-    thread only a few times an hour). The broker has already logged and alarmed it."""
-    from models import BrokerUnavailable
+def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Database, clock, executor, positions,
+                       stop: threading.Event, hub) -> OrderFileIntake:
+    """Order files (issue 19): ORDER_FILE_DIR, or <data dir>/orders/inbox; journaled in the trading db."""
+    inbox = Path(settings.get("ORDER_FILE_DIR") or default_inbox(data_dir))
+    inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
+    return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
+                           hub=hub)
 
+
+def _sync_from_broker(positions, broker, reviews: PositionReviews) -> None:
+    """The broker's positions; one the daemon did not open is 「待确认」 until the operator confirms its state
+    (the broker gives no open date here, so its highest price starts from max(cost, price)). A failed or
+    untrustworthy answer (timeout, empty while the asset shows market value; issue 13) is skipped until the
+    next interval: it must not end the thread (the watchdog restarts a thread only a few times an hour).
+    The broker has already logged and alarmed it."""
+    before = {p.stock_code for p in positions.all()}
     try:
-        positions.refresh_from_broker(broker.query_positions())
+        answer = broker.query_positions()
     except BrokerUnavailable as exc:
         log.warning("本次券商持仓同步跳过：%s", exc.message)
+        return
+    positions.refresh_from_broker(answer)
+    for position in positions.all():
+        if position.stock_code not in before:
+            reviews.found(position.stock_code, "cost_or_price")
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:
@@ -170,6 +239,23 @@ def _close_quietly(*closers: Callable[[], object]) -> None:
             close()
         except Exception:
             log.exception("关闭组件时出错")
+
+
+def _publish_state_change(events: EventBus, change: StateChange) -> None:
+    scope = "账户" if change.scope == ACCOUNT_SCOPE else change.scope
+    old, new = State(change.old).label, State(change.new).label
+    events.emit(EventKind.TRADING_STATE, f"{scope}交易状态：{old} → {new}，{change.reason}（来源：{change.source}）",
+                stock_code="" if change.scope == ACCOUNT_SCOPE else change.scope, scope=change.scope, old=change.old,
+                new=change.new, reason=change.reason, source=change.source)
+
+
+def _publish_fill(events: EventBus, fill, rule) -> None:
+    events.emit(EventKind.FILL, f"{fill.stock_code} {rule.label}{fill.side.label} {fill.volume} 股 @ {fill.price:g}",
+                stock_code=fill.stock_code, rule=rule.value, side=fill.side.value, volume=fill.volume,
+                price=fill.price, order_id=fill.client_id or fill.order_id)
+    if rule is Rule.STOP_LOSS:
+        events.emit(EventKind.STOP_LOSS_EXECUTED, f"{fill.stock_code} 止损成交 {fill.volume} 股 @ {fill.price:g}",
+                    stock_code=fill.stock_code, volume=fill.volume, price=fill.price)
 
 
 def _day_report(executor, day: date) -> str:
@@ -194,7 +280,9 @@ def _connect_live_broker(settings, data_dir: Path, trading_db: Database):
     from easy_qmt_trader import connect_live_broker
 
     try:
-        return connect_live_broker(settings, data_dir, trading_db)
+        configured = str(settings.get("ACCOUNT_CONFIG_FILE") or "")
+        return connect_live_broker(settings, data_dir, trading_db,
+                                   account_config_path=Path(configured) if configured else None)
     except BaseException:
         trading_db.close()
         raise

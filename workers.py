@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Callable
 
+from events import EventKind
 from models import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,9 @@ class Watchdog(Worker):
 
     name = "watchdog"
 
-    def __init__(self, settings, now: Callable[[], float] = time.monotonic):
+    def __init__(self, settings, now: Callable[[], float] = time.monotonic, events=None):
         self._settings = settings
+        self._events = events  # events.EventBus: restarts and alarms reach the notifier (issue 16)
         self._now = now
         self._runners: dict[str, _Runner] = {}
         self._beats: dict[str, Heartbeat] = {}
@@ -153,6 +155,7 @@ class Watchdog(Worker):
             if not beat.alarm:
                 beat.alarm = f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志"
                 log.error(beat.alarm)
+                self._emit(EventKind.THREAD_ALARM, beat.alarm, thread=name)
             return
         if now < self._next_restart_at.get(name, 0.0):
             return  # back-off
@@ -165,6 +168,12 @@ class Watchdog(Worker):
         fresh = self._new_runner(runner.worker)
         self._runners[name] = fresh
         self._start_runner(fresh)
+        self._emit(EventKind.THREAD_RESTARTED, f"线程 {name} {why}，已自动重启（一小时内第 {len(beat.restart_times)} 次）",
+                   thread=name)
+
+    def _emit(self, kind: EventKind, message: str, **data) -> None:
+        if self._events is not None:
+            self._events.emit(kind, message, **data)
 
     def _new_runner(self, worker: Worker) -> _Runner:
         def max_wait() -> float:

@@ -83,9 +83,10 @@ def codes(trader) -> list[str]:
 
 def broker_sync(stack) -> None:
     """What the daemon's broker_sync worker does each BROKER_SYNC_INTERVAL."""
-    from composition import _sync_broker_positions
+    from composition import _sync_from_broker
+    from position_review import PositionReviews
 
-    _sync_broker_positions(stack.positions, stack.trader)
+    _sync_from_broker(stack.positions, stack.trader, PositionReviews(stack.db, stack.positions._clock))
 
 
 # ---- defect 1: a hung miniQMT ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from position_manager import PositionManager
 from sim_trader import SimTrader
 from storage import Database
 from trading_executor import TradingExecutor
+from trading_state import TradingState
 
 
 class QuoteBoard:
@@ -45,6 +46,7 @@ class Core:
     sim: SimTrader
     positions: PositionManager
     executor: TradingExecutor
+    state: TradingState
 
 
 def build_core(db_path: Path, settings, clock, quotes, **sim_options) -> Core:
@@ -52,10 +54,11 @@ def build_core(db_path: Path, settings, clock, quotes, **sim_options) -> Core:
     db = Database(db_path)
     sim = SimTrader(db, settings, clock, quotes, **sim_options)
     positions = PositionManager(db, settings, clock, "simulation")
-    executor = TradingExecutor(db, sim, positions, quotes, settings, clock)
+    state = TradingState(db, clock)
+    executor = TradingExecutor(db, sim, positions, quotes, settings, clock, state)
     sim.set_listener(executor)
     executor.recover()
-    return Core(db, sim, positions, executor)
+    return Core(db, sim, positions, executor, state)
 
 
 def replay_clock(moment: str) -> ReplayClock:

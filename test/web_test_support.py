@@ -23,7 +23,13 @@ from sim_trader import SimTrader
 from stock_pool import StockPool
 from storage import Database
 from strategy_runner import StrategyRunner
+from events import EventBus
 from trading_executor import TradingExecutor
+from trading_state import TradingState
+from position_review import PositionReviews
+from stock_params import StockParams
+from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch_store import WatchStore
 from web_server import WebContext, WebServer
 from workers import Watchdog, Worker
 
@@ -57,6 +63,11 @@ class System:
     watchdog: Watchdog
     ctx: WebContext
     dbs: list = field(default_factory=list)
+    trading_state: Optional[TradingState] = None
+    events: Optional[EventBus] = None
+    watch: Optional[WatchMonitor] = None
+    watch_store: Optional[WatchStore] = None
+    stock_params: Optional[StockParams] = None
 
     def step(self, count: int = 1) -> None:
         """Advance the replay `count` market steps; the monitor then updates prices and queues signals."""
@@ -64,9 +75,12 @@ class System:
             self.data.set_watchlist(self.watchlist())
             self.data.run_once()
             self.monitor.run_once()
+            if self.watch is not None:
+                self.watch.run_once()
 
     def watchlist(self) -> list[str]:
-        return sorted({p.stock_code for p in self.positions.all()} | set(self.pool.codes()))
+        watched = set(self.watch_store.codes()) if self.watch_store is not None else set()
+        return sorted({p.stock_code for p in self.positions.all()} | set(self.pool.codes()) | watched)
 
     def next_day(self) -> None:
         """Step until the replay's market date changes (T+1 releases shares bought before)."""
@@ -95,24 +109,37 @@ def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optiona
     broker = SimTrader(trading_db, settings, clock, data.hub.latest)
     data.hub.subscribe(broker.on_quote)
     positions = PositionManager(trading_db, settings, clock, "simulation")
-    executor = TradingExecutor(trading_db, broker, positions, data.hub.latest, settings, clock)
+    events = EventBus(clock)
+    trading_state = TradingState(trading_db, clock)
+    executor = TradingExecutor(trading_db, broker, positions, data.hub.latest, settings, clock, trading_state)
     broker.set_listener(executor)
     executor.recover()
     signals = SignalStore(trading_db, clock)
     stock_pool = StockPool(tmp_path / "stock_pool.json")
     stock_pool.replace(POOL if pool is None else pool)
+    stock_params = StockParams(trading_db, settings, clock, settings.journal)
     runner = StrategyRunner(signals, positions, executor, data.hub, settings, clock, data.indicators,
-                            stock_pool.codes)
-    monitor = PositionMonitor(positions, data.hub, signals, executor, settings, clock)
+                            stock_pool.codes, trading_state, params_for=stock_params.params_for)
+    monitor = PositionMonitor(positions, data.hub, signals, executor, settings, clock,
+                              params_for=stock_params.params_for)
+    watch_store = WatchStore(trading_db, clock)
+    watch = WatchMonitor(watch_store, data.hub, signals, positions, events, settings, clock,
+                         daily=DailyContextCache(data.bar_store, data.indicators).get,
+                         apply_exits=lambda code, params, source: stock_params.update(code, params, source))
+    for rule in WATCH_RULES:
+        runner.register_validator(rule, validate_watch_signal(positions))
     watchdog = Watchdog(settings)
     if with_probe:
         watchdog.add(Probe())
     ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                      indicators=data.indicators, signals=signals, runner=runner, health=watchdog.health,
                      stock_pool=stock_pool, clock=clock, mode="simulation", token=TOKEN, grid=None, broker=broker,
-                     trigger_prices=lambda p: strategy.trigger_prices(p, strategy.RuleParams.from_settings(settings)))
+                     trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
+                     trading_state=trading_state, events=events, watch=watch_store, stock_params=stock_params,
+                     position_reviews=PositionReviews(trading_db, clock))
     system = System(settings, data, clock, broker, positions, executor, signals, runner, monitor, stock_pool,
-                    watchdog, ctx, [config_db, trading_db])
+                    watchdog, ctx, [config_db, trading_db], trading_state=trading_state, events=events,
+                    watch=watch, watch_store=watch_store, stock_params=stock_params)
     system.step()
     return system
 
