@@ -111,6 +111,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                                                    f"「{data.source_label}」，拒绝启动")
     hub = data.hub
     events = EventBus(clock)
+    if live_broker is not None:
+        _publish_broker_anomalies(events, live_broker.health)
     trading_state = TradingState(trading_db, clock)
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
     broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
@@ -212,6 +214,12 @@ def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Databa
     inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
     return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
                            hub=hub)
+
+
+def _publish_broker_anomalies(events: EventBus, health) -> None:
+    """issue 13: every anomaly of the live broker's link (qmt_link.LinkHealth) is also an event, so the
+    notifier and the page's event stream get it, not only the log and /api/health."""
+    health.subscribe(lambda anomaly: events.emit(EventKind(anomaly.event_kind), anomaly.message, code=anomaly.code))
 
 
 def _sync_from_broker(positions, broker, reviews: PositionReviews) -> None:

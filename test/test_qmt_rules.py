@@ -62,3 +62,22 @@ def test_link_health_logs_keeps_and_hands_on_every_alarm(caplog):
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("【")] == [
         "【券商异常】QMT_DISCONNECTED 的说明", "【券商异常】ORDER_ACK_TIMEOUT 的说明", "【券商异常】QMT_POSITIONS_EMPTY 的说明"]
     assert sum("异常通知处理出错" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_every_broker_anomaly_becomes_an_event_of_its_kind():
+    from composition import _publish_broker_anomalies
+    from events import EventBus, EventKind
+    from qmt_link import EVENT_KIND_BY_CODE
+
+    assert {EventKind(kind) for kind in EVENT_KIND_BY_CODE.values()} == {
+        EventKind.BROKER_DISCONNECTED, EventKind.LINK_UNHEALTHY, EventKind.ORDER_UNKNOWN, EventKind.ALARM}
+    bus = EventBus(None)
+    heard = []
+    bus.add_listener(heard.append)
+    health = LinkHealth(lambda: datetime(2024, 1, 2, 9, 31))
+    _publish_broker_anomalies(bus, health)
+    health.alarm("LIVENESS_PROBE_FAILED", "miniQMT 探测查询无响应")
+    health.alarm("QMT_ORDER_RENUMBERED", "委托编号变化")
+    assert [(e.kind, e.message, e.data) for e in heard] == [
+        (EventKind.LINK_UNHEALTHY, "miniQMT 探测查询无响应", {"code": "LIVENESS_PROBE_FAILED"}),
+        (EventKind.ALARM, "委托编号变化", {"code": "QMT_ORDER_RENUMBERED"})]
