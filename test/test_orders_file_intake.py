@@ -16,7 +16,8 @@ from web_test_support import build_system
 
 @pytest.fixture
 def system(tmp_path):
-    built = build_system(tmp_path, overrides={"ORDER_FILE_STABLE_SECONDS": 2.0, "MAX_ORDERS_PER_DAY": 500})
+    built = build_system(tmp_path, overrides={"MAX_ORDERS_PER_DAY": 500})
+    built.settings.update({"ORDER_FILE_STABLE_SECONDS": 2.0}, source="test")  # a web-level value tests may change
     yield built
     built.close()
 
