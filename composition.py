@@ -12,7 +12,7 @@ from typing import Callable
 import strategy
 from accounts_identity import account_guard
 from config_store import ConfigStore
-from models import Rule, TradingError
+from models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from events import EventBus, EventKind
 from doctor_cli import daemon_diagnostics
@@ -111,6 +111,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                                                    f"「{data.source_label}」，拒绝启动")
     hub = data.hub
     events = EventBus(clock)
+    if live_broker is not None:
+        _publish_broker_anomalies(events, live_broker.health)
     trading_state = TradingState(trading_db, clock)
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
     broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
@@ -231,11 +233,25 @@ def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Databa
                            hub=hub)
 
 
+def _publish_broker_anomalies(events: EventBus, health) -> None:
+    """issue 13: every anomaly of the live broker's link (qmt_link.LinkHealth) is also an event, so the
+    notifier and the page's event stream get it, not only the log and /api/health."""
+    health.subscribe(lambda anomaly: events.emit(EventKind(anomaly.event_kind), anomaly.message, code=anomaly.code))
+
+
 def _sync_from_broker(positions, broker, reviews: PositionReviews) -> None:
     """The broker's positions; one the daemon did not open is 「待确认」 until the operator confirms its state
-    (the broker gives no open date here, so its highest price starts from max(cost, price))."""
+    (the broker gives no open date here, so its highest price starts from max(cost, price)). A failed or
+    untrustworthy answer (timeout, empty while the asset shows market value; issue 13) is skipped until the
+    next interval: it must not end the thread (the watchdog restarts a thread only a few times an hour).
+    The broker has already logged and alarmed it."""
     before = {p.stock_code for p in positions.all()}
-    positions.refresh_from_broker(broker.query_positions())
+    try:
+        answer = broker.query_positions()
+    except BrokerUnavailable as exc:
+        log.warning("本次券商持仓同步跳过：%s", exc.message)
+        return
+    positions.refresh_from_broker(answer)
     for position in positions.all():
         if position.stock_code not in before:
             reviews.found(position.stock_code, "cost_or_price")

@@ -75,6 +75,14 @@ THREAD_MAX_RESTARTS_PER_HOUR = 5  # 每小时最多重启同一线程次数，�
 BROKER_SYNC_INTERVAL = 10.0  # 实盘向券商查询持仓资金的间隔（秒）
 QUOTE_STALE_SECONDS = 30.0  # 行情超过该时间未更新视为过期，不用于交易判断（秒）
 
+# ==== 券商链路与行情容错（issue 13）
+ORDER_ACK_TIMEOUT = 10.0  # 委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对
+LIVENESS_PROBE_INTERVAL = 5.0  # 交易时段内探测 miniQMT 是否响应的间隔（秒）
+LIVENESS_PROBE_DEADLINE = 3.0  # 探测查询的最长等待时间（秒），超时视为 miniQMT 无响应
+POSITION_GONE_CONFIRMATIONS = 2  # 连续几次券商持仓查询都没有某只股票才删除本地持仓
+DOWNLOAD_DEADLINE = 60.0  # 单只股票下载历史日线的最长等待时间（秒）
+PUSH_SILENCE_SECONDS = 15.0  # 订阅的股票超过该时间没有推送而轮询有新行情时重新订阅（秒）
+
 # ==== 交易费用
 COMMISSION_RATE = 0.0003  # 佣金费率（双向）
 MIN_COMMISSION = 5.0  # 每笔最低佣金（元）
@@ -262,6 +270,13 @@ PARAMS: tuple[Param, ...] = (
     _p("REPLAY_TICKS_PER_DAY", REPLAY_TICKS_PER_DAY, "int", "回放每日产生的行情点数", G_DATA, 4, 100000, restart=True),
     _p("SYNTHETIC_SEED", SYNTHETIC_SEED, "int", "演示行情随机种子", G_DATA, 0, 2**31 - 1, restart=True),
     _p("HISTORY_DAYS", HISTORY_DAYS, "int", "启动时加载的历史日线天数", G_DATA, 60, 5000, restart=True),
+    # ---- issue 13: live broker liveness and reconciliation (a hung miniQMT, empty answers, late reports)
+    _p("ORDER_ACK_TIMEOUT", ORDER_ACK_TIMEOUT, "float", "委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对", G_TIMING, 0.2, 300),
+    _p("LIVENESS_PROBE_INTERVAL", LIVENESS_PROBE_INTERVAL, "float", "交易时段内探测 miniQMT 是否响应的间隔（秒）", G_TIMING, 0.1, 600),
+    _p("LIVENESS_PROBE_DEADLINE", LIVENESS_PROBE_DEADLINE, "float", "探测查询的最长等待时间（秒），超时视为 miniQMT 无响应", G_TIMING, 0.1, 60),
+    _p("POSITION_GONE_CONFIRMATIONS", POSITION_GONE_CONFIRMATIONS, "int", "连续几次券商持仓查询都没有某只股票才删除本地持仓", G_TIMING, 2, 20),
+    _p("DOWNLOAD_DEADLINE", DOWNLOAD_DEADLINE, "float", "单只股票下载历史日线的最长等待时间（秒）", G_DATA, 0.1, 3600),
+    _p("PUSH_SILENCE_SECONDS", PUSH_SILENCE_SECONDS, "float", "订阅的股票超过该时间没有推送而轮询有新行情时重新订阅（秒）", G_TIMING, 0.1, 600),
     # ---- web
     _p("WEB_HOST", WEB_HOST, "str", "Web 服务监听地址（默认仅本机）", G_WEB, restart=True),
     _p("WEB_PORT", WEB_PORT, "int", "Web 服务端口", G_WEB, 1, 65535, restart=True),

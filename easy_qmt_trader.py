@@ -8,6 +8,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from market_clock import MARKET_TZ, Clock, RealClock
 from models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
                     OrderRequest, OrderStatus)
 from qmt_account import AccountConfig, load_account_config, resolve_qmt_path
+from qmt_link import LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due
 from qmt_order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal
 from qmt_session import QmtEvent, QmtSession, XtApi, load_xt_api, open_session, random_session_ids
 from storage import Database
@@ -90,6 +92,12 @@ class EasyQmtTrader:
         self._closed = False
         self.reconnects = 0
         self.last_error = ""
+        # issue 13: liveness supervision (monotonic seconds) and what the operator must see
+        self.health = LinkHealth(clock.now)
+        self._sent_at: dict[str, float] = {}  # client id → when sent, until QMT names the order
+        self._cancel_sent_at: dict[str, float] = {}  # client id → when a cancel left, until it has an outcome
+        self._last_probe: Optional[float] = None
+        self._probe_forced = False
 
     # ---- models.Broker ------------------------------------------------------------------------------------
     def set_listener(self, listener: BrokerListener) -> None:
@@ -105,7 +113,9 @@ class EasyQmtTrader:
         session = self._open_session()
         with self._lock:
             self._session = session
+        self._last_probe = time.monotonic()  # connecting proved the link
         self._start_worker()
+        self.health.set_state(LINK_CONNECTED)
         log.info("已连接 miniQMT：账号 %s，会话 %s，路径 %s", self.account.masked_id, session.session_id, self.qmt_path)
 
     def is_connected(self) -> bool:
@@ -136,12 +146,17 @@ class EasyQmtTrader:
                 # a TradingError, so the executor keeps its journal entry open as unknown too (not rejected).
                 self._journal.set_state(request.client_id, OrderStatus.UNKNOWN, 0, f"发送异常：{exc}", self._clock.now())
                 log.error("向 miniQMT 发送委托 %s 时出错，是否送达未知，将按备注核对：%s", request.client_id, exc)
+                self._state.unconfirmed.add(request.client_id)  # settled by the reconnect ORDER_ACK_TIMEOUT forces
+                self._sent_at[request.client_id] = time.monotonic()
                 raise
             if not isinstance(seq, int) or seq <= 0:
                 self._journal.set_state(request.client_id, OrderStatus.REJECTED, 0, "miniQMT 拒绝接收委托", self._clock.now())
                 raise OrderRejected("QMT_SEND_REFUSED", f"miniQMT 拒绝接收委托（返回 {seq}）")
             self._journal.set_seq(request.client_id, seq)
             self._state.awaiting_response[(session.session_id, seq)] = request.client_id
+            self._sent_at[request.client_id] = time.monotonic()
+            self._probe_forced = True  # is miniQMT still answering right after a send?
+        self._events.put(QmtEvent("flush", 0, None))  # wake the worker: the probe runs now, not after a poll
         log.info("已发送委托 %s：%s %s %d 股 @ %.3f（会话 %s，序号 %s）", request.client_id, request.side.label,
                  request.stock_code, request.volume, request.price, session.session_id, seq)
 
@@ -151,7 +166,7 @@ class EasyQmtTrader:
         with self._lock:
             session = self._require_session()
             row = self._journal.get(order_id) or self._journal.by_order_id(order_id)
-            broker_id = row.order_id if row is not None else order_id
+            broker_id = row.current_id if row is not None else order_id
             if row is not None and not row.order_id:
                 self._journal.set_cancel_state(row.client_id, CANCEL_WAITING_FOR_ID)
                 log.info("委托 %s 尚未获得券商编号，撤单将在编号返回后发出", row.client_id)
@@ -161,6 +176,7 @@ class EasyQmtTrader:
             session.trader.cancel_order_stock_async(session.account, int(broker_id))
             if row is not None:
                 self._journal.set_cancel_state(row.client_id, CANCEL_SENT)
+                self._cancel_sent_at[row.client_id] = time.monotonic()
         log.info("已发送撤单请求：委托 %s", order_id)
 
     def query_asset(self) -> Asset:
@@ -174,6 +190,8 @@ class EasyQmtTrader:
         """Broker-authoritative volume, available (can_use_volume) and cost (open_price, not the diluted
         avg_price). Rows sold down to zero today are left out."""
         rows = self._query_list("query_stock_positions_async", "持仓")
+        if not any(int(p.volume) > 0 for p in rows):
+            self._check_empty_positions()
         return [BrokerPosition(stock_code=p.stock_code, volume=int(p.volume), available=int(p.can_use_volume),
                                cost_price=float(p.open_price), market_value=float(p.market_value),
                                stock_name=str(getattr(p, "instrument_name", "") or ""))
@@ -207,6 +225,7 @@ class EasyQmtTrader:
             session.shutdown()
         if self.owns_db:
             self._db.close()
+        self.health.set_state(LINK_DISCONNECTED)
         log.info("已断开 miniQMT")
 
     # ---- status for the web page ----------------------------------------------------------------------------
@@ -214,7 +233,16 @@ class EasyQmtTrader:
         session = self._session
         return {"connected": self.is_connected(), "account": self.account.masked_id, "qmt_path": self.qmt_path,
                 "session_id": session.session_id if session else None, "reconnects": self.reconnects,
-                "last_error": self.last_error}
+                "last_error": self.last_error, **self.health.snapshot()}
+
+    @property
+    def link_state(self) -> str:
+        """connected / unhealthy / reconnecting / closed (qmt_link): what the web layer shows."""
+        return self.health.state
+
+    def anomalies(self) -> list[dict]:
+        """Recent anomalies (time, code, Chinese message), oldest first."""
+        return self.health.anomalies()
 
     # ---- the worker ---------------------------------------------------------------------------------------
     def run_once(self, timeout: float) -> bool:
@@ -244,9 +272,82 @@ class EasyQmtTrader:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once(timeout=1.0)
+                self.run_once(timeout=min(0.5, float(self._settings.get("LIVENESS_PROBE_INTERVAL"))))
+                self.supervise()
             except Exception:  # the event thread must survive one bad event; the operator sees it in the log
                 log.exception("处理 miniQMT 回报时出错")
+
+    # ---- liveness (issue 13) -------------------------------------------------------------------------------
+    def supervise(self) -> None:
+        """Worker thread, between events: a link that is "connected" but no longer answers is found by
+        (a) an order without a broker id after ORDER_ACK_TIMEOUT, (b) a cancel without an outcome after it,
+        (c) a probe query (right after a send, and every LIVENESS_PROBE_INTERVAL in session) that misses
+        LIVENESS_PROBE_DEADLINE. Then: alarm, drop the session, reconnect, reconcile by remark."""
+        session = self._session
+        if session is None or not session.connected or self._reconnect_needed:
+            return
+        now, limit = time.monotonic(), float(self._settings.get("ORDER_ACK_TIMEOUT"))
+        with self._lock:
+            late_acks = overdue(self._sent_at, now, limit, self._still_unacknowledged)
+            late_cancels = overdue(self._cancel_sent_at, now, limit, self._cancel_still_pending)
+        if late_acks:
+            self._link_failed("ORDER_ACK_TIMEOUT", f"委托 {'、'.join(late_acks)} 发出超过 {limit:g} 秒仍未获得券商编号，"
+                                                   "判定 miniQMT 无响应，重连后按备注核对")
+            return
+        if late_cancels:
+            self._link_failed("CANCEL_ACK_TIMEOUT", f"委托 {'、'.join(late_cancels)} 的撤单请求超过 {limit:g} 秒没有结果，"
+                                                    "判定 miniQMT 无响应，重连后核对委托状态")
+            return
+        forced, self._probe_forced = self._probe_forced, False
+        interval = float(self._settings.get("LIVENESS_PROBE_INTERVAL"))
+        if not probe_due(self._last_probe, now, interval, True, forced) or not (forced or self._in_session()):
+            return  # (the calendar is asked only when a probe would otherwise be due)
+        self._last_probe = now
+        deadline = float(self._settings.get("LIVENESS_PROBE_DEADLINE"))
+        try:
+            self._query("query_stock_asset_async", "资金", timeout=deadline)
+        except BrokerUnavailable as exc:
+            self._link_failed("LIVENESS_PROBE_FAILED", f"miniQMT 探测查询无响应（{exc.message}），判定连接失效，开始重连")
+
+    def _still_unacknowledged(self, client_id: str) -> bool:
+        row = self._journal.get(client_id)
+        if row is None or row.order_id or row.status.is_terminal:
+            self._sent_at.pop(client_id, None)
+            return False
+        return True
+
+    def _cancel_still_pending(self, client_id: str) -> bool:
+        row = self._journal.get(client_id)
+        if row is None or row.cancel_state != CANCEL_SENT or row.status.is_terminal:
+            self._cancel_sent_at.pop(client_id, None)
+            return False
+        return True
+
+    def _in_session(self) -> bool:
+        try:
+            return bool(self._clock.is_trading())
+        except Exception:  # no calendar: probe anyway, it is cheap
+            return True
+
+    def _link_failed(self, code: str, message: str) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or not session.connected:
+                return
+            session.connected = False
+            self._reconnect_needed = True
+        self.last_error = message
+        self.health.set_state(LINK_UNHEALTHY)
+        self.health.alarm(code, message)
+
+    def _check_empty_positions(self) -> None:
+        """An empty position answer is believed only when the asset agrees (no market value): a failed or
+        half-initialised query must not look like "everything was sold"."""
+        asset = self._query("query_stock_asset_async", "资金")
+        if asset is not None and float(asset.market_value) > 0:
+            message = f"miniQMT 返回空持仓，但资金显示持仓市值 {float(asset.market_value):.2f} 元：本次持仓查询不可信，已忽略"
+            self.health.alarm("QMT_POSITIONS_EMPTY", message, logging.WARNING)
+            raise BrokerUnavailable("QMT_POSITIONS_EMPTY", message)
 
     def _handle(self, event: "QmtEvent") -> list["_Delivery"]:
         handler = {
@@ -285,6 +386,19 @@ class EasyQmtTrader:
         order = self._order_from_xt(xt_order, client_id)
         if order is None:
             return []
+        row = self._journal.get(client_id) if client_id else None
+        if row is not None and row.status is OrderStatus.REJECTED and order.status is not OrderStatus.REJECTED:
+            self.health.alarm("LATE_BROKER_REPORT", f"委托 {client_id} 曾判定为未送达/被拒，券商随后报告其状态为"
+                                                    f"「{order.status.value}」（编号 {order_id}），已按券商回报更新",
+                              logging.WARNING)
+        if order.status is OrderStatus.CANCEL_PENDING or order.status.is_terminal:
+            self._cancel_sent_at.pop(client_id, None)
+        if row is not None and row.order_id and order_id != row.current_id and xt_order.order_remark == client_id:
+            self._journal.set_broker_order_id(client_id, order_id)
+            self.health.alarm("QMT_ORDER_RENUMBERED", f"委托 {client_id} 的券商编号由 {row.current_id} 变为 {order_id}"
+                                                      "（miniQMT 重启后重新编号），撤单改用新编号，成交不会重复记账",
+                              logging.WARNING)
+            return self._order_changed(order)
         deliveries = self._learn_order_id(client_id, order_id)
         return deliveries + self._order_changed(order)
 
@@ -333,18 +447,25 @@ class EasyQmtTrader:
 
     def _on_cancel_response(self, event: "QmtEvent") -> list["_Delivery"]:
         response = event.payload
-        if response.cancel_result != 0:
-            log.warning("撤单请求未被接受：委托 %s：%s", response.order_id, response.error_msg or "未返回原因")
-        return []
+        if int(response.cancel_result) == 0:
+            return []
+        return self._cancel_refused(str(response.order_id), response.error_msg or "未返回原因",
+                                    response.cancel_result)
 
     def _on_cancel_error(self, event: "QmtEvent") -> list["_Delivery"]:
         error = event.payload
-        row = self._journal.by_order_id(str(error.order_id))
-        log.warning("撤单失败：委托 %s：%s（错误码 %s）", error.order_id, error.error_msg, error.error_id)
+        return self._cancel_refused(str(error.order_id), error.error_msg, error.error_id)
+
+    def _cancel_refused(self, order_id: str, message: str, code) -> list["_Delivery"]:
+        """Either way a cancel is refused (cancel_result != 0, or on_cancel_error), the order goes back to its
+        working state with the reason, so the executor's supervision loop can time it out and try again."""
+        row = self._journal.by_order_id(order_id)
+        log.warning("撤单失败：委托 %s：%s（错误码 %s）", order_id, message, code)
         if row is None:
             return []
+        self._cancel_sent_at.pop(row.client_id, None)
         self._journal.set_cancel_state(row.client_id, CANCEL_NONE)  # the executor may try again
-        return self._order_changed(self._order_from_row(row, row.status, f"撤单失败：{error.error_msg}"))
+        return self._order_changed(self._order_from_row(row, row.status, f"撤单失败：{message}"), news=True)
 
     def _on_account_status(self, event: "QmtEvent") -> list["_Delivery"]:
         status = event.payload
@@ -359,7 +480,8 @@ class EasyQmtTrader:
         session.connected = False
         self._reconnect_needed = True
         self.last_error = "与 miniQMT 的连接已断开"
-        log.error("与 miniQMT 的连接已断开（会话 %s），开始重连；断线期间不会发送新委托", event.session)
+        self.health.set_state(LINK_UNHEALTHY)
+        self.health.alarm("QMT_DISCONNECTED", f"与 miniQMT 的连接已断开（会话 {event.session}），开始重连；断线期间不会发送新委托")
         return []
 
     # ---- reconnect and reconcile (worker thread) -----------------------------------------------------------
@@ -367,6 +489,7 @@ class EasyQmtTrader:
         """Back-off until a new session works, then reconcile. Never re-sends an order."""
         with self._lock:
             old, self._session = self._session, None
+        self.health.set_state(LINK_RECONNECTING)
         if old is not None:
             old.shutdown()
         delay = self._timings.reconnect_first_delay
@@ -388,6 +511,7 @@ class EasyQmtTrader:
         with self._lock:
             self._session = session
             self._reconnect_needed = False
+            self._state.last_orders.clear()  # every order's current state is delivered again once
         self.reconnects += 1
         try:
             self._reconcile(session)
@@ -416,6 +540,8 @@ class EasyQmtTrader:
             deliveries += self._release_parked_if_settled()
         self._deliver(deliveries)
         self.last_error = ""
+        self._last_probe = time.monotonic()
+        self.health.set_state(LINK_CONNECTED)
         log.info("已重新连接 miniQMT（会话 %s）：可用资金 %.2f，持仓 %d 只，今日委托 %d 笔，补发成交回报 %d 笔",
                  session.session_id, asset.cash, len(positions), len(xt_orders), missed_fills)
 
@@ -424,8 +550,10 @@ class EasyQmtTrader:
         remarks, by a unique unmapped order with the same code/side/volume/price); else lost in transit."""
         deliveries: list[_Delivery] = []
         in_flight, self._state.awaiting_response = self._state.awaiting_response, {}
-        for client_id in in_flight.values():
+        unconfirmed, self._state.unconfirmed = self._state.unconfirmed, set()
+        for client_id in list(in_flight.values()) + sorted(unconfirmed - set(in_flight.values())):
             row = self._journal.get(client_id)
+            self._sent_at.pop(client_id, None)
             if row is None or row.order_id:
                 continue
             if any(o.order_remark == client_id for o in xt_orders):
@@ -464,10 +592,11 @@ class EasyQmtTrader:
         """Record client id → order id; replay pushes parked for that id and send a cancel waiting for it."""
         row = self._journal.get(client_id) if client_id else None
         if row is None or row.order_id:
-            if row is not None and row.order_id != order_id:
+            if row is not None and order_id not in (row.order_id, row.current_id):
                 log.warning("委托 %s 已对应券商编号 %s，忽略另一个编号 %s（备注重复？）", client_id, row.order_id, order_id)
             return []
         self._journal.set_order_id(client_id, order_id)
+        self._sent_at.pop(client_id, None)
         if row.cancel_state == CANCEL_WAITING_FOR_ID and self._session is not None:
             self._session.trader.cancel_order_stock_async(self._session.account, int(order_id))
             self._journal.set_cancel_state(client_id, CANCEL_SENT)
@@ -489,11 +618,14 @@ class EasyQmtTrader:
                 deliveries += self._handle(event)
         return deliveries
 
-    def _order_changed(self, order: Order) -> list["_Delivery"]:
+    def _order_changed(self, order: Order, news: bool = False) -> list["_Delivery"]:
+        """Deliver an order's new state once. `news`: deliver even when only the reason changed (a refused
+        cancel must reach the executor, whatever status message the working order already carried)."""
         key = order.client_id or f"qmt:{order.order_id}"
         state = (order.status, order.filled_volume, order.reason)
         previous = self._state.last_orders.get(key)
-        if previous is not None and previous[:2] == state[:2] and (previous[2] or not state[2]):
+        if previous is not None and previous[:2] == state[:2] and (
+                previous[2] == state[2] or (not news and (previous[2] or not state[2]))):
             return []
         self._state.last_orders[key] = state
         if order.client_id and self._journal.get(order.client_id) is not None:
@@ -521,7 +653,8 @@ class EasyQmtTrader:
         side = self._xt.side(xt_trade.order_type, getattr(xt_trade, "offset_flag", None))
         if side is None:
             return None
-        order_id = str(xt_trade.order_id)
+        row = self._journal.get(client_id) if client_id else None
+        order_id = row.order_id if row is not None and row.order_id else str(xt_trade.order_id)  # renumbering
         fill = Fill(fill_id=f"{order_id}-{xt_trade.traded_id}", order_id=order_id, client_id=client_id,
                     stock_code=xt_trade.stock_code, side=side, price=float(xt_trade.traded_price),
                     volume=int(xt_trade.traded_volume), time=self._broker_time(xt_trade.traded_time))
@@ -544,7 +677,7 @@ class EasyQmtTrader:
         return open_session(self._require_xt(), self.qmt_path, self.account, self._session_ids(), self._events.put,
                             self._timings.connect_timeout)
 
-    def _query(self, method: str, label: str) -> Any:
+    def _query(self, method: str, label: str, timeout: Optional[float] = None) -> Any:
         """Run an xttrader *_async query and wait (bounded) for its answer. The answer arrives on xttrader's
         push thread, where our callback only stores it, so this never deadlocks, whichever thread asks."""
         session = self._require_session()
@@ -556,9 +689,9 @@ class EasyQmtTrader:
             done.set()
 
         getattr(session.trader, method)(session.account, answer)
-        if not done.wait(self._timings.query_timeout):
-            raise BrokerUnavailable("QMT_QUERY_TIMEOUT",
-                                    f"查询{label}超时（{self._timings.query_timeout:g} 秒），miniQMT 无响应")
+        limit = self._timings.query_timeout if timeout is None else timeout
+        if not done.wait(limit):
+            raise BrokerUnavailable("QMT_QUERY_TIMEOUT", f"查询{label}超时（{limit:g} 秒），miniQMT 无响应")
         return box[0]
 
     def _query_list(self, method: str, label: str) -> list:
@@ -603,5 +736,6 @@ class _EventState:
     parked: dict[str, list[QmtEvent]] = field(default_factory=dict)  # order id → pushes waiting for their id
     last_orders: dict[str, tuple] = field(default_factory=dict)  # key → (status, filled, reason) delivered
     delivered_fills: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)  # client ids whose send raised: delivered or not unknown
 
 

@@ -68,6 +68,8 @@ class MootdxSource:
         self._data_dir = Path(data_dir)
         self._reader = None
         self._client = None
+        self._server: Optional[tuple[str, int]] = None
+        self._names: dict[str, str] = {}  # code → name from the server's security list (ST limits)
         self._watch: list[str] = []
         self._next_bar_update: Optional[datetime] = None
         self._read_stamps: dict[str, tuple] = {}  # code -> (.day file stamp, complete day) of the last read
@@ -85,11 +87,25 @@ class MootdxSource:
             self._reader = open_tdx_reader(Path(tdx_dir))
         if server_text:
             try:
-                server = parse_server(server_text)
+                self._server = parse_server(server_text)
             except ValueError as exc:
                 raise DataUnavailable("MOOTDX_SERVER_INVALID", str(exc)) from exc
-            self._client = open_quotes(server, float(self._settings.get("MOOTDX_TIMEOUT")), self._data_dir)
+            self._open_client()
         self.connected = True
+
+    def _open_client(self) -> None:
+        """A fresh quotes client (mootdx's own retry is off: a dead client is dropped and replaced here),
+        and the names of the securities once, for the ST price limits (issue 13)."""
+        self._client = open_quotes(self._server, float(self._settings.get("MOOTDX_TIMEOUT")), self._data_dir)
+        if not self._names:
+            self._names = security_names(self._client)
+
+    def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        try:
+            client.close()
+        except Exception:  # already broken; a new client replaces it
+            log.debug("关闭失效的 mootdx 连接出错", exc_info=True)
 
     def set_watchlist(self, codes: Sequence[str]) -> None:
         watch = list(dict.fromkeys(codes))
@@ -98,7 +114,7 @@ class MootdxSource:
             self._next_bar_update = None  # new codes want their bars now
 
     def stock_name(self, code: str) -> str:
-        return ""  # TDX quotes carry no names
+        return self._names.get(code, "")  # from the server's security list; TDX quotes carry no names
 
     def run_once(self) -> SourceStep:
         step = SourceStep(wait=idle_wait(self._settings, self._clock))
@@ -109,14 +125,21 @@ class MootdxSource:
                 step.errors.append(exc.message)
                 return step
         watch = list(self._watch)
+        if self._client is None and self._server is not None:  # the last client died: a new connection
+            try:
+                self._open_client()
+                log.info("已重新连接 mootdx 行情服务器 %s:%s", *self._server)
+            except DataUnavailable as exc:
+                step.errors.append(exc.message)
         if self._client is not None and watch:
             try:
                 step.quotes = self._poll(watch, step.errors)
                 self.connected = True
             except Exception as exc:  # tdxpy raises on a dropped connection (raise_exception=True)
                 self.connected = False
-                step.errors.append(f"mootdx 行情获取失败：{exc or type(exc).__name__}")
-        elif self._client is None and watch:
+                self._drop_client()  # never reuse a dead client: the next step connects again
+                step.errors.append(f"mootdx 行情获取失败：{exc or type(exc).__name__}，下次重新连接")
+        elif self._server is None and watch:
             step.errors.append("未配置 MOOTDX_SERVER，mootdx 只有离线日线，没有实时行情")
         if self._reader is not None and self._bars_due():
             self._update_bars(watch, step)
@@ -124,7 +147,7 @@ class MootdxSource:
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            self._drop_client()
         self.connected = False
 
     def _poll(self, watch: list[str], errors: list[str]) -> list[Quote]:
@@ -139,7 +162,7 @@ class MootdxSource:
             if code is None:
                 continue
             try:
-                quotes.append(row_to_quote(code, row, self._clock.now(), self.name))
+                quotes.append(row_to_quote(code, row, self._clock.now(), self.name, self._names.get(code, "")))
             except DataUnavailable as exc:
                 errors.append(exc.message)
         return quotes
@@ -179,9 +202,27 @@ class MootdxSource:
         return self._clock.calendar.previous_trading_day(now.date())
 
 
-def row_to_quote(code: str, row: dict, received: datetime, source: str) -> Quote:
+def security_names(client) -> dict[str, str]:
+    """code → name of both markets from the server's security list; {} when the server cannot tell (the ST
+    limit is then unknown: a warning, and the normal limit is used)."""
+    names: dict[str, str] = {}
+    for market, suffix in ((0, ".SZ"), (1, ".SH")):
+        try:
+            frame = client.stocks(market=market)
+        except Exception as exc:  # optional information: quotes work without it
+            log.warning("mootdx 证券名称列表获取失败（ST 股票的 ±5%% 涨跌停将无法识别）：%s", exc)
+            return names
+        if frame is None or getattr(frame, "empty", True):
+            continue
+        for row in frame.to_dict("records"):
+            names[f"{str(row.get('code')).zfill(6)}{suffix}"] = str(row.get("name") or "").strip()
+    return names
+
+
+def row_to_quote(code: str, row: dict, received: datetime, source: str, name: str = "") -> Quote:
     """A Quote from one row of mootdx `quotes()` (tdxpy get_security_quotes fields). TDX's own time field is
-    an undocumented encoding, so the quote is stamped with the time it was received."""
+    an undocumented encoding, so the quote is stamped with the time it was received. `name` carries the ST
+    flag ("ST"/"*ST"): those stocks move at most ±5 %."""
     price, prev_close = _number(row.get("price")), _number(row.get("last_close"))
     if not price or price <= 0:
         raise DataUnavailable("BAD_TICK", f"mootdx 行情 {code} 的现价无效（{row.get('price')}），未采用")
@@ -189,11 +230,12 @@ def row_to_quote(code: str, row: dict, received: datetime, source: str) -> Quote
         raise DataUnavailable("BAD_TICK", f"mootdx 行情 {code} 的昨收价无效（{row.get('last_close')}），未采用")
     tick = lambda key: _on_tick(code, row.get(key))  # noqa: E731  (tdxpy multiplies by 0.01: 13.750000000000002)
     prev_close = tick("last_close")
-    limit_down, limit_up = market_rules.price_limits(code, prev_close)
+    limit_down, limit_up = market_rules.price_limits(code, prev_close, is_st="ST" in name.upper())
     volume = _number(row.get("vol"))
     return Quote(code=code, price=tick("price"), prev_close=prev_close, time=received, source=source,
                  limit_up=limit_up, limit_down=limit_down, open=tick("open"), high=tick("high"), low=tick("low"),
-                 volume=volume * TDX_VOLUME_UNIT if volume is not None else None, bid1=tick("bid1"), ask1=tick("ask1"))
+                 volume=volume * TDX_VOLUME_UNIT if volume is not None else None, bid1=tick("bid1"), ask1=tick("ask1"),
+                 name=name)
 
 
 def _number(value) -> Optional[float]:

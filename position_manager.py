@@ -69,6 +69,7 @@ class PositionManager:
         self._changed = threading.Condition(self._lock)
         self._holdings: dict[str, _Holding] = {}
         self._dirty: set[str] = set()
+        self._missing: dict[str, int] = {}  # code → consecutive broker answers without it (issue 13)
         self.data_version = 0
         migrate(db, "position_manager", MIGRATIONS)
         self._rolled_day = self._load()
@@ -219,7 +220,10 @@ class PositionManager:
 
     # ---- broker and day
     def refresh_from_broker(self, positions: Iterable[BrokerPosition]) -> None:
-        """The broker is authoritative for volume and available (and, live, cost); the episode is ours."""
+        """The broker is authoritative for volume and available (and, live, cost); the episode is ours.
+        A holding missing from the answer is removed only after POSITION_GONE_CONFIRMATIONS consecutive
+        answers without it (one failed or half-initialised query must not wipe it), and its rule state is
+        kept aside: if the broker shows the stock again, the episode resumes with it (issue 13)."""
         with self._lock:
             self._roll_if_new_day()
             seen: set[str] = set()
@@ -227,12 +231,22 @@ class PositionManager:
                 if bp.volume <= 0:
                     continue
                 seen.add(bp.stock_code)
+                self._missing.pop(bp.stock_code, None)
                 if self._refresh_one(bp):
                     self._persist_now(bp.stock_code)
+            needed = int(self._settings.get("POSITION_GONE_CONFIRMATIONS"))
             for code in [c for c in self._holdings if c not in seen]:
-                log.warning("券商账户已无 %s 持仓（本地记录 %d 股），按券商数据清除本地持仓",
-                            code, self._holdings[code].position.volume)
+                count = self._missing[code] = self._missing.get(code, 0) + 1
+                volume = self._holdings[code].position.volume
+                if count < needed:
+                    log.warning("券商持仓查询中没有 %s（本地 %d 股），第 %d 次；连续 %d 次确认前不删除本地持仓",
+                                code, volume, count, needed)
+                    continue
+                log.warning("券商账户已连续 %d 次查询无 %s 持仓（本地记录 %d 股），清除本地持仓；止盈止损状态已保留，"
+                            "若该持仓重新出现将恢复", count, code, volume)
+                self._stash_rule_state(code)
                 del self._holdings[code]
+                del self._missing[code]
                 self._persist_now(code)
 
     def sync(self) -> int:
@@ -259,6 +273,7 @@ class PositionManager:
         if holding is None:
             holding = _Holding(self._open_episode(fill), spent)
             self._holdings[fill.stock_code] = holding
+            self._drop_rule_state(fill.stock_code)  # a new episode starts fresh
         else:
             holding.cost_amount = _cents(holding.cost_amount + spent)
         p = holding.position
@@ -310,6 +325,7 @@ class PositionManager:
                                 base_cost_price=bp.cost_price, current_price=price,
                                 open_date=self._clock.today(), highest_price=max(price, bp.cost_price),
                                 last_update=self._clock.now())
+            self._restore_rule_state(position)
             self._refresh_derived(position)
             self._holdings[bp.stock_code] = _Holding(position, _cents(bp.cost_price * bp.volume))
             log.info("按券商持仓新增本地持仓 %s：%d 股，成本 %.3f", bp.stock_code, bp.volume, bp.cost_price)
@@ -328,6 +344,36 @@ class PositionManager:
             p.stock_name = bp.stock_name
         self._refresh_derived(p)
         return (p.volume, p.available, p.cost_price, p.stock_name) != before
+
+    # ---- rule state of a holding removed without fills explaining it (issue 13): restored when the same
+    # holding (same volume) shows up again; any other volume, or a buy fill, starts a new episode
+    def _stash_rule_state(self, code: str) -> None:
+        p = self._holdings[code].position
+        state = {"volume": p.volume, "base_cost_price": p.base_cost_price, "open_date": p.open_date.isoformat() if p.open_date else None,
+                 "profit_triggered": p.profit_triggered, "highest_price": p.highest_price,
+                 "stop_loss_price": p.stop_loss_price, "used_add_levels": list(p.used_add_levels)}
+        self._db.execute("INSERT OR REPLACE INTO position_state(key, value) VALUES(?, ?)",
+                         (f"gone:{code}", json.dumps(state)))
+
+    def _restore_rule_state(self, position: Position) -> None:
+        row = self._db.query_one("SELECT value FROM position_state WHERE key=?", (f"gone:{position.stock_code}",))
+        if row is None:
+            return
+        state = json.loads(row["value"])
+        self._drop_rule_state(position.stock_code)
+        if state.get("volume") != position.volume:  # another holding than the one that vanished: a new episode
+            return
+        position.base_cost_price = state["base_cost_price"]
+        position.open_date = date.fromisoformat(state["open_date"]) if state["open_date"] else position.open_date
+        position.profit_triggered = bool(state["profit_triggered"])
+        position.highest_price = max(position.highest_price, state["highest_price"])
+        position.stop_loss_price = state["stop_loss_price"]
+        position.used_add_levels = tuple(state["used_add_levels"])
+        log.warning("%s 持仓重新出现，恢复其止盈止损状态（已止盈：%s，最高价 %.3f）", position.stock_code,
+                    "是" if position.profit_triggered else "否", position.highest_price)
+
+    def _drop_rule_state(self, code: str) -> None:
+        self._db.execute("DELETE FROM position_state WHERE key=?", (f"gone:{code}",))
 
     def _change_rule_state(self, code: str, **changes) -> None:
         with self._lock:

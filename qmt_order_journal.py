@@ -43,6 +43,12 @@ MIGRATIONS = (
         time TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS qmt_fills_order ON qmt_fills(order_id)
     """,
+    # issue 13: a restarted miniQMT may number today's orders afresh; `order_id` stays the first id (fill ids
+    # are built from it, so a fill seen again under the new number is not booked twice), cancels use the new one
+    """
+    ALTER TABLE qmt_order_map ADD COLUMN broker_order_id TEXT;
+    CREATE INDEX IF NOT EXISTS qmt_order_map_broker_order_id ON qmt_order_map(broker_order_id)
+    """,
 )
 
 # cancel_state values
@@ -66,6 +72,12 @@ class MappedOrder:
     cancel_state: int
     reason: str
     created_at: str
+    broker_order_id: str = ""
+
+    @property
+    def current_id(self) -> str:
+        """The id miniQMT knows the order by now (for cancels): the renumbered one, else the first."""
+        return self.broker_order_id or self.order_id
 
 
 class QmtOrderJournal:
@@ -81,8 +93,8 @@ class QmtOrderJournal:
         return _mapped(self._db.query_one("SELECT * FROM qmt_order_map WHERE client_id=?", (client_id,)))
 
     def by_order_id(self, order_id: str) -> Optional[MappedOrder]:
-        return _mapped(self._db.query_one("SELECT * FROM qmt_order_map WHERE order_id=? ORDER BY created_at DESC",
-                                          (order_id,)))
+        return _mapped(self._db.query_one("SELECT * FROM qmt_order_map WHERE order_id=? OR broker_order_id=? "
+                                          "ORDER BY created_at DESC", (order_id, order_id)))
 
     def by_seq(self, session_id: int, seq: int) -> Optional[MappedOrder]:
         return _mapped(self._db.query_one("SELECT * FROM qmt_order_map WHERE session_id=? AND seq=?",
@@ -102,6 +114,9 @@ class QmtOrderJournal:
 
     def set_order_id(self, client_id: str, order_id: str) -> None:
         self._db.execute("UPDATE qmt_order_map SET order_id=? WHERE client_id=?", (order_id, client_id))
+
+    def set_broker_order_id(self, client_id: str, order_id: str) -> None:
+        self._db.execute("UPDATE qmt_order_map SET broker_order_id=? WHERE client_id=?", (order_id, client_id))
 
     def set_state(self, client_id: str, status: OrderStatus, filled_volume: int, reason: str, now: datetime) -> None:
         self._db.execute("UPDATE qmt_order_map SET status=?, filled_volume=?, reason=?, updated_at=? WHERE client_id=?",
@@ -159,4 +174,5 @@ def _mapped(row: Optional[sqlite3.Row]) -> Optional[MappedOrder]:
         return None
     return MappedOrder(row["client_id"], row["session_id"], row["seq"], row["order_id"] or "", row["stock_code"],
                        Side(row["side"]), row["volume"], row["price"], OrderStatus(row["status"]),
-                       row["filled_volume"], row["cancel_state"], row["reason"], row["created_at"])
+                       row["filled_volume"], row["cancel_state"], row["reason"], row["created_at"],
+                       row["broker_order_id"] or "")

@@ -175,9 +175,10 @@ class QueueingCallback:
         self._enqueue("cancel_response", response)
 
 
-def bounded_call(call: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Run a blocking xttrader call with a deadline: xttrader waits for miniQMT's answer without one, and
-    a half-dead miniQMT must not hang the daemon. On timeout the helper thread is abandoned (daemon)."""
+def bounded_call(call: Callable[[], Any], timeout: float, what: str, error: type = BrokerUnavailable) -> Any:
+    """Run a blocking xttrader (or xtdata) call with a deadline: xtquant waits for miniQMT's answer without
+    one, and a half-dead miniQMT must not hang the daemon. On timeout the helper thread is abandoned (daemon).
+    Failures raise `error` (a TradingError class: BrokerUnavailable, or DataUnavailable for data calls)."""
     box: dict[str, Any] = {}
     done = threading.Event()
 
@@ -191,9 +192,9 @@ def bounded_call(call: Callable[[], Any], timeout: float, what: str) -> Any:
 
     threading.Thread(target=run, name=f"qmt-call-{what}", daemon=True).start()
     if not done.wait(timeout):
-        raise BrokerUnavailable("QMT_TIMEOUT", f"{what}超时（{timeout:g} 秒），miniQMT 无响应")
+        raise error("QMT_TIMEOUT", f"{what}超时（{timeout:g} 秒），miniQMT 无响应")
     if "error" in box:
-        raise BrokerUnavailable("QMT_CALL_FAILED", f"{what}出错：{box['error']}") from box["error"]
+        raise error("QMT_CALL_FAILED", f"{what}出错：{box['error']}") from box["error"]
     return box["value"]
 
 

@@ -3,6 +3,7 @@ mootdx. A feed only loads bars; turning them into intraday quotes is `replay_sou
 from __future__ import annotations
 
 import logging
+import struct
 from datetime import date
 from pathlib import Path
 from typing import Optional, Protocol
@@ -147,15 +148,49 @@ def open_tdx_reader(tdx_dir: Path):
 
 
 def read_tdx_daily(reader, code: str) -> list[DailyBar]:
-    """Daily bars of `code` from a mootdx Reader; [] when the .day file is absent."""
-    frame = reader.daily(symbol=code[:6])
+    """Daily bars of `code` from a mootdx Reader; [] when the .day file is absent. Volumes in shares."""
+    try:
+        frame = reader.daily(symbol=code[:6])
+    except NotImplementedError:  # tdxpy knows no security type for e.g. Shanghai 56xxxx ETFs: read it here
+        return _read_day_file(reader, code)
     if frame is None or frame.empty:
         return []
+    unit = tdx_volume_unit(code)
     bars = []
     for day, row in frame.iterrows():
         price = lambda key: market_rules.round_price(code, float(row[key]))  # noqa: E731 (13.780000000000001)
         bars.append(DailyBar(code, pd.Timestamp(day).date(), price("open"), price("high"), price("low"),
-                             price("close"), float(round(float(row["volume"]) * TDX_VOLUME_UNIT))))
+                             price("close"), float(round(float(row["volume"]) * unit))))
+    return _checked(code, bars, f"通达信日线 {code}")
+
+
+def tdx_volume_unit(code: str) -> int:
+    """What one unit of mootdx's daily volume is in shares: tdxpy divides the file's share count by 100
+    (lots) except for Shanghai funds (coefficient 1.0), whose volume already is in shares."""
+    is_sh_fund = code.endswith(".SH") and market_rules.board(code) is market_rules.Board.ETF
+    return 1 if is_sh_fund else TDX_VOLUME_UNIT
+
+
+DAY_RECORD = struct.Struct("<IIIIIfII")  # date, open, high, low, close (price units), amount, volume (shares), -
+
+
+def _read_day_file(reader, code: str) -> list[DailyBar]:
+    """A .day file tdxpy refuses: 32-byte records, prices in 0.001 (funds) or 0.01 units, volume in shares."""
+    path = reader.find_path(symbol=code[:6], subdir="lday", suffix="day")
+    if path is None:
+        return []
+    price_unit = 0.001 if market_rules.board(code) is market_rules.Board.ETF else 0.01
+    data = Path(path).read_bytes()
+    bars = []
+    for offset in range(0, len(data) - DAY_RECORD.size + 1, DAY_RECORD.size):
+        stamp, *prices, _amount, volume, _ = DAY_RECORD.unpack_from(data, offset)
+        try:
+            day = date(stamp // 10000, stamp // 100 % 100, stamp % 100)
+        except ValueError:
+            log.warning("通达信日线 %s 中的日期无效已跳过：%s", code, stamp)
+            continue
+        o, h, low, c = (market_rules.round_price(code, p * price_unit) for p in prices)
+        bars.append(DailyBar(code, day, o, h, low, c, float(volume)))
     return _checked(code, bars, f"通达信日线 {code}")
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 import market_rules
 import order_checks as checks
+import qmt_carryover as carryover
 from models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderStatus, Quote, Rule, Side,
                     TradingError)
 from order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
@@ -145,11 +146,14 @@ class TradingExecutor:
     # ---- BrokerListener
     def on_order_update(self, order: Order) -> None:
         with self._event_lock:
-            change = self.journal.apply_update(order)
+            late = self._is_late_report(order)  # issue 13
+            change = self.journal.apply_update(order, force=late)
             if change is None:
                 if not self.journal.find(order.client_id or order.order_id):
                     log.info("券商报告了非本程序下的委托 %s（%s），不做处理", order.order_id, order.stock_code)
                 return
+            if late:
+                self._apply_late_report(*change)
             self._after_status_change(*change)
 
     def on_fill(self, fill: Fill) -> None:
@@ -186,8 +190,9 @@ class TradingExecutor:
 
     def recover(self) -> None:
         """Start-up reconciliation with the broker (orders matched by client id = remark): statuses from the
-        broker; journaled orders the broker never saw are marked (never re-sent); fills missing from
-        trade_records are booked; positions take the broker's volume/available; reservations = open sells."""
+        broker; fills missing from trade_records are booked; journaled orders the broker never saw are marked
+        (never re-sent; previous-day ones judged by the position change, issue 13); positions take the
+        broker's volume/available; reservations = open sells."""
         with self._submit_lock:
             broker_orders = {o.client_id: o for o in self._broker.query_orders() if o.client_id}
             with self._event_lock:
@@ -195,13 +200,16 @@ class TradingExecutor:
                     change = self.journal.apply_update(order, force=True)
                     if change:
                         log.info("启动核对：委托 %s 状态按券商更新为 %s", order.client_id, change[1].status.value)
-                self._mark_unknown_to_broker(broker_orders)
             missing = [f for f in self._broker.query_trades() if not self.journal.has_fill(f.fill_id)]
             for fill in missing:
                 log.warning("启动核对：补记成交 %s %s %s %d 股 @ %.3f", fill.fill_id, fill.stock_code, fill.side.label,
                             fill.volume, fill.price)
                 self._book_fill(fill)
-            self._positions.refresh_from_broker(self._broker.query_positions())
+            broker_positions = self._broker.query_positions()
+            with self._event_lock:
+                self._settle_previous_day(broker_orders, broker_positions)  # issue 13
+                self._mark_unknown_to_broker(broker_orders)
+            self._positions.refresh_from_broker(broker_positions)
             reserved: dict[str, int] = {}
             for entry in self.journal.open_entries(side=Side.SELL):
                 reserved[entry.stock_code] = reserved.get(entry.stock_code, 0) + entry.remaining
@@ -428,6 +436,39 @@ class TradingExecutor:
                 status, reason = OrderStatus.UNKNOWN, "券商查询不到该委托，状态未知，请人工核对"
             self.journal.set_status(entry.client_id, status, reason, force=True)
             log.warning("启动核对：委托 %s %s → %s（%s）", entry.client_id, entry.stock_code, status.value, reason)
+
+    # ---- issue 13: late broker reports and previous-day orders (kept together to ease merging) ----------------
+    def _is_late_report(self, order: Order) -> bool:
+        """A broker report for an order we had marked rejected (e.g. undelivered after a reconnect) that the
+        broker in fact has: fills are facts, so its state is applied."""
+        if order.status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN):
+            return False
+        entry = self.journal.get(order.client_id) if order.client_id else None
+        return entry is not None and entry.status is OrderStatus.REJECTED
+
+    def _apply_late_report(self, before: JournalEntry, after: JournalEntry) -> None:
+        """Reserve again the shares of a sell that works on (the rejection had released them)."""
+        if after.side is Side.SELL and not after.status.is_terminal:
+            self._positions.reserve(after.stock_code, after.remaining)
+        log.error("【券商异常】委托 %s %s 曾判定为未送达/被拒，券商迟到回报其状态为 %s（已成交 %d 股），已按券商回报更新",
+                  after.client_id, after.stock_code, after.status.value, after.filled_volume)
+
+    def _settle_previous_day(self, broker_orders: dict[str, Order], broker_positions: list) -> None:
+        """Open entries of earlier days the broker no longer lists (xtquant shows only today's orders and
+        trades): judged by the position change before the positions take the broker's volumes."""
+        today = self._clock.today()
+        entries = [e for e in self.journal.open_entries() if e.client_id not in broker_orders
+                   and e.status is not OrderStatus.PENDING_SUBMIT and e.trading_day < today]
+        held = {p.stock_code: p.volume for p in self._positions.all()}
+        broker = {p.stock_code: p.volume for p in broker_positions}
+        for verdict in carryover.judge(entries, held, broker):
+            entry = verdict.entry
+            order = Order(entry.client_id, entry.stock_code, entry.side, entry.volume, entry.price, verdict.status,
+                          order_id=entry.order_id, filled_volume=verdict.filled_volume,
+                          filled_amount=entry.filled_amount, time=self._clock.now(), reason=verdict.reason)
+            self.journal.apply_update(order, force=True)
+            log.warning("启动核对：隔日委托 %s %s → %s（%s）", entry.client_id, entry.stock_code, verdict.status.value,
+                        verdict.reason)
 
     def _ensure_day(self) -> None:
         today = self._clock.today()

@@ -55,7 +55,8 @@ def health() -> Response:
     data = {"ready": ready, "first_quote_time": first.isoformat(timespec="seconds") if first else None,
             "message": "" if ready else "行情来源尚未送来第一笔行情"}
     return ok({"threads": threads, "all_alive": alive and data["ready"], "threads_alive": alive, "data": data,
-               "ready": alive and data["ready"], "web": {"alive": True}})
+               "ready": alive and data["ready"], "web": {"alive": True},
+               "broker": broker_link_view()})
 
 
 @blueprint.get("/status")
@@ -117,7 +118,14 @@ def broker_view() -> dict:
     if not connected and not error:
         error = "券商未连接" if c.mode == "live" else "模拟券商已关闭"
     return {"mode": c.mode, "mode_label": views.MODE_LABELS.get(c.mode, c.mode), "connected": connected,
-            "error": error}
+            "error": error, **broker_link_view()}
+
+
+def broker_link_view() -> dict:
+    """The live broker's link state and recent anomalies (issue 13); empty for a broker without them."""
+    broker = ctx().broker
+    snapshot = getattr(getattr(broker, "health", None), "snapshot", None)
+    return snapshot() if callable(snapshot) else {}
 
 
 # ---- positions ------------------------------------------------------------------------------------

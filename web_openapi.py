@@ -71,7 +71,8 @@ OPERATIONS: dict[str, Operation] = {
     "static": Operation("网页静态文件（脚本、样式、图标、第三方库）", content=("*/*",), raw=True, tag="页面"),
     "api.health": Operation("各线程存活与心跳", tag="概览", data={
         "type": "object", "required": ["threads", "all_alive"],
-        "properties": {"threads": LIST, "all_alive": {"type": "boolean"}, "web": OBJ}}),
+        "properties": {"threads": LIST, "all_alive": {"type": "boolean"}, "web": OBJ,
+                       "broker": OBJ}}),  # issue 13: link_state, anomalies (live broker only)
     "api.status": Operation("运行模式、开关、账户、行情来源与市场时钟", tag="概览", data=OBJ),
     "api.connection_status": Operation("券商与行情连接状态", tag="概览", data={
         "type": "object", "required": ["broker", "data"], "properties": {"broker": OBJ, "data": OBJ}}),

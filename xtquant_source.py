@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Optional, Sequence
 
@@ -12,6 +13,7 @@ import market_rules
 from bar_store import BarStore, DailyBar
 from market_clock import MARKET_TZ
 from models import DataUnavailable, Quote
+from qmt_session import bounded_call
 from source_base import Publish, SourceStep, idle_wait
 from xtquant_import import import_xtquant
 
@@ -47,6 +49,9 @@ class XtQuantSource:
         self._details: dict[str, tuple[date, dict]] = {}
         self._next_bar_update: Optional[datetime] = None
         self._push_errors: list[str] = []
+        self._client_seen: Any = None  # the xtdata client our subscription lives on
+        self._subscribed_at = 0.0  # time.monotonic() of the last subscription
+        self._last_push: dict[str, tuple[float, datetime]] = {}  # code -> (monotonic, tick time) of its last push
         self.connected = False
 
     def start(self, publish: Publish) -> None:
@@ -78,6 +83,7 @@ class XtQuantSource:
                 self._subscribe()
             if watch:
                 step.quotes = self._poll_quotes(watch, step.errors)
+                self._check_subscription(step.quotes)
             if self._bars_due():
                 self._update_bars(watch, step)
         except DataUnavailable as exc:
@@ -129,10 +135,33 @@ class XtQuantSource:
         if not watch:
             return
         seq = self._xt.subscribe_whole_quote(watch, self._on_push)
+        self._client_seen = self._xt.get_client()
+        self._subscribed_at = time.monotonic()
         if not seq or seq < 0:
             self._push_error(f"订阅 miniQMT 实时行情失败（返回 {seq}），改为每 {self._settings.get('MONITOR_INTERVAL')} 秒轮询")
             return
         self._subscription = seq
+
+    def _check_subscription(self, polled: list[Quote]) -> None:
+        """xtdata's get_client() silently replaces a client whose miniQMT restarted, and the push subscription
+        dies with the old one (issue 13). Resubscribe when the client object changed, or when polling shows a
+        newer price for a subscribed code that has not been pushed for PUSH_SILENCE_SECONDS."""
+        if not self._subscription:
+            return
+        reason = ""
+        if self._xt.get_client() is not self._client_seen:
+            reason = "miniQMT 行情连接已更换（可能重启过）"
+        else:
+            silence, now = float(self._settings.get("PUSH_SILENCE_SECONDS")), time.monotonic()
+            for quote in polled:
+                pushed_at, pushed_time = self._last_push.get(quote.code, (self._subscribed_at, None))
+                if now - pushed_at > silence and (pushed_time is None or quote.time > pushed_time):
+                    reason = f"{quote.code} 已 {now - pushed_at:.0f} 秒没有推送而轮询有新行情"
+                    break
+        if reason:
+            log.warning("%s，实时推送订阅可能已丢失，重新订阅", reason)
+            self._subscription = None  # the old one died with its client: nothing to unsubscribe
+            self._subscribe()
 
     def _on_push(self, datas: dict) -> None:
         """xtdata's callback thread: {code: tick} for the subscribed codes. Only cached details are used here:
@@ -144,6 +173,7 @@ class XtQuantSource:
             except DataUnavailable as exc:
                 self._push_error(exc.message)
                 continue
+            self._last_push[code] = (time.monotonic(), quote.time)
             if self._publish is not None:
                 self._publish(quote)
 
@@ -187,7 +217,11 @@ class XtQuantSource:
         for code in watch:
             last = self._bars.last_bar(code)
             start = last.day if last else self._history_start()
-            bars = self._fetch_bars(code, start, step.errors)
+            try:
+                bars = self._fetch_bars(code, start, step.errors)
+            except Exception as exc:  # one code's failed download must not skip the others (issue 13)
+                step.errors.append(f"下载 {code} 日线失败：{getattr(exc, 'message', exc)}")
+                continue
             if last and bars and bars[0].day == last.day and abs(bars[0].close - last.close) > 1e-6:
                 # The stored close changed: an ex-right day re-adjusted the forward-adjusted history.
                 log.info("%s 复权价格变化，重新载入 %d 天日线", code, int(self._settings.get("HISTORY_DAYS")))
@@ -201,7 +235,9 @@ class XtQuantSource:
 
     def _fetch_bars(self, code: str, start: date, errors: list[str]) -> list[DailyBar]:
         start_text = start.strftime("%Y%m%d")
-        self._xt.download_history_data(code, "1d", start_text, "")
+        # download_history_data2 (used when miniQMT reports a download API version) waits without a deadline
+        bounded_call(lambda: self._xt.download_history_data(code, "1d", start_text, ""),
+                     float(self._settings.get("DOWNLOAD_DEADLINE")), f"下载 {code} 日线", error=DataUnavailable)
         data = self._xt.get_market_data_ex(BAR_FIELDS, [code], period="1d", start_time=start_text, end_time="",
                                            count=-1, dividend_type=DIVIDEND_TYPE, fill_data=False)
         frame = data.get(code) if data else None

@@ -118,3 +118,60 @@ def test_server_must_be_ip_and_port(text):
     with pytest.raises(ValueError, match="MOOTDX_SERVER 格式错误"):
         parse_server(text)
     assert parse_server("127.0.0.1:7709") == ("127.0.0.1", 7709)
+
+
+# ---- issue 13: a dead quotes client is replaced; ST stocks get their ±5 % limits -----------------------------------
+class StubTdxClient:
+    """A mootdx StdQuotes stand-in: `quotes()` fails once the connection is `dead` (as tdxpy does)."""
+
+    def __init__(self, names: dict[int, list[dict]]):
+        import pandas
+
+        self.dead = False
+        self.closed = False
+        self._pandas = pandas
+        self._names = names
+
+    def quotes(self, symbol):
+        if self.dead:
+            raise ConnectionResetError("connection reset by peer")
+        rows = [{"market": 0, "code": "000004", "price": 9.6, "last_close": 10.0, "open": 10.0, "high": 10.0,
+                 "low": 9.5, "vol": 1000, "bid1": 9.59, "ask1": 9.6}]
+        return self._pandas.DataFrame([r for r in rows if r["code"] in symbol])
+
+    def stocks(self, market):
+        return self._pandas.DataFrame(self._names.get(market, []))
+
+    def close(self):
+        self.closed = True
+
+
+def test_dead_quotes_client_is_replaced_and_st_names_give_five_percent_limits(tmp_path, monkeypatch):
+    import mootdx_source
+
+    opened: list[StubTdxClient] = []
+
+    def fake_open(server, timeout, config_dir):
+        opened.append(StubTdxClient({0: [{"code": "000004", "name": "*ST国华"}]}))
+        return opened[-1]
+
+    monkeypatch.setattr(mootdx_source, "open_quotes", fake_open)
+    manager = manager_for(tmp_path, datetime(2025, 8, 6, 10, 0), MOOTDX_SERVER="127.0.0.1:7709")
+    manager.start()
+    manager.set_watchlist(["000004.SZ"])
+    manager.run_once()
+    quote = manager.get_latest_data("000004.SZ")
+    assert (quote.limit_down, quote.limit_up, quote.name) == (9.5, 10.5, "*ST国华")  # ST: ±5 %, not ±10 %
+    opened[0].dead = True
+    manager.run_once()  # the failure drops the dead client ...
+    assert opened[0].closed and manager.status()["connected"] is False
+    manager.run_once()  # ... and the next step connects again
+    assert len(opened) == 2 and manager.status()["connected"] is True
+
+
+def test_st_flag_from_the_quote_name_sets_the_order_price_floor():
+    from order_checks import limits
+    from models import Quote
+
+    quote = Quote("600001.SH", 9.6, 10.0, datetime(2025, 8, 6, 10, 0), "test", name="ST邯钢")
+    assert limits(quote) == (9.5, 10.5)

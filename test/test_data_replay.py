@@ -121,6 +121,32 @@ def test_tdx_vipdoc_tree_replays_with_mootdx_reader(tmp_path, isolated_home):
     assert manager.get_history(CODE).iloc[-1].tolist() == [date(2025, 8, 5), 13.15, 13.78, 13.14, 13.75, 133646594.0]
 
 
+# ---- issue 13: Shanghai ETF .day files ---------------------------------------------------------------------------
+def write_day_file(folder, name: str, rows) -> None:
+    """A TDX .day file: 32-byte records (date, prices in price units, amount, volume in shares, reserved)."""
+    import struct
+
+    lday = folder / "vipdoc" / name[:2] / "lday"
+    lday.mkdir(parents=True, exist_ok=True)
+    (lday / f"{name}.day").write_bytes(b"".join(struct.pack("<IIIIIfII", *row, 0) for row in rows))
+
+
+def test_tdx_shanghai_etf_volumes_are_shares_and_56_etfs_do_not_stop_the_feed(tmp_path, isolated_home):
+    from replay_feeds import TdxBarFolder
+
+    day = (20250805, 4012, 4050, 4001, 4033, 1.2e9)  # 4.012 … 4.033 yuan (0.001 units), amount
+    write_day_file(tmp_path, "sh510300", [day + (298765400,)])  # volume: shares
+    write_day_file(tmp_path, "sh560010", [day + (1234500,)])  # tdxpy: "SH_OTHER" → NotImplementedError
+    write_day_file(tmp_path, "sz159915", [day + (5555500,)])
+    feed = TdxBarFolder(tmp_path)
+    bars = {code: feed.bars(code) for code in ("510300.SH", "560010.SH", "159915.SZ")}
+    assert {code: [(b.day, b.open, b.high, b.low, b.close, b.volume) for b in found] for code, found in bars.items()} == {
+        "510300.SH": [(date(2025, 8, 5), 4.012, 4.05, 4.001, 4.033, 298765400.0)],  # not 100× too many
+        "560010.SH": [(date(2025, 8, 5), 4.012, 4.05, 4.001, 4.033, 1234500.0)],
+        "159915.SZ": [(date(2025, 8, 5), 4.012, 4.05, 4.001, 4.033, 5555500.0)],
+    }
+
+
 def test_code_missing_from_the_replay_folder_is_reported(real_replay):
     manager, _ = real_replay
     manager.set_watchlist([CODE, "300750.SZ"])

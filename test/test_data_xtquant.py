@@ -1,6 +1,7 @@
 """The xtquant source runs the REAL xtquant/xtdata.py (and xtdatacenter.py, xtconn.py) against a stand-in for the
 Windows-only native `xtquant.datacenter`; ticks, pushes, instrument details and bars come through DataManager."""
 import threading
+import time
 from datetime import datetime
 
 import pytest
@@ -239,3 +240,68 @@ def test_broker_calendar_extends_the_market_calendar(tmp_path, service):
         assert calendar.fallback_warning == ""
     finally:
         manager.close()
+
+
+# ---- issue 13: a restart of miniQMT between polls; the download_history_data2 path ---------------------------------
+def test_push_subscription_lost_in_a_restart_between_polls_is_renewed(manager, service):
+    manager.run_once()
+    assert len(service.subscriptions) == 1
+    service.restart()  # xtdata's get_client() reconnects silently on the next poll; the subscription is gone
+    assert service.push("600000.SH", tick(13.91, when=datetime(2025, 8, 6, 10, 0, 1))) == 0
+    manager.run_once()
+    assert len(service.subscriptions) == 1  # noticed (the client changed) and subscribed again
+    version = manager.hub.version
+    assert service.push("600000.SH", tick(13.96, when=datetime(2025, 8, 6, 10, 0, 2))) == 1
+    assert manager.hub.wait_for_update(version, timeout=5) == version + 1
+    assert manager.get_latest_data("600000.SH").price == 13.96
+
+
+def test_silent_push_with_newer_polled_prices_renews_the_subscription(tmp_path, service):
+    manager = make_manager(tmp_path, PUSH_SILENCE_SECONDS=0.1)
+    manager.run_once()
+    service.subscriptions.clear()  # the service forgot us without saying so (same client)
+    service.ticks["600000.SH"] = tick(13.97, when=datetime(2025, 8, 6, 10, 0, 3))
+    manager.moment["now"] = datetime(2025, 8, 6, 10, 0, 3)
+    deadline = time.monotonic() + 5
+    while not service.subscriptions and time.monotonic() < deadline:
+        manager.run_once()  # each poll checks; after 0.1 s of silence with newer polled prices: resubscribe
+        manager.moment["now"] = datetime(2025, 8, 6, 10, 0, 3)
+    assert len(service.subscriptions) == 1
+    manager.close()
+
+
+def test_download_history_data2_has_a_deadline_and_one_failed_code_does_not_skip_the_others(tmp_path, service):
+    service.download_version = 1  # real xtdata now takes the download_history_data2 path, which waits for ever
+    service.download_hang = {"600000.SH"}
+    manager = make_manager(tmp_path, DOWNLOAD_DEADLINE=0.5)
+    step = threading.Thread(target=manager.run_once, daemon=True)
+    step.start()
+    step.join(10)
+    assert not step.is_alive(), "the data thread hung in download_history_data2"
+    assert [c[0] for c in service.calls].count("supply_history_data2") == 2
+    errors = manager.status()["recent_errors"]
+    assert any("下载 600000.SH 日线失败：下载 600000.SH 日线超时（0.5 秒）" in e for e in errors)
+    assert manager.get_history("000001.SZ")["close"].tolist() == [12.34]  # the next code was still loaded
+    service.download_hang = set()
+    service.download_fail = {"000001.SZ": "无此品种数据"}
+    manager.moment["now"] = datetime(2025, 8, 6, 15, 30)
+    manager._source._next_bar_update = None  # the next bar update now
+    manager.run_once()
+    assert manager.get_history("600000.SH")["close"].tolist()[-1] == 13.90
+    assert any("下载数据失败：无此品种数据" in e for e in manager.status()["recent_errors"])
+    manager.close()
+
+
+def make_manager(tmp_path, **overrides):
+    moment = {"now": NOW}
+    clock = RealClock(source=lambda: moment["now"].replace(tzinfo=MARKET_TZ))
+    settings = make_settings(tmp_path, **overrides)
+    bar_store = BarStore(Database(tmp_path / "market.db"))
+    indicators = IndicatorCalculator(bar_store)
+    bar_store.subscribe(indicators.update)
+    manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
+                          XtQuantSource(settings, clock, bar_store), indicators)
+    manager.start()
+    manager.set_watchlist(["600000", "000001.SZ"])
+    manager.moment = moment
+    return manager

@@ -180,6 +180,8 @@ def test_broker_refresh_simulation_keeps_our_cost(env):
     assert (other.volume, other.available, other.cost_price, other.current_price, other.open_date) == (
         500, 500, 10.0, 10.2, date(2024, 2, 8))
     pm.refresh_from_broker([BrokerPosition("000001.SZ", 500, 500, 10.0)])  # the broker no longer holds 600036
+    assert pm.get(CODE).volume == 1600  # one answer is not enough (issue 13): it must be confirmed
+    pm.refresh_from_broker([BrokerPosition("000001.SZ", 500, 500, 10.0)])
     assert pm.get(CODE) is None and env.open().get(CODE) is None
 
 

@@ -171,9 +171,13 @@
     }, function (err) { showError("global-msg", err); });
     get("/api/connection/status").then(function (c) {
       var broker = c.broker.connected === null ? "未知" : (c.broker.connected ? "已连接" : "未连接");
+      var anomalies = c.broker.anomalies || [];  // live broker only (issue 13)
+      var lastAnomaly = anomalies.length ? anomalies[anomalies.length - 1] : null;
       $("conn-info").textContent = "券商（" + c.broker.mode_label + "）：" + broker + (c.broker.error ? "（" + c.broker.error + "）" : "") +
+        (c.broker.link_label ? "，链路" + c.broker.link_label : "") +
         "；行情（" + (c.data.label || c.data.source) + "）：" + (c.data.connected ? "正常" : "未连接") +
-        (c.data.last_error ? "（" + c.data.last_error + "）" : "");
+        (c.data.last_error ? "（" + c.data.last_error + "）" : "") +
+        (lastAnomaly ? "；券商异常 " + c.broker.anomaly_count + " 次，最近：" + lastAnomaly.time + " " + lastAnomaly.message : "");
     }, function (err) { showError("global-msg", err); });
   }
 

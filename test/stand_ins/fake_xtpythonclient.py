@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -84,6 +85,7 @@ class FakeOrder:
     status_msg: str = ""
     traded_volume: int = 0
     traded_amount: float = 0.0
+    booked_at: float = 0.0  # time.monotonic() when the counter booked it
 
     @property
     def is_buy(self) -> bool:
@@ -116,6 +118,19 @@ class FakeQmt:
     - auto_report / auto_confirm_cancel: 48→50 and 51→54 happen at once (else `report()` / `confirm_cancel()`);
     - refuse_connects: the next N connect() calls fail (-1);
     - report_commission: trades carry the counter's commission (rate `commission_rate`, no minimum).
+
+    Faults of a bad day (issue 13), each scriptable on demand:
+    - hang(seconds, book_late): miniQMT stops answering without a disconnect; requests sent meanwhile are
+      lost, or (book_late) carried out when the hang ends, so an order can appear long after it was sent;
+    - restart(renumber): miniQMT restarts: every client is disconnected, order ids may be renumbered;
+    - empty_position_answers: the next N position queries answer [] (a failed or half-initialised query);
+    - working_status_msg: accepted orders carry this non-empty status_msg while they work;
+    - refuse_next_cancel: "result" (cancel_result != 0, nothing else) or "error" (accepted request, then
+      on_cancel_error while the order works on);
+    - order_delay: orders are booked and answered only this many seconds after they were sent;
+    - fail_next_order_call: "before" / "after": the native send raises, the order was not / was booked;
+    - fills during a disconnect: disconnect(), fill(), then let the client reconnect;
+    - start_new_day(): today's orders and trades are gone (xtquant only returns today's), T+1 release.
     """
 
     def __init__(self, account_id: str = "8800123456", cash: float = 100000.0,
@@ -132,6 +147,8 @@ class FakeQmt:
         self.lock = threading.RLock()
         self.clients: list[FakeAsyncClient] = []
         self.request_log: list[tuple[str, str, int]] = []  # (method, calling thread name, session)
+        self.sent_remarks: list[str] = []  # the remark of every order request that reached the stand-in
+        self.trade_history: list[NativeObject] = []  # every trade, also those of earlier days
         self.native_errors: list[BaseException] = []
         self.connect_attempts = 0
         self._attempted = threading.Condition()
@@ -144,6 +161,15 @@ class FakeQmt:
         self.auto_report = True
         self.auto_confirm_cancel = True
         self.report_commission = False
+        self.empty_position_answers = 0
+        self.working_status_msg = ""
+        self.refuse_next_cancel = ""
+        self.order_delay = 0.0
+        self.fail_next_order_call = ""
+        self.hung = False
+        self._hang_book_late = False
+        self._hung_requests: list[tuple[FakeAsyncClient, str, int, Any]] = []
+        self._timers: list[threading.Timer] = []
         self._held: list[tuple[FakeAsyncClient, int, NativeObject]] = []
         self._order_ids = itertools.count(1001)
         self._trade_ids = itertools.count(1)
@@ -168,11 +194,62 @@ class FakeQmt:
             for client in self.live_clients():
                 self._kill(client)
 
-    def hang(self) -> None:
-        """miniQMT stops answering without saying so (half-dead): requests go unanswered, no on_disconnected."""
+    def hang(self, seconds: Optional[float] = None, book_late: bool = False) -> None:
+        """miniQMT stops answering without saying so (half-dead): requests go unanswered, nothing is pushed,
+        new connects fail, no on_disconnected. After `seconds` (None: never) it answers again; with `book_late`
+        the requests that arrived meanwhile are then carried out (an order sent into the hang appears late)."""
         with self.lock:
-            for client in self.live_clients():
-                client.alive = False
+            self.hung = True
+            self._hang_book_late = book_late
+            if seconds is not None:
+                self._later(seconds, self.end_hang)
+
+    def end_hang(self) -> None:
+        with self.lock:
+            if not self.hung:
+                return
+            self.hung = False
+            waiting, self._hung_requests = self._hung_requests, []
+            for client, method, seq, req in waiting if self._hang_book_late else []:
+                getattr(self, "_on_" + method)(client, seq, req)
+
+    def restart(self, renumber: bool = False) -> None:
+        """miniQMT restarts: every client is disconnected (on_disconnected), a hang ends, and (renumber) today's
+        orders get new ids, as a restarted client may number them afresh."""
+        with self.lock:
+            self.hung, self._hung_requests = False, []
+            self.disconnect()
+            if renumber:
+                offset = 5000
+                self.orders = {oid + offset: order for oid, order in self.orders.items()}
+                for order in self.orders.values():
+                    order.order_id += offset
+                for trade in self.trades:
+                    trade.order_id += offset
+                    trade.order_sysid = f"S{trade.order_id}"
+                self._order_ids = itertools.count(max(self.orders, default=1000 + offset) + 1)
+
+    def start_new_day(self) -> None:
+        """The next trading day: open orders expired at yesterday's close, queries return only today's orders
+        and trades (none yet), shares bought yesterday become sellable."""
+        with self.lock:
+            for order in self.orders.values():
+                if order.status not in TERMINAL:
+                    self._release(order)
+                    order.status = ORDER_PART_CANCEL if order.traded_volume else ORDER_CANCELED
+            self.orders, self.trades = {}, []
+            self.next_day()
+
+    def close(self) -> None:
+        """Stop timers of delayed faults (tests call this at the end)."""
+        for timer in self._timers:
+            timer.cancel()
+
+    def _later(self, seconds: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(seconds, action)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def report(self, order_id: int) -> None:
         with self.lock:
@@ -208,6 +285,7 @@ class FakeQmt:
                 commission=commission if self.report_commission else 0.0, secu_account="A000000001",
                 instrument_name="")
             self.trades.append(trade)
+            self.trade_history.append(trade)
             self._push("bindOnStockTradeCallback", trade)
             self._push_order(order)
             self._push("bindOnStockPositionCallback", self._xt_position(order.stock_code))
@@ -249,8 +327,8 @@ class FakeQmt:
         with self.lock, self._attempted:
             self.connect_attempts += 1
             self._attempted.notify_all()
-            if self.refuse_connects > 0:
-                self.refuse_connects -= 1
+            if self.refuse_connects > 0 or self.hung:
+                self.refuse_connects = max(0, self.refuse_connects - 1)
                 return -1
             client.alive = True
             self.clients.append(client)
@@ -259,9 +337,38 @@ class FakeQmt:
     def request(self, client: "FakeAsyncClient", method: str, seq: int, req: Any) -> None:
         with self.lock:
             self.request_log.append((method, threading.current_thread().name, client.session))
+            if method == "orderStockWithSeq":
+                self.sent_remarks.append(req.m_strOrderRemark)
             if not client.alive:
                 return  # a dead link: the request goes nowhere and nothing ever answers
+            if self.hung:
+                self._hung_requests.append((client, method, seq, req))
+                return
+            if method == "orderStockWithSeq" and self.fail_next_order_call:
+                when, self.fail_next_order_call = self.fail_next_order_call, ""
+                if when == "after":
+                    self._book_silently(client, seq, req)
+                raise RuntimeError("native send failed")
+            if method == "orderStockWithSeq" and self.order_delay > 0:
+                self._later(self.order_delay, lambda: self._delayed(client, method, seq, req))
+                return
             getattr(self, "_on_" + method)(client, seq, req)
+
+    def _book_silently(self, client, seq: int, req: Any) -> None:
+        """Book an order whose answers and pushes never reach the client (its send failed on the client side):
+        only a query shows it."""
+        client.deliver = lambda *args: None
+        try:
+            self._on_orderStockWithSeq(client, seq, req)
+        finally:
+            del client.deliver
+
+    def _delayed(self, client, method: str, seq: int, req: Any) -> None:
+        with self.lock:
+            if self.hung:
+                self._hung_requests.append((client, method, seq, req))
+            else:
+                getattr(self, "_on_" + method)(client, seq, req)
 
     def _on_subscribeWithSeq(self, client, seq, req) -> None:
         ok = req.m_strAccountID == self.account_id and req.m_nAccountType == SECURITY_ACCOUNT
@@ -273,6 +380,9 @@ class FakeQmt:
 
     def _on_queryStockPositionsWithSeq(self, client, seq, req) -> None:
         rows = [self._xt_position(code) for code in sorted(self.positions)] if self._mine(req) else []
+        if self.empty_position_answers > 0:
+            self.empty_position_answers -= 1
+            rows = []
         client.deliver("bindOnQueryStockPositionsCallback", seq, rows)
 
     def _on_queryStockOrdersWithSeq(self, client, seq, req) -> None:
@@ -293,11 +403,12 @@ class FakeQmt:
             order_id=next(self._order_ids), seq=seq, session=client.session, stock_code=req.m_strStockCode,
             order_type=req.m_nOrderType, volume=int(req.m_nOrderVolume), price_type=req.m_nPriceType,
             price=float(req.m_dPrice), remark=req.m_strOrderRemark, strategy_name=req.m_strStrategyName,
-            order_time=self.now())
+            order_time=self.now(), booked_at=time.monotonic())
         self.orders[order.order_id] = order
         problem = self._check(order)
         if problem is None:
             self._accept(order)
+            order.status_msg = self.working_status_msg
         else:
             order.status, order.status_msg = ORDER_JUNK, problem[1]
         if self.drop_link_on_next_order:
@@ -324,6 +435,21 @@ class FakeQmt:
 
     def _on_cancelOrderStockWithSeq(self, client, seq, req) -> None:
         order = self.orders.get(req.m_nOrderID)
+        refusal, self.refuse_next_cancel = self.refuse_next_cancel, ""
+        if order is not None and refusal == "result":
+            client.deliver("bindOnCancelOrderStockRespCallback", seq, NativeObject(
+                m_strAccountID=self.account_id, m_nCancelResult=-1, m_nOrderID=order.order_id,
+                m_strOrderSysID=f"S{order.order_id}", m_strErrorMsg="柜台拒绝撤单：当前时段不允许撤单"))
+            return
+        if order is not None and refusal == "error":
+            client.deliver("bindOnCancelOrderStockRespCallback", seq, NativeObject(
+                m_strAccountID=self.account_id, m_nCancelResult=0, m_nOrderID=order.order_id,
+                m_strOrderSysID=f"S{order.order_id}", m_strErrorMsg=""))
+            self._push_order(order)  # still working, with its status_msg
+            client.deliver("bindOnCancelErrorCallback", NativeObject(
+                account_type=SECURITY_ACCOUNT, account_id=self.account_id, order_id=order.order_id, market=0,
+                order_sysid=f"S{order.order_id}", error_id=-62, error_msg="交易所拒绝撤单"))
+            return
         if order is None or order.status in TERMINAL or order.status in (ORDER_REPORTED_CANCEL, ORDER_PARTSUCC_CANCEL):
             message = "委托不存在" if order is None else "委托已是最终状态，不能撤单"
             client.deliver("bindOnCancelOrderStockRespCallback", seq, NativeObject(
@@ -408,6 +534,8 @@ class FakeQmt:
             client.deliver("bindOnOrderStockRespCallback", seq, response)
 
     def _push(self, bind_name: str, data: NativeObject) -> None:
+        if self.hung:
+            return  # a hung miniQMT pushes nothing; queries after the hang show the state
         for client in self.live_clients():
             if client.subscribed:
                 client.deliver(bind_name, data)

@@ -34,6 +34,11 @@ class MiniQmtService:
     holidays: list[int] = field(default_factory=list)  # YYYYMMDD, for get_holidays
     subscriptions: dict[int, tuple[list[str], Callable]] = field(default_factory=dict)
     connected_clients: int = 0
+    # faults (issue 13)
+    generation: int = 0  # bumped by restart(): clients of an older generation are disconnected
+    download_version: Optional[int] = None  # reported by getapiversion: real xtdata then uses download_history_data2
+    download_hang: set = field(default_factory=set)  # codes whose download_history_data2 never finishes
+    download_fail: dict = field(default_factory=dict)  # code -> message: download_history_data2 fails
     _next_seq: int = 1
     _pushes: "queue.Queue[Optional[tuple[Callable, dict]]]" = field(default_factory=queue.Queue)
     _pusher: Optional[threading.Thread] = None
@@ -47,6 +52,12 @@ class MiniQmtService:
         for callback in targets:
             self._pushes.put((callback, {code: dict(tick)}))
         return len(targets)
+
+    def restart(self) -> None:
+        """miniQMT restarts between polls: every client is disconnected and every subscription is gone;
+        xtdata's get_client() reconnects silently on the next call."""
+        self.generation += 1
+        self.subscriptions.clear()
 
     def stop(self) -> None:
         if self._pusher is not None:
@@ -115,6 +126,7 @@ class IPythonApiClient:
     def __init__(self):
         self._address = ""
         self._connected = False
+        self._generation = SERVICE.generation
 
     def init(self) -> None:
         SERVICE.calls.append(("init",))
@@ -131,11 +143,12 @@ class IPythonApiClient:
         if not SERVICE.running or not self._address.startswith(("127.0.0.1:", "localhost:")):
             return -1, "connection refused"
         self._connected = True
+        self._generation = SERVICE.generation
         SERVICE.connected_clients += 1
         return 0, ""
 
     def is_connected(self) -> bool:
-        return self._connected and SERVICE.running
+        return self._connected and SERVICE.running and self._generation == SERVICE.generation
 
     def shutdown(self) -> None:
         self._connected = False
@@ -150,6 +163,8 @@ class IPythonApiClient:
         SERVICE.calls.append(("commonControl", function))
         if function == "downloadholidaydata" and SERVICE.holidays:
             return sys.modules["xtquant.xtbson"].BSON.encode({})
+        if function == "getapiversion" and SERVICE.download_version is not None:
+            return sys.modules["xtquant.xtbson"].BSON.encode({"downloadversion": SERVICE.download_version})
         raise RuntimeError(f"commonControl({function}) not supported by the stand-in")
 
     def get_trading_dates_by_market(self, market: str, start_time: str, end_time: str, count: int) -> list[int]:
@@ -190,6 +205,28 @@ class IPythonApiClient:
         merged = {r["time"]: r for r in SERVICE.local_bars.get(code, [])}
         merged.update({r["time"]: r for r in rows})
         SERVICE.local_bars[code] = [merged[t] for t in sorted(merged)]
+
+    def supply_history_data2(self, stock_list, period: str, start_time: str, end_time: str, param: bytes,
+                             on_progress: Callable) -> int:
+        """The download API of newer clients: returns at once (0), progress arrives from another thread.
+        A code in `download_hang` never reports (xtdata then waits for ever); `download_fail` reports an error."""
+        self._require()
+        codes = list(stock_list)
+        SERVICE.calls.append(("supply_history_data2", tuple(codes), period, start_time, end_time))
+
+        def work() -> None:
+            if any(code in SERVICE.download_hang for code in codes):
+                return
+            failed = [SERVICE.download_fail[c] for c in codes if c in SERVICE.download_fail]
+            if failed:
+                on_progress({"finished": 0, "total": -1, "stockcode": codes[0], "message": failed[0]})
+                return
+            for code in codes:
+                self.supply_history_data(code, period, start_time, end_time)
+            on_progress({"finished": len(codes), "total": len(codes), "stockcode": codes[-1], "message": ""})
+
+        threading.Thread(target=work, name="fake-xtdata-download", daemon=True).start()
+        return 0
 
     def get_market_data3(self, field_list, stock_list, period, start_time, end_time, count, dividend_type, fill_data,
                          version, enable_read_from_local, enable_read_from_server, debug_mode, data_dir) -> list:
