@@ -542,8 +542,9 @@ class EasyQmtTrader:
         self.last_error = ""
         self._last_probe = time.monotonic()
         self.health.set_state(LINK_CONNECTED)
-        log.info("已重新连接 miniQMT（会话 %s）：可用资金 %.2f，持仓 %d 只，今日委托 %d 笔，补发成交回报 %d 笔",
-                 session.session_id, asset.cash, len(positions), len(xt_orders), missed_fills)
+        self.health.alarm("QMT_RECONNECTED", f"已重新连接 miniQMT（会话 {session.session_id}）：可用资金 {asset.cash:.2f}，"
+                                             f"持仓 {len(positions)} 只，今日委托 {len(xt_orders)} 笔，补发成交回报 {missed_fills} 笔",
+                          logging.INFO, prefix="")
 
     def _settle_in_flight(self, xt_orders: list) -> list["_Delivery"]:
         """Orders sent before the drop whose answer never came: found by remark (or, when the counter strips

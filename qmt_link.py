@@ -20,7 +20,7 @@ KEEP_ANOMALIES = 100
 EVENT_KIND_BY_CODE = {
     "QMT_DISCONNECTED": "broker_disconnected", "LIVENESS_PROBE_FAILED": "link_unhealthy",
     "ORDER_ACK_TIMEOUT": "link_unhealthy", "CANCEL_ACK_TIMEOUT": "link_unhealthy",
-    "LATE_BROKER_REPORT": "order_unknown", "QMT_POSITIONS_EMPTY": "alarm", "QMT_ORDER_RENUMBERED": "alarm",
+    "LATE_BROKER_REPORT": "order_unknown", "QMT_RECONNECTED": "broker_reconnected", "QMT_POSITIONS_EMPTY": "alarm", "QMT_ORDER_RENUMBERED": "alarm",
 }
 
 
@@ -52,14 +52,14 @@ class LinkHealth:
         """`listener(anomaly)` for every later alarm (e.g. the notifier); it must not block."""
         self._listeners.append(listener)
 
-    def alarm(self, code: str, message: str, level: int = logging.ERROR) -> Anomaly:
+    def alarm(self, code: str, message: str, level: int = logging.ERROR, prefix: str = "【券商异常】") -> Anomaly:
         moment = self._now()
         anomaly = Anomaly(moment.isoformat(timespec="seconds") if hasattr(moment, "isoformat") else str(moment),
                           code, message)
         with self._lock:
             self._anomalies.append(anomaly)
             self.total += 1
-        log.log(level, "【券商异常】%s", message)
+        log.log(level, "%s%s", prefix, message)
         for listener in list(self._listeners):
             try:
                 listener(anomaly)
