@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon_support import start_ready
+from daemon_support import start_ready, wait_until
+from test_notify_daemon import call
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
           "response_schema_conformance")
@@ -48,6 +49,12 @@ def test_schemathesis_finds_no_5xx_and_no_contract_violation(tmp_path, capsys, m
                   f"{operations.group(1) if operations else '?'} operations (seed {SEED}); "
                   f"{sum(line.startswith('refused') for line in guarded)} non-loopback lookups refused")
         assert f"guard active in pid {daemon.proc.pid}" in guarded
+        # the guard holds on the notifier's path: a channel to another host is refused at the name lookup
+        status, reply, _ = call(daemon, "POST", "/api/notify/channels", {"url": "json://notify.example.org/hook"})
+        assert status == 201, reply
+        assert call(daemon, "POST", "/api/notify/test", {"channel_id": reply["data"]["channel"]["id"]})[0] == 202
+        wait_until(lambda: "refused getaddrinfo 'notify.example.org'" in guard_log.read_text(encoding="utf-8"), 20,
+                   "the notifier's lookup to be refused", daemon)
         assert run.returncode == 0, output[-8000:]
         assert generated and int(generated.group(1)) >= 500, output[-3000:]
         spec_ops = int(re.search(r"Operations:\s+(\d+) selected / (\d+) total", output).group(2))
