@@ -27,7 +27,8 @@ OPTIONAL_TEXT = {"type": ["string", "null"]}
 RUN_VIEW = {"type": "object", "required": ["id", "job_id", "day", "trigger", "started_at", "status", "status_label",
                                            "result"], "properties": {
     "id": {"type": "integer"}, "job_id": TEXT, "day": {"type": "string", "format": "date"},
-    "trigger": {"type": "string", "enum": ["schedule", "catch_up", "skip", "manual"], "description": "触发方式：schedule（定时）、catch_up（补跑）、skip（跳过）、manual（手动）"},
+    "trigger": {"type": "string", "enum": ["schedule", "catch_up", "skip", "manual"],
+                "description": "触发方式：schedule（定时）、catch_up（补跑）、skip（跳过）、manual（手动）"},
     "started_at": TEXT, "finished_at": OPTIONAL_TEXT, "status": {"type": "string", "enum": sorted(STATUS_LABELS)},
     "status_label": TEXT, "result": {"type": "string", "description": "运行结果说明"}}}
 JOB_VIEW = {"type": "object", "required": ["id", "name", "schedule", "catch_up", "catch_up_label", "last_run",

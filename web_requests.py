@@ -142,7 +142,7 @@ class Field:
                 raise bad_request(f"{where}最多 {self.max_length} 个字符")
             if self.min_length is not None and len(value.strip()) < self.min_length:
                 raise bad_request(f"{where}不能为空", "MISSING_FIELD")
-            if (self.pattern and not re.match(self.pattern, value)) or (self.enum and value not in self.enum):
+            if (self.pattern and not re.fullmatch(self.pattern, value)) or (self.enum and value not in self.enum):
                 raise bad_request(f"{where}无效：{_shown(value)}")
         if self.kind == "array":
             item_type = {"string": str, "integer": int, "number": (int, float), "boolean": bool}.get(self.items, object)
@@ -190,7 +190,8 @@ class Shape:
         """A one-variant body checked against its declaration: {name: value} of the fields present."""
         (variant,) = self.variants
         _only(body, variant.allowed)
-        values = {name: self.field(name).take(body, name in variant.required) for name in variant.allowed}
+        values = {name: self.field(name).take(body, name in variant.required)
+                  for name in (*variant.required, *variant.optional)}
         return {name: value for name, value in values.items() if value is not None}
 
     def schema(self) -> dict:

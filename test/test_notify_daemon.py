@@ -105,11 +105,12 @@ def _answers_match_the_contract(daemon, channel_id: int, day: str) -> None:
         return reply["data"]
 
     assert conforms("GET", "/api/notify/channels", "/api/notify/channels")["channels"][-1]["id"] == channel_id
-    assert len(conforms("GET", "/api/notify/messages", f"/api/notify/messages?channel_id={channel_id}&limit=1")[
-        "messages"]) == 1
+    messages = conforms("GET", "/api/notify/messages", f"/api/notify/messages?channel_id={channel_id}&limit=1")
+    assert len(messages["messages"]) == 1
     assert conforms("GET", "/api/jobs", "/api/jobs")["jobs"][1]["last_run"]["trigger"] == "manual"
     assert conforms("GET", "/api/reports", "/api/reports")["reports"][0]["day"] == day
-    assert conforms("POST", "/api/jobs/{job_id}/trigger", "/api/jobs/pre_open/trigger", {})["run"]["job_id"] == "pre_open"
+    run = conforms("POST", "/api/jobs/{job_id}/trigger", "/api/jobs/pre_open/trigger", {})["run"]
+    assert (run["job_id"], run["trigger"]) == ("pre_open", "manual")
     assert conforms("POST", "/api/notify/test", "/api/notify/test", {"channel_id": channel_id}, 202)["message_id"] > 0
     channel_body = paths["/api/notify/channels"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert channel_body["required"] == ["url"] and channel_body["properties"]["name"]["maxLength"] == 40
@@ -122,8 +123,10 @@ def _answers_match_the_contract(daemon, channel_id: int, day: str) -> None:
             ("GET", "/api/notify/messages?colour=red", None, 400, "UNKNOWN_FIELD"),
             ("POST", "/api/notify/test", {"channel_id": 2**63}, 400, "INVALID_REQUEST"),
             ("POST", "/api/notify/test", {"channel_id": "1"}, 400, "INVALID_REQUEST"),
-            ("POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/y", "events": "fill"}, 400, "INVALID_REQUEST"),
-            ("POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/y", "name": "名" * 41}, 400, "INVALID_REQUEST"),
+            ("POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/y", "events": "fill"}, 400,
+             "INVALID_REQUEST"),
+            ("POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/y", "name": "名" * 41}, 400,
+             "INVALID_REQUEST"),
             ("POST", "/api/notify/channels", {"url": " "}, 400, "MISSING_FIELD"),
             ("POST", "/api/jobs/Nope!/trigger", None, 400, "INVALID_REQUEST"),
             ("POST", "/api/jobs/post_close/trigger", {"force": True}, 400, "UNKNOWN_FIELD"),
