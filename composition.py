@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import strategy
+from broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
 from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
@@ -25,6 +26,7 @@ log = logging.getLogger("main")
 
 SHUTDOWN_SECONDS = 6.0  # threads: stop and final sync; with the web server's 2 s the exit stays within 10 s
 WEB_STOP_SECONDS = 2.0
+BROKER_STOP_GRACE_SECONDS = 0.5  # calls in flight at shutdown may answer this long; then they are left unknown
 
 
 @dataclass
@@ -50,6 +52,9 @@ class Daemon:
         web = self.components.get("web")
         if web is not None:
             web.stop(WEB_STOP_SECONDS)  # no new manual orders; running requests finish
+        broker = self.components.get("broker")
+        if isinstance(broker, BrokerGuard):
+            broker.stop(BROKER_STOP_GRACE_SECONDS)  # no thread waits on a broker call any longer
         stopped = self.watchdog.stop(SHUTDOWN_SECONDS)
         for close in self.closers:
             try:
@@ -96,7 +101,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     events = EventBus(clock)
     trading_state = TradingState(trading_db, clock)
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
-    broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
+    broker = _guarded(live_broker or _sim_broker(settings, trading_db, clock, hub), settings, events)
     positions = PositionManager(trading_db, settings, clock, mode)
     executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state)
     executor.add_fill_listener(lambda fill, rule: _publish_fill(events, fill, rule))
@@ -119,7 +124,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
-    watchdog = Watchdog(settings)
+    watchdog = Watchdog(settings, events=events)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
@@ -141,13 +146,14 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
-                       only_in_session=not clock.is_replay),
+                       only_in_session=not clock.is_replay, max_step=lambda: broker_step_seconds(settings)),
         Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
         watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
-                                    settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
+                                    settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True,
+                                    max_step=lambda: broker_step_seconds(settings)))
     try:
         web.start()
     except OSError as exc:
@@ -198,6 +204,18 @@ def _day_report(executor, day: date) -> str:
     asset = executor.account()
     return (f"当日成交 {len(records)} 笔（买 {buys}，卖 {len(records) - buys}），费用 {fees:.2f} 元；"
             f"总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元")
+
+
+def _guarded(broker, settings, events: EventBus) -> BrokerGuard:
+    def hung(name: str, seconds: float) -> None:
+        events.emit(EventKind.BROKER_DISCONNECTED, f"券商接口 {name} 超过 {seconds:g} 秒未返回，暂停向券商发送请求",
+                    call=name, seconds=seconds)
+
+    def recovered(name: str, seconds: float) -> None:
+        events.emit(EventKind.BROKER_RECONNECTED, f"券商接口 {name} 在 {seconds:.1f} 秒后返回，恢复发送请求",
+                    call=name, seconds=round(seconds, 3))
+
+    return BrokerGuard(broker, lambda: settings.get("BROKER_CALL_TIMEOUT"), on_hung=hung, on_recovered=recovered)
 
 
 def _sim_broker(settings, trading_db: Database, clock, hub):

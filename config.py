@@ -87,7 +87,8 @@ PARAMS: tuple[Param, ...] = (
     _p("POSITION_SYNC_INTERVAL", 5.0, "float", "持仓内存写入数据库的间隔（秒）", G_TIMING, 0.5, 600),
     _p("ORDER_CHECK_INTERVAL", 5.0, "float", "检查未成交委托的间隔（秒）", G_TIMING, 0.5, 600),
     _p("THREAD_CHECK_INTERVAL", 5.0, "float", "看门狗检查线程心跳的间隔（秒）", G_TIMING, 0.5, 600),
-    _p("THREAD_STUCK_SECONDS", 60.0, "float", "线程超过该时间无心跳视为卡死并重启（秒）", G_TIMING, 2, 3600),
+    _p("THREAD_STUCK_SECONDS", 60.0, "float", "线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过"
+       "「检查间隔 + 该值」无心跳视为卡死并重启", G_TIMING, 2, 3600),
     _p("THREAD_MAX_RESTARTS_PER_HOUR", 5, "int", "每小时最多重启同一线程次数，超过则报警不再重启", G_TIMING, 1, 100),
     _p("BROKER_SYNC_INTERVAL", 10.0, "float", "实盘向券商查询持仓资金的间隔（秒）", G_TIMING, 1, 600),
     _p("QUOTE_STALE_SECONDS", 30.0, "float", "行情超过该时间未更新视为过期，不用于交易判断（秒）", G_TIMING, 1, 3600),
@@ -122,6 +123,17 @@ PARAMS: tuple[Param, ...] = (
     # ---- logging
     _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+    # ---- issue 21: broker deadline and circuit breakers (defaults far below the exchanges' thresholds for
+    # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account)
+    _p("BROKER_CALL_TIMEOUT", 10.0, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发",
+       G_TIMING, 1, 300),
+    _p("MAX_ORDERS_PER_STOCK_PER_DAY", 20, "int", "熔断：单只股票每日最多委托笔数，达到后该股停止自动交易", G_RISK, 1, 1000),
+    _p("MAX_CANCELS_PER_DAY", 100, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 10000),
+    _p("MAX_ORDER_VOLUME", 100000, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易", G_RISK, 100, 10_000_000),
+    _p("MAX_ACTIONS_PER_MINUTE", 20, "int", "熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所程序化交易"
+       "高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),
+    _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", 6, "int", "熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易",
+       G_RISK, 1, 1000),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}

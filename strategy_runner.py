@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import market_rules
 import strategy
 from models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
+from broker_guard import broker_step_seconds
 from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ class StrategyRunner(Worker):
         self._validators: dict[Rule, SignalValidator] = {}
         self._executed_listeners: list[Callable[[Signal, Order], None]] = []
         self._macd_checked: set[tuple[str, date]] = set()
+
+    @property
+    def max_step_seconds(self) -> float:  # type: ignore[override]
+        return broker_step_seconds(self._settings)
 
     # ---- extension points (grid trading)
     def register_validator(self, rule: Rule, validator: SignalValidator) -> None:

@@ -46,8 +46,10 @@ def _allow_query(*allowed: str) -> None:
 @blueprint.get("/health")
 def health() -> Response:
     threads = ctx().health()
-    return ok({"threads": threads, "all_alive": all(t.get("alive") for t in threads),
-               "web": {"alive": True}})
+    all_alive = all(t.get("alive") for t in threads)
+    alarms = [t["alarm"] for t in threads if t.get("alarm")]
+    return ok({"threads": threads, "all_alive": all_alive, "alarms": alarms,
+               "status": "green" if all_alive and not alarms else "red", "web": {"alive": True}})
 
 
 @blueprint.get("/status")

@@ -1,12 +1,16 @@
 """Named worker threads and the heartbeat watchdog: every loop is a `Worker` (`run_once` + `wait`), run in
-a thread that beats; the watchdog restarts a worker whose thread died or stopped beating, with back-off and a
-per-hour limit after which it raises an alarm instead of flapping."""
+a thread that beats; the watchdog restarts a worker whose thread died or stopped beating (within
+2 × THREAD_CHECK_INTERVAL + the worker's declared maximum step time), with back-off and a per-hour limit after
+which it raises an alarm instead of flapping; a worker stuck twice at the same call raises an alarm too."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import sysconfig
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from models import Heartbeat
 
@@ -18,6 +22,9 @@ class Worker:
     (a queue, a condition, or a timer), never longer than `limit` real seconds so that heartbeats continue."""
 
     name = "worker"
+    # The longest one `run_once` may take (seconds) before the thread counts as stuck; None = the global
+    # THREAD_STUCK_SECONDS. A worker that calls the broker declares room for one broker deadline.
+    max_step_seconds: Optional[float] = None
 
     def run_once(self) -> None:
         raise NotImplementedError
@@ -83,12 +90,14 @@ class Watchdog(Worker):
 
     name = "watchdog"
 
-    def __init__(self, settings, now: Callable[[], float] = time.monotonic):
+    def __init__(self, settings, now: Callable[[], float] = time.monotonic, events=None):
         self._settings = settings
         self._now = now
+        self._events = events  # events.EventBus or None: THREAD_RESTARTED / THREAD_ALARM
         self._runners: dict[str, _Runner] = {}
         self._beats: dict[str, Heartbeat] = {}
         self._next_restart_at: dict[str, float] = {}
+        self._stuck_at: dict[str, dict[str, int]] = {}  # worker -> where its hung threads were stuck -> count
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -100,18 +109,28 @@ class Watchdog(Worker):
         for runner in self._runners.values():
             self._start_runner(runner)
 
+    def stuck_after(self, worker: Worker) -> float:
+        """Seconds without a beat after which `worker` counts as stuck: one wait (≤ THREAD_CHECK_INTERVAL)
+        or one step (≤ its declared maximum), whichever it is in, with the other as margin."""
+        step = worker.max_step_seconds
+        if step is None:
+            step = self._settings.get("THREAD_STUCK_SECONDS")
+        return float(self._settings.get("THREAD_CHECK_INTERVAL")) + float(step)
+
     def run_once(self) -> None:
-        """Restart every worker whose thread died or whose heartbeat is older than THREAD_STUCK_SECONDS."""
-        stuck_after = self._settings.get("THREAD_STUCK_SECONDS")
+        """Restart every worker whose thread died or whose heartbeat is older than `stuck_after`."""
         now = self._now()
         with self._lock:
             if self._stopping:
                 return
             for name, runner in list(self._runners.items()):
                 beat = self._beats[name]
+                stuck_after = self.stuck_after(runner.worker)
                 dead = not runner.thread.is_alive()
                 stuck = not dead and now - beat.last_beat > stuck_after
                 beat.alive = not dead and not stuck
+                if stuck:
+                    self._note_stuck(name, runner.thread)
                 if dead or stuck:
                     self._restart(runner, "已退出" if dead else f"超过 {stuck_after:g} 秒无心跳", now)
 
@@ -124,7 +143,7 @@ class Watchdog(Worker):
         for name, beat in self._beats.items():
             runner = self._runners[name]
             age = now - beat.last_beat if beat.last_beat else None
-            stuck = age is not None and age > self._settings.get("THREAD_STUCK_SECONDS")
+            stuck = age is not None and age > self.stuck_after(runner.worker)
             rows.append({"name": name, "alive": runner.thread.is_alive() and not stuck,
                          "seconds_since_beat": round(age, 3) if age is not None else None,
                          "restarts": beat.restarts, "alarm": beat.alarm})
@@ -151,12 +170,12 @@ class Watchdog(Worker):
         limit = self._settings.get("THREAD_MAX_RESTARTS_PER_HOUR")
         if len(beat.restart_times) >= limit:
             if not beat.alarm:
-                beat.alarm = f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志"
-                log.error(beat.alarm)
+                self._raise_alarm(name, f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志")
             return
         if now < self._next_restart_at.get(name, 0.0):
             return  # back-off
         log.error("线程 %s %s，正在重启（第 %d 次）", name, why, beat.restarts + 1)
+        self._emit("THREAD_RESTARTED", f"线程 {name} {why}，已重启（第 {beat.restarts + 1} 次）", thread=name)
         runner.stop_event.set()  # a hung thread that wakes up later exits instead of running twice
         beat.restart_times.append(now)
         beat.restarts += 1
@@ -166,12 +185,50 @@ class Watchdog(Worker):
         self._runners[name] = fresh
         self._start_runner(fresh)
 
+    def _note_stuck(self, name: str, thread: threading.Thread) -> None:
+        """A stuck thread is left behind (it cannot be killed); the second one stuck at the same call means
+        a restart does not help: alarm, and /api/health turns red."""
+        where = stuck_location(thread)
+        counts = self._stuck_at.setdefault(name, {})
+        counts[where] = counts.get(where, 0) + 1
+        if counts[where] >= 2 and not self._beats[name].alarm:
+            self._raise_alarm(name, f"线程 {name} 已两次卡在同一调用（{where}），重启无效，请检查券商客户端或日志")
+
+    def _raise_alarm(self, name: str, message: str) -> None:
+        self._beats[name].alarm = message
+        log.error(message)
+        self._emit("THREAD_ALARM", message, thread=name)
+
+    def _emit(self, kind: str, message: str, **data) -> None:
+        if self._events is not None:
+            from events import EventKind
+
+            self._events.emit(EventKind[kind], message, **data)
+
     def _new_runner(self, worker: Worker) -> _Runner:
-        def max_wait() -> float:
-            return max(0.05, self._settings.get("THREAD_STUCK_SECONDS") / 4)
+        def max_wait() -> float:  # an idle worker beats at least once per watchdog check
+            return max(0.05, float(self._settings.get("THREAD_CHECK_INTERVAL")))
         return _Runner(worker, self._beats[worker.name], max_wait, self._now)
 
     def _start_runner(self, runner: _Runner) -> None:
         runner.beat.last_beat = self._now()
         runner.beat.alive = True
         runner.thread.start()
+
+
+STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+
+
+def stuck_location(thread: threading.Thread) -> str:
+    """Where a thread is blocked: the innermost frame outside the standard library ("file.py:function:line"),
+    else the innermost frame at all. Two hung threads at the same place are the same stuck call."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    innermost = ""
+    while frame is not None:
+        code = frame.f_code
+        text = f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}"
+        innermost = innermost or text
+        if not os.path.abspath(code.co_filename).startswith(STDLIB_DIR):
+            return text
+        frame = frame.f_back
+    return innermost or "未知位置"
