@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
+import storage_health
 import strategy
 from broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
@@ -26,6 +27,10 @@ log = logging.getLogger("main")
 
 SHUTDOWN_SECONDS = 6.0  # threads: stop and final sync; with the web server's 2 s the exit stays within 10 s
 WEB_STOP_SECONDS = 2.0
+RESET_HINTS = {
+    "simulation": "若确要新建模拟账户，请使用 --reset-sim-account（先归档现有数据）",
+    "live": "实盘的委托日志不能重建，请务必从备份恢复",
+}
 BROKER_STOP_GRACE_SECONDS = 0.5  # calls in flight at shutdown may answer this long; then they are left unknown
 
 
@@ -84,7 +89,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
 
     simulation = settings.get("ENABLE_SIMULATION_MODE")
     mode = "simulation" if simulation else "live"
-    trading_db = Database(data_dir / ("sim_trading.db" if simulation else "trading.db"))
+    trading_db = storage_health.open_checked(
+        data_dir / ("sim_trading.db" if simulation else "trading.db"), data_dir,
+        "模拟账户数据库" if simulation else "交易数据库（委托日志）", RESET_HINTS[mode])
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:
         secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
@@ -97,9 +104,19 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         _close_quietly(live_broker.close, data.close, data.bar_store.db.close, trading_db.close)
         raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
                                                    f"「{data.source_label}」，拒绝启动")
+    problem = storage_health.quick_check(data.bar_store.db)
+    if problem:
+        _close_quietly(*([live_broker.close] if live_broker else []), data.close, data.bar_store.db.close,
+                       trading_db.close)
+        raise storage_health.StorageRefused("DB_CORRUPT", f"拒绝启动：行情数据库 {data.bar_store.db.path} 已损坏"
+                                                          f"（{problem}）。{storage_health.restore_hint(data_dir)}")
     hub = data.hub
     events = EventBus(clock)
     trading_state = TradingState(trading_db, clock)
+    storage = storage_health.StorageGuard(
+        trading_state, events, lambda: (trading_db, data.bar_store.db), data_dir,
+        lambda: settings.get("STORAGE_MIN_FREE_MB") * 1e6)
+    storage.watch(trading_db)  # a failed write of a fill or a journal entry halts automatic trading at once
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
     broker = _guarded(live_broker or _sim_broker(settings, trading_db, clock, hub), settings, events)
     positions = PositionManager(trading_db, settings, clock, mode)
@@ -136,7 +153,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         return sorted({p.stock_code for p in positions.all()} | set(pool.codes()))
 
     data.set_watchlist(watchlist())
-    roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
+    roll_day: list[Callable[[date], object]] = [storage.nightly_check, positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
         roll_day.insert(0, broker.roll_day)
 
@@ -148,6 +165,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay, max_step=lambda: broker_step_seconds(settings)),
         Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+        IntervalWorker("storage", storage.check, settings, "STORAGE_CHECK_INTERVAL"),
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
@@ -163,7 +181,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
-        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events))
+        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
+        storage=storage))
+    storage_health.mark_used(data_dir)  # from now on a missing or empty database here is refused
     if stop_event is not None:
         daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)

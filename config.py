@@ -134,6 +134,9 @@ PARAMS: tuple[Param, ...] = (
        "高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),
     _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", 6, "int", "熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易",
        G_RISK, 1, 1000),
+    _p("STORAGE_MIN_FREE_MB", 200.0, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）", G_TIMING,
+       0, 1_000_000),
+    _p("STORAGE_CHECK_INTERVAL", 30.0, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
 )
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
