@@ -48,6 +48,9 @@ def health() -> Response:
     threads = ctx().health()
     all_alive = all(t.get("alive") for t in threads)
     alarms = [t["alarm"] for t in threads if t.get("alarm")]
+    state = ctx().trading_state.snapshot() if ctx().trading_state is not None else None
+    if state and state["state"] == "halted" and state["source"] == "storage":  # a broken or full disk
+        alarms.append(state["reason"])
     return ok({"threads": threads, "all_alive": all_alive, "alarms": alarms,
                "status": "green" if all_alive and not alarms else "red", "web": {"alive": True}})
 
