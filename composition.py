@@ -17,6 +17,7 @@ from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from events import EventBus, EventKind
 from position_monitor import PositionMonitor
+from risk_breakers import CircuitBreakers
 from signal_store import SignalStore
 from storage import Database
 from strategy_runner import StrategyRunner
@@ -120,7 +121,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
     broker = _guarded(live_broker or _sim_broker(settings, trading_db, clock, hub), settings, events)
     positions = PositionManager(trading_db, settings, clock, mode)
-    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state)
+    breakers = CircuitBreakers(settings, clock, trading_state, events,
+                               lambda day: executor.journal.automatic_counts(day))
+    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state, breakers)
     executor.add_fill_listener(lambda fill, rule: _publish_fill(events, fill, rule))
     broker.set_listener(executor)
     executor.recover()

@@ -128,7 +128,7 @@ PARAMS: tuple[Param, ...] = (
     _p("BROKER_CALL_TIMEOUT", 10.0, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发",
        G_TIMING, 1, 300),
     _p("MAX_ORDERS_PER_STOCK_PER_DAY", 20, "int", "熔断：单只股票每日最多委托笔数，达到后该股停止自动交易", G_RISK, 1, 1000),
-    _p("MAX_CANCELS_PER_DAY", 100, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 10000),
+    _p("MAX_CANCELS_PER_DAY", 100, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 9000),
     _p("MAX_ORDER_VOLUME", 100000, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易", G_RISK, 100, 10_000_000),
     _p("MAX_ACTIONS_PER_MINUTE", 20, "int", "熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所程序化交易"
        "高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),

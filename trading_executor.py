@@ -35,13 +35,14 @@ class TradingExecutor:
     """
 
     def __init__(self, db: Database, broker: Broker, positions: PositionManager,
-                 quotes: Callable[[str], Optional[Quote]], settings, clock, trading_state=None):
+                 quotes: Callable[[str], Optional[Quote]], settings, clock, trading_state=None, breakers=None):
         self._broker = broker
         self._positions = positions
         self._quotes = quotes
         self._settings = settings
         self._clock = clock
         self._state = trading_state  # trading_state.TradingState; None only in unit tests of the pipeline
+        self._breakers = breakers  # risk_breakers.CircuitBreakers or None
         self.mode: str = broker.mode
         self.journal = OrderJournal(db, clock, self.mode)
         self._submit_lock = threading.RLock()
@@ -303,8 +304,12 @@ class TradingExecutor:
         refusal never reaches the journal."""
         if self._state is not None:
             self._state.check_order(code, side, rule, operator_confirmed)
+        if self._breakers is not None:
+            self._breakers.check_order(code, volume, rule, operator_confirmed)
         origin = parent.origin_rule if parent else rule
         request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent)
+        if self._breakers is not None:  # counted once journaled: a loop of refused orders trips too
+            self._breakers.record_order(code, rule, operator_confirmed)
         if side is Side.SELL:
             self._positions.reserve(code, volume)
         return request
@@ -340,6 +345,8 @@ class TradingExecutor:
             raise OrderRejected("ORDER_NOT_ACKNOWLEDGED", f"委托 {entry.client_id} 尚未被券商受理，暂时无法撤单")
         self._broker.cancel_order(entry.order_id)
         self._set_status(entry.client_id, OrderStatus.CANCEL_PENDING)
+        if self._breakers is not None:
+            self._breakers.record_cancel(entry.stock_code)
 
     def _try_cancel(self, entry: JournalEntry) -> bool:
         try:

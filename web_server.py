@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import secrets
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -391,6 +392,12 @@ def _register_error_handlers(app: Flask) -> None:
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(sqlite3.Error)
+    def storage_error(exc: sqlite3.Error) -> Response:
+        log.error("处理请求 %s %s 时数据库出错：%s", request.method, request.path, exc)
+        return error_response(503, "STORAGE_ERROR", f"数据库读写失败（{exc}），请查看日志并检查磁盘与数据库"
+                                                    "（存储故障时自动交易已停止）")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
