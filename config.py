@@ -139,6 +139,8 @@ PARAMS: tuple[Param, ...] = (
     _p("STORAGE_CHECK_INTERVAL", 30.0, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
 )
 
+MIN_API_TOKEN_LENGTH = 16
+
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in PARAMS}
 
@@ -178,7 +180,10 @@ def coerce_value(param: Param, value: Any) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise ValueError(f"{param.key} 必须是文本")
-        return value.strip()
+        text = value.strip()
+        if param.key == "WEB_API_TOKEN" and 0 < len(text) < MIN_API_TOKEN_LENGTH:  # it would block the next start
+            raise ValueError(f"API 令牌太短：至少需要 {MIN_API_TOKEN_LENGTH} 个字符（留空则自动生成）")
+        return text
     if kind == "choice":
         if value not in param.choices:
             raise ValueError(f"{param.key} 只能取 {param.describe_range()}")
@@ -271,9 +276,15 @@ def _warnings(v: Mapping[str, Any]) -> list[str]:
 
 
 def _number(param: Param, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{param.key} 必须是数字")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{param.key} 数值过大") from None
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(f"{param.key} 必须是数字")
+    return number
 
 
 def _in_range(param: Param, value: float) -> Any:

@@ -19,6 +19,7 @@ from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from config import MIN_API_TOKEN_LENGTH
 from config_store import ConfigError
 from models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
 from web_requests import ApiError
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 TOKEN_FILE_NAME = "api_token"
 TOKEN_HEADER = "X-API-Token"
-MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_LENGTH = MIN_API_TOKEN_LENGTH
 MAX_BODY_BYTES = 256 * 1024
 TOKEN_PLACEHOLDER = "__API_TOKEN__"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -406,4 +407,6 @@ def _register_error_handlers(app: Flask) -> None:
 
 
 def _json_response(payload: dict, status: int) -> Response:
-    return Response(to_json(payload), status=status, mimetype="application/json")
+    # backslashreplace: a lone surrogate echoed from a request (e.g. a stock code "\ud800") cannot be UTF-8
+    body = to_json(payload).encode("utf-8", "backslashreplace")
+    return Response(body, status=status, mimetype="application/json")
