@@ -137,6 +137,10 @@ PARAMS: tuple[Param, ...] = (
     _p("STORAGE_MIN_FREE_MB", 200.0, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）", G_TIMING,
        0, 1_000_000),
     _p("STORAGE_CHECK_INTERVAL", 30.0, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
+    _p("WEB_CONNECTION_LIMIT", 1000, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程）", G_WEB, 50, 10000,
+       restart=True),
+    _p("WEB_IDLE_TIMEOUT", 30.0, "float", "空闲连接超过该时间（秒）即关闭", G_WEB, 5, 600, restart=True),
+    _p("WEB_SSE_PER_CLIENT", 3, "int", "同一客户端地址最多同时打开的实时推送连接数", G_WEB, 1, 16),
 )
 
 MIN_API_TOKEN_LENGTH = 16

@@ -13,7 +13,7 @@ import web_requests as req
 import web_views as views
 from models import OrderStatus, Rule, SignalStatus, TradingError
 from web_requests import ApiError
-from web_server import error_response, ok, state
+from web_server import error_response, ok, ok_body, state
 from web_stream import PositionStream, StreamBody, VersionedCache
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,15 @@ def broker_view() -> dict:
 
 @blueprint.get("/positions")
 def positions() -> Response:
-    return ok(state().positions.get()[1])
+    """Served from the snapshot cache keyed by data_version; If-None-Match with the current ETag → 304."""
+    etag, body = state().positions.encoded(ok_body)
+    if etag in request.headers.get("If-None-Match", ""):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-cache"  # a browser may keep it but must ask (cheaply) each time
+    return response
 
 
 @blueprint.get("/positions/<code>")
@@ -135,8 +143,10 @@ def position(code: str) -> Response:
 @blueprint.get("/positions/stream")
 def positions_stream() -> Response:
     app_state = state()
-    if not app_state.sse_slots.acquire(blocking=False):
-        raise ApiError(429, "TOO_MANY_STREAMS", "实时推送连接数已达上限，请关闭多余的页面后重试")
+    client = request.remote_addr or ""
+    refused = app_state.sse_slots.acquire(client)
+    if refused:
+        raise ApiError(429, "TOO_MANY_STREAMS", refused)
     try:
         c = app_state.ctx
         disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
@@ -145,9 +155,9 @@ def positions_stream() -> Response:
             c.positions, app_state.stream.get,
             lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
             lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
-        frames = StreamBody(stream.frames(), app_state.sse_slots.release)
+        frames = StreamBody(stream.frames(), lambda: app_state.sse_slots.release(client))
     except Exception:
-        app_state.sse_slots.release()
+        app_state.sse_slots.release(client)
         raise
     response = Response(frames, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"

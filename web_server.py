@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from config import MIN_API_TOKEN_LENGTH
 from config_store import ConfigError
 from models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
+from web_limits import REQUEST_THREADS_RESERVED, StreamSlots, install_queue_filter, waitress_options
 from web_requests import ApiError
 from web_views import to_json
 
@@ -94,7 +95,7 @@ class AppState:
     ctx: WebContext
     binding: Binding
     stop: threading.Event
-    sse_slots: threading.BoundedSemaphore
+    sse_slots: StreamSlots
     positions: Any  # web_stream.VersionedCache of the positions table
     stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
     random: random.Random = field(default_factory=random.SystemRandom)  # picks the random buys from the pool
@@ -115,8 +116,9 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     binding = Binding(host if host is not None else ctx.settings.get("WEB_HOST"),
                       int(port if port is not None else ctx.settings.get("WEB_PORT")))
     positions = web_api.positions_cache(ctx)
-    app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), threading.BoundedSemaphore(max_streams),
-                                     positions, web_api.stream_cache(ctx, positions))
+    slots = StreamSlots(max_streams, lambda: ctx.settings.get("WEB_SSE_PER_CLIENT"))
+    app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), slots, positions,
+                                     web_api.stream_cache(ctx, positions))
     CORS(app, resources={r"/api/*": {"origins": list(ctx.settings.get("WEB_CORS_ORIGINS"))}},
          allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600,
          supports_credentials=False)
@@ -153,7 +155,7 @@ class WebServer:
         self.host = host if host is not None else ctx.settings.get("WEB_HOST")
         self.port = int(port if port is not None else ctx.settings.get("WEB_PORT"))
         self.threads = threads
-        self.app = app or create_app(ctx, self.host, self.port, max_streams=max(1, threads - 4))
+        self.app = app or create_app(ctx, self.host, self.port, max_streams=max(1, threads - REQUEST_THREADS_RESERVED))
         self._stop = self.app.extensions["qmt"].stop
         self._server = None
         self._thread: Optional[threading.Thread] = None
@@ -165,7 +167,9 @@ class WebServer:
         self._server = create_server(
             self.app, host=self.host, port=self.port, threads=self.threads, ident="miniQMT",
             channel_request_lookahead=4,  # lets a stream notice a client that went away
-            asyncore_use_poll=True, clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+            asyncore_use_poll=True, clear_untrusted_proxy_headers=True, expose_tracebacks=False,
+            **waitress_options(self.ctx.settings))
+        install_queue_filter()
         self.port = int(self._server.effective_port)
         self.app.extensions["qmt"].binding.port = self.port
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
@@ -339,7 +343,7 @@ def _security_headers(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     if request.path == "/" or request.path.startswith("/api/"):
-        response.headers["Cache-Control"] = "no-store"
+        response.headers.setdefault("Cache-Control", "no-store")  # unless the route chose revalidation
     return response
 
 
@@ -406,7 +410,15 @@ def _register_error_handlers(app: Flask) -> None:
         return error_response(500, "INTERNAL_ERROR", HTTP_MESSAGES[500])
 
 
+def ok_body(data: Any) -> bytes:
+    """The body `ok(data)` sends, for responses cached as bytes."""
+    return _encoded({"status": "success", "data": data})
+
+
 def _json_response(payload: dict, status: int) -> Response:
+    return Response(_encoded(payload), status=status, mimetype="application/json")
+
+
+def _encoded(payload: dict) -> bytes:
     # backslashreplace: a lone surrogate echoed from a request (e.g. a stock code "\ud800") cannot be UTF-8
-    body = to_json(payload).encode("utf-8", "backslashreplace")
-    return Response(body, status=status, mimetype="application/json")
+    return to_json(payload).encode("utf-8", "backslashreplace")
