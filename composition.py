@@ -55,12 +55,12 @@ class Daemon:
     def shutdown(self) -> int:
         log.info("正在退出：停止执行信号，等待在途委托记账，最后一次同步持仓……")
         self._emit(EventKind.DAEMON_STOP, "守护进程正在退出")
+        broker = self.components.get("broker")
+        if isinstance(broker, BrokerGuard):
+            broker.stop(BROKER_STOP_GRACE_SECONDS)  # from here no thread (worker or request) waits on the broker
         web = self.components.get("web")
         if web is not None:
             web.stop(WEB_STOP_SECONDS)  # no new manual orders; running requests finish
-        broker = self.components.get("broker")
-        if isinstance(broker, BrokerGuard):
-            broker.stop(BROKER_STOP_GRACE_SECONDS)  # no thread waits on a broker call any longer
         stopped = self.watchdog.stop(SHUTDOWN_SECONDS)
         for close in self.closers:
             try:

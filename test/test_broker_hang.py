@@ -276,3 +276,47 @@ def test_stuck_twice_at_the_same_call_raises_an_alarm_and_health_turns_red(watch
     finally:
         server.stop(2)
         system.close()
+
+
+def test_shutdown_does_not_wait_on_a_hung_broker_call(tmp_path):
+    """A manual buy through the daemon's own web server hangs in the broker; shutdown releases it at once:
+    the request answers, the order is journaled unknown (reconciled at the next start), and the exit is quick."""
+    from composition import build_daemon
+    from config_store import ConfigStore
+    from daemon_support import free_port
+    from logger import SecretFilter
+
+    port = free_port()
+    settings = ConfigStore(Database(tmp_path / "config.db"), run_overrides={
+        "DATA_SOURCE": "replay", "WEB_PORT": port, "BROKER_CALL_TIMEOUT": 120.0})
+    daemon = build_daemon(settings, tmp_path / "data", tmp_path / "logs", SecretFilter(), tmp_path / "pool.json")
+    guard = daemon.components["broker"]
+    assert isinstance(guard, BrokerGuard)
+    release, entered = threading.Event(), threading.Event()
+    real_place = guard.inner.place_order
+
+    def hung_place(request):
+        entered.set()
+        release.wait(60)
+        return real_place(request)
+
+    guard.inner.place_order = hung_place  # looked up on the instance at each call
+    data = daemon.components["data"]
+    data.set_watchlist(["600036.SH"])
+    data.run_once()  # a quote to price the order with
+    token = (tmp_path / "data" / "api_token").read_text(encoding="utf-8").strip()
+    client = Client(port, token=token, timeout=10)
+    thread, box = run_in_thread(lambda: client.post("/api/actions/execute_buy",
+                                                    {"stock_code": "600036.SH", "volume": 100}))
+    try:
+        assert entered.wait(5), box
+        seconds, code = elapsed(daemon.shutdown)
+        assert code == 0 and seconds < 3.0
+        thread.join(5)
+        assert not thread.is_alive()
+    finally:
+        release.set()
+    db = Database(tmp_path / "data" / "sim_trading.db")
+    [row] = db.query("SELECT status, reason FROM orders")
+    assert row["status"] == OrderStatus.UNKNOWN.value and "退出" in row["reason"]  # reconciled at the next start
+    db.close()
