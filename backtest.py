@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
 
 import config
+import market_rules
 from backtest_data import DataProblem, load_bars
 from backtest_engine import BacktestEngine, EngineResult
 from backtest_report import Summary, format_table, summarize, write_outputs
@@ -55,7 +56,8 @@ def build_settings(params_file: Optional[str | Path] = None, assignments: Iterab
 def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  codes: Optional[Sequence[str]] = None, start: Optional[date] = None, end: Optional[date] = None,
                  out: Optional[str | Path] = None, plot: bool = True,
-                 progress: Optional[Callable[[int, int], None]] = None) -> BacktestRun:
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None) -> BacktestRun:
     """Load bars from `data` (CSV folder or TDX folder), run the rules, and write the output files into
     `out` when given. `settings` is a full mapping of config values (default: config.py's)."""
     values = dict(settings if settings is not None else config.DEFAULTS)
@@ -70,7 +72,7 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
         details = "；".join(problem.describe() for problem in loaded.problems[:5])
         raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
     loaded_at = time.perf_counter()
-    engine = BacktestEngine(loaded.stocks, values, start, end, progress=progress)
+    engine = BacktestEngine(loaded.stocks, values, start, end, progress=progress, stock_params=stock_params)
     if not engine.days:
         raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
     result = engine.run()
@@ -79,7 +81,7 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
     changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
     run = BacktestRun(result, summary, loaded.problems, values, changed)
     if out is not None:
-        extra = {"parameters_changed": changed,
+        extra = {"parameters_changed": changed, **({"stock_params": dict(stock_params)} if stock_params else {}),
                  "data_problems": [problem.describe() for problem in loaded.problems]}
         run.output_files = write_outputs(Path(out), result, summary, extra, plot=plot)
     run.seconds = {"load": loaded_at - began, "run": ran_at - loaded_at, "write": time.perf_counter() - ran_at}
@@ -119,11 +121,17 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
         return 2
     for warning in warnings:
         print(f"参数提醒：{warning}", file=stderr)
+    try:
+        stock_params = read_stock_params(args.stock_params, settings) if args.stock_params else None
+    except ConfigError as exc:
+        for key, message in exc.errors.items():
+            print(f"个股参数错误 {key}：{message}", file=stderr)
+        return 2
     codes = [code for item in (args.codes or []) for code in item.split(",") if code.strip()] or None
     began = time.perf_counter()
     try:
         run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
-                           progress=ProgressBar(stderr))
+                           progress=ProgressBar(stderr), stock_params=stock_params)
     except (TradingError, ConfigError, ValueError) as exc:
         print(f"回测失败：{exc}", file=stderr)
         return 2
@@ -144,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"结果目录（默认 {DEFAULT_OUT}）")
     parser.add_argument("--params", help="参数 JSON 文件：{\"STOP_LOSS_RATIO\": -0.08, ...}，覆盖 config.py 默认值")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="覆盖单个参数，可重复，如 --set ENABLE_MA_FILTER=false")
+    parser.add_argument("--stock-params", help="个股参数 JSON 文件：{\"600036.SH\": {\"STOP_LOSS_RATIO\": -0.05}, ...}，"
+                                               "只覆盖该股票（与守护进程的个股参数相同的键和校验）")
     parser.add_argument("--no-plot", action="store_true", help="不生成 equity.png")
     return parser
 
@@ -153,6 +163,42 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"日期格式应为 YYYY-MM-DD：{text}") from None
+
+
+def read_stock_params(path: str | Path, settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-stock overrides from a JSON file {code: {KEY: value}}, with the keys and checks of stock_params.py:
+    each stock's values must be valid together with the run's settings. ConfigError names every problem."""
+    from stock_params import STOCK_KEYS
+
+    raw = _read_params_file(Path(path))
+    result: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for code_text, overrides in raw.items():
+        try:
+            code = market_rules.normalize_code(code_text)
+        except ValueError as exc:
+            errors[str(code_text)] = str(exc)
+            continue
+        if not isinstance(overrides, dict):
+            errors[code] = "个股参数必须是 {参数名: 值} 对象"
+            continue
+        unknown = [key for key in overrides if key not in STOCK_KEYS]
+        if unknown:
+            errors[code] = f"{', '.join(unknown)} 不能按个股设置"
+            continue
+        try:
+            coerced = config.coerce_all(overrides)
+        except ConfigError as exc:
+            errors.update({f"{code}:{k}": v for k, v in exc.errors.items()})
+            continue
+        checked = config.validate({**settings, **coerced})
+        if not checked.ok:
+            errors.update({f"{code}:{k}": v for k, v in checked.errors.items()})
+            continue
+        result[code] = coerced
+    if errors:
+        raise ConfigError(errors)
+    return result
 
 
 def _read_params_file(path: Path) -> dict[str, Any]:

@@ -111,9 +111,12 @@ class BacktestEngine:
 
     def __init__(self, stocks: Sequence[StockBars], settings: Mapping[str, Any], start: Optional[date] = None,
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
-                 fast_path: bool = True):
+                 fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None):
+        """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`)."""
         self._settings = settings
         self._params = RuleParams.from_settings(settings)
+        self._stock_params = {code: RuleParams.from_settings({**settings, **overrides})
+                              for code, overrides in (stock_params or {}).items()}
         self._progress = progress
         self._fast_path = fast_path
         self._position_unit = float(settings["POSITION_UNIT"])
@@ -196,7 +199,8 @@ class BacktestEngine:
         limits = self._limits_of(stock, bar)
         if limits is not None and price >= limits[1]:
             return  # a buy cannot fill at limit-up
-        volume = market_rules.buy_volume_for_amount(stock.code, self._position_unit, price)
+        unit = self._params_for(stock.code).position_unit if stock.code in self._stock_params else self._position_unit
+        volume = market_rules.buy_volume_for_amount(stock.code, unit, price)
         if volume <= 0:
             return
         amount, fees = strategy.trade_amount(price, volume), self._fees(stock.code, Side.BUY, price, volume)
@@ -234,8 +238,9 @@ class BacktestEngine:
             if trigger is not None and low <= trigger:
                 return False
         position = holding.position
-        if position.profit_triggered and self._params.exits_enabled and high > position.highest_price:
-            later_stop = strategy.dynamic_stop_price(high, position.cost_price, self._params)
+        params = self._params_for(position.stock_code)
+        if position.profit_triggered and params.exits_enabled and high > position.highest_price:
+            later_stop = strategy.dynamic_stop_price(high, position.cost_price, params)
             if later_stop is not None and low <= later_stop:
                 return False
         return True
@@ -296,7 +301,8 @@ class BacktestEngine:
         for _ in range(_MAX_FILLS_AT_ONE_PRICE):
             if not self._is_held(holding):
                 return
-            actions = strategy.evaluate(holding.position, price, self._params, macd_exit=holding.macd_exit)
+            actions = strategy.evaluate(holding.position, price, self._params_for(holding.position.stock_code),
+                                        macd_exit=holding.macd_exit)
             if not actions or not self._fill(holding, actions[0], price):
                 return
             holding.touched = True
@@ -370,12 +376,15 @@ class BacktestEngine:
     def _market_value(self) -> float:
         return sum(h.position.volume * h.last_price for h in self._holdings.values())
 
+    def _params_for(self, code: str) -> RuleParams:
+        return self._stock_params.get(code, self._params)
+
     def _triggers(self, holding: _Holding) -> strategy.TriggerPrices:
         """strategy.trigger_prices, recomputed only after a fill or, once profit is triggered, a new high."""
         position = holding.position
         key = (holding.fills, position.highest_price if position.profit_triggered else 0.0)
         if key != holding.triggers_key:
-            holding.triggers = strategy.trigger_prices(position, self._params)
+            holding.triggers = strategy.trigger_prices(position, self._params_for(position.stock_code))
             holding.triggers_key = key
         return holding.triggers
 

@@ -11,17 +11,27 @@ from typing import Callable
 
 import storage_health
 import strategy
+from accounts_identity import account_guard
 from broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
 from models import Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from events import EventBus, EventKind
+from doctor_cli import daemon_diagnostics
+from orders_file_intake import OrderFileIntake, default_inbox
+from orders_file_store import OrderFileStore
+from orders_file_worker import OrderFileWorker
+from notify_composition import build_notifications
 from position_monitor import PositionMonitor
+from position_review import PositionReviews
 from risk_breakers import CircuitBreakers
 from signal_store import SignalStore
+from stock_params import StockParams
 from storage import Database
 from strategy_runner import StrategyRunner
 from trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
+from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch_store import WatchStore
 from workers import Watchdog
 
 log = logging.getLogger("main")
@@ -96,8 +106,15 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:
         secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
+    guard = account_guard(trading_db, settings, data_dir) if simulation else None
     try:
-        data, clock = build_data_manager(settings, data_dir)
+        data, clock = build_data_manager(settings, data_dir, account_guard=guard)
+        if guard is not None and not clock.is_replay:  # a real-time source: the guard had no replay to run in
+            try:
+                guard(data.source_name)
+            except TradingError:
+                _close_quietly(data.close, data.bar_store.db.close)
+                raise
     except BaseException:
         _close_quietly(*([live_broker.close] if live_broker else []), trading_db.close)
         raise
@@ -130,30 +147,49 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     signals = SignalStore(trading_db, clock)
     pool = StockPool(stock_pool_file)
     indicators = data.indicators
-    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators, pool.codes, trading_state)
+    stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
+    runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
+                            lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
+                            params_for=stock_params.params_for)
     runner.recover()
-    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock)
-    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor)
+    monitor = PositionMonitor(positions, hub, signals, executor, settings, clock, params_for=stock_params.params_for)
+    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor,
+                       settings_for=stock_params.settings_for)
     grid.attach(monitor, runner)
     grid.recover()
-
-    rule_params = [strategy.RuleParams.from_settings(settings)]  # rebuilt on every settings change, not per row
-    settings.subscribe(lambda _changed: rule_params.__setitem__(0, strategy.RuleParams.from_settings(settings)))
+    reviews = PositionReviews(trading_db, clock)
+    watch_store = WatchStore(trading_db, clock)
+    watch = WatchMonitor(watch_store, hub, signals, positions, events, settings, clock,
+                         daily=DailyContextCache(data.bar_store, indicators).get,
+                         apply_exits=lambda code, params, source: stock_params.update(code, params, source))
+    for rule in WATCH_RULES:
+        runner.register_validator(rule, validate_watch_signal(positions))
     try:
         token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
     watchdog = Watchdog(settings, events=events)
+    stop_event = stop_event or threading.Event()
+    order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, rule_params[0]),
-                         trading_state=trading_state, events=events)
+                         trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
+                         trading_state=trading_state, events=events, order_files=order_files,
+                         diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
+                         watch=watch_store, stock_params=stock_params, position_reviews=reviews)
+    notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
+                                        positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
+                                        live=not simulation)
+    web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
+                                                           notifications.reports_dir)
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
-        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()))
+        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes())
+                      | set(watch_store.codes()))
+
 
     data.set_watchlist(watchlist())
     roll_day: list[Callable[[date], object]] = [storage.nightly_check, positions.roll_day, executor.roll_day]
@@ -163,35 +199,57 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     for worker in (
         DataWorker(data, watchlist),
         monitor,
+        watch,
         runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay, max_step=lambda: broker_step_seconds(settings)),
-        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day), log_dir),
+        Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
         IntervalWorker("storage", storage.check, settings, "STORAGE_CHECK_INTERVAL"),
+        OrderFileWorker(order_files, settings),
+        *notifications.workers,
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
-        watchdog.add(IntervalWorker("broker_sync", lambda: positions.refresh_from_broker(broker.query_positions()),
+        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, reviews),
                                     settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True,
                                     max_step=lambda: broker_step_seconds(settings)))
     try:
         web.start()
     except OSError as exc:
-        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close)
+        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close, *notifications.closers)
         raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
                                                f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
     _log_startup(settings, mode, data, web, data_dir)
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
         monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
-        storage=storage))
+        watch=watch, watch_store=watch_store, stock_params=stock_params, storage=storage))
     storage_health.mark_used(data_dir)  # from now on a missing or empty database here is refused
-    if stop_event is not None:
-        daemon.stop_event = stop_event
+    daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
-    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close]
+    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
+                       *notifications.closers]
     return daemon
+
+
+def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Database, clock, executor, positions,
+                       stop: threading.Event, hub) -> OrderFileIntake:
+    """Order files (issue 19): ORDER_FILE_DIR, or <data dir>/orders/inbox; journaled in the trading db."""
+    inbox = Path(settings.get("ORDER_FILE_DIR") or default_inbox(data_dir))
+    inbox.mkdir(parents=True, exist_ok=True)  # there for the operator (and other systems) from the start
+    return OrderFileIntake(OrderFileStore(trading_db, clock), executor, positions, settings, inbox, stop=stop,
+                           hub=hub)
+
+
+def _sync_from_broker(positions, broker, reviews: PositionReviews) -> None:
+    """The broker's positions; one the daemon did not open is 「待确认」 until the operator confirms its state
+    (the broker gives no open date here, so its highest price starts from max(cost, price))."""
+    before = {p.stock_code for p in positions.all()}
+    positions.refresh_from_broker(broker.query_positions())
+    for position in positions.all():
+        if position.stock_code not in before:
+            reviews.found(position.stock_code, "cost_or_price")
 
 
 def _close_quietly(*closers: Callable[[], object]) -> None:
@@ -254,7 +312,9 @@ def _connect_live_broker(settings, data_dir: Path, trading_db: Database):
     from easy_qmt_trader import connect_live_broker
 
     try:
-        return connect_live_broker(settings, data_dir, trading_db)
+        configured = str(settings.get("ACCOUNT_CONFIG_FILE") or "")
+        return connect_live_broker(settings, data_dir, trading_db,
+                                   account_config_path=Path(configured) if configured else None)
     except BaseException:
         trading_db.close()
         raise

@@ -3,12 +3,15 @@ validation of a full set of values. Edit the defaults here; runtime overrides li
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 # Groups, in the order the web page shows them.
 G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补仓", "止盈止损", "网格交易", "风控", "运行间隔"
 G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数据", "Web服务", "日志"
+G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
+G_NOTIFY = "通知与定时任务"  # issue 16
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ PARAMS: tuple[Param, ...] = (
     _p("MAX_ORDERS_PER_DAY", 50, "int", "每日最多下单笔数", G_RISK, 1, 10000),
     _p("MAX_ORDER_VALUE", 100000.0, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
     _p("DAILY_LOSS_LIMIT_RATIO", 0.05, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
-    _p("SIGNAL_MAX_AGE", 60.0, "float", "信号有效期（秒），过期不再执行", G_RISK, 1, 86400),
+    _p("SIGNAL_MAX_AGE", 60.0, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
     _p("SIGNAL_COOLDOWN_SECONDS", 30.0, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
     _p("SELL_ORDER_TIMEOUT", 60.0, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
     _p("BUY_ORDER_TIMEOUT", 120.0, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
@@ -120,9 +123,54 @@ PARAMS: tuple[Param, ...] = (
     _p("WEB_CORS_ORIGINS", ["http://localhost:5000", "http://127.0.0.1:5000"], "str_list", "允许跨域访问的来源", G_WEB,
        restart=True),
     _p("SSE_HEARTBEAT_SECONDS", 15.0, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
+    # ---- several accounts (issue 18): the supervisor and the children it starts
+    _p("REPLAY_CLOCK_ORIGIN", 0.0, "float", "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用",
+       G_DATA, 0, 1e11, restart=True),
+    _p("ACCOUNT_CONFIG_FILE", "", "str", "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json",
+       G_SIM, restart=True),
+    _p("WEB_REQUIRE_TOKEN_FOR_READS", False, "bool", "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB,
+       restart=True),
+    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", 5, "int", "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启", G_WEB, 1, 100),
+    _p("ACCOUNT_RESTART_BACKOFF_MAX", 60.0, "float", "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1, 3600),
+    _p("ACCOUNT_STOP_TIMEOUT", 15.0, "float", "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
+    _p("ACCOUNT_POLL_INTERVAL", 2.0, "float", "多账户：监管进程查询各账户状态的间隔（秒）", G_WEB, 0.2, 60),
     # ---- logging
     _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
     _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+    # ---- issue 19: order files from other systems, and the doctor
+    _p("ENABLE_ORDER_FILES", True, "bool", "执行委托文件目录中的 CSV 委托文件", G_ORDER_FILES),
+    _p("ORDER_FILE_DIR", "", "str", "委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）",
+       G_ORDER_FILES, restart=True),
+    _p("ORDER_FILE_DRY_RUN", False, "bool", "委托文件只校验、写结果文件，不下单", G_ORDER_FILES),
+    _p("ORDER_FILE_STABLE_SECONDS", 2.0, "float", "文件大小保持不变该秒数后才读取（避免读到写了一半的文件）",
+       G_ORDER_FILES, 0.0, 600),
+    _p("ORDER_FILE_RESCAN_SECONDS", 10.0, "float", "委托文件目录的周期扫描间隔（秒），作为文件事件的后备", G_ORDER_FILES,
+       0.5, 3600),
+    _p("ORDER_FILE_QUOTE_WAIT", 10.0, "float", "委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数", G_ORDER_FILES,
+       0.0, 120),
+    _p("ORDER_FILE_LINE_INTERVAL", 0.0, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
+    _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", 5.0, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警", G_DOCTOR, 0.5, 3600),
+    _p("DOCTOR_MIN_FREE_MB", 500.0, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_LOG_DIR_WARN_MB", 1000.0, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_BROKER_TIMEOUT", 5.0, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
+    # ---- issue 16: notifications, scheduled jobs, the daily report
+    _p("NOTIFY_URLS", [], "str_list", "配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；"
+       "网页中也可添加", G_NOTIFY, restart=True, secret=True),
+    _p("NOTIFY_SEND_TIMEOUT", 10.0, "float", "单条通知发送超时（秒）", G_NOTIFY, 1, 120),
+    _p("NOTIFY_MAX_ATTEMPTS", 6, "int", "单条通知最多尝试次数，之后标记为失败", G_NOTIFY, 1, 50),
+    _p("NOTIFY_RETRY_BASE_SECONDS", 5.0, "float", "发送失败后的首次重试间隔（秒），之后每次加倍", G_NOTIFY, 0.1, 3600),
+    _p("NOTIFY_RETRY_MAX_SECONDS", 600.0, "float", "重试间隔上限（秒）", G_NOTIFY, 1, 86400),
+    _p("NOTIFY_RATE_LIMIT", 10, "int", "每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）", G_NOTIFY, 1, 1000),
+    _p("NOTIFY_RATE_WINDOW_SECONDS", 60.0, "float", "限流窗口（秒）", G_NOTIFY, 1, 86400),
+    _p("NOTIFY_DIGEST_THRESHOLD", 3, "int", "同一渠道积压的待发消息达到该条数时合并为一条摘要", G_NOTIFY, 2, 1000),
+    _p("NOTIFY_DEDUP_SECONDS", 300.0, "float", "相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）", G_NOTIFY, 0,
+       86400),
+    _p("NOTIFY_CHANNEL_ALARM_FAILURES", 3, "int", "渠道连续失败该次数后告警一次（界面与其他渠道）", G_NOTIFY, 1, 100),
+    _p("NOTIFY_PUBLIC_URL", "", "str", "通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接", G_NOTIFY),
+    _p("JOB_PRE_OPEN_TIME", "09:00", "str", "盘前任务时间 HH:MM（行情时钟）", G_NOTIFY),
+    _p("JOB_POST_CLOSE_TIME", "15:05", "str", "盘后任务时间 HH:MM：账户快照、每日报告", G_NOTIFY),
+    _p("JOB_NIGHTLY_TIME", "20:00", "str", "夜间维护时间 HH:MM：数据库备份与检查、日志清理", G_NOTIFY),
+    _p("BACKUP_RETENTION_DAYS", 7, "int", "数据库备份保留天数", G_NOTIFY, 1, 3650),
     # ---- issue 21: broker deadline and circuit breakers (defaults far below the exchanges' thresholds for
     # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account)
     _p("BROKER_CALL_TIMEOUT", 10.0, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发",
@@ -249,6 +297,9 @@ def _cross_errors(v: Mapping[str, Any]) -> dict[str, str]:
         errors["STOP_LOSS_RATIO"] = "止损比例必须小于 0"
     if v["GRID_STOP_LOSS_RATIO"] >= 0:
         errors["GRID_STOP_LOSS_RATIO"] = "网格止损率必须小于 0"
+    for key in ("JOB_PRE_OPEN_TIME", "JOB_POST_CLOSE_TIME", "JOB_NIGHTLY_TIME"):  # issue 16
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v.get(key, "00:00"))):
+            errors[key] = f"{key} 必须是 HH:MM 格式的时间，如 09:00"
     return errors
 
 

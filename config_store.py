@@ -26,6 +26,14 @@ MIGRATIONS = (
 )
 
 SECRET_MASK = "******"
+RUN_OVERRIDE_NOTE = "本次运行由命令行指定"
+
+
+class RunOverrideRefused(ConfigError):
+    """A web change to a key fixed on the command line for this run; answered 409, not 400."""
+
+    code = "RUN_OVERRIDE"
+    status = 409
 
 
 class ConfigStore:
@@ -77,6 +85,7 @@ class ConfigStore:
                 "type": p.kind, "range": p.describe_range(), "min": p.min, "max": p.max, "choices": list(p.choices),
                 "meaning": p.meaning, "group": p.group, "overridden": p.key in self._stored,
                 "restart_required": p.restart, "secret": p.secret,
+                "run_override": p.key in self._run, "run_override_note": RUN_OVERRIDE_NOTE if p.key in self._run else "",
             } for p in config.PARAMS]
 
     def history(self, limit: int = 200) -> list[dict[str, Any]]:
@@ -94,6 +103,7 @@ class ConfigStore:
         if not isinstance(changes, Mapping) or not changes:
             raise ConfigError({"changes": "没有要修改的参数"})
         with self._lock:
+            self._refuse_run_overrides(changes)
             coerced = config.coerce_all(changes)
             candidate = {**self._values, **coerced}
             result = config.validate(candidate)
@@ -105,6 +115,7 @@ class ConfigStore:
     def reset(self, key: str, source: str = "web") -> None:
         """Drop the web override of `key`, back to config.py's value."""
         with self._lock:
+            self._refuse_run_overrides([key])
             if key not in self._stored:
                 raise ConfigError({key: f"{key} 没有被覆盖，无需恢复"})
             candidate = {**self._values, key: self._run.get(key, self._defaults[key])}
@@ -132,7 +143,25 @@ class ConfigStore:
             self.update({key: json.loads(old)}, source)
             return {key: self._values[key]}
 
+    def journal(self, key: str, old: Any, new: Any, source: str) -> None:
+        """Record a change made outside the global parameters (per-stock parameters, a position's rule state,
+        issue 17) in the same history, so one page shows every change with old → new."""
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO config_history(time, key, old_value, new_value, source) VALUES(?,?,?,?,?)",
+                         (self._now().isoformat(timespec="seconds"), key, json.dumps(old, ensure_ascii=False),
+                          json.dumps(new, ensure_ascii=False), source))
+    def run_overridden(self) -> dict[str, Any]:
+        """Keys set on the command line for this run (they outrank the web), with their values."""
+        return {k: _shown(k, v) for k, v in self._run.items()}
+
     # ---- internals
+    def _refuse_run_overrides(self, keys) -> None:
+        """A web change to a key the command line fixed would 'succeed' without effect: refuse it instead."""
+        fixed = {k: f"{k} {RUN_OVERRIDE_NOTE}（{_shown(k, self._run[k])}），网页修改不会生效；请去掉命令行参数后重启"
+                 for k in keys if k in self._run}
+        if fixed:
+            raise RunOverrideRefused(fixed)
+
     def _persist(self, changes: Mapping[str, Any], source: str) -> None:
         """Write overrides and history in one transaction, then publish. `None` removes an override."""
         stamp = self._now().isoformat(timespec="seconds")

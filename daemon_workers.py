@@ -1,15 +1,13 @@
 """The daemon's small periodic workers: market data, position sync, order supervision, broker sync and
-housekeeping (day roll-over, log cleanup). Each wraps one component's `run_once`."""
+housekeeping (day roll-over). Each wraps one component's `run_once`."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from datetime import date
-from pathlib import Path
 from typing import Callable, Optional
 
-from logger import delete_old_logs
 from workers import Worker
 
 log = logging.getLogger(__name__)
@@ -90,17 +88,16 @@ class IntervalWorker(ScheduledWorker):
 
 
 class Housekeeper(Worker):
-    """Day roll-over on the market clock (T+1 release, daily counters, the day's report) and log cleanup."""
+    """Day roll-over on the market clock (T+1 release, daily counters, the day's summary line). Log cleanup,
+    backups and the report file are timed jobs (jobs_daily, issue 16)."""
 
     name = "housekeeping"
 
-    def __init__(self, clock, settings, roll_day: list[Callable[[date], object]], day_report: Callable[[date], str],
-                 log_dir: Path):
+    def __init__(self, clock, settings, roll_day: list[Callable[[date], object]], day_report: Callable[[date], str]):
         self._clock = clock
         self._settings = settings
         self._roll_day = roll_day
         self._day_report = day_report
-        self._log_dir = log_dir
         self._day: Optional[date] = None
 
     def wait(self, stop: threading.Event, limit: float) -> None:
@@ -116,5 +113,4 @@ class Housekeeper(Worker):
         log.info("交易日切换：%s → %s。%s", self._day, today, self._day_report(self._day))
         for roll in self._roll_day:
             roll(today)
-        delete_old_logs(self._log_dir, self._settings.get("LOG_RETENTION_DAYS"))
         self._day = today

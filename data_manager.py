@@ -3,12 +3,14 @@ synthetic 「演示行情」), publishes its quotes through the QuoteHub and kee
 market.db; `build_data_manager` picks the source per DATA_SOURCE."""
 from __future__ import annotations
 
+import bisect
+
 import logging
 import threading
 from collections import deque
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import pandas as pd
 
@@ -19,7 +21,7 @@ from market_clock import Clock, RealClock, ReplayClock
 from models import DataUnavailable, Quote
 from quote_hub import QuoteHub
 from replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
-from replay_source import ReplayProgress, ReplaySource, replay_days, resume_index
+from replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days, resume_index
 from source_base import MarketSource, SourceStep
 from storage import Database
 from synthetic_market import SyntheticMarket
@@ -31,6 +33,9 @@ RECENT_ERRORS = 20  # data problems kept for status()
 MAX_REMEMBERED_MESSAGES = 1000  # bound on the log de-duplication memory
 
 __all__ = ["DataManager", "QuoteHub", "build_data_manager"]
+
+
+MAX_REQUESTED_CODES = 100  # codes asked about on demand that stay subscribed (the oldest are dropped)
 
 
 class DataManager:
@@ -47,6 +52,8 @@ class DataManager:
         self.indicators = indicators
         self._lock = threading.Lock()
         self._watch: list[str] = []
+        self._requested: list[str] = []  # codes a person asked about (buy form, chart, API), quoted on demand
+        self._wanted: list[str] = []  # the watchlist as last given by the data thread
         self._started = False
         self._last_error = ""
         self._last_error_time: Optional[datetime] = None
@@ -54,6 +61,8 @@ class DataManager:
         self._reported_missing: frozenset[str] = frozenset()
         self._reported_invalid: set[str] = set()
         self._logged_at: dict[str, datetime] = {}
+        self.first_quote_at: Optional[datetime] = None  # market time of the first accepted quote: "ready"
+        self._stepped = False  # the source has completed a step
         self.source_name = source.name
         self.source_label = source.label
 
@@ -81,12 +90,44 @@ class DataManager:
                 if code not in self._reported_invalid:  # the data thread re-sends the list every second
                     self._reported_invalid.add(code)
                     self._record_error(str(exc))
-        watch = list(dict.fromkeys(valid))
         with self._lock:
+            self._wanted = valid
+            watch = list(dict.fromkeys(valid + self._requested))
             if watch == self._watch:
                 return
             self._watch = watch
         self._source.set_watchlist(watch)
+
+    def request_quote(self, code: str) -> Quote | None:
+        """The quote of any valid code a person asks about: subscribed on demand (kept in the watchlist from
+        now on) and, where the source can answer at once (replay), quoted immediately. None when no quote can
+        be had yet; `quote_unavailable_reason` then says why."""
+        code = market_rules.normalize_code(code)
+        quote = self.hub.latest(code)
+        if quote is not None:
+            return quote
+        with self._lock:
+            if code not in self._requested:
+                self._requested.append(code)
+                del self._requested[:-MAX_REQUESTED_CODES]  # a bound on what page visits can add
+            wanted = list(self._wanted)
+        self.set_watchlist(wanted)
+        quote_now = getattr(self._source, "quote_now", None)
+        if quote_now is not None:
+            now = quote_now(code)
+            if now is not None:
+                self._publish(now)
+        return self.hub.latest(code)
+
+    def quote_unavailable_reason(self, code: str) -> str:
+        """Why `request_quote` found nothing, precisely, in Chinese."""
+        code = market_rules.normalize_code(code)
+        has_code = getattr(self._source, "has_code", None)
+        if has_code is not None and not has_code(code):
+            return f"{self.source_label}中没有 {code} 的日线数据，无法提供它的行情"
+        if has_code is not None:
+            return f"{code} 今天在{self.source_label}中没有行情（停牌或当天无数据）"
+        return f"已订阅 {code} 的行情，{self.source_label}尚未推送第一笔，请稍后再试"
 
     def watchlist(self) -> list[str]:
         with self._lock:
@@ -127,7 +168,13 @@ class DataManager:
             self._record_error(exc.message)
             return float(self._settings.get("MONITOR_INTERVAL"))
         self._apply(step)
+        self._stepped = True
         return step.wait
+
+    @property
+    def ready(self) -> bool:
+        """The source has delivered its first quotes (or, with nothing to watch, has completed a step)."""
+        return self.first_quote_at is not None or (self._stepped and not self.watchlist())
 
     def status(self) -> dict:
         latest = [q for q in (self.hub.last_seen(c) for c in self.watchlist()) if q is not None]
@@ -165,6 +212,8 @@ class DataManager:
     def _publish(self, quote: Quote) -> bool:
         rejected_before = self.hub.rejected
         accepted = self.hub.publish(quote)
+        if accepted and self.first_quote_at is None:
+            self.first_quote_at = quote.time
         if not accepted and self.hub.rejected != rejected_before:  # refused (the hub has logged why)
             with self._lock:
                 self._recent_errors.append(f"{self._clock.now():%Y-%m-%d %H:%M:%S} {self.hub.last_error}")
@@ -198,10 +247,13 @@ class DataManager:
 
 # ---- composition ------------------------------------------------------------------------------------------
 
-def build_data_manager(settings, data_dir: Path, calendar=None) -> tuple[DataManager, Clock]:
+def build_data_manager(settings, data_dir: Path, calendar=None,
+                       account_guard: Optional[Callable[[str], Optional[date]]] = None) -> tuple[DataManager, Clock]:
     """Choose the source per DATA_SOURCE: 'auto' = xtquant if it imports and connects, else mootdx if
     MOOTDX_SERVER is set, else replay of REPLAY_DATA_DIR, else the synthetic market. Replay sources come with
-    the ReplayClock they drive; live sources with a RealClock. No network unless xtquant/MOOTDX_SERVER."""
+    the ReplayClock they drive; live sources with a RealClock. No network unless xtquant/MOOTDX_SERVER.
+    `account_guard(source_name)` runs before a replay starts: it may refuse the account's market, and returns
+    the account's last trading day, after which the replay resumes (time never runs backwards)."""
     db = Database(Path(data_dir) / MARKET_DB_NAME)
     bar_store = BarStore(db)
     indicators = IndicatorCalculator(bar_store)
@@ -225,7 +277,7 @@ def build_data_manager(settings, data_dir: Path, calendar=None) -> tuple[DataMan
                               MootdxSource(settings, clock, bar_store, Path(data_dir)), indicators)
         if _started(manager, keep_on_failure=choice == "mootdx"):
             return manager, clock
-    return _replay_manager(settings, bar_store, indicators, calendar)
+    return _replay_manager(settings, bar_store, indicators, calendar, account_guard)
 
 
 def _started(manager: DataManager, keep_on_failure: bool) -> bool:
@@ -243,8 +295,17 @@ def _started(manager: DataManager, keep_on_failure: bool) -> bool:
         return False
 
 
-def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator,
-                    calendar) -> tuple[DataManager, Clock]:
+def _replay_pace(settings, progress: ReplayProgress, days: list, start_index: int) -> Optional[ReplayPace]:
+    """REPLAY_CLOCK_ORIGIN (set by the account supervisor) aligns this replay with its siblings'."""
+    origin = float(settings.get("REPLAY_CLOCK_ORIGIN") or 0.0)
+    if origin <= 0 or start_index >= len(days):
+        return None
+    origin_day = progress.pace_origin_day(origin, days[start_index])
+    return ReplayPace(origin, bisect.bisect_left(days, origin_day))
+
+
+def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator, calendar,
+                    account_guard: Optional[Callable[[str], Optional[date]]] = None) -> tuple[DataManager, Clock]:
     folder = str(settings.get("REPLAY_DATA_DIR") or "")
     if folder:
         path = Path(folder)
@@ -253,16 +314,19 @@ def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculat
         feed = TdxBarFolder(path) if is_tdx_tree(path) else CsvBarFolder(path)
     else:
         feed = SyntheticMarket(int(settings.get("SYNTHETIC_SEED")), calendar)
+    last_trade = account_guard(feed.source_name) if account_guard is not None else None
     days, start_index = replay_days(feed, str(settings.get("REPLAY_START_DATE") or ""))
     if not days:
         raise DataUnavailable("REPLAY_EMPTY", f"回放数据目录中没有可用的日线：{folder}")
     progress = ReplayProgress(bar_store.db, f"{feed.label}|{settings.get('REPLAY_START_DATE')}")
-    start_index = resume_index(days, start_index, progress.last_started())
+    start_index = resume_index(days, start_index, max(filter(None, (progress.last_started(), last_trade)),
+                                                      default=None))
+    pace = _replay_pace(settings, progress, days, start_index)
     if start_index >= len(days):
         raise DataUnavailable("REPLAY_FINISHED", f"回放数据已全部播放完毕（{feed.label}），"
                                                  f"如需重新开始请删除数据目录或更换 REPLAY_START_DATE")
     clock = ReplayClock(ReplaySource.start_moment(days, start_index), calendar)
-    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record)
+    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record, pace=pace)
     manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store, source, indicators)
     manager.start()
     log.info("行情来源：%s，从 %s 开始回放", source.label, days[start_index])

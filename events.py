@@ -43,6 +43,7 @@ class EventKind(str, Enum):
     DAILY_REPORT = "daily_report"
     WATCH_ALERT = "watch_alert"
     ALARM = "alarm"  # any other anomaly an operator must see
+    PRE_OPEN_READY = "pre_open_ready"  # issue 16: the pre-open job's 「盘前就绪」 message
 
     @property
     def label(self) -> str:
@@ -72,6 +73,7 @@ EVENT_LABELS = {
     EventKind.DAILY_REPORT: "每日报告",
     EventKind.WATCH_ALERT: "盯盘提醒",
     EventKind.ALARM: "告警",
+    EventKind.PRE_OPEN_READY: "盘前就绪",
 }
 
 

@@ -271,6 +271,15 @@ def grid_volume(code: str, reference_price: float, params: GridParams) -> int:
     return market_rules.buy_volume_for_amount(code, params.buy_amount, reference_price)
 
 
+def min_grid_amount(code: str, center_price: float) -> float:
+    """The smallest whole-yuan amount per grid that buys one lot at the centre price (what the grid form
+    proposes when the configured amount buys none)."""
+    amount = float((_dec(center_price) * market_rules.min_buy_volume(code)).to_integral_value(ROUND_CEILING))
+    while market_rules.buy_volume_for_amount(code, amount, center_price) <= 0:  # float edge: one yuan more
+        amount += 1
+    return amount
+
+
 def buy_volume(code: str, state: GridState, price: float, params: GridParams) -> int:
     """One grid, cut so that the grid's net long cost never exceeds max_investment (buying back base shares
     the grid sold adds no investment); 0 when not even one lot fits."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Optional
 
@@ -78,6 +78,9 @@ class GridSession:
     sold_volume: int
     pending_signal_id: Optional[int]
     open_order_id: str
+    # issue 14: the P&L in the three parts a person can check, each with a one-line explanation
+    round_trip_pnl: float = 0.0  # price gains of closed grid round trips, before fees
+    pnl_explain: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -90,9 +93,11 @@ class GridManager:
     """Owns the grid sessions. Thread-safe; lock order: strategy runner → this → executor / positions /
     signals / db. Broker fills arrive through a queue so the broker's thread never waits for this lock."""
 
-    def __init__(self, db, settings, clock, positions, hub, signals, executor):
+    def __init__(self, db, settings, clock, positions, hub, signals, executor, settings_for=None):
+        """`settings_for(code)`: the settings as seen by one stock (per-stock parameters, issue 17)."""
         self._store = GridStore(db)
         self._settings = settings
+        self._settings_for = settings_for or (lambda _code: settings)
         self._clock = clock
         self._positions = positions
         self._hub = hub
@@ -248,7 +253,7 @@ class GridManager:
         overrides = dict(overrides)
         center = overrides.pop("center_price", None)
         try:
-            params = GridParams.from_settings(self._settings, overrides)
+            params = GridParams.from_settings(self._settings_for(code), overrides)
         except GridParamError as exc:
             raise TradingError("INVALID_GRID_PARAMS", str(exc)) from None
         with self._lock:
@@ -261,8 +266,10 @@ class GridManager:
                 raise TradingError("NO_POSITION", f"{code} 没有持仓，不能启动网格")
             center = self._center_price(code, center)
             if rules.grid_volume(code, center, params) <= 0:
+                lot = market_rules.min_buy_volume(code)
                 raise TradingError("GRID_AMOUNT_TOO_SMALL",
-                                   f"每格金额 {params.buy_amount:.2f} 元在中心价 {center:.3f} 买不到一手")
+                                   f"每格金额 {params.buy_amount:.2f} 元在中心价 {center:.3f} 买不到一手（{lot} 股），"
+                                   f"每格至少需要 {rules.min_grid_amount(code, center):.0f} 元")
             now = self._clock.now()
             row = self._store.create(SessionRow(
                 stock_code=code, params=params, center_price=center, origin=origin, last_price=center,
@@ -317,7 +324,8 @@ class GridManager:
 
     def _exit_condition(self, position: Position, price: float) -> Optional[Rule]:
         """The position's sell-all exit (stop-loss / dynamic stop) whose condition holds at `price`, if any."""
-        triggers = strategy.trigger_prices(position, strategy.RuleParams.from_settings(self._settings))
+        triggers = strategy.trigger_prices(position,
+                                           strategy.RuleParams.from_settings(self._settings_for(position.stock_code)))
         if triggers.stop_loss_price is not None and price <= triggers.stop_loss_price:
             return Rule.STOP_LOSS
         if triggers.dynamic_stop_price is not None and price <= triggers.dynamic_stop_price:
@@ -525,7 +533,25 @@ class GridManager:
             stop_loss_amount=rules.cents(params.max_investment * params.stop_loss_ratio),
             fees=rules.cents(state.book.fees), buy_count=state.book.buy_count, sell_count=state.book.sell_count,
             bought_volume=state.book.bought_volume, sold_volume=state.book.sold_volume,
-            pending_signal_id=row.pending_signal_id, open_order_id=row.open_order_id)
+            pending_signal_id=row.pending_signal_id, open_order_id=row.open_order_id,
+            round_trip_pnl=rules.cents(state.book.realized_pnl + state.book.fees),
+            pnl_explain=pnl_explanations(state.book, price))
+
+
+def pnl_explanations(book: rules.GridBook, price: float) -> dict[str, str]:
+    """One Chinese line per part of the grid P&L: total = round trips + unrealised − fees."""
+    net = book.net_volume
+    if net > 0:
+        unrealized = f"网格净买入的 {net} 股（均价 {book.average_price:.3f}）按现价 {price:g} 计算的浮动盈亏"
+    elif net < 0:
+        unrealized = (f"网格多卖出的 {-net} 股底仓（均价 {book.average_price:.3f}）按现价 {price:g} 买回的浮动盈亏："
+                      "卖出后价格上涨时为负")
+    else:
+        unrealized = "网格没有未平的股数，浮动盈亏为 0"
+    return {"round_trip": "已平仓的网格买卖来回的价差收益（未扣费用）",
+            "unrealized": unrealized,
+            "fees": f"网格全部 {book.buy_count + book.sell_count} 笔成交的佣金、印花税和过户费",
+            "total": "网格盈亏 = 来回收益 + 浮动盈亏 − 费用"}
 
 
 def _cancellable(entry: Optional[JournalEntry]) -> bool:

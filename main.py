@@ -26,7 +26,7 @@ CONFIG_RESET_HINT = "若确要以默认参数启动，请删除标记文件 {mar
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A股无人值守交易守护进程（miniQMT）")
-    parser.add_argument("--data-dir", default="data", help="运行数据目录（SQLite 数据库、令牌），默认 data/")
+    parser.add_argument("--data-dir", help="运行数据目录（SQLite 数据库、令牌、股票池），默认 data/")
     parser.add_argument("--log-dir", default="logs", help="日志目录，默认 logs/")
     parser.add_argument("--port", type=int, help="Web 端口（覆盖 WEB_PORT）")
     parser.add_argument("--host", help="Web 监听地址（覆盖 WEB_HOST）")
@@ -35,9 +35,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     mode.add_argument("--live", action="store_true", help="实盘交易（需要 miniQMT）")
     parser.add_argument("--replay-data", help="回放日线目录（<代码>.csv 或通达信 vipdoc）")
     parser.add_argument("--replay-speed", type=float, help="回放速度：每个交易日的真实秒数")
-    parser.add_argument("--stock-pool", default="stock_pool.json", help="股票池文件，默认当前目录下的 stock_pool.json")
+    parser.add_argument("--stock-pool", help="股票池文件；默认当前目录下的 stock_pool.json，指定 --data-dir 时为"
+                                             "该数据目录中的 stock_pool.json（首次从 stock_pool.json 复制）")
+    parser.add_argument("--reset-sim-account", action="store_true",
+                        help="启动前把数据目录中的模拟账户数据库归档到 archive/，从新的模拟账户开始")
+    parser.add_argument("--accounts", metavar="accounts.json",
+                        help="多账户：按账户文件为每个账户启动一个守护进程，并在同一网页地址统一查看和操作")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="本次运行覆盖参数（JSON 值，如 --set ENABLE_AUTO_TRADING=true）")
+    parser.add_argument("--doctor", action="store_true", help="系统诊断：检查运行环境后退出（有错误时退出码非 0）")
     return parser.parse_args(argv)
 
 
@@ -69,7 +75,19 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    explicit_data_dir, args.data_dir = args.data_dir, args.data_dir or "data"
+    if args.accounts:
+        return _run_supervisor(args)
     data_dir = Path(args.data_dir)
+    if args.doctor:  # no instance lock: the doctor may look at a machine where the daemon runs
+        import doctor_cli
+
+        try:
+            overrides = run_overrides(args)
+        except ValueError as exc:
+            print(f"参数无效：{exc}", file=sys.stderr)
+            return 2
+        return doctor_cli.run(data_dir, Path(args.log_dir), overrides, sys.stdout)
     try:
         lock = InstanceLock(data_dir / "daemon.lock")
         lock.acquire()
@@ -81,6 +99,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return STORAGE_REFUSED
     config_db = None
     try:
+        if args.reset_sim_account:
+            from accounts_identity import reset_sim_account
+
+            archived = reset_sim_account(data_dir)
+            print(f"已归档旧的模拟账户数据库：{archived}" if archived else "数据目录中没有模拟账户数据库，无需归档",
+                  file=sys.stderr)
+            # a new account is asked for: this start may create the account database the marker would miss
+            (data_dir / storage_health.MARKER_NAME).unlink(missing_ok=True)
         marker = data_dir / storage_health.MARKER_NAME
         try:
             config_db = storage_health.open_checked(data_dir / "config.db", data_dir, "参数数据库",
@@ -103,9 +129,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         _install_signal_handlers(stop_event)  # before the build: a stop asked for meanwhile is honoured after it
         try:
             from composition import build_daemon
+            from stock_pool import pool_file
 
-            daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter, Path(args.stock_pool),
-                                  stop_event)
+            daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter,
+                                  pool_file(args.stock_pool, explicit_data_dir), stop_event)
         except storage_health.StorageRefused as exc:
             log.error("%s", exc.message)
             return STORAGE_REFUSED
@@ -123,6 +150,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         if config_db is not None:
             config_db.close()
         lock.release()
+
+
+def _run_supervisor(args: argparse.Namespace) -> int:
+    from accounts_main import run
+
+    try:
+        overrides = run_overrides(args)
+    except ValueError as exc:
+        print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
+        return 2
+    return run(args, overrides, _install_signal_handlers)
 
 
 def _install_signal_handlers(stop_event: threading.Event) -> None:

@@ -111,6 +111,11 @@ def buy_volume_for_amount(code: str, amount: float, price: float) -> int:
     return shares // LOT * LOT
 
 
+def min_buy_volume(code: str) -> int:
+    """The smallest buy: one lot of 100, on STAR 200 shares."""
+    return STAR_MIN_BUY if board(code) is Board.STAR else LOT
+
+
 def is_valid_buy_volume(code: str, volume: int) -> bool:
     if not _is_whole(volume) or volume <= 0:
         return False
@@ -196,6 +201,12 @@ class TradingCalendar:
             return day in self._broker_days
         self._warn_fallback()
         return day.weekday() < 5
+
+    @property
+    def last_table_day(self) -> date:
+        """The last day exchange_calendars' table knows; past it, days are estimated (issue 19's doctor)."""
+        self._load()
+        return self._last
 
     def next_trading_day(self, day: date) -> date:
         candidate = _as_date(day) + timedelta(days=1)

@@ -52,10 +52,13 @@ class Rule(str, Enum):
     GRID_SELL = "grid_sell"
     MANUAL = "manual"
     REPRICE = "reprice"  # a timed-out sell re-placed at a more aggressive price
+    ORDER_FILE = "order_file"  # a line of an order file from another system (orders_file_intake)
+    WATCH_BUY = "watch_buy"  # a watch task's buy action (issue 17)
+    WATCH_SELL = "watch_sell"
 
     @property
     def side(self) -> Side:
-        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY)
+        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY, Rule.WATCH_BUY)
         return Side.BUY if self in buys else Side.SELL
 
     @property
@@ -74,6 +77,9 @@ RULE_LABELS = {
     Rule.GRID_SELL: "网格卖出",
     Rule.MANUAL: "手动",
     Rule.REPRICE: "改价重报",
+    Rule.ORDER_FILE: "委托文件",
+    Rule.WATCH_BUY: "盯盘买入",
+    Rule.WATCH_SELL: "盯盘卖出",
 }
 
 
@@ -83,6 +89,17 @@ class SignalStatus(str, Enum):
     EXECUTED = "executed"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    DISMISSED = "dismissed"  # a person chose to ignore it (issue 14)
+
+    @property
+    def label(self) -> str:
+        return SIGNAL_STATUS_LABELS[self]
+
+
+SIGNAL_STATUS_LABELS = {
+    SignalStatus.PENDING: "待执行", SignalStatus.EXECUTING: "执行中", SignalStatus.EXECUTED: "已执行",
+    SignalStatus.REJECTED: "已拒绝", SignalStatus.EXPIRED: "已过期", SignalStatus.DISMISSED: "已忽略",
+}
 
 
 class TradingError(Exception):
@@ -254,6 +271,7 @@ class Signal:
     level_index: Optional[int] = None  # add level or grid level the signal belongs to
     episode: str = ""  # open date of the position episode the signal belongs to
     grid_session_id: Optional[int] = None
+    seen_at: Optional[datetime] = None  # wall-clock time of the latest detection: a person's age, not the replay's
 
     @property
     def side(self) -> Side:

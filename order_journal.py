@@ -33,6 +33,11 @@ MIGRATIONS = (
     CREATE INDEX IF NOT EXISTS trade_records_day ON trade_records(trading_day);
     CREATE TABLE IF NOT EXISTS executor_days (day TEXT PRIMARY KEY, start_equity REAL NOT NULL)
     """,
+    # issue 19: a requester's idempotency key (e.g. order-file hash + line number); one order per key
+    """
+    ALTER TABLE orders ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT '';
+    CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency ON orders(idempotency_key) WHERE idempotency_key != ''
+    """,
 )
 
 # Order of progress; an update never moves an order backwards (events may arrive out of order).
@@ -102,7 +107,8 @@ class OrderJournal:
 
     # ---- orders
     def open_order(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
-                   origin_rule: Optional[Rule] = None, parent: Optional[JournalEntry] = None) -> OrderRequest:
+                   origin_rule: Optional[Rule] = None, parent: Optional[JournalEntry] = None,
+                   idempotency_key: str = "") -> OrderRequest:
         """Journal a new order (status pending_submit, committed) and return the request to send. The client
         id (≤ 24 characters, QMT's remark limit) is unique: a timestamp plus the journal's own sequence."""
         now = self._clock.now()
@@ -113,16 +119,23 @@ class OrderJournal:
             conn.execute(
                 "INSERT INTO orders(seq, client_id, stock_code, side, volume, price, status, rule, origin_rule,"
                 " signal_id, mode, created_at, updated_at, trading_day, parent_client_id, root_client_id,"
-                " reprice_count) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reprice_count, idempotency_key) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (seq, client_id, code, side.value, volume, price, OrderStatus.PENDING_SUBMIT.value, rule.value,
                  (origin_rule or rule).value, signal_id, self.mode, stamp, stamp, now.date().isoformat(),
                  parent.client_id if parent else "", (parent.root_client_id or parent.client_id) if parent else "",
-                 parent.reprice_count + 1 if parent else 0))
+                 parent.reprice_count + 1 if parent else 0, idempotency_key))
         return OrderRequest(client_id=client_id, stock_code=code, side=side, volume=volume, price=price, rule=rule,
                             signal_id=signal_id)
 
     def get(self, client_id: str) -> Optional[JournalEntry]:
         return _entry(self._db.query_one("SELECT * FROM orders WHERE client_id=?", (client_id,)))
+
+    def by_idempotency_key(self, key: str) -> Optional[JournalEntry]:
+        return _entry(self._db.query_one("SELECT * FROM orders WHERE idempotency_key=?", (key,))) if key else None
+
+    def release_idempotency_key(self, client_id: str) -> None:
+        """An order that provably never reached the broker frees its key: the requester may send it again."""
+        self._db.execute("UPDATE orders SET idempotency_key='' WHERE client_id=?", (client_id,))
 
     def find(self, any_id: str) -> Optional[JournalEntry]:
         """By our client id or by the broker's order id."""

@@ -208,6 +208,15 @@ class PositionManager:
             levels = levels | {int(index)} if used else levels - {int(index)}
             self._change_rule_state(code, used_add_levels=tuple(sorted(levels)))
 
+    def set_rule_state(self, code: str, **changes) -> Optional[Position]:
+        """An operator's correction of the episode state (highest price, profit flag, base cost, used add levels,
+        open date; validated by position_review, issue 17). Persisted at once; returns the position after it."""
+        unknown = set(changes) - RULE_STATE_FIELDS
+        if unknown:
+            raise ValueError(f"不能修改的持仓字段：{', '.join(sorted(unknown))}")
+        self._change_rule_state(code, **changes)
+        return self.get(code)
+
     # ---- broker and day
     def refresh_from_broker(self, positions: Iterable[BrokerPosition]) -> None:
         """The broker is authoritative for volume and available (and, live, cost); the episode is ours."""
@@ -417,6 +426,9 @@ class PositionManager:
             self._holdings[position.stock_code] = _Holding(position, row["cost_amount"], row["frozen"])
         row = self._db.query_one("SELECT value FROM position_state WHERE key='rolled_day'")
         return date.fromisoformat(row["value"]) if row else None
+
+
+RULE_STATE_FIELDS = {"highest_price", "profit_triggered", "base_cost_price", "used_add_levels", "open_date"}
 
 
 def _cents(value: float) -> float:

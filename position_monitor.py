@@ -25,7 +25,11 @@ def _rule_inputs(p: Position) -> tuple:
 class PositionMonitor(Worker):
     name = "monitor"
 
-    def __init__(self, positions, hub, signals, executor, settings, clock):
+    def __init__(self, positions, hub, signals, executor, settings, clock,
+                 params_for: Optional[Callable[[str], "strategy.RuleParams"]] = None):
+        """`params_for(code)`: a stock's effective rule parameters (per-stock overrides, issue 17); the
+        global parameters when not given."""
+        self._params_for = params_for
         self._positions = positions
         self._hub = hub
         self._signals = signals
@@ -52,11 +56,12 @@ class PositionMonitor(Worker):
 
     def run_once(self) -> list[Signal]:
         seen = self._hub.version
-        params = strategy.RuleParams.from_settings(self._settings)
+        global_params = strategy.RuleParams.from_settings(self._settings)
         added = []
         for position in self._positions.all():
             if position.volume <= 0:
                 continue
+            params = self._params_for(position.stock_code) if self._params_for else global_params
             quote = self._hub.latest(position.stock_code)
             if quote is None:
                 continue  # no usable price: stale, zero or missing quotes never reach the rules

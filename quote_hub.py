@@ -64,6 +64,15 @@ class QuoteHub:
             return None
         return quote
 
+    def latest_many(self, codes) -> dict[str, Quote]:
+        """The newest fresh quote of each of `codes` that has one, judged against one staleness reference for
+        the whole batch (the watch monitor reads thousands of tasks' quotes per pass)."""
+        limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
+        oldest = last_trading_moment(self._clock.now(), self._clock.calendar) - timedelta(seconds=limit)
+        with self._cond:
+            found = [(code, self._quotes.get(code)) for code in codes]
+        return {code: quote for code, quote in found if quote is not None and quote.time >= oldest}
+
     def last_seen(self, code: str) -> Quote | None:
         """The newest accepted quote even when stale (for display with its age, never for rules)."""
         with self._cond:

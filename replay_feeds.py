@@ -16,6 +16,7 @@ from models import DataUnavailable
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+NAMES_FILES = ("names.csv", "stock_names.csv")  # optional `code,name` lines beside the bars (issue 14)
 TDX_VOLUME_UNIT = 100  # mootdx reports .day volumes in lots of 100 shares
 
 
@@ -42,6 +43,13 @@ class CsvBarFolder:
         self.folder = Path(folder)
         self.label = f"回放行情（{self.folder.name}）"
         self._cache: dict[str, list[DailyBar]] = {}
+        self._names: Optional[dict[str, str]] = None
+
+    def stock_name(self, code: str) -> str:
+        """From a names file in the folder when there is one; '' otherwise (the page then shows the code)."""
+        if self._names is None:
+            self._names = read_names(self.folder)
+        return self._names.get(code, "")
 
     def codes(self) -> list[str]:
         found = []
@@ -62,6 +70,27 @@ class CsvBarFolder:
 
     def trading_days(self) -> list[date]:
         return _union_days(self, self.codes())
+
+
+def read_names(folder: Path) -> dict[str, str]:
+    """`code,name` per line (a `code,name` header line is allowed); bad lines are skipped with a warning."""
+    import csv
+
+    for file_name in NAMES_FILES:
+        path = Path(folder) / file_name
+        if not path.exists():
+            continue
+        names: dict[str, str] = {}
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            for row in csv.reader(handle):
+                if len(row) < 2 or row[0].strip().lower() in ("code", "代码"):
+                    continue
+                try:
+                    names[market_rules.normalize_code(row[0].strip())] = row[1].strip()
+                except ValueError:
+                    log.warning("股票名称文件 %s 中忽略无效代码：%s", path.name, row[0])
+        return names
+    return {}
 
 
 class TdxBarFolder:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
 from typing import Callable, Optional, Sequence
@@ -85,7 +86,9 @@ class ReplayProgress:
     """Remembers the last replay day started per data set (in market.db), so that a restarted daemon goes on
     from the next day: the market clock, T+1 and the persisted positions never see time run backwards."""
 
-    MIGRATIONS = ("CREATE TABLE IF NOT EXISTS replay_progress (feed TEXT PRIMARY KEY, day TEXT NOT NULL)",)
+    MIGRATIONS = ("CREATE TABLE IF NOT EXISTS replay_progress (feed TEXT PRIMARY KEY, day TEXT NOT NULL)",
+                  "CREATE TABLE IF NOT EXISTS replay_pace (feed TEXT NOT NULL, origin REAL NOT NULL, day TEXT NOT NULL, "
+                  "PRIMARY KEY (feed, origin))")
 
     def __init__(self, db, feed_key: str):
         from storage import migrate
@@ -102,6 +105,15 @@ class ReplayProgress:
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO replay_progress(feed, day) VALUES(?, ?) "
                          "ON CONFLICT(feed) DO UPDATE SET day=excluded.day", (self._key, day.isoformat()))
+
+    def pace_origin_day(self, origin: float, first_day: date) -> date:
+        """The day step 0 of the shared pace `origin` belongs to: `first_day` the first time this origin is
+        seen, the same day after a restart under the same origin (so the restarted process stays in step)."""
+        with self._db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO replay_pace(feed, origin, day) VALUES(?,?,?)",
+                         (self._key, origin, first_day.isoformat()))
+            row = conn.execute("SELECT day FROM replay_pace WHERE feed=? AND origin=?", (self._key, origin)).fetchone()
+        return date.fromisoformat(row["day"])
 
 
 def resume_index(days: list[date], start_index: int, last_started: Optional[date]) -> int:
@@ -132,13 +144,25 @@ class _DayPlan:
     lows: list[float]
 
 
+@dataclass(frozen=True)
+class ReplayPace:
+    """A replay clock shared by several processes: step k (counted from the first step of `origin_index`)
+    happens at wall time `origin + k × step seconds`, so accounts started apart (or restarted) see the same
+    quotes at the same market times. A process that is behind runs its due steps without waiting."""
+
+    origin: float  # Unix seconds of step 0
+    origin_index: int  # index (in the replay's days) of the day step 0 belongs to
+    wall: Callable[[], float] = field(default=time.time, compare=False)
+
+
 class ReplaySource:
     """Each `run_once` is one market step: a tick for every watched stock that trades that day, or (after the
     last tick) the 15:00 close, when the day's bars are handed over and the replay moves to the next day."""
 
     def __init__(self, settings, clock: ReplayClock, feed: BarFeed, days: list[date], start_index: int,
-                 on_day_start: Callable[[date], None] = lambda day: None):
+                 on_day_start: Callable[[date], None] = lambda day: None, pace: Optional[ReplayPace] = None):
         self._settings = settings
+        self._pace = pace
         self._on_day_start = on_day_start
         self._clock = clock
         self._feed = feed
@@ -200,8 +224,38 @@ class ReplaySource:
         namer = getattr(self._feed, "stock_name", None)
         return namer(code) if namer else ""
 
+    def has_code(self, code: str) -> bool:
+        return bool(self._feed.bars(code))
+
+    def quote_now(self, code: str) -> Optional[Quote]:
+        """The quote `code` has at this moment of the replay (the last tick played, or the last close before
+        the next day opens), for a code asked for on demand before its first tick; None when the folder has
+        no bar for it today (suspended or not in the data)."""
+        if self.finished or not self.has_code(code):
+            return None
+        slot, day = self._slot, self._days[self._day_index]
+        if slot > 0:
+            plan = self._plan(code, day)
+            if plan is None:
+                return None
+            tick = slot - 1
+            volume = round(plan.bar.volume * (tick + 1) / self._ticks / market_rules.LOT) * market_rules.LOT
+            return self._quote(code, plan, plan.prices[tick], plan.highs[tick], plan.lows[tick], volume,
+                               self._clock.now())
+        if self._day_index == 0:
+            return None  # nothing has been played yet
+        previous = self._days[self._day_index - 1]
+        plan = self._make_plan(code, previous)
+        if plan is None:
+            return None
+        return self._quote(code, plan, plan.bar.close, plan.bar.high, plan.bar.low, plan.bar.volume,
+                           datetime.combine(previous, market_rules.MARKET_CLOSE))
+
     def run_once(self) -> SourceStep:
-        step = SourceStep(wait=float(self._settings.get("REPLAY_SECONDS_PER_DAY")) / (self._ticks + 1))
+        early = self._seconds_until_due()
+        if early > 0:
+            return SourceStep(wait=early)
+        step = SourceStep(wait=self._step_seconds())
         with self._lock:
             step.errors, self._errors = self._errors, []
             watch, history_codes, self._needs_history = list(self._watch), self._needs_history, []
@@ -224,7 +278,19 @@ class ReplaySource:
             self._day_index += 1
             self._slot = 0
             self._plans = {}
+        if self._pace is not None:
+            step.wait = max(0.0, self._seconds_until_due())
         return step
+
+    def _step_seconds(self) -> float:
+        return float(self._settings.get("REPLAY_SECONDS_PER_DAY")) / (self._ticks + 1)
+
+    def _seconds_until_due(self) -> float:
+        """With a shared pace: real seconds until the next step is due (≤ 0: due now). Without: 0."""
+        if self._pace is None:
+            return 0.0
+        number = (self._day_index - self._pace.origin_index) * (self._ticks + 1) + self._slot
+        return self._pace.origin + number * self._step_seconds() - self._pace.wall()
 
     def close(self) -> None:
         self.connected = False

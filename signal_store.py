@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from datetime import date, datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from market_clock import Clock
-from models import Rule, Signal, SignalStatus
+from models import Rule, Signal, SignalStatus, TradingError
 from storage import Database, migrate
 
 MIGRATIONS = (
@@ -23,51 +23,102 @@ MIGRATIONS = (
     CREATE INDEX IF NOT EXISTS idx_signals_status ON signals(status);
     CREATE INDEX IF NOT EXISTS idx_signals_code ON signals(stock_code, rule, created_at)
     """,
+    # issue 14: the wall-clock time of the latest detection (a person's reaction time does not speed up with
+    # the replay) and whether a dismissal also silences the rest of the episode
+    """
+    ALTER TABLE signals ADD COLUMN seen_at TEXT NOT NULL DEFAULT '';
+    ALTER TABLE signals ADD COLUMN snoozed INTEGER NOT NULL DEFAULT 0
+    """,
 )
+SAME_SIGNAL = ("stock_code=? AND rule=? AND COALESCE(level_index,-1)=COALESCE(?,-1) AND "
+               "COALESCE(grid_session_id,-1)=COALESCE(?,-1)")
 
 ACTIVE = (SignalStatus.PENDING.value, SignalStatus.EXECUTING.value)
 
 
 class SignalStore:
-    def __init__(self, db: Database, clock: Clock):
+    def __init__(self, db: Database, clock: Clock, wall_clock: Callable[[], datetime] = datetime.now):
         self._db = db
         self._clock = clock
+        self._wall_clock = wall_clock
         self._ready = threading.Condition()
         self._version = 0
         migrate(db, "signal_store", MIGRATIONS)
 
     # ---- writing
     def add(self, signal: Signal, cooldown_seconds: float = 0.0) -> Optional[Signal]:
-        """Queue a signal unless the same one (stock, rule, level, grid session) is already active, or one
-        ended less than `cooldown_seconds` ago. Returns the stored signal, or None when deduplicated."""
+        """Queue a signal unless the same one (stock, rule, level, grid session) is already active, the person
+        snoozed it for this episode, or one ended less than `cooldown_seconds` ago. A pending one of the same
+        episode is refreshed instead (observed price, volume, detection time): one live row per occurrence.
+        Returns the newly stored signal, or None when nothing new was added."""
         now = self._clock.now()
+        seen = self._wall_clock().isoformat()
+        key = (signal.stock_code, signal.rule.value, signal.level_index, signal.grid_session_id)
         with self._db.transaction() as conn:
-            active = conn.execute(
-                "SELECT 1 FROM signals WHERE stock_code=? AND rule=? AND status IN (?,?) AND "
-                "COALESCE(level_index,-1)=COALESCE(?,-1) AND COALESCE(grid_session_id,-1)=COALESCE(?,-1) LIMIT 1",
-                (signal.stock_code, signal.rule.value, *ACTIVE, signal.level_index, signal.grid_session_id)).fetchone()
+            active = conn.execute(f"SELECT id, status, episode FROM signals WHERE {SAME_SIGNAL} AND status IN (?,?)"
+                                  " ORDER BY id DESC LIMIT 1", (*key, *ACTIVE)).fetchone()
+            if active and active["status"] == SignalStatus.PENDING.value and active["episode"] == signal.episode:
+                conn.execute("UPDATE signals SET observed_price=?, trigger_price=?, volume=?, amount=?, seen_at=?,"
+                             " updated_at=? WHERE id=?", (float(signal.observed_price), float(signal.trigger_price),
+                                                         int(signal.volume), float(signal.amount), seen,
+                                                         now.isoformat(), active["id"]))
             if active:
+                return None
+            if self._snoozed(conn, signal, key):
                 return None
             if cooldown_seconds > 0:
                 since = (now - timedelta(seconds=cooldown_seconds)).isoformat()
                 recent = conn.execute(
-                    "SELECT 1 FROM signals WHERE stock_code=? AND rule=? AND updated_at>? AND status IN (?,?) LIMIT 1",
+                    "SELECT 1 FROM signals WHERE stock_code=? AND rule=? AND updated_at>? AND status IN (?,?,?) LIMIT 1",
                     (signal.stock_code, signal.rule.value, since, SignalStatus.REJECTED.value,
-                     SignalStatus.EXPIRED.value)).fetchone()
+                     SignalStatus.EXPIRED.value, SignalStatus.DISMISSED.value)).fetchone()
                 if recent:
                     return None
             stamp = now.isoformat()
             cursor = conn.execute(
                 "INSERT INTO signals(stock_code, rule, side, volume, amount, trigger_price, observed_price, created_at,"
-                " updated_at, status, reason, order_id, level_index, episode, grid_session_id)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " updated_at, status, reason, order_id, level_index, episode, grid_session_id, seen_at)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (signal.stock_code, signal.rule.value, signal.side.value, int(signal.volume), float(signal.amount),
                  float(signal.trigger_price), float(signal.observed_price), signal.created_at.isoformat(), stamp,
                  SignalStatus.PENDING.value, signal.reason, signal.order_id, signal.level_index, signal.episode,
-                 signal.grid_session_id))
-            stored = Signal(**{**signal.__dict__, "id": cursor.lastrowid, "status": SignalStatus.PENDING})
+                 signal.grid_session_id, seen))
+            stored = Signal(**{**signal.__dict__, "id": cursor.lastrowid, "status": SignalStatus.PENDING,
+                               "seen_at": datetime.fromisoformat(seen)})
         self._notify()
         return stored
+
+    def dismiss(self, signal_id: int, snooze: bool = False, source: str = "web") -> Signal:
+        """A person ignores a pending signal; with `snooze` the same signal is not raised again in this episode
+        (for signals without an episode, such as MACD entries: this market day)."""
+        reason = f"人工忽略（{source}）" + ("，本轮持仓内不再提示" if snooze else "")
+        with self._db.transaction() as conn:
+            changed = conn.execute("UPDATE signals SET status=?, reason=?, snoozed=?, updated_at=? WHERE id=? AND "
+                                   "status=?", (SignalStatus.DISMISSED.value, reason, int(snooze),
+                                                self._clock.now().isoformat(), signal_id,
+                                                SignalStatus.PENDING.value)).rowcount
+        if not changed:
+            found = self.get(signal_id)
+            if found is None:
+                raise TradingError("SIGNAL_NOT_FOUND", f"信号 #{signal_id} 不存在")
+            raise TradingError("SIGNAL_NOT_PENDING", f"信号 #{signal_id} 当前状态为「{found.status.label}」，不能忽略")
+        self._notify()
+        return self.get(signal_id)
+
+    def age_seconds(self, signal: Signal) -> float:
+        """Real seconds since the signal was last detected (infinite for rows from before this was recorded)."""
+        if signal.seen_at is None:
+            return float("inf")
+        return (self._wall_clock() - signal.seen_at).total_seconds()
+
+    def _snoozed(self, conn, signal: Signal, key: tuple) -> bool:
+        if signal.episode:
+            scope, value = "episode=?", signal.episode
+        else:
+            scope, value = "substr(created_at,1,10)=?", signal.created_at.date().isoformat()
+        row = conn.execute(f"SELECT 1 FROM signals WHERE {SAME_SIGNAL} AND status=? AND snoozed=1 AND {scope} LIMIT 1",
+                           (*key, SignalStatus.DISMISSED.value, value)).fetchone()
+        return row is not None
 
     def mark(self, signal_id: int, status: SignalStatus, reason: str = "", order_id: str = "") -> None:
         with self._db.transaction() as conn:
@@ -104,9 +155,16 @@ class SignalStore:
         row = self._db.query_one("SELECT * FROM signals WHERE stock_code=? ORDER BY id DESC LIMIT 1", (code,))
         return _to_signal(row) if row else None
 
-    def history(self, limit: int = 200) -> list[Signal]:
-        rows = self._db.query("SELECT * FROM signals WHERE status NOT IN (?,?) ORDER BY id DESC LIMIT ?",
-                              (*ACTIVE, limit))
+    def history(self, limit: int = 200, status: Optional[SignalStatus] = None, rule: Optional[Rule] = None,
+                code: Optional[str] = None) -> list[Signal]:
+        """Ended signals, newest first; optionally only one status, rule or stock."""
+        where, params = ["status NOT IN (?,?)"], list(ACTIVE)
+        for column, value in (("status", status), ("rule", rule), ("stock_code", code)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value.value if hasattr(value, "value") else value)
+        rows = self._db.query(f"SELECT * FROM signals WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                              (*params, limit))
         return [_to_signal(r) for r in rows]
 
     def exists_on_day(self, code: str, rule: Rule, day: date) -> bool:
@@ -136,7 +194,8 @@ def _to_signal(row: Any) -> Signal:
         amount=row["amount"], trigger_price=row["trigger_price"], observed_price=row["observed_price"],
         created_at=datetime.fromisoformat(row["created_at"]), status=SignalStatus(row["status"]),
         reason=row["reason"], order_id=row["order_id"], level_index=row["level_index"], episode=row["episode"],
-        grid_session_id=row["grid_session_id"])
+        grid_session_id=row["grid_session_id"],
+        seen_at=datetime.fromisoformat(row["seen_at"]) if row["seen_at"] else None)
 
 
 def signal_to_dict(signal: Signal) -> dict[str, Any]:

@@ -91,6 +91,22 @@ class StockPool:
         log.warning(message)
 
 
+def pool_file(explicit: str | None, data_dir: str | None, shipped: Path = Path("stock_pool.json")) -> Path:
+    """Where the pool lives: `--stock-pool` when given; with an explicit `--data-dir`, inside that data dir
+    (first seeded from the shipped pool), so that editing the pool of one run never rewrites the tracked file
+    of the checkout; otherwise the shipped `stock_pool.json`."""
+    if explicit:
+        return Path(explicit)
+    if not data_dir:
+        return shipped
+    own = Path(data_dir) / shipped.name
+    if not own.exists() and shipped.exists():
+        codes = StockPool(shipped).codes()
+        _write_atomically(own, codes)
+        log.info("股票池：数据目录中没有 %s，已从 %s 复制 %d 只股票", own.name, shipped, len(codes))
+    return own
+
+
 def normalize_codes(codes: Iterable[object]) -> list[str]:
     """Normalize each code (`600036` → `600036.SH`), drop duplicates keeping order; collect every error."""
     if isinstance(codes, (str, bytes)) or not isinstance(codes, (list, tuple)):

@@ -4,7 +4,7 @@ backtest all call these; the strategy thread that executes signals lives in its 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -94,6 +94,10 @@ class TriggerPrices:
     dynamic_stop_price: Optional[float] = None
     next_add_price: Optional[float] = None
     next_add_index: Optional[int] = None
+    # for people reading the table (not part of the rule): the level's own price before the budget, and its
+    # ordinal among the add levels (1 = the first add; the opening buy at level 1.0 is not an add)
+    next_add_level_price: Optional[float] = field(default=None, compare=False)
+    next_add_ordinal: Optional[int] = field(default=None, compare=False)
 
 
 NO_TRIGGERS = TriggerPrices()
@@ -159,7 +163,15 @@ def trigger_prices(position: Position, params: RuleParams) -> TriggerPrices:
         else:
             take = take_profit_price(position.cost_price, params)
     add_price, add_index = _add_trigger(position, params)
-    return TriggerPrices(stop, take, dynamic, add_price, add_index)
+    if add_index is None:
+        return TriggerPrices(stop, take, dynamic, add_price, add_index)
+    level_price = round(position.base_cost_price * params.add_levels[add_index], _PRICE_DIGITS)
+    return TriggerPrices(stop, take, dynamic, add_price, add_index, level_price, add_ordinal(params, add_index))
+
+
+def add_ordinal(params: RuleParams, index: int) -> int:
+    """1 for the first add level: a level of exactly 1.0 at index 0 is the opening buy, not an add."""
+    return index if params.add_levels and params.add_levels[0] == 1.0 else index + 1
 
 
 # ---- evaluation -------------------------------------------------------------------------------------

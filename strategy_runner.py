@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 SignalValidator = Callable[[Signal], Optional[str]]
 REPLAY_WAKE_SECONDS = 0.1
+GONE_CODES = {"CONDITION_GONE", "NO_POSITION", "ALREADY_HELD"}  # grid signals are voided by the grid itself
 
 
 class SignalRejected(TradingError):
@@ -28,7 +29,9 @@ class StrategyRunner(Worker):
     name = "strategy"
 
     def __init__(self, signals, positions, executor, hub, settings, clock, indicators=None,
-                 stock_pool: Callable[[], list[str]] = list, trading_state=None):
+                 stock_pool: Callable[[], list[str]] = list, trading_state=None,
+                 params_for: Optional[Callable[[str], strategy.RuleParams]] = None):
+        self._params_for = params_for  # a stock's effective rule parameters (per-stock overrides, issue 17)
         self._signals = signals
         self._positions = positions
         self._executor = executor
@@ -68,9 +71,11 @@ class StrategyRunner(Worker):
         auto = self._settings.get("ENABLE_AUTO_TRADING") and (self._state is None or self._state.allows_automatic())
         for signal in self._signals.pending():
             if self._is_expired(signal):
-                self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")
+                self._expire(signal)
             elif auto:
                 self._execute(signal)
+            else:
+                self._expire_if_gone(signal)
 
     def recover(self) -> None:
         """After a crash: a signal caught mid-execution is never executed again. If its order reached the
@@ -87,20 +92,24 @@ class StrategyRunner(Worker):
                                    order.client_id if order else "")
 
     # ---- manual execution (web)
-    def execute_signal(self, signal_id: int) -> Signal:
+    def execute_signal(self, signal_id: int, source: str = "web") -> Signal:
+        """A person executes a queued signal: it is validated again at the current price and placed as an order
+        the operator confirmed (it passes a pause; when halted only a sell does)."""
         signal = self._signals.get(signal_id)
         if signal is None:
             raise TradingError("SIGNAL_NOT_FOUND", f"信号 #{signal_id} 不存在")
         if signal.status is not SignalStatus.PENDING:
-            raise TradingError("SIGNAL_NOT_PENDING", f"信号 #{signal_id} 当前状态为 {signal.status.value}，不能执行")
+            raise TradingError("SIGNAL_NOT_PENDING",
+                               f"信号 #{signal_id} 当前状态为「{signal.status.label}」，不能执行")
+        log.info("操作员（%s）手动执行信号 #%s：%s %s", source, signal.id, signal.stock_code, signal.rule.label)
         if self._is_expired(signal):
-            self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号超过 {self._max_age():g} 秒未执行，已过期")
+            self._expire(signal)
         else:
-            self._execute(signal)
+            self._execute(signal, operator_confirmed=True)
         return self._signals.get(signal_id)
 
     # ---- validation and execution
-    def _execute(self, signal: Signal) -> None:
+    def _execute(self, signal: Signal, operator_confirmed: bool = False) -> None:
         with self._lock:
             if not self._signals.claim(signal.id):
                 return
@@ -108,7 +117,7 @@ class StrategyRunner(Worker):
                 volume = self.validate(signal)
                 self._apply_rule_state(signal)
                 try:
-                    order = self._place(signal, volume)
+                    order = self._place(signal, volume, operator_confirmed)
                 except TradingError:
                     self._revert_rule_state(signal)
                     raise
@@ -140,7 +149,7 @@ class StrategyRunner(Worker):
         if signal.rule is Rule.MACD_BUY:
             if position is not None and position.volume > 0:
                 raise SignalRejected("ALREADY_HELD", f"{code} 已有持仓，MACD 买入不再执行")
-            volume = market_rules.buy_volume_for_amount(code, self._settings.get("POSITION_UNIT"), quote.price)
+            volume = market_rules.buy_volume_for_amount(code, self._position_unit(code), quote.price)
             if volume <= 0:
                 raise SignalRejected("AMOUNT_TOO_SMALL", f"{code} 买入金额不足一手")
             return volume
@@ -150,19 +159,22 @@ class StrategyRunner(Worker):
             if position.available <= 0:
                 raise SignalRejected("NO_AVAILABLE", f"{code} 没有可卖数量")
             return position.available
-        params = strategy.RuleParams.from_settings(self._settings)
+        params = self._params_for(code) if self._params_for else strategy.RuleParams.from_settings(self._settings)
         for action in strategy.evaluate(position, quote.price, params):
             if action.rule is signal.rule and action.level_index == signal.level_index:
                 return action.volume
         raise SignalRejected("CONDITION_GONE", f"{code} {signal.rule.label}条件在现价 {quote.price:.3f} 已不成立")
 
-    def _place(self, signal: Signal, volume: int) -> Order:
+    def _place(self, signal: Signal, volume: int, operator_confirmed: bool = False) -> Order:
+        confirmed = {"operator_confirmed": True} if operator_confirmed else {}
         if signal.side is Side.SELL:
-            return self._executor.sell_stock(signal.stock_code, volume, rule=signal.rule, signal_id=signal.id)
+            return self._executor.sell_stock(signal.stock_code, volume, rule=signal.rule, signal_id=signal.id,
+                                             **confirmed)
         if signal.amount > 0 and signal.rule is not Rule.GRID_BUY:
             return self._executor.buy_stock(signal.stock_code, amount=signal.amount, rule=signal.rule,
-                                            signal_id=signal.id)
-        return self._executor.buy_stock(signal.stock_code, volume=volume, rule=signal.rule, signal_id=signal.id)
+                                            signal_id=signal.id, **confirmed)
+        return self._executor.buy_stock(signal.stock_code, volume=volume, rule=signal.rule, signal_id=signal.id,
+                                        **confirmed)
 
     def _apply_rule_state(self, signal: Signal) -> None:
         """Episode flags are set before the order is sent, so a crash cannot fire the same rule twice."""
@@ -177,8 +189,26 @@ class StrategyRunner(Worker):
         elif signal.rule is Rule.ADD_POSITION and signal.level_index is not None:
             self._positions.mark_add_level_used(signal.stock_code, signal.level_index, False)
 
+    def _position_unit(self, code: str) -> float:
+        """POSITION_UNIT as the stock sees it (its own value when set per stock)."""
+        return self._params_for(code).position_unit if self._params_for else self._settings.get("POSITION_UNIT")
+
     def _is_expired(self, signal: Signal) -> bool:
-        return (self._clock.now() - signal.created_at).total_seconds() > self._max_age()
+        """Age in real seconds since the last detection: a person's reaction time does not follow the replay."""
+        return self._signals.age_seconds(signal) > self._max_age()
+
+    def _expire(self, signal: Signal) -> None:
+        self._signals.mark(signal.id, SignalStatus.EXPIRED, f"信号 {self._max_age():g} 秒（真实时间）内未执行也未再次"
+                                                            "触发，已过期")
+
+    def _expire_if_gone(self, signal: Signal) -> None:
+        """A queued signal whose condition no longer holds at the current price is not left for a person to
+        click: it expires with the reason. Transient refusals (no quote yet, an order working) leave it queued."""
+        try:
+            self.validate(signal)
+        except SignalRejected as exc:
+            if exc.code in GONE_CODES:
+                self._signals.mark(signal.id, SignalStatus.EXPIRED, f"条件已不成立：{exc.message}")
 
     def _max_age(self) -> float:
         return self._settings.get("SIGNAL_MAX_AGE")
@@ -216,7 +246,7 @@ class StrategyRunner(Worker):
             return 0
         if self._signals.exists_on_day(code, rule, today):
             return 0
-        amount = self._settings.get("POSITION_UNIT") if rule is Rule.MACD_BUY else 0.0
+        amount = self._position_unit(code) if rule is Rule.MACD_BUY else 0.0
         volume = (market_rules.buy_volume_for_amount(code, amount, quote.price) if rule is Rule.MACD_BUY
                   else position.available)
         if volume <= 0:

@@ -53,10 +53,16 @@ class TradingExecutor:
 
     # ---- placing orders
     def buy_stock(self, code: str, amount: Optional[float] = None, volume: Optional[int] = None,
-                  price: Optional[float] = None, rule: Rule = Rule.MANUAL, signal_id: Optional[int] = None) -> Order:
+                  price: Optional[float] = None, rule: Rule = Rule.MANUAL, signal_id: Optional[int] = None,
+                  idempotency_key: str = "", operator_confirmed: bool = False) -> Order:
         """Buy `volume` shares, or as many whole lots as `amount` CNY buys at the order price. `price=None`
-        places a marketable limit (latest × (1 + ORDER_PRICE_SLIPPAGE), capped at limit-up)."""
+        places a marketable limit (latest × (1 + ORDER_PRICE_SLIPPAGE), capped at limit-up). An order already
+        journaled under `idempotency_key` is returned instead of sending another. `operator_confirmed`: a person
+        asked for it (a signal executed by hand passes a pause)."""
         with self._submit_lock:
+            existing = self.journal.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return existing.to_order()
             self._ensure_day()
             code = checks.normalized_code(code)
             if not self._settings.get("ENABLE_ALLOW_BUY"):
@@ -72,19 +78,25 @@ class TradingExecutor:
             checks.check_price(code, Side.BUY, order_price, quote)
             self._check_buy_limits(code, volume, order_price, rule)
             self._check_order_count()
-            request = self._prepare(code, Side.BUY, volume, order_price, rule, signal_id)
+            request = self._prepare(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key,
+                                    operator_confirmed=operator_confirmed)
             self._sending_cost[request.client_id] = checks.buy_cost(code, order_price, volume, self._settings)
         return self._send(request)
 
     def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
-                   signal_id: Optional[int] = None, operator_confirmed: bool = False) -> Order:
+                   signal_id: Optional[int] = None, operator_confirmed: bool = False,
+                   idempotency_key: str = "") -> Order:
         """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down.
         `operator_confirmed`: a person confirmed this manual sell (the only order an emergency stop lets through)."""
         with self._submit_lock:
+            existing = self.journal.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return existing.to_order()
             self._ensure_day()
             code = checks.normalized_code(code)
             self._check_order_count()
-            request = self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed)
+            request = self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed,
+                                 key=idempotency_key)
         return self._send(request)
 
     def cancel_order(self, order_id: str) -> None:
@@ -121,6 +133,11 @@ class TradingExecutor:
         """The latest order sent for this signal (a re-priced sell counts), or None: lets the strategy runner
         skip a signal that was executed before a crash."""
         entry = self.journal.latest_for_signal(signal_id)
+        return entry.to_order() if entry else None
+
+    def order_for_idempotency_key(self, key: str) -> Optional[Order]:
+        """The order journaled under a requester's key, or None: lets a requester resume without resending."""
+        entry = self.journal.by_idempotency_key(key)
         return entry.to_order() if entry else None
 
     def account(self) -> Asset:
@@ -229,7 +246,8 @@ class TradingExecutor:
 
     # ---- internals: checks
     def _sell(self, code: str, volume: Any, price: Optional[float], rule: Rule, signal_id: Optional[int],
-              parent: Optional[JournalEntry] = None, operator_confirmed: bool = False) -> OrderRequest:
+              parent: Optional[JournalEntry] = None, operator_confirmed: bool = False,
+              key: str = "") -> OrderRequest:
         if not self._settings.get("ENABLE_ALLOW_SELL"):
             raise OrderRejected("SELL_DISABLED", "卖出已被禁止（「允许卖出」开关已关闭）")
         volume = checks.check_volume_type(volume)
@@ -241,7 +259,7 @@ class TradingExecutor:
         quote = self._quote(code)
         order_price = self._order_price(code, Side.SELL, price, quote)
         checks.check_price(code, Side.SELL, order_price, quote)
-        return self._prepare(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed)
+        return self._prepare(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed, key)
 
     def _check_buy_limits(self, code: str, volume: int, price: float, rule: Rule) -> None:
         value = round(price * volume, 2)
@@ -299,15 +317,16 @@ class TradingExecutor:
 
     # ---- internals: sending and cancelling
     def _prepare(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
-                 parent: Optional[JournalEntry] = None, operator_confirmed: bool = False) -> OrderRequest:
-        """Under `_submit_lock`: trading-state gate → journal (committed) → reserve shares (sells). A gate
-        refusal never reaches the journal."""
+                 parent: Optional[JournalEntry] = None, operator_confirmed: bool = False,
+                 key: str = "") -> OrderRequest:
+        """Under `_submit_lock`: trading-state gate → journal (committed, under the requester's idempotency
+        `key`) → reserve shares (sells). A gate refusal never reaches the journal."""
         if self._state is not None:
             self._state.check_order(code, side, rule, operator_confirmed)
         if self._breakers is not None:
             self._breakers.check_order(code, volume, rule, operator_confirmed)
         origin = parent.origin_rule if parent else rule
-        request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent)
+        request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent, key)
         if self._breakers is not None:  # counted once journaled: a loop of refused orders trips too
             self._breakers.record_order(code, rule, operator_confirmed)
         if side is Side.SELL:
@@ -452,6 +471,7 @@ class TradingExecutor:
                 continue
             if entry.status is OrderStatus.PENDING_SUBMIT:
                 status, reason = OrderStatus.REJECTED, "程序在委托送达券商前中断，该委托未发出（不会重发）"
+                self.journal.release_idempotency_key(entry.client_id)  # its requester may send it again
             elif entry.trading_day < today:
                 status, reason = OrderStatus.CANCELLED, "券商已无该隔日委托，按当日有效委托收盘失效处理"
             else:

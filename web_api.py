@@ -35,8 +35,8 @@ def _empty_body() -> None:
         req.ensure_only(body(), set())
 
 
-def _allow_query(*allowed: str) -> None:
-    unknown = sorted(set(request.args) - set(allowed))
+def _allow_query(*allowed: req.Field) -> None:
+    unknown = sorted(set(request.args) - {f.name for f in allowed})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
 
@@ -45,14 +45,21 @@ def _allow_query(*allowed: str) -> None:
 
 @blueprint.get("/health")
 def health() -> Response:
+    """Green (`ready`, and `all_alive` for older scripts) only once every thread beats AND the data source
+    has delivered its first quotes: before that nothing can be priced, so scripts must not start trading."""
     threads = ctx().health()
-    all_alive = all(t.get("alive") for t in threads)
+    first = getattr(ctx().data, "first_quote_at", None)
+    ready = bool(getattr(ctx().data, "ready", True))
+    alive = all(t.get("alive") for t in threads)
+    data = {"ready": ready, "first_quote_time": first.isoformat(timespec="seconds") if first else None,
+            "message": "" if ready else "行情来源尚未送来第一笔行情"}
     alarms = [t["alarm"] for t in threads if t.get("alarm")]
     state = ctx().trading_state.snapshot() if ctx().trading_state is not None else None
     if state and state["state"] == "halted" and state["source"] == "storage":  # a broken or full disk
         alarms.append(state["reason"])
-    return ok({"threads": threads, "all_alive": all_alive, "alarms": alarms,
-               "status": "green" if all_alive and not alarms else "red", "web": {"alive": True}})
+    return ok({"threads": threads, "all_alive": alive and data["ready"], "threads_alive": alive, "data": data,
+               "ready": alive and data["ready"], "alarms": alarms,
+               "status": "green" if alive and not alarms else "red", "web": {"alive": True}})
 
 
 @blueprint.get("/status")
@@ -69,6 +76,7 @@ def status() -> Response:
         "pending_signals": len(c.signals.pending()),
         "grid_available": c.grid is not None,
         "trading_state": c.trading_state.snapshot() if c.trading_state is not None else None,
+        "run_overrides": sorted(c.settings.run_overridden()),
     })
 
 
@@ -154,7 +162,7 @@ def positions_stream() -> Response:
         stream = PositionStream(
             c.positions, app_state.stream.get,
             lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
-            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected)
+            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected, bus=c.events)
         frames = StreamBody(stream.frames(), lambda: app_state.sse_slots.release(client))
     except Exception:
         app_state.sse_slots.release(client)
@@ -183,7 +191,7 @@ def stream_cache(c, positions: VersionedCache) -> VersionedCache:
 
 @blueprint.get("/orders")
 def orders() -> Response:
-    _allow_query("status", "date")
+    _allow_query(*req.ORDERS_QUERY)
     status_filter = req.parse_order_status(request.args.get("status"))
     day = req.parse_date(request.args.get("date"), "日期")
     if status_filter == req.ACTIVE_ORDERS:
@@ -195,14 +203,14 @@ def orders() -> Response:
 
 @blueprint.get("/trade-records")
 def trade_records() -> Response:
-    _allow_query("start", "end", "stock_code", "format")
+    _allow_query(*req.TRADE_RECORDS_QUERY)
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
     code_text = request.args.get("stock_code")
     code = req.parse_code(code_text) if code_text else None
     output = request.args.get("format", "json")
     if output not in ("json", "csv"):
         raise req.bad_request("format 只能是 json 或 csv")
-    records = ctx().executor.trade_records(start=start, end=end, code=code)
+    records = ctx().executor.trade_records(start=start, end=end, code=code)[::-1]  # newest first, like orders
     if output == "csv":
         name = f"trade_records_{start or 'all'}_{end or 'all'}.csv"
         response = Response(views.trade_records_csv(records), mimetype="text/csv")
@@ -213,14 +221,21 @@ def trade_records() -> Response:
 
 @blueprint.get("/signals/pending")
 def signals_pending() -> Response:
-    return ok([views.signal_view(s) for s in ctx().signals.pending()])
+    """Queued signals with their age in real seconds (how long a person has had) and the limit."""
+    c = ctx()
+    max_age = c.settings.get("SIGNAL_MAX_AGE")
+    return ok([{**views.signal_view(s), "age_seconds": round(c.signals.age_seconds(s), 1), "max_age": max_age}
+               for s in c.signals.pending()])
 
 
 @blueprint.get("/signals/history")
 def signals_history() -> Response:
-    _allow_query("limit")
+    _allow_query(*req.SIGNAL_HISTORY_QUERY)
     limit = req.parse_limit(request.args.get("limit"), 200)
-    return ok([views.signal_view(s) for s in ctx().signals.history(limit)])
+    status, rule = req.parse_signal_filters(request.args.get("status"), request.args.get("rule"))
+    code_text = request.args.get("stock_code")
+    code = req.parse_code(code_text) if code_text else None
+    return ok([views.signal_view(s) for s in ctx().signals.history(limit, status=status, rule=rule, code=code)])
 
 
 @blueprint.get("/signals/latest/<code>")
@@ -233,10 +248,12 @@ def signals_latest(code: str) -> Response:
 
 @blueprint.get("/data/history/<code>")
 def data_history(code: str) -> Response:
-    _allow_query("start", "end")
+    _allow_query(*req.HISTORY_QUERY)
     code = req.parse_code(code)
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
     c = ctx()
+    if hasattr(c.data, "request_quote"):
+        c.data.request_quote(code)  # subscribe on demand: its bars and quotes follow
     frame = c.data.get_history(code, start, end, with_indicators=True)
     bars = views.with_moving_averages(views.bars_view(frame))
     if end is None or end >= c.clock.today():
@@ -246,11 +263,19 @@ def data_history(code: str) -> Response:
 
 @blueprint.get("/data/realtime/<code>")
 def data_realtime(code: str) -> Response:
-    code = req.parse_code(code)
-    quote = ctx().data.get_latest_data(code)
+    return ok(ensure_quote(req.parse_code(code)))
+
+
+def ensure_quote(code: str):
+    """The quote of any valid code, subscribed on demand; 404 with the precise reason when none can be had."""
+    data = ctx().data
+    request_quote = getattr(data, "request_quote", None)
+    quote = request_quote(code) if request_quote is not None else data.get_latest_data(code)
     if quote is None:
-        raise ApiError(404, "NO_QUOTE", f"{code} 暂无有效行情（未订阅、停牌或行情已过期）")
-    return ok(quote)
+        reason = (data.quote_unavailable_reason(code) if hasattr(data, "quote_unavailable_reason")
+                  else f"{code} 暂无有效行情（未订阅、停牌或行情已过期）")
+        raise ApiError(404, "NO_QUOTE", reason)
+    return quote
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -276,7 +301,7 @@ def config_update() -> Response:
 
 @blueprint.get("/config/history")
 def config_history() -> Response:
-    _allow_query("limit")
+    _allow_query(*req.LIMIT_QUERY)
     return ok(ctx().settings.history(req.parse_limit(request.args.get("limit"), 200)))
 
 
@@ -309,6 +334,7 @@ def execute_buy() -> Response:
     executor = ctx().executor
     if isinstance(parsed, req.PoolBuy):
         return _buy_from_pool(parsed)
+    ensure_quote(parsed.stock_code)
     if parsed.amount is not None:
         order = executor.buy_stock(parsed.stock_code, amount=parsed.amount, rule=Rule.MANUAL)
     else:
@@ -320,11 +346,17 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     """Buy `count` stocks drawn at random from the pool among those not held, each for `amount`."""
     c = ctx()
     held = {p.stock_code for p in c.positions.all() if p.volume > 0}
-    candidates = [code for code in c.stock_pool.codes() if code not in held]
+    pool = c.stock_pool.codes() if c.stock_params is None else c.stock_params.buyable(c.stock_pool.codes())
+    candidates = [code for code in pool if code not in held]
     if not candidates:
-        raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空或都已持有）")
+        raise ApiError(409, "POOL_EMPTY", "股票池中没有可买入的股票（为空、都已持有或在黑名单中）")
     amount = parsed.amount or c.settings.get("POSITION_UNIT")
-    chosen = state().random.sample(candidates, min(parsed.count, len(candidates)))
+    affordable, skipped = _affordable(c, candidates, amount)
+    if not affordable:
+        reasons = "；".join(f"{s['stock_code']}：{s['message']}" for s in skipped)
+        return error_response(409, "POOL_NOTHING_AFFORDABLE", f"股票池中没有 {amount:g} 元能买到一手的未持有股票："
+                                                              f"{reasons}", skipped=skipped)
+    chosen = state().random.sample(affordable, min(parsed.count, len(affordable)))
     results = []
     for code in chosen:
         try:
@@ -335,7 +367,29 @@ def _buy_from_pool(parsed: req.PoolBuy) -> Response:
     if not any(r["ok"] for r in results):
         reasons = "；".join(f"{r['stock_code']}：{r['message']}" for r in results)
         return error_response(409, "POOL_BUY_FAILED", f"随机买入全部失败：{reasons}", results=results)
-    return ok({"results": results, "requested": parsed.count, "placed": sum(r["ok"] for r in results)})
+    return ok({"results": results, "requested": parsed.count, "placed": sum(r["ok"] for r in results),
+               "skipped": skipped})
+
+
+def _affordable(c, codes: list[str], amount: float) -> tuple[list[str], list[dict]]:
+    """Pool stocks one lot of which `amount` buys at the order price (the latest price plus the slippage the
+    executor adds, capped at limit-up); the others with the reason."""
+    affordable, skipped = [], []
+    slippage = c.settings.get("ORDER_PRICE_SLIPPAGE")
+    for code in codes:
+        quote = c.data.get_latest_data(code)
+        if quote is None:
+            skipped.append({"stock_code": code, "message": "暂无行情"})
+            continue
+        price = market_rules.round_price(code, quote.price * (1 + slippage))
+        if quote.limit_up:
+            price = min(price, quote.limit_up)
+        if market_rules.buy_volume_for_amount(code, amount, price) <= 0:
+            lot = market_rules.min_buy_volume(code)
+            skipped.append({"stock_code": code, "message": f"一手约 {price * lot:.2f} 元，超过每只金额 {amount:g} 元"})
+        else:
+            affordable.append(code)
+    return affordable, skipped
 
 
 @blueprint.post("/actions/execute_sell")
@@ -350,19 +404,31 @@ def execute_sell() -> Response:
         if held.available <= 0:
             raise ApiError(409, "NO_AVAILABLE", f"{parsed.stock_code} 没有可卖数量（今日买入的股份需下一交易日才能卖出）")
         volume = market_rules.sell_volume_for_ratio(parsed.stock_code, held.available, parsed.ratio)
-    order = c.executor.sell_stock(parsed.stock_code, volume, price=parsed.price, rule=Rule.MANUAL)
+    if parsed.confirmed:
+        log.warning("操作员（网页）确认手动卖出 %s %d 股", parsed.stock_code, volume)
+    order = c.executor.sell_stock(parsed.stock_code, volume, price=parsed.price, rule=Rule.MANUAL,
+                                  operator_confirmed=parsed.confirmed)
     return ok(views.order_view(order))
 
 
 @blueprint.post("/actions/execute_trading_signal")
 def execute_trading_signal() -> Response:
     signal_id = req.parse_signal_id(body())
-    signal = ctx().runner.execute_signal(signal_id)
+    signal = ctx().runner.execute_signal(signal_id, source="网页")
     view = views.signal_view(signal)
     if signal.status in (SignalStatus.REJECTED, SignalStatus.EXPIRED):
         code = "SIGNAL_REJECTED" if signal.status is SignalStatus.REJECTED else "SIGNAL_EXPIRED"
         return error_response(409, code, f"信号 #{signal_id} 未执行：{signal.reason}", signal=view)
     return ok(view)
+
+
+@blueprint.post("/actions/dismiss_signal")
+def dismiss_signal() -> Response:
+    signal_id, snooze = req.parse_dismiss(body())
+    signal = ctx().signals.dismiss(signal_id, snooze=snooze, source="网页")
+    log.info("操作员（网页）忽略信号 #%s：%s %s%s", signal.id, signal.stock_code, signal.rule.label,
+             "，本轮持仓内不再提示" if snooze else "")
+    return ok(views.signal_view(signal))
 
 
 @blueprint.post("/actions/cancel_order")
@@ -410,7 +476,30 @@ def grid_trades(session_id: str) -> Response:
 def grid_start() -> Response:
     grid = _grid()
     parsed = req.parse_grid_start(body())
+    if not ctx().settings.get("ENABLE_GRID_TRADING"):  # a session that can never trade must not look running
+        raise ApiError(409, "GRID_TRADING_OFF", "网格交易开关（ENABLE_GRID_TRADING）已关闭：启动的网格不会交易。"
+                                                "请先开启「网格交易」开关再启动")
     return ok(views.jsonable(grid.start_session(parsed.stock_code, **parsed.options)))
+
+
+@blueprint.get("/grid/proposal/<code>")
+def grid_proposal(code: str) -> Response:
+    """What the grid form proposes for `code`: the configured amount per grid, or the smallest amount that
+    buys one lot at the centre price when the configured one buys none, with the reason."""
+    from grid_rules import min_grid_amount
+
+    _grid()
+    code = req.parse_code(code)
+    center = ensure_quote(code).price
+    configured = ctx().settings.get("GRID_BUY_AMOUNT")
+    minimum = min_grid_amount(code, center)
+    enough = configured >= minimum
+    lot = market_rules.min_buy_volume(code)
+    message = "" if enough else (f"默认每格金额 {configured:g} 元在中心价 {center:g} 买不到一手（{lot} 股），"
+                                 f"已建议每格 {minimum:g} 元")
+    return ok({"stock_code": code, "center_price": center, "lot": lot, "configured_amount": configured,
+               "min_amount": minimum, "proposed_amount": configured if enough else minimum, "enough": enough,
+               "message": message, "grid_enabled": bool(ctx().settings.get("ENABLE_GRID_TRADING"))})
 
 
 @blueprint.post("/grid/sessions/<session_id>/stop")

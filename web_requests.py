@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import market_rules
 from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
-from models import OrderStatus
+from models import OrderStatus, Rule, SignalStatus
 
 # Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against
 # the position) are the executor's checks.
@@ -64,12 +64,181 @@ class SellOrder:
     volume: Optional[int] = None
     ratio: Optional[float] = None
     price: Optional[float] = None
+    confirmed: bool = False  # the operator confirmed it in a dialog (the only order an emergency stop lets through)
 
 
 @dataclass(frozen=True)
 class GridStart:
     stock_code: str
     options: dict  # optional GRID_* overrides for this session, already type-checked numbers
+
+
+# ---- declared shapes: each body field and query parameter is declared once; the declaration both
+# validates (`read`) and describes itself (`schema`) for the OpenAPI document (web_openapi) ---------------
+
+@dataclass(frozen=True)
+class Field:
+    """One JSON field or query parameter: its type, bounds and Chinese label."""
+
+    name: str
+    kind: str  # integer | number | string | boolean | object | array
+    label: str
+    low: Optional[float] = None  # integer: inclusive; number: exclusive (every amount here is > 0)
+    high: Optional[float] = None  # inclusive
+    pattern: str = ""
+    enum: tuple = ()
+    items: str = ""  # array item type
+    const: Any = None
+    fmt: str = ""  # OpenAPI format, e.g. date
+    media: str = ""  # a file part of a multipart form: its media type
+    max_length: Optional[int] = None
+
+    def schema(self) -> dict:
+        out: dict[str, Any] = {"type": self.kind, "description": self.label}
+        if self.const is not None:
+            out["const"] = self.const
+        if self.enum:
+            out["enum"] = list(self.enum)
+        if self.pattern:
+            out["pattern"] = self.pattern
+        if self.fmt:
+            out["format"] = self.fmt
+        if self.media:
+            out["contentMediaType"] = self.media
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        if self.items:
+            out["items"] = {"type": self.items}
+        if self.kind == "integer":
+            out.update({k: v for k, v in (("minimum", self.low), ("maximum", self.high)) if v is not None})
+        elif self.kind == "number":
+            out.update({k: v for k, v in (("exclusiveMinimum", self.low), ("maximum", self.high)) if v is not None})
+        return out
+
+    def read(self, body: Mapping[str, Any], required: bool = True) -> Any:
+        """The checked value (None when optional and absent); ApiError 400 otherwise."""
+        if not required and (self.name not in body or body[self.name] is None):
+            return None
+        if self.kind == "integer":
+            return _int(body, self.name, int(self.low), int(self.high), self.label)
+        if self.kind == "number":
+            return _number(body, self.name, self.label, max_value=self.high)
+        return _required(body, self.name, self.label)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One accepted combination of fields: these are required, those may be added, nothing else."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    title: str = ""
+
+    @property
+    def allowed(self) -> set[str]:
+        return set(self.required) | set(self.optional)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A request body: its fields and the combinations accepted (one variant, or oneOf several)."""
+
+    name: str
+    description: str
+    fields: tuple[Field, ...]
+    variants: tuple[Variant, ...]
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    def schema(self) -> dict:
+        by_name = {f.name: f for f in self.fields}
+
+        def one(variant: Variant) -> dict:
+            names = [*variant.required, *variant.optional]
+            out = {"type": "object", "properties": {n: by_name[n].schema() for n in names},
+                   "additionalProperties": False}
+            if variant.required:
+                out["required"] = list(variant.required)
+            if variant.title:
+                out["title"] = variant.title
+            return out
+
+        if len(self.variants) == 1:
+            return {**one(self.variants[0]), "description": self.description}
+        return {"oneOf": [one(v) for v in self.variants], "description": self.description}
+
+
+# The canonical form the UI uses; the parser also accepts lower case and an sh/sz prefix.
+STOCK_CODE_PATTERN = r"^(60[0135]|68[89]|00[0-3]|30[01]|5[168][0-9]|1[56][0-9])[0-9]{3}(\.(SH|SZ))?$"
+F_STOCK_CODE = Field("stock_code", "string", "股票代码，如 600036.SH 或 600036", pattern=STOCK_CODE_PATTERN)
+F_AMOUNT = Field("amount", "number", "金额（元）", low=0, high=MAX_AMOUNT)
+F_PRICE = Field("price", "number", "委托价格（元，限价；省略则按现价让价）", low=0, high=MAX_PRICE)
+
+BUY = Shape("BuyRequest", "买入：按金额、按数量（可指定限价），或从股票池随机买入", (
+    F_STOCK_CODE, F_AMOUNT, Field("volume", "integer", "买入数量", low=1, high=MAX_VOLUME), F_PRICE,
+    Field("from_pool", "boolean", "从股票池随机买入", const=True),
+    Field("count", "integer", "随机买入数量", low=1, high=MAX_RANDOM_BUY_COUNT)), (
+    Variant(("stock_code", "amount"), title="按金额买入"),
+    Variant(("stock_code", "volume"), ("price",), title="按数量买入"),
+    Variant(("from_pool", "count"), ("amount",), title="从股票池随机买入")))
+SELL = Shape("SellRequest", "卖出：按数量（可指定限价）或按可用持仓比例", (
+    F_STOCK_CODE, Field("volume", "integer", "卖出数量", low=1, high=MAX_VOLUME),
+    Field("ratio", "number", "卖出比例（可用持仓的比例，0 < 比例 ≤ 1）", low=0, high=1.0), F_PRICE,
+    Field("confirm", "boolean", "操作员已确认（紧急停止状态下只接受 confirm 为 true 的手动卖出）")), (
+    Variant(("stock_code", "volume"), ("price", "confirm"), title="按数量卖出"),
+    Variant(("stock_code", "ratio"), ("confirm",), title="按比例卖出")))
+SIGNAL_ID = Shape("SignalIdRequest", "执行一个排队中的信号", (
+    Field("signal_id", "integer", "信号编号", low=1, high=MAX_ID),), (Variant(("signal_id",)),))
+ORDER_ID = Shape("OrderIdRequest", "撤销一笔委托（本程序的委托编号或券商委托号）", (
+    Field("order_id", "string", "委托编号", pattern=ORDER_ID_PATTERN.pattern),), (Variant(("order_id",)),))
+CONFIG_CHANGES = Shape("ConfigChangesRequest", "修改参数：{\"changes\": {参数名: 新值}}", (
+    Field("changes", "object", "参数修改，如 {\"STOP_LOSS_RATIO\": -0.08}"),), (Variant(("changes",)),))
+ROLLBACK = Shape("RollbackRequest", "回滚参数修改：省略 history_id 回滚最近一次", (
+    Field("history_id", "integer", "修改记录编号", low=1, high=MAX_ID),), (Variant((), ("history_id",)),))
+CONFIG_KEY = Shape("ConfigKeyRequest", "恢复一个参数为默认值", (
+    Field("key", "string", "参数名 key", pattern=CONFIG_KEY_PATTERN.pattern),), (Variant(("key",)),))
+STOCK_POOL = Shape("StockPoolRequest", "替换股票池", (
+    Field("stocks", "array", "股票列表 stocks", items="string"),), (Variant(("stocks",)),))
+GRID_START = Shape("GridStartRequest", "为持仓股票启动网格；可为本会话覆盖 GRID_* 参数（范围同参数表）", (
+    F_STOCK_CODE, Field("center_price", "number", "网格中心价（省略则用现价）"),
+    *(Field(key, "number", f"本会话的 {key}") for key in sorted(GRID_PARAM_KEYS.values()))), (
+    Variant(("stock_code",), ("center_price", *sorted(GRID_PARAM_KEYS.values()))),))
+EMPTY = Shape("EmptyRequest", "无参数：可不带请求体，或发送空对象 {}", (), (Variant(()),))
+
+F_REASON = Field("reason", "string", "原因说明（最多 200 字）", max_length=200)
+REASON = Shape("ReasonRequest", "可选的原因说明：不带请求体或 {} 时使用默认原因", (F_REASON,), (Variant((), ("reason",)),))
+RESUME = Shape("ResumeRequest", "恢复交易：必须明确确认 {\"confirm\": true}", (
+    Field("confirm", "boolean", "确认恢复交易", const=True), F_REASON), (Variant(("confirm",), ("reason",)),))
+
+# issue 19: an order file uploaded as multipart/form-data
+ORDER_FILE_UPLOAD = Shape("OrderFileUpload", "上传 CSV 委托文件（规则同委托文件目录）；dry_run=true 只校验不下单", (
+    Field("file", "string", "CSV 文件（UTF-8 或 GBK；表头中英文均可）", media="text/csv"),
+    Field("dry_run", "string", "只校验、不下单", enum=("true", "false", "1", "0"))), (
+    Variant(("file",), ("dry_run",)),))
+
+# Query parameters of the list routes (the routes refuse any other).
+Q_STATUS = Field("status", "string", "委托状态：active（全部未完成）或一个状态值",
+                 enum=("active", *(s.value for s in OrderStatus)))
+Q_DATE = Field("date", "string", "日期 YYYY-MM-DD", fmt="date")
+Q_START = Field("start", "string", "开始日期 YYYY-MM-DD", fmt="date")
+Q_END = Field("end", "string", "结束日期 YYYY-MM-DD", fmt="date")
+Q_STOCK_CODE = Field("stock_code", "string", "股票代码", pattern=STOCK_CODE_PATTERN)
+Q_FORMAT = Field("format", "string", "输出格式：json 或 csv", enum=("json", "csv"))
+Q_LIMIT = Field("limit", "integer", "最多返回条数", low=1, high=MAX_LIST_LIMIT)
+ORDERS_QUERY = (Q_STATUS, Q_DATE)
+TRADE_RECORDS_QUERY = (Q_START, Q_END, Q_STOCK_CODE, Q_FORMAT)
+HISTORY_QUERY = (Q_START, Q_END)
+LIMIT_QUERY = (Q_LIMIT,)
+Q_SIGNAL_STATUS = Field("status", "string", "信号状态", enum=tuple(s.value for s in SignalStatus))
+Q_RULE = Field("rule", "string", "规则", enum=tuple(r.value for r in Rule))
+SIGNAL_HISTORY_QUERY = (Q_LIMIT, Q_SIGNAL_STATUS, Q_RULE, Q_STOCK_CODE)
+
+# Path parameters by the name the routes give them.
+PATH_PARAMS = {
+    "code": Field("code", "string", "股票代码，如 600036.SH", pattern=STOCK_CODE_PATTERN),
+    "session_id": Field("session_id", "integer", "网格会话编号", low=1, high=MAX_ID),
+}
 
 
 # ---- bodies ---------------------------------------------------------------------------------------
@@ -123,15 +292,16 @@ def json_error_text(exc: ValueError) -> str:
 
 def parse_buy(body: Mapping[str, Any]) -> BuyOrder | PoolBuy:
     """`{stock_code, amount}` | `{stock_code, volume, price?}` | `{from_pool: true, count, amount?}`."""
+    by_amount, by_volume, from_pool = BUY.variants
     if "from_pool" in body:
-        _only(body, {"from_pool", "count", "amount"})
+        _only(body, from_pool.allowed)
         if body["from_pool"] is not True:
             raise bad_request("from_pool 只能为 true（从股票池随机买入）")
-        count = _int(body, "count", 1, MAX_RANDOM_BUY_COUNT, "随机买入数量")
+        count = BUY.field("count").read(body)
         amount = _number(body, "amount", "每只买入金额", required=False, max_value=MAX_AMOUNT)
         return PoolBuy(count=count, amount=amount)
-    _only(body, {"stock_code", "amount", "volume", "price"})
-    code = parse_code(_required(body, "stock_code", "股票代码"))
+    _only(body, by_amount.allowed | by_volume.allowed)
+    code = parse_code(F_STOCK_CODE.read(body))
     has_amount, has_volume = "amount" in body, "volume" in body
     if has_amount == has_volume:
         raise bad_request("请提供买入金额 amount 或买入数量 volume（二选一）")
@@ -139,7 +309,7 @@ def parse_buy(body: Mapping[str, Any]) -> BuyOrder | PoolBuy:
         if "price" in body:
             raise bad_request("按金额买入时不能指定价格；指定价格请按数量 volume 买入")
         return BuyOrder(code, amount=_number(body, "amount", "买入金额", max_value=MAX_AMOUNT))
-    volume = _int(body, "volume", 1, MAX_VOLUME, "买入数量")
+    volume = BUY.field("volume").read(body)
     if not market_rules.is_valid_buy_volume(code, volume):
         raise bad_request(_buy_lot_message(code, volume), "INVALID_LOT")
     return BuyOrder(code, volume=volume, price=_price(body, code))
@@ -147,27 +317,53 @@ def parse_buy(body: Mapping[str, Any]) -> BuyOrder | PoolBuy:
 
 def parse_sell(body: Mapping[str, Any]) -> SellOrder:
     """`{stock_code, volume, price?}` | `{stock_code, ratio}` (ratio of the available shares, 0 < r ≤ 1)."""
-    _only(body, {"stock_code", "volume", "ratio", "price"})
-    code = parse_code(_required(body, "stock_code", "股票代码"))
+    _only(body, set().union(*(v.allowed for v in SELL.variants)))
+    code = parse_code(F_STOCK_CODE.read(body))
+    confirmed = _confirm_flag(body)
     has_volume, has_ratio = "volume" in body, "ratio" in body
     if has_volume == has_ratio:
         raise bad_request("请提供卖出数量 volume 或卖出比例 ratio（二选一）")
     if has_ratio:
         if "price" in body:
             raise bad_request("按比例卖出时不能指定价格；指定价格请按数量 volume 卖出")
-        ratio = _number(body, "ratio", "卖出比例", max_value=1.0)
-        return SellOrder(code, ratio=ratio)
-    return SellOrder(code, volume=_int(body, "volume", 1, MAX_VOLUME, "卖出数量"), price=_price(body, code))
+        return SellOrder(code, ratio=SELL.field("ratio").read(body), confirmed=confirmed)
+    return SellOrder(code, volume=SELL.field("volume").read(body), price=_price(body, code), confirmed=confirmed)
+
+
+def _confirm_flag(body: Mapping[str, Any]) -> bool:
+    value = body.get("confirm", False)
+    if not isinstance(value, bool):
+        raise bad_request("confirm 只能是 true 或 false")
+    return value
 
 
 def parse_signal_id(body: Mapping[str, Any]) -> int:
-    _only(body, {"signal_id"})
-    return _int(body, "signal_id", 1, MAX_ID, "信号编号")
+    _only(body, SIGNAL_ID.variants[0].allowed)
+    return SIGNAL_ID.field("signal_id").read(body)
+
+
+def parse_signal_filters(status: Optional[str], rule: Optional[str]) -> tuple[Optional[SignalStatus], Optional[Rule]]:
+    """History filters `?status=` and `?rule=` (their English values); empty means no filter."""
+    try:
+        return (SignalStatus(status) if status else None), (Rule(rule) if rule else None)
+    except ValueError:
+        statuses = "、".join(s.value for s in SignalStatus)
+        raise bad_request(f"筛选条件无效：status 可选 {statuses}；rule 可选 "
+                          f"{'、'.join(r.value for r in Rule)}") from None
+
+
+def parse_dismiss(body: Mapping[str, Any]) -> tuple[int, bool]:
+    """`{signal_id, snooze?}`: snooze = do not raise the same signal again in this episode."""
+    _only(body, {"signal_id", "snooze"})
+    snooze = body.get("snooze", False)
+    if not isinstance(snooze, bool):
+        raise bad_request("snooze 只能是 true 或 false")
+    return _int(body, "signal_id", 1, MAX_ID, "信号编号"), snooze
 
 
 def parse_order_id(body: Mapping[str, Any]) -> str:
-    _only(body, {"order_id"})
-    value = _required(body, "order_id", "委托编号")
+    _only(body, ORDER_ID.variants[0].allowed)
+    value = ORDER_ID.field("order_id").read(body)
     if not isinstance(value, str) or not ORDER_ID_PATTERN.match(value.strip()):
         raise bad_request("委托编号格式无效（1–64 位字母、数字或 _ - . :）")
     return value.strip()
@@ -175,8 +371,8 @@ def parse_order_id(body: Mapping[str, Any]) -> str:
 
 def parse_config_changes(body: Mapping[str, Any]) -> dict:
     """`{"changes": {KEY: value}}`; key names are checked here, values by the ConfigStore."""
-    _only(body, {"changes"})
-    changes = _required(body, "changes", "参数修改 changes")
+    _only(body, CONFIG_CHANGES.variants[0].allowed)
+    changes = CONFIG_CHANGES.field("changes").read(body)
     if not isinstance(changes, dict) or not changes:
         raise bad_request("changes 必须是非空对象，如 {\"STOP_LOSS_RATIO\": -0.08}")
     for key in changes:
@@ -187,15 +383,13 @@ def parse_config_changes(body: Mapping[str, Any]) -> dict:
 
 def parse_rollback(body: Mapping[str, Any]) -> Optional[int]:
     """`{}` rolls back the latest change; `{"history_id": n}` a given one."""
-    _only(body, {"history_id"})
-    if "history_id" not in body or body["history_id"] is None:
-        return None
-    return _int(body, "history_id", 1, MAX_ID, "修改记录编号")
+    _only(body, ROLLBACK.variants[0].allowed)
+    return ROLLBACK.field("history_id").read(body, required=False)
 
 
 def parse_config_key(body: Mapping[str, Any]) -> str:
-    _only(body, {"key"})
-    key = _required(body, "key", "参数名 key")
+    _only(body, CONFIG_KEY.variants[0].allowed)
+    key = CONFIG_KEY.field("key").read(body)
     if not isinstance(key, str) or not CONFIG_KEY_PATTERN.match(key):
         raise bad_request(f"参数名无效：{_shown(key)}")
     return key
@@ -203,8 +397,8 @@ def parse_config_key(body: Mapping[str, Any]) -> str:
 
 def parse_stock_pool(body: Mapping[str, Any]) -> list:
     """`{"stocks": [codes]}`; each code is validated by the StockPool (all errors reported at once)."""
-    _only(body, {"stocks"})
-    stocks = _required(body, "stocks", "股票列表 stocks")
+    _only(body, STOCK_POOL.variants[0].allowed)
+    stocks = STOCK_POOL.field("stocks").read(body)
     if not isinstance(stocks, list):
         raise bad_request("stocks 必须是股票代码列表")
     return stocks
@@ -213,11 +407,11 @@ def parse_stock_pool(body: Mapping[str, Any]) -> list:
 def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
     """`{"stock_code", "center_price"?, …optional GRID_* numbers for this session}`; ranges are the grid
     manager's checks (the same as config.py's)."""
-    allowed = {"stock_code", "center_price", *GRID_PARAM_KEYS.values()}
-    _only(body, allowed)
-    code = parse_code(_required(body, "stock_code", "股票代码"))
+    variant = GRID_START.variants[0]
+    _only(body, variant.allowed)
+    code = parse_code(F_STOCK_CODE.read(body))
     options = {}
-    for key in sorted(allowed - {"stock_code"}):
+    for key in sorted(variant.optional):
         if key in body:
             value = body[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
@@ -226,7 +420,7 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
     return GridStart(code, options)
 
 
-MAX_REASON_LENGTH = 200
+MAX_REASON_LENGTH = 200  # F_REASON declares the same bound
 
 
 def parse_reason(body: Mapping[str, Any], default: str) -> str:
@@ -240,10 +434,23 @@ def parse_reason(body: Mapping[str, Any], default: str) -> str:
 
 def parse_resume(body: Mapping[str, Any]) -> str:
     """{"confirm": true, "reason"?: "…"}; anything but an explicit true confirmation is refused."""
-    _only(body, {"confirm", "reason"})
+    _only(body, RESUME.variants[0].allowed)
     if body.get("confirm") is not True:
         raise bad_request("恢复交易需要明确确认：请求体须包含 \"confirm\": true", "CONFIRMATION_REQUIRED")
     return parse_reason(body, "操作员确认恢复交易")
+
+
+def parse_order_file_upload(files: Mapping[str, Any], form: Mapping[str, str]) -> tuple[str, bytes, bool]:
+    """(file name, content, dry run) of a multipart upload; `files` maps part names to werkzeug FileStorage."""
+    variant = ORDER_FILE_UPLOAD.variants[0]
+    _only({**dict.fromkeys(files), **dict.fromkeys(form)}, variant.allowed)
+    upload = files.get("file")
+    if upload is None:
+        raise bad_request("缺少上传的文件（表单字段 file）", "MISSING_FIELD")
+    dry_text = form.get("dry_run", "false").strip().lower()
+    if dry_text not in ORDER_FILE_UPLOAD.field("dry_run").enum:
+        raise bad_request("dry_run 只能是 true 或 false")
+    return upload.filename or "upload.csv", upload.read(), dry_text in ("true", "1")
 
 
 def parse_grid_session_id(text: str) -> int:

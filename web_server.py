@@ -39,7 +39,8 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 # TradingError codes that mean "the request is fine but the thing it names does not exist" or "conflicts
 # with the current state"; every other OrderRejected is a plain 400.
-NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND"}
+NOT_FOUND_CODES = {"SIGNAL_NOT_FOUND", "ORDER_NOT_FOUND", "GRID_NOT_FOUND", "CHANNEL_NOT_FOUND", "JOB_NOT_FOUND",
+                   "REPORT_NOT_FOUND"}
 CONFLICT_CODES = {"SIGNAL_NOT_PENDING", "ORDER_NOT_OPEN", "OPEN_ORDER_EXISTS", "DUPLICATE_ORDER",
                   "GRID_ALREADY_ACTIVE", "GRID_NOT_ACTIVE", "TRADING_HALTED", "TRADING_PAUSED", "STOCK_HALTED"}
 
@@ -70,8 +71,16 @@ class WebContext:
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
     broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
+    order_files: Any = None  # orders_file_intake.OrderFileIntake (issue 19); None: the routes answer 404
+    diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
     trading_state: Any = None  # trading_state.TradingState
     events: Any = None  # events.EventBus
+    watch: Any = None  # watch_store.WatchStore (issue 17); None: the watch routes answer 404
+    stock_params: Any = None  # stock_params.StockParams (issue 17)
+    position_reviews: Any = None  # position_review.PositionReviews (issue 17)
+    notifier: Any = None  # notify_worker.Notifier (issue 16; the notify routes answer 404 without it)
+    jobs: Any = None  # jobs_runner.JobRunner
+    reports_dir: Any = None  # Path of the daily reports
 
 
 @dataclass
@@ -99,6 +108,7 @@ class AppState:
     positions: Any  # web_stream.VersionedCache of the positions table
     stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
     random: random.Random = field(default_factory=random.SystemRandom)  # picks the random buys from the pool
+    reads_need_token: bool = False  # WEB_REQUIRE_TOKEN_FOR_READS: a child reachable only through its supervisor
 
 
 def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] = None,
@@ -106,7 +116,14 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     """The Flask app. `host`/`port` default to WEB_HOST/WEB_PORT and drive the Host check; `stop` ends the
     live streams on shutdown; `max_streams` bounds concurrent SSE clients (each holds a server thread)."""
     import web_api  # routes import this module's helpers
+    import web_api_docs
+    import web_api_doctor
+    import web_api_order_files
+    import web_api_jobs
+    import web_api_notify
     import web_api_state
+    import web_api_stock
+    import web_api_watch
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -118,18 +135,33 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     positions = web_api.positions_cache(ctx)
     slots = StreamSlots(max_streams, lambda: ctx.settings.get("WEB_SSE_PER_CLIENT"))
     app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), slots, positions,
-                                     web_api.stream_cache(ctx, positions))
-    CORS(app, resources={r"/api/*": {"origins": list(ctx.settings.get("WEB_CORS_ORIGINS"))}},
-         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600,
-         supports_credentials=False)
+                                     web_api.stream_cache(ctx, positions),
+                                     reads_need_token=bool(ctx.settings.get("WEB_REQUIRE_TOKEN_FOR_READS")))
+    secure_app(app, list(ctx.settings.get("WEB_CORS_ORIGINS")))
+    app.add_url_rule("/", "index", _index)
+    app.register_blueprint(web_api.blueprint)
+    app.register_blueprint(web_api_docs.blueprint)
+    app.register_blueprint(web_api_order_files.blueprint)
+    app.register_blueprint(web_api_doctor.blueprint)
+    app.register_blueprint(web_api_state.blueprint)
+    app.register_blueprint(web_api_notify.blueprint)
+    app.register_blueprint(web_api_jobs.blueprint)
+    app.register_blueprint(web_api_watch.blueprint)
+    app.register_blueprint(web_api_stock.blueprint)
+    return app
+
+
+def secure_app(app: Flask, cors_origins: list[str]) -> None:
+    """The checks every app of this project serves behind: Host (DNS rebinding), token, CORS for the
+    configured origins only, security headers, and JSON error shapes. `app.extensions["qmt"]` must hold an
+    object with `binding`, `ctx.token` and `reads_need_token`."""
+    CORS(app, resources={r"/api/*": {"origins": cors_origins}},
+         allow_headers=["Content-Type", TOKEN_HEADER], methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+         max_age=600, supports_credentials=False)
     app.before_request(_check_host)
     app.before_request(_check_token)
     app.after_request(_security_headers)
     _register_error_handlers(app)
-    app.add_url_rule("/", "index", _index)
-    app.register_blueprint(web_api.blueprint)
-    app.register_blueprint(web_api_state.blueprint)
-    return app
 
 
 def state() -> AppState:
@@ -319,8 +351,8 @@ def _check_token() -> Optional[Response]:
     """Every change needs the token; reads too when the server is reachable from other machines."""
     if request.method == "OPTIONS":
         return None
-    needs_token = request.method not in SAFE_METHODS or (
-        not state().binding.is_loopback and request.path.startswith("/api/"))
+    reads_guarded = state().reads_need_token or not state().binding.is_loopback
+    needs_token = request.method not in SAFE_METHODS or (reads_guarded and request.path.startswith("/api/"))
     if not needs_token:
         return None
     given = request.headers.get(TOKEN_HEADER, "")
@@ -339,9 +371,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 def _security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("X-Frame-Options", "DENY")  # a route may allow its own framing (daily report)
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path == "/" or request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")  # unless the route chose revalidation
     return response
@@ -350,7 +382,8 @@ def _security_headers(response: Response) -> Response:
 def _index() -> Response:
     """The UI; the token is written into it only for a browser on this machine."""
     page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
-    token = state().ctx.token if is_loopback_address(request.remote_addr) else ""
+    local = is_loopback_address(request.remote_addr) and not state().reads_need_token
+    token = state().ctx.token if local else ""
     page = page.replace(TOKEN_PLACEHOLDER, html.escape(token, quote=True))
     return Response(page, mimetype="text/html")
 
@@ -376,7 +409,8 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ConfigError)
     def config_error(exc: ConfigError) -> Response:
-        return error_response(400, "CONFIG_INVALID", str(exc), errors=exc.errors)
+        return error_response(getattr(exc, "status", 400), getattr(exc, "code", "CONFIG_INVALID"), str(exc),
+                              errors=exc.errors)
 
     @app.errorhandler(TradingError)
     def trading_error(exc: TradingError) -> Response:

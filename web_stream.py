@@ -1,5 +1,7 @@
 """Server-sent events for the positions table: a snapshot when a client connects, a new one whenever the
-position manager's `data_version` changes (woken by its condition, not by polling), a heartbeat otherwise."""
+position manager's `data_version` changes (woken by its condition, not by polling), a heartbeat otherwise;
+and the event bus's events (watch alerts, fills, state changes…) as `bus` frames, each stream on its own
+bounded subscription."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +14,7 @@ from web_views import to_json
 log = logging.getLogger(__name__)
 
 RETRY_MILLISECONDS = 2000  # the browser reconnects after this long when the stream breaks
+BUS_QUEUE_SIZE = 200  # events kept for one slow stream client before the oldest are dropped
 
 
 class VersionedCache:
@@ -58,6 +61,10 @@ class VersionedCache:
         with self._lock:
             self._settings_changes += 1
 
+    def invalidate(self) -> None:
+        """Rebuild on the next read (per-stock parameters moved a stock's trigger prices)."""
+        self._settings_changed({})
+
 
 class PositionStream:
     """One client's stream. `snapshot()` returns (data_version, payload). The wait is cut into slices of
@@ -67,7 +74,10 @@ class PositionStream:
     def __init__(self, positions: Any, snapshot: Callable[[], tuple[int, dict]], heartbeat: Callable[[], dict],
                  heartbeat_seconds: Callable[[], float], stop: threading.Event,
                  disconnected: Callable[[], bool] = lambda: False, check_seconds: float = 0.5,
-                 min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic):
+                 min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic,
+                 bus: Any = None):
+        """`bus`: an events.EventBus whose events are forwarded (within one `check_seconds` slice)."""
+        self._bus = bus
         self._positions = positions
         self._snapshot = snapshot
         self._heartbeat = heartbeat
@@ -79,6 +89,7 @@ class PositionStream:
         self._monotonic = monotonic
 
     def frames(self) -> Iterator[bytes]:
+        subscription = self._bus.subscribe(maxsize=BUS_QUEUE_SIZE) if self._bus is not None else None
         try:
             yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
             seen, frame = self._snapshot_frame()
@@ -91,6 +102,8 @@ class PositionStream:
                     last_beat = self._monotonic()
                     continue
                 version = self._positions.wait_for_change(seen, min(self._check_seconds, beat_due))
+                for event in subscription.drain() if subscription is not None else ():
+                    yield event_frame("bus", event.to_dict())
                 if version == seen:
                     continue
                 gap = self._min_gap - (self._monotonic() - last_sent)
@@ -104,6 +117,9 @@ class PositionStream:
         except Exception as exc:  # the client sees the reason and reconnects; the log keeps the details
             log.exception("持仓实时推送出错")
             yield event_frame("error", {"message": f"实时推送出错：{exc.__class__.__name__}，将自动重连"})
+        finally:
+            if subscription is not None:
+                self._bus.unsubscribe(subscription)
 
     def _snapshot_frame(self) -> tuple[int, bytes]:
         version, payload = self._snapshot()

@@ -24,10 +24,7 @@ ORDER_STATUS_LABELS = {
     OrderStatus.PARTIALLY_FILLED: "部分成交", OrderStatus.CANCEL_PENDING: "撤单中", OrderStatus.CANCELLED: "已撤",
     OrderStatus.FILLED: "已成", OrderStatus.REJECTED: "废单", OrderStatus.UNKNOWN: "状态未知",
 }
-SIGNAL_STATUS_LABELS = {
-    SignalStatus.PENDING: "待执行", SignalStatus.EXECUTING: "执行中", SignalStatus.EXECUTED: "已执行",
-    SignalStatus.REJECTED: "已拒绝", SignalStatus.EXPIRED: "已过期",
-}
+SIGNAL_STATUS_LABELS = {status: status.label for status in SignalStatus}
 MODE_LABELS = {"simulation": "模拟", "live": "实盘"}
 SWITCH_KEYS = ("ENABLE_AUTO_TRADING", "ENABLE_ALLOW_BUY", "ENABLE_ALLOW_SELL", "ENABLE_DYNAMIC_STOP_PROFIT",
                "ENABLE_GRID_TRADING", "ENABLE_MACD_BUY", "ENABLE_MACD_SELL", "ENABLE_ADD_POSITION")
@@ -99,7 +96,29 @@ def position_view(position: Position, triggers: Any) -> dict:
     exact = {name: getattr(triggers, name, None) for name in TRIGGER_FIELDS}
     row["trigger_prices"] = tick_triggers(position.stock_code, exact)
     row["trigger_prices_exact"] = exact
+    row["next_add"] = next_add_view(position.stock_code, triggers)
     return row
+
+
+def next_add_view(code: str, triggers: Any) -> Optional[dict]:
+    """How the next add level reads for a person: 第N档 at its price; 「额度不足」 when the remaining budget
+    buys no lot at the level's own price (the add could only fill far below it); unreachable when it lies at
+    or below the stop-loss (the stop sells first)."""
+    price = getattr(triggers, "next_add_price", None)
+    if price is None:
+        return None
+    ordinal = getattr(triggers, "next_add_ordinal", None)
+    level_price = getattr(triggers, "next_add_level_price", None)
+    stop = getattr(triggers, "stop_loss_price", None)
+    label = f"第{ordinal}档" if ordinal else "补仓"
+    if level_price is not None and price < level_price - 1e-9:
+        return {"state": "budget_short", "label": label, "price": None, "text": "额度不足",
+                "explain": f"{label}价 {level_price:g} 处剩余补仓额度不足一手"}
+    shown = market_rules.round_price_down(code, price)
+    if stop is not None and price <= stop:
+        return {"state": "below_stop", "label": label, "price": shown, "text": f"{shown:g}（{label}，低于止损价，无法到达）",
+                "explain": f"{label}价 {shown:g} 不高于止损价 {stop:.2f}：价格先触发止损，补仓不会发生"}
+    return {"state": "ok", "label": label, "price": shown, "text": f"{shown:g}（{label}）", "explain": ""}
 
 
 def tick_triggers(code: str, exact: Mapping[str, Any]) -> dict:

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from events import EventKind
 from models import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,8 @@ class Watchdog(Worker):
 
     def __init__(self, settings, now: Callable[[], float] = time.monotonic, events=None):
         self._settings = settings
+        self._events = events  # events.EventBus: restarts and alarms reach the notifier (issue 16)
         self._now = now
-        self._events = events  # events.EventBus or None: THREAD_RESTARTED / THREAD_ALARM
         self._runners: dict[str, _Runner] = {}
         self._beats: dict[str, Heartbeat] = {}
         self._next_restart_at: dict[str, float] = {}
@@ -175,7 +176,6 @@ class Watchdog(Worker):
         if now < self._next_restart_at.get(name, 0.0):
             return  # back-off
         log.error("线程 %s %s，正在重启（第 %d 次）", name, why, beat.restarts + 1)
-        self._emit("THREAD_RESTARTED", f"线程 {name} {why}，已重启（第 {beat.restarts + 1} 次）", thread=name)
         runner.stop_event.set()  # a hung thread that wakes up later exits instead of running twice
         beat.restart_times.append(now)
         beat.restarts += 1
@@ -184,6 +184,12 @@ class Watchdog(Worker):
         fresh = self._new_runner(runner.worker)
         self._runners[name] = fresh
         self._start_runner(fresh)
+        self._emit(EventKind.THREAD_RESTARTED, f"线程 {name} {why}，已自动重启（一小时内第 {len(beat.restart_times)} 次）",
+                   thread=name)
+
+    def _emit(self, kind: EventKind, message: str, **data) -> None:
+        if self._events is not None:
+            self._events.emit(kind, message, **data)
 
     def _note_stuck(self, name: str, thread: threading.Thread) -> None:
         """A stuck thread is left behind (it cannot be killed); the second one stuck at the same call means
@@ -197,13 +203,7 @@ class Watchdog(Worker):
     def _raise_alarm(self, name: str, message: str) -> None:
         self._beats[name].alarm = message
         log.error(message)
-        self._emit("THREAD_ALARM", message, thread=name)
-
-    def _emit(self, kind: str, message: str, **data) -> None:
-        if self._events is not None:
-            from events import EventKind
-
-            self._events.emit(EventKind[kind], message, **data)
+        self._emit(EventKind.THREAD_ALARM, message, thread=name)
 
     def _new_runner(self, worker: Worker) -> _Runner:
         def max_wait() -> float:  # an idle worker beats at least once per watchdog check

@@ -53,7 +53,8 @@ class HangingBroker:
 
 @pytest.fixture
 def core(tmp_path):
-    settings = make_settings(tmp_path, BROKER_CALL_TIMEOUT=1.0)
+    settings = make_settings(tmp_path)
+    settings.update({"BROKER_CALL_TIMEOUT": 1.0})  # a stored value: a test may change it
     clock = replay_clock("2024-03-04T10:00:00")
     quotes = QuoteBoard(clock)
     quotes.set(CODE, 10.0, 10.0, "招商银行")

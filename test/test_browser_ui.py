@@ -173,6 +173,8 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     field = row.locator("input.cfg-input")
     field.fill("0.5")
     row.locator("button", has_text="保存").click()
+    assert "STOP_LOSS_RATIO：-0.095 → 0.5" in page.inner_text("#modal-text")  # old → new before saving
+    confirm(page)
     row.locator(".field-error").wait_for(state="visible")
     assert "超出范围" in row.locator(".field-error").inner_text()
     assert system.settings.get("STOP_LOSS_RATIO") == -0.095
@@ -180,6 +182,7 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
 
     field.fill("-0.08")
     row.locator("button", has_text="保存").click()
+    confirm(page)
     page.wait_for_function("document.querySelector('#config-msg').textContent.includes('STOP_LOSS_RATIO 已保存')")
     assert system.settings.get("STOP_LOSS_RATIO") == -0.08
     page.locator("#cfg-STOP_LOSS_RATIO .tag.overridden").wait_for()
@@ -246,7 +249,22 @@ def test_grid_session_started_and_stopped_from_the_page(daemon, page):
     system, server = daemon
     page.goto(server.url + "/#grid")
     page.locator("#grid-body td", has_text="没有网格会话").wait_for()
+    page.wait_for_function("document.querySelector('#grid-switch-state').textContent.includes('网格交易开关：已关闭')")
     page.fill("#grid-form input[name=stock_code]", "600036")
+    page.fill("#grid-form input[name=GRID_STEP_RATIO]", "0.03")
+    page.fill("#grid-form input[name=GRID_BUY_AMOUNT]", "8000")
+    page.click("#grid-form button[type=submit]")
+    # the switch is off: the page says a session would not trade and offers to switch it on
+    page.locator("#modal").wait_for(state="visible")
+    assert "网格交易开关（ENABLE_GRID_TRADING）已关闭" in page.inner_text("#modal-text")
+    page.click("#modal-cancel")
+    page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('已关闭')")
+    assert system.ctx.grid.sessions() == [] and system.settings.get("ENABLE_GRID_TRADING") is False
+    page.click("#grid-form button[type=submit]")
+    confirm(page)  # switch on and start
+    page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('已启动网格会话')")
+    assert system.settings.get("ENABLE_GRID_TRADING") is True
+    system.ctx.grid.stop_session(system.ctx.grid.sessions()[0].id)
     page.fill("#grid-form input[name=GRID_STEP_RATIO]", "0.9")
     page.click("#grid-form button[type=submit]")
     page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('GRID_STEP_RATIO')")
@@ -261,6 +279,7 @@ def test_grid_session_started_and_stopped_from_the_page(daemon, page):
     session = system.ctx.grid.sessions()[0]
     assert (session.stock_code, session.status, session.step_ratio, session.buy_amount) == (
         "600036.SH", "active", 0.03, 8000.0)
+    assert page.locator("#grid-switch-state").inner_text().startswith("网格交易开关：已开启")
     row = page.locator(f"tr[data-grid='{session.id}']")
     row.wait_for()
     assert "运行中" in row.inner_text()
@@ -270,6 +289,7 @@ def test_grid_session_started_and_stopped_from_the_page(daemon, page):
     page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('已停止')")
     assert system.ctx.grid.sessions()[0].status == "stopped"
     page.locator(f"tr[data-grid='{session.id}']", has_text="手动停止").wait_for()
+    system.settings.update({"ENABLE_GRID_TRADING": False})
     assert real_problems(page) == []
 
 

@@ -152,3 +152,22 @@ def test_unknown_or_invalid_run_override_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         open_store(tmp_path / "t.db", run_overrides={"NO_SUCH": 1, "WEB_PORT": "x"})
     assert set(info.value.errors) == {"NO_SUCH", "WEB_PORT"}
+
+
+def test_a_web_change_to_a_command_line_key_is_refused_with_that_reason(tmp_path):
+    from config_store import RUN_OVERRIDE_NOTE, RunOverrideRefused
+
+    path = tmp_path / "t.db"
+    store = open_store(path, run_overrides={"ENABLE_AUTO_TRADING": True})
+    described = {p["key"]: p for p in store.describe()}
+    assert described["ENABLE_AUTO_TRADING"]["run_override"] is True
+    assert described["ENABLE_AUTO_TRADING"]["run_override_note"] == RUN_OVERRIDE_NOTE == "本次运行由命令行指定"
+    assert described["STOP_LOSS_RATIO"]["run_override"] is False
+    with pytest.raises(RunOverrideRefused) as refused:
+        store.update({"ENABLE_AUTO_TRADING": False, "STOP_LOSS_RATIO": -0.08})
+    assert "ENABLE_AUTO_TRADING 本次运行由命令行指定（True）" in refused.value.errors["ENABLE_AUTO_TRADING"]
+    assert store.get("ENABLE_AUTO_TRADING") is True and store.get("STOP_LOSS_RATIO") == -0.095, "nothing changed"
+    assert store.history() == []
+    store.update({"STOP_LOSS_RATIO": -0.08})
+    assert store.get("STOP_LOSS_RATIO") == -0.08
+    assert open_store(path).history()[0]["key"] == "STOP_LOSS_RATIO"

@@ -62,7 +62,8 @@ def test_sigterm_exits_0_within_10_s_with_clean_databases_and_a_second_instance_
     assert code == 0, daemon.output()
     assert seconds < 10
     assert "已安全退出" in daemon.output()
-    assert integrity(tmp_path / "data") == {"config.db": "ok", "market.db": "ok", "sim_trading.db": "ok"}
+    assert integrity(tmp_path / "data") == {"config.db": "ok", "jobs.db": "ok", "market.db": "ok", "notify.db": "ok",
+                                           "sim_trading.db": "ok"}
     # closed cleanly: every write-ahead log was checkpointed into its database and removed
     assert [p.name for p in (tmp_path / "data").glob("*-wal") if p.stat().st_size > 0] == []
     # the position table a restart loads agrees with the broker's book

@@ -207,3 +207,18 @@ def test_replay_resumes_after_the_last_started_day(tmp_path):
     assert resume_index(days, 1, reopened.last_started()) == 2
     assert resume_index(days, 3, reopened.last_started()) == 3  # a later configured start wins
     assert ReplayProgress(db, "feed-b").last_started() is None
+
+
+def test_replay_folder_names_file_gives_stock_names(tmp_path):
+    """Issue 14: names come from a `names.csv` beside the bars; without one the name is '' (the page shows
+    the code)."""
+    from replay_feeds import CsvBarFolder
+
+    (tmp_path / "600036.SH.csv").write_text("date,open,high,low,close,volume\n2024-01-02,10,10.5,9.9,10.2,1000\n",
+                                            encoding="utf-8")
+    assert CsvBarFolder(tmp_path).stock_name("600036.SH") == ""
+    (tmp_path / "names.csv").write_text("code,name\n600036,招商银行\nbad,坏行\n000001.SZ,平安银行\n",
+                                        encoding="utf-8")
+    folder = CsvBarFolder(tmp_path)
+    assert (folder.stock_name("600036.SH"), folder.stock_name("000001.SZ"), folder.stock_name("600519.SH")) == (
+        "招商银行", "平安银行", "")

@@ -172,3 +172,36 @@ def test_params_from_settings_and_overrides_are_checked():
     assert too_big.value.errors == {"GRID_BUY_AMOUNT": "每格买入金额不能大于网格最大投入"}
     assert g.GridEndReason.MANUAL.status is g.GridStatus.STOPPED
     assert g.GridEndReason.EXPIRED.status is g.GridStatus.FINISHED
+
+
+@pytest.mark.parametrize("code, center, expected", [
+    ("600036.SH", 51.23, 5123.0),  # one lot of 100
+    ("600036.SH", 50.00, 5000.0),
+    ("688981.SH", 45.01, 9002.0),  # STAR: 200 shares at least
+    ("600036.SH", 17.671, 1768.0),  # rounded up to the yuan
+])
+def test_smallest_grid_amount_buys_exactly_one_lot_at_the_centre(code, center, expected):
+    import market_rules
+
+    assert g.min_grid_amount(code, center) == expected
+    assert market_rules.buy_volume_for_amount(code, expected, center) == market_rules.min_buy_volume(code)
+    assert market_rules.buy_volume_for_amount(code, expected - 1, center) == 0
+
+
+def test_grid_pnl_parts_explain_a_loss_after_profitable_sells():
+    """Three sells of base shares above the centre, then the price rises further: no round trip closed yet,
+    the sold shares would cost more to buy back (unrealised loss), and fees — the three parts add up."""
+    from grid_trading import pnl_explanations
+
+    book = g.GridBook()
+    for price in (10.2, 10.4, 10.6):
+        book = g.apply_fill(book, Side.SELL, price, 500, 5.0 + 2.6)
+    result = g.pnl(book, 11.0)
+    round_trip = g.cents(book.realized_pnl + book.fees)
+    assert (round_trip, result.unrealized, g.cents(book.fees), result.total) == (0.0, -900.0, 22.8, -922.8)
+    assert g.cents(round_trip + result.unrealized - book.fees) == result.total
+    notes = pnl_explanations(book, 11.0)
+    assert notes["unrealized"].startswith("网格多卖出的 1500 股底仓（均价 10.400）按现价 11 买回的浮动盈亏")
+    assert notes["fees"] == "网格全部 3 笔成交的佣金、印花税和过户费"
+    book = g.apply_fill(book, Side.BUY, 10.0, 1500, 5.0)  # bought back below: the round trips close
+    assert g.cents(book.realized_pnl + book.fees) == 600.0 and g.pnl(book, 11.0).unrealized == 0.0

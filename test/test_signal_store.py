@@ -71,3 +71,65 @@ def test_wait_wakes_on_add(tmp_path):
     store.add(stop_loss())
     waiter.join(5)
     assert woke and woke[0] != seen
+
+
+class Wall:
+    """A settable wall clock: the real seconds a person waits, apart from the replay's market time."""
+
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+        self.now += timedelta(seconds=seconds)
+
+
+def add_position(price, episode="2025-09-01", level=1):
+    return Signal(stock_code="600036.SH", rule=Rule.ADD_POSITION, volume=1700, trigger_price=11.4762,
+                  observed_price=price, created_at=T0, level_index=level, episode=episode, amount=20000.0)
+
+
+def test_a_new_detection_refreshes_the_pending_signal_instead_of_adding_a_row(tmp_path):
+    clock, wall = ReplayClock(T0), Wall(datetime(2026, 1, 5, 9, 0, 0))
+    store = SignalStore(Database(tmp_path / "s.db"), clock, wall)
+    first = store.add(add_position(11.47))
+    assert store.age_seconds(first) == 0.0
+    clock.advance(180)  # three market minutes at a fast replay ...
+    wall.advance(0.5)   # ... are half a real second
+    assert store.add(add_position(11.40)) is None
+    refreshed = store.get(first.id)
+    assert (refreshed.observed_price, refreshed.seen_at) == (11.40, datetime(2026, 1, 5, 9, 0, 0, 500000))
+    wall.advance(59.5)
+    assert store.age_seconds(store.get(first.id)) == 59.5
+    assert [s.id for s in store.pending()] == [first.id] and store.history() == []
+    # another episode (the position was closed and bought again) is another occurrence: not merged into it
+    assert store.add(add_position(11.40, episode="2025-09-20")) is None
+    assert store.get(first.id).observed_price == 11.40
+
+
+def test_dismiss_with_snooze_silences_the_episode_and_history_filters(tmp_path):
+    clock, wall = ReplayClock(T0), Wall(datetime(2026, 1, 5, 9, 0, 0))
+    store = SignalStore(Database(tmp_path / "s.db"), clock, wall)
+    plain = store.add(add_position(11.47, level=1))
+    dismissed = store.dismiss(plain.id)
+    assert (dismissed.status, dismissed.status.label, dismissed.reason) == (
+        SignalStatus.DISMISSED, "已忽略", "人工忽略（web）")
+    again = store.add(add_position(11.46, level=1))
+    assert again is not None, "a plain dismissal does not silence the next detection"
+    store.dismiss(again.id, snooze=True)
+    assert store.get(again.id).reason == "人工忽略（web），本轮持仓内不再提示"
+    assert store.add(add_position(11.45, level=1)) is None, "snoozed for this episode"
+    assert store.add(add_position(11.45, level=1, episode="2025-10-01")) is not None, "a new episode is heard"
+    stop = store.add(stop_loss())
+    store.mark(stop.id, SignalStatus.EXPIRED, "过期")
+    assert [s.id for s in store.history(status=SignalStatus.DISMISSED)] == [again.id, plain.id]
+    assert [s.id for s in store.history(rule=Rule.STOP_LOSS)] == [stop.id]
+    assert [s.id for s in store.history(code="000001.SZ")] == []
+    import pytest
+    from models import TradingError
+    with pytest.raises(TradingError) as refused:
+        store.dismiss(stop.id)
+    assert refused.value.message == f"信号 #{stop.id} 当前状态为「已过期」，不能忽略"

@@ -281,3 +281,24 @@ def test_rule_params_from_config_store_and_mapping(tmp_path):
     assert DEFAULTS.position_unit == 20000.0 and DEFAULTS.max_position_value == 50000.0
     with pytest.raises(KeyError):
         RuleParams.from_settings({"STOP_LOSS_RATIO": -0.1})
+
+
+@pytest.mark.parametrize("position, rule_params, shown", [
+    # the first add level (index 1 after the opening 1.0) reads 第1档 at its own price
+    (OPENED, DEFAULTS, {"state": "ok", "label": "第1档", "price": 9.30, "text": "9.3（第1档）"}),
+    (ONE_ADD, DEFAULTS, {"state": "ok", "label": "第2档", "price": 8.80, "text": "8.8（第2档）"}),
+    # without an opening 1.0 in the table the first entry is the first add
+    (OPENED, params(BUY_GRID_LEVELS=[0.95, 0.9]), {"state": "ok", "label": "第1档", "price": 9.50,
+                                                  "text": "9.5（第1档）"}),
+    # 920 元 of budget left buys a lot only at 9.20, under the 9.30 level: the table says so, not 9.20
+    (Position(CODE, volume=4908, available=4908, cost_price=10.00, base_cost_price=10.00, highest_price=10.00),
+     DEFAULTS, {"state": "budget_short", "label": "第1档", "price": None, "text": "额度不足"}),
+    # a level at or below the stop-loss can never be reached: the stop sells first
+    (OPENED, params(BUY_GRID_LEVELS=[1.0, 0.90], STOP_LOSS_RATIO=-0.095),
+     {"state": "below_stop", "label": "第1档", "price": 9.00, "text": "9（第1档，低于止损价，无法到达）"}),
+])
+def test_next_add_reads_for_a_person(position, rule_params, shown):
+    import web_views
+
+    view = web_views.next_add_view(CODE, strategy.trigger_prices(position, rule_params))
+    assert {k: view[k] for k in shown} == shown

@@ -108,7 +108,9 @@ def test_realtime_quote_and_history_with_indicators(system, client):
     data = ok(client.get("/api/data/realtime/600036"))
     assert (data["code"], data["price"], data["prev_close"]) == ("600036.SH", quote.price, quote.prev_close)
     assert data["time"] == quote.time.isoformat(timespec="seconds")
-    error(client.get("/api/data/realtime/601988"), 404, "NO_QUOTE")  # valid code, not watched
+    on_demand = ok(client.get("/api/data/realtime/601988"))  # valid code, not watched: subscribed on demand
+    assert (on_demand["code"], on_demand["time"]) == ("601988.SH", system.clock.now().isoformat(timespec="seconds"))
+    assert "601988.SH" in system.data.watchlist()
     error(client.get("/api/data/realtime/12345"), 400, "INVALID_STOCK_CODE")
 
     frame = system.data.get_history("600036.SH", with_indicators=True)
@@ -192,7 +194,7 @@ def test_buy_by_volume_with_limit_rests_until_cancelled(system, client):
 def test_refused_buys_change_nothing(system, client):
     error(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 50}), 400, "AMOUNT_TOO_SMALL")
     error(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 5_000_000}), 400)
-    error(client.post("/api/actions/execute_buy", {"stock_code": "601988", "amount": 20000}), 400, "NO_QUOTE")
+    error(client.post("/api/actions/execute_buy", {"stock_code": "601988", "volume": 150}), 400, "INVALID_LOT")
     system.settings.update({"ENABLE_ALLOW_BUY": False})
     error(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 20000}), 400, "BUY_DISABLED")
     assert ok(client.get("/api/positions"))["count"] == 0
@@ -216,9 +218,9 @@ def test_sell_by_ratio_and_volume_after_t_plus_one(system, client):
     assert rest["volume"] == 200
     assert ok(client.get("/api/positions"))["count"] == 0
     sells = [t for t in ok(client.get(f"/api/trade-records?stock_code={code}")) if t["side"] == "sell"]
-    assert [t["volume"] for t in sells] == [100, 200]
+    assert [t["volume"] for t in sells] == [200, 100]  # newest first
     fees = market_rules.fees(code, "sell", quote.price, 200, system.settings)
-    assert (sells[1]["price"], sells[1]["stamp_duty"], sells[1]["fees"]) == (quote.price, fees["stamp_duty"],
+    assert (sells[0]["price"], sells[0]["stamp_duty"], sells[0]["fees"]) == (quote.price, fees["stamp_duty"],
                                                                              fees["total"])
     error(client.post("/api/actions/execute_sell", {"stock_code": code, "volume": 100}), 400, "NO_POSITION")
     error(client.post("/api/actions/execute_sell", {"stock_code": code, "ratio": 1}), 409, "NO_POSITION")
@@ -261,7 +263,7 @@ def test_trade_records_filters_and_csv_export(system, client):
     assert "attachment" in reply.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(reply.text.lstrip("\ufeff"))))
     assert rows[0][:4] == ["成交时间", "股票代码", "股票名称", "方向"]
-    assert [r[1] for r in rows[1:]] == ["600036.SH", "000001.SZ"] and {r[3] for r in rows[1:]} == {"买入"}
+    assert [r[1] for r in rows[1:]] == ["000001.SZ", "600036.SH"] and {r[3] for r in rows[1:]} == {"买入"}
     assert "模拟" in rows[1]
     error(client.get("/api/trade-records?format=xml"), 400)
     error(client.get("/api/trade-records?stock_code=abc"), 400, "INVALID_STOCK_CODE")
@@ -297,7 +299,7 @@ def test_manual_execution_of_a_queued_signal(system, client):
     history = ok(client.get("/api/signals/history?limit=10"))
     assert [(s["id"], s["status_label"]) for s in history] == [(signal.id, "已执行")]
     trades = ok(client.get("/api/trade-records"))
-    assert [t["rule_label"] for t in trades] == ["手动", "补仓"]
+    assert [t["rule_label"] for t in trades] == ["补仓", "手动"]  # newest first
     error(client.post("/api/actions/execute_trading_signal", {"signal_id": signal.id}), 409, "SIGNAL_NOT_PENDING")
     error(client.post("/api/actions/execute_trading_signal", {"signal_id": 99999}), 404, "SIGNAL_NOT_FOUND")
 
@@ -413,6 +415,9 @@ def test_grid_sessions_with_the_real_grid_manager(system):
     client = Client(web.port)
     try:
         assert ok(client.get("/api/grid/sessions")) == []
+        off = error(client.post("/api/grid/sessions", {"stock_code": "600036"}), 409, "GRID_TRADING_OFF")
+        assert "网格交易开关（ENABLE_GRID_TRADING）已关闭" in off["message"]
+        system.settings.update({"ENABLE_GRID_TRADING": True})
         error(client.post("/api/grid/sessions", {"stock_code": "600036"}), 409, "NO_POSITION")
         system.executor.buy_stock("600036.SH", amount=30000)
         error(client.post("/api/grid/sessions", {"stock_code": "600036", "GRID_STEP_RATIO": 5}), 400,

@@ -84,3 +84,22 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     assert json.loads(path.read_text(encoding="utf-8")) == ["600036.SH"]
     assert pool.codes() == ["600036.SH"]
     assert [p.name for p in tmp_path.iterdir()] == ["stock_pool.json"]
+
+
+def test_with_a_data_dir_the_pool_lives_in_it_seeded_from_the_shipped_file(tmp_path):
+    from stock_pool import StockPool, pool_file
+
+    shipped = tmp_path / "checkout" / "stock_pool.json"
+    shipped.parent.mkdir()
+    shipped.write_text('["600036", "000001.SZ"]', encoding="utf-8")
+    before = shipped.read_bytes()
+    data_dir = tmp_path / "run1"
+    path = pool_file(None, str(data_dir), shipped)
+    assert path == data_dir / "stock_pool.json"
+    pool = StockPool(path)
+    assert pool.codes() == ["600036.SH", "000001.SZ"]
+    pool.replace(["600519"])
+    assert shipped.read_bytes() == before, "the checkout's pool is never rewritten"
+    assert StockPool(pool_file(None, str(data_dir), shipped)).codes() == ["600519.SH"], "kept, not re-seeded"
+    assert pool_file(None, None, shipped) == shipped
+    assert pool_file(str(tmp_path / "mine.json"), str(data_dir), shipped) == tmp_path / "mine.json"

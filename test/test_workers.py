@@ -104,8 +104,15 @@ def test_hanging_worker_is_restarted_and_old_thread_exits(settings):
 
 
 def test_restart_limit_raises_alarm_instead_of_flapping(settings):
+    from datetime import datetime
+
+    from events import EventBus, EventKind
+    from market_clock import ReplayClock
+
     fake = FakeTime()
-    dog = Watchdog(settings, now=fake)
+    bus = EventBus(ReplayClock(datetime(2024, 3, 5, 10, 0)))
+    published = bus.subscribe([EventKind.THREAD_RESTARTED, EventKind.THREAD_ALARM])
+    dog = Watchdog(settings, now=fake, events=bus)
 
     class AlwaysRaises(Worker):
         name = "flappy"
@@ -125,4 +132,6 @@ def test_restart_limit_raises_alarm_instead_of_flapping(settings):
     row = health(dog, "flappy")
     assert row["restarts"] == 2
     assert "不再自动重启" in row["alarm"]
+    events = [(e.kind, e.data["thread"]) for e in published.drain()]  # two restarts, then one alarm only
+    assert events == [(EventKind.THREAD_RESTARTED, "flappy")] * 2 + [(EventKind.THREAD_ALARM, "flappy")]
     dog.stop(5)

@@ -26,6 +26,10 @@ from strategy_runner import StrategyRunner
 from events import EventBus
 from trading_executor import TradingExecutor
 from trading_state import TradingState
+from position_review import PositionReviews
+from stock_params import StockParams
+from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch_store import WatchStore
 from web_server import WebContext, WebServer
 from workers import Watchdog, Worker
 
@@ -61,6 +65,9 @@ class System:
     dbs: list = field(default_factory=list)
     trading_state: Optional[TradingState] = None
     events: Optional[EventBus] = None
+    watch: Optional[WatchMonitor] = None
+    watch_store: Optional[WatchStore] = None
+    stock_params: Optional[StockParams] = None
 
     def step(self, count: int = 1) -> None:
         """Advance the replay `count` market steps; the monitor then updates prices and queues signals."""
@@ -68,9 +75,12 @@ class System:
             self.data.set_watchlist(self.watchlist())
             self.data.run_once()
             self.monitor.run_once()
+            if self.watch is not None:
+                self.watch.run_once()
 
     def watchlist(self) -> list[str]:
-        return sorted({p.stock_code for p in self.positions.all()} | set(self.pool.codes()))
+        watched = set(self.watch_store.codes()) if self.watch_store is not None else set()
+        return sorted({p.stock_code for p in self.positions.all()} | set(self.pool.codes()) | watched)
 
     def next_day(self) -> None:
         """Step until the replay's market date changes (T+1 releases shares bought before)."""
@@ -109,19 +119,29 @@ def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optiona
     signals = SignalStore(trading_db, clock)
     stock_pool = StockPool(tmp_path / "stock_pool.json")
     stock_pool.replace(POOL if pool is None else pool)
+    stock_params = StockParams(trading_db, settings, clock, settings.journal)
     runner = StrategyRunner(signals, positions, executor, data.hub, settings, clock, data.indicators,
-                            stock_pool.codes, trading_state)
-    monitor = PositionMonitor(positions, data.hub, signals, executor, settings, clock)
+                            stock_pool.codes, trading_state, params_for=stock_params.params_for)
+    monitor = PositionMonitor(positions, data.hub, signals, executor, settings, clock,
+                              params_for=stock_params.params_for)
+    watch_store = WatchStore(trading_db, clock)
+    watch = WatchMonitor(watch_store, data.hub, signals, positions, events, settings, clock,
+                         daily=DailyContextCache(data.bar_store, data.indicators).get,
+                         apply_exits=lambda code, params, source: stock_params.update(code, params, source))
+    for rule in WATCH_RULES:
+        runner.register_validator(rule, validate_watch_signal(positions))
     watchdog = Watchdog(settings)
     if with_probe:
         watchdog.add(Probe())
     ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                      indicators=data.indicators, signals=signals, runner=runner, health=watchdog.health,
                      stock_pool=stock_pool, clock=clock, mode="simulation", token=TOKEN, grid=None, broker=broker,
-                     trigger_prices=lambda p: strategy.trigger_prices(p, strategy.RuleParams.from_settings(settings)),
-                     trading_state=trading_state, events=events)
+                     trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
+                     trading_state=trading_state, events=events, watch=watch_store, stock_params=stock_params,
+                     position_reviews=PositionReviews(trading_db, clock))
     system = System(settings, data, clock, broker, positions, executor, signals, runner, monitor, stock_pool,
-                    watchdog, ctx, [config_db, trading_db], trading_state=trading_state, events=events)
+                    watchdog, ctx, [config_db, trading_db], trading_state=trading_state, events=events,
+                    watch=watch, watch_store=watch_store, stock_params=stock_params)
     system.step()
     return system
 

@@ -20,18 +20,19 @@
     positions: function () { if (state.chartCode) loadChart(state.chartCode); },
     orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
     config: function () { QmtConfig.load(); },
+    watch: function () { QmtWatch.load(); },
     trade: function () {}
   };
 
   function activate() {
     var name = (location.hash || "#overview").slice(1);
-    if (!loaders[name]) name = "overview";
+    if (!loaders[name] && !Q.pages[name]) name = "overview";
     state.tab = name;
     Array.prototype.forEach.call(document.querySelectorAll(".tab"), function (s) { s.hidden = s.id !== "tab-" + name; });
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
       a.classList.toggle("active", a.getAttribute("data-tab") === name);
     });
-    loaders[name]();
+    (loaders[name] || Q.pages[name])();
   }
 
   // ---- status, account, clock, health ------------------------------------------------------------
@@ -64,7 +65,8 @@
     renderClock(s.clock);
     renderAccount(s.account);
     $("acc-counts").textContent = s.positions_count + " / " + s.pending_signals;
-    renderSwitches(s.switches);
+    renderSwitches(s.switches, s.run_overrides || []);
+    if (window.QmtOperator) QmtOperator.renderState(s.trading_state);
     $("signals-auto-note").textContent = s.switches.ENABLE_AUTO_TRADING
       ? "自动交易已开启：信号由策略线程自动执行。" : "自动交易已关闭：信号排队等待，可点击“执行”人工执行。";
   }
@@ -93,7 +95,7 @@
     pnl.className = "value " + signClass(a.today_pnl);
   }
 
-  function renderSwitches(values) {
+  function renderSwitches(values, fixed) {
     var box = $("switches");
     if (!box.childElementCount) {
       SWITCHES.forEach(function (sw) {
@@ -111,7 +113,13 @@
     }
     SWITCHES.forEach(function (sw) {
       var input = $("switch-" + sw[0]);
-      if (!input.disabled) input.checked = !!values[sw[0]];
+      var byCommandLine = (fixed || []).indexOf(sw[0]) >= 0;
+      if (input.getAttribute("data-busy") !== "1") {
+        input.checked = !!values[sw[0]];
+        input.disabled = byCommandLine;
+      }
+      input.parentNode.title = byCommandLine ? "本次运行由命令行指定（--set），网页修改不会生效" : "";
+      input.parentNode.classList.toggle("fixed", byCommandLine);
     });
   }
 
@@ -125,13 +133,16 @@
     ask.then(function (yes) {
       if (!yes) { input.checked = !wanted; return; }
       input.disabled = true;
+      input.setAttribute("data-busy", "1");
       var changes = {}; changes[key] = wanted;
       post("/api/config/update", { changes: changes }).then(function () {
         show("switch-msg", name + "已" + (wanted ? "开启" : "关闭"), "ok");
         input.disabled = false;
+        input.removeAttribute("data-busy");
         loadStatus();
       }, function (err) {
         input.disabled = false;
+        input.removeAttribute("data-busy");
         input.checked = !wanted;
         showError("switch-msg", err);
       });
@@ -217,16 +228,25 @@
     return { tr: tr, cells: cells, buttons: [half, all] };
   }
 
+  /* 「下一补仓价」: 第N档 and its price; 「额度不足」 when the budget buys no lot there; unreachable below the stop. */
+  function nextAddText(a, code) {
+    if (!a) return "--";
+    if (a.state === "budget_short") return "额度不足";
+    return fmtPrice(a.price, code) + "（" + a.label + (a.state === "below_stop" ? "，低于止损价，无法到达" : "") + "）";
+  }
+
   function updatePositionRow(row, p) {
     var c = row.cells, code = p.stock_code, t = p.trigger_prices || {};
     var values = [
-      code, p.stock_name || "", fmtInt(p.volume), fmtInt(p.available), fmtPrice(p.cost_price, code),
+      code, p.stock_name || code, fmtInt(p.volume), fmtInt(p.available), fmtPrice(p.cost_price, code),
       fmtPrice(p.current_price, code), fmtPct(p.profit_ratio), p.profit_amount == null ? "--" : fmtMoney(p.profit_amount),
       fmtMoney(p.market_value), fmtPrice(p.highest_price, code), fmtPrice(t.stop_loss_price, code),
       fmtPrice(t.take_profit_price, code), fmtPrice(t.dynamic_stop_price, code),
-      t.next_add_price == null ? "--" : fmtPrice(t.next_add_price, code) + "（第" + (t.next_add_index + 1) + "档）"
+      nextAddText(p.next_add, code)
     ];
     values.forEach(function (v, i) { if (c[i].textContent !== v) c[i].textContent = v; });
+    c[13].title = p.next_add ? p.next_add.explain : "";
+    c[13].setAttribute("data-add-state", p.next_add ? p.next_add.state : "none");
     c[5].className = "num " + signClass(p.profit_ratio);
     c[6].className = "num " + signClass(p.profit_ratio);
     c[7].className = "num " + signClass(p.profit_amount);
@@ -236,11 +256,12 @@
 
   function sellFromRow(code, ratio) {
     var p = (state.snapshot.positions || []).filter(function (x) { return x.stock_code === code; })[0];
-    var what = ratio >= 1 ? "全部可卖 " + fmtInt(p ? p.available : 0) + " 股" : "一半可卖数量";
-    confirmDialog("确认卖出", "按现价卖出 " + code + (p && p.stock_name ? " " + p.stock_name : "") + " " + what + "？")
+    var what = QmtOperator.sellText(code, p ? p.available : 0, ratio);
+    confirmDialog("确认卖出", "按现价" + what + "：" + code + (p && p.stock_name ? " " + p.stock_name : "") + "？" +
+      QmtOperator.haltNote())
       .then(function (yes) {
         if (!yes) return;
-        post("/api/actions/execute_sell", { stock_code: code, ratio: ratio }).then(function (order) {
+        post("/api/actions/execute_sell", { stock_code: code, ratio: ratio, confirm: true }).then(function (order) {
           show("pos-msg", "卖出委托已提交：" + orderSummary(order), "ok");
         }, function (err) { showError("pos-msg", err); });
       });
@@ -266,7 +287,7 @@
 
   function openStream() {
     setLive(false, "连接中…");
-    fetch("/api/positions/stream", { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store" })
+    fetch(Q.apiUrl("/api/positions/stream"), { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store" })
       .then(function (response) {
         if (!response.ok || !response.body) {
           return response.json().then(function (payload) {
@@ -319,6 +340,8 @@
     } else if (event === "heartbeat") {
       if (payload.time) $("clock").textContent = fmtTime(payload.time) +
         (state.status && state.status.clock.is_replay ? "（回放时钟）" : "");
+    } else if (event === "bus") {  // event-bus events (watch alerts…): web/watch.js and others listen
+      document.dispatchEvent(new CustomEvent("qmt:bus", { detail: payload }));
     } else if (event === "error") {
       setLive(false, payload.message);
     }
@@ -446,7 +469,7 @@
         var tr = make("tr");
         cell(tr, fmtTime(r.trade_time || r.time));
         cell(tr, r.stock_code);
-        cell(tr, r.stock_name || "");
+        cell(tr, r.stock_name || r.stock_code);
         cell(tr, r.side_label || r.side, r.side === "buy" ? "up" : "down");
         cell(tr, fmtPrice(r.price, r.stock_code), "num");
         cell(tr, fmtInt(r.volume), "num");
@@ -464,7 +487,7 @@
   function exportTrades() {
     var query = formQuery($("trades-form"));
     var url = "/api/trade-records" + (query ? query + "&" : "?") + "format=csv";
-    fetch(url, { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
+    fetch(Q.apiUrl(url), { headers: headers({ "Accept": "text/csv" }), cache: "no-store" }).then(function (response) {
       if (!response.ok) {
         return response.json().then(function (p) { throw new ApiError(response.status, p, "导出失败"); });
       }
@@ -482,7 +505,8 @@
 
   // ---- signals -----------------------------------------------------------------------------------
   function loadSignals() {
-    var auto = state.status && state.status.switches.ENABLE_AUTO_TRADING;
+    var auto = state.status && state.status.switches.ENABLE_AUTO_TRADING &&
+      (!state.status.trading_state || state.status.trading_state.state === "running");
     get("/api/signals/pending").then(function (list) {
       var body = $("signals-pending-body");
       clear(body);
@@ -492,18 +516,27 @@
         signalCells(tr, s);
         cell(tr, fmtPrice(s.observed_price, s.stock_code), "num");
         cell(tr, s.status_label);
+        cell(tr, Math.round(s.age_seconds) + " 秒 / " + s.max_age + " 秒", "num");
         var actions = cell(tr, "");
         var b = make("button", "small primary", "执行");
         b.type = "button";
         b.disabled = !!auto;
-        b.title = auto ? "自动交易已开启，信号会自动执行" : "按现价执行该信号";
+        b.title = auto ? "自动交易已开启，信号会自动执行" : "按现价重新检查后执行该信号";
         b.addEventListener("click", function () { executeSignal(s); });
         actions.appendChild(b);
+        [["忽略", false, "忽略这条信号"], ["本轮不再提示", true, "忽略，并在本轮持仓内不再提示同一信号"]].forEach(function (d) {
+          var x = make("button", "small", d[0]);
+          x.type = "button";
+          x.title = d[2];
+          x.setAttribute("data-dismiss", d[1] ? "snooze" : "once");
+          x.addEventListener("click", function () { dismissSignal(s, d[1]); });
+          actions.appendChild(x);
+        });
         body.appendChild(tr);
       });
-      if (!list.length) { var tr = make("tr"); cell(tr, "没有待执行的信号", "muted").colSpan = 10; body.appendChild(tr); }
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有待执行的信号", "muted").colSpan = 11; body.appendChild(tr); }
     }, function (err) { showError("signals-msg", err); });
-    get("/api/signals/history?limit=200").then(function (list) {
+    get("/api/signals/history?limit=200" + formQuery($("signals-filter")).replace(/^\?/, "&")).then(function (list) {
       var body = $("signals-history-body");
       clear(body);
       list.forEach(function (s) {
@@ -528,9 +561,17 @@
     cell(tr, fmtPrice(s.trigger_price, s.stock_code), "num");
   }
 
+  function dismissSignal(s, snooze) {
+    post("/api/actions/dismiss_signal", { signal_id: s.id, snooze: snooze }).then(function (r) {
+      show("signals-msg", "信号 #" + r.id + " 已忽略" + (snooze ? "，本轮持仓内不再提示" : ""), "ok");
+      loadSignals();
+    }, function (err) { showError("signals-msg", err); loadSignals(); });
+  }
+
   function executeSignal(s) {
-    confirmDialog("执行信号", "按现价执行信号 #" + s.id + "：" + s.stock_code + " " + s.rule_label + " " +
-      fmtInt(s.volume) + " 股？").then(function (yes) {
+    confirmDialog("执行信号", "信号 #" + s.id + "：" + s.stock_code + " " + s.rule_label + "，" + s.side_label + " " +
+      fmtInt(s.volume) + " 股（检测时价格 " + fmtPrice(s.observed_price, s.stock_code) + "）。将按现价重新检查条件，" +
+      "仍成立则立即下单，否则显示不执行的原因。确认执行？").then(function (yes) {
       if (!yes) return;
       post("/api/actions/execute_trading_signal", { signal_id: s.id }).then(function (r) {
         show("signals-msg", "信号 #" + r.id + " 已执行，委托号 " + r.order_id, "ok");
@@ -563,7 +604,20 @@
       if (price !== undefined) payload.price = price;
       what = form.volume.value.trim() + " 股" + (price !== undefined ? " @ " + form.price.value.trim() : "（按现价）");
     }
-    confirmDialog("确认买入", "买入 " + code + "，" + what + "？").then(function (yes) {
+    show("buy-msg", "");
+    // The code is checked (and its quote fetched) before anything is confirmed.
+    get("/api/data/realtime/" + encodeURIComponent(code)).then(function (q) {
+      var name = q.code + (q.name ? " " + q.name : "");
+      var estimate = "";
+      if (by === "amount" && typeof payload.amount === "number" && q.price > 0) {
+        var lots = Math.floor(payload.amount / q.price / 100);
+        estimate = lots > 0 ? "，按现价 " + fmtPrice(q.price, q.code) + " 约 " + fmtInt(lots * 100) + " 股"
+          : "，按现价 " + fmtPrice(q.price, q.code) + " 元不足买入一手（一手约 " + fmtMoney(q.price * 100) + " 元）";
+      } else {
+        estimate = "，现价 " + fmtPrice(q.price, q.code);
+      }
+      return confirmDialog("确认买入", "买入 " + name + "：" + what + estimate + "。确认下单？");
+    }, function (err) { showError("buy-msg", err); return false; }).then(function (yes) {
       if (!yes) return;
       post("/api/actions/execute_buy", payload).then(function (order) {
         show("buy-msg", "买入委托已提交：" + orderSummary(order), "ok");
@@ -604,8 +658,17 @@
       payload.ratio = numberField(form.ratio.value);
       what = "可卖数量的 " + form.ratio.value.trim();
     }
-    confirmDialog("确认卖出", "卖出 " + code + "，" + what + "？").then(function (yes) {
+    show("sell-msg", "");
+    var ask = typeof payload.ratio === "number"
+      ? get("/api/positions/" + encodeURIComponent(code)).then(function (p) {
+        return "按现价" + QmtOperator.sellText(p.stock_code, p.available, payload.ratio) + "：" + p.stock_code +
+          (p.stock_name ? " " + p.stock_name : "");
+      })
+      : Promise.resolve("卖出 " + code + "，" + what);
+    ask.then(function (text) { return confirmDialog("确认卖出", text + "？" + QmtOperator.haltNote()); },
+      function (err) { showError("sell-msg", err); return false; }).then(function (yes) {
       if (!yes) return;
+      payload.confirm = true;
       post("/api/actions/execute_sell", payload).then(function (order) {
         show("sell-msg", "卖出委托已提交：" + orderSummary(order), "ok");
       }, function (err) { showError("sell-msg", err); });
@@ -637,6 +700,11 @@
 
   // ---- grid --------------------------------------------------------------------------------------
   function loadGrid() {
+    var on = state.status ? !!state.status.switches.ENABLE_GRID_TRADING : null;
+    var note = $("grid-switch-state");
+    note.textContent = on === null ? "" : (on ? "网格交易开关：已开启（运行中的网格按网格规则下单）"
+      : "网格交易开关：已关闭（网格会话不会下单；启动网格时可一并开启）");
+    note.className = on === false ? "msg warn" : "muted";
     get("/api/grid/sessions").then(function (list) {
       $("grid-form").hidden = false;
       var body = $("grid-body");
@@ -647,13 +715,19 @@
         tr.setAttribute("data-grid", s.id);
         cell(tr, "#" + s.id);
         cell(tr, code);
-        cell(tr, s.status_label, s.status === "active" ? "ok-dot" : "muted");
+        var idle = s.status === "active" && on === false;
+        cell(tr, idle ? s.status_label + "（开关关闭，不交易）" : s.status_label,
+          s.status === "active" && !idle ? "ok-dot" : "muted");
         cell(tr, fmtPrice(s.center_price, code), "num");
         cell(tr, s.status === "active" ? fmtPrice(s.next_buy_price, code) : "--", "num");
         cell(tr, s.status === "active" ? fmtPrice(s.next_sell_price, code) : "--", "num");
         cell(tr, fmtInt(s.net_volume), "num");
         cell(tr, fmtMoney(s.invested), "num");
-        cell(tr, fmtMoney(s.total_pnl), "num " + signClass(s.total_pnl));
+        var why = s.pnl_explain || {};
+        cell(tr, fmtMoney(s.round_trip_pnl), "num " + signClass(s.round_trip_pnl)).title = why.round_trip || "";
+        cell(tr, fmtMoney(s.unrealized_pnl), "num " + signClass(s.unrealized_pnl)).title = why.unrealized || "";
+        cell(tr, fmtMoney(s.fees), "num").title = why.fees || "";
+        cell(tr, fmtMoney(s.total_pnl), "num " + signClass(s.total_pnl)).title = why.total || "";
         cell(tr, s.buy_count + " / " + s.sell_count, "num");
         cell(tr, s.start_date || "");
         cell(tr, s.end_reason_label || "");
@@ -670,7 +744,7 @@
         }
         body.appendChild(tr);
       });
-      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 13; body.appendChild(tr); }
+      if (!list.length) { var tr = make("tr"); cell(tr, "没有网格会话", "muted").colSpan = 16; body.appendChild(tr); }
       if (state.gridShown) {
         var shown = list.filter(function (s) { return s.id === state.gridShown; })[0];
         if (shown) loadGridTrades(shown);
@@ -727,8 +801,28 @@
     post("/api/grid/sessions", payload).then(function (s) {
       show("grid-msg", "已启动网格会话 #" + s.id + "：" + s.stock_code + " 中心价 " + fmtPrice(s.center_price, s.stock_code) +
         "，下一买入价 " + fmtPrice(s.next_buy_price, s.stock_code) + "，下一卖出价 " + fmtPrice(s.next_sell_price, s.stock_code), "ok");
-      loadGrid();
-    }, function (err) { showError("grid-msg", err); });
+      loadStatus().then(loadGrid);
+    }, function (err) {
+      if (err.code !== "GRID_TRADING_OFF") { showError("grid-msg", err); return; }
+      // The switch is off: a session would never trade. Offer to switch it on, then start.
+      confirmDialog("开启网格交易", err.message + "\n开启「网格交易」开关并启动这个网格？").then(function (yes) {
+        if (!yes) { showError("grid-msg", err); return; }
+        post("/api/config/update", { changes: { ENABLE_GRID_TRADING: true } }).then(function () {
+          startGrid({ preventDefault: function () {}, target: form });
+        }, function (e) { showError("grid-msg", e); });
+      });
+    });
+  }
+
+  /* On a stock code: the amount per grid the form proposes (one lot at the centre price at least). */
+  function proposeGrid() {
+    var form = $("grid-form"), code = form.stock_code.value.trim();
+    if (!code) { $("grid-proposal").hidden = true; return; }
+    get("/api/grid/proposal/" + encodeURIComponent(code)).then(function (p) {
+      if (!p.enough && !form.GRID_BUY_AMOUNT.value.trim()) form.GRID_BUY_AMOUNT.value = String(p.proposed_amount);
+      show("grid-proposal", p.enough ? "每格 " + p.configured_amount + " 元在中心价 " + fmtPrice(p.center_price, p.stock_code) +
+        " 可买 " + Math.floor(p.configured_amount / p.center_price / p.lot) * p.lot + " 股" : p.message, p.enough ? "" : "warn");
+    }, function (err) { showError("grid-proposal", err); });
   }
 
   // ---- emergency stop ----------------------------------------------------------------------------
@@ -765,6 +859,8 @@
       loadStatus();
     });
     $("emergency-stop").addEventListener("click", emergencyStop);
+    QmtOperator.init(loadStatus);
+    $("signals-filter").addEventListener("submit", function (ev) { ev.preventDefault(); loadSignals(); });
     $("global-msg").addEventListener("click", function () { show("global-msg", ""); });
     $("cancel-all").addEventListener("click", cancelAll);
     $("chart-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadChart($("chart-code").value); });
@@ -779,6 +875,7 @@
     $("pool-save").addEventListener("click", savePool);
     $("pool-reload").addEventListener("click", loadPool);
     $("grid-form").addEventListener("submit", startGrid);
+    $("grid-form").stock_code.addEventListener("change", proposeGrid);
     QmtConfig.init(loadStatus);
     window.addEventListener("hashchange", activate);
     loadStatus();

@@ -78,13 +78,29 @@
     this.payload = payload;
   }
 
+  /* Under the account supervisor (python main.py --accounts) the page works for the selected account: every
+     "/api/x" call goes to "/api/accounts/<id>/x", which the supervisor forwards to that account's daemon. */
+  var supervisorMeta = document.querySelector('meta[name="qmt-supervisor"]');
+  var accountIds = supervisorMeta ? supervisorMeta.content.split(",").filter(Boolean) : [];
+  var account = sessionStorage.getItem("qmt_account") || "";
+  if (accountIds.indexOf(account) < 0) account = accountIds[0] || "";
+  function apiUrl(path) {
+    if (!account || path.indexOf("/api/") !== 0 || path.indexOf("/api/accounts") === 0) return path;
+    return "/api/accounts/" + encodeURIComponent(account) + path.slice(4);
+  }
+  function selectAccount(id) { sessionStorage.setItem("qmt_account", id); }
+
+  /* Pages added by other scripts (name → loader), shown by the tab switcher like the built-in ones. */
+  var pages = {};
+  function registerPage(name, loader) { pages[name] = loader; }
+
   function api(method, path, body) {
     var init = { method: method, headers: headers(), cache: "no-store" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    return fetch(path, init).then(function (response) {
+    return fetch(apiUrl(path), init).then(function (response) {
       return response.text().then(function (text) {
         var payload = null;
         try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
@@ -125,6 +141,9 @@
     $: $, make: make, cell: cell, clear: clear, digitsOf: digitsOf, fmtPrice: fmtPrice, fmtMoney: fmtMoney,
     fmtInt: fmtInt, fmtPct: fmtPct, signClass: signClass, fmtTime: fmtTime, jsonText: jsonText,
     numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
-    setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog
+    setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
+    apiUrl: apiUrl, account: function () { return account; }, accountIds: accountIds, selectAccount: selectAccount,
+    pages: pages, registerPage: registerPage,
+    api: api
   };
 })();

@@ -42,6 +42,7 @@
     var key = make("div", "key", p.key);
     if (p.overridden) key.appendChild(make("span", "tag overridden", "已修改"));
     if (p.restart_required) key.appendChild(make("span", "tag restart", "需重启"));
+    if (p.run_override) key.appendChild(make("span", "tag cmdline", p.run_override_note));
     about.appendChild(key);
     about.appendChild(make("div", "meaning", p.meaning));
     about.appendChild(make("div", "range", (p.range ? "范围：" + p.range + "；" : "") + "默认：" + jsonText(p.default)));
@@ -79,6 +80,10 @@
     var save = make("button", "small primary", "保存");
     save.type = "button";
     save.addEventListener("click", function () { saveConfig(p, input, error); });
+    if (p.run_override) {  // the command line outranks the web for this run: a change could not take effect
+      input.disabled = save.disabled = true;
+      row.title = p.run_override_note + "（--set），网页修改不会生效；去掉命令行参数后重启才能在此修改";
+    }
     actions.appendChild(save);
     if (p.overridden) {
       var reset = make("button", "small", "恢复默认");
@@ -114,10 +119,11 @@
     var read = readConfigValue(p, input);
     if (read.error) { fieldError(input, error, read.error); return; }
     var risky = p.key === "ENABLE_SIMULATION_MODE" && read.value === false;
-    var ask = risky ? confirmDialog("切换到实盘", "关闭模拟模式后，重启时将通过 miniQMT 连接真实账户交易。确认保存？")
-      : Promise.resolve(true);
+    var change = p.key + "：" + (p.secret ? "（保密值）" : jsonText(p.value) + " → " + jsonText(read.value));
+    var ask = risky ? confirmDialog("切换到实盘", change + "\n关闭模拟模式后，重启时将通过 miniQMT 连接真实账户交易。确认保存？")
+      : confirmDialog("保存参数", change + (p.restart_required ? "（重启后生效）" : "") + "。确认保存？");
     ask.then(function (yes) {
-      if (!yes) { input.checked = true; return; }
+      if (!yes) { if (p.type === "bool") input.checked = !!p.value; return; }
       var changes = {}; changes[p.key] = read.value;
       post("/api/config/update", { changes: changes }).then(function (r) {
         fieldError(input, error, "");

@@ -1,0 +1,374 @@
+"""The doctor: checks of the machine the daemon runs on (Python, dependencies, xtquant's native parts, the QMT
+folder and a miniQMT connection, data dir, port, clock vs the market calendar, config, databases, logs). Each
+check answers OK / warning / error with a Chinese fix hint; everything it touches comes in a `DoctorEnv`, so
+tests can simulate each failure. Printing is doctor_cli's, the web page is web_api_doctor's."""
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import struct
+import sys
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable, Optional
+from zoneinfo import ZoneInfo
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+MARKET_TZ = ZoneInfo("Asia/Shanghai")
+LEVEL_LABELS = {OK: "正常", WARNING: "警告", ERROR: "错误"}
+PROJECT_DIR = Path(__file__).resolve().parent
+MIN_PYTHON = (3, 11)
+MIN_PLAUSIBLE_DAY = date(2024, 1, 1)  # a machine clock before this is certainly wrong
+# import name of each distribution in requirements.txt whose import name differs
+IMPORT_NAMES = {"ta-lib": "talib", "flask-cors": "flask_cors", "exchange_calendars": "exchange_calendars"}
+# imported by the doctor only through xtquant_import (importing xtquant itself calls the internet)
+NOT_IMPORTED = {"xtquant"}
+LIVE_ONLY = {"xtquant"}
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    name: str
+    level: str
+    detail: str
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "level_label": LEVEL_LABELS[self.level]}
+
+
+def _default_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+@dataclass
+class DoctorEnv:
+    """What the checks look at; the defaults are this machine."""
+
+    settings: Any  # .get(key) and .snapshot()
+    data_dir: Path
+    log_dir: Path
+    python_version: tuple = tuple(sys.version_info[:3])
+    pointer_bits: int = struct.calcsize("P") * 8
+    platform: str = sys.platform
+    requirements: Path = PROJECT_DIR / "requirements.txt"
+    import_module: Callable[[str], Any] = importlib.import_module
+    version_of: Callable[[str], str] = importlib.metadata.version
+    find_spec: Callable[[str], Any] = importlib.util.find_spec  # only ever asked for top-level "xtquant"
+    extension_suffixes: tuple = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    account_config: Path = PROJECT_DIR / "account_config.json"
+    qmt_candidates: Optional[list[Path]] = None  # None: the common install folders
+    connect_broker: Optional[Callable[[], Any]] = None  # live: returns a broker with query_asset() and close()
+    disk_usage: Callable[[str], Any] = shutil.disk_usage
+    now: Callable[[], datetime] = _default_now  # the machine's clock, aware
+    reference_time: Callable[[], Optional[datetime]] = lambda: None  # an independent clock (exchange quote time)
+    is_trading_day: Optional[Callable[[date], bool]] = None
+    calendar_last_day: Optional[Callable[[], Optional[date]]] = None
+    port_owned_by_us: bool = False  # asked from the running daemon: its own port is in use by itself
+    extra: dict = field(default_factory=dict)
+
+
+def run_all(env: DoctorEnv) -> list[Check]:
+    """Every check; a check that fails unexpectedly is itself reported as an error, never raised."""
+    out: list[Check] = []
+    for check in CHECKS:
+        try:
+            result = check(env)
+        except Exception as exc:  # a broken check must not hide the others
+            result = Check(check.__name__.removeprefix("check_"), check.__name__, ERROR, f"检查本身出错：{exc!r}",
+                           "请把该信息反馈给开发者")
+        out.extend(result if isinstance(result, list) else [result])
+    return out
+
+
+def exit_code(checks: list[Check]) -> int:
+    return 1 if any(c.level == ERROR for c in checks) else 0
+
+
+# ---- the checks -----------------------------------------------------------------------------------
+
+def check_python(env: DoctorEnv) -> Check:
+    version = ".".join(map(str, env.python_version))
+    detail = f"Python {version}，{env.pointer_bits} 位，平台 {env.platform}"
+    if tuple(env.python_version[:2]) < MIN_PYTHON:
+        return Check("python", "Python 版本", ERROR, detail, "需要 Python 3.11 或更高版本（64 位）")
+    if env.pointer_bits != 64:
+        level = ERROR if _live(env) else WARNING
+        return Check("python", "Python 版本", level, detail, "miniQMT 的 xtquant 只支持 64 位 Python，请安装 64 位版本")
+    return Check("python", "Python 版本", OK, detail)
+
+
+def check_dependencies(env: DoctorEnv) -> list[Check]:
+    out = []
+    for name, pinned in _requirements(env.requirements):
+        key = f"dependency:{name}"
+        label = f"依赖 {name}"
+        if name in NOT_IMPORTED:
+            out.append(_xtquant_package(env, key, label, pinned))
+            continue
+        module = IMPORT_NAMES.get(name, name.replace("-", "_"))
+        try:
+            env.import_module(module)
+        except Exception as exc:  # ImportError, or a native library that fails to load
+            hint = f"运行 python -m pip install -r requirements.txt 安装 {name}=={pinned}"
+            if name == "ta-lib":
+                hint = "TA-Lib 需要其 C 库：Windows 安装对应 Python 版本的 ta-lib wheel；Linux 安装 libta-lib 后重装 ta-lib"
+            out.append(Check(key, label, ERROR, f"无法导入 {module}：{exc}", hint))
+            continue
+        out.append(_version_check(env, key, label, name, pinned))
+    out.append(_talib_c_library(env))
+    return out
+
+
+def check_xtquant_native(env: DoctorEnv) -> Check:
+    name = "xtquant 原生模块"
+    missing = [m for m in ("xtquant.xtpythonclient", "xtquant.datacenter") if not _has_native(env, m)]
+    if not missing:
+        return Check("xtquant_native", name, OK, "xtpythonclient 与 datacenter 均存在")
+    detail = f"缺少 {', '.join(missing)}"
+    if not env.platform.startswith("win"):
+        level = ERROR if _live(env) else OK
+        return Check("xtquant_native", name, level, detail + "（非 Windows 系统，只能模拟交易/回放行情）",
+                     "实盘交易需要在安装了 miniQMT 的 Windows 电脑上运行" if level == ERROR else "")
+    return Check("xtquant_native", name, ERROR if _live(env) else WARNING, detail,
+                 "重新安装 xtquant（pip install xtquant），或使用券商 QMT 安装目录自带的 xtquant")
+
+
+def check_qmt_path(env: DoctorEnv) -> Check:
+    from models import TradingError
+    from qmt_account import load_account_config, resolve_qmt_path
+
+    name = "miniQMT 目录"
+    configured = ""
+    if env.account_config.exists():
+        try:
+            configured = load_account_config(env.account_config).qmt_path
+        except TradingError as exc:
+            return Check("qmt_path", name, ERROR if _live(env) else WARNING, exc.message,
+                         "按 account_config.json.example 填写 account_config.json")
+    try:
+        found = resolve_qmt_path(configured, env.qmt_candidates)
+    except TradingError as exc:
+        return Check("qmt_path", name, ERROR if _live(env) else WARNING, exc.message,
+                     "在 account_config.json 的 qmt_path 中填写 userdata_mini 的完整路径" if _live(env)
+                     else "模拟交易不需要 miniQMT；实盘前请配置")
+    return Check("qmt_path", name, OK, f"找到 {found}")
+
+
+def check_broker(env: DoctorEnv) -> Check:
+    name = "miniQMT 连接与账户查询"
+    if not _live(env):
+        return Check("broker", name, OK, "模拟交易模式，不连接 miniQMT")
+    if env.connect_broker is None:
+        return Check("broker", name, ERROR, "无法建立实盘连接", "确认 miniQMT 已启动并登录（勾选「极简模式」）")
+    deadline = env.settings.get("DOCTOR_BROKER_TIMEOUT")
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        broker = None
+        try:
+            broker = env.connect_broker()
+            outcome["asset"] = broker.query_asset()
+        except Exception as exc:  # BrokerUnavailable or anything xtquant raises
+            outcome["error"] = getattr(exc, "message", None) or repr(exc)
+        finally:
+            if broker is not None:
+                try:
+                    broker.close()
+                except Exception as exc:
+                    outcome.setdefault("close_error", repr(exc))
+
+    worker = threading.Thread(target=attempt, name="doctor-broker", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        return Check("broker", name, ERROR, f"{deadline:g} 秒内未连接成功或账户查询无响应",
+                     "确认 miniQMT 已启动、已登录且未卡住；必要时重启 miniQMT")
+    if "error" in outcome:
+        return Check("broker", name, ERROR, outcome["error"], "确认 miniQMT 已启动并登录，资金账号与 account_config.json 一致")
+    asset = outcome["asset"]
+    return Check("broker", name, OK, f"已连接，总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元")
+
+
+def check_data_dir(env: DoctorEnv) -> Check:
+    name = "数据目录"
+    path = Path(env.data_dir)
+    probe = path / f".doctor-{uuid.uuid4().hex}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check("data_dir", name, ERROR, f"{path} 不可写：{exc.strerror or exc}",
+                     "换一个可写的目录（--data-dir），或检查该目录的权限")
+    free_mb = env.disk_usage(str(path)).free / 1024 / 1024
+    minimum = env.settings.get("DOCTOR_MIN_FREE_MB")
+    detail = f"{path.resolve()} 可写，剩余空间 {free_mb:,.0f} MB"
+    if free_mb < minimum:
+        return Check("data_dir", name, ERROR, detail, f"磁盘剩余空间低于 {minimum:g} MB：请清理磁盘，否则数据库可能写入失败")
+    return Check("data_dir", name, OK, detail)
+
+
+def check_port(env: DoctorEnv) -> Check:
+    name = "Web 端口"
+    host, port = env.settings.get("WEB_HOST"), int(env.settings.get("WEB_PORT"))
+    if env.port_owned_by_us:
+        return Check("port", name, OK, f"{host}:{port} 由本服务使用中")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return Check("port", name, ERROR, f"{host}:{port} 无法使用：{exc.strerror or exc}",
+                         "该端口已被占用（可能已有一个本程序在运行）：关闭占用者，或用 --port 换一个端口")
+    return Check("port", name, OK, f"{host}:{port} 可用")
+
+
+def check_clock(env: DoctorEnv) -> Check:
+    name = "系统时钟与交易日历"
+    now = env.now()
+    today = now.astimezone(MARKET_TZ).date()  # the exchange's date, whatever the machine's time zone
+    if today < MIN_PLAUSIBLE_DAY:
+        return Check("clock", name, ERROR, f"本机日期为 {today}，明显不正确", "校准系统日期和时间（开启自动同步时间）")
+    offset = now.utcoffset()
+    tz_note = f"本机时区 UTC{_hours(offset)}" if offset is not None else "本机时区未知"
+    last = env.calendar_last_day() if env.calendar_last_day else None
+    if last is not None and today > last:
+        return Check("clock", name, WARNING, f"交易日历只覆盖到 {last}，今天 {today} 按工作日估算；{tz_note}",
+                     "升级 exchange_calendars（pip install -U exchange_calendars）")
+    trading = env.is_trading_day(today) if env.is_trading_day else None
+    day_note = "交易日未知" if trading is None else (f"今天（{today}）是交易日" if trading else f"今天（{today}）不是交易日")
+    reference = env.reference_time()
+    if reference is None:
+        return Check("clock", name, OK, f"{now:%Y-%m-%d %H:%M:%S}，{day_note}，{tz_note}（无可比对的行情时间，未检查偏差）")
+    drift = (now - reference).total_seconds()
+    tolerance = env.settings.get("DOCTOR_CLOCK_TOLERANCE_SECONDS")
+    detail = f"本机时间比行情时间{'快' if drift >= 0 else '慢'} {abs(drift):.1f} 秒；{day_note}，{tz_note}"
+    if abs(drift) > tolerance:
+        return Check("clock", name, ERROR, detail, f"偏差超过 {tolerance:g} 秒：开启系统的自动时间同步（Windows：设置 → 时间和语言 → 立即同步）")
+    return Check("clock", name, OK, detail)
+
+
+def check_config(env: DoctorEnv) -> Check:
+    import config
+
+    name = "参数配置"
+    result = config.validate(env.settings.snapshot())
+    if result.errors:
+        listed = "；".join(f"{k}：{v}" for k, v in result.errors.items())
+        return Check("config", name, ERROR, listed, "在网页「参数设置」或 config.py 中改正这些参数")
+    if result.warnings:
+        return Check("config", name, WARNING, "；".join(result.warnings), "这些设置允许但可能不会按预期生效")
+    return Check("config", name, OK, "全部参数有效")
+
+
+def check_databases(env: DoctorEnv) -> list[Check]:
+    paths = sorted(Path(env.data_dir).glob("*.db"))
+    if not paths:
+        return [Check("databases", "数据库", OK, "数据目录中还没有数据库（首次启动时创建）")]
+    out = []
+    for path in paths:
+        name = f"数据库 {path.name}"
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            try:
+                answer = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            answer = str(exc)
+        if answer == "ok":
+            out.append(Check(f"database:{path.name}", name, OK, "integrity_check: ok"))
+        else:
+            out.append(Check(f"database:{path.name}", name, ERROR, f"integrity_check 失败：{answer[:200]}",
+                             "停止程序后备份该文件，用 sqlite3 的 .recover 导出修复，或从备份恢复"))
+    return out
+
+
+def check_log_dir(env: DoctorEnv) -> Check:
+    name = "日志目录"
+    path = Path(env.log_dir)
+    if not path.exists():
+        return Check("log_dir", name, OK, f"{path} 尚不存在（首次启动时创建）")
+    size_mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1024 / 1024
+    limit = env.settings.get("DOCTOR_LOG_DIR_WARN_MB")
+    detail = f"{path.resolve()} 共 {size_mb:,.1f} MB"
+    if size_mb > limit:
+        return Check("log_dir", name, WARNING, detail, f"超过 {limit:g} MB：减小 LOG_RETENTION_DAYS 或清理旧日志")
+    return Check("log_dir", name, OK, detail)
+
+
+CHECKS = (check_python, check_dependencies, check_xtquant_native, check_qmt_path, check_broker, check_data_dir,
+          check_port, check_clock, check_config, check_databases, check_log_dir)
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+
+def _live(env: DoctorEnv) -> bool:
+    return not env.settings.get("ENABLE_SIMULATION_MODE")
+
+
+def _requirements(path: Path) -> list[tuple[str, str]]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)", line)
+        if match:
+            out.append((match.group(1).lower(), match.group(2)))
+    return out
+
+
+def _version_check(env: DoctorEnv, key: str, label: str, name: str, pinned: str) -> Check:
+    try:
+        installed = env.version_of(name)
+    except importlib.metadata.PackageNotFoundError:
+        installed = "未知"
+    if installed != pinned:
+        return Check(key, label, WARNING, f"已安装 {installed}，要求 {pinned}",
+                     f"python -m pip install {name}=={pinned}（版本不同可能行为不同）")
+    return Check(key, label, OK, f"{installed}")
+
+
+def _xtquant_package(env: DoctorEnv, key: str, label: str, pinned: str) -> Check:
+    if env.find_spec("xtquant") is None:
+        level = ERROR if _live(env) else WARNING
+        return Check(key, label, level, "未安装", f"python -m pip install xtquant=={pinned}（实盘交易需要）")
+    return _version_check(env, key, label, "xtquant", pinned)
+
+
+def _talib_c_library(env: DoctorEnv) -> Check:
+    try:
+        talib = env.import_module("talib")
+        version = getattr(talib, "__ta_version__", "")
+    except Exception as exc:
+        return Check("talib_c", "TA-Lib C 库", ERROR, f"无法加载：{exc}",
+                     "安装 TA-Lib C 库（Windows 使用自带 C 库的 ta-lib wheel；Linux 安装 libta-lib）")
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return Check("talib_c", "TA-Lib C 库", OK, version or "已加载")
+
+
+def _has_native(env: DoctorEnv, module: str) -> bool:
+    """Looks for the loadable extension file in xtquant's folder; never imports xtquant (its __init__ calls
+    the internet). The Windows wheel's .pyd files are not loadable elsewhere, so they do not count there."""
+    spec = env.find_spec("xtquant")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    stem = module.rsplit(".", 1)[1]
+    folder = Path(list(spec.submodule_search_locations)[0])
+    return any(p.name.startswith(stem) and p.name.endswith(tuple(env.extension_suffixes)) for p in folder.iterdir())
+
+
+def _hours(offset) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

@@ -1,0 +1,113 @@
+"""The jobs thread (a watchdog `Worker`): runs each daily job once per trading day at its market-clock time
+(the replay clock in replay mode), catches up a run missed while the daemon was down per the job's policy,
+and runs a job on demand (the web's 「立即运行」). Runs are committed to the JobStore before they start."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Callable, Optional
+
+from events import EventBus, EventKind
+from jobs_schedule import CatchUp, decide, next_run, parse_hhmm
+from jobs_store import SKIPPED, JobStore
+from models import TradingError
+from workers import Worker
+
+log = logging.getLogger(__name__)
+
+REPLAY_CHECK_SECONDS = 0.2  # a replayed day lasts seconds: look often
+REAL_CHECK_SECONDS = 15.0
+DAY_END = time(23, 59, 59)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    name: str  # Chinese, shown in the page
+    time_key: str  # config key of its HH:MM
+    catch_up: CatchUp
+    action: Callable[[date], str]  # returns the Chinese result line; raises on failure
+
+
+class JobRunner(Worker):
+    name = "jobs"
+
+    def __init__(self, jobs: list[Job], store: JobStore, clock, settings, bus: Optional[EventBus] = None):
+        self._jobs = {job.id: job for job in jobs}
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._bus = bus
+        self._started_at = clock.now()
+        self._lock = threading.Lock()  # the thread and a manual trigger never run two jobs at once
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        stop.wait(min(limit, REPLAY_CHECK_SECONDS if self._clock.is_replay else REAL_CHECK_SECONDS))
+
+    def run_once(self, moment: Optional[datetime] = None) -> list[tuple[str, date, str]]:
+        """Run every job that is due at `moment` (default: now); returns (job id, day, trigger) of what was
+        done or skipped."""
+        done = []
+        for job in self._jobs.values():
+            now = moment or self._clock.now()
+            decision = decide(self._at(job), job.catch_up, now, self._clock.calendar, self._started_at,
+                              self._store.last_day(job.id))
+            if decision is None:
+                continue
+            if not decision.run:
+                self._store.claim(job.id, decision.day, "skip", now, SKIPPED,
+                                  f"错过运行时间，按补跑策略跳过：{job.catch_up.label}")
+                log.info("定时任务「%s」%s 的运行已错过，按策略跳过", job.name, decision.day)
+            else:
+                self._run(job, decision.day, decision.trigger)
+            done.append((job.id, decision.day, decision.trigger))
+        return done
+
+    def on_replay_day_end(self, previous: date, _new: date) -> None:
+        """ReplayClock day listener: a replayed day jumps from its last tick (before 15:00) to the next open,
+        so the jobs of the day that ended run now, on the replay thread, while the quotes are still that
+        day's close: the snapshot and the report show the day's own figures."""
+        self.run_once(datetime.combine(previous, DAY_END))
+
+    def trigger(self, job_id: str) -> dict:
+        """Run a job now for the current trading day (recorded as manual; the scheduled run still happens)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise TradingError("JOB_NOT_FOUND", f"定时任务 {job_id} 不存在")
+        run_id = self._run(job, self._clock.today(), "manual")
+        return next(r for r in self._store.runs(job_id, limit=5) if r["id"] == run_id)
+
+    def view(self) -> list[dict]:
+        now = self._clock.now()
+        rows = []
+        for job in self._jobs.values():
+            at = self._at(job)
+            upcoming = next_run(at, now, self._clock.calendar)
+            rows.append({"id": job.id, "name": job.name, "schedule": f"每个交易日 {at:%H:%M}（行情时钟）",
+                         "catch_up": job.catch_up.value, "catch_up_label": job.catch_up.label,
+                         "last_run": self._store.last_run(job.id),
+                         "next_run": upcoming.isoformat(sep=" ", timespec="minutes") if upcoming else None})
+        return rows
+
+    def _run(self, job: Job, day: date, trigger: str) -> Optional[int]:
+        with self._lock:
+            run_id = self._store.claim(job.id, day, trigger, self._clock.now())
+            if run_id is None:
+                return None  # another path already ran it for this day
+            log.info("定时任务「%s」开始（%s，%s）", job.name, day, trigger)
+            try:
+                result = job.action(day)
+                ok = True
+            except Exception as exc:  # recorded and alarmed; the next day's run is unaffected
+                log.exception("定时任务「%s」失败", job.name)
+                result, ok = f"失败：{getattr(exc, 'message', None) or exc}", False
+            self._store.finish(run_id, ok, result, self._clock.now())
+            if not ok and self._bus is not None:
+                self._bus.emit(EventKind.ALARM, f"定时任务「{job.name}」{day} {result}", job_id=job.id)
+            log.info("定时任务「%s」结束：%s", job.name, result)
+            return run_id
+
+    def _at(self, job: Job):
+        return parse_hhmm(self._settings.get(job.time_key))

@@ -1,0 +1,75 @@
+"""Wiring of issue 16 (notifications, daily jobs, daily report) for composition.py: its databases, the
+notifier and jobs workers, the watch of observed events and the config-change events, in one place so the
+shared composition root only gains a few lines."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from account_snapshots import AccountSnapshots
+from daemon_workers import IntervalWorker
+from events import Event, EventBus, EventKind
+from jobs_daily import AlarmLog, DailyJobs, database_files
+from jobs_runner import JobRunner
+from jobs_store import JobStore
+from notify_store import NotifyStore
+from notify_watch import NotifyWatch
+from notify_worker import Notifier
+from storage import Database
+
+
+@dataclass
+class Notifications:
+    notifier: Notifier
+    jobs: JobRunner
+    snapshots: AccountSnapshots
+    reports_dir: Path
+    workers: list = field(default_factory=list)
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+
+def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, clock, events: EventBus, data,
+                        executor, positions, broker, signals, trading_state, trading_db: Database,
+                        trigger_prices: Callable, live: bool) -> Notifications:
+    notify_db = Database(data_dir / "notify.db")
+    jobs_db = Database(data_dir / "jobs.db")
+    for url in settings.get("NOTIFY_URLS"):
+        secret_filter.add(url)
+    notifier = Notifier(NotifyStore(notify_db), events, settings, secret_filter, names=data.stock_name,
+                        facts=lambda event: sell_facts(executor, event))
+    notifier.ensure_config_channels(settings.get("NOTIFY_URLS"))
+    snapshots = AccountSnapshots(trading_db, clock)
+    job_store = JobStore(jobs_db)
+    daily = DailyJobs(clock, settings, executor, positions, broker, signals, snapshots, job_store, events,
+                      AlarmLog(events), trigger_prices, data_dir, log_dir, lambda: database_files(data_dir),
+                      lambda: data.source_label, live, data.indicators, data.watchlist)
+    jobs = JobRunner(daily.jobs(), job_store, clock, settings, events)
+    if clock.is_replay:
+        clock.on_new_day(jobs.on_replay_day_end)
+    watch = NotifyWatch(events, clock, settings, data.hub, signals, data.watchlist,
+                        lambda: trading_state.allows_automatic(), executor.list_orders)
+    settings.subscribe(lambda changed: _publish_config_change(events, settings, changed))
+    workers = [notifier, jobs, IntervalWorker("notify_watch", watch.check, settings, "MONITOR_INTERVAL")]
+    return Notifications(notifier, jobs, snapshots, daily.reports_dir, workers, [notify_db.close, jobs_db.close])
+
+
+def sell_facts(executor, event: Event) -> dict:
+    """A sell fill's realised P&L, and the stock's total for the day, from the trade records."""
+    if event.kind is not EventKind.FILL or event.data.get("side") != "sell":
+        return {}
+    day = event.time.date()
+    rows = executor.trade_records(start=day, end=day, code=event.stock_code)
+    order_id = event.data.get("order_id")
+    mine = [r for r in rows if order_id in (r["client_id"], r["order_id"]) and r["volume"] == event.data.get("volume")]
+    if not mine:
+        return {}
+    total = sum(r["realized_pnl"] or 0.0 for r in rows if r["side"] == "sell" and r["id"] <= mine[-1]["id"])
+    return {"realized_pnl": mine[-1]["realized_pnl"], "day_realized_pnl": round(total, 2)}
+
+
+def _publish_config_change(events: EventBus, settings, changed: dict) -> None:
+    """Names only for secret keys: their values never leave the config store."""
+    secret = {row["key"] for row in settings.describe() if row["secret"]}
+    shown = [key if key in secret else f"{key}={value}" for key, value in changed.items()]
+    events.emit(EventKind.CONFIG_CHANGED, f"参数已修改：{'，'.join(shown)}", keys=sorted(changed))

@@ -1,0 +1,80 @@
+"""The supervisor's page in Debian's chromium: the 「账户总览」 view lists every account with its process and
+trading state and the totals, draws both equity curves, halts one account from its row, and the account
+switcher makes the existing pages talk to the selected account through the supervisor."""
+import pytest
+
+from accounts_support import both_running, launch_supervisor
+from daemon_support import wait_until
+from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, real_problems, require_browser, shot
+
+
+@pytest.fixture(scope="module")
+def supervisor(tmp_path_factory):
+    require_browser()
+    root = tmp_path_factory.mktemp("accounts_browser")
+    accounts = [{"id": "sim1", "name": "模拟一", "overrides": {"STOP_LOSS_RATIO": -0.05}},
+                {"id": "sim2", "name": "模拟二", "overrides": {"STOP_LOSS_RATIO": -0.095}}]
+    sup = launch_supervisor(root, accounts, ["--replay-speed", "5"], {"REPLAY_TICKS_PER_DAY": 20})
+    wait_until(lambda: both_running(sup, 2), 120, "both accounts running")
+    yield sup
+    sup.stop_quietly()
+
+
+@pytest.fixture(scope="module")
+def page(supervisor):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", bypass_csp=True)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.problems = []
+        tab.on("pageerror", lambda exc: tab.problems.append(f"页面脚本错误：{exc}"))
+        tab.on("console", lambda msg: tab.problems.append(f"控制台 {msg.type}：{msg.text}")
+               if msg.type == "error" else None)
+        yield tab
+        browser.close()
+
+
+def test_overview_lists_both_accounts_with_totals_and_equity_curves(supervisor, page):
+    page.goto(f"http://127.0.0.1:{supervisor.port}/#accounts")
+    rows = page.locator("#accounts-body tr")
+    rows.nth(1).wait_for()
+    assert rows.count() == 2
+    assert "模拟一（sim1）" in rows.nth(0).inner_text() and "模拟二（sim2）" in rows.nth(1).inner_text()
+    page.wait_for_function("document.querySelectorAll('#accounts-body .account-state')[1].textContent === '运行中'")
+    assert page.inner_text("#accounts-totals").count("2 / 2") == 1  # 运行中账户
+    page.wait_for_function("document.querySelectorAll('#accounts-chart polyline').length === 2", timeout=60_000)
+    assert page.locator("#accounts-chart polyline[data-account=sim1]").count() == 1
+    shot(page, "accounts_01_overview")
+    assert real_problems(page) == []
+
+
+def test_emergency_stop_from_one_row_halts_only_that_account(supervisor, page):
+    page.goto(f"http://127.0.0.1:{supervisor.port}/#accounts")
+    row = page.locator("#accounts-body tr[data-account=sim2]")
+    row.locator("button", has_text="紧急停止").click()
+    confirm(page)
+    page.wait_for_function("document.querySelector('#accounts-msg').textContent.includes('紧急停止：成功 1 个账户')")
+    assert supervisor.data("/api/accounts/sim2/trading-state")["state"] == "halted"
+    assert supervisor.data("/api/accounts/sim1/trading-state")["state"] == "running"
+    page.wait_for_function(
+        "document.querySelector('#accounts-body tr[data-account=sim2] .trading-state').textContent === '紧急停止'")
+    shot(page, "accounts_02_sim2_halted")
+
+
+def test_the_switcher_points_every_page_at_the_selected_account(supervisor, page):
+    page.goto(f"http://127.0.0.1:{supervisor.port}/#overview")
+    calls = []
+    page.on("request", lambda r: calls.append(r.url) if "/api/" in r.url else None)
+    page.select_option("#account-switch", "sim2")
+    page.wait_for_load_state()
+    page.wait_for_function("document.querySelector('#mode-badge').textContent === '模拟交易'")
+    page.wait_for_function("document.querySelector('#acc-total').textContent !== '--'")
+    assert any("/api/accounts/sim2/status" in url for url in calls), calls
+    assert not any(url.endswith("/api/status") for url in calls)
+    assert page.input_value("#account-switch") == "sim2"
+    shot(page, "accounts_03_switched_to_sim2")
+    assert real_problems(page) == []

@@ -1,0 +1,77 @@
+"""Issue 17 in the browser: a watch task created in the 「盯盘」 page fires when a replayed price crosses its level;
+the alert arrives over the live stream as a toast (and a browser notification, permission granted), not one
+tick before; the task table then shows it done with its alert."""
+import pytest
+
+from models import Quote
+from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
+from web_test_support import build_system, start_server
+
+CODE = "600036.SH"
+
+# Stands in for the browser's Notification API with the permission granted, and records what was shown.
+FAKE_NOTIFICATIONS = """
+window.__notes = [];
+window.Notification = function (title, options) { window.__notes.push(title + "|" + (options && options.body)); };
+window.Notification.permission = "granted";
+window.Notification.requestPermission = function () { return Promise.resolve("granted"); };
+"""
+
+
+@pytest.fixture
+def system(tmp_path):
+    require_browser()
+    system = build_system(tmp_path, overrides={"ENABLE_MACD_BUY": False}, pool=[CODE])
+    server = start_server(system)
+    yield system, server
+    server.stop()
+    system.close()
+
+
+def publish(system, price: float) -> None:
+    """One replayed tick of the stock at `price`, then one watch pass."""
+    system.clock.advance(60)
+    last = system.data.hub.last_seen(CODE)
+    system.data.hub.publish(Quote(code=CODE, price=price, prev_close=last.prev_close, time=system.clock.now(),
+                                  source="replay"))
+    system.watch.run_once()
+
+
+def test_watch_page_task_toast_when_the_price_crosses(system):
+    from playwright.sync_api import sync_playwright
+
+    system, server = system
+    last = system.data.hub.last_seen(CODE)
+    level = round(last.price * 1.03, 2)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+        page.set_default_timeout(TIMEOUT_MS)
+        page.add_init_script(FAKE_NOTIFICATIONS)
+        page.goto(server.url + "/#watch")
+        page.locator("#live-state.on").wait_for()  # the stream is connected before the price moves
+        form = page.locator("#watch-form")
+        form.locator("input[name=stock_code]").fill("600036")
+        form.locator("select[name=type]").select_option("price_above")
+        form.locator("input[name=value]").fill(f"{level:.2f}")
+        form.locator("input[name=sessions_only]").uncheck()
+        form.locator("#watch-submit").click()
+        page.locator("#watch-msg.ok").wait_for()
+        [task] = system.watch_store.all()
+        row = page.locator(f"tr[data-task='{task.id}']")
+        row.wait_for()
+        assert "运行中" in row.inner_text() and f"价格≥ {level:g}" in row.inner_text()
+
+        publish(system, round(level - 0.01, 2))  # one tick before: nothing
+        page.wait_for_timeout(700)  # longer than one stream slice (0.5 s): an alert would have arrived
+        assert page.locator(".toast").count() == 0
+        publish(system, level)
+        toast = page.locator(".toast")
+        toast.wait_for()
+        assert toast.inner_text().startswith(f"盯盘提醒：{CODE} 价格≥ {level:g}：现价 {level:g}")
+        assert page.evaluate("window.__notes") == [f"盯盘提醒|{toast.inner_text()}"]
+        page.locator(f"tr[data-task='{task.id}'] td.status-done").wait_for()
+        assert page.locator("#watch-alerts-body tr").count() == 1
+        page.screenshot(path=str(ARTIFACTS / "17_watch_toast.png"), full_page=True)
+        browser.close()

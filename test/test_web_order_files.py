@@ -1,0 +1,98 @@
+"""POST/GET /api/order-files and GET /api/diagnostics over the real waitress server: multipart upload executed
+and listed, dry run, the same content refused the second time (409), a wrong media type (415), a missing file
+part or an unknown field (400), a path in the file name stripped, the switch off (409), and the doctor's checks."""
+import uuid
+
+import pytest
+
+from doctor_cli import daemon_diagnostics
+from orders_file_intake import OrderFileIntake
+from orders_file_store import OrderFileStore
+from web_test_support import Client, build_system, start_server
+
+
+@pytest.fixture
+def served(tmp_path):
+    system = build_system(tmp_path)
+    system.ctx.order_files = OrderFileIntake(OrderFileStore(system.dbs[1], system.clock), system.executor,
+                                             system.positions, system.settings, tmp_path / "inbox")
+    system.ctx.diagnostics = daemon_diagnostics(system.settings, tmp_path / "data", tmp_path / "logs", system.broker,
+                                                system.data.hub, system.clock)
+    server = start_server(system)
+    client = Client(server.port)
+    yield system, client, tmp_path / "inbox"
+    client.close()
+    server.stop()
+    system.close()
+
+
+def multipart(parts: dict) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    chunks = []
+    for name, value in parts.items():
+        if isinstance(value, tuple):
+            filename, content = value
+            head = f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\nContent-Type: text/csv'
+        else:
+            head, content = f'Content-Disposition: form-data; name="{name}"', value.encode("utf-8")
+        chunks.append(f"--{boundary}\r\n{head}\r\n\r\n".encode("utf-8") + content + b"\r\n")
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload(client, parts):
+    raw, content_type = multipart(parts)
+    return client.post("/api/order-files", raw=raw, content_type=content_type)
+
+
+def test_upload_executes_lists_and_refuses_the_same_content_again(served):
+    system, client, inbox = served
+    content = "证券代码,方向,数量,备注\n600036.SH,买,100,r1\n".encode("gbk")
+    reply = upload(client, {"file": ("../../etc/指令.csv", content)})
+    assert reply.status == 200, reply.text
+    data = reply.json["data"]
+    assert (data["name"], data["status"], data["ok"], data["source"]) == ("指令.csv", "done", 1, "upload")
+    assert data["results"][0]["order_id"].startswith("SIM")
+    assert (inbox / "done" / "指令.csv").read_bytes() == content  # the path in the name was dropped
+    listed = client.get("/api/order-files").json["data"]
+    assert [f["name"] for f in listed] == ["指令.csv"] and listed[0]["results"][0]["client_ref"] == "r1"
+    again = upload(client, {"file": ("another-name.csv", content)})
+    assert again.status == 409 and again.json["code"] == "DUPLICATE_FILE" and "重复文件" in again.json["message"]
+    assert len(system.dbs[1].query("SELECT 1 FROM orders")) == 1
+
+
+def test_dry_run_upload_orders_nothing(served):
+    system, client, _ = served
+    reply = upload(client, {"file": ("c.csv", b"stock_code,side,volume\n600036,buy,100\n"), "dry_run": "true"})
+    assert reply.status == 200 and reply.json["data"]["results"][0]["status"] == "valid"
+    assert reply.json["data"]["dry_run"] is True
+    assert system.dbs[1].query("SELECT 1 FROM orders") == []
+
+
+@pytest.mark.parametrize("parts, status, code", [
+    ({"dry_run": "true"}, 400, "MISSING_FIELD"),
+    ({"file": ("a.csv", b"x"), "colour": "red"}, 400, "UNKNOWN_FIELD"),
+    ({"file": ("a.csv", b"x"), "dry_run": "maybe"}, 400, "INVALID_REQUEST"),
+])
+def test_bad_uploads_are_400(served, parts, status, code):
+    _, client, _ = served
+    reply = upload(client, parts)
+    assert (reply.status, reply.json["code"]) == (status, code)
+
+
+def test_wrong_media_type_and_switch_off(served):
+    system, client, _ = served
+    reply = client.post("/api/order-files", raw=b"stock_code,side,volume\n", content_type="text/csv")
+    assert reply.status == 415
+    system.settings.update({"ENABLE_ORDER_FILES": False}, source="test")
+    off = upload(client, {"file": ("a.csv", b"stock_code,side,volume\n")})
+    assert off.status == 409 and off.json["code"] == "ORDER_FILES_DISABLED"
+    assert client.post("/api/order-files", raw=b"x", content_type="multipart/form-data; boundary=z",
+                       token=None).status == 401
+
+
+def test_diagnostics_route(served):
+    _, client, _ = served
+    data = client.get("/api/diagnostics").json["data"]
+    levels = {c["key"]: c["level"] for c in data["checks"]}
+    assert levels["port"] == "ok" and levels["broker"] == "ok" and levels["config"] == "ok"
+    assert data["errors"] == sum(1 for c in data["checks"] if c["level"] == "error")
