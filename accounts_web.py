@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 FORWARD_SECONDS = 30.0  # an ordinary forwarded call; streams have no overall limit
 STREAM_CHUNK = 4096
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "If-None-Match", "Last-Event-ID")
-FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Content-Disposition", "X-Accel-Buffering")
+# A child's own security headers pass through (e.g. the daily report may be framed by our page only).
+FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Content-Disposition", "X-Accel-Buffering",
+                              "Content-Security-Policy", "X-Frame-Options")
 SUPERVISOR_META = '<meta name="qmt-supervisor" content="{ids}">'
 ACCOUNTS_SCRIPT = '<script src="/static/accounts.js"></script>'
 ACCOUNT_ACTIONS = ("start", "stop", "restart")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Optional
 
+import perf_stats
 from backtest_engine import EngineResult
 from models import Side
 
-TRADING_DAYS_PER_YEAR = 252
 TRADE_COLUMNS = ("date", "stock_code", "side", "price", "volume", "amount", "fees", "rule")
 EQUITY_COLUMNS = ("date", "cash", "market_value", "total")
 _CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "SimHei", "Microsoft YaHei",
@@ -53,25 +52,22 @@ def summarize(result: EngineResult, stocks: int, skipped_files: Optional[list[st
     initial capital; the annualised return compounds over 252 trading days a year."""
     if not result.equity:
         raise ValueError("回测区间内没有交易日，无法计算结果")
-    initial = result.initial_capital
     totals = [point.total for point in result.equity]
-    final = totals[-1]
-    returns = [now / before - 1 for before, now in zip([initial] + totals[:-1], totals)]
-    growth = final / initial
-    annualized = growth ** (TRADING_DAYS_PER_YEAR / len(totals)) - 1 if growth > 0 else -1.0
-    episodes = result.closed_episodes
-    winners = sum(1 for episode in episodes if episode.profit > 0)
+    metrics = perf_stats.equity_metrics(result.initial_capital, totals)
+    wins = perf_stats.win_stats(result.closed_episodes)
     buys = sum(1 for trade in result.trades if trade.side is Side.BUY)
     return Summary(
         start=result.equity[0].day, end=result.equity[-1].day, trading_days=len(totals),
-        initial_capital=round(initial, 2), final_equity=round(final, 2),
-        total_return=round(growth - 1, 6), annualized_return=round(annualized, 6),
-        max_drawdown=round(_max_drawdown(initial, totals), 6), sharpe=_sharpe(returns),
-        trade_count=len(result.trades), buy_count=buys, sell_count=len(result.trades) - buys,
-        closed_episodes=len(episodes), winning_episodes=winners,
-        win_rate=round(winners / len(episodes), 6) if episodes else None,
+        initial_capital=round(result.initial_capital, 2), final_equity=round(totals[-1], 2), **metrics,
+        trade_count=len(result.trades), buy_count=buys, sell_count=len(result.trades) - buys, **wins,
         fees_paid=round(result.fees_paid, 2), open_positions=len(result.open_positions), stocks=stocks,
         skipped_files=list(skipped_files or []))
+
+
+def fills_of(result: EngineResult) -> list[perf_stats.Fill]:
+    """The run's trades in the shape the shared statistics take (the 收益 page rebuilds the same from records)."""
+    return [perf_stats.Fill(t.day, t.stock_code, t.side.value, t.volume, t.amount, t.fees, t.rule.value)
+            for t in result.trades]
 
 
 def write_outputs(out_dir: Path, result: EngineResult, summary: Summary, extra: Optional[dict[str, Any]] = None,
@@ -110,10 +106,7 @@ def plot_equity(path: Path, result: EngineResult, summary: Summary) -> Path:
     labels = _chart_labels(font is not None)
     days = [point.day for point in result.equity]
     totals = [point.total for point in result.equity]
-    drawdowns, peak = [], result.initial_capital
-    for total in totals:
-        peak = max(peak, total)
-        drawdowns.append(-(1 - total / peak) * 100)
+    drawdowns = [-d * 100 for d in perf_stats.drawdowns(result.initial_capital, totals)]
     rc = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
           "axes.unicode_minus": False}
     with matplotlib.rc_context(rc):
@@ -163,24 +156,6 @@ def format_table(summary: Summary, elapsed: Optional[float] = None) -> str:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-
-def _max_drawdown(initial: float, totals: list[float]) -> float:
-    peak, worst = initial, 0.0
-    for total in totals:
-        peak = max(peak, total)
-        worst = max(worst, 1 - total / peak)
-    return worst
-
-
-def _sharpe(returns: list[float]) -> Optional[float]:
-    if len(returns) < 2:
-        return None
-    mean = sum(returns) / len(returns)
-    variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
-    if variance <= 1e-24:
-        return None
-    return round(mean / math.sqrt(variance) * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
-
 
 def _money(value: float) -> str:
     return f"{value:.2f}" if abs(value - round(value, 2)) < 1e-9 else f"{value:.3f}"

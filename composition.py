@@ -172,18 +172,21 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     watchdog = Watchdog(settings, events=events)
     stop_event = stop_event or threading.Event()
     order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
+    intraday, log_tail = page_sources(hub, secret_filter)
     web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
                          indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
                          stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
                          trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
                          trading_state=trading_state, events=events, order_files=order_files,
                          diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
-                         watch=watch_store, stock_params=stock_params, position_reviews=reviews)
+                         watch=watch_store, stock_params=stock_params, position_reviews=reviews,
+                         intraday=intraday, log_tail=log_tail)
     notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
                                         positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
                                         live=not simulation)
     web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
                                                            notifications.reports_dir)
+    web_ctx.snapshots = notifications.snapshots  # the post-close job records them; the 收益 page reads them
     web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
 
     def watchlist() -> list[str]:
@@ -229,8 +232,22 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
-                       *notifications.closers]
+                       *notifications.closers, lambda: logging.getLogger().removeHandler(log_tail)]
     return daemon
+
+
+def page_sources(hub, secret_filter):
+    """What the web page's 分时 view and 日志 page read: today's intraday line per stock (fed by the quote hub)
+    and the log tail (masked by the same secret filter as the log files)."""
+    from web_intraday import IntradayBuffer
+    from web_log_tail import LogTail
+
+    intraday = IntradayBuffer()
+    hub.subscribe(intraday.on_quote)
+    log_tail = LogTail()
+    log_tail.addFilter(secret_filter)
+    logging.getLogger().addHandler(log_tail)
+    return intraday, log_tail
 
 
 def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Database, clock, executor, positions,

@@ -1,11 +1,168 @@
-"""Every tunable parameter with its default, type, allowed range and one-line Chinese meaning, and the
-validation of a full set of values. Edit the defaults here; runtime overrides live in `config_store`."""
+"""The parameters a person edits, then the metadata table (type, allowed range, Chinese meaning, group) that takes
+its defaults from them, and the validation of a full set of values.
+
+Edit the `NAME = value` lines right below (like the original system's `ENABLE_SIMULATION_MODE = True`) and
+restart; `import config; config.ENABLE_AUTO_TRADING` gives the value written here. Changes made from the web
+page are stored separately (`config_store`) and override these values until reset there."""
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+# ============================================================================================================
+# 参数：修改等号右边的值，重启程序后生效。网页上改过的参数以网页为准（可在网页“恢复默认”回到这里的值）。
+# ============================================================================================================
+
+# ==== 开关
+ENABLE_SIMULATION_MODE = True  # 模拟交易模式（关闭则通过 miniQMT 实盘交易）（需重启）
+ENABLE_AUTO_TRADING = False  # 自动执行检测到的交易信号（关闭时信号只排队等待人工执行）
+ENABLE_ALLOW_BUY = True  # 允许买入
+ENABLE_ALLOW_SELL = True  # 允许卖出
+ENABLE_DYNAMIC_STOP_PROFIT = True  # 启用止盈止损规则（止损、首次止盈、动态止盈）
+ENABLE_GRID_TRADING = False  # 启用网格交易
+ENABLE_MACD_BUY = True  # 股票池 MACD 金叉买入
+ENABLE_MA_FILTER = True  # MACD 买入要求均线多头排列 MA10>MA20>MA30>MA60
+ENABLE_MACD_SELL = False  # MACD 死叉卖出全部可用
+ENABLE_ADD_POSITION = True  # 按成本价格档位补仓
+
+# ==== 仓位与补仓
+POSITION_UNIT = 20_000.0  # 每次买入金额（元）
+MAX_POSITION_VALUE = 50_000.0  # 单只股票最大持仓成本（元）
+BUY_GRID_LEVELS = [1.0, 0.93, 0.88]  # 补仓档位：相对首次买入价的比例，降序
+
+# ==== 止盈止损
+STOP_LOSS_RATIO = -0.095  # 止损比例：价格 ≤ 成本价×(1+比例) 时全部卖出
+INITIAL_TAKE_PROFIT_RATIO = 0.06  # 首次止盈比例：价格 ≥ 成本价×(1+比例) 时部分卖出
+INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE = 0.6  # 首次止盈卖出可用持仓的比例
+# 动态止盈表：(最高浮盈阈值, 止盈位系数)，阈值升序；止盈位 = 最高价×系数
+DYNAMIC_TAKE_PROFIT = [(0.05, 0.96), (0.10, 0.93), (0.15, 0.90), (0.20, 0.87), (0.30, 0.85)]
+
+# ==== 网格交易
+GRID_BUY_AMOUNT = 5_000.0  # 网格每格买入金额（元）
+GRID_STEP_RATIO = 0.02  # 网格间距（相对上次网格成交价）
+GRID_CALLBACK_RATIO = 0.0  # 网格回调比例：从低点反弹/从高点回落该比例后才成交，0 表示到价即成交
+GRID_TAKE_PROFIT_RATIO = 0.08  # 网格目标收益率（相对网格最大投入），达到后结束
+GRID_STOP_LOSS_RATIO = -0.10  # 网格止损率（相对网格最大投入），达到后结束
+GRID_MAX_HOLD_DAYS = 30  # 网格最长运行天数（交易日）
+GRID_MAX_INVESTMENT = 20_000.0  # 单个网格最大投入（元）
+GRID_MAX_DEVIATION = 0.15  # 价格偏离网格中心超过该比例时结束网格
+GRID_COOLDOWN_SECONDS = 60.0  # 同一网格两次成交之间的冷却时间（秒）
+GRID_AUTO_START_AFTER_TAKE_PROFIT = False  # 首次止盈后自动为该股票启动网格
+
+# ==== 风控
+MAX_TOTAL_POSITION_RATIO = 0.95  # 总持仓市值占总资产的上限
+MAX_ORDERS_PER_DAY = 50  # 每日最多下单笔数
+MAX_ORDER_VALUE = 100_000.0  # 单笔委托最大金额（元）
+DAILY_LOSS_LIMIT_RATIO = 0.05  # 当日亏损达到总资产该比例后停止自动买入
+SIGNAL_MAX_AGE = 60.0  # 信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行
+SIGNAL_COOLDOWN_SECONDS = 30.0  # 同一股票同一规则两次信号之间的冷却时间（秒）
+SELL_ORDER_TIMEOUT = 60.0  # 卖单超时（秒）：未成交则撤单并以更积极价格重报
+BUY_ORDER_TIMEOUT = 120.0  # 买单超时（秒）：未成交则撤单
+MAX_REORDER_TIMES = 3  # 卖单最多重报次数
+REORDER_PRICE_STEP = 0.005  # 每次重报相对上次委托价下调的比例（不低于跌停价）
+ORDER_PRICE_SLIPPAGE = 0.002  # 自动委托的限价相对现价的让价比例（买加卖减，限于涨跌停内）
+
+# ==== 运行间隔
+MONITOR_INTERVAL = 3.0  # 无新行情时持仓监控的最长间隔（秒）
+UPDATE_INTERVAL = 60.0  # 行情线程刷新日线等数据的间隔（秒）
+POSITION_SYNC_INTERVAL = 5.0  # 持仓内存写入数据库的间隔（秒）
+ORDER_CHECK_INTERVAL = 5.0  # 检查未成交委托的间隔（秒）
+THREAD_CHECK_INTERVAL = 5.0  # 看门狗检查线程心跳的间隔（秒）
+THREAD_STUCK_SECONDS = 60.0  # 线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过「检查间隔 + 该值」无心跳视为卡死并重启
+THREAD_MAX_RESTARTS_PER_HOUR = 5  # 每小时最多重启同一线程次数，超过则报警不再重启
+BROKER_SYNC_INTERVAL = 10.0  # 实盘向券商查询持仓资金的间隔（秒）
+QUOTE_STALE_SECONDS = 30.0  # 行情超过该时间未更新视为过期，不用于交易判断（秒）
+
+# ==== 交易费用
+COMMISSION_RATE = 0.0003  # 佣金费率（双向）
+MIN_COMMISSION = 5.0  # 每笔最低佣金（元）
+STAMP_DUTY_RATE = 0.0005  # 印花税率（仅卖出）
+TRANSFER_FEE_RATE = 0.00001  # 过户费率（双向）
+
+# ==== 模拟交易
+SIMULATION_BALANCE = 1_000_000.0  # 模拟账户初始资金（元）（需重启）
+SIMULATION_IGNORE_TRADING_HOURS = True  # 模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）
+ACCOUNT_CONFIG_FILE = ''  # 实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json（需重启）
+
+# ==== 行情数据
+DATA_SOURCE = 'auto'  # 行情来源：auto 自动 / xtquant / mootdx / replay 回放（需重启）
+TDX_DIR = ''  # 通达信安装目录（含 vipdoc），用于离线读取日线（需重启）
+MOOTDX_SERVER = ''  # mootdx 在线行情服务器 ip:port；留空则不联网（需重启）
+MOOTDX_TIMEOUT = 3.0  # mootdx 在线行情超时（秒）（需重启）
+REPLAY_DATA_DIR = ''  # 回放日线目录（<代码>.csv 或通达信 vipdoc）；留空使用演示行情（需重启）
+REPLAY_SECONDS_PER_DAY = 240.0  # 回放时一个交易日持续的真实秒数（需重启）
+REPLAY_START_DATE = ''  # 回放起始日期 YYYY-MM-DD；留空从数据第 61 个交易日开始（需重启）
+REPLAY_TICKS_PER_DAY = 240  # 回放每日产生的行情点数（需重启）
+SYNTHETIC_SEED = 20240101  # 演示行情随机种子（需重启）
+HISTORY_DAYS = 250  # 启动时加载的历史日线天数（需重启）
+REPLAY_CLOCK_ORIGIN = 0.0  # 回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用（需重启）
+
+# ==== Web服务
+WEB_HOST = '127.0.0.1'  # Web 服务监听地址（默认仅本机）（需重启）
+WEB_PORT = 5000  # Web 服务端口（需重启）
+WEB_API_TOKEN = ''  # API 令牌；留空则首次启动时生成并保存在数据目录 api_token（需重启）
+WEB_CORS_ORIGINS = ['http://localhost:5000', 'http://127.0.0.1:5000']  # 允许跨域访问的来源（需重启）
+SSE_HEARTBEAT_SECONDS = 15.0  # 实时推送心跳间隔（秒）
+WEB_REQUIRE_TOKEN_FOR_READS = False  # 读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）（需重启）
+ACCOUNT_RESTART_LIMIT_PER_HOUR = 5  # 多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启
+ACCOUNT_RESTART_BACKOFF_MAX = 60.0  # 多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）
+ACCOUNT_STOP_TIMEOUT = 15.0  # 多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束
+ACCOUNT_POLL_INTERVAL = 2.0  # 多账户：监管进程查询各账户状态的间隔（秒）
+
+# ==== 日志
+LOG_LEVEL = 'INFO'  # 日志级别（需重启）
+LOG_RETENTION_DAYS = 30  # 日志保留天数，过期自动删除
+
+# ==== 委托文件
+ENABLE_ORDER_FILES = True  # 执行委托文件目录中的 CSV 委托文件
+ORDER_FILE_DIR = ''  # 委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）（需重启）
+ORDER_FILE_DRY_RUN = False  # 委托文件只校验、写结果文件，不下单
+ORDER_FILE_STABLE_SECONDS = 2.0  # 文件大小保持不变该秒数后才读取（避免读到写了一半的文件）
+ORDER_FILE_RESCAN_SECONDS = 10.0  # 委托文件目录的周期扫描间隔（秒），作为文件事件的后备
+ORDER_FILE_QUOTE_WAIT = 10.0  # 委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数
+ORDER_FILE_LINE_INTERVAL = 0.0  # 委托文件逐行下单的间隔（秒），0 为不间隔
+
+# ==== 系统诊断
+DOCTOR_CLOCK_TOLERANCE_SECONDS = 5.0  # 系统诊断：本机时钟与参考时间相差超过该秒数即报警
+DOCTOR_MIN_FREE_MB = 500.0  # 系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警
+DOCTOR_LOG_DIR_WARN_MB = 1_000.0  # 系统诊断：日志目录超过该大小（MB）即提醒
+DOCTOR_BROKER_TIMEOUT = 5.0  # 系统诊断：连接 miniQMT 并查询账户的时限（秒）
+
+# ==== 通知与定时任务
+NOTIFY_URLS = []  # 配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；网页中也可添加（需重启）
+NOTIFY_SEND_TIMEOUT = 10.0  # 单条通知发送超时（秒）
+NOTIFY_MAX_ATTEMPTS = 6  # 单条通知最多尝试次数，之后标记为失败
+NOTIFY_RETRY_BASE_SECONDS = 5.0  # 发送失败后的首次重试间隔（秒），之后每次加倍
+NOTIFY_RETRY_MAX_SECONDS = 600.0  # 重试间隔上限（秒）
+NOTIFY_RATE_LIMIT = 10  # 每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）
+NOTIFY_RATE_WINDOW_SECONDS = 60.0  # 限流窗口（秒）
+NOTIFY_DIGEST_THRESHOLD = 3  # 同一渠道积压的待发消息达到该条数时合并为一条摘要
+NOTIFY_DEDUP_SECONDS = 300.0  # 相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）
+NOTIFY_CHANNEL_ALARM_FAILURES = 3  # 渠道连续失败该次数后告警一次（界面与其他渠道）
+NOTIFY_PUBLIC_URL = ''  # 通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接
+JOB_PRE_OPEN_TIME = '09:00'  # 盘前任务时间 HH:MM（行情时钟）
+JOB_POST_CLOSE_TIME = '15:05'  # 盘后任务时间 HH:MM：账户快照、每日报告
+JOB_NIGHTLY_TIME = '20:00'  # 夜间维护时间 HH:MM：数据库备份与检查、日志清理
+BACKUP_RETENTION_DAYS = 7  # 数据库备份保留天数
+
+# ==== 券商调用限时、熔断、存储与 Web 连接（issue 21）
+BROKER_CALL_TIMEOUT = 10.0  # 券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发
+MAX_ORDERS_PER_STOCK_PER_DAY = 20  # 熔断：单只股票每日最多自动委托笔数，达到后该股停止自动交易
+MAX_CANCELS_PER_DAY = 100  # 熔断：账户每日最多撤单笔数，达到后暂停自动交易
+MAX_ORDER_VOLUME = 100_000  # 熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易
+MAX_ACTIONS_PER_MINUTE = 20  # 熔断：账户每分钟最多委托+撤单笔数（交易所高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）
+MAX_ACTIONS_PER_STOCK_PER_MINUTE = 6  # 熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易
+STORAGE_MIN_FREE_MB = 200.0  # 数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）
+STORAGE_CHECK_INTERVAL = 30.0  # 检查磁盘剩余空间的间隔（秒）
+WEB_CONNECTION_LIMIT = 1000  # Web 服务最多同时打开的连接数（空闲连接不占处理线程）（需重启）
+WEB_IDLE_TIMEOUT = 30.0  # 空闲连接超过该时间（秒）即关闭（需重启）
+WEB_SSE_PER_CLIENT = 3  # 同一客户端地址最多同时打开的实时推送连接数
+
+# ============================================================================================================
+# Metadata: every parameter above with its type, range, meaning and group. A new parameter needs both a
+# `NAME = value  # 含义` line above and a `_p("NAME", NAME, ...)` row below (test_config_file checks the pairing).
 
 # Groups, in the order the web page shows them.
 G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补仓", "止盈止损", "网格交易", "风控", "运行间隔"
@@ -41,154 +198,165 @@ def _p(key, default, kind, meaning, group, min=None, max=None, choices=(), resta
 
 PARAMS: tuple[Param, ...] = (
     # ---- switches
-    _p("ENABLE_SIMULATION_MODE", True, "bool", "模拟交易模式（关闭则通过 miniQMT 实盘交易）", G_SWITCH, restart=True),
-    _p("ENABLE_AUTO_TRADING", False, "bool", "自动执行检测到的交易信号（关闭时信号只排队等待人工执行）", G_SWITCH),
-    _p("ENABLE_ALLOW_BUY", True, "bool", "允许买入", G_SWITCH),
-    _p("ENABLE_ALLOW_SELL", True, "bool", "允许卖出", G_SWITCH),
-    _p("ENABLE_DYNAMIC_STOP_PROFIT", True, "bool", "启用止盈止损规则（止损、首次止盈、动态止盈）", G_SWITCH),
-    _p("ENABLE_GRID_TRADING", False, "bool", "启用网格交易", G_SWITCH),
-    _p("ENABLE_MACD_BUY", True, "bool", "股票池 MACD 金叉买入", G_SWITCH),
-    _p("ENABLE_MA_FILTER", True, "bool", "MACD 买入要求均线多头排列 MA10>MA20>MA30>MA60", G_SWITCH),
-    _p("ENABLE_MACD_SELL", False, "bool", "MACD 死叉卖出全部可用", G_SWITCH),
-    _p("ENABLE_ADD_POSITION", True, "bool", "按成本价格档位补仓", G_SWITCH),
+    _p("ENABLE_SIMULATION_MODE", ENABLE_SIMULATION_MODE, "bool", "模拟交易模式（关闭则通过 miniQMT 实盘交易）", G_SWITCH, restart=True),
+    _p("ENABLE_AUTO_TRADING", ENABLE_AUTO_TRADING, "bool", "自动执行检测到的交易信号（关闭时信号只排队等待人工执行）", G_SWITCH),
+    _p("ENABLE_ALLOW_BUY", ENABLE_ALLOW_BUY, "bool", "允许买入", G_SWITCH),
+    _p("ENABLE_ALLOW_SELL", ENABLE_ALLOW_SELL, "bool", "允许卖出", G_SWITCH),
+    _p("ENABLE_DYNAMIC_STOP_PROFIT", ENABLE_DYNAMIC_STOP_PROFIT, "bool", "启用止盈止损规则（止损、首次止盈、动态止盈）", G_SWITCH),
+    _p("ENABLE_GRID_TRADING", ENABLE_GRID_TRADING, "bool", "启用网格交易", G_SWITCH),
+    _p("ENABLE_MACD_BUY", ENABLE_MACD_BUY, "bool", "股票池 MACD 金叉买入", G_SWITCH),
+    _p("ENABLE_MA_FILTER", ENABLE_MA_FILTER, "bool", "MACD 买入要求均线多头排列 MA10>MA20>MA30>MA60", G_SWITCH),
+    _p("ENABLE_MACD_SELL", ENABLE_MACD_SELL, "bool", "MACD 死叉卖出全部可用", G_SWITCH),
+    _p("ENABLE_ADD_POSITION", ENABLE_ADD_POSITION, "bool", "按成本价格档位补仓", G_SWITCH),
     # ---- sizing and add levels
-    _p("POSITION_UNIT", 20000.0, "float", "每次买入金额（元）", G_POSITION, 1000, 10_000_000),
-    _p("MAX_POSITION_VALUE", 50000.0, "float", "单只股票最大持仓成本（元）", G_POSITION, 1000, 100_000_000),
-    _p("BUY_GRID_LEVELS", [1.0, 0.93, 0.88], "float_list", "补仓档位：相对首次买入价的比例，降序", G_POSITION, 0.3, 1.0),
+    _p("POSITION_UNIT", POSITION_UNIT, "float", "每次买入金额（元）", G_POSITION, 1000, 10_000_000),
+    _p("MAX_POSITION_VALUE", MAX_POSITION_VALUE, "float", "单只股票最大持仓成本（元）", G_POSITION, 1000, 100_000_000),
+    _p("BUY_GRID_LEVELS", BUY_GRID_LEVELS, "float_list", "补仓档位：相对首次买入价的比例，降序", G_POSITION, 0.3, 1.0),
     # ---- exits
-    _p("STOP_LOSS_RATIO", -0.095, "float", "止损比例：价格 ≤ 成本价×(1+比例) 时全部卖出", G_EXIT, -0.5, -0.001),
-    _p("INITIAL_TAKE_PROFIT_RATIO", 0.06, "float", "首次止盈比例：价格 ≥ 成本价×(1+比例) 时部分卖出", G_EXIT, 0.005, 2.0),
-    _p("INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE", 0.6, "float", "首次止盈卖出可用持仓的比例", G_EXIT, 0.01, 1.0),
-    _p("DYNAMIC_TAKE_PROFIT", [(0.05, 0.96), (0.10, 0.93), (0.15, 0.90), (0.20, 0.87), (0.30, 0.85)], "rate_table",
+    _p("STOP_LOSS_RATIO", STOP_LOSS_RATIO, "float", "止损比例：价格 ≤ 成本价×(1+比例) 时全部卖出", G_EXIT, -0.5, -0.001),
+    _p("INITIAL_TAKE_PROFIT_RATIO", INITIAL_TAKE_PROFIT_RATIO, "float", "首次止盈比例：价格 ≥ 成本价×(1+比例) 时部分卖出", G_EXIT,
+       0.005, 2.0),
+    _p("INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE", INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE, "float", "首次止盈卖出可用持仓的比例",
+       G_EXIT, 0.01, 1.0),
+    _p("DYNAMIC_TAKE_PROFIT", DYNAMIC_TAKE_PROFIT, "rate_table",
        "动态止盈表：(最高浮盈阈值, 止盈位系数)，阈值升序；止盈位 = 最高价×系数", G_EXIT, 0.0, 10.0),
     # ---- grid
-    _p("GRID_BUY_AMOUNT", 5000.0, "float", "网格每格买入金额（元）", G_GRID, 500, 1_000_000),
-    _p("GRID_STEP_RATIO", 0.02, "float", "网格间距（相对上次网格成交价）", G_GRID, 0.002, 0.5),
-    _p("GRID_CALLBACK_RATIO", 0.0, "float", "网格回调比例：从低点反弹/从高点回落该比例后才成交，0 表示到价即成交", G_GRID, 0.0, 0.2),
-    _p("GRID_TAKE_PROFIT_RATIO", 0.08, "float", "网格目标收益率（相对网格最大投入），达到后结束", G_GRID, 0.001, 5.0),
-    _p("GRID_STOP_LOSS_RATIO", -0.10, "float", "网格止损率（相对网格最大投入），达到后结束", G_GRID, -0.9, -0.001),
-    _p("GRID_MAX_HOLD_DAYS", 30, "int", "网格最长运行天数（交易日）", G_GRID, 1, 365),
-    _p("GRID_MAX_INVESTMENT", 20000.0, "float", "单个网格最大投入（元）", G_GRID, 1000, 10_000_000),
-    _p("GRID_MAX_DEVIATION", 0.15, "float", "价格偏离网格中心超过该比例时结束网格", G_GRID, 0.01, 1.0),
-    _p("GRID_COOLDOWN_SECONDS", 60.0, "float", "同一网格两次成交之间的冷却时间（秒）", G_GRID, 0, 86400),
-    _p("GRID_AUTO_START_AFTER_TAKE_PROFIT", False, "bool", "首次止盈后自动为该股票启动网格", G_GRID),
+    _p("GRID_BUY_AMOUNT", GRID_BUY_AMOUNT, "float", "网格每格买入金额（元）", G_GRID, 500, 1_000_000),
+    _p("GRID_STEP_RATIO", GRID_STEP_RATIO, "float", "网格间距（相对上次网格成交价）", G_GRID, 0.002, 0.5),
+    _p("GRID_CALLBACK_RATIO", GRID_CALLBACK_RATIO, "float", "网格回调比例：从低点反弹/从高点回落该比例后才成交，0 表示到价即成交", G_GRID, 0.0, 0.2),
+    _p("GRID_TAKE_PROFIT_RATIO", GRID_TAKE_PROFIT_RATIO, "float", "网格目标收益率（相对网格最大投入），达到后结束", G_GRID, 0.001, 5.0),
+    _p("GRID_STOP_LOSS_RATIO", GRID_STOP_LOSS_RATIO, "float", "网格止损率（相对网格最大投入），达到后结束", G_GRID, -0.9, -0.001),
+    _p("GRID_MAX_HOLD_DAYS", GRID_MAX_HOLD_DAYS, "int", "网格最长运行天数（交易日）", G_GRID, 1, 365),
+    _p("GRID_MAX_INVESTMENT", GRID_MAX_INVESTMENT, "float", "单个网格最大投入（元）", G_GRID, 1000, 10_000_000),
+    _p("GRID_MAX_DEVIATION", GRID_MAX_DEVIATION, "float", "价格偏离网格中心超过该比例时结束网格", G_GRID, 0.01, 1.0),
+    _p("GRID_COOLDOWN_SECONDS", GRID_COOLDOWN_SECONDS, "float", "同一网格两次成交之间的冷却时间（秒）", G_GRID, 0, 86400),
+    _p("GRID_AUTO_START_AFTER_TAKE_PROFIT", GRID_AUTO_START_AFTER_TAKE_PROFIT, "bool", "首次止盈后自动为该股票启动网格", G_GRID),
     # ---- risk limits
-    _p("MAX_TOTAL_POSITION_RATIO", 0.95, "float", "总持仓市值占总资产的上限", G_RISK, 0.05, 1.0),
-    _p("MAX_ORDERS_PER_DAY", 50, "int", "每日最多下单笔数", G_RISK, 1, 10000),
-    _p("MAX_ORDER_VALUE", 100000.0, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
-    _p("DAILY_LOSS_LIMIT_RATIO", 0.05, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
-    _p("SIGNAL_MAX_AGE", 60.0, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
-    _p("SIGNAL_COOLDOWN_SECONDS", 30.0, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
-    _p("SELL_ORDER_TIMEOUT", 60.0, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
-    _p("BUY_ORDER_TIMEOUT", 120.0, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
-    _p("MAX_REORDER_TIMES", 3, "int", "卖单最多重报次数", G_RISK, 0, 20),
-    _p("REORDER_PRICE_STEP", 0.005, "float", "每次重报相对上次委托价下调的比例（不低于跌停价）", G_RISK, 0.0, 0.1),
-    _p("ORDER_PRICE_SLIPPAGE", 0.002, "float", "自动委托的限价相对现价的让价比例（买加卖减，限于涨跌停内）", G_RISK, 0.0, 0.05),
+    _p("MAX_TOTAL_POSITION_RATIO", MAX_TOTAL_POSITION_RATIO, "float", "总持仓市值占总资产的上限", G_RISK, 0.05, 1.0),
+    _p("MAX_ORDERS_PER_DAY", MAX_ORDERS_PER_DAY, "int", "每日最多下单笔数", G_RISK, 1, 10000),
+    _p("MAX_ORDER_VALUE", MAX_ORDER_VALUE, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
+    _p("DAILY_LOSS_LIMIT_RATIO", DAILY_LOSS_LIMIT_RATIO, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
+    _p("SIGNAL_MAX_AGE", SIGNAL_MAX_AGE, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
+    _p("SIGNAL_COOLDOWN_SECONDS", SIGNAL_COOLDOWN_SECONDS, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
+    _p("SELL_ORDER_TIMEOUT", SELL_ORDER_TIMEOUT, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
+    _p("BUY_ORDER_TIMEOUT", BUY_ORDER_TIMEOUT, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
+    _p("MAX_REORDER_TIMES", MAX_REORDER_TIMES, "int", "卖单最多重报次数", G_RISK, 0, 20),
+    _p("REORDER_PRICE_STEP", REORDER_PRICE_STEP, "float", "每次重报相对上次委托价下调的比例（不低于跌停价）", G_RISK, 0.0, 0.1),
+    _p("ORDER_PRICE_SLIPPAGE", ORDER_PRICE_SLIPPAGE, "float", "自动委托的限价相对现价的让价比例（买加卖减，限于涨跌停内）", G_RISK, 0.0, 0.05),
     # ---- loop timing
-    _p("MONITOR_INTERVAL", 3.0, "float", "无新行情时持仓监控的最长间隔（秒）", G_TIMING, 0.1, 600),
-    _p("UPDATE_INTERVAL", 60.0, "float", "行情线程刷新日线等数据的间隔（秒）", G_TIMING, 1, 86400),
-    _p("POSITION_SYNC_INTERVAL", 5.0, "float", "持仓内存写入数据库的间隔（秒）", G_TIMING, 0.5, 600),
-    _p("ORDER_CHECK_INTERVAL", 5.0, "float", "检查未成交委托的间隔（秒）", G_TIMING, 0.5, 600),
-    _p("THREAD_CHECK_INTERVAL", 5.0, "float", "看门狗检查线程心跳的间隔（秒）", G_TIMING, 0.5, 600),
-    _p("THREAD_STUCK_SECONDS", 60.0, "float", "线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过"
+    _p("MONITOR_INTERVAL", MONITOR_INTERVAL, "float", "无新行情时持仓监控的最长间隔（秒）", G_TIMING, 0.1, 600),
+    _p("UPDATE_INTERVAL", UPDATE_INTERVAL, "float", "行情线程刷新日线等数据的间隔（秒）", G_TIMING, 1, 86400),
+    _p("POSITION_SYNC_INTERVAL", POSITION_SYNC_INTERVAL, "float", "持仓内存写入数据库的间隔（秒）", G_TIMING, 0.5, 600),
+    _p("ORDER_CHECK_INTERVAL", ORDER_CHECK_INTERVAL, "float", "检查未成交委托的间隔（秒）", G_TIMING, 0.5, 600),
+    _p("THREAD_CHECK_INTERVAL", THREAD_CHECK_INTERVAL, "float", "看门狗检查线程心跳的间隔（秒）", G_TIMING, 0.5, 600),
+    _p("THREAD_STUCK_SECONDS", THREAD_STUCK_SECONDS, "float", "线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过"
        "「检查间隔 + 该值」无心跳视为卡死并重启", G_TIMING, 2, 3600),
-    _p("THREAD_MAX_RESTARTS_PER_HOUR", 5, "int", "每小时最多重启同一线程次数，超过则报警不再重启", G_TIMING, 1, 100),
-    _p("BROKER_SYNC_INTERVAL", 10.0, "float", "实盘向券商查询持仓资金的间隔（秒）", G_TIMING, 1, 600),
-    _p("QUOTE_STALE_SECONDS", 30.0, "float", "行情超过该时间未更新视为过期，不用于交易判断（秒）", G_TIMING, 1, 3600),
+    _p("THREAD_MAX_RESTARTS_PER_HOUR", THREAD_MAX_RESTARTS_PER_HOUR, "int", "每小时最多重启同一线程次数，超过则报警不再重启", G_TIMING, 1,
+       100),
+    _p("BROKER_SYNC_INTERVAL", BROKER_SYNC_INTERVAL, "float", "实盘向券商查询持仓资金的间隔（秒）", G_TIMING, 1, 600),
+    _p("QUOTE_STALE_SECONDS", QUOTE_STALE_SECONDS, "float", "行情超过该时间未更新视为过期，不用于交易判断（秒）", G_TIMING, 1, 3600),
     # ---- fees
-    _p("COMMISSION_RATE", 0.0003, "float", "佣金费率（双向）", G_FEES, 0.0, 0.003),
-    _p("MIN_COMMISSION", 5.0, "float", "每笔最低佣金（元）", G_FEES, 0.0, 100),
-    _p("STAMP_DUTY_RATE", 0.0005, "float", "印花税率（仅卖出）", G_FEES, 0.0, 0.01),
-    _p("TRANSFER_FEE_RATE", 0.00001, "float", "过户费率（双向）", G_FEES, 0.0, 0.001),
+    _p("COMMISSION_RATE", COMMISSION_RATE, "float", "佣金费率（双向）", G_FEES, 0.0, 0.003),
+    _p("MIN_COMMISSION", MIN_COMMISSION, "float", "每笔最低佣金（元）", G_FEES, 0.0, 100),
+    _p("STAMP_DUTY_RATE", STAMP_DUTY_RATE, "float", "印花税率（仅卖出）", G_FEES, 0.0, 0.01),
+    _p("TRANSFER_FEE_RATE", TRANSFER_FEE_RATE, "float", "过户费率（双向）", G_FEES, 0.0, 0.001),
     # ---- simulation
-    _p("SIMULATION_BALANCE", 1_000_000.0, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
-    _p("SIMULATION_IGNORE_TRADING_HOURS", True, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）", G_SIM),
+    _p("SIMULATION_BALANCE", SIMULATION_BALANCE, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
+    _p("SIMULATION_IGNORE_TRADING_HOURS", SIMULATION_IGNORE_TRADING_HOURS, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）",
+       G_SIM),
     # ---- data
-    _p("DATA_SOURCE", "auto", "choice", "行情来源：auto 自动 / xtquant / mootdx / replay 回放", G_DATA,
+    _p("DATA_SOURCE", DATA_SOURCE, "choice", "行情来源：auto 自动 / xtquant / mootdx / replay 回放", G_DATA,
        choices=("auto", "xtquant", "mootdx", "replay"), restart=True),
-    _p("TDX_DIR", "", "str", "通达信安装目录（含 vipdoc），用于离线读取日线", G_DATA, restart=True),
-    _p("MOOTDX_SERVER", "", "str", "mootdx 在线行情服务器 ip:port；留空则不联网", G_DATA, restart=True),
-    _p("MOOTDX_TIMEOUT", 3.0, "float", "mootdx 在线行情超时（秒）", G_DATA, 0.5, 60, restart=True),
-    _p("REPLAY_DATA_DIR", "", "str", "回放日线目录（<代码>.csv 或通达信 vipdoc）；留空使用演示行情", G_DATA, restart=True),
-    _p("REPLAY_SECONDS_PER_DAY", 240.0, "float", "回放时一个交易日持续的真实秒数", G_DATA, 0.01, 86400, restart=True),
-    _p("REPLAY_START_DATE", "", "str", "回放起始日期 YYYY-MM-DD；留空从数据第 61 个交易日开始", G_DATA, restart=True),
-    _p("REPLAY_TICKS_PER_DAY", 240, "int", "回放每日产生的行情点数", G_DATA, 4, 100000, restart=True),
-    _p("SYNTHETIC_SEED", 20240101, "int", "演示行情随机种子", G_DATA, 0, 2**31 - 1, restart=True),
-    _p("HISTORY_DAYS", 250, "int", "启动时加载的历史日线天数", G_DATA, 60, 5000, restart=True),
+    _p("TDX_DIR", TDX_DIR, "str", "通达信安装目录（含 vipdoc），用于离线读取日线", G_DATA, restart=True),
+    _p("MOOTDX_SERVER", MOOTDX_SERVER, "str", "mootdx 在线行情服务器 ip:port；留空则不联网", G_DATA, restart=True),
+    _p("MOOTDX_TIMEOUT", MOOTDX_TIMEOUT, "float", "mootdx 在线行情超时（秒）", G_DATA, 0.5, 60, restart=True),
+    _p("REPLAY_DATA_DIR", REPLAY_DATA_DIR, "str", "回放日线目录（<代码>.csv 或通达信 vipdoc）；留空使用演示行情", G_DATA, restart=True),
+    _p("REPLAY_SECONDS_PER_DAY", REPLAY_SECONDS_PER_DAY, "float", "回放时一个交易日持续的真实秒数", G_DATA, 0.01, 86400, restart=True),
+    _p("REPLAY_START_DATE", REPLAY_START_DATE, "str", "回放起始日期 YYYY-MM-DD；留空从数据第 61 个交易日开始", G_DATA, restart=True),
+    _p("REPLAY_TICKS_PER_DAY", REPLAY_TICKS_PER_DAY, "int", "回放每日产生的行情点数", G_DATA, 4, 100000, restart=True),
+    _p("SYNTHETIC_SEED", SYNTHETIC_SEED, "int", "演示行情随机种子", G_DATA, 0, 2**31 - 1, restart=True),
+    _p("HISTORY_DAYS", HISTORY_DAYS, "int", "启动时加载的历史日线天数", G_DATA, 60, 5000, restart=True),
     # ---- web
-    _p("WEB_HOST", "127.0.0.1", "str", "Web 服务监听地址（默认仅本机）", G_WEB, restart=True),
-    _p("WEB_PORT", 5000, "int", "Web 服务端口", G_WEB, 1, 65535, restart=True),
-    _p("WEB_API_TOKEN", "", "str", "API 令牌；留空则首次启动时生成并保存在数据目录 api_token", G_WEB,
+    _p("WEB_HOST", WEB_HOST, "str", "Web 服务监听地址（默认仅本机）", G_WEB, restart=True),
+    _p("WEB_PORT", WEB_PORT, "int", "Web 服务端口", G_WEB, 1, 65535, restart=True),
+    _p("WEB_API_TOKEN", WEB_API_TOKEN, "str", "API 令牌；留空则首次启动时生成并保存在数据目录 api_token", G_WEB,
        restart=True, secret=True),
-    _p("WEB_CORS_ORIGINS", ["http://localhost:5000", "http://127.0.0.1:5000"], "str_list", "允许跨域访问的来源", G_WEB,
+    _p("WEB_CORS_ORIGINS", WEB_CORS_ORIGINS, "str_list", "允许跨域访问的来源", G_WEB,
        restart=True),
-    _p("SSE_HEARTBEAT_SECONDS", 15.0, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
+    _p("SSE_HEARTBEAT_SECONDS", SSE_HEARTBEAT_SECONDS, "float", "实时推送心跳间隔（秒）", G_WEB, 1, 300),
     # ---- several accounts (issue 18): the supervisor and the children it starts
-    _p("REPLAY_CLOCK_ORIGIN", 0.0, "float", "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用",
+    _p("REPLAY_CLOCK_ORIGIN", REPLAY_CLOCK_ORIGIN, "float", "回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用",
        G_DATA, 0, 1e11, restart=True),
-    _p("ACCOUNT_CONFIG_FILE", "", "str", "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json",
+    _p("ACCOUNT_CONFIG_FILE", ACCOUNT_CONFIG_FILE, "str",
+       "实盘账户配置文件（account_config.json）路径；留空为程序目录下的 account_config.json",
        G_SIM, restart=True),
-    _p("WEB_REQUIRE_TOKEN_FOR_READS", False, "bool", "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB,
+    _p("WEB_REQUIRE_TOKEN_FOR_READS", WEB_REQUIRE_TOKEN_FOR_READS, "bool", "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB,
        restart=True),
-    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", 5, "int", "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启", G_WEB, 1, 100),
-    _p("ACCOUNT_RESTART_BACKOFF_MAX", 60.0, "float", "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1, 3600),
-    _p("ACCOUNT_STOP_TIMEOUT", 15.0, "float", "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
-    _p("ACCOUNT_POLL_INTERVAL", 2.0, "float", "多账户：监管进程查询各账户状态的间隔（秒）", G_WEB, 0.2, 60),
+    _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", ACCOUNT_RESTART_LIMIT_PER_HOUR, "int", "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启",
+       G_WEB, 1, 100),
+    _p("ACCOUNT_RESTART_BACKOFF_MAX", ACCOUNT_RESTART_BACKOFF_MAX, "float", "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1,
+       3600),
+    _p("ACCOUNT_STOP_TIMEOUT", ACCOUNT_STOP_TIMEOUT, "float", "多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束", G_WEB, 1, 120),
+    _p("ACCOUNT_POLL_INTERVAL", ACCOUNT_POLL_INTERVAL, "float", "多账户：监管进程查询各账户状态的间隔（秒）", G_WEB, 0.2, 60),
     # ---- logging
-    _p("LOG_LEVEL", "INFO", "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
-    _p("LOG_RETENTION_DAYS", 30, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
+    _p("LOG_LEVEL", LOG_LEVEL, "choice", "日志级别", G_LOG, choices=("DEBUG", "INFO", "WARNING", "ERROR"), restart=True),
+    _p("LOG_RETENTION_DAYS", LOG_RETENTION_DAYS, "int", "日志保留天数，过期自动删除", G_LOG, 1, 3650),
     # ---- issue 19: order files from other systems, and the doctor
-    _p("ENABLE_ORDER_FILES", True, "bool", "执行委托文件目录中的 CSV 委托文件", G_ORDER_FILES),
-    _p("ORDER_FILE_DIR", "", "str", "委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）",
+    _p("ENABLE_ORDER_FILES", ENABLE_ORDER_FILES, "bool", "执行委托文件目录中的 CSV 委托文件", G_ORDER_FILES),
+    _p("ORDER_FILE_DIR", ORDER_FILE_DIR, "str", "委托文件目录；留空为 <数据目录>/orders/inbox（处理后移入其下 done/ 或 error/）",
        G_ORDER_FILES, restart=True),
-    _p("ORDER_FILE_DRY_RUN", False, "bool", "委托文件只校验、写结果文件，不下单", G_ORDER_FILES),
-    _p("ORDER_FILE_STABLE_SECONDS", 2.0, "float", "文件大小保持不变该秒数后才读取（避免读到写了一半的文件）",
+    _p("ORDER_FILE_DRY_RUN", ORDER_FILE_DRY_RUN, "bool", "委托文件只校验、写结果文件，不下单", G_ORDER_FILES),
+    _p("ORDER_FILE_STABLE_SECONDS", ORDER_FILE_STABLE_SECONDS, "float", "文件大小保持不变该秒数后才读取（避免读到写了一半的文件）",
        G_ORDER_FILES, 0.0, 600),
-    _p("ORDER_FILE_RESCAN_SECONDS", 10.0, "float", "委托文件目录的周期扫描间隔（秒），作为文件事件的后备", G_ORDER_FILES,
+    _p("ORDER_FILE_RESCAN_SECONDS", ORDER_FILE_RESCAN_SECONDS, "float", "委托文件目录的周期扫描间隔（秒），作为文件事件的后备", G_ORDER_FILES,
        0.5, 3600),
-    _p("ORDER_FILE_QUOTE_WAIT", 10.0, "float", "委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数", G_ORDER_FILES,
+    _p("ORDER_FILE_QUOTE_WAIT", ORDER_FILE_QUOTE_WAIT, "float", "委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数", G_ORDER_FILES,
        0.0, 120),
-    _p("ORDER_FILE_LINE_INTERVAL", 0.0, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
-    _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", 5.0, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警", G_DOCTOR, 0.5, 3600),
-    _p("DOCTOR_MIN_FREE_MB", 500.0, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
-    _p("DOCTOR_LOG_DIR_WARN_MB", 1000.0, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
-    _p("DOCTOR_BROKER_TIMEOUT", 5.0, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
+    _p("ORDER_FILE_LINE_INTERVAL", ORDER_FILE_LINE_INTERVAL, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
+    _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", DOCTOR_CLOCK_TOLERANCE_SECONDS, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警",
+       G_DOCTOR, 0.5, 3600),
+    _p("DOCTOR_MIN_FREE_MB", DOCTOR_MIN_FREE_MB, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_LOG_DIR_WARN_MB", DOCTOR_LOG_DIR_WARN_MB, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
+    _p("DOCTOR_BROKER_TIMEOUT", DOCTOR_BROKER_TIMEOUT, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
     # ---- issue 16: notifications, scheduled jobs, the daily report
-    _p("NOTIFY_URLS", [], "str_list", "配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；"
+    _p("NOTIFY_URLS", NOTIFY_URLS, "str_list", "配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；"
        "网页中也可添加", G_NOTIFY, restart=True, secret=True),
-    _p("NOTIFY_SEND_TIMEOUT", 10.0, "float", "单条通知发送超时（秒）", G_NOTIFY, 1, 120),
-    _p("NOTIFY_MAX_ATTEMPTS", 6, "int", "单条通知最多尝试次数，之后标记为失败", G_NOTIFY, 1, 50),
-    _p("NOTIFY_RETRY_BASE_SECONDS", 5.0, "float", "发送失败后的首次重试间隔（秒），之后每次加倍", G_NOTIFY, 0.1, 3600),
-    _p("NOTIFY_RETRY_MAX_SECONDS", 600.0, "float", "重试间隔上限（秒）", G_NOTIFY, 1, 86400),
-    _p("NOTIFY_RATE_LIMIT", 10, "int", "每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）", G_NOTIFY, 1, 1000),
-    _p("NOTIFY_RATE_WINDOW_SECONDS", 60.0, "float", "限流窗口（秒）", G_NOTIFY, 1, 86400),
-    _p("NOTIFY_DIGEST_THRESHOLD", 3, "int", "同一渠道积压的待发消息达到该条数时合并为一条摘要", G_NOTIFY, 2, 1000),
-    _p("NOTIFY_DEDUP_SECONDS", 300.0, "float", "相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）", G_NOTIFY, 0,
+    _p("NOTIFY_SEND_TIMEOUT", NOTIFY_SEND_TIMEOUT, "float", "单条通知发送超时（秒）", G_NOTIFY, 1, 120),
+    _p("NOTIFY_MAX_ATTEMPTS", NOTIFY_MAX_ATTEMPTS, "int", "单条通知最多尝试次数，之后标记为失败", G_NOTIFY, 1, 50),
+    _p("NOTIFY_RETRY_BASE_SECONDS", NOTIFY_RETRY_BASE_SECONDS, "float", "发送失败后的首次重试间隔（秒），之后每次加倍", G_NOTIFY, 0.1, 3600),
+    _p("NOTIFY_RETRY_MAX_SECONDS", NOTIFY_RETRY_MAX_SECONDS, "float", "重试间隔上限（秒）", G_NOTIFY, 1, 86400),
+    _p("NOTIFY_RATE_LIMIT", NOTIFY_RATE_LIMIT, "int", "每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）", G_NOTIFY, 1, 1000),
+    _p("NOTIFY_RATE_WINDOW_SECONDS", NOTIFY_RATE_WINDOW_SECONDS, "float", "限流窗口（秒）", G_NOTIFY, 1, 86400),
+    _p("NOTIFY_DIGEST_THRESHOLD", NOTIFY_DIGEST_THRESHOLD, "int", "同一渠道积压的待发消息达到该条数时合并为一条摘要", G_NOTIFY, 2, 1000),
+    _p("NOTIFY_DEDUP_SECONDS", NOTIFY_DEDUP_SECONDS, "float", "相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）", G_NOTIFY, 0,
        86400),
-    _p("NOTIFY_CHANNEL_ALARM_FAILURES", 3, "int", "渠道连续失败该次数后告警一次（界面与其他渠道）", G_NOTIFY, 1, 100),
-    _p("NOTIFY_PUBLIC_URL", "", "str", "通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接", G_NOTIFY),
-    _p("JOB_PRE_OPEN_TIME", "09:00", "str", "盘前任务时间 HH:MM（行情时钟）", G_NOTIFY),
-    _p("JOB_POST_CLOSE_TIME", "15:05", "str", "盘后任务时间 HH:MM：账户快照、每日报告", G_NOTIFY),
-    _p("JOB_NIGHTLY_TIME", "20:00", "str", "夜间维护时间 HH:MM：数据库备份与检查、日志清理", G_NOTIFY),
-    _p("BACKUP_RETENTION_DAYS", 7, "int", "数据库备份保留天数", G_NOTIFY, 1, 3650),
-    # ---- issue 21: broker deadline and circuit breakers (defaults far below the exchanges' thresholds for
-    # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account)
-    _p("BROKER_CALL_TIMEOUT", 10.0, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发",
-       G_TIMING, 1, 300),
-    _p("MAX_ORDERS_PER_STOCK_PER_DAY", 20, "int", "熔断：单只股票每日最多委托笔数，达到后该股停止自动交易", G_RISK, 1, 1000),
-    _p("MAX_CANCELS_PER_DAY", 100, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 9000),
-    _p("MAX_ORDER_VOLUME", 100000, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易", G_RISK, 100, 10_000_000),
-    _p("MAX_ACTIONS_PER_MINUTE", 20, "int", "熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所程序化交易"
-       "高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),
-    _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", 6, "int", "熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易",
-       G_RISK, 1, 1000),
-    _p("STORAGE_MIN_FREE_MB", 200.0, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）", G_TIMING,
-       0, 1_000_000),
-    _p("STORAGE_CHECK_INTERVAL", 30.0, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
-    _p("WEB_CONNECTION_LIMIT", 1000, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程）", G_WEB, 50, 10000,
-       restart=True),
-    _p("WEB_IDLE_TIMEOUT", 30.0, "float", "空闲连接超过该时间（秒）即关闭", G_WEB, 5, 600, restart=True),
-    _p("WEB_SSE_PER_CLIENT", 3, "int", "同一客户端地址最多同时打开的实时推送连接数", G_WEB, 1, 16),
+    _p("NOTIFY_CHANNEL_ALARM_FAILURES", NOTIFY_CHANNEL_ALARM_FAILURES, "int", "渠道连续失败该次数后告警一次（界面与其他渠道）", G_NOTIFY, 1,
+       100),
+    _p("NOTIFY_PUBLIC_URL", NOTIFY_PUBLIC_URL, "str", "通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接", G_NOTIFY),
+    _p("JOB_PRE_OPEN_TIME", JOB_PRE_OPEN_TIME, "str", "盘前任务时间 HH:MM（行情时钟）", G_NOTIFY),
+    _p("JOB_POST_CLOSE_TIME", JOB_POST_CLOSE_TIME, "str", "盘后任务时间 HH:MM：账户快照、每日报告", G_NOTIFY),
+    _p("JOB_NIGHTLY_TIME", JOB_NIGHTLY_TIME, "str", "夜间维护时间 HH:MM：数据库备份与检查、日志清理", G_NOTIFY),
+    _p("BACKUP_RETENTION_DAYS", BACKUP_RETENTION_DAYS, "int", "数据库备份保留天数", G_NOTIFY, 1, 3650),
+    # ---- issue 21: broker deadline, circuit breakers (defaults far below the exchanges' thresholds for
+    # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account), storage, web limits
+    _p("BROKER_CALL_TIMEOUT", BROKER_CALL_TIMEOUT, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商"
+       "核对，不会自动重发", G_TIMING, 1, 300),
+    _p("MAX_ORDERS_PER_STOCK_PER_DAY", MAX_ORDERS_PER_STOCK_PER_DAY, "int", "熔断：单只股票每日最多自动委托笔数，达到后该股"
+       "停止自动交易", G_RISK, 1, 1000),
+    _p("MAX_CANCELS_PER_DAY", MAX_CANCELS_PER_DAY, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 9000),
+    _p("MAX_ORDER_VOLUME", MAX_ORDER_VOLUME, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易", G_RISK, 100,
+       10_000_000),
+    _p("MAX_ACTIONS_PER_MINUTE", MAX_ACTIONS_PER_MINUTE, "int", "熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所"
+       "程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),
+    _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", MAX_ACTIONS_PER_STOCK_PER_MINUTE, "int", "熔断：单只股票每分钟最多委托+撤单笔数，"
+       "达到后该股停止自动交易", G_RISK, 1, 1000),
+    _p("STORAGE_MIN_FREE_MB", STORAGE_MIN_FREE_MB, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）",
+       G_TIMING, 0, 1_000_000),
+    _p("STORAGE_CHECK_INTERVAL", STORAGE_CHECK_INTERVAL, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
+    _p("WEB_CONNECTION_LIMIT", WEB_CONNECTION_LIMIT, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程）", G_WEB, 50,
+       10000, restart=True),
+    _p("WEB_IDLE_TIMEOUT", WEB_IDLE_TIMEOUT, "float", "空闲连接超过该时间（秒）即关闭", G_WEB, 5, 600, restart=True),
+    _p("WEB_SSE_PER_CLIENT", WEB_SSE_PER_CLIENT, "int", "同一客户端地址最多同时打开的实时推送连接数", G_WEB, 1, 16),
 )
 
 MIN_API_TOKEN_LENGTH = 16
@@ -362,6 +530,9 @@ def _rate_table(param: Param, value: Any) -> list[tuple[float, float]]:
 
 
 def _fmt(number: Optional[float]) -> str:
+    """A number as a person reads it: 2147483647 → 「2,147,483,647」, 1e-05 → 「0.00001」 (never exponent form)."""
     if number is None:
         return "不限"
-    return f"{number:g}"
+    if float(number).is_integer():
+        return f"{int(number):,}"
+    return f"{number:.12f}".rstrip("0").rstrip(".")

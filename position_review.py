@@ -132,9 +132,13 @@ class PositionReviews:
 
 
 def _price(raw: Any, label: str) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or math.isnan(raw) or math.isinf(raw) or raw <= 0:
+    try:  # a JSON integer may be too large for a float
+        value = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else math.nan
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value) or value <= 0:
         raise InvalidPositionState(f"{label} 必须是大于 0 的数字")
-    return float(raw)
+    return value
 
 
 def _levels(raw: Any, add_levels: tuple[float, ...]) -> tuple[int, ...]:

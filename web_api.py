@@ -3,7 +3,7 @@ WebContext and answers with the JSON shapes of web_views. Security and error sha
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, request
 
@@ -35,8 +35,9 @@ def _empty_body() -> None:
         req.ensure_only(body(), set())
 
 
-def _allow_query(*allowed: req.Field) -> None:
-    unknown = sorted(set(request.args) - {f.name for f in allowed})
+def _allow_query(*allowed: req.Field | str) -> None:
+    """Refuse query parameters not named (by declared field or by name: the watch routes name them)."""
+    unknown = sorted(set(request.args) - {getattr(f, "name", f) for f in allowed})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
 
@@ -150,20 +151,26 @@ def position(code: str) -> Response:
 
 @blueprint.get("/positions/stream")
 def positions_stream() -> Response:
+    def make(app_state, disconnected) -> PositionStream:
+        c = app_state.ctx
+        return PositionStream(
+            c.positions, app_state.stream.get,
+            lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
+            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected, bus=c.events)
+    return sse_response(make)
+
+
+def sse_response(make: Callable[[Any, Callable[[], bool]], PositionStream]) -> Response:
+    """A server-sent-event response holding one of the bounded stream slots until it ends. `make(app_state,
+    disconnected)` builds the stream; its frames run after the request context is gone, so it binds all."""
     app_state = state()
     client = request.remote_addr or ""
     refused = app_state.sse_slots.acquire(client)
     if refused:
         raise ApiError(429, "TOO_MANY_STREAMS", refused)
     try:
-        c = app_state.ctx
         disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
-        # The frames are produced after the request context is gone: everything they need is bound here.
-        stream = PositionStream(
-            c.positions, app_state.stream.get,
-            lambda: {"time": c.clock.now(), "data_version": c.positions.data_version},
-            lambda: c.settings.get("SSE_HEARTBEAT_SECONDS"), app_state.stop, disconnected, bus=c.events)
-        frames = StreamBody(stream.frames(), lambda: app_state.sse_slots.release(client))
+        frames = StreamBody(make(app_state, disconnected).frames(), lambda: app_state.sse_slots.release(client))
     except Exception:
         app_state.sse_slots.release(client)
         raise
@@ -255,7 +262,7 @@ def data_history(code: str) -> Response:
     if hasattr(c.data, "request_quote"):
         c.data.request_quote(code)  # subscribe on demand: its bars and quotes follow
     frame = c.data.get_history(code, start, end, with_indicators=True)
-    bars = views.with_moving_averages(views.bars_view(frame))
+    bars = views.with_macd_crosses(views.with_moving_averages(views.bars_view(frame)))
     if end is None or end >= c.clock.today():
         bars = views.with_today(bars, c.data.get_latest_data(code), c.clock.today())
     return ok({"stock_code": code, "bars": bars, "count": len(bars)})

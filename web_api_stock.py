@@ -7,18 +7,66 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+import config
 import web_requests as req
 import web_views as views
 from config import ConfigError
-from position_review import HIGHEST_SOURCES, parse_state_edit, state_view
+from position_review import HIGHEST_SOURCES, STATE_FIELDS, parse_state_edit, state_view
+from stock_params import STOCK_KEYS
 from web_api import body, ctx
+from web_openapi import OBJ, Body, document
 from web_requests import ApiError
 from web_server import ok, state
 
 blueprint = Blueprint("api_stock", __name__, url_prefix="/api")
 
 LOCK_REASON = "操作员锁定该股票（不自动交易）"
-STOCK_FIELDS = {"params", "locked", "blacklisted", "reason"}
+TAG = "个股参数"
+
+
+def _param_schema(key: str) -> dict:
+    """One per-stock parameter as config.py's table defines it (config.coerce_value checks it); null removes it."""
+    param = config.PARAMS_BY_KEY[key]
+    bounds = {k: v for k, v in (("minimum", param.min), ("maximum", param.max)) if v is not None}
+    number = {"type": "integer" if param.kind == "int" else "number", **bounds}
+    if param.kind == "float_list":
+        value = {"type": "array", "minItems": 1, "items": number}
+    elif param.kind == "rate_table":  # rows of (threshold within the bounds, factor)
+        value = {"type": "array", "minItems": 1, "items": {"type": "array", "prefixItems": [
+            {"type": "number", **bounds}, {"type": "number"}], "minItems": 2, "maxItems": 2, "items": False}}
+    else:
+        value = number
+    return {"anyOf": [value, {"type": "null"}],
+            "description": f"{param.meaning}（范围 {param.describe_range()}；null 恢复全局值）"}
+
+
+def _stock_change_schema() -> dict:
+    """The PUT body of /api/stock-params/<code>; the parameters and their ranges come from config.py's table."""
+    return {"type": "object", "additionalProperties": False, "anyOf": [
+        {"required": ["params"]}, {"required": ["locked"]}, {"required": ["blacklisted"]}], "properties": {
+        "params": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                   "properties": {key: _param_schema(key) for key in STOCK_KEYS},
+                   "description": "个股参数 {参数名: 值}，只影响该股"},
+        "locked": {"type": "boolean", "description": "锁定（不自动交易）或解除锁定"},
+        "blacklisted": {"type": "boolean", "description": "加入或移出 MACD / 股票池买入黑名单"},
+        "reason": req.F_REASON.schema()}}
+
+
+STOCK_CHANGE = Body("个股参数、锁定与黑名单，各项可选（至少一项）；参数先整体校验，任一被拒则什么都不改",
+                    _stock_change_schema)
+STOCK_FIELDS = set(_stock_change_schema()["properties"])
+# Position state edit: the names are position_review's; its parse_state_edit checks the values.
+STATE_EDIT = req.Shape("PositionStateEdit", "手动修改持仓的规则状态（只改给出的字段）；confirm=true 确认券商发现的持仓", (
+    req.Field("highest_price", "number", "开仓以来最高价（元，不低于成本价）", low=0),
+    req.Field("profit_triggered", "boolean", "是否已触发首次止盈"),
+    req.Field("base_cost_price", "number", "基准成本价（元）", low=0),
+    req.Field("used_add_levels", "array", "已用补仓档位序号（从 0 起）", items="integer"),
+    req.Field("open_date", "string", "开仓日期 YYYY-MM-DD（不晚于今天；未给最高价时按日线重算）", fmt="date"),
+    req.Field("confirm", "boolean", "确认该持仓的状态（结束「待确认」）")), (
+    req.Variant((), (*STATE_FIELDS, "confirm")),))
+STOCK_VIEW = {"type": "object", "required": ["stock_code", "overrides", "effective", "locked", "blacklisted"],
+              "properties": {"stock_code": {"type": "string"}, "overrides": OBJ, "effective": OBJ,
+                             "locked": {"type": "boolean"}, "blacklisted": {"type": "boolean"}}}
 
 
 def _params() -> Any:
@@ -48,6 +96,8 @@ def _refresh_views() -> None:
 
 
 @blueprint.get("/stock-params")
+@document("全部个股参数、黑名单、锁定的股票与待确认的持仓", data={"type": "object", "required": [
+    "overrides", "blacklist", "locked", "pending_reviews"]}, tag=TAG)
 def stock_params_all() -> Response:
     c = ctx()
     store = _params()
@@ -58,11 +108,13 @@ def stock_params_all() -> Response:
 
 
 @blueprint.get("/stock-params/<code>")
+@document("一只股票的个股参数（含生效值与来源）、锁定、黑名单与触发价", data=STOCK_VIEW, tag=TAG)
 def stock_params_get(code: str) -> Response:
     return ok(_stock_view(req.parse_code(code)))
 
 
 @blueprint.put("/stock-params/<code>")
+@document("修改个股参数、锁定或黑名单（记入参数修改历史）", body=STOCK_CHANGE, data=STOCK_VIEW, tag=TAG)
 def stock_params_put(code: str) -> Response:
     """`{"params": {KEY: value | null}, "locked": bool, "blacklisted": bool, "reason": "…"}`, each optional.
     The parameters are validated first: a refused value changes nothing, not even the lock."""
@@ -79,7 +131,10 @@ def stock_params_put(code: str) -> Response:
     if "params" in parsed:
         if not isinstance(parsed["params"], dict):
             raise req.bad_request("params 必须是 {参数名: 值} 对象", "INVALID_FIELD")
-        store.update(code, parsed["params"], "web")
+        try:
+            store.update(code, parsed["params"], "web")
+        except OverflowError:  # config.coerce_value cannot take a JSON integer beyond any float
+            raise req.bad_request("参数值超出数字范围", "CONFIG_INVALID") from None
     if "locked" in parsed:
         if c.trading_state is None:
             raise ApiError(404, "TRADING_STATE_UNAVAILABLE", "交易状态模块未启用，无法锁定股票")
@@ -94,6 +149,7 @@ def stock_params_put(code: str) -> Response:
 
 
 @blueprint.delete("/stock-params/<code>")
+@document("删除一只股票的全部个股参数（恢复全局参数）", data=STOCK_VIEW, tag=TAG)
 def stock_params_delete(code: str) -> Response:
     code = req.parse_code(code)
     try:
@@ -123,11 +179,13 @@ def _state_view(code: str) -> dict:
 
 
 @blueprint.get("/positions/<code>/state")
+@document("持仓的规则状态（最高价、首次止盈、基准成本、补仓档位、开仓日）", data=OBJ, tag="持仓")
 def position_state_get(code: str) -> Response:
     return ok(_state_view(req.parse_code(code)))
 
 
 @blueprint.put("/positions/<code>/state")
+@document("手动修改持仓的规则状态（逐项记入参数修改历史）", body=STATE_EDIT, data=OBJ, tag="持仓")
 def position_state_put(code: str) -> Response:
     """Validated edit of the episode state; each changed field is journaled as `<code>:position.<field>`.
     `{"confirm": true}` (alone or with changes) ends the 「待确认」 of a position found at the broker."""

@@ -1,5 +1,6 @@
 """Routes of the watch tasks (智能盯盘, issue 17): list, create, edit, delete, start/stop tasks and read the alert
-history. Bodies are parsed by `watch_rules.parse_task` (one definition of the shape); the monitor does the rest."""
+history. Bodies are parsed by `watch_requests.parse_task`, whose declarations also describe them in the OpenAPI
+document (one definition of the shape); the monitor does the rest."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,10 +8,11 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 import web_requests as req
-from web_api import _allow_query, body, ctx
+from web_api import _allow_query, _empty_body, body, ctx
 from web_requests import ApiError
+from web_openapi import LIST, OBJ, Body, document
 from web_server import ok
-from watch_requests import parse_task
+from watch_requests import parse_task, task_schema
 from watch_rules import TaskStatus, WatchTask
 from watch_store import TaskNotFound, task_view
 
@@ -18,6 +20,20 @@ blueprint = Blueprint("api_watch", __name__, url_prefix="/api/watch")
 
 LAST_ALERTS = 3
 MAX_ALERTS = 500
+MAX_TASK_ID = 2**31 - 1
+TAG = "智能盯盘"
+
+# Declared once: the routes validate with these and the OpenAPI document describes them.
+P_TASK_ID = req.Field("task_id", "integer", "盯盘任务编号", low=1, high=MAX_TASK_ID)
+Q_TASK_STATUS = req.Field("status", "string", "任务状态", enum=tuple(s.value for s in TaskStatus))
+Q_TASK_ID = req.Field("task_id", "integer", "只看该任务的提醒（任务编号）", low=1, high=MAX_TASK_ID)
+Q_ALERT_LIMIT = req.Field("limit", "integer", "最多返回条数（默认 200）", low=1, high=MAX_ALERTS)
+TASKS_QUERY = (req.Q_STOCK_CODE, Q_TASK_STATUS)
+ALERTS_QUERY = (req.Q_STOCK_CODE, req.Q_DATE, Q_TASK_ID, Q_ALERT_LIMIT)
+TASK_BODY = Body("盯盘任务：stock_code、conditions（同时满足），可选 action（默认仅提醒）、exits、sessions_only、"
+                 "repeat_cooldown、expires", lambda: task_schema(req.F_STOCK_CODE.schema()))
+TASK_LIST = {"type": "object", "required": ["tasks", "count"],
+             "properties": {"tasks": LIST, "count": {"type": "integer", "minimum": 0}}}
 
 
 def _store() -> Any:
@@ -28,6 +44,8 @@ def _store() -> Any:
 
 
 def _task(task_id: int) -> WatchTask:
+    if not 1 <= task_id <= MAX_TASK_ID:  # the URL converter takes any digits; SQLite integers do not
+        raise ApiError(404, "WATCH_TASK_NOT_FOUND", f"盯盘任务 #{task_id} 不存在")
     try:
         return _store().get(task_id)
     except TaskNotFound as exc:
@@ -52,28 +70,33 @@ def _parse(raw: dict, base: WatchTask | None = None) -> WatchTask:
 
 
 @blueprint.get("/tasks")
+@document("盯盘任务列表（可按股票、状态筛选）", query=TASKS_QUERY, data=TASK_LIST, tag=TAG)
 def tasks_list() -> Response:
-    _allow_query("stock_code", "status")
+    _allow_query(*TASKS_QUERY)
     code = req.parse_code(request.args["stock_code"]) if request.args.get("stock_code") else ""
     status = request.args.get("status", "")
-    if status and status not in {s.value for s in TaskStatus}:
-        raise req.bad_request(f"未知任务状态：{status[:20]}", "INVALID_STATUS")
+    if status and status not in Q_TASK_STATUS.enum:
+        raise req.bad_request(f"未知任务状态：{status[:20]}，可选 {', '.join(Q_TASK_STATUS.enum)}", "INVALID_STATUS")
     tasks = [t for t in _store().all(code) if not status or t.status.value == status]
     return ok({"tasks": [_view(t) for t in tasks], "count": len(tasks)})
 
 
 @blueprint.post("/tasks")
+@document("新建盯盘任务（条件按现价与涨跌停校验）", body=TASK_BODY, data=OBJ, success=201, tag=TAG)
 def tasks_create() -> Response:
     task = _store().add(_parse(body()))
     return ok(_view(task), 201)
 
 
 @blueprint.get("/tasks/<int:task_id>")
+@document("一个盯盘任务及最近的提醒", path=(P_TASK_ID,), data=OBJ, tag=TAG)
 def task_get(task_id: int) -> Response:
     return ok(_view(_task(task_id)))
 
 
 @blueprint.put("/tasks/<int:task_id>")
+@document("修改盯盘任务（已触发或已过期的任务修改后重新启用）", path=(P_TASK_ID,), body=TASK_BODY, data=OBJ,
+          tag=TAG)
 def task_put(task_id: int) -> Response:
     """Replace the task's conditions and options; its history stays, a finished task becomes active again."""
     current = _task(task_id)
@@ -81,6 +104,7 @@ def task_put(task_id: int) -> Response:
 
 
 @blueprint.delete("/tasks/<int:task_id>")
+@document("删除盯盘任务", path=(P_TASK_ID,), data=OBJ, tag=TAG)
 def task_delete(task_id: int) -> Response:
     _task(task_id)
     _store().delete(task_id)
@@ -88,8 +112,10 @@ def task_delete(task_id: int) -> Response:
 
 
 @blueprint.post("/tasks/<int:task_id>/start")
+@document("启用已暂停的盯盘任务", path=(P_TASK_ID,), body=req.EMPTY, data=OBJ, tag=TAG)
 def task_start(task_id: int) -> Response:
     """Active again; a task that had fired (or expired) is re-armed by an edit, not by start."""
+    _empty_body()
     task = _task(task_id)
     if task.status in (TaskStatus.DONE, TaskStatus.EXPIRED):
         raise ApiError(409, "WATCH_TASK_FINISHED", f"盯盘任务 #{task_id} {task.status.label}，请修改条件后重新启用")
@@ -97,7 +123,9 @@ def task_start(task_id: int) -> Response:
 
 
 @blueprint.post("/tasks/<int:task_id>/stop")
+@document("暂停盯盘任务", path=(P_TASK_ID,), body=req.EMPTY, data=OBJ, tag=TAG)
 def task_stop(task_id: int) -> Response:
+    _empty_body()
     task = _task(task_id)
     if task.status is not TaskStatus.ACTIVE:
         raise ApiError(409, "WATCH_TASK_NOT_ACTIVE", f"盯盘任务 #{task_id} 当前{task.status.label}，无需暂停")
@@ -105,19 +133,22 @@ def task_stop(task_id: int) -> Response:
 
 
 @blueprint.get("/alerts")
+@document("盯盘提醒历史（最新在前）", query=ALERTS_QUERY, data={
+    "type": "object", "required": ["alerts"], "properties": {"alerts": LIST}}, tag=TAG)
 def alerts() -> Response:
-    _allow_query("stock_code", "date", "task_id", "limit")
+    _allow_query(*ALERTS_QUERY)
     code = req.parse_code(request.args["stock_code"]) if request.args.get("stock_code") else ""
     day = req.parse_date(request.args.get("date"), "日期")
-    task_id = _int_arg("task_id", 1, 2**31)
-    limit = _int_arg("limit", 1, MAX_ALERTS) or 200
+    task_id = _int_arg(Q_TASK_ID)
+    limit = _int_arg(Q_ALERT_LIMIT) or 200
     return ok({"alerts": _store().alerts(code, day, task_id, limit)})
 
 
-def _int_arg(name: str, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
+def _int_arg(declared: req.Field) -> int | None:
+    raw = request.args.get(declared.name)
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise req.bad_request(f"{name} 必须是 {low} 到 {high} 之间的整数", "INVALID_QUERY")
+    low, high = int(declared.low), int(declared.high)
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or not low <= int(raw) <= high:
+        raise req.bad_request(f"{declared.label}（{declared.name}）必须是 {low} 到 {high} 之间的整数", "INVALID_QUERY")
     return int(raw)

@@ -24,19 +24,34 @@ ERROR_TEXT = {400: "请求无效（参数或请求体不符合要求）", 401: "
 
 
 @dataclass(frozen=True)
+class Body:
+    """A nested JSON request body (web_requests.Shape is flat by design): its schema is built by the module that
+    parses the body, from the same declarations its parser validates with (e.g. watch_requests.task_schema)."""
+
+    description: str
+    schema_of: Callable[[], dict]
+    required: bool = True
+
+    def schema(self) -> dict:
+        return {**self.schema_of(), "description": self.description}
+
+
+@dataclass(frozen=True)
 class Operation:
     """What a route does and takes, beyond what its URL rule already says."""
 
     summary: str
     description: str = ""
-    body: Optional[req.Shape] = None
+    body: Optional[req.Shape | Body] = None
     query: tuple[req.Field, ...] = ()
+    path: tuple[req.Field, ...] = ()  # path parameters not in web_requests.PATH_PARAMS
     data: dict = field(default_factory=dict)  # JSON schema of `data` in the success envelope
     errors: tuple[int, ...] = ()  # more documented error statuses than the defaults
     content: tuple[str, ...] = ("application/json",)  # media types of the 200 answer
     tag: str = ""
     upload: Optional[dict] = None  # a multipart/form-data schema instead of a JSON body
     raw: bool = False  # the 200 answer is not the JSON envelope (a page, a file, a stream)
+    success: int = 200  # the status of the success answer (201 for a created resource)
 
 
 def document(summary: str, **kwargs: Any) -> Callable:
@@ -162,14 +177,16 @@ def _operation(path: str, method: str, endpoint: str, op: Operation) -> dict:
         out["description"] = op.description
     if op.tag:
         out["tags"] = [op.tag]
-    params = [_parameter(name, "path", req.PATH_PARAMS.get(name), True) for name in re.findall(r"{(\w+)}", path)]
+    declared = {**req.PATH_PARAMS, **{f.name: f for f in op.path}}
+    params = [_parameter(name, "path", declared.get(name), True) for name in re.findall(r"{(\w+)}", path)]
     params += [_parameter(f.name, "query", f, False) for f in op.query]
     if params:
         out["parameters"] = params
     if op.upload is not None:
         out["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": op.upload}}}
     elif op.body is not None:
-        empty_ok = all(not v.required for v in op.body.variants)
+        empty_ok = (not op.body.required if isinstance(op.body, Body)
+                    else all(not v.required for v in op.body.variants))
         out["requestBody"] = {"required": not empty_ok, "description": op.body.description,
                               "content": {"application/json": {"schema": op.body.schema()}}}
     return out
@@ -192,7 +209,7 @@ def _responses(path: str, method: str, op: Operation) -> dict:
     statuses = {400, 401, 403, 404, 405} | set(op.errors)
     if method != "get":
         statuses |= set(MUTATING_ERRORS)
-    responses: dict[str, Any] = {"200": ok}
+    responses: dict[str, Any] = {str(op.success): ok}
     for status in sorted(statuses):
         responses[str(status)] = {"description": ERROR_TEXT[status], "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

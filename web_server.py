@@ -81,6 +81,9 @@ class WebContext:
     notifier: Any = None  # notify_worker.Notifier (issue 16; the notify routes answer 404 without it)
     jobs: Any = None  # jobs_runner.JobRunner
     reports_dir: Any = None  # Path of the daily reports
+    snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
+    intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
+    log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
 
 
 @dataclass
@@ -124,6 +127,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     import web_api_state
     import web_api_stock
     import web_api_watch
+    import web_api_auth, web_api_logs, web_api_market, web_api_performance  # issue 15: the page's own routes
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -148,6 +152,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     app.register_blueprint(web_api_jobs.blueprint)
     app.register_blueprint(web_api_watch.blueprint)
     app.register_blueprint(web_api_stock.blueprint)
+    for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
+        app.register_blueprint(extra.blueprint)
     return app
 
 

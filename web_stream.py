@@ -67,18 +67,20 @@ class VersionedCache:
 
 
 class PositionStream:
-    """One client's stream. `snapshot()` returns (data_version, payload). The wait is cut into slices of
-    `check_seconds` so that server shutdown and a vanished client end the stream promptly; bursts of
-    changes are coalesced to at most one snapshot per `min_gap_seconds`."""
+    """One client's stream (of positions by default). `snapshot()` returns (data_version, payload). The wait is
+    cut into slices of `check_seconds` so that server shutdown and a vanished client end the stream promptly;
+    bursts of changes are coalesced to at most one snapshot per `min_gap_seconds`."""
 
     def __init__(self, positions: Any, snapshot: Callable[[], tuple[int, dict]], heartbeat: Callable[[], dict],
                  heartbeat_seconds: Callable[[], float], stop: threading.Event,
                  disconnected: Callable[[], bool] = lambda: False, check_seconds: float = 0.5,
                  min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic,
-                 bus: Any = None):
-        """`bus`: an events.EventBus whose events are forwarded (within one `check_seconds` slice)."""
+                 event: str = "positions", bus: Any = None):
+        """`event` names the frames (another versioned source than positions, e.g. log lines); `bus`: an
+        events.EventBus whose events are forwarded (within one `check_seconds` slice)."""
         self._bus = bus
         self._positions = positions
+        self._event = event
         self._snapshot = snapshot
         self._heartbeat = heartbeat
         self._heartbeat_seconds = heartbeat_seconds
@@ -115,7 +117,7 @@ class PositionStream:
         except GeneratorExit:
             raise
         except Exception as exc:  # the client sees the reason and reconnects; the log keeps the details
-            log.exception("持仓实时推送出错")
+            log.exception("实时推送（%s）出错", self._event)
             yield event_frame("error", {"message": f"实时推送出错：{exc.__class__.__name__}，将自动重连"})
         finally:
             if subscription is not None:
@@ -123,7 +125,7 @@ class PositionStream:
 
     def _snapshot_frame(self) -> tuple[int, bytes]:
         version, payload = self._snapshot()
-        return version, event_frame("positions", payload, event_id=version)
+        return version, event_frame(self._event, payload, event_id=version)
 
 
 class StreamBody:

@@ -179,6 +179,19 @@ def with_today(bars: list[dict], quote: Any, today: date) -> list[dict]:
     return bars + [bar]
 
 
+def with_macd_crosses(bars: list[dict]) -> list[dict]:
+    """Mark `macd_cross` ('golden' / 'death' / None) on each bar with the MACD rule's own cross test, so the
+    chart marks exactly the bars the rule would act on."""
+    from indicator_calculator import cross_between
+
+    previous = None
+    for bar in bars:
+        hist = bar.get("macd_hist")
+        bar["macd_cross"] = cross_between(previous, hist)
+        previous = hist
+    return bars
+
+
 # Columns of the CSV export: (record key, Chinese header). Keys a record lacks stay empty.
 TRADE_CSV_COLUMNS = (
     ("trade_time", "成交时间"), ("stock_code", "股票代码"), ("stock_name", "股票名称"), ("side_label", "方向"),

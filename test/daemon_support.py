@@ -126,13 +126,15 @@ class Daemon:
             self.proc.wait(30)
 
 
-def launch(root: Path, args: list[str], sets: Optional[dict] = None, name: str = "run") -> Daemon:
-    """Start main.py with `--data-dir root/data --log-dir root/logs --port <free>` plus `args` and
-    `--set KEY=json` for each of `sets`; output goes to a file under root (never a pipe that could fill)."""
+def launch(root: Path, args: list[str], sets: Optional[dict] = None, name: str = "run",
+           project: Path = PROJECT) -> Daemon:
+    """Start `project`/main.py (this checkout unless given) with `--data-dir root/data --log-dir root/logs
+    --port <free>` plus `args` and `--set KEY=json` for each of `sets`; output goes to a file under root (never a
+    pipe that could fill)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     out_path = root / f"{name}-{time.monotonic_ns()}.out"
-    command = [sys.executable, str(PROJECT / "main.py"), "--data-dir", str(root / "data"),
+    command = [sys.executable, str(project / "main.py"), "--data-dir", str(root / "data"),
                "--log-dir", str(root / "logs"), "--port", str(port), *args]
     for key, value in (sets or {}).items():
         command += ["--set", f"{key}={json.dumps(value)}"]
@@ -145,10 +147,10 @@ def launch(root: Path, args: list[str], sets: Optional[dict] = None, name: str =
 
 
 def start_ready(root: Path, args: list[str], sets: Optional[dict] = None, name: str = "run",
-                attempts: int = 3) -> Daemon:
+                attempts: int = 3, project: Path = PROJECT) -> Daemon:
     """`launch` + `wait_ready`, trying another port when the chosen one was taken meanwhile."""
     for attempt in range(attempts):
-        daemon = launch(root, args, sets, name)
+        daemon = launch(root, args, sets, name, project)
         try:
             daemon.wait_ready()
             return daemon

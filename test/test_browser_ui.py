@@ -116,18 +116,19 @@ def test_positions_update_live_from_the_replay(daemon, page):
     row.wait_for()
     cells = row.locator("td")
     assert cells.nth(2).inner_text() == f"{system.positions.get('600036.SH').volume:,}"
-    version = int(re.search(r"\d+", page.inner_text("#pos-version")).group())
-    page.wait_for_function(f"parseInt(document.querySelector('#pos-version').textContent.match(/\\d+/)[0]) > {version}")
+    stamp = page.inner_text("#pos-version")
+    assert stamp.startswith("更新于")
+    page.wait_for_function(f"document.querySelector('#pos-version').textContent !== {stamp!r}")
     page.wait_for_function(
         "(() => { const c = document.querySelector(\"tr[data-code='600036.SH'] td:nth-child(6)\").textContent;"
         " window.__seen = window.__seen || new Set(); window.__seen.add(c); return window.__seen.size >= 3; })()",
         polling=100)
     assert cells.nth(10).inner_text() != "--"  # stop-loss trigger price
     row.locator("button", has_text="图表").click()
-    page.locator("#chart svg").wait_for()
-    assert page.locator("#chart .candle").count() > 20
-    assert page.locator("#chart [data-level='cost']").count() == 1
-    assert page.locator("#chart .trade-marker[data-side='buy']").count() >= 1
+    page.locator("#chart canvas").first.wait_for()
+    page.wait_for_function("window.QmtChart.current && QmtChart.current.lastBar() !== null"
+                           " && QmtChart.current.levelPrices().cost > 0")
+    assert page.evaluate("QmtChart.current.levelPrices().cost") == system.positions.get("600036.SH").cost_price
     shot(page, "02_positions_chart")
     assert real_problems(page) == []
 
@@ -183,7 +184,8 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     field.fill("-0.08")
     row.locator("button", has_text="保存").click()
     confirm(page)
-    page.wait_for_function("document.querySelector('#config-msg').textContent.includes('STOP_LOSS_RATIO 已保存')")
+    page.wait_for_function("document.querySelector('#config-msg').textContent.includes('止损比例')"
+                           " && document.querySelector('#config-msg').textContent.includes('已保存')")
     assert system.settings.get("STOP_LOSS_RATIO") == -0.08
     page.locator("#cfg-STOP_LOSS_RATIO .tag.overridden").wait_for()
     latest = page.locator("#config-history-body tr").first
@@ -305,7 +307,7 @@ def test_page_obeys_its_content_security_policy(daemon, browser):
         tab.goto(server.url + "/#positions")
         tab.locator("#live-state.on").wait_for(timeout=TIMEOUT_MS)
         tab.locator("tr[data-code='600036.SH'] button", has_text="图表").click(timeout=TIMEOUT_MS)
-        tab.locator("#chart svg .candle").first.wait_for(timeout=TIMEOUT_MS)
+        tab.locator("#chart canvas").first.wait_for(timeout=TIMEOUT_MS)
         tab.goto(server.url + "/#config")
         tab.locator("#cfg-STOP_LOSS_RATIO").wait_for(timeout=TIMEOUT_MS)
     finally:

@@ -2,10 +2,17 @@
 (validated, journaled, shown in the trigger prices), lock and blacklist, and a position's rule state by hand."""
 from __future__ import annotations
 
+import jsonschema
 import pytest
 
 import strategy
+import watch_requests
+import web_openapi
+import web_requests as req
 from models import Rule, SignalStatus
+from position_review import STATE_FIELDS
+from stock_params import STOCK_KEYS
+from watch_rules import ConditionType
 from web_test_support import Client, SseClient, build_system, start_server
 
 SH = "600036.SH"
@@ -201,3 +208,103 @@ def test_blacklisted_pool_stocks_are_not_bought(system, client):
     ok(client.request("PUT", f"/api/stock-params/{SH}", {"blacklisted": True}))
     error(client.post("/api/actions/execute_buy", {"from_pool": True, "count": 1}), 409, "POOL_EMPTY")
     assert system.stock_params.buyable([SH, "000001.SZ"]) == ["000001.SZ"]
+
+
+def _json_body(operation):
+    return operation["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_task_body_contract_is_the_parsers_declaration(system, server, client):
+    paths = web_openapi.build(server.app)["paths"]
+    create = paths["/api/watch/tasks"]["post"]
+    schema = _json_body(create)
+    assert schema == {**watch_requests.task_schema(req.F_STOCK_CODE.schema()), "description": schema["description"]}
+    assert "201" in create["responses"] and "200" not in create["responses"]
+    assert _json_body(paths["/api/watch/tasks/{task_id}"]["put"]) == schema
+    # each condition type sits in exactly one variant, with exactly the parameters the parser reads
+    variants = schema["properties"]["conditions"]["items"]["oneOf"]
+    by_type = {t: v for v in variants for t in v["properties"]["type"]["enum"]}
+    assert sorted(by_type) == sorted(t.value for t in ConditionType)
+    assert by_type["in_zone"]["required"] == ["type", "low", "high"]
+    assert by_type["macd_dead"]["required"] == ["type"]
+    assert by_type["change_below"]["properties"]["value"] == {
+        "type": "number", "description": "涨跌幅 value（%，相对昨收）", "minimum": -30, "maximum": 30}
+    assert by_type["new_low"]["properties"]["days"]["type"] == "integer"
+    [ratio] = [v["properties"]["ratio"] for v in schema["properties"]["action"]["oneOf"] if "ratio" in v["properties"]]
+    assert (ratio["exclusiveMinimum"], ratio["maximum"]) == (0, 1)
+    # what the schema accepts the route stores, and its answer is again a valid body
+    validator = jsonschema.Draft202012Validator(schema)
+    level = round(price(system) * 1.05, 2)
+    body = {"stock_code": SH, "conditions": [{"type": "price_above", "value": level}, {"type": "new_high", "days": 20},
+                                             {"type": "change_above", "value": 30}],
+            "sessions_only": False, "repeat_cooldown": 600, "expires": None,
+            "action": {"type": "buy", "amount": 20000}, "exits": {"stop_loss_ratio": -0.05,
+                                                                 "dynamic_take_profit": [[0.05, 0.97]]}}
+    validator.validate(body)
+    created = ok(client.post("/api/watch/tasks", body), 201)
+    validator.validate({k: created[k] for k in body})
+    # what the schema refuses the route refuses, in Chinese, naming the declared bound
+    for change, fragment in [
+            ({"conditions": [{"type": "change_above", "value": 30.5}]}, "超出范围 [-30, 30]：30.5"),
+            ({"action": {"type": "sell", "ratio": 0}, "exits": None}, "卖出比例 ratio 超出范围 (0, 1]：0"),
+            ({"conditions": [{"type": "price_above", "value": level, "days": 5}]}, "包含未知字段：days"),
+            ({"exits": {"stop_loss_ratio": 0}}, "止损比例 stop_loss_ratio 超出范围 [-0.5, 0)：0"),
+            ({"repeat_cooldown": -1}, "重复提醒冷却秒数"),
+            ({"conditions": [{"type": "new_high", "days": 2.5}]}, "必须是整数")]:
+        bad = {**body, **change}
+        assert not validator.is_valid(bad), change
+        assert fragment in error(client.post("/api/watch/tasks", bad), 400, "INVALID_WATCH_TASK"), change
+    assert ok(client.get("/api/watch/tasks"))["count"] == 1
+
+
+def test_watch_paths_and_queries_are_declared_and_enforced(server, client):
+    paths = web_openapi.build(server.app)["paths"]
+    [task_id] = paths["/api/watch/tasks/{task_id}"]["get"]["parameters"]
+    assert task_id["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    alerts = {p["name"]: p["schema"] for p in paths["/api/watch/alerts"]["get"]["parameters"]}
+    assert list(alerts) == ["stock_code", "date", "task_id", "limit"] and alerts["limit"]["maximum"] == 500
+    statuses = [p for p in paths["/api/watch/tasks"]["get"]["parameters"] if p["name"] == "status"]
+    assert statuses[0]["schema"]["enum"] == ["active", "stopped", "done", "expired"]
+    error(client.get(f"/api/watch/tasks/{2**63}"), 404, "WATCH_TASK_NOT_FOUND")  # not a SQLite overflow
+    error(client.get("/api/watch/alerts?limit=501"), 400, "INVALID_QUERY")
+    error(client.get("/api/watch/alerts?limit=%C2%B2"), 400, "INVALID_QUERY")  # a Unicode digit
+    error(client.get("/api/watch/alerts?task_id=" + "9" * 5000), 400, "INVALID_QUERY")  # beyond int()'s digit limit
+    error(client.get("/api/watch/tasks?colour=red"), 400, "UNKNOWN_FIELD")
+    error(client.get("/api/watch/tasks?status=gone"), 400, "INVALID_STATUS")
+    assert ok(client.get("/api/watch/tasks?status=active")) == {"tasks": [], "count": 0}
+
+
+def test_stock_bodies_are_declared_from_the_parameter_table(server, client):
+    paths = web_openapi.build(server.app)["paths"]
+    change = _json_body(paths["/api/stock-params/{code}"]["put"])
+    params = change["properties"]["params"]["properties"]
+    assert sorted(params) == sorted(STOCK_KEYS)
+    assert params["STOP_LOSS_RATIO"]["anyOf"] == [{"type": "number", "minimum": -0.5, "maximum": -0.001},
+                                                  {"type": "null"}]
+    assert params["GRID_MAX_HOLD_DAYS"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 365}
+    validator = jsonschema.Draft202012Validator(change)
+    assert not validator.is_valid({"reason": "只有原因"})
+    message = error(client.request("PUT", f"/api/stock-params/{SH}", {"reason": "只有原因"}), 400, "EMPTY_CHANGE")
+    assert "至少一项" in message
+    assert not validator.is_valid({"params": {"BUY_GRID_LEVELS": [0.1]}})
+    assert "小于最小值 0.3" in error(client.request("PUT", f"/api/stock-params/{SH}",
+                                                {"params": {"BUY_GRID_LEVELS": [0.1]}}), 400, "CONFIG_INVALID")
+    state = _json_body(paths["/api/positions/{code}/state"]["put"])
+    assert set(state["properties"]) == {*STATE_FIELDS, "confirm"} and "required" not in state
+
+
+def test_integers_beyond_any_float_are_refused_not_crashed(system, client):
+    """JSON integers have no size limit; 10**400 overflows every float conversion the parsers make."""
+    _hold(system, client)
+    huge = 10**400
+    message = error(client.post("/api/watch/tasks", {"stock_code": SH, "conditions": [
+        {"type": "price_above", "value": huge}]}), 400, "INVALID_WATCH_TASK")
+    assert "超出范围 [0.001, 100000]" in message
+    assert "必须是整数" not in error(client.post("/api/watch/tasks", {"stock_code": SH, "conditions": [
+        {"type": "new_high", "days": huge}]}), 400, "INVALID_WATCH_TASK")
+    assert "数值过大" in error(client.request("PUT", f"/api/stock-params/{SH}", {"params": {"STOP_LOSS_RATIO": huge}}),
+                               400, "CONFIG_INVALID")
+    assert "必须是大于 0 的数字" in error(client.request("PUT", f"/api/positions/{SH}/state", {"highest_price": huge}),
+                                        400, "INVALID_POSITION_STATE")
+    assert ok(client.get("/api/watch/tasks"))["count"] == 0
+    assert ok(client.get(f"/api/stock-params/{SH}"))["overrides"] == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -14,8 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import strategy
+from account_snapshots import AccountSnapshots
+from composition import page_sources
 from config_store import ConfigStore
 from data_manager import DataManager, build_data_manager
+from logger import SecretFilter
 from position_manager import PositionManager
 from position_monitor import PositionMonitor
 from signal_store import SignalStore
@@ -92,6 +96,7 @@ class System:
         raise AssertionError("replay did not reach the next trading day")
 
     def close(self) -> None:
+        logging.getLogger().removeHandler(self.ctx.log_tail)
         self.watchdog.stop(2.0)
         self.data.close()
         for db in self.dbs:
@@ -139,6 +144,8 @@ def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optiona
                      trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
                      trading_state=trading_state, events=events, watch=watch_store, stock_params=stock_params,
                      position_reviews=PositionReviews(trading_db, clock))
+    ctx.snapshots = AccountSnapshots(trading_db, clock)
+    ctx.intraday, ctx.log_tail = page_sources(data.hub, SecretFilter([TOKEN]))
     system = System(settings, data, clock, broker, positions, executor, signals, runner, monitor, stock_pool,
                     watchdog, ctx, [config_db, trading_db], trading_state=trading_state, events=events,
                     watch=watch, watch_store=watch_store, stock_params=stock_params)
@@ -218,11 +225,12 @@ class Client:
 
 
 class SseClient:
-    """Reads server-sent events from /api/positions/stream on a plain socket (no buffering surprises)."""
+    """Reads server-sent events (default /api/positions/stream) on a plain socket (no buffering surprises)."""
 
-    def __init__(self, port: int, token: Optional[str] = TOKEN, timeout: float = 5.0):
+    def __init__(self, port: int, token: Optional[str] = TOKEN, timeout: float = 5.0,
+                 path: str = "/api/positions/stream"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        lines = [f"GET /api/positions/stream HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
         if token:
             lines.append(f"X-API-Token: {token}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())

@@ -12,7 +12,7 @@
   var confirmDialog = Q.confirmDialog;
 
   // ---- state -------------------------------------------------------------------------------------
-  var state = { snapshot: null, status: null, tab: "overview", chartCode: "", chartData: null };
+  var state = { snapshot: null, status: null, tab: "overview", chartCode: "", today: "", chartMode: "k" };
 
   // ---- tabs --------------------------------------------------------------------------------------
   var loaders = {
@@ -24,15 +24,21 @@
     trade: function () {}
   };
 
+  /* The pages of this file are in `loaders`; pages in their own files register with Qmt.registerPage. */
   function activate() {
     var name = (location.hash || "#overview").slice(1);
     if (!loaders[name] && !Q.pages[name]) name = "overview";
+    var previous = Q.pages[state.tab];
+    if (previous && previous.leave && state.tab !== name) previous.leave();
     state.tab = name;
     Array.prototype.forEach.call(document.querySelectorAll(".tab"), function (s) { s.hidden = s.id !== "tab-" + name; });
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
-      a.classList.toggle("active", a.getAttribute("data-tab") === name);
+      var active = a.getAttribute("data-tab") === name;
+      a.classList.toggle("active", active);
+      if (active && a.scrollIntoView) a.scrollIntoView({ block: "nearest", inline: "nearest" });
     });
-    (loaders[name] || Q.pages[name])();
+    if (loaders[name]) loaders[name]();
+    else Q.pages[name].load();
   }
 
   // ---- status, account, clock, health ------------------------------------------------------------
@@ -74,6 +80,7 @@
   function renderClock(c) {
     if (!c) return;
     $("clock").textContent = fmtTime(c.time) + (c.is_replay ? "（回放时钟）" : "");
+    state.today = String(c.time || "").slice(0, 10);
     $("session").textContent = c.session_label;
     $("calendar-banner").hidden = !c.calendar_warning;
     $("calendar-banner").textContent = c.calendar_warning || "";
@@ -155,7 +162,7 @@
       clear(body);
       h.threads.forEach(function (t) {
         var tr = make("tr");
-        cell(tr, t.name);
+        cell(tr, Q.threadLabel(t.name)).title = t.name;
         cell(tr, t.alive ? "运行中" : "异常", t.alive ? "ok-dot" : "bad-dot");
         cell(tr, t.seconds_since_beat == null ? "--" : Number(t.seconds_since_beat).toFixed(1) + " 秒");
         cell(tr, String(t.restarts));
@@ -178,7 +185,7 @@
 
   function renderPositions(snapshot) {
     state.snapshot = snapshot;
-    $("pos-version").textContent = "数据版本 " + snapshot.data_version;
+    $("pos-version").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", { hour12: false });
     var body = $("positions-body");
     var seen = {};
     if (!snapshot.positions.length) {
@@ -200,17 +207,19 @@
     Object.keys(rows).forEach(function (code) {
       if (!seen[code]) { body.removeChild(rows[code].tr); delete rows[code]; }
     });
-    if (state.chartCode && state.chartData && state.tab === "positions") drawChart();
+    if (state.chartCode && state.tab === "positions") applyLevels();
   }
 
   function newPositionRow(code) {
     var tr = make("tr");
     tr.setAttribute("data-code", code);
     var cells = [];
+    var heads = document.querySelectorAll("#positions-table thead th");  // labels of the phone's card layout
     for (var i = 0; i < POS_COLUMNS - 1; i++) {
       cells.push(cell(tr, "", i >= 2 ? "num" : ""));
+      cells[i].setAttribute("data-label", heads[i] ? heads[i].textContent : "");
     }
-    var actions = cell(tr, "");
+    var actions = cell(tr, "", "actions-cell");
     var chartBtn = make("button", "small", "图表");
     chartBtn.type = "button";
     chartBtn.addEventListener("click", function () { openChart(code); });
@@ -286,52 +295,13 @@
   }
 
   function openStream() {
-    setLive(false, "连接中…");
-    fetch(Q.apiUrl("/api/positions/stream"), { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store" })
-      .then(function (response) {
-        if (!response.ok || !response.body) {
-          return response.json().then(function (payload) {
-            throw new ApiError(response.status, payload, "实时推送连接失败");
-          }, function () { throw new ApiError(response.status, null, "实时推送连接失败"); });
-        }
-        setLive(true, "实时");
-        return readEvents(response.body.getReader());
-      })
-      .then(function () { retryStream("实时推送已断开，重连中…"); },
-        function (err) { retryStream(errorText(err)); });
-  }
-
-  function retryStream(reason) {
-    setLive(false, reason.length > 30 ? "已断开，重连中…" : reason);
-    if (reason.indexOf("令牌") >= 0) showError("global-msg", { message: reason });
-    setTimeout(openStream, 2000);
-  }
-
-  function readEvents(reader) {
-    var decoder = new TextDecoder("utf-8");
-    var buffer = "";
-    function pump() {
-      return reader.read().then(function (chunk) {
-        if (chunk.done) return;
-        buffer += decoder.decode(chunk.value, { stream: true });
-        var parts = buffer.split("\n\n");
-        buffer = parts.pop();
-        parts.forEach(handleEvent);
-        return pump();
-      });
-    }
-    return pump();
-  }
-
-  function handleEvent(block) {
-    var event = "message", data = [];
-    block.split("\n").forEach(function (line) {
-      if (line.indexOf("event:") === 0) event = line.slice(6).trim();
-      else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+    Q.eventStream(function () { return "/api/positions/stream"; }, handleEvent, function (on, text) {
+      setLive(on, text.length > 30 ? "已断开，重连中…" : text);
+      if (!on && text.indexOf("令牌") >= 0) showError("global-msg", { message: text });
     });
-    if (!data.length) return;
-    var payload;
-    try { payload = JSON.parse(data.join("\n")); } catch (e) { return; }
+  }
+
+  function handleEvent(event, payload) {
     if (event === "positions") {
       renderPositions(payload);
       renderAccount(payload.account);
@@ -345,6 +315,7 @@
     } else if (event === "error") {
       setLive(false, payload.message);
     }
+    Q.emitStream(event, payload);
   }
 
   /* Fills change positions: the orders, trades and signals tabs follow at most once a second. */
@@ -359,11 +330,16 @@
     }, 1000);
   }
 
-  // ---- chart -------------------------------------------------------------------------------------
+  // ---- charts: daily K-line and today's 分时 line (web/chart.js) ----------------------------------
+  var kChart = null, mChart = null;
+  var LEVELS = [["cost", "成本", "#1d2433"], ["stop_loss_price", "止损", "#138a4f"],
+    ["take_profit_price", "首次止盈", "#d9342b"], ["dynamic_stop_price", "动态止盈", "#f0a020"],
+    ["next_add_price", "补仓", "#2463d1"]];
+
   function openChart(code) {
     $("chart-code").value = code;
     loadChart(code);
-    $("chart").scrollIntoView({ behavior: "smooth", block: "start" });
+    $("chart-panel").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
   function loadChart(codeText) {
@@ -375,38 +351,54 @@
       get("/api/trade-records?stock_code=" + encodeURIComponent(code))
     ]).then(function (results) {
       state.chartCode = results[0].stock_code;
-      state.chartData = { bars: results[0].bars, trades: results[1] };
-      show("chart-msg", "");
-      drawChart();
+      show("chart-msg", results[0].bars.length ? "" : "没有 " + state.chartCode + " 的日线数据", "warn");
+      $("chart-area").hidden = false;
+      if (!kChart) kChart = QmtChart.kline($("chart"), $("chart-readout"));
+      kChart.setData({ code: state.chartCode, bars: results[0].bars, trades: results[1],
+        digits: digitsOf(state.chartCode) });
+      applyLevels();
+      loadIntraday();
     }, function (err) {
       state.chartCode = "";
-      state.chartData = null;
-      clear($("chart"));
+      $("chart-area").hidden = true;
       showError("chart-msg", err);
     });
   }
 
-  function drawChart() {
+  function positionOf(code) {
+    return state.snapshot && state.snapshot.positions.filter(function (x) { return x.stock_code === code; })[0];
+  }
+
+  /* The rule levels and today's bar follow every live positions snapshot. */
+  function applyLevels() {
+    if (!kChart || kChart.code() !== state.chartCode) return;
+    var p = positionOf(state.chartCode), t = (p && p.trigger_prices) || {};
+    kChart.setLevels(p ? LEVELS.map(function (l) {
+      return { key: l[0], label: l[1], color: l[2], price: l[0] === "cost" ? p.cost_price : t[l[0]] };
+    }) : []);
+    if (p && p.current_price > 0 && state.today) kChart.updateToday(p.current_price, state.today);
+    $("chart-title").textContent = state.chartCode + (p && p.stock_name ? " " + p.stock_name : "") + (p ? "" : "（未持仓）");
+  }
+
+  function loadIntraday() {
     var code = state.chartCode;
-    var p = state.snapshot && state.snapshot.positions.filter(function (x) { return x.stock_code === code; })[0];
-    var t = (p && p.trigger_prices) || {};
-    var levels = p ? [
-      { key: "cost", label: "成本", price: p.cost_price, color: "#1d2433", dash: "none" },
-      { key: "stop_loss", label: "止损", price: t.stop_loss_price, color: "#138a4f" },
-      { key: "take_profit", label: "止盈", price: t.take_profit_price, color: "#d9342b" },
-      { key: "dynamic_stop", label: "动态", price: t.dynamic_stop_price, color: "#f0a020" },
-      { key: "next_add", label: "补仓", price: t.next_add_price, color: "#2463d1" }
-    ] : [];
-    var bars = state.chartData.bars;
-    var last = bars.length ? bars[bars.length - 1] : null;
-    if (p && last && last.partial && p.current_price > 0) {  // today's unfinished bar follows the live price
-      last.close = p.current_price;
-      last.high = Math.max(last.high, p.current_price);
-      last.low = Math.min(last.low, p.current_price);
-    }
-    $("chart-title").textContent = code + (p && p.stock_name ? " " + p.stock_name : "") + (p ? "" : "（未持仓）");
-    QmtChart.render($("chart"), { code: code, bars: state.chartData.bars, trades: state.chartData.trades,
-      levels: levels, currentPrice: p ? p.current_price : null, digits: digitsOf(code) });
+    if (!code) return;
+    get("/api/data/intraday/" + encodeURIComponent(code)).then(function (series) {
+      if (code !== state.chartCode) return;
+      if (!mChart) mChart = QmtChart.intraday($("intraday"), $("intraday-head"));
+      mChart.setData(series, digitsOf(code));
+      var last = series.points[series.points.length - 1];
+      if (last && kChart) kChart.updateToday(last.price, series.date);
+    }, function (err) { $("intraday-head").textContent = errorText(err); });
+  }
+
+  function setChartMode(mode) {
+    state.chartMode = mode;
+    $("chart-box").hidden = mode !== "k";
+    $("intraday-box").hidden = mode !== "m";
+    $("chart-mode-k").classList.toggle("active", mode === "k");
+    $("chart-mode-m").classList.toggle("active", mode === "m");
+    if (mode === "m") loadIntraday();
   }
 
   // ---- orders ------------------------------------------------------------------------------------
@@ -849,21 +841,36 @@
     });
   }
 
+  /* A typed token is checked at once with a cheap authenticated call, not at the next action. */
+  function saveToken() {
+    var typed = $("token-input").value.trim();
+    if (!typed) { show("token-msg", "请输入令牌", "error"); return; }
+    Q.setToken(typed);
+    show("token-msg", "正在检查令牌…");
+    post("/api/auth/check").then(function () {
+      show("token-msg", "");
+      $("token-bar").hidden = true;
+      show("global-msg", "令牌正确，已保存在本浏览器标签页（点击此提示关闭）", "ok");
+      loadStatus();
+    }, function (err) {
+      $("token-bar").hidden = false;
+      show("token-msg", err.status === 401 ? "令牌错误，请核对数据目录中 api_token 文件的内容" : errorText(err), "error");
+    });
+  }
+
   // ---- wiring ------------------------------------------------------------------------------------
   function init() {
     if (!Q.hasToken()) $("token-bar").hidden = false;
-    $("token-save").addEventListener("click", function () {
-      Q.setToken($("token-input").value.trim());
-      $("token-bar").hidden = Q.hasToken();
-      show("global-msg", "");
-      loadStatus();
-    });
+    $("token-save").addEventListener("click", saveToken);
+    $("token-input").addEventListener("keydown", function (ev) { if (ev.key === "Enter") saveToken(); });
     $("emergency-stop").addEventListener("click", emergencyStop);
     QmtOperator.init(loadStatus);
     $("signals-filter").addEventListener("submit", function (ev) { ev.preventDefault(); loadSignals(); });
     $("global-msg").addEventListener("click", function () { show("global-msg", ""); });
     $("cancel-all").addEventListener("click", cancelAll);
     $("chart-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadChart($("chart-code").value); });
+    $("chart-mode-k").addEventListener("click", function () { setChartMode("k"); });
+    $("chart-mode-m").addEventListener("click", function () { setChartMode("m"); });
     $("orders-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadOrders(); });
     $("trades-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadTrades(); });
     $("trades-csv").addEventListener("click", exportTrades);
@@ -885,6 +892,9 @@
       loadStatus();
       if (state.tab === "overview") loadHealth();
     }, 5000);
+    setInterval(function () {  // the 分时 line and today's bar of a stock that is not held
+      if (state.tab === "positions" && state.chartCode && !document.hidden) loadIntraday();
+    }, 3000);
   }
 
   document.addEventListener("DOMContentLoaded", init);

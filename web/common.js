@@ -90,9 +90,6 @@
   }
   function selectAccount(id) { sessionStorage.setItem("qmt_account", id); }
 
-  /* Pages added by other scripts (name → loader), shown by the tab switcher like the built-in ones. */
-  var pages = {};
-  function registerPage(name, loader) { pages[name] = loader; }
 
   function api(method, path, body) {
     var init = { method: method, headers: headers(), cache: "no-store" };
@@ -137,13 +134,95 @@
     });
   }
 
+  // ---- server-sent events over fetch (the token travels in a header, never in a URL) ---------------
+  /* Opens `path()` as an event stream, calls onEvent(name, payload) per event and onState(connected, text);
+     reconnects 2 s after a break until close() is called. */
+  function eventStream(path, onEvent, onState) {
+    var closed = false, controller = null, timer = null;
+    onState = onState || function () {};
+    function open() {
+      if (closed) return;
+      controller = new AbortController();
+      onState(false, "连接中…");
+      fetch(apiUrl(path()), { headers: headers({ "Accept": "text/event-stream" }), cache: "no-store",
+        signal: controller.signal })
+        .then(function (response) {
+          if (!response.ok || !response.body) {
+            return response.json().then(function (payload) {
+              throw new ApiError(response.status, payload, "实时推送连接失败");
+            }, function () { throw new ApiError(response.status, null, "实时推送连接失败"); });
+          }
+          onState(true, "实时");
+          return pump(response.body.getReader());
+        })
+        .then(function () { retry("实时推送已断开，重连中…"); }, function (err) { retry(errorText(err)); });
+    }
+    function retry(reason) {
+      if (closed) return;
+      onState(false, reason);
+      timer = setTimeout(open, 2000);
+    }
+    function pump(reader) {
+      var decoder = new TextDecoder("utf-8"), buffer = "";
+      function next() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) return;
+          buffer += decoder.decode(chunk.value, { stream: true });
+          var parts = buffer.split("\n\n");
+          buffer = parts.pop();
+          parts.forEach(dispatch);
+          return next();
+        });
+      }
+      return next();
+    }
+    function dispatch(block) {
+      var event = "message", data = [];
+      block.split("\n").forEach(function (line) {
+        if (line.indexOf("event:") === 0) event = line.slice(6).trim();
+        else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+      });
+      if (!data.length) return;
+      var payload;
+      try { payload = JSON.parse(data.join("\n")); } catch (e) { return; }
+      onEvent(event, payload);
+    }
+    open();
+    return { close: function () { closed = true; clearTimeout(timer); if (controller) controller.abort(); } };
+  }
+
+  // ---- pages ---------------------------------------------------------------------------------------
+  /* A page = a nav link <a href="#name" data-tab="name">, a <section id="tab-name" class="tab" hidden> and a
+     script that calls Qmt.registerPage("name", { load: fn, leave: fn? }) (or just the load function). load() runs
+     each time the page is shown, leave() when another page is shown. Qmt.onStream(fn) receives every live positions event. */
+  var pages = {}, streamListeners = [];
+  function registerPage(name, page) { pages[name] = typeof page === "function" ? { load: page } : page; }
+  function onStream(listener) { streamListeners.push(listener); }
+  function emitStream(event, payload) {
+    streamListeners.forEach(function (listener) {
+      try { listener(event, payload); } catch (e) { console.error(e); }
+    });
+  }
+
+  // ---- Chinese names of what the daemon reports ------------------------------------------------------
+  var THREAD_LABELS = { data: "数据", monitor: "监控", strategy: "策略", sync: "同步", orders: "委托",
+    housekeeping: "日常维护", web: "网页", watchdog: "看门狗", broker_sync: "券商同步", MainThread: "主线程",
+    probe: "探针" };
+  function threadLabel(name) {
+    if (!name) return "";
+    if (THREAD_LABELS[name]) return THREAD_LABELS[name];
+    if (/^waitress/.test(name)) return "网页";
+    return name;
+  }
+  var LEVEL_LABELS = { DEBUG: "调试", INFO: "信息", WARNING: "警告", ERROR: "错误", CRITICAL: "严重" };
+
   window.Qmt = {
     $: $, make: make, cell: cell, clear: clear, digitsOf: digitsOf, fmtPrice: fmtPrice, fmtMoney: fmtMoney,
     fmtInt: fmtInt, fmtPct: fmtPct, signClass: signClass, fmtTime: fmtTime, jsonText: jsonText,
     numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
     setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
     apiUrl: apiUrl, account: function () { return account; }, accountIds: accountIds, selectAccount: selectAccount,
-    pages: pages, registerPage: registerPage,
-    api: api
+    eventStream: eventStream, registerPage: registerPage, pages: pages, onStream: onStream, emitStream: emitStream,
+    threadLabel: threadLabel, LEVEL_LABELS: LEVEL_LABELS, api: api
   };
 })();

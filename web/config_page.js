@@ -20,17 +20,33 @@
     }, function (err) { showError("config-msg", err); });
   }
 
+  /* Each group folds (a <details>); the index above jumps to a group and opens it. On a narrow screen the
+     groups start folded except the first, on a wide one all start open. Re-rendering keeps what was open. */
   function renderConfig(c) {
-    var root = $("config-groups");
+    var root = $("config-groups"), index = $("config-index");
+    var wasOpen = {};
+    Array.prototype.forEach.call(root.querySelectorAll("details"), function (d) { wasOpen[d.id] = d.open; });
+    var narrow = window.matchMedia("(max-width: 700px)").matches;
     clear(root);
+    clear(index);
     show("config-warnings", c.warnings.length ? "配置提醒：\n" + c.warnings.join("\n") : "", "warn");
-    c.groups.forEach(function (group) {
-      var box = make("div", "config-group");
-      box.appendChild(make("h3", null, group));
-      c.params.filter(function (p) { return p.group === group; }).forEach(function (p) {
-        box.appendChild(configRow(p));
-      });
+    c.groups.forEach(function (group, i) {
+      var box = make("details", "config-group");
+      box.id = "cfg-group-" + i;
+      box.open = wasOpen[box.id] !== undefined ? wasOpen[box.id] : (!narrow || i === 0);
+      var mine = c.params.filter(function (p) { return p.group === group; });
+      var changed = mine.filter(function (p) { return p.overridden; }).length;
+      box.appendChild(make("summary", null, group + "（" + mine.length + " 项" + (changed ? "，" + changed + " 项已修改" : "") + "）"));
+      mine.forEach(function (p) { box.appendChild(configRow(p)); });
       root.appendChild(box);
+      var jump = make("a", "chip", group);
+      jump.href = "#config";
+      jump.addEventListener("click", function (ev) {
+        ev.preventDefault();
+        box.open = true;
+        box.scrollIntoView({ behavior: "smooth", block: "start" });
+      });
+      index.appendChild(jump);
     });
   }
 
@@ -38,14 +54,14 @@
     var row = make("div", "config-row");
     row.id = "cfg-" + p.key;
     row.setAttribute("data-key", p.key);
-    var about = make("div");
-    var key = make("div", "key", p.key);
-    if (p.overridden) key.appendChild(make("span", "tag overridden", "已修改"));
-    if (p.restart_required) key.appendChild(make("span", "tag restart", "需重启"));
-    if (p.run_override) key.appendChild(make("span", "tag cmdline", p.run_override_note));
-    about.appendChild(key);
-    about.appendChild(make("div", "meaning", p.meaning));
-    about.appendChild(make("div", "range", (p.range ? "范围：" + p.range + "；" : "") + "默认：" + jsonText(p.default)));
+    var about = make("div", "about");
+    var title = make("div", "meaning", p.meaning);
+    if (p.overridden) title.appendChild(make("span", "tag overridden", "已修改"));
+    if (p.restart_required) title.appendChild(make("span", "tag restart", "需重启"));
+    if (p.run_override) title.appendChild(make("span", "tag cmdline", p.run_override_note));
+    about.appendChild(title);
+    about.appendChild(make("div", "key", p.key));
+    about.appendChild(make("div", "range", (p.range ? "范围：" + p.range + "；" : "") + "默认：" + shownValue(p, p.default)));
     row.appendChild(about);
 
     var field = make("div");
@@ -95,6 +111,15 @@
     return row;
   }
 
+  /* A value as a person reads it: 是/否 for switches, 1,000,000 for big numbers, JSON for tables. */
+  function shownValue(p, v) {
+    if (p.type === "bool") return v ? "是" : "否";
+    if ((p.type === "int" || p.type === "float") && typeof v === "number" && Math.abs(v) >= 1000) {
+      return v.toLocaleString("zh-CN", { maximumFractionDigits: 6 });
+    }
+    return jsonText(v);
+  }
+
   function readConfigValue(p, input) {
     if (p.type === "bool") return { value: input.checked };
     if (p.type === "choice" || p.type === "str") return { value: input.value };
@@ -127,7 +152,7 @@
       var changes = {}; changes[p.key] = read.value;
       post("/api/config/update", { changes: changes }).then(function (r) {
         fieldError(input, error, "");
-        var text = p.key + " 已保存" + (r.restart_required.length ? "（重启后生效）" : "");
+        var text = "「" + p.meaning + "」已保存" + (r.restart_required.length ? "（重启后生效）" : "");
         if (r.warnings.length) text += "\n提醒：" + r.warnings.join("；");
         show("config-msg", text, r.warnings.length ? "warn" : "ok");
         loadConfig().then(function () { loadConfigHistory(); afterChange(); });
@@ -139,10 +164,10 @@
   }
 
   function resetConfig(p, error) {
-    confirmDialog("恢复默认", "将 " + p.key + " 恢复为 config.py 中的默认值 " + jsonText(p.default) + "？").then(function (yes) {
+    confirmDialog("恢复默认", "将「" + p.meaning + "」（" + p.key + "）恢复为 config.py 中的值 " + shownValue(p, p.default) + "？").then(function (yes) {
       if (!yes) return;
       post("/api/config/reset", { key: p.key }).then(function () {
-        show("config-msg", p.key + " 已恢复默认值", "ok");
+        show("config-msg", "「" + p.meaning + "」已恢复为 config.py 中的值", "ok");
         loadConfig().then(function () { loadConfigHistory(); afterChange(); });
       }, function (err) { error.textContent = errorText(err); error.hidden = false; });
     });
@@ -157,7 +182,9 @@
         tr.setAttribute("data-history", h.id);
         cell(tr, "#" + h.id);
         cell(tr, fmtTime(h.time));
-        cell(tr, h.key);
+        var name = cell(tr, "");
+        name.appendChild(make("div", null, shortMeaning(h.key)));
+        if (shortMeaning(h.key) !== h.key) name.appendChild(make("div", "key-small", h.key));
         cell(tr, jsonText(h.old_value));
         cell(tr, jsonText(h.new_value));
         cell(tr, SOURCE_LABELS[h.source] || h.source);
@@ -171,6 +198,11 @@
       });
       if (!list.length) { var tr = make("tr"); cell(tr, "没有修改记录", "muted").colSpan = 7; body.appendChild(tr); }
     }, function (err) { showError("history-msg", err); });
+  }
+  /* "止损比例：价格 ≤ …" → "止损比例": the meaning up to its first explanation, for narrow places. */
+  function shortMeaning(key) {
+    var p = state.config && state.config.params.filter(function (x) { return x.key === key; })[0];
+    return p ? p.meaning.split(/[：（(]/)[0] : key;
   }
   var SOURCE_LABELS = { web: "网页", rollback: "回滚", emergency_stop: "紧急停止" };
 
@@ -191,5 +223,5 @@
     $("config-rollback-latest").addEventListener("click", function () { rollback(null, ""); });
   }
 
-  window.QmtConfig = { init: init, load: function () { loadConfig(); loadConfigHistory(); } };
+  window.QmtConfig = { init: init, load: function () { loadConfig().then(loadConfigHistory); } };
 })();

@@ -12,7 +12,7 @@
   var timer = null;
 
   function del(path) {
-    return fetch(path, { method: "DELETE", headers: Q.headers(), cache: "no-store" }).then(function (response) {
+    return fetch(Q.apiUrl(path), { method: "DELETE", headers: Q.headers(), cache: "no-store" }).then(function (response) {
       return response.json().then(function (payload) {
         if (!response.ok || payload.status !== "success") throw new Q.ApiError(response.status, payload, "删除失败");
         return payload.data;
@@ -160,7 +160,7 @@
     if (!data.reports.length) box.appendChild(make("span", "muted", "暂无报告（每个交易日收盘后生成）"));
     data.reports.forEach(function (r) {
       var link = make("a", "report-link", r.day);
-      link.href = "/api/reports/" + r.day;
+      link.href = Q.apiUrl("/api/reports/" + r.day);
       link.addEventListener("click", function (event) {
         event.preventDefault();
         $("report-frame").src = link.href;

@@ -98,7 +98,7 @@
     data.append("file", input.files[0]);
     data.append("dry_run", Q.$("order-file-dry-run").checked ? "true" : "false");
     Q.show("order-files-msg", "正在处理……");
-    fetch("/api/order-files", { method: "POST", headers: Q.headers(), body: data, cache: "no-store" })
+    fetch(Q.apiUrl("/api/order-files"), { method: "POST", headers: Q.headers(), body: data, cache: "no-store" })
       .then(function (response) {
         return response.json().then(function (payload) {
           if (!response.ok || payload.status !== "success") throw new Q.ApiError(response.status, payload, "上传失败");

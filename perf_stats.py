@@ -1,0 +1,156 @@
+"""Performance statistics with one definition for the backtest summary and the live account's 「收益」 page:
+returns, drawdown, Sharpe, position episodes rebuilt from fills, win rate, fees, per-stock and per-rule figures.
+Pure functions of numbers and fills; reading trades or equity from files or databases is the callers' job."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterable, Optional, Sequence
+
+TRADING_DAYS_PER_YEAR = 252
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One execution as the statistics need it; `rule` is the rule's value (e.g. 'stop_loss')."""
+
+    day: date
+    stock_code: str
+    side: str  # 'buy' | 'sell'
+    volume: int
+    amount: float  # price × volume
+    fees: float
+    rule: str
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """One position episode rebuilt from fills: from a buy into a flat position until flat again."""
+
+    stock_code: str
+    open_date: date
+    close_date: Optional[date]
+    invested: float  # buy amounts + buy fees
+    proceeds: float  # sell amounts − sell fees
+    rules: tuple[str, ...]  # every rule that traded in the episode, in first-use order
+
+    @property
+    def profit(self) -> float:
+        return round(self.proceeds - self.invested, 2)
+
+
+# ---- equity ---------------------------------------------------------------------------------------------
+
+def daily_returns(initial: float, totals: Sequence[float]) -> list[float]:
+    """Return of each day's closing equity over the previous one, the first against `initial`."""
+    return [now / before - 1 for before, now in zip([initial, *totals[:-1]], totals)]
+
+
+def drawdowns(initial: float, totals: Sequence[float]) -> list[float]:
+    """Each day's drawdown as a positive fraction of the running peak (the peak starts at `initial`)."""
+    peak, result = initial, []
+    for total in totals:
+        peak = max(peak, total)
+        result.append(1 - total / peak if peak > 0 else 0.0)
+    return result
+
+
+def max_drawdown(initial: float, totals: Sequence[float]) -> float:
+    return max(drawdowns(initial, totals), default=0.0)
+
+
+def sharpe(returns: Sequence[float]) -> Optional[float]:
+    """Mean over sample standard deviation of daily returns × √252 (risk-free 0); None when undefined."""
+    if len(returns) < 2:
+        return None
+    mean = sum(returns) / len(returns)
+    variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    if variance <= 1e-24:
+        return None
+    return round(mean / math.sqrt(variance) * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
+
+
+def equity_metrics(initial: float, totals: Sequence[float]) -> dict[str, Any]:
+    """total_return, annualized_return (compounded over 252 days a year), max_drawdown, sharpe."""
+    if not totals:
+        return {"total_return": 0.0, "annualized_return": 0.0, "max_drawdown": 0.0, "sharpe": None}
+    growth = totals[-1] / initial
+    annualized = growth ** (TRADING_DAYS_PER_YEAR / len(totals)) - 1 if growth > 0 else -1.0
+    return {"total_return": round(growth - 1, 6), "annualized_return": round(annualized, 6),
+            "max_drawdown": round(max_drawdown(initial, totals), 6),
+            "sharpe": sharpe(daily_returns(initial, totals))}
+
+
+# ---- episodes -------------------------------------------------------------------------------------------
+
+def episodes_from_fills(fills: Iterable[Fill]) -> tuple[list[EpisodeResult], list[EpisodeResult]]:
+    """(closed episodes in closing order, still-open episodes by stock) from fills in time order."""
+    open_by_code: dict[str, dict[str, Any]] = {}
+    closed: list[EpisodeResult] = []
+    for fill in fills:
+        state = open_by_code.get(fill.stock_code)
+        if state is None:
+            if fill.side != "buy":
+                continue  # a sell of shares held before the history starts: no episode to attach it to
+            state = open_by_code[fill.stock_code] = {"open": fill.day, "volume": 0, "invested": 0.0,
+                                                     "proceeds": 0.0, "rules": []}
+        if fill.rule not in state["rules"]:
+            state["rules"].append(fill.rule)
+        if fill.side == "buy":
+            state["volume"] += fill.volume
+            state["invested"] += fill.amount + fill.fees
+        else:
+            state["volume"] -= fill.volume
+            state["proceeds"] += fill.amount - fill.fees
+            if state["volume"] <= 0:
+                closed.append(_episode(fill.stock_code, state, fill.day))
+                del open_by_code[fill.stock_code]
+    still_open = [_episode(code, state, None) for code, state in sorted(open_by_code.items())]
+    return closed, still_open
+
+
+def win_stats(episodes: Sequence[Any]) -> dict[str, Any]:
+    """closed_episodes, winning_episodes (profit > 0; break-even is not a win), win_rate (None without any)."""
+    winners = sum(1 for episode in episodes if episode.profit > 0)
+    return {"closed_episodes": len(episodes), "winning_episodes": winners,
+            "win_rate": round(winners / len(episodes), 6) if episodes else None}
+
+
+def per_stock(episodes: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
+    """Realised P&L per stock over its closed episodes, best first."""
+    rows: dict[str, dict[str, Any]] = {}
+    for episode in episodes:
+        row = rows.setdefault(episode.stock_code, {"stock_code": episode.stock_code, "episodes": 0, "wins": 0,
+                                                   "realized_pnl": 0.0})
+        row["episodes"] += 1
+        row["wins"] += episode.profit > 0
+        row["realized_pnl"] = round(row["realized_pnl"] + episode.profit, 2)
+    return sorted(rows.values(), key=lambda r: (-r["realized_pnl"], r["stock_code"]))
+
+
+def rule_stats(fills: Sequence[Fill], episodes: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
+    """Per rule: how often it traded (fills, volume, amount, fees), and the average realised profit and the
+    win rate of the closed episodes it took part in (its outcome)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for fill in fills:
+        row = rows.setdefault(fill.rule, {"rule": fill.rule, "fills": 0, "volume": 0, "amount": 0.0, "fees": 0.0})
+        row["fills"] += 1
+        row["volume"] += fill.volume
+        row["amount"] = round(row["amount"] + fill.amount, 2)
+        row["fees"] = round(row["fees"] + fill.fees, 2)
+    for rule, row in rows.items():
+        involved = [e for e in episodes if rule in e.rules]
+        row["episodes"] = len(involved)
+        row["avg_episode_pnl"] = round(sum(e.profit for e in involved) / len(involved), 2) if involved else None
+        row["win_rate"] = win_stats(involved)["win_rate"]
+    return sorted(rows.values(), key=lambda r: (-r["fills"], r["rule"]))
+
+
+def fees_paid(fills: Iterable[Fill]) -> float:
+    return round(sum(fill.fees for fill in fills), 2)
+
+
+def _episode(code: str, state: dict[str, Any], close_date: Optional[date]) -> EpisodeResult:
+    return EpisodeResult(code, state["open"], close_date, round(state["invested"], 2), round(state["proceeds"], 2),
+                         tuple(state["rules"]))
