@@ -8,15 +8,19 @@ import threading
 import time
 from typing import Any, Callable
 
+from config import DEFAULTS
+
 REQUEST_THREADS_RESERVED = 4  # server threads never given to live streams: the page and an emergency stop
 QUEUE_LOGGER = "waitress.queue"
 
 
 def waitress_options(settings: Any) -> dict:
     """Waitress's defaults (100 connections, 120 s idle) let 100 idle sockets lock everyone out. Idle
-    connections cost waitress no thread, so the limit can be high; idle ones are closed sooner."""
-    idle = float(settings.get("WEB_IDLE_TIMEOUT"))
-    return {"connection_limit": int(settings.get("WEB_CONNECTION_LIMIT")), "channel_timeout": idle,
+    connections cost waitress no thread, so the limit can be high; idle ones are closed sooner. `settings`
+    None (a server without a config store, e.g. the account supervisor's) takes config.py's values."""
+    get = settings.get if settings is not None else DEFAULTS.__getitem__
+    idle = float(get("WEB_IDLE_TIMEOUT"))
+    return {"connection_limit": int(get("WEB_CONNECTION_LIMIT")), "channel_timeout": idle,
             "cleanup_interval": max(1.0, min(30.0, idle / 2)), "backlog": 1024}
 
 
