@@ -35,7 +35,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT under the lock; rolls back on any exception."""
-        with self.lock, self._reported():
+        with self._reported(), self.lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -46,19 +46,20 @@ class Database:
             self._conn.execute("COMMIT")
 
     def execute(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
-        with self.lock, self._reported():
+        with self._reported(), self.lock:
             return self._conn.execute(sql, params)
 
     def query(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
-        with self.lock, self._reported():
+        with self._reported(), self.lock:
             return self._conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence = ()) -> sqlite3.Row | None:
-        with self.lock, self._reported():
+        with self._reported(), self.lock:
             return self._conn.execute(sql, params).fetchone()
 
     @contextmanager
     def _reported(self) -> Iterator[None]:
+        """Entered before the lock: the listener runs after the lock is released (it may take other locks)."""
         try:
             yield
         except sqlite3.Error as exc:
