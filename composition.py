@@ -9,8 +9,10 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
+import storage_health
 import strategy
 from accounts_identity import account_guard
+from broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
 from models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
@@ -22,6 +24,7 @@ from orders_file_worker import OrderFileWorker
 from notify_composition import build_notifications
 from position_monitor import PositionMonitor
 from position_review import PositionReviews
+from risk_breakers import CircuitBreakers
 from signal_store import SignalStore
 from stock_params import StockParams
 from storage import Database
@@ -35,6 +38,11 @@ log = logging.getLogger("main")
 
 SHUTDOWN_SECONDS = 6.0  # threads: stop and final sync; with the web server's 2 s the exit stays within 10 s
 WEB_STOP_SECONDS = 2.0
+RESET_HINTS = {
+    "simulation": "若确要新建模拟账户，请使用 --reset-sim-account（先归档现有数据）",
+    "live": "实盘的委托日志不能重建，请务必从备份恢复",
+}
+BROKER_STOP_GRACE_SECONDS = 0.5  # calls in flight at shutdown may answer this long; then they are left unknown
 
 
 @dataclass
@@ -57,6 +65,9 @@ class Daemon:
     def shutdown(self) -> int:
         log.info("正在退出：停止执行信号，等待在途委托记账，最后一次同步持仓……")
         self._emit(EventKind.DAEMON_STOP, "守护进程正在退出")
+        broker = self.components.get("broker")
+        if isinstance(broker, BrokerGuard):
+            broker.stop(BROKER_STOP_GRACE_SECONDS)  # from here no thread (worker or request) waits on the broker
         web = self.components.get("web")
         if web is not None:
             web.stop(WEB_STOP_SECONDS)  # no new manual orders; running requests finish
@@ -89,7 +100,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
 
     simulation = settings.get("ENABLE_SIMULATION_MODE")
     mode = "simulation" if simulation else "live"
-    trading_db = Database(data_dir / ("sim_trading.db" if simulation else "trading.db"))
+    trading_db = storage_health.open_checked(
+        data_dir / ("sim_trading.db" if simulation else "trading.db"), data_dir,
+        "模拟账户数据库" if simulation else "交易数据库（委托日志）", RESET_HINTS[mode])
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:
         secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
@@ -109,15 +122,27 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         _close_quietly(live_broker.close, data.close, data.bar_store.db.close, trading_db.close)
         raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
                                                    f"「{data.source_label}」，拒绝启动")
+    problem = storage_health.quick_check(data.bar_store.db)
+    if problem:
+        _close_quietly(*([live_broker.close] if live_broker else []), data.close, data.bar_store.db.close,
+                       trading_db.close)
+        raise storage_health.StorageRefused("DB_CORRUPT", f"拒绝启动：行情数据库 {data.bar_store.db.path} 已损坏"
+                                                          f"（{problem}）。{storage_health.restore_hint(data_dir)}")
     hub = data.hub
     events = EventBus(clock)
     if live_broker is not None:
         _publish_broker_anomalies(events, live_broker.health)
     trading_state = TradingState(trading_db, clock)
+    storage = storage_health.StorageGuard(
+        trading_state, events, lambda: (trading_db, data.bar_store.db), data_dir,
+        lambda: settings.get("STORAGE_MIN_FREE_MB") * 1e6)
+    storage.watch(trading_db)  # a failed write of a fill or a journal entry halts automatic trading at once
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
-    broker = live_broker or _sim_broker(settings, trading_db, clock, hub)
+    broker = _guarded(live_broker or _sim_broker(settings, trading_db, clock, hub), settings, events)
     positions = PositionManager(trading_db, settings, clock, mode)
-    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state)
+    breakers = CircuitBreakers(settings, clock, trading_state, events,
+                               lambda day: executor.journal.automatic_counts(day))
+    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state, breakers)
     executor.add_fill_listener(lambda fill, rule: _publish_fill(events, fill, rule))
     broker.set_listener(executor)
     executor.recover()
@@ -172,7 +197,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
 
 
     data.set_watchlist(watchlist())
-    roll_day: list[Callable[[date], object]] = [positions.roll_day, executor.roll_day]
+    roll_day: list[Callable[[date], object]] = [storage.nightly_check, positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
         roll_day.insert(0, broker.roll_day)
 
@@ -183,15 +208,17 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
-                       only_in_session=not clock.is_replay),
+                       only_in_session=not clock.is_replay, max_step=lambda: broker_step_seconds(settings)),
         Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
+        IntervalWorker("storage", storage.check, settings, "STORAGE_CHECK_INTERVAL"),
         OrderFileWorker(order_files, settings),
         *notifications.workers,
     ):
         watchdog.add(worker)
     if not simulation:  # the broker's volume, available and cost are authoritative in live mode
         watchdog.add(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, reviews),
-                                    settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True))
+                                    settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True,
+                                    max_step=lambda: broker_step_seconds(settings)))
     try:
         web.start()
     except OSError as exc:
@@ -202,7 +229,8 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     daemon = Daemon(settings, watchdog, components=dict(
         positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
         monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
-        watch=watch, watch_store=watch_store, stock_params=stock_params))
+        watch=watch, watch_store=watch_store, stock_params=stock_params, storage=storage))
+    storage_health.mark_used(data_dir)  # from now on a missing or empty database here is refused
     daemon.stop_event = stop_event
     # the final sync first, then the broker and data source, then every database (checkpointed, closed)
     daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
@@ -290,6 +318,18 @@ def _day_report(executor, day: date) -> str:
     asset = executor.account()
     return (f"当日成交 {len(records)} 笔（买 {buys}，卖 {len(records) - buys}），费用 {fees:.2f} 元；"
             f"总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元")
+
+
+def _guarded(broker, settings, events: EventBus) -> BrokerGuard:
+    def hung(name: str, seconds: float) -> None:
+        events.emit(EventKind.BROKER_DISCONNECTED, f"券商接口 {name} 超过 {seconds:g} 秒未返回，暂停向券商发送请求",
+                    call=name, seconds=seconds)
+
+    def recovered(name: str, seconds: float) -> None:
+        events.emit(EventKind.BROKER_RECONNECTED, f"券商接口 {name} 在 {seconds:.1f} 秒后返回，恢复发送请求",
+                    call=name, seconds=round(seconds, 3))
+
+    return BrokerGuard(broker, lambda: settings.get("BROKER_CALL_TIMEOUT"), on_hung=hung, on_recovered=recovered)
 
 
 def _sim_broker(settings, trading_db: Database, clock, hub):

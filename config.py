@@ -70,7 +70,7 @@ UPDATE_INTERVAL = 60.0  # 行情线程刷新日线等数据的间隔（秒）
 POSITION_SYNC_INTERVAL = 5.0  # 持仓内存写入数据库的间隔（秒）
 ORDER_CHECK_INTERVAL = 5.0  # 检查未成交委托的间隔（秒）
 THREAD_CHECK_INTERVAL = 5.0  # 看门狗检查线程心跳的间隔（秒）
-THREAD_STUCK_SECONDS = 60.0  # 线程超过该时间无心跳视为卡死并重启（秒）
+THREAD_STUCK_SECONDS = 60.0  # 线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过「检查间隔 + 该值」无心跳视为卡死并重启
 THREAD_MAX_RESTARTS_PER_HOUR = 5  # 每小时最多重启同一线程次数，超过则报警不再重启
 BROKER_SYNC_INTERVAL = 10.0  # 实盘向券商查询持仓资金的间隔（秒）
 QUOTE_STALE_SECONDS = 30.0  # 行情超过该时间未更新视为过期，不用于交易判断（秒）
@@ -154,6 +154,19 @@ JOB_PRE_OPEN_TIME = '09:00'  # 盘前任务时间 HH:MM（行情时钟）
 JOB_POST_CLOSE_TIME = '15:05'  # 盘后任务时间 HH:MM：账户快照、每日报告
 JOB_NIGHTLY_TIME = '20:00'  # 夜间维护时间 HH:MM：数据库备份与检查、日志清理
 BACKUP_RETENTION_DAYS = 7  # 数据库备份保留天数
+
+# ==== 券商调用限时、熔断、存储与 Web 连接（issue 21）
+BROKER_CALL_TIMEOUT = 10.0  # 券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发
+MAX_ORDERS_PER_STOCK_PER_DAY = 20  # 熔断：单只股票每日最多自动委托笔数，达到后该股停止自动交易
+MAX_CANCELS_PER_DAY = 100  # 熔断：账户每日最多撤单笔数，达到后暂停自动交易
+MAX_ORDER_VOLUME = 100_000  # 熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易
+MAX_ACTIONS_PER_MINUTE = 20  # 熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）
+MAX_ACTIONS_PER_STOCK_PER_MINUTE = 6  # 熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易
+STORAGE_MIN_FREE_MB = 200.0  # 数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）
+STORAGE_CHECK_INTERVAL = 30.0  # 检查磁盘剩余空间的间隔（秒）
+WEB_CONNECTION_LIMIT = 1000  # Web 服务最多同时打开的连接数（空闲连接不占处理线程）（需重启）
+WEB_IDLE_TIMEOUT = 30.0  # 空闲连接超过该时间（秒）即关闭（需重启）
+WEB_SSE_PER_CLIENT = 3  # 同一客户端地址最多同时打开的实时推送连接数
 
 # ============================================================================================================
 # Metadata: every parameter above with its type, range, meaning and group. A new parameter needs both a
@@ -244,7 +257,8 @@ PARAMS: tuple[Param, ...] = (
     _p("POSITION_SYNC_INTERVAL", POSITION_SYNC_INTERVAL, "float", "持仓内存写入数据库的间隔（秒）", G_TIMING, 0.5, 600),
     _p("ORDER_CHECK_INTERVAL", ORDER_CHECK_INTERVAL, "float", "检查未成交委托的间隔（秒）", G_TIMING, 0.5, 600),
     _p("THREAD_CHECK_INTERVAL", THREAD_CHECK_INTERVAL, "float", "看门狗检查线程心跳的间隔（秒）", G_TIMING, 0.5, 600),
-    _p("THREAD_STUCK_SECONDS", THREAD_STUCK_SECONDS, "float", "线程超过该时间无心跳视为卡死并重启（秒）", G_TIMING, 2, 3600),
+    _p("THREAD_STUCK_SECONDS", THREAD_STUCK_SECONDS, "float", "线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过"
+       "「检查间隔 + 该值」无心跳视为卡死并重启", G_TIMING, 2, 3600),
     _p("THREAD_MAX_RESTARTS_PER_HOUR", THREAD_MAX_RESTARTS_PER_HOUR, "int", "每小时最多重启同一线程次数，超过则报警不再重启", G_TIMING, 1,
        100),
     _p("BROKER_SYNC_INTERVAL", BROKER_SYNC_INTERVAL, "float", "实盘向券商查询持仓资金的间隔（秒）", G_TIMING, 1, 600),
@@ -338,7 +352,29 @@ PARAMS: tuple[Param, ...] = (
     _p("JOB_POST_CLOSE_TIME", JOB_POST_CLOSE_TIME, "str", "盘后任务时间 HH:MM：账户快照、每日报告", G_NOTIFY),
     _p("JOB_NIGHTLY_TIME", JOB_NIGHTLY_TIME, "str", "夜间维护时间 HH:MM：数据库备份与检查、日志清理", G_NOTIFY),
     _p("BACKUP_RETENTION_DAYS", BACKUP_RETENTION_DAYS, "int", "数据库备份保留天数", G_NOTIFY, 1, 3650),
+    # ---- issue 21: broker deadline, circuit breakers (defaults far below the exchanges' thresholds for
+    # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account), storage, web limits
+    _p("BROKER_CALL_TIMEOUT", BROKER_CALL_TIMEOUT, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商"
+       "核对，不会自动重发", G_TIMING, 1, 300),
+    _p("MAX_ORDERS_PER_STOCK_PER_DAY", MAX_ORDERS_PER_STOCK_PER_DAY, "int", "熔断：单只股票每日最多自动委托笔数，达到后该股"
+       "停止自动交易", G_RISK, 1, 1000),
+    _p("MAX_CANCELS_PER_DAY", MAX_CANCELS_PER_DAY, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 9000),
+    _p("MAX_ORDER_VOLUME", MAX_ORDER_VOLUME, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易", G_RISK, 100,
+       10_000_000),
+    _p("MAX_ACTIONS_PER_MINUTE", MAX_ACTIONS_PER_MINUTE, "int", "熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所"
+       "程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),
+    _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", MAX_ACTIONS_PER_STOCK_PER_MINUTE, "int", "熔断：单只股票每分钟最多委托+撤单笔数，"
+       "达到后该股停止自动交易", G_RISK, 1, 1000),
+    _p("STORAGE_MIN_FREE_MB", STORAGE_MIN_FREE_MB, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）",
+       G_TIMING, 0, 1_000_000),
+    _p("STORAGE_CHECK_INTERVAL", STORAGE_CHECK_INTERVAL, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
+    _p("WEB_CONNECTION_LIMIT", WEB_CONNECTION_LIMIT, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程）", G_WEB, 50,
+       10000, restart=True),
+    _p("WEB_IDLE_TIMEOUT", WEB_IDLE_TIMEOUT, "float", "空闲连接超过该时间（秒）即关闭", G_WEB, 5, 600, restart=True),
+    _p("WEB_SSE_PER_CLIENT", WEB_SSE_PER_CLIENT, "int", "同一客户端地址最多同时打开的实时推送连接数", G_WEB, 1, 16),
 )
+
+MIN_API_TOKEN_LENGTH = 16
 
 PARAMS_BY_KEY: dict[str, Param] = {p.key: p for p in PARAMS}
 DEFAULTS: dict[str, Any] = {p.key: p.default for p in PARAMS}
@@ -379,7 +415,10 @@ def coerce_value(param: Param, value: Any) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise ValueError(f"{param.key} 必须是文本")
-        return value.strip()
+        text = value.strip()
+        if param.key == "WEB_API_TOKEN" and 0 < len(text) < MIN_API_TOKEN_LENGTH:  # it would block the next start
+            raise ValueError(f"API 令牌太短：至少需要 {MIN_API_TOKEN_LENGTH} 个字符（留空则自动生成）")
+        return text
     if kind == "choice":
         if value not in param.choices:
             raise ValueError(f"{param.key} 只能取 {param.describe_range()}")
@@ -475,9 +514,15 @@ def _warnings(v: Mapping[str, Any]) -> list[str]:
 
 
 def _number(param: Param, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{param.key} 必须是数字")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{param.key} 数值过大") from None
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(f"{param.key} 必须是数字")
+    return number
 
 
 def _in_range(param: Param, value: float) -> Any:

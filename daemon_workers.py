@@ -56,8 +56,9 @@ class IntervalWorker(ScheduledWorker):
 
     def __init__(self, name: str, action: Callable[[], object], settings, interval_key: str, clock=None,
                  only_in_session: bool = False, final: Optional[Callable[[], object]] = None,
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic, max_step: Optional[Callable[[], float]] = None):
         self.name = name
+        self._max_step = max_step
         self._action = action
         self._settings = settings
         self._interval_key = interval_key
@@ -65,6 +66,10 @@ class IntervalWorker(ScheduledWorker):
         self._only_in_session = only_in_session
         self._final = final
         super().__init__(now, now() + self._interval())  # the first call comes one interval after start
+
+    @property
+    def max_step_seconds(self) -> Optional[float]:  # type: ignore[override]
+        return self._max_step() if self._max_step is not None else None
 
     def run_once(self) -> None:
         self._due_at = self._now() + self._interval()  # set first: a failing action is not retried at once

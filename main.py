@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -15,9 +16,12 @@ from config_store import ConfigError, ConfigStore
 from instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
 from models import TradingError
-from storage import Database
+import storage_health
 
 log = logging.getLogger("main")
+
+STORAGE_REFUSED = 5  # exit code: a database or the data dir cannot be trusted or written
+CONFIG_RESET_HINT = "若确要以默认参数启动，请删除标记文件 {marker} 后重启"
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -90,6 +94,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except LockHeld as exc:
         print(f"拒绝启动：{exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # a read-only or full data dir
+        print(storage_health.describe_os_error(exc, data_dir), file=sys.stderr)
+        return STORAGE_REFUSED
     config_db = None
     try:
         if args.reset_sim_account:
@@ -98,26 +105,46 @@ def main(argv: Optional[list[str]] = None) -> int:
             archived = reset_sim_account(data_dir)
             print(f"已归档旧的模拟账户数据库：{archived}" if archived else "数据目录中没有模拟账户数据库，无需归档",
                   file=sys.stderr)
-        config_db = Database(data_dir / "config.db")
+            # a new account is asked for: this start may create the account database the marker would miss
+            (data_dir / storage_health.MARKER_NAME).unlink(missing_ok=True)
+        marker = data_dir / storage_health.MARKER_NAME
+        try:
+            config_db = storage_health.open_checked(data_dir / "config.db", data_dir, "参数数据库",
+                                                    CONFIG_RESET_HINT.format(marker=marker))
+        except storage_health.StorageRefused as exc:
+            print(exc.message, file=sys.stderr)
+            return STORAGE_REFUSED
         try:
             settings = ConfigStore(config_db, run_overrides=run_overrides(args))
         except (ConfigError, ValueError) as exc:
             print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
             return 2
-        secret_filter = setup_logging(args.log_dir, settings.get("LOG_LEVEL"), settings.get("LOG_RETENTION_DAYS"),
-                                      secrets=[settings.get("WEB_API_TOKEN")])
+        try:
+            secret_filter = setup_logging(args.log_dir, settings.get("LOG_LEVEL"),
+                                          settings.get("LOG_RETENTION_DAYS"), secrets=[settings.get("WEB_API_TOKEN")])
+        except OSError as exc:
+            print(storage_health.describe_os_error(exc, Path(args.log_dir)), file=sys.stderr)
+            return STORAGE_REFUSED
         stop_event = threading.Event()
         _install_signal_handlers(stop_event)  # before the build: a stop asked for meanwhile is honoured after it
         try:
             from composition import build_daemon
-
             from stock_pool import pool_file
 
             daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter,
                                   pool_file(args.stock_pool, explicit_data_dir), stop_event)
+        except storage_health.StorageRefused as exc:
+            log.error("%s", exc.message)
+            return STORAGE_REFUSED
         except TradingError as exc:
             log.error("启动失败：%s", exc.message)  # the console handler shows it to the operator
             return 4
+        except OSError as exc:  # token file, logs: a read-only or full disk
+            log.error("%s", storage_health.describe_os_error(exc, getattr(exc, "filename", None) or data_dir))
+            return STORAGE_REFUSED
+        except sqlite3.Error as exc:
+            log.error("%s", storage_health.refusal(exc, data_dir, data_dir).message)
+            return STORAGE_REFUSED
         return daemon.run()
     finally:
         if config_db is not None:

@@ -202,6 +202,12 @@ class OrderJournal:
     def count_for_day(self, day: date) -> int:
         return self._db.query_one("SELECT COUNT(*) FROM orders WHERE trading_day=?", (day.isoformat(),))[0]
 
+    def automatic_counts(self, day: date) -> dict[str, int]:
+        """Orders of the day per stock that no person placed (the circuit breakers' daily counts)."""
+        rows = self._db.query("SELECT stock_code, COUNT(*) AS n FROM orders WHERE trading_day=? AND rule != ? "
+                              "GROUP BY stock_code", (day.isoformat(), Rule.MANUAL.value))
+        return {r["stock_code"]: r["n"] for r in rows}
+
     # ---- re-pricing of timed-out sells
     def set_reprice_state(self, client_id: str, state: str, replaced_by: str = "", reason: str = "") -> None:
         sql = "UPDATE orders SET reprice_state=?, replaced_by=?, updated_at=?"

@@ -7,6 +7,7 @@ import threading
 from typing import Callable, Optional
 
 import strategy
+from broker_guard import broker_step_seconds
 from models import OrderStatus, Position, Quote, Rule, Signal, TradingError
 from workers import Worker, wait_for_version
 
@@ -39,6 +40,10 @@ class PositionMonitor(Worker):
         self.processed_version = 0  # the quote version the last finished pass had seen (tests wait on it)
         self._extra_checks: list[Callable[[Position, Quote], None]] = []
         self._evaluated: dict[str, tuple] = {}  # code -> (quote, params, rule inputs) of the last evaluation
+
+    @property
+    def max_step_seconds(self) -> float:  # type: ignore[override]
+        return broker_step_seconds(self._settings)  # it cancels working orders through the broker
 
     def add_check(self, check: Callable[[Position, Quote], None]) -> None:
         """Further per-position detection run after the rules (the grid uses it)."""

@@ -202,8 +202,19 @@ def _read_csv(code: str, path: Path) -> list[DailyBar]:
     missing = [c for c in CSV_COLUMNS if c not in frame.columns]
     if missing:
         raise DataUnavailable("REPLAY_FILE_BAD", f"回放日线文件 {path} 缺少列：{', '.join(missing)}")
-    bars = [DailyBar(code, date.fromisoformat(str(r.date)[:10]), float(r.open), float(r.high), float(r.low),
-                     float(r.close), float(r.volume)) for r in frame.itertuples(index=False)]
+    bars = []
+    for line, r in enumerate(frame.itertuples(index=False), start=2):  # line 1 is the header
+        try:
+            day = date.fromisoformat(str(r.date)[:10])
+        except ValueError:  # skipped with a warning, like the other bad rows
+            log.warning("回放数据 %s 第 %d 行日期无效「%s」，已跳过", path, line, str(r.date)[:20])
+            continue
+        try:
+            values = [float(v) for v in (r.open, r.high, r.low, r.close, r.volume)]
+        except (TypeError, ValueError):
+            log.warning("回放数据 %s 第 %d 行有不是数字的单元格，已跳过", path, line)
+            continue
+        bars.append(DailyBar(code, day, *values))
     return _checked(code, bars, str(path))
 
 

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 
 class Database:
@@ -21,6 +21,8 @@ class Database:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
+        # Told of every failed statement (storage_health.StorageGuard halts trading on a broken file or disk).
+        self.on_failure: Optional[Callable[[BaseException], None]] = None
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -33,26 +35,38 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT under the lock; rolls back on any exception."""
-        with self.lock:
+        with self._reported(), self.lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
     def execute(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
-        with self.lock:
+        with self._reported(), self.lock:
             return self._conn.execute(sql, params)
 
     def query(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
-        with self.lock:
+        with self._reported(), self.lock:
             return self._conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence = ()) -> sqlite3.Row | None:
-        with self.lock:
+        with self._reported(), self.lock:
             return self._conn.execute(sql, params).fetchone()
+
+    @contextmanager
+    def _reported(self) -> Iterator[None]:
+        """Entered before the lock: the listener runs after the lock is released (it may take other locks)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            listener = self.on_failure
+            if listener is not None:
+                listener(exc)
+            raise
 
     def integrity_ok(self) -> bool:
         with self.lock:

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import market_rules
 import strategy
 from models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
+from broker_guard import broker_step_seconds
 from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ class StrategyRunner(Worker):
         self._validators: dict[Rule, SignalValidator] = {}
         self._executed_listeners: list[Callable[[Signal, Order], None]] = []
         self._macd_checked: set[tuple[str, date]] = set()
+
+    @property
+    def max_step_seconds(self) -> float:  # type: ignore[override]
+        return broker_step_seconds(self._settings)
 
     # ---- extension points (grid trading)
     def register_validator(self, rule: Rule, validator: SignalValidator) -> None:
@@ -227,13 +232,17 @@ class StrategyRunner(Worker):
         if sell_enabled:
             candidates |= set(held)
         for code in sorted(candidates):
-            if (code, today) in self._macd_checked or self._hub.latest(code) is None:
+            if (code, today) in self._macd_checked:
+                continue
+            quote = self._hub.latest(code)  # read once per decision: it may go stale between two reads
+            if quote is None:
                 continue
             self._macd_checked.add((code, today))
-            added += self._queue_macd_for(code, today, held.get(code), buy_enabled, sell_enabled)
+            added += self._queue_macd_for(code, today, quote, held.get(code), buy_enabled, sell_enabled)
         return added
 
-    def _queue_macd_for(self, code: str, today: date, position, buy_enabled: bool, sell_enabled: bool) -> int:
+    def _queue_macd_for(self, code: str, today: date, quote, position, buy_enabled: bool,
+                        sell_enabled: bool) -> int:
         decision = self._indicators.macd_decision(code, today, self._settings.get("ENABLE_MA_FILTER"))
         if decision == "buy" and buy_enabled and position is None:
             rule = Rule.MACD_BUY
@@ -243,7 +252,6 @@ class StrategyRunner(Worker):
             return 0
         if self._signals.exists_on_day(code, rule, today):
             return 0
-        quote = self._hub.latest(code)
         amount = self._position_unit(code) if rule is Rule.MACD_BUY else 0.0
         volume = (market_rules.buy_volume_for_amount(code, amount, quote.price) if rule is Rule.MACD_BUY
                   else position.available)

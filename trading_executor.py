@@ -11,8 +11,8 @@ from typing import Any, Callable, Optional
 import market_rules
 import order_checks as checks
 import qmt_carryover as carryover
-from models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderStatus, Quote, Rule, Side,
-                    TradingError)
+from models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus, Quote,
+                    Rule, Side, TradingError)
 from order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
 from position_manager import PositionManager
 from storage import Database
@@ -26,26 +26,31 @@ class TradingExecutor:
     """Implements models.BrokerListener; `buy_stock`/`sell_stock` raise OrderRejected with Chinese reasons.
 
     Lock order (never taken the other way round): `_submit_lock` → `_event_lock` → PositionManager's lock →
-    db lock, and `_submit_lock` → broker. Event handlers hold only `_event_lock`, never call the broker, and
-    run fill listeners after releasing it, so a broker may deliver events from any thread, including the one
-    that is placing an order. (A live broker must still not deliver xtquant callbacks on xtquant's own push
-    thread if a listener places orders: a sync xttrader call inside a callback deadlocks.)
+    db lock. `_submit_lock` covers the checks and the journal entry of one order; the order is sent after it
+    is released (`_send`), so a broker call that hangs holds no executor lock (the broker is wrapped in a
+    broker_guard.BrokerGuard with a deadline in the daemon). Cancels take no executor lock. Event handlers
+    hold only `_event_lock`, never call the broker, and run fill listeners after releasing it, so a broker may
+    deliver events from any thread, including the one that is placing an order. (A live broker must still not
+    deliver xtquant callbacks on xtquant's own push thread if a listener places orders: a sync xttrader call
+    inside a callback deadlocks.)
     """
 
     def __init__(self, db: Database, broker: Broker, positions: PositionManager,
-                 quotes: Callable[[str], Optional[Quote]], settings, clock, trading_state=None):
+                 quotes: Callable[[str], Optional[Quote]], settings, clock, trading_state=None, breakers=None):
         self._broker = broker
         self._positions = positions
         self._quotes = quotes
         self._settings = settings
         self._clock = clock
         self._state = trading_state  # trading_state.TradingState; None only in unit tests of the pipeline
+        self._breakers = breakers  # risk_breakers.CircuitBreakers or None
         self.mode: str = broker.mode
         self.journal = OrderJournal(db, clock, self.mode)
         self._submit_lock = threading.RLock()
         self._event_lock = threading.RLock()
         self._fill_listeners: list[FillListener] = []
         self._day: Optional[date] = None
+        self._sending_cost: dict[str, float] = {}  # client id -> cash a buy being sent will take
 
     # ---- placing orders
     def buy_stock(self, code: str, amount: Optional[float] = None, volume: Optional[int] = None,
@@ -74,8 +79,10 @@ class TradingExecutor:
             checks.check_price(code, Side.BUY, order_price, quote)
             self._check_buy_limits(code, volume, order_price, rule)
             self._check_order_count()
-            return self._submit(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key,
-                                operator_confirmed=operator_confirmed)
+            request = self._prepare(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key,
+                                    operator_confirmed=operator_confirmed)
+            self._sending_cost[request.client_id] = checks.buy_cost(code, order_price, volume, self._settings)
+        return self._send(request)
 
     def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
                    signal_id: Optional[int] = None, operator_confirmed: bool = False,
@@ -89,27 +96,26 @@ class TradingExecutor:
             self._ensure_day()
             code = checks.normalized_code(code)
             self._check_order_count()
-            return self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed,
-                              key=idempotency_key)
+            request = self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed,
+                                 key=idempotency_key)
+        return self._send(request)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel by our client id or by the broker's order id."""
-        with self._submit_lock:
-            entry = self.journal.find(order_id)
-            if entry is None:
-                raise OrderRejected("ORDER_NOT_FOUND", f"找不到委托 {order_id}")
-            self._cancel(entry)
+        entry = self.journal.find(order_id)
+        if entry is None:
+            raise OrderRejected("ORDER_NOT_FOUND", f"找不到委托 {order_id}")
+        self._cancel(entry)
 
     def cancel_all(self) -> int:
         """Cancel every open order; return how many cancel requests the broker accepted."""
         count = 0
-        with self._submit_lock:
-            for entry in self.journal.open_entries():
-                try:
-                    self._cancel(entry)
-                    count += 1
-                except TradingError as exc:
-                    log.warning("撤单 %s 未成功：%s", entry.client_id, exc.message)
+        for entry in self.journal.open_entries():
+            try:
+                self._cancel(entry)
+                count += 1
+            except TradingError as exc:
+                log.warning("撤单 %s 未成功：%s", entry.client_id, exc.message)
         return count
 
     # ---- reading
@@ -165,20 +171,49 @@ class TradingExecutor:
     def check_open_orders(self) -> None:
         """Orders thread `run_once`: sells open longer than SELL_ORDER_TIMEOUT are cancelled and their
         remainder re-placed lower (≤ MAX_REORDER_TIMES per original order, never below limit-down; after
-        that the last order keeps working); buys open longer than BUY_ORDER_TIMEOUT are cancelled."""
+        that the last order keeps working); buys open longer than BUY_ORDER_TIMEOUT are cancelled. Orders whose
+        state is unknown (a send that overran its deadline) are reconciled with the broker, never re-sent."""
         with self._submit_lock:
             self._ensure_day()
-            now = self._clock.now()
-            for entry in self.journal.open_entries():
-                if entry.status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN, OrderStatus.CANCEL_PENDING):
-                    continue
-                age = (now - entry.created_at).total_seconds()
-                if entry.side is Side.SELL and age > self._settings.get("SELL_ORDER_TIMEOUT"):
-                    self._time_out_sell(entry)
-                elif entry.side is Side.BUY and age > self._settings.get("BUY_ORDER_TIMEOUT"):
-                    log.info("买单 %s %s 超时未成交，撤单", entry.client_id, entry.stock_code)
-                    self._try_cancel(entry)
-            self._place_reprices()
+        now = self._clock.now()
+        unknown = False
+        for entry in self.journal.open_entries():
+            unknown = unknown or entry.status is OrderStatus.UNKNOWN
+            if entry.status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN, OrderStatus.CANCEL_PENDING):
+                continue
+            age = (now - entry.created_at).total_seconds()
+            if entry.side is Side.SELL and age > self._settings.get("SELL_ORDER_TIMEOUT"):
+                self._time_out_sell(entry)
+            elif entry.side is Side.BUY and age > self._settings.get("BUY_ORDER_TIMEOUT"):
+                log.info("买单 %s %s 超时未成交，撤单", entry.client_id, entry.stock_code)
+                self._try_cancel(entry)
+        self._place_reprices()
+        if unknown:
+            self.reconcile_unknown()
+
+    def reconcile_unknown(self) -> int:
+        """Orders in state unknown take the broker's word (status, fills) when the broker knows them; returns
+        how many were resolved. One the broker does not know stays unknown for a person to check."""
+        unknown = {e.client_id for e in self.journal.open_entries() if e.status is OrderStatus.UNKNOWN}
+        if not unknown:
+            return 0
+        try:
+            known = [o for o in self._broker.query_orders() if o.client_id in unknown]
+            trades = [f for f in self._broker.query_trades() if f.client_id in unknown]
+        except TradingError as exc:
+            log.warning("核对状态未知的委托暂不可行：%s", exc.message)
+            return 0
+        with self._event_lock:
+            for order in known:
+                change = self.journal.apply_update(order, force=True)
+                if change:
+                    self._after_status_change(*change)
+                log.warning("核对：状态未知的委托 %s 按券商更新为 %s", order.client_id, order.status.value)
+        for fill in trades:
+            rule = self._book_fill(fill)
+            if rule is not None:
+                self._notify_fill(fill, rule)
+        return len(known)
 
     def roll_day(self, today: date) -> None:
         """Daily counters: the day's start equity (for the daily loss limit); T+1 release of positions."""
@@ -219,7 +254,8 @@ class TradingExecutor:
 
     # ---- internals: checks
     def _sell(self, code: str, volume: Any, price: Optional[float], rule: Rule, signal_id: Optional[int],
-              parent: Optional[JournalEntry] = None, operator_confirmed: bool = False, key: str = "") -> Order:
+              parent: Optional[JournalEntry] = None, operator_confirmed: bool = False,
+              key: str = "") -> OrderRequest:
         if not self._settings.get("ENABLE_ALLOW_SELL"):
             raise OrderRejected("SELL_DISABLED", "卖出已被禁止（「允许卖出」开关已关闭）")
         volume = checks.check_volume_type(volume)
@@ -231,7 +267,7 @@ class TradingExecutor:
         quote = self._quote(code)
         order_price = self._order_price(code, Side.SELL, price, quote)
         checks.check_price(code, Side.SELL, order_price, quote)
-        return self._submit(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed, key)
+        return self._prepare(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed, key)
 
     def _check_buy_limits(self, code: str, volume: int, price: float, rule: Rule) -> None:
         value = round(price * volume, 2)
@@ -240,9 +276,10 @@ class TradingExecutor:
             raise OrderRejected("MAX_ORDER_VALUE", f"单笔委托金额 {value:.2f} 元超过上限 {max_value:.2f} 元")
         asset = self._broker.query_asset()
         need = checks.buy_cost(code, price, volume, self._settings)
-        if need > asset.cash:
+        cash = asset.cash - sum(self._sending_cost.values())  # buys on their way to the broker
+        if need > cash:
             raise OrderRejected("INSUFFICIENT_CASH", f"可用资金不足：买入 {code} {volume} 股需要 {need:.2f} 元（含费用），"
-                                                     f"可用 {asset.cash:.2f} 元")
+                                                     f"可用 {cash:.2f} 元")
         ratio = self._settings.get("MAX_TOTAL_POSITION_RATIO")
         held = self._value_at_previous_close(asset)
         total = asset.total_asset - asset.market_value + held
@@ -302,16 +339,27 @@ class TradingExecutor:
         return volume
 
     # ---- internals: sending and cancelling
-    def _submit(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
-                parent: Optional[JournalEntry] = None, operator_confirmed: bool = False, key: str = "") -> Order:
-        """Trading-state gate → journal (committed) → reserve shares (sells) → send. A broker refusal is
-        journaled as rejected; a gate refusal never reaches the journal."""
+    def _prepare(self, code: str, side: Side, volume: int, price: float, rule: Rule, signal_id: Optional[int],
+                 parent: Optional[JournalEntry] = None, operator_confirmed: bool = False,
+                 key: str = "") -> OrderRequest:
+        """Under `_submit_lock`: trading-state gate → journal (committed, under the requester's idempotency
+        `key`) → reserve shares (sells). A gate refusal never reaches the journal."""
         if self._state is not None:
             self._state.check_order(code, side, rule, operator_confirmed)
+        if self._breakers is not None:
+            self._breakers.check_order(code, volume, rule, operator_confirmed)
         origin = parent.origin_rule if parent else rule
         request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent, key)
+        if self._breakers is not None:  # counted once journaled: a loop of refused orders trips too
+            self._breakers.record_order(code, rule, operator_confirmed)
         if side is Side.SELL:
             self._positions.reserve(code, volume)
+        return request
+
+    def _send(self, request: OrderRequest) -> Order:
+        """Outside every executor lock: the broker call. A refusal is journaled as rejected; a call that
+        overran its deadline or failed oddly leaves the order unknown (reconciled later, never re-sent)."""
+        code, side, volume, price = request.stock_code, request.side, request.volume, request.price
         try:
             self._broker.place_order(request)
         except (OrderRejected, BrokerUnavailable) as exc:
@@ -320,11 +368,16 @@ class TradingExecutor:
                         exc.message)
             raise
         except Exception as exc:
-            # The order may or may not have reached the broker: keep it open as unknown for reconciliation.
-            self._set_status(request.client_id, OrderStatus.UNKNOWN, f"发送委托时出错，状态未知：{exc}")
+            # The order may or may not have reached the broker: keep it open as unknown for reconciliation
+            # (unless a broker event already told where it is).
+            self._set_status(request.client_id, OrderStatus.UNKNOWN, f"发送委托时出错，状态未知：{exc}",
+                             only_from=OrderStatus.PENDING_SUBMIT)
             raise
+        finally:
+            self._sending_cost.pop(request.client_id, None)
         self._set_status(request.client_id, OrderStatus.SUBMITTED)
-        log.info("已委托 %s %s %s %d 股 @ %g（%s）", request.client_id, code, side.label, volume, price, rule.label)
+        log.info("已委托 %s %s %s %d 股 @ %g（%s）", request.client_id, code, side.label, volume, price,
+                 request.rule.label)
         return self.journal.get(request.client_id).to_order()
 
     def _cancel(self, entry: JournalEntry) -> None:
@@ -334,6 +387,8 @@ class TradingExecutor:
             raise OrderRejected("ORDER_NOT_ACKNOWLEDGED", f"委托 {entry.client_id} 尚未被券商受理，暂时无法撤单")
         self._broker.cancel_order(entry.order_id)
         self._set_status(entry.client_id, OrderStatus.CANCEL_PENDING)
+        if self._breakers is not None:
+            self._breakers.record_cancel(entry.stock_code)
 
     def _try_cancel(self, entry: JournalEntry) -> bool:
         try:
@@ -371,8 +426,11 @@ class TradingExecutor:
             step = self._settings.get("REORDER_PRICE_STEP")
             new_price = max(market_rules.round_price_down(entry.stock_code, entry.price * (1 - step)), down)
             try:
-                order = self._sell(entry.stock_code, remaining, new_price, Rule.REPRICE, entry.signal_id, entry)
-            except OrderRejected as exc:
+                with self._submit_lock:
+                    request = self._sell(entry.stock_code, remaining, new_price, Rule.REPRICE, entry.signal_id,
+                                         entry)
+                order = self._send(request)
+            except TradingError as exc:  # refused, or sent without an answer (then unknown, never re-sent)
                 self.journal.set_reprice_state(entry.client_id, REPRICE_DONE, reason=f"改价重报失败：{exc.message}")
                 log.warning("卖单 %s 改价重报失败：%s", entry.client_id, exc.message)
                 continue
@@ -381,9 +439,16 @@ class TradingExecutor:
                      order.client_id)
 
     # ---- internals: events
-    def _set_status(self, client_id: str, status: OrderStatus, reason: str = "") -> None:
+    def _set_status(self, client_id: str, status: OrderStatus, reason: str = "",
+                    only_from: Optional[OrderStatus] = None) -> None:
+        """`only_from`: force the move, but only out of that status (a move the journal's forward-only rule
+        would refuse, e.g. pending_submit → unknown)."""
         with self._event_lock:
-            change = self.journal.set_status(client_id, status, reason)
+            if only_from is not None:
+                entry = self.journal.get(client_id)
+                if entry is None or entry.status is not only_from:
+                    return
+            change = self.journal.set_status(client_id, status, reason, force=only_from is not None)
             if change:
                 self._after_status_change(*change)
 

@@ -5,6 +5,7 @@ every change (who, why, when), so a restart stays halted; only an explicit resum
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -187,12 +188,17 @@ class TradingState:
         return StateChange(scope, old, new, reason, source, changed_at, market_time)
 
     def _record(self, change: StateChange, sql: str, params: tuple) -> None:
-        """The history row and the state row in one transaction: both are written or neither."""
-        with self._db.transaction() as conn:
-            conn.execute("INSERT INTO trading_state_history(scope, old_state, new_state, reason, source, changed_at, "
-                         "market_time) VALUES(?,?,?,?,?,?,?)", (change.scope, change.old, change.new, change.reason,
-                                                                change.source, change.changed_at, change.market_time))
-            conn.execute(sql, params)
+        """The history row and the state row in one transaction: both are written or neither. A stop must hold
+        even when its database cannot be written (full disk, corrupt file): then it holds in memory."""
+        try:
+            with self._db.transaction() as conn:
+                conn.execute("INSERT INTO trading_state_history(scope, old_state, new_state, reason, source, "
+                             "changed_at, market_time) VALUES(?,?,?,?,?,?,?)",
+                             (change.scope, change.old, change.new, change.reason, change.source, change.changed_at,
+                              change.market_time))
+                conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            log.error("交易状态变更无法写入数据库（%s），仅在本次运行中生效", exc)
 
     def _notify(self, change: StateChange) -> None:
         for listener in list(self._listeners):

@@ -13,7 +13,7 @@ import web_requests as req
 import web_views as views
 from models import OrderStatus, Rule, SignalStatus, TradingError
 from web_requests import ApiError
-from web_server import error_response, ok, state
+from web_server import error_response, ok, ok_body, state
 from web_stream import PositionStream, StreamBody, VersionedCache
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,13 @@ def health() -> Response:
     alive = all(t.get("alive") for t in threads)
     data = {"ready": ready, "first_quote_time": first.isoformat(timespec="seconds") if first else None,
             "message": "" if ready else "行情来源尚未送来第一笔行情"}
+    alarms = [t["alarm"] for t in threads if t.get("alarm")]
+    state = ctx().trading_state.snapshot() if ctx().trading_state is not None else None
+    if state and state["state"] == "halted" and state["source"] == "storage":  # a broken or full disk
+        alarms.append(state["reason"])
     return ok({"threads": threads, "all_alive": alive and data["ready"], "threads_alive": alive, "data": data,
-               "ready": alive and data["ready"], "web": {"alive": True},
+               "ready": alive and data["ready"], "alarms": alarms,
+               "status": "green" if alive and not alarms else "red", "web": {"alive": True},
                "broker": broker_link_view()})
 
 
@@ -132,7 +137,15 @@ def broker_link_view() -> dict:
 
 @blueprint.get("/positions")
 def positions() -> Response:
-    return ok(state().positions.get()[1])
+    """Served from the snapshot cache keyed by data_version; If-None-Match with the current ETag → 304."""
+    etag, body = state().positions.encoded(ok_body)
+    if etag in request.headers.get("If-None-Match", ""):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-cache"  # a browser may keep it but must ask (cheaply) each time
+    return response
 
 
 @blueprint.get("/positions/<code>")
@@ -159,13 +172,15 @@ def sse_response(make: Callable[[Any, Callable[[], bool]], PositionStream]) -> R
     """A server-sent-event response holding one of the bounded stream slots until it ends. `make(app_state,
     disconnected)` builds the stream; its frames run after the request context is gone, so it binds all."""
     app_state = state()
-    if not app_state.sse_slots.acquire(blocking=False):
-        raise ApiError(429, "TOO_MANY_STREAMS", "实时推送连接数已达上限，请关闭多余的页面后重试")
+    client = request.remote_addr or ""
+    refused = app_state.sse_slots.acquire(client)
+    if refused:
+        raise ApiError(429, "TOO_MANY_STREAMS", refused)
     try:
         disconnected = request.environ.get("waitress.client_disconnected") or (lambda: False)
-        frames = StreamBody(make(app_state, disconnected).frames(), app_state.sse_slots.release)
+        frames = StreamBody(make(app_state, disconnected).frames(), lambda: app_state.sse_slots.release(client))
     except Exception:
-        app_state.sse_slots.release()
+        app_state.sse_slots.release(client)
         raise
     response = Response(frames, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"

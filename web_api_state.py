@@ -3,6 +3,7 @@ cancelling all open orders. The state sits above every parameter layer: these ro
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -18,6 +19,7 @@ blueprint = Blueprint("api_state", __name__, url_prefix="/api")
 
 EMERGENCY_REASON = "操作员紧急停止"
 PAUSE_REASON = "操作员暂停自动交易"
+EMERGENCY_CANCEL_WAIT_SECONDS = 0.5  # the stop answers within this even when the broker hangs
 
 
 def _state() -> Any:
@@ -44,19 +46,40 @@ def trading_state_get() -> Response:
 
 @blueprint.post("/actions/emergency_stop")
 def emergency_stop() -> Response:
-    """Halt first (no new order of any kind from this instant), then cancel every open order."""
+    """Halt first (no new order of any kind from this instant), then cancel every open order. The answer never
+    waits on the broker longer than EMERGENCY_CANCEL_WAIT_SECONDS: a hung broker call must not hold the stop."""
     state = _state()
     reason = _reason(EMERGENCY_REASON)
     state.halt(reason, "web")
-    try:
-        cancelled = ctx().executor.cancel_all()
-    except Exception as exc:  # the halt stands whatever the broker does
+    executor = ctx().executor
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def cancel_all() -> None:
+        try:
+            outcome["cancelled"] = executor.cancel_all()
+        except Exception as exc:  # the halt stands whatever the broker does
+            outcome["error"] = exc
+            log.exception("紧急停止后撤单出错")
+        finally:
+            done.set()
+
+    threading.Thread(target=cancel_all, name="emergency-cancel", daemon=True).start()
+    if not done.wait(EMERGENCY_CANCEL_WAIT_SECONDS):
+        message = "已紧急停止：不再产生新委托；券商暂未答复，撤单在后台继续进行，请在委托列表核对"
+        log.warning("紧急停止完成（撤单仍在进行）")
+        return ok({"trading_state": state.snapshot(), "cancelled_orders": None, "cancel_pending": True,
+                   "message": message})
+    if "error" in outcome:
+        exc = outcome["error"]
         message = getattr(exc, "message", str(exc))
         return error_response(409, getattr(exc, "code", "CANCEL_FAILED"), f"已紧急停止，但撤单失败：{message}",
                               trading_state=state.snapshot())
+    cancelled = outcome["cancelled"]
     message = f"已紧急停止：不再产生新委托，已提交撤销 {cancelled} 笔未完成委托"
     log.warning("紧急停止完成：%s", message)
-    return ok({"trading_state": state.snapshot(), "cancelled_orders": cancelled, "message": message})
+    return ok({"trading_state": state.snapshot(), "cancelled_orders": cancelled, "cancel_pending": False,
+               "message": message})
 
 
 @blueprint.post("/actions/pause")

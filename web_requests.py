@@ -23,6 +23,8 @@ MAX_ID = 2**63 - 1
 MAX_LIST_LIMIT = 5000
 ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 CONFIG_KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+CHINESE_TEXT = re.compile(r"[\u4e00-\u9fff]")
+MAX_DIGITS = 19  # an id or a limit longer than this is out of range anyway (and int() refuses > 4,300 digits)
 
 
 class ApiError(Exception):
@@ -301,12 +303,39 @@ def parse_json_body(raw: bytes, content_type: str) -> dict:
     except UnicodeDecodeError:
         raise bad_request("请求体不是有效的 UTF-8 文本", "INVALID_JSON") from None
     except ValueError as exc:
-        raise bad_request(f"请求体不是有效的 JSON：{_short(exc)}", "INVALID_JSON") from None
+        raise bad_request(f"请求体不是有效的 JSON：{json_error_text(exc)}", "INVALID_JSON") from None
     except RecursionError:
         raise bad_request("请求体嵌套层数过多", "INVALID_JSON") from None
     if not isinstance(body, dict):
         raise bad_request("请求体必须是 JSON 对象（{…}）", "INVALID_JSON")
     return body
+
+
+# json's messages (English) said in Chinese; the parser's position is added as line/column
+JSON_MESSAGES = (
+    ("Expecting property name enclosed in double quotes", "此处应为双引号括起的字段名"),
+    ("Expecting ':' delimiter", "此处应为冒号 :"),
+    ("Expecting ',' delimiter", "此处应为逗号 ,"),
+    ("Expecting value", "此处应为一个值"),
+    ("Unterminated string", "字符串没有结束（缺少右引号）"),
+    ("Invalid control character", "字符串中有未转义的控制字符"),
+    ("Invalid \\uXXXX escape", "无效的 \\u 转义"),
+    ("Invalid \\escape", "无效的转义序列"),
+    ("Extra data", "JSON 之后还有多余内容"),
+    ("Illegal trailing comma", "多余的逗号"),
+    ("Exceeds the limit", "整数位数过多"),
+)
+
+
+def json_error_text(exc: ValueError) -> str:
+    """A Chinese explanation of a JSON syntax error, with its position."""
+    message = getattr(exc, "msg", str(exc))
+    text = next((chinese for english, chinese in JSON_MESSAGES if message.startswith(english)), None)
+    if text is None:
+        text = str(exc) if CHINESE_TEXT.search(str(exc)) else "格式错误"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"第 {exc.lineno} 行第 {exc.colno} 列：{text}"
+    return text
 
 
 def parse_buy(body: Mapping[str, Any]) -> BuyOrder | PoolBuy:
@@ -430,8 +459,8 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
     for key in sorted(variant.optional):
         if key in body:
             value = body[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise bad_request(f"{key} 必须是数字")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                raise bad_request(f"{key} 必须是有限的数字")
             options[key] = value
     return GridStart(code, options)
 
@@ -501,7 +530,7 @@ def parse_date_range(start: Optional[str], end: Optional[str]) -> tuple[Optional
 def parse_limit(value: Optional[str], default: int, label: str = "条数", maximum: int = MAX_LIST_LIMIT) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
+    if not _is_digits(value) or not 1 <= int(value) <= maximum:
         raise bad_request(f"{label}必须是 1 到 {maximum} 之间的整数")
     return int(value)
 
@@ -554,8 +583,8 @@ def _number(body: Mapping[str, Any], key: str, label: str, required: bool = True
     if not required and (key not in body or body[key] is None):
         return None
     value = _required(body, key, label)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise bad_request(f"{label}（{key}）必须是数字")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise bad_request(f"{label}（{key}）必须是有限的数字")
     if not 0 < value <= max_value:
         raise bad_request(f"{label}（{key}）必须大于 0 且不超过 {max_value:g}，收到 {value:g}")
     return float(value)
@@ -575,7 +604,20 @@ def _buy_lot_message(code: str, volume: int) -> str:
 
 
 def _digits_or_text(text: str) -> Any:
-    return int(text) if text.isdigit() else text
+    return int(text) if _is_digits(text) else text
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits of a sane length: `²`.isdigit() is True but int() refuses it; 5,000 digits int() refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
+
+
+def _finite(value: int | float) -> bool:
+    """math.isfinite raises OverflowError for an int beyond float range: such an int is not a usable number."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _refuse_constant(name: str) -> Any:
@@ -585,7 +627,3 @@ def _refuse_constant(name: str) -> Any:
 def _shown(value: Any, limit: int = 40) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _short(exc: Exception) -> str:
-    return _shown(exc, 80)

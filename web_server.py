@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import secrets
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,10 @@ from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from config import MIN_API_TOKEN_LENGTH
 from config_store import ConfigError
 from models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
+from web_limits import REQUEST_THREADS_RESERVED, StreamSlots, install_queue_filter, waitress_options
 from web_requests import ApiError
 from web_views import to_json
 
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 TOKEN_FILE_NAME = "api_token"
 TOKEN_HEADER = "X-API-Token"
-MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_LENGTH = MIN_API_TOKEN_LENGTH
 MAX_BODY_BYTES = 256 * 1024
 TOKEN_PLACEHOLDER = "__API_TOKEN__"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -105,7 +108,7 @@ class AppState:
     ctx: WebContext
     binding: Binding
     stop: threading.Event
-    sse_slots: threading.BoundedSemaphore
+    sse_slots: StreamSlots
     positions: Any  # web_stream.VersionedCache of the positions table
     stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
     random: random.Random = field(default_factory=random.SystemRandom)  # picks the random buys from the pool
@@ -136,8 +139,9 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     binding = Binding(host if host is not None else ctx.settings.get("WEB_HOST"),
                       int(port if port is not None else ctx.settings.get("WEB_PORT")))
     positions = web_api.positions_cache(ctx)
-    app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), threading.BoundedSemaphore(max_streams),
-                                     positions, web_api.stream_cache(ctx, positions),
+    slots = StreamSlots(max_streams, lambda: ctx.settings.get("WEB_SSE_PER_CLIENT"))
+    app.extensions["qmt"] = AppState(ctx, binding, stop or threading.Event(), slots, positions,
+                                     web_api.stream_cache(ctx, positions),
                                      reads_need_token=bool(ctx.settings.get("WEB_REQUIRE_TOKEN_FOR_READS")))
     secure_app(app, list(ctx.settings.get("WEB_CORS_ORIGINS")))
     app.add_url_rule("/", "index", _index)
@@ -192,7 +196,7 @@ class WebServer:
         self.host = host if host is not None else ctx.settings.get("WEB_HOST")
         self.port = int(port if port is not None else ctx.settings.get("WEB_PORT"))
         self.threads = threads
-        self.app = app or create_app(ctx, self.host, self.port, max_streams=max(1, threads - 4))
+        self.app = app or create_app(ctx, self.host, self.port, max_streams=max(1, threads - REQUEST_THREADS_RESERVED))
         self._stop = self.app.extensions["qmt"].stop
         self._server = None
         self._thread: Optional[threading.Thread] = None
@@ -204,7 +208,9 @@ class WebServer:
         self._server = create_server(
             self.app, host=self.host, port=self.port, threads=self.threads, ident="miniQMT",
             channel_request_lookahead=4,  # lets a stream notice a client that went away
-            asyncore_use_poll=True, clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+            asyncore_use_poll=True, clear_untrusted_proxy_headers=True, expose_tracebacks=False,
+            **waitress_options(self.ctx.settings))
+        install_queue_filter()
         self.port = int(self._server.effective_port)
         self.app.extensions["qmt"].binding.port = self.port
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
@@ -378,7 +384,7 @@ def _security_headers(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path == "/" or request.path.startswith("/api/"):
-        response.headers["Cache-Control"] = "no-store"
+        response.headers.setdefault("Cache-Control", "no-store")  # unless the route chose revalidation
     return response
 
 
@@ -435,11 +441,27 @@ def _register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
+    @app.errorhandler(sqlite3.Error)
+    def storage_error(exc: sqlite3.Error) -> Response:
+        log.error("处理请求 %s %s 时数据库出错：%s", request.method, request.path, exc)
+        return error_response(503, "STORAGE_ERROR", f"数据库读写失败（{exc}），请查看日志并检查磁盘与数据库"
+                                                    "（存储故障时自动交易已停止）")
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("处理请求 %s %s 时出错", request.method, request.path)
         return error_response(500, "INTERNAL_ERROR", HTTP_MESSAGES[500])
 
 
+def ok_body(data: Any) -> bytes:
+    """The body `ok(data)` sends, for responses cached as bytes."""
+    return _encoded({"status": "success", "data": data})
+
+
 def _json_response(payload: dict, status: int) -> Response:
-    return Response(to_json(payload), status=status, mimetype="application/json")
+    return Response(_encoded(payload), status=status, mimetype="application/json")
+
+
+def _encoded(payload: dict) -> bytes:
+    # backslashreplace: a lone surrogate echoed from a request (e.g. a stock code "\ud800") cannot be UTF-8
+    return to_json(payload).encode("utf-8", "backslashreplace")

@@ -29,6 +29,7 @@ class VersionedCache:
         self._settings_changes = 0
         self._key: tuple[int, int] | None = None
         self._payload: dict = {}
+        self._encoded: tuple[tuple[int, int] | None, bytes] = (None, b"")
         settings.subscribe(self._settings_changed)
 
     def get(self) -> tuple[int, dict]:
@@ -42,6 +43,19 @@ class VersionedCache:
         with self._lock:
             self._key, self._payload = key, payload
         return version, payload
+
+    def encoded(self, encode: Callable[[dict], bytes]) -> tuple[str, bytes]:
+        """(ETag, encoded response body) of the current payload, encoded once per key: an unchanged snapshot
+        costs a request neither building nor encoding (and a client holding the ETag gets a 304)."""
+        self.get()
+        with self._lock:
+            key, payload = self._key, self._payload
+            cached_key, body = self._encoded
+        if cached_key != key:
+            body = encode(payload)
+            with self._lock:
+                self._encoded = (key, body)
+        return f'"{key[0]}-{key[1]}"', body
 
     def _settings_changed(self, changed: dict) -> None:  # rule parameters move the trigger prices
         with self._lock:

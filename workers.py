@@ -1,12 +1,16 @@
 """Named worker threads and the heartbeat watchdog: every loop is a `Worker` (`run_once` + `wait`), run in
-a thread that beats; the watchdog restarts a worker whose thread died or stopped beating, with back-off and a
-per-hour limit after which it raises an alarm instead of flapping."""
+a thread that beats; the watchdog restarts a worker whose thread died or stopped beating (within
+2 × THREAD_CHECK_INTERVAL + the worker's declared maximum step time), with back-off and a per-hour limit after
+which it raises an alarm instead of flapping; a worker stuck twice at the same call raises an alarm too."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import sysconfig
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from events import EventKind
 from models import Heartbeat
@@ -19,6 +23,9 @@ class Worker:
     (a queue, a condition, or a timer), never longer than `limit` real seconds so that heartbeats continue."""
 
     name = "worker"
+    # The longest one `run_once` may take (seconds) before the thread counts as stuck; None = the global
+    # THREAD_STUCK_SECONDS. A worker that calls the broker declares room for one broker deadline.
+    max_step_seconds: Optional[float] = None
 
     def run_once(self) -> None:
         raise NotImplementedError
@@ -91,6 +98,7 @@ class Watchdog(Worker):
         self._runners: dict[str, _Runner] = {}
         self._beats: dict[str, Heartbeat] = {}
         self._next_restart_at: dict[str, float] = {}
+        self._stuck_at: dict[str, dict[str, int]] = {}  # worker -> where its hung threads were stuck -> count
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -102,18 +110,28 @@ class Watchdog(Worker):
         for runner in self._runners.values():
             self._start_runner(runner)
 
+    def stuck_after(self, worker: Worker) -> float:
+        """Seconds without a beat after which `worker` counts as stuck: one wait (≤ THREAD_CHECK_INTERVAL)
+        or one step (≤ its declared maximum), whichever it is in, with the other as margin."""
+        step = worker.max_step_seconds
+        if step is None:
+            step = self._settings.get("THREAD_STUCK_SECONDS")
+        return float(self._settings.get("THREAD_CHECK_INTERVAL")) + float(step)
+
     def run_once(self) -> None:
-        """Restart every worker whose thread died or whose heartbeat is older than THREAD_STUCK_SECONDS."""
-        stuck_after = self._settings.get("THREAD_STUCK_SECONDS")
+        """Restart every worker whose thread died or whose heartbeat is older than `stuck_after`."""
         now = self._now()
         with self._lock:
             if self._stopping:
                 return
             for name, runner in list(self._runners.items()):
                 beat = self._beats[name]
+                stuck_after = self.stuck_after(runner.worker)
                 dead = not runner.thread.is_alive()
                 stuck = not dead and now - beat.last_beat > stuck_after
                 beat.alive = not dead and not stuck
+                if stuck:
+                    self._note_stuck(name, runner.thread)
                 if dead or stuck:
                     self._restart(runner, "已退出" if dead else f"超过 {stuck_after:g} 秒无心跳", now)
 
@@ -126,7 +144,7 @@ class Watchdog(Worker):
         for name, beat in self._beats.items():
             runner = self._runners[name]
             age = now - beat.last_beat if beat.last_beat else None
-            stuck = age is not None and age > self._settings.get("THREAD_STUCK_SECONDS")
+            stuck = age is not None and age > self.stuck_after(runner.worker)
             rows.append({"name": name, "alive": runner.thread.is_alive() and not stuck,
                          "seconds_since_beat": round(age, 3) if age is not None else None,
                          "restarts": beat.restarts, "alarm": beat.alarm})
@@ -153,9 +171,7 @@ class Watchdog(Worker):
         limit = self._settings.get("THREAD_MAX_RESTARTS_PER_HOUR")
         if len(beat.restart_times) >= limit:
             if not beat.alarm:
-                beat.alarm = f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志"
-                log.error(beat.alarm)
-                self._emit(EventKind.THREAD_ALARM, beat.alarm, thread=name)
+                self._raise_alarm(name, f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志")
             return
         if now < self._next_restart_at.get(name, 0.0):
             return  # back-off
@@ -175,12 +191,44 @@ class Watchdog(Worker):
         if self._events is not None:
             self._events.emit(kind, message, **data)
 
+    def _note_stuck(self, name: str, thread: threading.Thread) -> None:
+        """A stuck thread is left behind (it cannot be killed); the second one stuck at the same call means
+        a restart does not help: alarm, and /api/health turns red."""
+        where = stuck_location(thread)
+        counts = self._stuck_at.setdefault(name, {})
+        counts[where] = counts.get(where, 0) + 1
+        if counts[where] >= 2 and not self._beats[name].alarm:
+            self._raise_alarm(name, f"线程 {name} 已两次卡在同一调用（{where}），重启无效，请检查券商客户端或日志")
+
+    def _raise_alarm(self, name: str, message: str) -> None:
+        self._beats[name].alarm = message
+        log.error(message)
+        self._emit(EventKind.THREAD_ALARM, message, thread=name)
+
     def _new_runner(self, worker: Worker) -> _Runner:
-        def max_wait() -> float:
-            return max(0.05, self._settings.get("THREAD_STUCK_SECONDS") / 4)
+        def max_wait() -> float:  # an idle worker beats at least once per watchdog check
+            return max(0.05, float(self._settings.get("THREAD_CHECK_INTERVAL")))
         return _Runner(worker, self._beats[worker.name], max_wait, self._now)
 
     def _start_runner(self, runner: _Runner) -> None:
         runner.beat.last_beat = self._now()
         runner.beat.alive = True
         runner.thread.start()
+
+
+STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+
+
+def stuck_location(thread: threading.Thread) -> str:
+    """Where a thread is blocked: the innermost frame outside the standard library ("file.py:function:line"),
+    else the innermost frame at all. Two hung threads at the same place are the same stuck call."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    innermost = ""
+    while frame is not None:
+        code = frame.f_code
+        text = f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}"
+        innermost = innermost or text
+        if not os.path.abspath(code.co_filename).startswith(STDLIB_DIR):
+            return text
+        frame = frame.f_back
+    return innermost or "未知位置"

@@ -1,7 +1,9 @@
 """Web server figures on loopback with the real components (synthetic replay market, SimTrader, executor,
 positions on SQLite): GET /api/positions with 200 positions under 50 concurrent keep-alive clients (p50/p99
-latency, requests/s; the clients run in a separate process so they do not share the server's GIL), and the
-delay from a fill to the server-sent event that carries it (idle, and under that load).
+latency, requests/s; the clients run in a separate process so they do not share the server's GIL) — once
+fetching the full body every time, once revalidating with If-None-Match as a browser does (304 while the
+snapshot's data_version is unchanged) — and the delay from a fill to the server-sent event that carries it
+(idle, and under that load).
 
     python bench/bench_web.py [--positions 200] [--clients 50] [--seconds 10] [--fills 40] [--threads 16]
 """
@@ -26,8 +28,9 @@ from web_test_support import Client, SseClient, build_system, start_server  # no
 MAX_SECONDS = 60  # hard bound on the load phase whatever the arguments
 
 
-def load_clients(port: int, clients: int, seconds: float, results) -> None:
-    """Child process: `clients` threads, each GET /api/positions on its own keep-alive connection."""
+def load_clients(port: int, clients: int, seconds: float, results, revalidate: bool = False) -> None:
+    """Child process: `clients` threads, each GET /api/positions on its own keep-alive connection; with
+    `revalidate` each sends the ETag it last saw (200 and 304 both count as answered)."""
     deadline = time.monotonic() + seconds
     lock = threading.Lock()
     latencies: list[float] = []
@@ -36,11 +39,13 @@ def load_clients(port: int, clients: int, seconds: float, results) -> None:
     def worker() -> None:
         client = Client(port, timeout=30)
         mine = []
+        etag = ""
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            reply = client.get("/api/positions")
+            reply = client.get("/api/positions", headers={"If-None-Match": etag} if revalidate and etag else None)
             mine.append(time.perf_counter() - started)
-            if reply.status != 200:
+            etag = reply.headers.get("etag", etag)
+            if reply.status not in (200, 304):
                 failures[0] += 1
         client.close()
         with lock:
@@ -120,17 +125,20 @@ def main() -> int:
         report_delays("fill → SSE event, idle", idle)
 
         context = multiprocessing.get_context("spawn")
-        results = context.Queue()
-        child = context.Process(target=load_clients, args=(server.port, args.clients, seconds, results))
-        child.start()
-        loaded = fill_to_event_delays(system, server.port, max(5, args.fills // 4), codes)
-        latencies, failures, elapsed = results.get(timeout=MAX_SECONDS + 60)
-        child.join()
-        print(f"GET /api/positions, {args.clients} concurrent clients, {elapsed:.1f} s: {len(latencies)} requests, "
-              f"{len(latencies) / elapsed:.0f} req/s, p50={percentile(latencies, 50) * 1000:.1f} ms "
-              f"p99={percentile(latencies, 99) * 1000:.1f} ms mean={statistics.mean(latencies) * 1000:.1f} ms, "
-              f"non-200: {failures}")
-        report_delays(f"fill → SSE event, under that load", loaded)
+        for revalidate in (False, True):
+            results = context.Queue()
+            child = context.Process(target=load_clients,
+                                    args=(server.port, args.clients, seconds, results, revalidate))
+            child.start()
+            loaded = fill_to_event_delays(system, server.port, max(5, args.fills // 4), codes)
+            latencies, failures, elapsed = results.get(timeout=MAX_SECONDS + 60)
+            child.join()
+            how = "revalidating with If-None-Match" if revalidate else "full body every time"
+            print(f"GET /api/positions ({how}), {args.clients} concurrent clients, {elapsed:.1f} s: "
+                  f"{len(latencies)} requests, {len(latencies) / elapsed:.0f} req/s, "
+                  f"p50={percentile(latencies, 50) * 1000:.1f} ms p99={percentile(latencies, 99) * 1000:.1f} ms "
+                  f"mean={statistics.mean(latencies) * 1000:.1f} ms, errors: {failures}")
+            report_delays(f"fill → SSE event, under that load ({how})", loaded)
         server.stop()
         system.close()
     return 0

@@ -134,7 +134,8 @@ def test_built_daemon_restarts_a_raising_and_a_hanging_thread_and_health_shows_i
     port = free_port()
     settings = ConfigStore(Database(tmp_path / "config.db"), run_overrides={
         "DATA_SOURCE": "replay", "REPLAY_SECONDS_PER_DAY": 2.0, "WEB_PORT": port, "THREAD_STUCK_SECONDS": 2.0,
-        "THREAD_CHECK_INTERVAL": 0.5, "MONITOR_INTERVAL": 0.2})
+        "THREAD_CHECK_INTERVAL": 0.5, "MONITOR_INTERVAL": 0.2,
+        "BROKER_CALL_TIMEOUT": 1.0})  # the monitor declares 2 × 1 + 10 s as its longest step
     daemon = build_daemon(settings, tmp_path / "data", tmp_path / "logs", SecretFilter(), _pool(tmp_path, ["600000"]))
     data, monitor = daemon.components["data"], daemon.components["monitor"]
     original_step, original_pass = data.run_once, monitor.run_once

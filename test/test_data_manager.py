@@ -39,7 +39,7 @@ def test_default_build_is_the_synthetic_replay_without_network(tmp_path, no_netw
 def test_the_guard_catches_xtquants_own_update_check(no_network, without_xtquant_modules, monkeypatch):
     """Proof that the guard would see xtquant's import-time call: executing its real __init__ tries to
     reach pypi.org (blocked here), while the project's loader registers the package without running it."""
-    pytest.importorskip("requests")
+    import requests  # noqa: F401 (xtquant's __init__ needs it; requirements-dev.txt pins it, so no skip)
     for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(variable, raising=False)  # a loopback proxy must not relay the blocked request
     spec = importlib.util.find_spec("xtquant")

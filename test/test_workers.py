@@ -91,7 +91,7 @@ def test_hanging_worker_is_restarted_and_old_thread_exits(settings):
     first = dog._runners["hanger"].thread
     dog.run_once()
     assert health(dog, "hanger")["restarts"] == 0  # still beating recently
-    fake.value += 6  # no beat for longer than THREAD_STUCK_SECONDS
+    fake.value += 11  # no beat for longer than THREAD_CHECK_INTERVAL (5) + the default step (THREAD_STUCK_SECONDS 5)
     assert health(dog, "hanger")["alive"] is False
     dog.run_once()
     assert worker.entered.acquire(timeout=5)  # the new thread runs

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import strategy
 from account_snapshots import AccountSnapshots
@@ -104,8 +104,9 @@ class System:
 
 
 def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optional[list[str]] = None,
-                 with_probe: bool = True) -> System:
-    """Everything on files in `tmp_path`, the replay advanced to the first tick of its first day."""
+                 with_probe: bool = True, wrap_broker: Optional[Callable[[SimTrader], Any]] = None) -> System:
+    """Everything on files in `tmp_path`, the replay advanced to the first tick of its first day.
+    `wrap_broker` wraps the sim broker the executor talks to (e.g. a hanging stand-in behind a BrokerGuard)."""
     data_dir = tmp_path / "data"
     config_db = Database(data_dir / "config.db")
     settings = ConfigStore(config_db, run_overrides={**BASE_OVERRIDES, **(overrides or {})})
@@ -116,7 +117,8 @@ def build_system(tmp_path: Path, overrides: Optional[dict] = None, pool: Optiona
     positions = PositionManager(trading_db, settings, clock, "simulation")
     events = EventBus(clock)
     trading_state = TradingState(trading_db, clock)
-    executor = TradingExecutor(trading_db, broker, positions, data.hub.latest, settings, clock, trading_state)
+    executor = TradingExecutor(trading_db, wrap_broker(broker) if wrap_broker else broker, positions,
+                               data.hub.latest, settings, clock, trading_state)
     broker.set_listener(executor)
     executor.recover()
     signals = SignalStore(trading_db, clock)

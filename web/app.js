@@ -66,6 +66,9 @@
     src.textContent = "行情：" + (s.data_source.label || s.data_source.source);
     src.className = "badge" + (s.data_source.synthetic ? " demo" : "");
     $("demo-banner").hidden = !s.data_source.synthetic;
+    var ts = s.trading_state;  // paused / halted (e.g. 「磁盘已满」, a circuit breaker) with its reason
+    $("state-banner").hidden = !ts || ts.state === "running";
+    $("state-banner").textContent = ts ? ts.label + "：" + (ts.reason || "") : "";
     renderClock(s.clock);
     renderAccount(s.account);
     $("acc-counts").textContent = s.positions_count + " / " + s.pending_signals;
