@@ -55,17 +55,27 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
 
 
 def sell_facts(executor, event: Event) -> dict:
-    """A sell fill's realised P&L, and the stock's total for the day, from the trade records."""
+    """A sell fill's realised P&L and its episode's so far (from the first buy into a flat position), from
+    the trade records; `episode_closed` when this sell made the position flat."""
     if event.kind is not EventKind.FILL or event.data.get("side") != "sell":
         return {}
-    day = event.time.date()
-    rows = executor.trade_records(start=day, end=day, code=event.stock_code)
+    rows = sorted(executor.trade_records(code=event.stock_code), key=lambda r: r["id"])
     order_id = event.data.get("order_id")
     mine = [r for r in rows if order_id in (r["client_id"], r["order_id"]) and r["volume"] == event.data.get("volume")]
     if not mine:
         return {}
-    total = sum(r["realized_pnl"] or 0.0 for r in rows if r["side"] == "sell" and r["id"] <= mine[-1]["id"])
-    return {"realized_pnl": mine[-1]["realized_pnl"], "day_realized_pnl": round(total, 2)}
+    held, episode = 0, 0.0
+    for row in rows:
+        if row["id"] > mine[-1]["id"]:
+            break
+        if row["side"] == "buy":
+            episode = 0.0 if held == 0 else episode
+            held += row["volume"]
+        else:
+            held = max(0, held - row["volume"])
+            episode += row["realized_pnl"] or 0.0
+    return {"realized_pnl": mine[-1]["realized_pnl"], "episode_realized_pnl": round(episode, 2),
+            "episode_closed": held == 0}
 
 
 def _publish_config_change(events: EventBus, settings, changed: dict) -> None:

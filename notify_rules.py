@@ -35,8 +35,9 @@ def draft(event: Event, stock_name: str = "", facts: Optional[dict] = None) -> D
     body = f"{event.message}{name}\n时间：{when}"
     if event.kind is EventKind.FILL and facts.get("realized_pnl") is not None:
         body += f"\n本笔已实现盈亏：{facts['realized_pnl']:+.2f} 元"
-        if facts.get("day_realized_pnl") is not None:
-            body += f"（该股今日累计 {facts['day_realized_pnl']:+.2f} 元）"
+        if facts.get("episode_realized_pnl") is not None:
+            closed = "，已清仓" if facts.get("episode_closed") else ""
+            body += f"（本轮持仓累计 {facts['episode_realized_pnl']:+.2f} 元{closed}）"
     title = f"{TITLE_PREFIX}【{event.kind.label}】{event.stock_code}".rstrip()
     dedup = None if event.kind in NOT_DEDUPLICATED else f"{event.kind.value}|{event.stock_code}|{event.message}"
     return Draft(event.kind.value, title, body, dedup)

@@ -49,12 +49,12 @@ class NotifyWatch:
     def check_orders(self) -> None:
         """Orders the broker refused, and orders whose state cannot be proven (a person must check them)."""
         today = self._clock.today()
-        for status, kind, text in ((OrderStatus.REJECTED, EventKind.ORDER_REJECTED, "委托被拒"),
-                                   (OrderStatus.UNKNOWN, EventKind.ORDER_UNKNOWN, "委托状态未知，请在券商端核对")):
+        for status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN):
             for order in self._orders(status=status.value, day=today):
                 if order["client_id"] in self._announced_orders:
                     continue
                 self._announced_orders.add(order["client_id"])
+                kind, text = order_trouble(status, order["reason"])
                 side = "买入" if order["side"] == "buy" else "卖出"
                 reason = f"：{order['reason']}" if order["reason"] else ""
                 self._bus.emit(kind, f"{order['stock_code']} {side} {order['volume']} 股 @ {order['price']:g} "
@@ -101,3 +101,12 @@ class NotifyWatch:
                 continue
             self._bus.emit(EventKind.ORDER_REJECTED, f"{signal.stock_code} {signal.rule.label}信号被拒绝：{signal.reason}",
                            stock_code=signal.stock_code, signal_id=signal.id)
+
+
+def order_trouble(status: OrderStatus, reason: str) -> tuple[EventKind, str]:
+    """Which event an order in trouble is: not delivered to the broker (failed), refused, or unknown."""
+    if status is OrderStatus.UNKNOWN:
+        return EventKind.ORDER_UNKNOWN, "委托状态未知，请在券商端核对"
+    if "未送达" in (reason or ""):
+        return EventKind.ORDER_FAILED, "委托失败"
+    return EventKind.ORDER_REJECTED, "委托被拒"

@@ -19,6 +19,8 @@ from storage import Database
 
 log = logging.getLogger(__name__)
 
+UNDELIVERED = "未送达券商"  # the reason of an order the broker could not take (not refused by it): a failed order
+
 FillListener = Callable[[Fill, Rule], None]
 
 
@@ -363,7 +365,8 @@ class TradingExecutor:
         try:
             self._broker.place_order(request)
         except (OrderRejected, BrokerUnavailable) as exc:
-            self._set_status(request.client_id, OrderStatus.REJECTED, exc.message)
+            reason = f"{UNDELIVERED}：{exc.message}" if isinstance(exc, BrokerUnavailable) else exc.message
+            self._set_status(request.client_id, OrderStatus.REJECTED, reason)
             log.warning("委托被拒绝 %s %s %s %d 股 @ %g：%s", request.client_id, code, side.label, volume, price,
                         exc.message)
             raise

@@ -331,8 +331,8 @@ def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_p
                       "10:00:00 【成交】 600036.SH 手动卖出 600 股 @ 11"]  # one digest of the three fills
     sell_rows = [r for r in store.messages() if r["kind"] == "fill" and "卖出" in r["body"]]
     assert [r["body"].splitlines()[2] for r in reversed(sell_rows)] == [
-        f"本笔已实现盈亏：{pnl[0]:+.2f} 元（该股今日累计 {pnl[0]:+.2f} 元）",
-        f"本笔已实现盈亏：{pnl[1]:+.2f} 元（该股今日累计 {pnl[0] + pnl[1]:+.2f} 元）"]
+        f"本笔已实现盈亏：{pnl[0]:+.2f} 元（本轮持仓累计 {pnl[0]:+.2f} 元）",
+        f"本笔已实现盈亏：{pnl[1]:+.2f} 元（本轮持仓累计 {pnl[0] + pnl[1]:+.2f} 元，已清仓）"]
     assert pnl[0] > 0 and pnl[1] > 0
 
 

@@ -74,11 +74,15 @@ def test_refused_and_unknown_orders_are_told_once_and_old_refusals_not_again(tmp
                         lambda: [], lambda: True, orders)
     book["rejected"].append({"client_id": "c2", "stock_code": "000001.SZ", "side": "sell", "volume": 200,
                              "price": 9.5, "reason": "57 废单"})
+    book["rejected"].append({"client_id": "c4", "stock_code": "000001.SZ", "side": "sell", "volume": 100,
+                             "price": 9.5, "reason": "未送达券商：miniQMT 未连接（可能正在重连），请稍后再试"})
     book["unknown"].append({"client_id": "c3", "stock_code": "600519.SH", "side": "sell", "volume": 100,
                             "price": 1500.0, "reason": ""})
     watch.check_orders()
     watch.check_orders()
     assert [(e.kind, e.message) for e in seen.drain()] == [
         (EventKind.ORDER_REJECTED, "000001.SZ 卖出 200 股 @ 9.5 委托被拒：57 废单（委托 c2）"),
+        (EventKind.ORDER_FAILED, "000001.SZ 卖出 100 股 @ 9.5 委托失败：未送达券商：miniQMT 未连接（可能正在重连），"
+                                 "请稍后再试（委托 c4）"),
         (EventKind.ORDER_UNKNOWN, "600519.SH 卖出 100 股 @ 1500 委托状态未知，请在券商端核对（委托 c3）")]
     assert set(asked) == {("rejected", clock.today()), ("unknown", clock.today())}

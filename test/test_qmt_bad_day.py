@@ -201,7 +201,8 @@ def test_refused_cancel_of_a_working_order_returns_it_to_supervision(env, counte
     counterpart.refuse_next_cancel = refusal
     env.clock.advance(2)  # timed out: cancel, then re-price
     stack.executor.check_open_orders()
-    assert status(stack, order.client_id) is CP
+    # cancel pending, or already back to working: the refusal may be delivered before this line runs
+    assert status(stack, order.client_id) in (CP, O)
     stack.relay.wait(lambda: status(stack, order.client_id) is O)
     assert stack.executor.journal.get(order.client_id).reason.startswith("撤单失败：")
     stack.executor.check_open_orders()  # the loop carries on: cancel again (accepted now), then re-price
