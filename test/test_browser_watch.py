@@ -75,3 +75,21 @@ def test_watch_page_task_toast_when_the_price_crosses(system):
         assert page.locator("#watch-alerts-body tr").count() == 1
         page.screenshot(path=str(ARTIFACTS / "17_watch_toast.png"), full_page=True)
         browser.close()
+
+
+def test_a_positions_row_opens_that_stocks_parameters_and_rule_state(system):
+    from playwright.sync_api import sync_playwright
+
+    system, server = system
+    system.executor.buy_stock(CODE, volume=100)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server.url + "/#positions")
+        page.locator(f"tr[data-code='{CODE}'] button[data-action=stock-params]").click()
+        page.wait_for_function("location.hash === '#watch'")
+        page.locator("#stock-detail table").wait_for()
+        assert page.input_value("#stock-form input[name=code]") == CODE
+        assert "止损" in page.inner_text("#stock-detail")
+        browser.close()

@@ -236,7 +236,13 @@
     all.type = "button";
     all.setAttribute("data-action", "sell-all");
     all.addEventListener("click", function () { sellFromRow(code, 1); });
+    var params = make("button", "small", "参数");
+    params.type = "button";
+    params.title = "个股参数（止损、止盈、补仓等）与持仓规则状态";
+    params.setAttribute("data-action", "stock-params");
+    params.addEventListener("click", function () { if (window.QmtWatch) window.QmtWatch.editStock(code); });
     actions.appendChild(chartBtn); actions.appendChild(document.createTextNode(" "));
+    actions.appendChild(params); actions.appendChild(document.createTextNode(" "));
     actions.appendChild(half); actions.appendChild(document.createTextNode(" "));
     actions.appendChild(all);
     return { tr: tr, cells: cells, buttons: [half, all] };

@@ -402,5 +402,14 @@
   }
 
   document.addEventListener("qmt:bus", onBusEvent);
-  window.QmtWatch = { load: load, toast: toast };
+  /* From the positions view: open this stock's parameters and rule state (the page's 个股参数 section). */
+  function editStock(code) {
+    location.hash = "#watch";
+    build();
+    $("stock-form").elements.code.value = code;
+    loadStock(code);
+    $("stock-form").scrollIntoView();
+  }
+
+  window.QmtWatch = { load: load, toast: toast, editStock: editStock };
 })();
