@@ -101,7 +101,8 @@ def _account_config(value: Any, mode: str, base: Path, where: str) -> Optional[P
 
 
 # Parameters the supervisor decides for each child; an account may not set them itself.
-SUPERVISOR_KEYS = {"ENABLE_SIMULATION_MODE", "WEB_HOST", "WEB_PORT", "WEB_API_TOKEN", "WEB_REQUIRE_TOKEN_FOR_READS"}
+SUPERVISOR_KEYS = {"ENABLE_SIMULATION_MODE", "WEB_HOST", "WEB_PORT", "WEB_API_TOKEN", "WEB_REQUIRE_TOKEN_FOR_READS",
+                   "SUPERVISOR_PID"}
 
 
 def _overrides(value: Any, where: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -272,7 +273,7 @@ def _run_settings(spec: AccountSpec, shared: dict[str, Any]) -> dict[str, Any]:
     """What the supervisor decides for a child, on top of the settings shared by every child (the
     supervisor's own command-line overrides) and the account's own overrides."""
     run = {**shared, **spec.overrides, "ENABLE_SIMULATION_MODE": not spec.is_live, "WEB_HOST": "127.0.0.1",
-           "WEB_REQUIRE_TOKEN_FOR_READS": True}
+           "WEB_REQUIRE_TOKEN_FOR_READS": True, "SUPERVISOR_PID": os.getpid()}
     if spec.account_config is not None:
         run["ACCOUNT_CONFIG_FILE"] = str(spec.account_config)
     return run

@@ -16,6 +16,7 @@ from broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
 from models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
+from accounts_lifeline import Lifeline
 from events import EventBus, EventKind
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox
@@ -58,8 +59,12 @@ class Daemon:
     def run(self) -> int:
         self.watchdog.start()
         self._emit(EventKind.DAEMON_START, "守护进程已启动")
+        lifeline = Lifeline(self.settings.get("SUPERVISOR_PID"))
         while not self.stop_event.wait(self.settings.get("THREAD_CHECK_INTERVAL")):
             self.watchdog.run_once()
+            if lifeline.gone():
+                log.error("多账户监管进程（进程号 %s）已不在运行，本账户安全退出（不做无人监管的交易）", lifeline.supervisor_pid)
+                break
         return self.shutdown()
 
     def shutdown(self) -> int:

@@ -114,6 +114,7 @@ WEB_API_TOKEN = ''  # API 令牌；留空则首次启动时生成并保存在数
 WEB_CORS_ORIGINS = ['http://localhost:5000', 'http://127.0.0.1:5000']  # 允许跨域访问的来源（需重启）
 SSE_HEARTBEAT_SECONDS = 15.0  # 实时推送心跳间隔（秒）
 WEB_REQUIRE_TOKEN_FOR_READS = False  # 读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）（需重启）
+SUPERVISOR_PID = 0  # 多账户：监管进程的进程号，由监管进程设置；监管进程退出后本账户安全退出；0 = 独立运行（需重启）
 ACCOUNT_RESTART_LIMIT_PER_HOUR = 5  # 多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启
 ACCOUNT_RESTART_BACKOFF_MAX = 60.0  # 多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）
 ACCOUNT_STOP_TIMEOUT = 15.0  # 多账户：停止账户进程时等待其安全退出的时间（秒），超时强制结束
@@ -307,6 +308,8 @@ PARAMS: tuple[Param, ...] = (
        G_SIM, restart=True),
     _p("WEB_REQUIRE_TOKEN_FOR_READS", WEB_REQUIRE_TOKEN_FOR_READS, "bool", "读取类接口也需要 API 令牌（多账户时子进程只允许监管进程访问）", G_WEB,
        restart=True),
+    _p("SUPERVISOR_PID", SUPERVISOR_PID, "int", "多账户：监管进程的进程号，由监管进程设置；监管进程退出后本账户安全退出；0 = 独立运行",
+       G_WEB, 0, 2**31 - 1, restart=True),
     _p("ACCOUNT_RESTART_LIMIT_PER_HOUR", ACCOUNT_RESTART_LIMIT_PER_HOUR, "int", "多账户：一个账户进程一小时内最多自动重启次数，超过后告警不再重启",
        G_WEB, 1, 100),
     _p("ACCOUNT_RESTART_BACKOFF_MAX", ACCOUNT_RESTART_BACKOFF_MAX, "float", "多账户：账户进程意外退出后重启的最长等待（秒，逐次加倍）", G_WEB, 1,

@@ -1,7 +1,9 @@
 """An account's process as the supervisor handles it (with tiny stand-in commands instead of the daemon):
 an unexpected exit is restarted after a doubling back-off, and after the hourly cap an alarm is raised and no
 more restarts happen; a stop is graceful (SIGTERM) and not counted as a crash. Also: a daemon started for the
-supervisor refuses reads without its token and never writes its token into the page."""
+supervisor refuses reads without its token and never writes its token into the page, and shuts down by itself
+when its supervisor is killed (no orphan keeps trading)."""
+import os
 import sys
 from pathlib import Path
 
@@ -84,3 +86,34 @@ def test_a_supervised_daemon_answers_reads_only_with_its_token(tmp_path):
         client.close()
         server.stop()
         system.close()
+
+
+def test_the_lifeline_is_cut_only_for_a_supervised_daemon_whose_supervisor_is_gone():
+    from accounts_lifeline import Lifeline, process_alive
+
+    running = {4242}
+    assert Lifeline(0, lambda pid: False).gone() is False  # run alone: never
+    line = Lifeline(4242, lambda pid: pid in running)
+    assert line.gone() is False
+    running.clear()
+    assert line.gone() is True
+    assert process_alive(os.getpid()) and not process_alive(0)
+
+
+def test_children_of_a_killed_supervisor_shut_down_instead_of_trading_on(tmp_path):
+    from accounts_support import both_running, launch_supervisor
+    from accounts_lifeline import process_alive
+
+    accounts = [{"id": "sim1"}, {"id": "sim2"}]
+    sup = launch_supervisor(tmp_path, accounts, ["--replay-speed", "30"], {"THREAD_CHECK_INTERVAL": 1.0})
+    try:
+        children = wait_until(lambda: both_running(sup, 2), 120, "both accounts running")
+        sup.proc.kill()  # the supervisor dies without its graceful shutdown
+        sup.proc.wait(30)
+        pids = [a["pid"] for a in children.values()]
+        wait_until(lambda: not any(process_alive(pid) for pid in pids), 60, "the orphaned children to exit")
+        for account_id in ("sim1", "sim2"):
+            log = (tmp_path / "logs" / "accounts" / f"{account_id}.console.log").read_text(encoding="utf-8")
+            assert "多账户监管进程" in log and "已不在运行，本账户安全退出" in log and "已安全退出" in log
+    finally:
+        sup.stop_quietly()
