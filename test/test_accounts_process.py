@@ -108,7 +108,7 @@ def test_two_sim_and_one_live_account_side_by_side_restart_halt_and_stop(supervi
     assert not live_db.with_name("sim_trading.db").exists(), "the live account never opened a simulated book"
     assert "trading.db" in integrity(live_db.parent)
     assert query(live_db, "SELECT state FROM trading_state")[0]["state"] == "running"
-    assert "halted" in [r["state"] for r in query(live_db, "SELECT state FROM trading_state_history")]
+    assert "halted" in [r["new_state"] for r in query(live_db, "SELECT new_state FROM trading_state_history")]
     assert_each_account_stops_at_its_own_level(sup.root)
 
 
@@ -155,3 +155,17 @@ def assert_each_account_stops_at_its_own_level(root: Path) -> None:
             assert price <= round(cost * (1 + ratio), 2) + 0.01, (code, price, cost, ratio)
     assert len(tight) >= len(wide), (tight, wide)
     print(f"stop-loss exits: sim1 (≤ {TIGHT:.1%}) {len(tight)}, sim2 (≤ {WIDE:.1%}) {len(wide)}")
+
+
+def test_two_live_accounts_on_one_qmt_session_are_refused_before_any_child_starts(tmp_path):
+    """The production command (main.py --accounts): a second live account on the same miniQMT account and
+    path would share one QMT session with the first; the supervisor refuses the file (exit 2) and starts nothing."""
+    first = live_account(tmp_path)
+    second = {**first, "id": "live2", "name": "实盘账户二"}
+    sup = launch_supervisor(tmp_path, [first, second], [])
+    try:
+        assert sup.proc.wait(60) == 2, sup.output()
+    finally:
+        sup.stop_quietly()
+    assert "账户 live1 和 live2 使用同一个 miniQMT 资金账号和路径，两个进程不能共用一个 QMT 会话" in sup.output()
+    assert not (tmp_path / "data" / "accounts").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import socket
 import sys
@@ -32,6 +33,7 @@ from stand_ins.fake_xtpythonclient import FakeQmt  # noqa: E402
 STOCKS = {"600000.SH": ("浦发银行", 13.75), "000001.SZ": ("平安银行", 12.34), "600036.SH": ("招商银行", 40.10)}
 PUSH_SECONDS = 1.0
 CALENDAR_DAYS = 60  # trading days (weekdays) miniQMT reports back from today
+BAR_DAYS = 420  # calendar days of daily bars on the 'server' (more than the daemon's history window)
 BEIJING = 8 * 3600
 
 
@@ -81,16 +83,29 @@ def install_data_service() -> xtquant_datacenter.MiniQmtService:
     xtquant_datacenter.install()
     service = xtquant_datacenter.reset()
     today = date.today()
-    days = [today - timedelta(days=n) for n in range(CALENDAR_DAYS * 7 // 5, -1, -1)]
-    service.trading_days_ms = [int(datetime.combine(d, datetime.min.time()).timestamp() * 1000)
-                               for d in days if d.weekday() < 5]
+    weekdays = [d for d in (today - timedelta(days=n) for n in range(BAR_DAYS, -1, -1)) if d.weekday() < 5]
+    service.trading_days_ms = [_ms(d) for d in weekdays[-CALENDAR_DAYS:]]
+    past = [d for d in weekdays if d < today]  # bars up to the last trading day before today
     service.holidays = [(today.year + 1) * 10000 + 101]  # New Year's day: miniQMT's holiday table is never empty
     for code, (name, close) in STOCKS.items():
         service.instruments[code] = {"ExchangeID": code[-2:], "InstrumentID": code[:6], "InstrumentName": name,
                                      "PreClose": close, "UpStopPrice": round(close * 1.1, 2),
                                      "DownStopPrice": round(close * 0.9, 2), "PriceTick": 0.01}
         service.ticks[code] = _tick(close, close, 0)
+        service.server_bars[code] = [_bar(d, close * (1 + 0.05 * math.sin(i / 9.0)), 5000 + i)
+                                     for i, d in enumerate(past, start=1 - len(past))]
     return service
+
+
+def _ms(day: date) -> int:
+    return int(datetime.combine(day, datetime.min.time()).timestamp() * 1000)
+
+
+def _bar(day: date, close: float, lots: int) -> dict:
+    """One daily bar closing at `close` (the last one, before today, closes at the previous close)."""
+    close = round(close, 2)
+    return {"time": _ms(day), "open": round(close * 0.995, 2), "high": round(close * 1.01, 2),
+            "low": round(close * 0.985, 2), "close": close, "volume": lots}
 
 
 def _tick(price: float, last_close: float, volume: int) -> dict:
