@@ -64,6 +64,17 @@ def document(summary: str, **kwargs: Any) -> Callable:
 
 OBJ = {"type": "object"}
 LIST = {"type": "array", "items": OBJ}
+TEXT, NUMBER, FLAG = {"type": "string"}, {"type": "number"}, {"type": "boolean"}
+GRID_PROPOSAL = {"type": "object", "required": [
+    "stock_code", "center_price", "lot", "configured_amount", "min_amount", "proposed_amount", "enough", "message",
+    "grid_enabled"], "properties": {
+    "stock_code": TEXT, "center_price": NUMBER, "lot": {"type": "integer", "description": "一手股数"},
+    "configured_amount": {"type": "number", "description": "参数 GRID_BUY_AMOUNT（每格金额）"},
+    "min_amount": {"type": "number", "description": "中心价下买到一手的最小每格金额"},
+    "proposed_amount": {"type": "number", "description": "建议的每格金额"},
+    "enough": {"type": "boolean", "description": "默认每格金额是否够买一手"},
+    "message": {"type": "string", "description": "不够时的说明（够则为空）"},
+    "grid_enabled": {"type": "boolean", "description": "网格交易开关 ENABLE_GRID_TRADING"}}}
 
 # The routes of web_api and web_server by endpoint name.
 OPERATIONS: dict[str, Operation] = {
@@ -100,6 +111,8 @@ OPERATIONS: dict[str, Operation] = {
     "api.execute_buy": Operation("手动买入", body=req.BUY, tag="交易", data=OBJ),
     "api.execute_sell": Operation("手动卖出", body=req.SELL, tag="交易", data=OBJ),
     "api.execute_trading_signal": Operation("手动执行一个排队中的信号", body=req.SIGNAL_ID, tag="交易", data=OBJ),
+    "api.dismiss_signal": Operation("忽略一个排队中的信号（可选本轮持仓内不再提示）", body=req.DISMISS, tag="信号",
+                                    data=OBJ),
     "api.cancel_order": Operation("撤单", body=req.ORDER_ID, tag="交易", data=OBJ),
     "api_state.trading_state_get": Operation("交易状态（运行/暂停/紧急停止）及其变更历史", tag="交易状态", data=OBJ),
     "api_state.emergency_stop": Operation("紧急停止：不再产生任何新委托，并撤销全部未完成委托", body=req.REASON,
@@ -113,6 +126,8 @@ OPERATIONS: dict[str, Operation] = {
     "api.grid_sessions": Operation("网格会话列表", tag="网格", data=LIST),
     "api.grid_trades": Operation("网格会话的成交", tag="网格", data=LIST),
     "api.grid_start": Operation("启动网格会话", body=req.GRID_START, tag="网格", data=OBJ),
+    "api.grid_proposal": Operation("网格表单的建议：每格金额（默认金额买不到一手时给出最小金额及原因）", tag="网格",
+                                   data=GRID_PROPOSAL),
     "api.grid_stop": Operation("停止网格会话", body=req.EMPTY, tag="网格", data=OBJ),
 }
 

@@ -90,6 +90,8 @@ class Field:
     fmt: str = ""  # OpenAPI format, e.g. date
     media: str = ""  # a file part of a multipart form: its media type
     max_length: Optional[int] = None
+    min_length: Optional[int] = None
+    item_enum: tuple = ()  # array: the values each item may take (documented; checked by the value's owner)
 
     def schema(self) -> dict:
         out: dict[str, Any] = {"type": self.kind, "description": self.label}
@@ -105,8 +107,10 @@ class Field:
             out["contentMediaType"] = self.media
         if self.max_length is not None:
             out["maxLength"] = self.max_length
+        if self.min_length is not None:
+            out["minLength"] = self.min_length
         if self.items:
-            out["items"] = {"type": self.items}
+            out["items"] = {"type": self.items, **({"enum": list(self.item_enum)} if self.item_enum else {})}
         if self.kind == "integer":
             out.update({k: v for k, v in (("minimum", self.low), ("maximum", self.high)) if v is not None})
         elif self.kind == "number":
@@ -122,6 +126,39 @@ class Field:
         if self.kind == "number":
             return _number(body, self.name, self.label, max_value=self.high)
         return _required(body, self.name, self.label)
+
+    def take(self, body: Mapping[str, Any], required: bool = True) -> Any:
+        """Like `read`, and every kind is checked as declared (type, length, pattern, enum, array items)."""
+        value = self.read(body, required)
+        if value is None or self.kind in ("integer", "number"):
+            return value
+        where = f"{self.label}（{self.name}）"
+        if self.kind == "boolean" and not isinstance(value, bool):
+            raise bad_request(f"{where}只能是 true 或 false")
+        if self.kind == "string":
+            if not isinstance(value, str):
+                raise bad_request(f"{where}必须是文本")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise bad_request(f"{where}最多 {self.max_length} 个字符")
+            if self.min_length is not None and len(value.strip()) < self.min_length:
+                raise bad_request(f"{where}不能为空", "MISSING_FIELD")
+            if (self.pattern and not re.fullmatch(self.pattern, value)) or (self.enum and value not in self.enum):
+                raise bad_request(f"{where}无效：{_shown(value)}")
+        if self.kind == "array":
+            item_type = {"string": str, "integer": int, "number": (int, float), "boolean": bool}.get(self.items, object)
+            if not isinstance(value, list) or not all(
+                    isinstance(v, item_type) and not (isinstance(v, bool) and self.items != "boolean") for v in value):
+                raise bad_request(f"{where}必须是列表，每项为 {self.items}")
+        return value  # item_enum is the owner's check (its own error code), e.g. the notifier's event kinds
+
+    def from_query(self, raw: Optional[str]) -> Optional[int]:
+        """An integer query (or path) parameter: None when absent or empty; ASCII digits within the bounds."""
+        if raw in (None, ""):
+            return None
+        low, high = int(self.low), int(self.high)
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or not low <= int(raw) <= high:
+            raise bad_request(f"{self.label}（{self.name}）必须是 {low} 到 {high} 之间的整数", "INVALID_QUERY")
+        return int(raw)
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,14 @@ class Shape:
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
+
+    def read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A one-variant body checked against its declaration: {name: value} of the fields present."""
+        (variant,) = self.variants
+        _only(body, variant.allowed)
+        values = {name: self.field(name).take(body, name in variant.required)
+                  for name in (*variant.required, *variant.optional)}
+        return {name: value for name, value in values.items() if value is not None}
 
     def schema(self) -> dict:
         by_name = {f.name: f for f in self.fields}
@@ -202,6 +247,9 @@ GRID_START = Shape("GridStartRequest", "为持仓股票启动网格；可为本�
     F_STOCK_CODE, Field("center_price", "number", "网格中心价（省略则用现价）"),
     *(Field(key, "number", f"本会话的 {key}") for key in sorted(GRID_PARAM_KEYS.values()))), (
     Variant(("stock_code",), ("center_price", *sorted(GRID_PARAM_KEYS.values()))),))
+DISMISS = Shape("DismissSignalRequest", "忽略一个排队中的信号；snooze=true 时本轮持仓内不再提示同一信号", (
+    SIGNAL_ID.field("signal_id"), Field("snooze", "boolean", "本轮持仓内不再提示（默认 false）")), (
+    Variant(("signal_id",), ("snooze",)),))
 EMPTY = Shape("EmptyRequest", "无参数：可不带请求体，或发送空对象 {}", (), (Variant(()),))
 
 F_REASON = Field("reason", "string", "原因说明（最多 200 字）", max_length=200)
@@ -325,11 +373,8 @@ def parse_signal_filters(status: Optional[str], rule: Optional[str]) -> tuple[Op
 
 def parse_dismiss(body: Mapping[str, Any]) -> tuple[int, bool]:
     """`{signal_id, snooze?}`: snooze = do not raise the same signal again in this episode."""
-    _only(body, {"signal_id", "snooze"})
-    snooze = body.get("snooze", False)
-    if not isinstance(snooze, bool):
-        raise bad_request("snooze 只能是 true 或 false")
-    return _int(body, "signal_id", 1, MAX_ID, "信号编号"), snooze
+    parsed = DISMISS.read(body)
+    return parsed["signal_id"], parsed.get("snooze", False)
 
 
 def parse_order_id(body: Mapping[str, Any]) -> str:

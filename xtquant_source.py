@@ -52,6 +52,7 @@ class XtQuantSource:
         self._client_seen: Any = None  # the xtdata client our subscription lives on
         self._subscribed_at = 0.0  # time.monotonic() of the last subscription
         self._last_push: dict[str, tuple[float, datetime]] = {}  # code -> (monotonic, tick time) of its last push
+        self._polled_since: dict[str, datetime] = {}  # code -> tick time of the first poll after subscribing
         self.connected = False
 
     def start(self, publish: Publish) -> None:
@@ -137,6 +138,7 @@ class XtQuantSource:
         seq = self._xt.subscribe_whole_quote(watch, self._on_push)
         self._client_seen = self._xt.get_client()
         self._subscribed_at = time.monotonic()
+        self._polled_since = {}
         if not seq or seq < 0:
             self._push_error(f"订阅 miniQMT 实时行情失败（返回 {seq}），改为每 {self._settings.get('MONITOR_INTERVAL')} 秒轮询")
             return
@@ -145,7 +147,8 @@ class XtQuantSource:
     def _check_subscription(self, polled: list[Quote]) -> None:
         """xtdata's get_client() silently replaces a client whose miniQMT restarted, and the push subscription
         dies with the old one (issue 13). Resubscribe when the client object changed, or when polling shows a
-        newer price for a subscribed code that has not been pushed for PUSH_SILENCE_SECONDS."""
+        newer tick for a subscribed code than both its last push and the first poll after subscribing, while it
+        has not been pushed for PUSH_SILENCE_SECONDS (a suspended stock that never ticks is left alone)."""
         if not self._subscription:
             return
         reason = ""
@@ -155,7 +158,9 @@ class XtQuantSource:
             silence, now = float(self._settings.get("PUSH_SILENCE_SECONDS")), time.monotonic()
             for quote in polled:
                 pushed_at, pushed_time = self._last_push.get(quote.code, (self._subscribed_at, None))
-                if now - pushed_at > silence and (pushed_time is None or quote.time > pushed_time):
+                since = self._polled_since.setdefault(quote.code, quote.time)
+                reference = max(since, pushed_time) if pushed_time else since
+                if now - pushed_at > silence and quote.time > reference:
                     reason = f"{quote.code} 已 {now - pushed_at:.0f} 秒没有推送而轮询有新行情"
                     break
         if reason:

@@ -305,3 +305,14 @@ def make_manager(tmp_path, **overrides):
     manager.set_watchlist(["600000", "000001.SZ"])
     manager.moment = moment
     return manager
+
+
+def test_a_stock_that_never_ticks_does_not_renew_the_subscription(tmp_path, service):
+    manager = make_manager(tmp_path, PUSH_SILENCE_SECONDS=0.1)
+    manager.run_once()
+    [seq] = service.subscriptions
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:  # silent pushes, but the polled tick never moves (suspended)
+        manager.run_once()
+    assert list(service.subscriptions) == [seq]
+    manager.close()

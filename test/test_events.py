@@ -37,18 +37,3 @@ def test_a_failing_listener_does_not_reach_the_publisher():
     bus.emit(EventKind.DAEMON_START, "守护进程已启动")
     assert [e.kind for e in seen] == [EventKind.DAEMON_START]
 
-
-def test_broker_link_anomalies_and_the_reconnect_become_their_event_kinds():
-    from composition import _publish_broker_anomalies
-    from qmt_link import LinkHealth
-
-    clock = ReplayClock(datetime(2024, 3, 4, 10, 1))
-    bus, health = EventBus(clock), LinkHealth(clock.now)
-    seen = bus.subscribe()
-    _publish_broker_anomalies(bus, health)
-    health.alarm("QMT_DISCONNECTED", "与 miniQMT 的连接已断开（会话 501），开始重连")
-    health.alarm("ORDER_ACK_TIMEOUT", "委托 Q1 超过 10 秒没有券商编号")
-    health.alarm("QMT_RECONNECTED", "已重新连接 miniQMT（会话 502）", prefix="")
-    assert [(e.kind, e.data["code"]) for e in seen.drain()] == [
-        (EventKind.BROKER_DISCONNECTED, "QMT_DISCONNECTED"), (EventKind.LINK_UNHEALTHY, "ORDER_ACK_TIMEOUT"),
-        (EventKind.BROKER_RECONNECTED, "QMT_RECONNECTED")]

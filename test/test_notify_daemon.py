@@ -1,11 +1,14 @@
 """`python main.py` as a real process with notifications and jobs: a channel from the config receives the
 daemon's start on a loopback webhook, channels are managed through the API with their URLs masked (API,
 config history, log), a test message reaches its channel, the jobs are listed and a triggered post-close
-job writes a report that the API lists and serves."""
+job writes a report that the API lists and serves; every answer of these routes matches its documented schema
+and out-of-range input is a 4xx with a Chinese message."""
 from __future__ import annotations
 
 import json
 import urllib.request
+
+import jsonschema
 
 from daemon_support import free_port, query, start_ready, wait_until
 from notify_support import WebhookReceiver
@@ -77,6 +80,7 @@ def test_daemon_notifies_and_runs_jobs_through_the_api(tmp_path):
         assert reply["data"]["run"]["status"] == "ok", reply
         assert (daemon.data_dir / "backups").is_dir()
 
+        _answers_match_the_contract(daemon, channel["id"], reports[0]["day"])
         assert call(daemon, "DELETE", f"/api/notify/channels/{channel['id']}")[0] == 200
         assert call(daemon, "DELETE", f"/api/notify/channels/{channel['id']}")[0] == 404
         history = json.dumps(daemon.api("/api/config/history"), ensure_ascii=False)
@@ -88,6 +92,49 @@ def test_daemon_notifies_and_runs_jobs_through_the_api(tmp_path):
         web_hook.close()
     log_text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in (tmp_path / "logs").glob("*.log*"))
     assert web_hook.url not in log_text and config_hook.url not in log_text
+
+
+def _answers_match_the_contract(daemon, channel_id: int, day: str) -> None:
+    paths = call(daemon, "GET", "/api/openapi.json")[1]["paths"]
+
+    def conforms(method: str, path: str, url: str, payload=None, expected: int = 200) -> dict:
+        status, reply, _ = call(daemon, method, url, payload)
+        assert status == expected, (url, reply)
+        schema = paths[path][method.lower()]["responses"][str(expected)]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator(schema).validate(reply)
+        return reply["data"]
+
+    assert conforms("GET", "/api/notify/channels", "/api/notify/channels")["channels"][-1]["id"] == channel_id
+    messages = conforms("GET", "/api/notify/messages", f"/api/notify/messages?channel_id={channel_id}&limit=1")
+    assert len(messages["messages"]) == 1
+    assert conforms("GET", "/api/jobs", "/api/jobs")["jobs"][1]["last_run"]["trigger"] == "manual"
+    assert conforms("GET", "/api/reports", "/api/reports")["reports"][0]["day"] == day
+    run = conforms("POST", "/api/jobs/{job_id}/trigger", "/api/jobs/pre_open/trigger", {})["run"]
+    assert (run["job_id"], run["trigger"]) == ("pre_open", "manual")
+    assert conforms("POST", "/api/notify/test", "/api/notify/test", {"channel_id": channel_id}, 202)["message_id"] > 0
+    channel_body = paths["/api/notify/channels"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert channel_body["required"] == ["url"] and channel_body["properties"]["name"]["maxLength"] == 40
+    assert "fill" in channel_body["properties"]["events"]["items"]["enum"]
+    # beyond the declared bounds: a 4xx naming the field in Chinese, never a SQLite overflow (a 500)
+    for method, url, payload, status, code in [
+            ("DELETE", f"/api/notify/channels/{2**63}", None, 404, "CHANNEL_NOT_FOUND"),
+            ("GET", f"/api/notify/messages?channel_id={10**30}", None, 400, "INVALID_QUERY"),
+            ("GET", "/api/notify/messages?limit=0", None, 400, "INVALID_QUERY"),
+            ("GET", "/api/notify/messages?colour=red", None, 400, "UNKNOWN_FIELD"),
+            ("POST", "/api/notify/test", {"channel_id": 2**63}, 400, "INVALID_REQUEST"),
+            ("POST", "/api/notify/test", {"channel_id": "1"}, 400, "INVALID_REQUEST"),
+            ("POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/y", "events": "fill"}, 400,
+             "INVALID_REQUEST"),
+            ("POST", "/api/notify/channels", {"url": "json://127.0.0.1:9/y", "name": "名" * 41}, 400,
+             "INVALID_REQUEST"),
+            ("POST", "/api/notify/channels", {"url": " "}, 400, "MISSING_FIELD"),
+            ("POST", "/api/jobs/Nope!/trigger", None, 400, "INVALID_REQUEST"),
+            ("POST", "/api/jobs/post_close/trigger", {"force": True}, 400, "UNKNOWN_FIELD"),
+            ("GET", "/api/reports/2026-13-01", None, 400, "INVALID_DATE"),
+            ("GET", "/api/reports/2001-01-02", None, 404, "REPORT_NOT_FOUND")]:
+        got, reply, _ = call(daemon, method, url, payload)
+        assert (got, reply.get("code")) == (status, code), (method, url, reply)
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in reply["message"]), reply
 
 
 def test_message_pending_at_kill_9_of_the_daemon_is_sent_once_after_restart(tmp_path):

@@ -70,7 +70,8 @@ def test_every_broker_anomaly_becomes_an_event_of_its_kind():
     from qmt_link import EVENT_KIND_BY_CODE
 
     assert {EventKind(kind) for kind in EVENT_KIND_BY_CODE.values()} == {
-        EventKind.BROKER_DISCONNECTED, EventKind.LINK_UNHEALTHY, EventKind.ORDER_UNKNOWN, EventKind.ALARM}
+        EventKind.BROKER_DISCONNECTED, EventKind.LINK_UNHEALTHY, EventKind.ORDER_UNKNOWN, EventKind.ALARM,
+        EventKind.BROKER_RECONNECTED}
     bus = EventBus(None)
     heard = []
     bus.add_listener(heard.append)
@@ -78,6 +79,8 @@ def test_every_broker_anomaly_becomes_an_event_of_its_kind():
     _publish_broker_anomalies(bus, health)
     health.alarm("LIVENESS_PROBE_FAILED", "miniQMT 探测查询无响应")
     health.alarm("QMT_ORDER_RENUMBERED", "委托编号变化")
+    health.alarm("QMT_RECONNECTED", "已重新连接 miniQMT（会话 502）", prefix="")
     assert [(e.kind, e.message, e.data) for e in heard] == [
         (EventKind.LINK_UNHEALTHY, "miniQMT 探测查询无响应", {"code": "LIVENESS_PROBE_FAILED"}),
-        (EventKind.ALARM, "委托编号变化", {"code": "QMT_ORDER_RENUMBERED"})]
+        (EventKind.ALARM, "委托编号变化", {"code": "QMT_ORDER_RENUMBERED"}),
+        (EventKind.BROKER_RECONNECTED, "已重新连接 miniQMT（会话 502）", {"code": "QMT_RECONNECTED"})]
