@@ -9,11 +9,10 @@ lookup is refused. The counterpart's account id is the one in the daemon's ACCOU
 would be logged in to that account); its cash comes from LIVE_ACCOUNT_CASH (default 200000)."""
 from __future__ import annotations
 
-import ipaddress
+import importlib.util
 import json
 import math
 import os
-import socket
 import sys
 import threading
 import time
@@ -34,33 +33,13 @@ STOCKS = {"600000.SH": ("浦发银行", 13.75), "000001.SZ": ("平安银行", 12
 PUSH_SECONDS = 1.0
 CALENDAR_DAYS = 60  # trading days (weekdays) miniQMT reports back from today
 BAR_DAYS = 420  # calendar days of daily bars on the 'server' (more than the daemon's history window)
-BEIJING = 8 * 3600
 
 
 def refuse_non_loopback() -> None:
-    """Only loopback: the daemon's own web server and the supervisor's calls. Anything else is a test bug."""
-    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def loopback(host) -> bool:
-        if host in (None, "", "localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-        except ValueError:
-            return False
-
-    def connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not loopback(address[0]):
-            raise OSError(f"network access to {address[0]} refused by the live-account stand-in")
-        return real_connect(self, address)
-
-    def getaddrinfo(host, *args, **kwargs):
-        if not loopback(host):
-            raise socket.gaierror(f"name lookup of {host} refused by the live-account stand-in")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    socket.socket.connect = connect
-    socket.getaddrinfo = getaddrinfo
+    """Only loopback (the daemon's own web server, the supervisor's calls): the test network guard of the
+    fuzzed daemon (test/net_guard/sitecustomize.py, which installs itself when loaded) refuses anything else."""
+    spec = importlib.util.spec_from_file_location("live_account_net_guard", TEST_DIR / "net_guard" / "sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def configured_account(argv: list[str]) -> str:
