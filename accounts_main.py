@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from accounts_child import CommandFor, default_command
 from accounts_config import AccountsFileError, load_accounts
 from accounts_supervisor import Supervisor
 from config_store import ConfigError, ConfigStore
@@ -27,7 +28,9 @@ SUPERVISOR_ONLY = {"WEB_PORT", "WEB_HOST", "WEB_API_TOKEN", "WEB_CORS_ORIGINS", 
 REPLAY_ORIGIN_LEAD_SECONDS = 10.0
 
 
-def run(args: argparse.Namespace, overrides: dict, install_signal_handlers) -> int:
+def run(args: argparse.Namespace, overrides: dict, install_signal_handlers,
+        command_for: CommandFor = default_command) -> int:
+    """`command_for` builds each child's command line (main.py; a test puts a launcher with stand-ins there)."""
     data_dir, log_dir = Path(args.data_dir), Path(args.log_dir)
     try:
         specs = load_accounts(Path(args.accounts))
@@ -50,20 +53,20 @@ def run(args: argparse.Namespace, overrides: dict, install_signal_handlers) -> i
         secret_filter = setup_logging(log_dir, settings.get("LOG_LEVEL"), settings.get("LOG_RETENTION_DAYS"))
         stop_event = threading.Event()
         install_signal_handlers(stop_event)
-        return _serve(settings, specs, data_dir, log_dir, overrides, secret_filter, stop_event)
+        return _serve(settings, specs, data_dir, log_dir, overrides, secret_filter, stop_event, command_for)
     finally:
         config_db.close()
         lock.release()
 
 
 def _serve(settings: ConfigStore, specs, data_dir: Path, log_dir: Path, overrides: dict, secret_filter,
-           stop_event: threading.Event) -> int:
+           stop_event: threading.Event, command_for: CommandFor = default_command) -> int:
     from accounts_web import create_supervisor_app
     from web_server import WebServer, load_or_create_token
 
     child_settings = {k: v for k, v in overrides.items() if k not in SUPERVISOR_ONLY}
     child_settings["REPLAY_CLOCK_ORIGIN"] = round(time.time() + REPLAY_ORIGIN_LEAD_SECONDS, 3)
-    supervisor = Supervisor(specs, settings, data_dir, log_dir, child_settings)
+    supervisor = Supervisor(specs, settings, data_dir, log_dir, child_settings, command_for)
     try:
         token = load_or_create_token(data_dir, settings)
     except ValueError as exc:

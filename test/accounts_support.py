@@ -64,11 +64,13 @@ class Supervisor:
                 self.proc.wait(30)
 
 
-def launch_supervisor(root: Path, accounts: list[dict], args: list[str], sets: Optional[dict] = None) -> Supervisor:
+def launch_supervisor(root: Path, accounts: list[dict], args: list[str], sets: Optional[dict] = None,
+                      entry: Path = PROJECT / "main.py") -> Supervisor:
+    """`entry` is main.py, or a test entry taking the same command line (stand_ins/supervisor_with_counterpart.py)."""
     (root / "accounts.json").write_text(json.dumps({"accounts": accounts}, ensure_ascii=False), encoding="utf-8")
     port = free_port()
     out = root / "supervisor.out"
-    command = [sys.executable, str(PROJECT / "main.py"), "--accounts", "accounts.json", "--data-dir", "data",
+    command = [sys.executable, str(entry), "--accounts", "accounts.json", "--data-dir", "data",
                "--log-dir", "logs", "--port", str(port), *args]
     for key, value in (sets or {}).items():
         command += ["--set", f"{key}={json.dumps(value)}"]

@@ -1,10 +1,12 @@
 """The supervisor's page in Debian's chromium: the 「账户总览」 view lists every account with its process and
-trading state and the totals, draws both equity curves, halts one account from its row, and the account
-switcher makes the existing pages talk to the selected account through the supervisor."""
+trading state and the totals, draws the equity curves, halts one account from its row, and the account
+switcher makes the existing pages talk to the selected account through the supervisor. Beside the two simulated
+accounts runs one live account on the miniQMT counterpart (see test_accounts_process.py)."""
 import pytest
 
 from accounts_support import both_running, launch_supervisor
 from daemon_support import wait_until
+from test_accounts_process import WITH_COUNTERPART, live_account
 from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, real_problems, require_browser, shot
 
 
@@ -13,9 +15,10 @@ def supervisor(tmp_path_factory):
     require_browser()
     root = tmp_path_factory.mktemp("accounts_browser")
     accounts = [{"id": "sim1", "name": "模拟一", "overrides": {"STOP_LOSS_RATIO": -0.05}},
-                {"id": "sim2", "name": "模拟二", "overrides": {"STOP_LOSS_RATIO": -0.095}}]
-    sup = launch_supervisor(root, accounts, ["--replay-speed", "5"], {"REPLAY_TICKS_PER_DAY": 20})
-    wait_until(lambda: both_running(sup, 2), 120, "both accounts running")
+                {"id": "sim2", "name": "模拟二", "overrides": {"STOP_LOSS_RATIO": -0.095}}, live_account(root)]
+    sup = launch_supervisor(root, accounts, ["--replay-speed", "5"], {"REPLAY_TICKS_PER_DAY": 20},
+                            entry=WITH_COUNTERPART)
+    wait_until(lambda: both_running(sup, 3), 120, "all three accounts running")
     yield sup
     sup.stop_quietly()
 
@@ -38,15 +41,19 @@ def page(supervisor):
         browser.close()
 
 
-def test_overview_lists_both_accounts_with_totals_and_equity_curves(supervisor, page):
+def test_overview_lists_every_account_with_totals_and_equity_curves(supervisor, page):
     page.goto(f"http://127.0.0.1:{supervisor.port}/#accounts")
     rows = page.locator("#accounts-body tr")
-    rows.nth(1).wait_for()
-    assert rows.count() == 2
+    rows.nth(2).wait_for()
+    assert rows.count() == 3
     assert "模拟一（sim1）" in rows.nth(0).inner_text() and "模拟二（sim2）" in rows.nth(1).inner_text()
-    page.wait_for_function("document.querySelectorAll('#accounts-body .account-state')[1].textContent === '运行中'")
-    assert page.inner_text("#accounts-totals").count("2 / 2") == 1  # 运行中账户
-    page.wait_for_function("document.querySelectorAll('#accounts-chart polyline').length === 2", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#accounts-body .account-state')[2].textContent === '运行中'")
+    live = page.locator("#accounts-body tr[data-account=live1] td")
+    assert live.nth(0).inner_text().startswith("实盘账户（live1）") and live.nth(1).inner_text() == "实盘"
+    page.wait_for_function("document.querySelectorAll('#accounts-body tr[data-account=live1] td')[8].textContent"
+                           " === '已连接'")
+    assert page.inner_text("#accounts-totals").count("3 / 3") == 1  # 运行中账户
+    page.wait_for_function("document.querySelectorAll('#accounts-chart polyline').length >= 2", timeout=60_000)
     assert page.locator("#accounts-chart polyline[data-account=sim1]").count() == 1
     shot(page, "accounts_01_overview")
     assert real_problems(page) == []
@@ -60,6 +67,7 @@ def test_emergency_stop_from_one_row_halts_only_that_account(supervisor, page):
     page.wait_for_function("document.querySelector('#accounts-msg').textContent.includes('紧急停止：成功 1 个账户')")
     assert supervisor.data("/api/accounts/sim2/trading-state")["state"] == "halted"
     assert supervisor.data("/api/accounts/sim1/trading-state")["state"] == "running"
+    assert supervisor.data("/api/accounts/live1/trading-state")["state"] == "running"
     page.wait_for_function(
         "document.querySelector('#accounts-body tr[data-account=sim2] .trading-state').textContent === '紧急停止'")
     shot(page, "accounts_02_sim2_halted")
@@ -77,4 +85,15 @@ def test_the_switcher_points_every_page_at_the_selected_account(supervisor, page
     assert not any(url.endswith("/api/status") for url in calls)
     assert page.input_value("#account-switch") == "sim2"
     shot(page, "accounts_03_switched_to_sim2")
+    assert real_problems(page) == []
+
+
+def test_the_switcher_shows_the_live_account_as_live(supervisor, page):
+    page.goto(f"http://127.0.0.1:{supervisor.port}/#overview")
+    page.select_option("#account-switch", "live1")
+    page.wait_for_load_state()
+    page.wait_for_function("document.querySelector('#mode-badge').textContent === '实盘交易'")
+    page.wait_for_function("document.querySelector('#acc-total').textContent !== '--'")
+    assert page.inner_text("#acc-total").replace(",", "").startswith("200000")
+    shot(page, "accounts_04_switched_to_live1")
     assert real_problems(page) == []
