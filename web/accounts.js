@@ -166,15 +166,15 @@
   }
 
   // ---- equity curves (SVG, one line per account) ------------------------------------------------------
+  /* Each account's curve spans the chart's width over its own market-time range: replayed accounts on one
+     replay share that range, while a live account (today's dates) is not squeezed into a corner. */
   function drawEquity(series) {
     var box = $("accounts-chart");
     clear(box);
     var ids = Object.keys(series).filter(function (id) { return series[id].length > 1; });
     if (!ids.length) { box.appendChild(make("div", "muted", "暂无数据：各账户运行后按市场时间记录资产")); return; }
-    var times = [], values = [];
-    ids.forEach(function (id) { series[id].forEach(function (p) { times.push(p[0]); values.push(p[1]); }); });
-    times.sort();
-    var t0 = Date.parse(times[0]), t1 = Date.parse(times[times.length - 1]) || t0 + 1;
+    var values = [];
+    ids.forEach(function (id) { series[id].forEach(function (p) { values.push(p[1]); }); });
     var lo = Math.min.apply(null, values), hi = Math.max.apply(null, values);
     if (hi === lo) { hi += 1; lo -= 1; }
     var W = 800, H = 260, pad = 8;
@@ -182,30 +182,28 @@
     var svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("class", "equity-svg");
+    var legend = make("div", "legend");
     ids.forEach(function (id, i) {
-      var points = series[id].map(function (p) {
+      var points = series[id];
+      var t0 = Date.parse(points[0][0]), t1 = Date.parse(points[points.length - 1][0]);
+      var line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", points.map(function (p) {
         var x = pad + (W - 2 * pad) * (Date.parse(p[0]) - t0) / Math.max(1, t1 - t0);
         var y = H - pad - (H - 2 * pad) * (p[1] - lo) / (hi - lo);
         return x.toFixed(1) + "," + y.toFixed(1);
-      });
-      var line = document.createElementNS(ns, "polyline");
-      line.setAttribute("points", points.join(" "));
+      }).join(" "));
       line.setAttribute("fill", "none");
       line.setAttribute("stroke", COLORS[i % COLORS.length]);
       line.setAttribute("stroke-width", "2");
       line.setAttribute("data-account", id);
       svg.appendChild(line);
-    });
-    box.appendChild(svg);
-    var legend = make("div", "legend");
-    ids.forEach(function (id, i) {
-      var last = series[id][series[id].length - 1];
-      var item = make("span", "legend-item", id + "：" + fmtMoney(last[1]));
+      var item = make("span", "legend-item", id + "：" + fmtMoney(points[points.length - 1][1]) + "（" +
+        points[0][0].replace("T", " ") + " ~ " + points[points.length - 1][0].replace("T", " ") + "）");
       item.style.borderLeftColor = COLORS[i % COLORS.length];
       legend.appendChild(item);
     });
-    legend.appendChild(make("span", "muted", "纵轴 " + fmtMoney(lo) + " ~ " + fmtMoney(hi) + "，横轴 " +
-      times[0].replace("T", " ") + " ~ " + times[times.length - 1].replace("T", " ")));
+    box.appendChild(svg);
+    legend.appendChild(make("span", "muted", "纵轴 " + fmtMoney(lo) + " ~ " + fmtMoney(hi) + "；横轴为各账户自己的市场时间范围"));
     box.appendChild(legend);
   }
 
