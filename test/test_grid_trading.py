@@ -475,3 +475,19 @@ def test_the_runner_revalidates_a_grid_signal_at_execution(tmp_path):
     again = engine.grid.session(1).pending_signal_id
     assert engine.runner.execute_signal(again).status is SignalStatus.EXECUTED
     assert engine.grid_fills() == [(B, 9.80, 500, "09-23 09:33")]
+
+
+def test_a_stocks_own_grid_parameters_shape_its_session(tmp_path):
+    """Per-stock parameters (issue 17) reach the grid: a 5 % step for this stock only, the global 2 % elsewhere."""
+    from stock_params import StockParams
+
+    engine = Engine(tmp_path)
+    engine.buy_base()
+    own = StockParams(engine.db, engine.settings, engine.clock)
+    own.update(CODE, {"GRID_STEP_RATIO": 0.05, "GRID_BUY_AMOUNT": 6000.0}, source="test")
+    grid = GridManager(engine.db, engine.settings, engine.clock, engine.positions, engine.hub, engine.signals,
+                       engine.executor, settings_for=own.settings_for)
+    started = grid.start_session(CODE)
+    assert (started.center_price, started.next_buy_price, started.next_sell_price) == (10.0, 9.5, 10.5)
+    assert (started.step_ratio, started.buy_amount) == (0.05, 6000.0)
+    assert own.settings_for("600000.SH").get("GRID_STEP_RATIO") == 0.02
