@@ -6,7 +6,7 @@ import pytest
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake
 from orders_file_store import OrderFileStore
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
+from browser_support import TIMEOUT_MS, launch, require_browser
 from web_test_support import build_system, start_server
 
 
@@ -30,7 +30,7 @@ def page(served):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        browser = launch(p)
         tab = browser.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         tab.csp_errors = []

@@ -15,8 +15,8 @@ import perf_stats
 from backtest import run_backtest
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
-from daemon_workers import DataWorker, IntervalWorker
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, real_problems, require_browser
+from browser_support import (ARTIFACTS, TIMEOUT_MS, launch, open_tab, real_problems, require_browser,
+                             start_workers)
 from web_api_performance import fills_from_records
 from web_test_support import TOKEN, Client, build_system, start_server
 
@@ -58,10 +58,7 @@ def market(tmp_path_factory):
     system.next_day()
     system.ctx.snapshots.record(first_day, system.executor.account())
     system.executor.sell_stock("000001.SZ", system.positions.get("000001.SZ").available)
-    for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
-                   IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
-        system.watchdog.add(worker)
-    system.watchdog.start()
+    start_workers(system)
     server = start_server(system)
     yield system, server
     server.stop()
@@ -74,19 +71,13 @@ def browser(market):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        launched = launch(p)
         yield launched
         launched.close()
 
 
 def open_page(browser, width=1366, height=768):
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN", bypass_csp=True)
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    tab.problems = []
-    tab.on("pageerror", lambda exc: tab.problems.append(f"页面脚本错误：{exc}"))
-    tab.on("console", lambda msg: tab.problems.append(f"控制台 {msg.type}：{msg.text}") if msg.type == "error" else None)
-    return context, tab
+    return open_tab(browser, width, height)
 
 
 @pytest.fixture

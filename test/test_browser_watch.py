@@ -4,7 +4,7 @@ tick before; the task table then shows it done with its alert."""
 import pytest
 
 from models import Quote
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
+from browser_support import ARTIFACTS, launch, plain_page, require_browser, shot
 from web_test_support import build_system, start_server
 
 CODE = "600036.SH"
@@ -45,9 +45,8 @@ def test_watch_page_task_toast_when_the_price_crosses(system):
     level = round(last.price * 1.03, 2)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        page.set_default_timeout(TIMEOUT_MS)
+        browser = launch(p)
+        page = plain_page(browser)
         page.add_init_script(FAKE_NOTIFICATIONS)
         page.goto(server.url + "/#watch")
         page.locator("#live-state.on").wait_for()  # the stream is connected before the price moves
@@ -73,5 +72,5 @@ def test_watch_page_task_toast_when_the_price_crosses(system):
         assert page.evaluate("window.__notes") == [f"盯盘提醒|{toast.inner_text()}"]
         page.locator(f"tr[data-task='{task.id}'] td.status-done").wait_for()
         assert page.locator("#watch-alerts-body tr").count() == 1
-        page.screenshot(path=str(ARTIFACTS / "17_watch_toast.png"), full_page=True)
+        shot(page, "17_watch_toast")
         browser.close()
