@@ -10,7 +10,7 @@ import pytest
 
 from daemon_workers import DataWorker, IntervalWorker
 from grid_trading import GridManager
-from web_test_support import System
+from web_test_support import System, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -85,3 +85,12 @@ def start_workers(system: System) -> None:
                    IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
         system.watchdog.add(worker)
     system.watchdog.start()
+
+
+def serve(system: System):
+    """For a fixture's `yield from`: the system served by the real waitress server, yielded as (system, server);
+    afterwards the server stops and the system closes."""
+    server = start_server(system)
+    yield system, server
+    server.stop()
+    system.close()

@@ -2,9 +2,9 @@
 strategy runner and sim broker; its fills appear in the grid panel and in the trade records page."""
 import pytest
 
-from browser_support import ARTIFACTS, attach_grid, launch, plain_page, require_browser, shot
+from browser_support import ARTIFACTS, attach_grid, launch, plain_page, require_browser, serve, shot
 from models import Quote
-from web_test_support import build_system, start_server
+from web_test_support import build_system
 
 CODE = "600036.SH"
 
@@ -16,10 +16,7 @@ def system(tmp_path_factory):
         "ENABLE_AUTO_TRADING": True, "ENABLE_GRID_TRADING": True, "ENABLE_MACD_BUY": False,
         "ENABLE_ADD_POSITION": False, "GRID_COOLDOWN_SECONDS": 0.0, "GRID_BUY_AMOUNT": 12000.0}, pool=[CODE])
     attach_grid(system)
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    yield from serve(system)
 
 
 def publish(system, price: float) -> None:

@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from browser_support import (attach_grid, confirm, launch, open_tab, real_problems, require_browser, shot,
-                             start_workers)
+from browser_support import (attach_grid, confirm, launch, open_tab, real_problems, require_browser, serve,
+                             shot, start_workers)
 from models import Rule, Signal
-from web_test_support import build_system, start_server
+from web_test_support import build_system
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,7 @@ def daemon(tmp_path_factory):
     system.next_day()
     attach_grid(system)
     start_workers(system)
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    yield from serve(system)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from backtest import run_backtest
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
 from browser_support import (ARTIFACTS, TIMEOUT_MS, launch, open_tab, real_problems, require_browser,
-                             start_workers)
+                             serve, start_workers)
 from web_api_performance import fills_from_records
-from web_test_support import TOKEN, Client, build_system, start_server
+from web_test_support import TOKEN, Client, build_system
 
 DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"
 CODE = "600036.SH"
@@ -59,10 +59,7 @@ def market(tmp_path_factory):
     system.ctx.snapshots.record(first_day, system.executor.account())
     system.executor.sell_stock("000001.SZ", system.positions.get("000001.SZ").available)
     start_workers(system)
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    yield from serve(system)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 
 from browser_support import (  # noqa: F401 (CHROMIUM ... shot are imported from here by older browser tests)
     ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, attach_grid, confirm, launch, open_tab, real_problems,
-    require_browser, shot, start_workers)
-from web_test_support import build_system, start_server
+    require_browser, serve, shot, start_workers)
+from web_test_support import build_system
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,7 @@ def daemon(tmp_path_factory):
     system.executor.buy_stock("600036.SH", amount=30000)
     attach_grid(system)
     start_workers(system)
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    yield from serve(system)
 
 
 @pytest.fixture(scope="module")

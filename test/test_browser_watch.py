@@ -4,8 +4,8 @@ tick before; the task table then shows it done with its alert."""
 import pytest
 
 from models import Quote
-from browser_support import ARTIFACTS, launch, plain_page, require_browser, shot
-from web_test_support import build_system, start_server
+from browser_support import ARTIFACTS, launch, plain_page, require_browser, serve, shot
+from web_test_support import build_system
 
 CODE = "600036.SH"
 
@@ -22,10 +22,7 @@ window.Notification.requestPermission = function () { return Promise.resolve("gr
 def system(tmp_path):
     require_browser()
     system = build_system(tmp_path, overrides={"ENABLE_MACD_BUY": False}, pool=[CODE])
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    yield from serve(system)
 
 
 def publish(system, price: float) -> None:
