@@ -4,6 +4,7 @@ script and console errors, screenshots under test-artifacts/ (git-ignored), and 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,16 @@ def require_browser():
     pytest.skip(reason)
 
 
-def launch(playwright):
-    """Headless Debian chromium (never a downloaded one)."""
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+@contextmanager
+def chromium():
+    """Headless Debian chromium (never a downloaded one) for a with-block; test-artifacts/ exists for screenshots."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
 
 
 def plain_page(browser, **options):

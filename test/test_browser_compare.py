@@ -6,9 +6,9 @@ import io
 import pytest
 
 import backtest
+from browser_support import chromium, plain_page, require_browser, shot
 from test_backtest_compare import EXPIRED, POOL, REJECTED, STOP_E1, scripted_account
 from test_backtest_scenarios import PREFIX, QUIET_E, write_bars
-from browser_support import ARTIFACTS, launch, plain_page, require_browser, shot
 from web_test_support import Client, build_system, start_server
 
 
@@ -25,8 +25,6 @@ def served(tmp_path_factory):
 
 
 def test_compare_page_shows_causes_and_trades(served):
-    from playwright.sync_api import sync_playwright
-
     root, system, server = served
     client = Client(server.port)
     missing = client.request("GET", "/api/backtest/compare")
@@ -41,9 +39,7 @@ def test_compare_page_shows_causes_and_trades(served):
     reply = client.request("GET", "/api/backtest/compare")
     assert reply.status == 200 and len(reply.json["data"]["rows"]) == 10
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
+    with chromium() as browser:
         page = plain_page(browser)
         page.goto(server.url + "/#compare")
         matched = page.locator("#compare-summary-body tr[data-cause='matched']")
@@ -54,4 +50,3 @@ def test_compare_page_shows_causes_and_trades(served):
         assert "账户缺少：信号被拒绝" in rejected.inner_text() and "可用资金不足" in rejected.inner_text()
         assert page.locator("#compare-rows-body tr[data-kind='extra']").count() == 3
         shot(page, "20_backtest_compare")
-        browser.close()

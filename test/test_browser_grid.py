@@ -2,7 +2,7 @@
 strategy runner and sim broker; its fills appear in the grid panel and in the trade records page."""
 import pytest
 
-from browser_support import ARTIFACTS, attach_grid, launch, plain_page, require_browser, serve, shot
+from browser_support import attach_grid, chromium, plain_page, require_browser, serve, shot
 from models import Quote
 from web_test_support import build_system
 
@@ -31,8 +31,6 @@ def publish(system, price: float) -> None:
 
 
 def test_grid_fills_show_in_the_panel_and_the_trade_records(system):
-    from playwright.sync_api import sync_playwright
-
     system, server = system
     system.executor.buy_stock(CODE, amount=30000)  # the base position the grid trades around
     system.next_day()  # T+1: the base shares become sellable
@@ -45,9 +43,7 @@ def test_grid_fills_show_in_the_panel_and_the_trade_records(system):
     assert [(t.side.value if hasattr(t.side, "value") else t.side, t.price) for t in trades] == [
         ("buy", buy_at), ("sell", sell_at)]
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
+    with chromium() as browser:
         page = plain_page(browser)
         page.goto(server.url + "/#grid")
         row = page.locator(f"tr[data-grid='{session.id}']")
@@ -66,4 +62,3 @@ def test_grid_fills_show_in_the_panel_and_the_trade_records(system):
         page.locator("#trades-body tr", has_text="网格买入").wait_for()
         page.locator("#trades-body tr", has_text="网格卖出").wait_for()
         shot(page, "13_grid_trade_records")
-        browser.close()

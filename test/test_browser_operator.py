@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from browser_support import (attach_grid, confirm, launch, open_tab, real_problems, require_browser, serve,
+from browser_support import (attach_grid, chromium, confirm, open_tab, real_problems, require_browser, serve,
                              shot, start_workers)
 from models import Rule, Signal
 from web_test_support import build_system
@@ -32,13 +32,9 @@ def daemon(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(daemon):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch(p)
+    with chromium() as browser:
         _, tab = open_tab(browser)
         yield tab
-        browser.close()
 
 
 def badge_is(page, text):

@@ -15,7 +15,7 @@ import perf_stats
 from backtest import run_backtest
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
-from browser_support import (ARTIFACTS, TIMEOUT_MS, launch, open_tab, real_problems, require_browser,
+from browser_support import (ARTIFACTS, TIMEOUT_MS, chromium, open_tab, real_problems, require_browser,
                              serve, start_workers)
 from web_api_performance import fills_from_records
 from web_test_support import TOKEN, Client, build_system
@@ -64,13 +64,8 @@ def market(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(market):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        launched = launch(p)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def open_page(browser, width=1366, height=768):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from browser_support import (  # noqa: F401 (CHROMIUM ... shot are imported from here by older browser tests)
-    ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, attach_grid, confirm, launch, open_tab, real_problems,
+    ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, attach_grid, chromium, confirm, open_tab, real_problems,
     require_browser, serve, shot, start_workers)
 from web_test_support import build_system
 
@@ -26,12 +26,8 @@ def daemon(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(daemon):
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        launched = launch(p)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

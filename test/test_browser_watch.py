@@ -4,7 +4,7 @@ tick before; the task table then shows it done with its alert."""
 import pytest
 
 from models import Quote
-from browser_support import ARTIFACTS, launch, plain_page, require_browser, serve, shot
+from browser_support import chromium, plain_page, require_browser, serve, shot
 from web_test_support import build_system
 
 CODE = "600036.SH"
@@ -35,14 +35,10 @@ def publish(system, price: float) -> None:
 
 
 def test_watch_page_task_toast_when_the_price_crosses(system):
-    from playwright.sync_api import sync_playwright
-
     system, server = system
     last = system.data.hub.last_seen(CODE)
     level = round(last.price * 1.03, 2)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
+    with chromium() as browser:
         page = plain_page(browser)
         page.add_init_script(FAKE_NOTIFICATIONS)
         page.goto(server.url + "/#watch")
@@ -70,4 +66,3 @@ def test_watch_page_task_toast_when_the_price_crosses(system):
         page.locator(f"tr[data-task='{task.id}'] td.status-done").wait_for()
         assert page.locator("#watch-alerts-body tr").count() == 1
         shot(page, "17_watch_toast")
-        browser.close()
