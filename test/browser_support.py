@@ -11,6 +11,7 @@ import pytest
 
 from daemon_workers import DataWorker, IntervalWorker
 from grid_trading import GridManager
+from models import Quote
 from web_test_support import System, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -102,3 +103,11 @@ def serve(system: System):
     yield system, server
     server.stop()
     system.close()
+
+
+def publish_tick(system: System, code: str, price: float) -> None:
+    """One replayed quote of `code` at `price`, a minute after the last one, on the system's quote hub."""
+    system.clock.advance(60)
+    last = system.data.hub.last_seen(code)
+    system.data.hub.publish(Quote(code=code, price=price, prev_close=last.prev_close, time=system.clock.now(),
+                                  source="replay"))

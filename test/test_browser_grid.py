@@ -2,8 +2,7 @@
 strategy runner and sim broker; its fills appear in the grid panel and in the trade records page."""
 import pytest
 
-from browser_support import attach_grid, chromium, plain_page, require_browser, serve, shot
-from models import Quote
+from browser_support import attach_grid, chromium, plain_page, publish_tick, require_browser, serve, shot
 from web_test_support import build_system
 
 CODE = "600036.SH"
@@ -21,10 +20,7 @@ def system(tmp_path_factory):
 
 def publish(system, price: float) -> None:
     """One replayed tick of the stock at `price`, then one monitor pass and one strategy pass."""
-    system.clock.advance(60)
-    last = system.data.hub.last_seen(CODE)
-    system.data.hub.publish(Quote(code=CODE, price=price, prev_close=last.prev_close, time=system.clock.now(),
-                                  source="replay"))
+    publish_tick(system, CODE, price)
     for _ in range(2):
         system.monitor.run_once()
         system.runner.run_once()

@@ -3,8 +3,7 @@ the alert arrives over the live stream as a toast (and a browser notification, p
 tick before; the task table then shows it done with its alert."""
 import pytest
 
-from models import Quote
-from browser_support import chromium, plain_page, require_browser, serve, shot
+from browser_support import chromium, plain_page, publish_tick, require_browser, serve, shot
 from web_test_support import build_system
 
 CODE = "600036.SH"
@@ -27,10 +26,7 @@ def system(tmp_path):
 
 def publish(system, price: float) -> None:
     """One replayed tick of the stock at `price`, then one watch pass."""
-    system.clock.advance(60)
-    last = system.data.hub.last_seen(CODE)
-    system.data.hub.publish(Quote(code=CODE, price=price, prev_close=last.prev_close, time=system.clock.now(),
-                                  source="replay"))
+    publish_tick(system, CODE, price)
     system.watch.run_once()
 
 
