@@ -25,3 +25,32 @@ def pytest_runtest_makereport(item, call):
         return
     report.outcome = "failed"
     report.longrepr = f"CI 中不允许跳过测试（CI_NO_SKIPS=1）：{reason}"
+
+
+# The web tests' real components, served by the real waitress server, and an HTTP client of it (one of each per
+# test). web_test_support is imported inside so that tests without these fixtures do not load the web stack.
+@pytest.fixture
+def system(tmp_path):
+    from web_test_support import build_system
+
+    built = build_system(tmp_path)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def server(system):
+    from web_test_support import start_server
+
+    web = start_server(system)
+    yield web
+    web.stop()
+
+
+@pytest.fixture
+def client(server):
+    from web_test_support import Client
+
+    c = Client(server.port)
+    yield c
+    c.close()

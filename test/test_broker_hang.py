@@ -17,7 +17,7 @@ from sim_trader import SimTrader
 from storage import Database
 from trading_executor import TradingExecutor
 from trading_state import TradingState
-from trading_support import QuoteBoard, make_settings, replay_clock
+from trading_support import FakeTime, QuoteBoard, make_settings, replay_clock
 from web_test_support import Client, build_system, start_server
 from workers import Watchdog, Worker
 
@@ -180,14 +180,6 @@ def test_emergency_stop_answers_within_a_second_while_the_broker_hangs(tmp_path)
 
 
 # ---- watchdog --------------------------------------------------------------------------------------
-
-class FakeTime:
-    def __init__(self):
-        self.value = 1000.0
-
-    def __call__(self):
-        return self.value
-
 
 class StuckAtOnePlace(Worker):
     """Every thread it runs in blocks at the same line (like a call that never returns)."""

@@ -6,9 +6,9 @@ import io
 import pytest
 
 import backtest
+from browser_support import chromium, plain_page, require_browser, shot
 from test_backtest_compare import EXPIRED, POOL, REJECTED, STOP_E1, scripted_account
 from test_backtest_scenarios import PREFIX, QUIET_E, write_bars
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from web_test_support import Client, build_system, start_server
 
 
@@ -25,8 +25,6 @@ def served(tmp_path_factory):
 
 
 def test_compare_page_shows_causes_and_trades(served):
-    from playwright.sync_api import sync_playwright
-
     root, system, server = served
     client = Client(server.port)
     missing = client.request("GET", "/api/backtest/compare")
@@ -41,11 +39,8 @@ def test_compare_page_shows_causes_and_trades(served):
     reply = client.request("GET", "/api/backtest/compare")
     assert reply.status == 200 and len(reply.json["data"]["rows"]) == 10
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium() as browser:
+        page = plain_page(browser)
         page.goto(server.url + "/#compare")
         matched = page.locator("#compare-summary-body tr[data-cause='matched']")
         matched.wait_for()
@@ -54,5 +49,4 @@ def test_compare_page_shows_causes_and_trades(served):
         rejected = page.locator("#compare-rows-body tr", has_text=REJECTED)
         assert "账户缺少：信号被拒绝" in rejected.inner_text() and "可用资金不足" in rejected.inner_text()
         assert page.locator("#compare-rows-body tr[data-kind='extra']").count() == 3
-        page.screenshot(path=str(ARTIFACTS / "20_backtest_compare.png"), full_page=True)
-        browser.close()
+        shot(page, "20_backtest_compare")

@@ -2,10 +2,8 @@
 strategy runner and sim broker; its fills appear in the grid panel and in the trade records page."""
 import pytest
 
-from grid_trading import GridManager
-from models import Quote
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
-from web_test_support import build_system, start_server
+from browser_support import attach_grid, chromium, plain_page, publish_tick, require_browser, serve, shot
+from web_test_support import build_system
 
 CODE = "600036.SH"
 
@@ -16,30 +14,19 @@ def system(tmp_path_factory):
     system = build_system(tmp_path_factory.mktemp("browser_grid"), overrides={
         "ENABLE_AUTO_TRADING": True, "ENABLE_GRID_TRADING": True, "ENABLE_MACD_BUY": False,
         "ENABLE_ADD_POSITION": False, "GRID_COOLDOWN_SECONDS": 0.0, "GRID_BUY_AMOUNT": 12000.0}, pool=[CODE])
-    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
-                       system.signals, system.executor)
-    grid.attach(system.monitor, system.runner)
-    system.ctx.grid = grid
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    attach_grid(system)
+    yield from serve(system)
 
 
 def publish(system, price: float) -> None:
     """One replayed tick of the stock at `price`, then one monitor pass and one strategy pass."""
-    system.clock.advance(60)
-    last = system.data.hub.last_seen(CODE)
-    system.data.hub.publish(Quote(code=CODE, price=price, prev_close=last.prev_close, time=system.clock.now(),
-                                  source="replay"))
+    publish_tick(system, CODE, price)
     for _ in range(2):
         system.monitor.run_once()
         system.runner.run_once()
 
 
 def test_grid_fills_show_in_the_panel_and_the_trade_records(system):
-    from playwright.sync_api import sync_playwright
-
     system, server = system
     system.executor.buy_stock(CODE, amount=30000)  # the base position the grid trades around
     system.next_day()  # T+1: the base shares become sellable
@@ -52,11 +39,8 @@ def test_grid_fills_show_in_the_panel_and_the_trade_records(system):
     assert [(t.side.value if hasattr(t.side, "value") else t.side, t.price) for t in trades] == [
         ("buy", buy_at), ("sell", sell_at)]
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium() as browser:
+        page = plain_page(browser)
         page.goto(server.url + "/#grid")
         row = page.locator(f"tr[data-grid='{session.id}']")
         row.wait_for()
@@ -68,10 +52,9 @@ def test_grid_fills_show_in_the_panel_and_the_trade_records(system):
         first, second = fills.nth(0).inner_text(), fills.nth(1).inner_text()
         assert "买入" in first and f"{buy_at:.2f}" in first
         assert "卖出" in second and f"{sell_at:.2f}" in second
-        page.screenshot(path=str(ARTIFACTS / "12_grid_fills.png"), full_page=True)
+        shot(page, "12_grid_fills")
 
         page.goto(server.url + "/#trades")
         page.locator("#trades-body tr", has_text="网格买入").wait_for()
         page.locator("#trades-body tr", has_text="网格卖出").wait_for()
-        page.screenshot(path=str(ARTIFACTS / "13_grid_trade_records.png"), full_page=True)
-        browser.close()
+        shot(page, "13_grid_trade_records")

@@ -3,10 +3,10 @@ diagnostics table shows every check with its level, an uploaded GBK order file i
 results are listed, a dry-run upload orders nothing; no CSP violation on the way."""
 import pytest
 
+from browser_support import TIMEOUT_MS, chromium, require_browser
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake
 from orders_file_store import OrderFileStore
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from web_test_support import build_system, start_server
 
 
@@ -27,16 +27,12 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(served):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with chromium() as browser:
         tab = browser.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         tab.csp_errors = []
         tab.on("console", lambda m: tab.csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
         yield tab
-        browser.close()
 
 
 def test_diagnostics_page_lists_every_check(served, page):

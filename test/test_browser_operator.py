@@ -9,11 +9,10 @@ import re
 
 import pytest
 
-from daemon_workers import DataWorker, IntervalWorker
-from grid_trading import GridManager
+from browser_support import (attach_grid, chromium, confirm, open_tab, real_problems, require_browser, serve,
+                             shot, start_workers)
 from models import Rule, Signal
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, real_problems, require_browser, shot
-from web_test_support import build_system, start_server
+from web_test_support import build_system
 
 
 @pytest.fixture(scope="module")
@@ -26,34 +25,16 @@ def daemon(tmp_path_factory):
         "ENABLE_MACD_BUY": False, "SIGNAL_MAX_AGE": 600})
     system.executor.buy_stock("600036.SH", volume=300)
     system.next_day()
-    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
-                       system.signals, system.executor)
-    grid.attach(system.monitor, system.runner)
-    system.ctx.grid = grid
-    for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
-                   IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
-        system.watchdog.add(worker)
-    system.watchdog.start()
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    attach_grid(system)
+    start_workers(system)
+    yield from serve(system)
 
 
 @pytest.fixture(scope="module")
 def page(daemon):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN", bypass_csp=True)
-        tab = context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        tab.problems = []
-        tab.on("pageerror", lambda exc: tab.problems.append(f"页面脚本错误：{exc}"))
-        tab.on("console", lambda msg: tab.problems.append(msg.text) if msg.type == "error" else None)
+    with chromium() as browser:
+        _, tab = open_tab(browser)
         yield tab
-        browser.close()
 
 
 def badge_is(page, text):

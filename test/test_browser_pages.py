@@ -15,10 +15,10 @@ import perf_stats
 from backtest import run_backtest
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
-from daemon_workers import DataWorker, IntervalWorker
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, real_problems, require_browser
+from browser_support import (ARTIFACTS, TIMEOUT_MS, chromium, open_tab, real_problems, require_browser,
+                             serve, start_workers)
 from web_api_performance import fills_from_records
-from web_test_support import TOKEN, Client, build_system, start_server
+from web_test_support import TOKEN, Client, build_system
 
 DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"
 CODE = "600036.SH"
@@ -58,35 +58,18 @@ def market(tmp_path_factory):
     system.next_day()
     system.ctx.snapshots.record(first_day, system.executor.account())
     system.executor.sell_stock("000001.SZ", system.positions.get("000001.SZ").available)
-    for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
-                   IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
-        system.watchdog.add(worker)
-    system.watchdog.start()
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    start_workers(system)
+    yield from serve(system)
 
 
 @pytest.fixture(scope="module")
 def browser(market):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def open_page(browser, width=1366, height=768):
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN", bypass_csp=True)
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    tab.problems = []
-    tab.on("pageerror", lambda exc: tab.problems.append(f"页面脚本错误：{exc}"))
-    tab.on("console", lambda msg: tab.problems.append(f"控制台 {msg.type}：{msg.text}") if msg.type == "error" else None)
-    return context, tab
+    return open_tab(browser, width, height)
 
 
 @pytest.fixture

@@ -1,30 +1,15 @@
 """The web UI in Debian's chromium (playwright, sync API) against the real server and the real daemon threads
 on a fast synthetic replay: live positions, a buy through the form, a config change (invalid, valid,
 rolled back) and the emergency stop. Screenshots go to test-artifacts/ (git-ignored)."""
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from daemon_workers import DataWorker, IntervalWorker
-from grid_trading import GridManager
-from web_test_support import build_system, start_server
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run", "--disable-sync"]
-TIMEOUT_MS = 10_000
-
-
-def require_browser():
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} 不存在：浏览器测试需要 Debian chromium（apt-get install chromium fonts-wqy-microhei）"
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail(reason + "；REQUIRE_BROWSER=1 时不允许跳过")
-    pytest.skip(reason)
+from browser_support import (  # noqa: F401 (CHROMIUM ... shot are imported from here by older browser tests)
+    ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, attach_grid, chromium, confirm, open_tab, real_problems,
+    require_browser, serve, shot, start_workers)
+from web_test_support import build_system
 
 
 @pytest.fixture(scope="module")
@@ -34,62 +19,22 @@ def daemon(tmp_path_factory):
     system = build_system(tmp_path_factory.mktemp("browser"), overrides={
         "REPLAY_TICKS_PER_DAY": 240, "REPLAY_SECONDS_PER_DAY": 60.0, "SSE_HEARTBEAT_SECONDS": 2.0})
     system.executor.buy_stock("600036.SH", amount=30000)
-    grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
-                       system.signals, system.executor)
-    grid.attach(system.monitor, system.runner)
-    system.ctx.grid = grid
-    for worker in (DataWorker(system.data, system.watchlist), system.monitor, system.runner,
-                   IntervalWorker("sync", system.positions.sync, system.settings, "POSITION_SYNC_INTERVAL")):
-        system.watchdog.add(worker)
-    system.watchdog.start()
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    attach_grid(system)
+    start_workers(system)
+    yield from serve(system)
 
 
 @pytest.fixture(scope="module")
 def browser(daemon):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
 def page(browser):
-    # The page's CSP forbids eval, which playwright's wait_for_function needs: the driving context
-    # bypasses it; test_page_obeys_its_content_security_policy checks the page under its real CSP.
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN",
-                                  accept_downloads=True, bypass_csp=True)
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    problems = []
-    tab.on("pageerror", lambda exc: problems.append(f"页面脚本错误：{exc}"))
-    tab.on("console", lambda msg: problems.append(f"控制台 {msg.type}：{msg.text}")
-           if msg.type == "error" else None)
-    tab.problems = problems
+    context, tab = open_tab(browser, accept_downloads=True)
     yield tab
     context.close()
-
-
-def shot(page, name):
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def real_problems(page):
-    """Script errors and console errors (CSP violations included); the browser's own note about an API
-    answer with status 4xx is expected where a test provokes one."""
-    return [p for p in page.problems if "Failed to load resource" not in p]
-
-
-def confirm(page):
-    page.locator("#modal").wait_for(state="visible")
-    page.click("#modal-ok")
-    page.locator("#modal").wait_for(state="hidden")
 
 
 def test_overview_shows_demo_data_mode_account_and_live_state(daemon, page):

@@ -3,9 +3,8 @@ the alert arrives over the live stream as a toast (and a browser notification, p
 tick before; the task table then shows it done with its alert."""
 import pytest
 
-from models import Quote
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
-from web_test_support import build_system, start_server
+from browser_support import chromium, plain_page, publish_tick, require_browser, serve, shot
+from web_test_support import build_system
 
 CODE = "600036.SH"
 
@@ -22,32 +21,21 @@ window.Notification.requestPermission = function () { return Promise.resolve("gr
 def system(tmp_path):
     require_browser()
     system = build_system(tmp_path, overrides={"ENABLE_MACD_BUY": False}, pool=[CODE])
-    server = start_server(system)
-    yield system, server
-    server.stop()
-    system.close()
+    yield from serve(system)
 
 
 def publish(system, price: float) -> None:
     """One replayed tick of the stock at `price`, then one watch pass."""
-    system.clock.advance(60)
-    last = system.data.hub.last_seen(CODE)
-    system.data.hub.publish(Quote(code=CODE, price=price, prev_close=last.prev_close, time=system.clock.now(),
-                                  source="replay"))
+    publish_tick(system, CODE, price)
     system.watch.run_once()
 
 
 def test_watch_page_task_toast_when_the_price_crosses(system):
-    from playwright.sync_api import sync_playwright
-
     system, server = system
     last = system.data.hub.last_seen(CODE)
     level = round(last.price * 1.03, 2)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium() as browser:
+        page = plain_page(browser)
         page.add_init_script(FAKE_NOTIFICATIONS)
         page.goto(server.url + "/#watch")
         page.locator("#live-state.on").wait_for()  # the stream is connected before the price moves
@@ -73,23 +61,17 @@ def test_watch_page_task_toast_when_the_price_crosses(system):
         assert page.evaluate("window.__notes") == [f"盯盘提醒|{toast.inner_text()}"]
         page.locator(f"tr[data-task='{task.id}'] td.status-done").wait_for()
         assert page.locator("#watch-alerts-body tr").count() == 1
-        page.screenshot(path=str(ARTIFACTS / "17_watch_toast.png"), full_page=True)
-        browser.close()
+        shot(page, "17_watch_toast")
 
 
 def test_a_positions_row_opens_that_stocks_parameters_and_rule_state(system):
-    from playwright.sync_api import sync_playwright
-
     system, server = system
     system.executor.buy_stock(CODE, volume=100)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium() as browser:
+        page = plain_page(browser)
         page.goto(server.url + "/#positions")
         page.locator(f"tr[data-code='{CODE}'] button[data-action=stock-params]").click()
         page.wait_for_function("location.hash === '#watch'")
         page.locator("#stock-detail table").wait_for()
         assert page.input_value("#stock-form input[name=code]") == CODE
         assert "止损" in page.inner_text("#stock-detail")
-        browser.close()

@@ -54,13 +54,12 @@ def service(xt_stand_in):
     xt_stand_in.reset()
 
 
-@pytest.fixture
-def manager(tmp_path, service):
+def make_manager(tmp_path, **overrides):
+    """A started DataManager on the stand-in xtquant, watching two stocks; `manager.moment["now"]` sets its clock."""
     moment = {"now": NOW}
     clock = RealClock(source=lambda: moment["now"].replace(tzinfo=MARKET_TZ))
-    settings = make_settings(tmp_path)
-    db = Database(tmp_path / "market.db")
-    bar_store = BarStore(db)
+    settings = make_settings(tmp_path, **overrides)
+    bar_store = BarStore(Database(tmp_path / "market.db"))
     indicators = IndicatorCalculator(bar_store)
     bar_store.subscribe(indicators.update)
     manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
@@ -68,6 +67,12 @@ def manager(tmp_path, service):
     manager.start()
     manager.set_watchlist(["600000", "000001.SZ"])
     manager.moment = moment
+    return manager
+
+
+@pytest.fixture
+def manager(tmp_path, service):
+    manager = make_manager(tmp_path)
     yield manager
     manager.close()
 
@@ -290,21 +295,6 @@ def test_download_history_data2_has_a_deadline_and_one_failed_code_does_not_skip
     assert manager.get_history("600000.SH")["close"].tolist()[-1] == 13.90
     assert any("下载数据失败：无此品种数据" in e for e in manager.status()["recent_errors"])
     manager.close()
-
-
-def make_manager(tmp_path, **overrides):
-    moment = {"now": NOW}
-    clock = RealClock(source=lambda: moment["now"].replace(tzinfo=MARKET_TZ))
-    settings = make_settings(tmp_path, **overrides)
-    bar_store = BarStore(Database(tmp_path / "market.db"))
-    indicators = IndicatorCalculator(bar_store)
-    bar_store.subscribe(indicators.update)
-    manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
-                          XtQuantSource(settings, clock, bar_store), indicators)
-    manager.start()
-    manager.set_watchlist(["600000", "000001.SZ"])
-    manager.moment = moment
-    return manager
 
 
 def test_a_stock_that_never_ticks_does_not_renew_the_subscription(tmp_path, service):

@@ -12,48 +12,7 @@ import pytest
 import market_rules
 import strategy
 from models import OrderStatus, Rule, Signal, SignalStatus
-from web_test_support import POOL, TOKEN, Client, SseClient, build_system, start_server
-
-CHINESE = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture
-def system(tmp_path):
-    built = build_system(tmp_path)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def server(system):
-    web = start_server(system)
-    yield web
-    web.stop()
-
-
-@pytest.fixture
-def client(server):
-    c = Client(server.port)
-    yield c
-    c.close()
-
-
-def ok(reply, status=200):
-    assert reply.status == status, reply.text
-    body = reply.json
-    assert body["status"] == "success"
-    return body["data"]
-
-
-def error(reply, status, code=None):
-    assert reply.status == status, reply.text
-    body = reply.json
-    assert body["status"] == "error" and CHINESE.search(body["message"]), body
-    if code:
-        assert body["code"] == code, body
-    assert "Traceback" not in reply.text
-    return body
-
+from web_test_support import CHINESE, POOL, TOKEN, Client, SseClient, build_system, error, ok, start_server
 
 def expected_buy(system, code, amount):
     """(fill price, volume, fees, cash spent) of a marketable buy for `amount` at the current quote."""

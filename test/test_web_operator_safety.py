@@ -8,24 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from models import Rule, Signal, SignalStatus
-from test_web_api import error, ok, queue_add_signal
-from web_test_support import Client, build_system, start_server
-
-
-@pytest.fixture
-def system(tmp_path):
-    built = build_system(tmp_path)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def client(system):
-    web = start_server(system)
-    c = Client(web.port)
-    yield c
-    c.close()
-    web.stop()
+from test_web_api import queue_add_signal
+from web_test_support import Client, build_system, error, ok, start_server
 
 
 class Wall:

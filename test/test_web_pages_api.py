@@ -14,28 +14,7 @@ from backtest_report import summarize
 from indicator_calculator import cross_between
 from models import Asset
 from web_api_performance import fills_from_records
-from web_test_support import TOKEN, Client, SseClient, build_system, start_server
-
-
-@pytest.fixture
-def system(tmp_path):
-    built = build_system(tmp_path)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def client(system):
-    web = start_server(system)
-    c = Client(web.port)
-    yield c
-    c.close()
-    web.stop()
-
-
-def data_of(reply, status=200):
-    assert reply.status == status, reply.text
-    return reply.json["data"]
+from web_test_support import TOKEN, Client, SseClient, build_system, data_of, start_server
 
 
 class FixedAccount:

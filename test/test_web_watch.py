@@ -13,42 +13,9 @@ from models import Rule, SignalStatus
 from position_review import STATE_FIELDS
 from stock_params import STOCK_KEYS
 from watch_rules import ConditionType
-from web_test_support import Client, SseClient, build_system, start_server
+from web_test_support import SseClient, data_of as ok, error_message as error  # this file's short names
 
 SH = "600036.SH"
-
-
-@pytest.fixture
-def system(tmp_path):
-    built = build_system(tmp_path)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def server(system):
-    web = start_server(system)
-    yield web
-    web.stop()
-
-
-@pytest.fixture
-def client(server):
-    c = Client(server.port)
-    yield c
-    c.close()
-
-
-def ok(reply, status=200):
-    assert reply.status == status, reply.text
-    return reply.json["data"]
-
-
-def error(reply, status, code):
-    assert reply.status == status, reply.text
-    body = reply.json
-    assert body["status"] == "error" and body["code"] == code, body
-    return body["message"]
 
 
 def price(system, code=SH):

@@ -6,15 +6,8 @@ import pytest
 
 from config_store import ConfigStore
 from storage import Database
+from trading_support import FakeTime
 from workers import Watchdog, Worker
-
-
-class FakeTime:
-    def __init__(self):
-        self.value = 1000.0
-
-    def __call__(self):
-        return self.value
 
 
 class Raiser(Worker):

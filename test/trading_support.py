@@ -63,3 +63,13 @@ def build_core(db_path: Path, settings, clock, quotes, **sim_options) -> Core:
 
 def replay_clock(moment: str) -> ReplayClock:
     return ReplayClock(datetime.fromisoformat(moment))
+
+
+class FakeTime:
+    """A monotonic-time stand-in for the watchdog (`now=`): tests move `value` forward by hand."""
+
+    def __init__(self):
+        self.value = 1000.0
+
+    def __call__(self):
+        return self.value

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -310,3 +311,39 @@ def run_in_thread(target, name: str = "test-driver") -> tuple[threading.Thread, 
     thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
     thread.start()
     return thread, stop
+
+
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+
+def ok(reply, status: int = 200):
+    """The data of a success answer: `status`, and the envelope says success."""
+    assert reply.status == status, reply.text
+    body = reply.json
+    assert body["status"] == "success"
+    return body["data"]
+
+
+def data_of(reply, status: int = 200):
+    """The data of an answer with `status` (the envelope is not checked)."""
+    assert reply.status == status, reply.text
+    return reply.json["data"]
+
+
+def error(reply, status: int, code: Optional[str] = None) -> dict:
+    """The body of an error answer: `status`, a Chinese message, the machine `code` if given, no traceback."""
+    assert reply.status == status, reply.text
+    body = reply.json
+    assert body["status"] == "error" and CHINESE.search(body["message"]), body
+    if code:
+        assert body["code"] == code, body
+    assert "Traceback" not in reply.text
+    return body
+
+
+def error_message(reply, status: int, code: str) -> str:
+    """The message of an error answer with `status` and the machine `code`."""
+    assert reply.status == status, reply.text
+    body = reply.json
+    assert body["status"] == "error" and body["code"] == code, body
+    return body["message"]
