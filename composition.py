@@ -200,7 +200,6 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes())
                       | set(watch_store.codes()))
 
-
     data.set_watchlist(watchlist())
     roll_day: list[Callable[[date], object]] = [storage.nightly_check, positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
