@@ -126,11 +126,11 @@ def _account_action(account_id: str, action: str) -> Response:
 def _trading_action(account_id: str, action: str) -> Response:
     """One account or "all". Resume carries the explicit confirmation a child needs ({"confirm": true})."""
     body = _json_body()
-    allowed = {"reason", "confirm"} if action == "resume" else {"reason"}
-    req.ensure_only(body, allowed)
-    if action == "resume" and body.get("confirm") is not True:
-        raise ApiError(400, "CONFIRMATION_REQUIRED", "恢复交易需要明确确认：请求体须包含 \"confirm\": true")
-    reason = req.parse_reason(body, "") if "reason" in body else ""
+    if action == "resume":
+        reason = req.parse_resume(body)  # the child's own rule, checked here before any child is asked
+    else:
+        req.ensure_only(body, {"reason"})
+        reason = req.parse_reason(body, "") if "reason" in body else ""
     if account_id != "all":
         _child(account_id)
     results = _supervisor().trading_action(account_id, STATE_ACTIONS[action], reason)

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import strategy
 from broker_guard import broker_step_seconds
 from models import OrderStatus, Position, Quote, Rule, Signal, TradingError
-from workers import Worker, wait_for_version
+from workers import Worker, quote_wait_seconds, wait_for_version
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ class PositionMonitor(Worker):
         self._extra_checks.append(check)
 
     def wait(self, stop: threading.Event, limit: float) -> None:
-        interval = self._settings.get("MONITOR_INTERVAL")
-        timeout = min(limit, interval if self._clock.is_trading() or self._clock.is_replay else limit)
+        timeout = quote_wait_seconds(self._settings, self._clock, limit)
         self._seen_version = wait_for_version(self._hub.wait_for_update, self._seen_version, stop, timeout)
 
     def run_once(self) -> list[Signal]:

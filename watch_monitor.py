@@ -14,7 +14,7 @@ import watch_rules as rules
 from events import EventKind
 from models import Quote, Rule, Signal
 from watch_rules import ActionType, DailyContext, TaskStatus, WatchTask
-from workers import Worker, wait_for_version
+from workers import Worker, quote_wait_seconds, wait_for_version
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ class WatchMonitor(Worker):
         self.passes = 0
 
     def wait(self, stop: threading.Event, limit: float) -> None:
-        interval = self._settings.get("MONITOR_INTERVAL")
-        timeout = min(limit, interval if self._clock.is_trading() or self._clock.is_replay else limit)
+        timeout = quote_wait_seconds(self._settings, self._clock, limit)
         self._seen_version = wait_for_version(self._hub.wait_for_update, self._seen_version, stop, timeout)
 
     def run_once(self) -> list[dict]:

@@ -465,15 +465,14 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
     return GridStart(code, options)
 
 
-MAX_REASON_LENGTH = 200  # F_REASON declares the same bound
 
 
 def parse_reason(body: Mapping[str, Any], default: str) -> str:
     value = body.get("reason", default)
     if not isinstance(value, str) or not value.strip():
         raise bad_request("原因（reason）须为非空文字", "INVALID_REASON")
-    if len(value) > MAX_REASON_LENGTH:
-        raise bad_request(f"原因（reason）不能超过 {MAX_REASON_LENGTH} 个字", "INVALID_REASON")
+    if len(value) > F_REASON.max_length:
+        raise bad_request(f"原因（reason）不能超过 {F_REASON.max_length} 个字", "INVALID_REASON")
     return value.strip()
 
 

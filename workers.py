@@ -59,6 +59,13 @@ def wait_for_version(wait: Callable[[int, float], int], seen: int, stop: threadi
     return seen
 
 
+def quote_wait_seconds(settings, clock, limit: float) -> float:
+    """How long a quote-driven monitor may sleep when no quote arrives: MONITOR_INTERVAL while the market
+    trades (or replays), else up to the watchdog's `limit` (outside sessions nothing moves)."""
+    interval = settings.get("MONITOR_INTERVAL")
+    return min(limit, interval if clock.is_trading() or clock.is_replay else limit)
+
+
 class _Runner:
     """The thread of one worker: beat, wait, beat, work; exceptions end the thread (the watchdog restarts)."""
 
