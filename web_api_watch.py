@@ -139,16 +139,7 @@ def alerts() -> Response:
     _allow_query(*ALERTS_QUERY)
     code = req.parse_code(request.args["stock_code"]) if request.args.get("stock_code") else ""
     day = req.parse_date(request.args.get("date"), "日期")
-    task_id = _int_arg(Q_TASK_ID)
-    limit = _int_arg(Q_ALERT_LIMIT) or 200
+    task_id = Q_TASK_ID.from_query(request.args.get(Q_TASK_ID.name))
+    limit = Q_ALERT_LIMIT.from_query(request.args.get(Q_ALERT_LIMIT.name)) or 200
     return ok({"alerts": _store().alerts(code, day, task_id, limit)})
 
-
-def _int_arg(declared: req.Field) -> int | None:
-    raw = request.args.get(declared.name)
-    if raw in (None, ""):
-        return None
-    low, high = int(declared.low), int(declared.high)
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or not low <= int(raw) <= high:
-        raise req.bad_request(f"{declared.label}（{declared.name}）必须是 {low} 到 {high} 之间的整数", "INVALID_QUERY")
-    return int(raw)
