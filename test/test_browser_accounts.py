@@ -7,7 +7,7 @@ import pytest
 from accounts_support import both_running, launch_supervisor
 from daemon_support import wait_until
 from test_accounts_process import WITH_COUNTERPART, live_account
-from test_browser_ui import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, real_problems, require_browser, shot
+from browser_support import chromium, confirm, open_tab, real_problems, require_browser, shot
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +25,10 @@ def supervisor(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(supervisor):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", bypass_csp=True)
-        tab = context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        tab.problems = []
-        tab.on("pageerror", lambda exc: tab.problems.append(f"页面脚本错误：{exc}"))
-        tab.on("console", lambda msg: tab.problems.append(f"控制台 {msg.type}：{msg.text}")
-               if msg.type == "error" else None)
+    with chromium() as browser:
+        context, tab = open_tab(browser, width=1366, height=900)
         yield tab
-        browser.close()
+        context.close()
 
 
 def test_overview_lists_every_account_with_totals_and_equity_curves(supervisor, page):

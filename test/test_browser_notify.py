@@ -11,7 +11,7 @@ from notify_store import NotifyStore
 from notify_worker import Notifier
 from notify_support import WebhookReceiver
 from storage import Database
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, require_browser
+from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser
 from web_test_support import build_system, start_server
 
 

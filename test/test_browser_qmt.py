@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from models import BrokerUnavailable, OrderStatus, Rule
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
+from browser_support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from test_easy_qmt_trader import counterpart, env, loopback_only  # noqa: F401 (fixtures)
 from test_qmt_bad_day import live_stack, status
 from web_server import WebServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from events import EventBus
 from storage_health import StorageGuard
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
+from browser_support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from web_test_support import build_system, start_server
 
 

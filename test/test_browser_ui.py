@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import (  # noqa: F401 (CHROMIUM ... shot are imported from here by older browser tests)
-    ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, attach_grid, chromium, confirm, open_tab, real_problems,
-    require_browser, serve, shot, start_workers)
+from browser_support import (TIMEOUT_MS, attach_grid, chromium, confirm, open_tab, real_problems, require_browser, serve,
+                             shot, start_workers)
 from web_test_support import build_system
 
 

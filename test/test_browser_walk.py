@@ -12,7 +12,7 @@ import time
 import pytest
 
 from daemon_support import DAILY, PROJECT, SHARED_DATA, daily_codes, free_port, start_ready, wait_until
-from test_browser_ui import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, require_browser
+from browser_support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, confirm, require_browser
 
 REACTION_SECONDS = 30  # a person's reaction time, in real seconds, whatever the replay speed
 

@@ -100,7 +100,7 @@ def test_served_document_and_docs_page(server):
 
 
 def test_docs_page_renders_offline_in_chromium(server):
-    from test_browser_ui import CHROMIUM, LAUNCH_ARGS, require_browser
+    from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser
     from playwright.sync_api import sync_playwright
 
     require_browser()
