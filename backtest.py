@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
 
 import config
 import market_rules
+from backtest_chart import ChartHelper
 from backtest_data import DataProblem
 from backtest_engine import BacktestEngine, EngineResult
 from backtest_market import MarketData, default_cache_dir, load_market
@@ -72,23 +73,25 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
     if start is not None and end is not None and start > end:
         raise TradingError("BACKTEST_BAD_PERIOD", f"开始日期 {start} 晚于结束日期 {end}")
     began = time.perf_counter()
-    loaded = market if market is not None else load_market(data, codes, cache_dir, workers, load_progress)
-    if not loaded.codes:
-        details = "；".join(problem.describe() for problem in loaded.problems[:5])
-        raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
-    loaded_at = time.perf_counter()
-    engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params)
-    if not engine.days:
-        raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
-    result = engine.run()
-    ran_at = time.perf_counter()
-    summary = summarize(result, len(loaded.codes), loaded.skipped_sources)
-    changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
-    run = BacktestRun(result, summary, loaded.problems, values, changed)
-    if out is not None:
-        extra = {"parameters_changed": changed, **({"stock_params": dict(stock_params)} if stock_params else {}),
-                 "data_problems": [problem.describe() for problem in loaded.problems]}
-        run.output_files = write_outputs(Path(out), result, summary, extra, plot=plot)
+    helper = ChartHelper.start() if out is not None and plot else ChartHelper(None)  # matplotlib loads meanwhile
+    with helper as chart:
+        loaded = market if market is not None else load_market(data, codes, cache_dir, workers, load_progress)
+        if not loaded.codes:
+            details = "；".join(problem.describe() for problem in loaded.problems[:5])
+            raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
+        loaded_at = time.perf_counter()
+        engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params)
+        if not engine.days:
+            raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
+        result = engine.run()
+        ran_at = time.perf_counter()
+        summary = summarize(result, len(loaded.codes), loaded.skipped_sources)
+        changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
+        run = BacktestRun(result, summary, loaded.problems, values, changed)
+        if out is not None:
+            extra = {"parameters_changed": changed, **({"stock_params": dict(stock_params)} if stock_params else {}),
+                     "data_problems": [problem.describe() for problem in loaded.problems]}
+            run.output_files = write_outputs(Path(out), result, summary, extra, plot=plot, begin_chart=chart.begin)
     run.seconds = {"load": loaded_at - began, "run": ran_at - loaded_at, "write": time.perf_counter() - ran_at}
     return run
 

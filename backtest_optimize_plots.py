@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from backtest_report import _cjk_font
+from backtest_chart import cjk_font
 
 INFEASIBLE_BELOW = -1.0e5  # values under this are infeasible trials; left off the charts
 
@@ -22,7 +22,7 @@ def _figure(rows: int = 1, cols: int = 1, size=(10, 5)):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    font = _cjk_font()
+    font = cjk_font()
     matplotlib.rcParams.update({"font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
                                 "axes.unicode_minus": False})
     figure = Figure(figsize=size, dpi=100)

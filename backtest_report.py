@@ -7,16 +7,17 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import backtest_chart
 import perf_stats
+from backtest_chart import ChartJob, EquityChart
 from backtest_engine import EngineResult
 from models import Side
 
 TRADE_COLUMNS = ("date", "stock_code", "side", "price", "volume", "amount", "fees", "rule")
 EQUITY_COLUMNS = ("date", "cash", "market_value", "total")
-_CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "SimHei", "Microsoft YaHei",
-              "PingFang SC")
+ChartStarter = Callable[[Path, EquityChart], ChartJob]
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,12 @@ def fills_of(result: EngineResult) -> list[perf_stats.Fill]:
 
 
 def write_outputs(out_dir: Path, result: EngineResult, summary: Summary, extra: Optional[dict[str, Any]] = None,
-                  plot: bool = True) -> list[Path]:
-    """Write trades.csv, equity.csv, summary.json (summary + `extra`) and, with `plot`, equity.png."""
+                  plot: bool = True, begin_chart: ChartStarter = backtest_chart.drawn_here) -> list[Path]:
+    """Write trades.csv, equity.csv, summary.json (summary + `extra`) and, with `plot`, equity.png, begun
+    first so that a ChartHelper's process draws it while the other files are written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    chart_job = begin_chart(out_dir / "equity.png", equity_chart(result, summary)) if plot else None
     written = [out_dir / "trades.csv", out_dir / "equity.csv", out_dir / "summary.json"]
     with open(written[0], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -90,45 +93,19 @@ def write_outputs(out_dir: Path, result: EngineResult, summary: Summary, extra: 
                              _money(point.total)))
     document = {**summary.to_dict(), **(extra or {})}
     written[2].write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
-    if plot:
-        written.append(plot_equity(out_dir / "equity.png", result, summary))
+    if chart_job is not None:
+        written.append(chart_job())
     return written
 
 
-def plot_equity(path: Path, result: EngineResult, summary: Summary) -> Path:
-    """Equity curve and drawdown as a PNG (matplotlib's Agg canvas; no GUI, no pyplot state)."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    font = _cjk_font()
-    labels = _chart_labels(font is not None)
-    days = [point.day for point in result.equity]
+def equity_chart(result: EngineResult, summary: Summary) -> EquityChart:
+    """What equity.png shows of a run."""
     totals = [point.total for point in result.equity]
-    drawdowns = [-d * 100 for d in perf_stats.drawdowns(result.initial_capital, totals)]
-    rc = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
-          "axes.unicode_minus": False}
-    with matplotlib.rc_context(rc):
-        figure = Figure(figsize=(11, 6), dpi=100)
-        FigureCanvasAgg(figure)
-        top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        top.plot(days, totals, color="#c0392b", linewidth=1.2)
-        top.axhline(result.initial_capital, color="#7f8c8d", linewidth=0.8, linestyle="--")
-        top.set_ylabel(labels["equity"])
-        top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-        top.set_title(labels["title"].format(
-            start=summary.start, end=summary.end, ret=summary.total_return * 100,
-            dd=summary.max_drawdown * 100))
-        top.grid(alpha=0.3)
-        bottom.fill_between(days, drawdowns, 0, color="#2980b9", alpha=0.4)
-        bottom.set_ylabel(labels["drawdown"])
-        bottom.grid(alpha=0.3)
-        figure.autofmt_xdate()
-        # fixed margins instead of tight_layout(): that lays the figure out by drawing it once more
-        figure.subplots_adjust(left=0.11, right=0.98, top=0.93, bottom=0.13, hspace=0.08)
-        figure.savefig(path)
-    return Path(path)
+    return EquityChart(days=[point.day.isoformat() for point in result.equity], totals=totals,
+                       drawdowns=perf_stats.drawdowns(result.initial_capital, totals),
+                       initial_capital=result.initial_capital, start=summary.start.isoformat(),
+                       end=summary.end.isoformat(), total_return=summary.total_return,
+                       max_drawdown=summary.max_drawdown)
 
 
 def format_table(summary: Summary, elapsed: Optional[float] = None) -> str:
@@ -168,19 +145,3 @@ def _percent(value: float) -> str:
 
 def _display_width(text: str) -> int:
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
-def _cjk_font() -> Optional[str]:
-    from matplotlib import font_manager
-
-    available = {entry.name for entry in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in available), None)
-
-
-def _chart_labels(chinese: bool) -> dict[str, str]:
-    if chinese:
-        return {"title": "回测权益曲线 {start} ~ {end}  总收益 {ret:.2f}%  最大回撤 {dd:.2f}%",
-                "equity": "总资产（元）", "drawdown": "回撤（%）"}
-    # Without a CJK font Chinese would render as empty boxes.
-    return {"title": "Equity {start} ~ {end}  return {ret:.2f}%  max drawdown {dd:.2f}%",
-            "equity": "Total assets (CNY)", "drawdown": "Drawdown (%)"}

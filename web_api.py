@@ -13,7 +13,8 @@ import web_requests as req
 import web_views as views
 from models import OrderStatus, Rule, SignalStatus, TradingError
 from web_requests import ApiError
-from web_server import error_response, ok, ok_body, state
+from web_server import error_response, ok, state
+from web_fastpath import positions_reply
 from web_stream import PositionStream, StreamBody, VersionedCache
 
 log = logging.getLogger(__name__)
@@ -137,15 +138,10 @@ def broker_link_view() -> dict:
 
 @blueprint.get("/positions")
 def positions() -> Response:
-    """Served from the snapshot cache keyed by data_version; If-None-Match with the current ETag → 304."""
-    etag, body = state().positions.encoded(ok_body)
-    if etag in request.headers.get("If-None-Match", ""):
-        response = Response(status=304)
-    else:
-        response = Response(body, mimetype="application/json")
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "no-cache"  # a browser may keep it but must ask (cheaply) each time
-    return response
+    """Served from the snapshot cache keyed by data_version; If-None-Match with the current ETag → 304. Only
+    requests the fast path leaves to Flask (an Origin, a query string) arrive here (web_fastpath)."""
+    status, headers, body = positions_reply(state(), request.headers.get("If-None-Match", ""))
+    return Response(body, status=status, headers=headers)
 
 
 @blueprint.get("/positions/<code>")

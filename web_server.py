@@ -2,6 +2,7 @@
 in a thread, and the API token file. The routes themselves live in `web_api`."""
 from __future__ import annotations
 
+import functools
 import hmac
 import html
 import ipaddress
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 TOKEN_FILE_NAME = "api_token"
 TOKEN_HEADER = "X-API-Token"
+API_TOKEN_ENVIRON = "HTTP_X_API_TOKEN"  # TOKEN_HEADER as WSGI names it
 MIN_TOKEN_LENGTH = MIN_API_TOKEN_LENGTH
 MAX_BODY_BYTES = 256 * 1024
 TOKEN_PLACEHOLDER = "__API_TOKEN__"
@@ -123,6 +125,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     import web_api_backtest
     import web_api_docs
     import web_api_doctor
+    import web_fastpath
     import web_api_order_files
     import web_api_jobs
     import web_api_notify
@@ -157,6 +160,7 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
         app.register_blueprint(extra.blueprint)
     app.register_blueprint(web_api_backtest.blueprint)  # issue 20: 「回测对比」
+    app.wsgi_app = web_fastpath.SnapshotFastPath(app.wsgi_app, app.extensions["qmt"])
     return app
 
 
@@ -302,6 +306,7 @@ def _read_token(path: Path) -> str:
 
 # ---- security checks ------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1024)  # parsing an address costs ~13 µs, and every request checks its Host
 def is_loopback_address(address: Optional[str]) -> bool:
     if not address:
         return False
@@ -349,42 +354,64 @@ def _split_host(header: str) -> tuple[Optional[str], Optional[int]]:
     return name, int(port_text)
 
 
-def _check_host() -> Optional[Response]:
-    if not host_header_allowed(request.headers.get("Host"), state().binding):
-        log.warning("拒绝 Host 不符的请求：%r 来自 %s", (request.headers.get("Host") or "")[:100], request.remote_addr)
-        return error_response(403, "HOST_NOT_ALLOWED", "拒绝访问：请求的主机名（Host）与本服务不符")
+Refusal = tuple[int, str, str]  # (HTTP status, error code, Chinese message)
+
+
+def host_refusal(host_header: Optional[str], binding: Binding) -> Optional[Refusal]:
+    if host_header_allowed(host_header, binding):
+        return None
+    return 403, "HOST_NOT_ALLOWED", "拒绝访问：请求的主机名（Host）与本服务不符"
+
+
+def token_refusal(method: str, path: str, given: str, app_state: AppState) -> Optional[Refusal]:
+    """Every change needs the token; reads too when the server is reachable from other machines."""
+    if method == "OPTIONS":
+        return None
+    reads_guarded = app_state.reads_need_token or not app_state.binding.is_loopback
+    needs_token = method not in SAFE_METHODS or (reads_guarded and path.startswith("/api/"))
+    if not needs_token:
+        return None
+    if not given:
+        return 401, "AUTH_REQUIRED", f"缺少 API 令牌：请在请求头 {TOKEN_HEADER} 中提供"
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), app_state.ctx.token.encode("utf-8")):
+        return 401, "AUTH_INVALID", "API 令牌错误"
     return None
+
+
+def _check_host() -> Optional[Response]:
+    refusal = host_refusal(request.headers.get("Host"), state().binding)
+    if refusal is None:
+        return None
+    log.warning("拒绝 Host 不符的请求：%r 来自 %s", (request.headers.get("Host") or "")[:100], request.remote_addr)
+    return error_response(*refusal)
 
 
 def _check_token() -> Optional[Response]:
-    """Every change needs the token; reads too when the server is reachable from other machines."""
-    if request.method == "OPTIONS":
+    refusal = token_refusal(request.method, request.path, request.headers.get(TOKEN_HEADER, ""), state())
+    if refusal is None:
         return None
-    reads_guarded = state().reads_need_token or not state().binding.is_loopback
-    needs_token = request.method not in SAFE_METHODS or (reads_guarded and request.path.startswith("/api/"))
-    if not needs_token:
-        return None
-    given = request.headers.get(TOKEN_HEADER, "")
-    if not given:
-        return error_response(401, "AUTH_REQUIRED", f"缺少 API 令牌：请在请求头 {TOKEN_HEADER} 中提供")
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), state().ctx.token.encode("utf-8")):
+    if refusal[1] == "AUTH_INVALID":
         log.warning("API 令牌错误：%s %s 来自 %s", request.method, request.path, request.remote_addr)
-        return error_response(401, "AUTH_INVALID", "API 令牌错误")
-    return None
+    return error_response(*refusal)
 
 
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
                            "form-action 'self'; frame-ancestors 'none'")
+# (name, value, whether it replaces a route's own value): a route may allow its own framing (daily report)
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff", True), ("X-Frame-Options", "DENY", False),
+                    ("Referrer-Policy", "no-referrer", True), ("Content-Security-Policy", CONTENT_SECURITY_POLICY, False))
+API_CACHE_CONTROL = "no-store"  # unless the route chose revalidation
 
 
 def _security_headers(response: Response) -> Response:
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers.setdefault("X-Frame-Options", "DENY")  # a route may allow its own framing (daily report)
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    for name, value, replaces in SECURITY_HEADERS:
+        if replaces:
+            response.headers[name] = value
+        else:
+            response.headers.setdefault(name, value)
     if request.path == "/" or request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")  # unless the route chose revalidation
+        response.headers.setdefault("Cache-Control", API_CACHE_CONTROL)
     return response
 
 

@@ -25,7 +25,8 @@ class VersionedCache:
     def __init__(self, positions: Any, settings: Any, build: Callable[[int], dict]):
         self._positions = positions
         self._build = build
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below, held only to read or swap them
+        self._build_lock = threading.Lock()  # one builder (or encoder) at a time
         self._settings_changes = 0
         self._key: tuple[int, int] | None = None
         self._payload: dict = {}
@@ -33,29 +34,51 @@ class VersionedCache:
         settings.subscribe(self._settings_changed)
 
     def get(self) -> tuple[int, dict]:
-        """(data_version, payload). The version is read first: a change after it gives a newer key later."""
-        version = self._positions.data_version
-        with self._lock:
-            key = (version, self._settings_changes)
-            if key == self._key:
-                return version, self._payload
-        payload = self._build(version)
-        with self._lock:
-            self._key, self._payload = key, payload
-        return version, payload
+        """(data_version, payload). One request builds a stale payload; the others arriving meanwhile wait for
+        it instead of building the same (under 50 clients, every thread rebuilt it after each fill)."""
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
+        with self._build_lock:
+            fresh = self._fresh()
+            if fresh is not None:
+                return fresh
+            version = self._positions.data_version  # read first: a change after it gives a newer key later
+            with self._lock:
+                key = (version, self._settings_changes)
+            payload = self._build(version)
+            with self._lock:
+                self._key, self._payload = key, payload
+            return version, payload
 
     def encoded(self, encode: Callable[[dict], bytes]) -> tuple[str, bytes]:
         """(ETag, encoded response body) of the current payload, encoded once per key: an unchanged snapshot
         costs a request neither building nor encoding (and a client holding the ETag gets a 304)."""
         self.get()
-        with self._lock:
-            key, payload = self._key, self._payload
-            cached_key, body = self._encoded
-        if cached_key != key:
-            body = encode(payload)
-            with self._lock:
-                self._encoded = (key, body)
+        key, body = self._current_encoding()
+        if body is None:
+            with self._build_lock:
+                key, body = self._current_encoding()
+                if body is None:
+                    with self._lock:
+                        payload = self._payload
+                    body = encode(payload)
+                    with self._lock:
+                        self._encoded = (key, body)
         return f'"{key[0]}-{key[1]}"', body
+
+    def _fresh(self) -> tuple[int, dict] | None:
+        version = self._positions.data_version
+        with self._lock:
+            if (version, self._settings_changes) == self._key:
+                return version, self._payload
+        return None
+
+    def _current_encoding(self) -> tuple[tuple[int, int], bytes | None]:
+        """The payload's key and its encoded body, None when not encoded yet."""
+        with self._lock:
+            cached_key, body = self._encoded
+            return self._key, (body if cached_key == self._key else None)
 
     def _settings_changed(self, changed: dict) -> None:  # rule parameters move the trigger prices
         with self._lock:

@@ -24,6 +24,39 @@ def test_cache_rebuilds_only_on_a_new_data_version_or_a_settings_change(tmp_path
         system.close()
 
 
+def test_requests_arriving_while_a_snapshot_is_built_wait_for_it_instead_of_building_it_again(tmp_path):
+    system = build_system(tmp_path)
+    try:
+        builds, encodings = [], []
+        started, release = threading.Event(), threading.Event()
+
+        def slow_build(version):
+            builds.append(version)
+            started.set()
+            release.wait(5)
+            return {"v": version}
+
+        def encode(payload):
+            encodings.append(payload)
+            return repr(payload).encode()
+
+        cache = VersionedCache(system.positions, system.settings, slow_build)
+        answers = []
+        readers = [threading.Thread(target=lambda: answers.append(cache.encoded(encode))) for _ in range(8)]
+        readers[0].start()
+        assert started.wait(5)
+        for reader in readers[1:]:
+            reader.start()
+        release.set()
+        for reader in readers:
+            reader.join(5)
+        version = system.positions.data_version
+        assert builds == [version] and len(encodings) == 1  # one build, one encoding, for 8 requests
+        assert answers == [(f'"{version}-0"', repr({"v": version}).encode())] * 8
+    finally:
+        system.close()
+
+
 def test_slot_is_released_once_even_when_the_client_left_before_the_first_frame():
     released = []
     frames = iter([b"x"])
