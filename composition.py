@@ -2,12 +2,13 @@
 watchdog, and the order in which they are closed. `main.py` parses the command line and calls `build_daemon`."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import storage_health
 import strategy
@@ -91,155 +92,236 @@ class Daemon:
             events.emit(kind, message)
 
 
+@dataclass
+class _Stores:
+    """The databases and the sources a daemon starts from, each checked before anything trades on them."""
+
+    mode: str  # 'simulation' | 'live'
+    trading_db: Database
+    live_broker: Any  # easy_qmt_trader's broker in live mode, else None
+    data: Any  # data_manager.DataManager
+    clock: Any  # market_clock.Clock
+
+
+@dataclass
+class _Trading:
+    """The trading core: the order path from a decision to the broker and back."""
+
+    events: EventBus
+    trading_state: TradingState
+    storage: storage_health.StorageGuard
+    broker: BrokerGuard
+    positions: Any  # position_manager.PositionManager
+    executor: Any  # trading_executor.TradingExecutor
+    signals: SignalStore
+
+
+@dataclass
+class _Rules:
+    """What decides: the strategy runner, the position monitor, grid sessions and watch tasks."""
+
+    pool: Any  # stock_pool.StockPool
+    stock_params: StockParams
+    runner: StrategyRunner
+    monitor: PositionMonitor
+    grid: Any  # grid_trading.GridManager
+    reviews: PositionReviews
+    watch_store: WatchStore
+    watch: WatchMonitor
+
+
 def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter,
                  stock_pool_file: Path = Path("stock_pool.json"),
                  stop_event: threading.Event | None = None) -> Daemon:
     """Build everything; `stop_event` (set by the signal handlers, possibly already during the build) ends
-    `Daemon.run`. Live mode checks the broker first: on a machine without miniQMT that is the reason to give."""
+    `Daemon.run`. Live mode checks the broker first: on a machine without miniQMT that is the reason to give.
+    A start that fails closes what it had opened."""
+    from web_server import WebServer
+
+    stop_event = stop_event or threading.Event()
+    with contextlib.ExitStack() as opened:
+        stores = _open_stores(settings, data_dir, secret_filter, opened)
+        trading = _trading_core(settings, data_dir, stores)
+        rules = _rules(settings, stores, trading, stock_pool_file)
+        watchdog = Watchdog(settings, events=trading.events)
+        order_files = _order_file_intake(settings, data_dir, stores.trading_db, stores.clock, trading.executor,
+                                         trading.positions, stop_event, stores.data.hub)
+        web_ctx = _web_context(settings, data_dir, log_dir, secret_filter, stores, trading, rules, watchdog,
+                               order_files, opened)
+        notifications = build_notifications(
+            settings, data_dir, log_dir, secret_filter, stores.clock, trading.events, stores.data, trading.executor,
+            trading.positions, trading.broker, trading.signals, trading.trading_state, stores.trading_db,
+            web_ctx.trigger_prices, live=stores.live_broker is not None)
+        opened.callback(_close_quietly, *notifications.closers)
+        web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
+                                                               notifications.reports_dir)
+        web_ctx.snapshots = notifications.snapshots  # the post-close job records them; the 收益 page reads them
+        watchlist = _watchlist(trading.positions, rules, order_files)
+        stores.data.set_watchlist(watchlist())
+        for worker in _workers(settings, stores, trading, rules, order_files, watchlist, notifications.workers):
+            watchdog.add(worker)
+        web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
+        try:
+            web.start()
+        except OSError as exc:
+            raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
+                                                   f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
+        opened.pop_all()  # started: from here the daemon closes them, in its own order
+    _log_startup(settings, stores.mode, stores.data, web, data_dir)
+    daemon = Daemon(settings, watchdog, stop_event=stop_event, components=dict(
+        positions=trading.positions, executor=trading.executor, signals=trading.signals, data=stores.data,
+        broker=trading.broker, web=web, monitor=rules.monitor, runner=rules.runner, grid=rules.grid,
+        stock_pool=rules.pool, trading_state=trading.trading_state, events=trading.events, watch=rules.watch,
+        watch_store=rules.watch_store, stock_params=rules.stock_params, storage=trading.storage))
+    storage_health.mark_used(data_dir)  # from now on a missing or empty database here is refused
+    # the final sync first, then the broker and data source, then every database (checkpointed, closed)
+    daemon.closers += [trading.positions.sync, trading.broker.close, stores.data.close, stores.trading_db.close,
+                       stores.data.bar_store.db.close, *notifications.closers,
+                       lambda: logging.getLogger().removeHandler(web_ctx.log_tail)]
+    return daemon
+
+
+def _open_stores(settings: ConfigStore, data_dir: Path, secret_filter, opened: contextlib.ExitStack) -> _Stores:
+    """The trading database, the live broker (live mode), the market data and its bar database, each checked;
+    each is registered on `opened` as soon as it is open."""
     from data_manager import build_data_manager
-    from grid_trading import GridManager
-    from position_manager import PositionManager
-    from stock_pool import StockPool
-    from trading_executor import TradingExecutor
-    from web_server import WebContext, WebServer, load_or_create_token
 
     simulation = settings.get("ENABLE_SIMULATION_MODE")
     mode = "simulation" if simulation else "live"
     trading_db = storage_health.open_checked(
         data_dir / ("sim_trading.db" if simulation else "trading.db"), data_dir,
         "模拟账户数据库" if simulation else "交易数据库（委托日志）", RESET_HINTS[mode])
+    opened.callback(_close_quietly, trading_db.close)
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:
+        opened.callback(_close_quietly, live_broker.close)
         secret_filter.add(live_broker.account.account_id)  # the full account id never reaches a log line
     guard = account_guard(trading_db, settings, data_dir) if simulation else None
-    try:
-        data, clock = build_data_manager(settings, data_dir, account_guard=guard)
-        if guard is not None and not clock.is_replay:  # a real-time source: the guard had no replay to run in
-            try:
-                guard(data.source_name)
-            except TradingError:
-                _close_quietly(data.close, data.bar_store.db.close)
-                raise
-    except BaseException:
-        _close_quietly(*([live_broker.close] if live_broker else []), trading_db.close)
-        raise
+    data, clock = build_data_manager(settings, data_dir, account_guard=guard)
+    opened.callback(_close_quietly, data.close, data.bar_store.db.close)
+    if guard is not None and not clock.is_replay:  # a real-time source: the guard had no replay to run in
+        guard(data.source_name)
     if live_broker is not None and clock.is_replay:
-        _close_quietly(live_broker.close, data.close, data.bar_store.db.close, trading_db.close)
         raise TradingError("LIVE_NEEDS_REAL_DATA", f"实盘模式需要真实实时行情（xtquant 或 mootdx），当前行情来源是"
                                                    f"「{data.source_label}」，拒绝启动")
     problem = storage_health.quick_check(data.bar_store.db)
     if problem:
-        _close_quietly(*([live_broker.close] if live_broker else []), data.close, data.bar_store.db.close,
-                       trading_db.close)
         raise storage_health.StorageRefused("DB_CORRUPT", f"拒绝启动：行情数据库 {data.bar_store.db.path} 已损坏"
                                                           f"（{problem}）。{storage_health.restore_hint(data_dir)}")
-    hub = data.hub
+    return _Stores(mode, trading_db, live_broker, data, clock)
+
+
+def _trading_core(settings: ConfigStore, data_dir: Path, stores: _Stores) -> _Trading:
+    """Events, the trading state, the storage guard, the (guarded) broker, positions and the executor,
+    recovered from the journal before anything else runs."""
+    from position_manager import PositionManager
+    from trading_executor import TradingExecutor
+
+    db, clock = stores.trading_db, stores.clock
     events = EventBus(clock)
-    if live_broker is not None:
-        _publish_broker_anomalies(events, live_broker.health)
-    trading_state = TradingState(trading_db, clock)
+    if stores.live_broker is not None:
+        _publish_broker_anomalies(events, stores.live_broker.health)
+    trading_state = TradingState(db, clock)
     storage = storage_health.StorageGuard(
-        trading_state, events, lambda: (trading_db, data.bar_store.db), data_dir,
+        trading_state, events, lambda: (db, stores.data.bar_store.db), data_dir,
         lambda: settings.get("STORAGE_MIN_FREE_MB") * 1e6)
-    storage.watch(trading_db)  # a failed write of a fill or a journal entry halts automatic trading at once
+    storage.watch(db)  # a failed write of a fill or a journal entry halts automatic trading at once
     trading_state.subscribe(lambda change: _publish_state_change(events, change))
-    broker = _guarded(live_broker or _sim_broker(settings, trading_db, clock, hub), settings, events)
-    positions = PositionManager(trading_db, settings, clock, mode)
+    broker = _guarded(stores.live_broker or _sim_broker(settings, db, clock, stores.data.hub), settings, events)
+    positions = PositionManager(db, settings, clock, stores.mode)
     breakers = CircuitBreakers(settings, clock, trading_state, events,
                                lambda day: executor.journal.automatic_counts(day))
-    executor = TradingExecutor(trading_db, broker, positions, hub.latest, settings, clock, trading_state, breakers)
+    executor = TradingExecutor(db, broker, positions, stores.data.hub.latest, settings, clock, trading_state, breakers)
     executor.add_fill_listener(lambda fill, rule: _publish_fill(events, fill, rule))
     broker.set_listener(executor)
     executor.recover()
-    signals = SignalStore(trading_db, clock)
+    return _Trading(events, trading_state, storage, broker, positions, executor, SignalStore(db, clock))
+
+
+def _rules(settings: ConfigStore, stores: _Stores, trading: _Trading, stock_pool_file: Path) -> _Rules:
+    """The deciding components on the trading core, with per-stock parameters; recovered (runner, grid)."""
+    from grid_trading import GridManager
+    from stock_pool import StockPool
+
+    db, clock, hub, indicators = stores.trading_db, stores.clock, stores.data.hub, stores.data.indicators
+    positions, signals, executor = trading.positions, trading.signals, trading.executor
     pool = StockPool(stock_pool_file)
-    indicators = data.indicators
-    stock_params = StockParams(trading_db, settings, clock, settings.journal)  # cached per stock and change
+    stock_params = StockParams(db, settings, clock, settings.journal)  # cached per stock and change
     runner = StrategyRunner(signals, positions, executor, hub, settings, clock, indicators,
-                            lambda: stock_params.buyable(pool.codes()), trading_state,  # no MACD entry when blacklisted
+                            lambda: stock_params.buyable(pool.codes()), trading.trading_state,  # blacklist: no entry
                             params_for=stock_params.params_for)
     runner.recover()
     monitor = PositionMonitor(positions, hub, signals, executor, settings, clock, params_for=stock_params.params_for)
-    grid = GridManager(trading_db, settings, clock, positions, hub, signals, executor,
-                       settings_for=stock_params.settings_for)
+    grid = GridManager(db, settings, clock, positions, hub, signals, executor, settings_for=stock_params.settings_for)
     grid.attach(monitor, runner)
     grid.recover()
-    reviews = PositionReviews(trading_db, clock)
-    watch_store = WatchStore(trading_db, clock)
-    watch = WatchMonitor(watch_store, hub, signals, positions, events, settings, clock,
-                         daily=DailyContextCache(data.bar_store, indicators).get,
+    watch_store = WatchStore(db, clock)
+    watch = WatchMonitor(watch_store, hub, signals, positions, trading.events, settings, clock,
+                         daily=DailyContextCache(stores.data.bar_store, indicators).get,
                          apply_exits=lambda code, params, source: stock_params.update(code, params, source))
     for rule in WATCH_RULES:
         runner.register_validator(rule, validate_watch_signal(positions))
+    return _Rules(pool, stock_params, runner, monitor, grid, PositionReviews(db, clock), watch_store, watch)
+
+
+def _web_context(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter, stores: _Stores,
+                 trading: _Trading, rules: _Rules, watchdog: Watchdog, order_files: OrderFileIntake,
+                 opened: contextlib.ExitStack):
+    """What the web layer talks to (the notification parts are added once built)."""
+    from web_server import WebContext, load_or_create_token
+
     try:
         token = load_or_create_token(data_dir, settings)
     except ValueError as exc:  # a configured token that is too short
         raise TradingError("INVALID_API_TOKEN", str(exc)) from exc
     secret_filter.add(token)
-    watchdog = Watchdog(settings, events=events)
-    stop_event = stop_event or threading.Event()
-    order_files = _order_file_intake(settings, data_dir, trading_db, clock, executor, positions, stop_event, hub)
-    intraday, log_tail = page_sources(hub, secret_filter)
-    web_ctx = WebContext(settings=settings, positions=positions, executor=executor, data=data,
-                         indicators=indicators, signals=signals, runner=runner, health=watchdog.health,
-                         stock_pool=pool, clock=clock, mode=mode, token=token, grid=grid, broker=broker,
-                         trigger_prices=lambda p: strategy.trigger_prices(p, stock_params.params_for(p.stock_code)),
-                         trading_state=trading_state, events=events, order_files=order_files,
-                         diagnostics=daemon_diagnostics(settings, data_dir, log_dir, broker, hub, clock),
-                         watch=watch_store, stock_params=stock_params, position_reviews=reviews,
-                         intraday=intraday, log_tail=log_tail, data_dir=data_dir)
-    notifications = build_notifications(settings, data_dir, log_dir, secret_filter, clock, events, data, executor,
-                                        positions, broker, signals, trading_state, trading_db, web_ctx.trigger_prices,
-                                        live=not simulation)
-    web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
-                                                           notifications.reports_dir)
-    web_ctx.snapshots = notifications.snapshots  # the post-close job records them; the 收益 page reads them
-    web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
+    intraday, log_tail = page_sources(stores.data.hub, secret_filter)
+    opened.callback(logging.getLogger().removeHandler, log_tail)
+    params_for = rules.stock_params.params_for
+    return WebContext(
+        settings=settings, positions=trading.positions, executor=trading.executor, data=stores.data,
+        indicators=stores.data.indicators, signals=trading.signals, runner=rules.runner, health=watchdog.health,
+        stock_pool=rules.pool, clock=stores.clock, mode=stores.mode, token=token, grid=rules.grid,
+        broker=trading.broker, trigger_prices=lambda p: strategy.trigger_prices(p, params_for(p.stock_code)),
+        trading_state=trading.trading_state, events=trading.events, order_files=order_files,
+        diagnostics=daemon_diagnostics(settings, data_dir, log_dir, trading.broker, stores.data.hub, stores.clock),
+        watch=rules.watch_store, stock_params=rules.stock_params, position_reviews=rules.reviews,
+        intraday=intraday, log_tail=log_tail, data_dir=data_dir)
 
+
+def _watchlist(positions, rules: _Rules, order_files: OrderFileIntake) -> Callable[[], list[str]]:
+    """The stocks that need quotes: held, in the pool, named by an order file or a watch task."""
     def watchlist() -> list[str]:
-        return sorted({p.stock_code for p in positions.all()} | set(pool.codes()) | set(order_files.watch_codes())
-                      | set(watch_store.codes()))
+        return sorted({p.stock_code for p in positions.all()} | set(rules.pool.codes())
+                      | set(order_files.watch_codes()) | set(rules.watch_store.codes()))
+    return watchlist
 
-    data.set_watchlist(watchlist())
-    roll_day: list[Callable[[date], object]] = [storage.nightly_check, positions.roll_day, executor.roll_day]
+
+def _workers(settings: ConfigStore, stores: _Stores, trading: _Trading, rules: _Rules,
+             order_files: OrderFileIntake, watchlist: Callable[[], list[str]], notification_workers) -> list:
+    """Every named thread the watchdog keeps alive."""
+    clock, broker, positions, executor = stores.clock, trading.broker, trading.positions, trading.executor
+    roll_day: list[Callable[[date], object]] = [trading.storage.nightly_check, positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
         roll_day.insert(0, broker.roll_day)
-
-    for worker in (
-        DataWorker(data, watchlist),
-        monitor,
-        watch,
-        runner,
+    workers = [
+        DataWorker(stores.data, watchlist),
+        rules.monitor,
+        rules.watch,
+        rules.runner,
         IntervalWorker("sync", positions.sync, settings, "POSITION_SYNC_INTERVAL", final=positions.sync),
         IntervalWorker("orders", executor.check_open_orders, settings, "ORDER_CHECK_INTERVAL", clock,
                        only_in_session=not clock.is_replay, max_step=lambda: broker_step_seconds(settings)),
         Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
-        IntervalWorker("storage", storage.check, settings, "STORAGE_CHECK_INTERVAL"),
+        IntervalWorker("storage", trading.storage.check, settings, "STORAGE_CHECK_INTERVAL"),
         OrderFileWorker(order_files, settings),
-        *notifications.workers,
-    ):
-        watchdog.add(worker)
-    if not simulation:  # the broker's volume, available and cost are authoritative in live mode
-        watchdog.add(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, reviews),
-                                    settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True,
-                                    max_step=lambda: broker_step_seconds(settings)))
-    try:
-        web.start()
-    except OSError as exc:
-        _close_quietly(broker.close, data.close, trading_db.close, data.bar_store.db.close, *notifications.closers)
-        raise TradingError("WEB_START_FAILED", f"网页服务无法在 {web.host}:{web.port} 启动（{exc.strerror or exc}），"
-                                               f"请检查端口是否已被占用，或用 --port 换一个端口") from exc
-    _log_startup(settings, mode, data, web, data_dir)
-    daemon = Daemon(settings, watchdog, components=dict(
-        positions=positions, executor=executor, signals=signals, data=data, broker=broker, web=web,
-        monitor=monitor, runner=runner, grid=grid, stock_pool=pool, trading_state=trading_state, events=events,
-        watch=watch, watch_store=watch_store, stock_params=stock_params, storage=storage))
-    storage_health.mark_used(data_dir)  # from now on a missing or empty database here is refused
-    daemon.stop_event = stop_event
-    # the final sync first, then the broker and data source, then every database (checkpointed, closed)
-    daemon.closers += [positions.sync, broker.close, data.close, trading_db.close, data.bar_store.db.close,
-                       *notifications.closers, lambda: logging.getLogger().removeHandler(log_tail)]
-    return daemon
+        *notification_workers,
+    ]
+    if stores.live_broker is not None:  # the broker's volume, available and cost are authoritative in live mode
+        workers.append(IntervalWorker("broker_sync", lambda: _sync_from_broker(positions, broker, rules.reviews),
+                                      settings, "BROKER_SYNC_INTERVAL", clock, only_in_session=True,
+                                      max_step=lambda: broker_step_seconds(settings)))
+    return workers
 
 
 def page_sources(hub, secret_filter):
@@ -348,13 +430,9 @@ def _connect_live_broker(settings, data_dir: Path, trading_db: Database):
     """Raises BrokerUnavailable (a TradingError with a Chinese reason) when miniQMT cannot be used here."""
     from easy_qmt_trader import connect_live_broker
 
-    try:
-        configured = str(settings.get("ACCOUNT_CONFIG_FILE") or "")
-        return connect_live_broker(settings, data_dir, trading_db,
-                                   account_config_path=Path(configured) if configured else None)
-    except BaseException:
-        trading_db.close()
-        raise
+    configured = str(settings.get("ACCOUNT_CONFIG_FILE") or "")
+    return connect_live_broker(settings, data_dir, trading_db,
+                               account_config_path=Path(configured) if configured else None)
 
 
 def _log_startup(settings: ConfigStore, mode: str, data, web, data_dir: Path) -> None:

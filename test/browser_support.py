@@ -73,6 +73,12 @@ def real_problems(page):
     return [p for p in page.problems if "Failed to load resource" not in p]
 
 
+def modal_text(page) -> str:
+    """The confirmation dialog's text, once the dialog is shown (its text is written before it opens)."""
+    page.locator("#modal").wait_for(state="visible")
+    return page.inner_text("#modal-text")
+
+
 def confirm(page):
     page.locator("#modal").wait_for(state="visible")
     page.click("#modal-ok")

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from browser_support import (attach_grid, chromium, confirm, open_tab, real_problems, require_browser, serve,
-                             shot, start_workers)
+from browser_support import (attach_grid, chromium, confirm, modal_text, open_tab, real_problems, require_browser,
+                             serve, shot, start_workers)
 from models import Rule, Signal
 from web_test_support import build_system
 
@@ -62,7 +62,7 @@ def test_paused_signals_wait_and_are_executed_or_dismissed_by_hand(daemon, page)
     system, server = daemon
     page.goto(server.url + "/#signals")
     page.click("#state-pause")
-    assert "暂停后不再自动下单" in page.inner_text("#modal-text")
+    assert "暂停后不再自动下单" in modal_text(page)
     confirm(page)
     badge_is(page, "已暂停自动交易")
     assert page.locator("#state-resume").is_visible() and not page.locator("#state-pause").is_visible()
@@ -80,7 +80,7 @@ def test_paused_signals_wait_and_are_executed_or_dismissed_by_hand(daemon, page)
     assert system.signals.get(queued[0].id).status.value == "pending", "paused: nothing executes by itself"
 
     first.locator("button", has_text="执行").click()
-    assert "将按现价重新检查条件" in page.inner_text("#modal-text")
+    assert "将按现价重新检查条件" in modal_text(page)
     confirm(page)
     page.wait_for_function("document.querySelector('#signals-msg').textContent.includes('已执行')")
     assert system.signals.get(queued[0].id).status.value == "executed"
@@ -107,7 +107,7 @@ def test_halted_only_a_confirmed_sell_goes_through_and_the_dialog_says_how_many(
     row = page.locator("tr[data-code='600036.SH']")
     row.wait_for()
     row.locator("button[data-action='sell-half']").click()
-    text = page.inner_text("#modal-text")
+    text = modal_text(page)
     assert "卖出 100 股（可用 300 股的一半）" in text and "紧急停止状态" in text
     confirm(page)
     page.wait_for_function("document.querySelector('#pos-msg').textContent.includes('卖出委托已提交')")
@@ -122,7 +122,7 @@ def test_halted_only_a_confirmed_sell_goes_through_and_the_dialog_says_how_many(
     shot(page, "21_halted")
 
     page.click("#state-resume")
-    assert "解除「紧急停止」" in page.inner_text("#modal-text")
+    assert "解除「紧急停止」" in modal_text(page)
     confirm(page)
     badge_is(page, "运行中")
     history = system.trading_state.history(3)
@@ -144,7 +144,7 @@ def test_buy_confirmation_comes_after_the_code_is_checked(daemon, page):
     page.click("#buy-form button[type=submit]")
     page.locator("#modal").wait_for(state="visible")
     assert re.search(rf"买入 {re.escape(quote.code)}.*：金额 20000 元，按现价 [\d.]+ 约 [\d,]+ 股",
-                     page.inner_text("#modal-text"))
+                     modal_text(page))
     held = system.positions.get(quote.code)
     before = held.volume if held else 0
     page.click("#modal-cancel")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import (TIMEOUT_MS, attach_grid, chromium, confirm, open_tab, real_problems, require_browser, serve,
-                             shot, start_workers)
+from browser_support import (TIMEOUT_MS, attach_grid, chromium, confirm, modal_text, open_tab, real_problems,
+                             require_browser, serve, shot, start_workers)
 from web_test_support import build_system
 
 
@@ -118,7 +118,7 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     field = row.locator("input.cfg-input")
     field.fill("0.5")
     row.locator("button", has_text="保存").click()
-    assert "STOP_LOSS_RATIO：-0.095 → 0.5" in page.inner_text("#modal-text")  # old → new before saving
+    assert "STOP_LOSS_RATIO：-0.095 → 0.5" in modal_text(page)  # old → new before saving
     confirm(page)
     row.locator(".field-error").wait_for(state="visible")
     assert "超出范围" in row.locator(".field-error").inner_text()
@@ -202,7 +202,7 @@ def test_grid_session_started_and_stopped_from_the_page(daemon, page):
     page.click("#grid-form button[type=submit]")
     # the switch is off: the page says a session would not trade and offers to switch it on
     page.locator("#modal").wait_for(state="visible")
-    assert "网格交易开关（ENABLE_GRID_TRADING）已关闭" in page.inner_text("#modal-text")
+    assert "网格交易开关（ENABLE_GRID_TRADING）已关闭" in modal_text(page)
     page.click("#modal-cancel")
     page.wait_for_function("document.querySelector('#grid-msg').textContent.includes('已关闭')")
     assert system.ctx.grid.sessions() == [] and system.settings.get("ENABLE_GRID_TRADING") is False

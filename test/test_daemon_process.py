@@ -348,3 +348,37 @@ def test_mootdx_bars_are_re_read_only_when_something_new_can_be_there(tmp_path, 
     stat = day_file.stat()
     os.utime(day_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # TDX rewrote the file
     assert refresh_at(dt(2025, 8, 10, 13, 0)) == [] and len(reads) == 4
+
+
+def test_a_start_that_fails_late_closes_everything_it_had_opened(tmp_path):
+    """The web port is taken: the start is refused after the databases, the data source, the notifier and
+    the log tail were opened; each is closed again (the trading db checkpointed, no handler left behind)."""
+    import logging
+    import socket
+
+    from composition import build_daemon
+    from config_store import ConfigStore
+    from logger import SecretFilter
+    from models import TradingError
+    from storage import Database
+    from storage_health import MARKER_NAME
+    from web_log_tail import LogTail
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    settings = ConfigStore(Database(tmp_path / "config.db"), run_overrides={
+        "DATA_SOURCE": "replay", "WEB_PORT": taken.getsockname()[1]})
+    handlers_before = list(logging.getLogger().handlers)
+    try:
+        with pytest.raises(TradingError) as refused:
+            build_daemon(settings, tmp_path / "data", tmp_path / "logs", SecretFilter(), _pool(tmp_path, ["600000"]))
+    finally:
+        taken.close()
+    assert refused.value.code == "WEB_START_FAILED" and "端口" in refused.value.message
+    assert not any(isinstance(h, LogTail) for h in logging.getLogger().handlers[len(handlers_before):])
+    for name in ("sim_trading.db", "market.db", "notify.db", "jobs.db"):
+        assert (tmp_path / "data" / name).exists()
+        wal = tmp_path / "data" / f"{name}-wal"
+        assert not wal.exists() or wal.stat().st_size == 0, f"{name} was left open"  # closed: checkpointed
+    assert not (tmp_path / "data" / MARKER_NAME).exists()  # a start that failed did not make the dir "used"
