@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, TextIO
 
 import config
 import market_rules
 from backtest_chart import ChartHelper
 from backtest_data import DataProblem
-from backtest_engine import BacktestEngine, EngineResult
+from backtest_engine import BacktestEngine, EngineResult, StartingState
 from backtest_market import MarketData, default_cache_dir, load_market
 from backtest_report import Summary, format_table, summarize, write_outputs
 from config_store import ConfigError
@@ -62,10 +62,12 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  progress: Optional[Callable[[int, int], None]] = None, cache_dir: Optional[str | Path] = None,
                  workers: Optional[int] = None, market: Optional[MarketData] = None,
                  load_progress: Optional[Callable[[int, int], None]] = None,
-                 stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None) -> BacktestRun:
+                 stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 starting: Optional[StartingState] = None, no_entry: Collection[str] = ()) -> BacktestRun:
     """Load bars from `data` (CSV folder or TDX folder; or use `market`, already loaded), run the rules, and
     write the output files into `out` when given. `settings` is a full mapping of config values (default:
-    config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files."""
+    config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files.
+    `starting` and `no_entry` are the engine's (an account's state and the codes it never enters)."""
     values = dict(settings if settings is not None else config.DEFAULTS)
     validation = config.validate(values)
     if not validation.ok:
@@ -80,7 +82,8 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
             details = "；".join(problem.describe() for problem in loaded.problems[:5])
             raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
         loaded_at = time.perf_counter()
-        engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params)
+        engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params,
+                                starting=starting, no_entry=no_entry)
         if not engine.days:
             raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
         result = engine.run()

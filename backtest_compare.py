@@ -21,10 +21,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, TextIO
+from typing import Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import config
-from backtest_engine import Trade
+import strategy
+from backtest_engine import StartingState, Trade
+from models import Position, Rule, Side
 
 MATCHED = "matched"
 SHIFTED = "shifted"  # the same trade on another day (within SHIFT_DAYS)
@@ -87,6 +89,7 @@ class Comparison:
     start: date
     end: date
     rows: list[ComparedTrade] = field(default_factory=list)
+    starting: dict[str, Any] = field(default_factory=dict)  # the backtest's starting cash and positions
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per cause: trade count, amount in CNY and, for matched trades, the slippage cost."""
@@ -171,6 +174,50 @@ def account_trades(db: Path) -> list[AccountTrade]:
         grouped[key] = (volume + int(row["volume"]), amount + float(row["amount"]))
     return [AccountTrade(date.fromisoformat(day), code, side, _rule_name(rule), volume, round(amount, 2), client)
             for (day, code, side, rule, client), (volume, amount) in grouped.items()]
+
+
+def starting_state(db: Path, start: date, settings: Mapping[str, Any]) -> tuple[StartingState, str]:
+    """The account as it stood before `start`, and where its cash came from (Chinese, for the summary): the
+    initial cash (the simulated account's own record, else SIMULATION_BALANCE), then every fill before `start`
+    replayed through the functions the position manager books fills with (strategy.apply_buy/apply_sell), so
+    cost, open date, first take-profit and add levels are the account's own."""
+    with _connect(db) as connection:
+        try:
+            row = connection.execute("SELECT initial_balance FROM sim_account WHERE id=1").fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        fills = connection.execute(
+            "SELECT t.trading_day, t.stock_code, t.side, t.price, t.volume, t.amount, t.fees,"
+            " COALESCE(o.origin_rule, t.strategy) AS rule, s.level_index FROM trade_records t"
+            " LEFT JOIN orders o ON o.client_id = t.client_id LEFT JOIN signals s ON s.id = o.signal_id"
+            " WHERE t.trading_day < ? ORDER BY t.id", (start.isoformat(),)).fetchall()
+    cash, source = ((float(row["initial_balance"]), "模拟账户的初始资金") if row is not None
+                    else (float(settings["SIMULATION_BALANCE"]), "参数 SIMULATION_BALANCE，账户没有初始资金记录"))
+    positions: dict[str, Position] = {}
+    for fill in fills:
+        code, volume, day = fill["stock_code"], int(fill["volume"]), date.fromisoformat(fill["trading_day"])
+        if fill["side"] == Side.BUY.value:
+            level = fill["level_index"] if _rule_name(fill["rule"]) == Rule.ADD_POSITION.value else None
+            positions[code] = strategy.apply_buy(positions.get(code), code, float(fill["price"]), volume,
+                                                 float(fill["fees"]), day, level)
+            cash -= float(fill["amount"]) + float(fill["fees"])
+        else:
+            held = positions[code]  # fills are the account's own: a sell follows its buys
+            positions[code] = strategy.apply_sell(held.copy(available=held.volume), volume,
+                                                  Rule.TAKE_PROFIT if fill["rule"] == Rule.TAKE_PROFIT.value
+                                                  else Rule.MANUAL)
+            cash += float(fill["amount"]) - float(fill["fees"])
+    held = tuple(position for position in positions.values() if position.volume > 0)
+    return StartingState(round(cash, 2), held), source
+
+
+def account_blacklist(db: Path) -> set[str]:
+    """The stocks the account never buys by a rule (table `stock_blacklist`, issue 17)."""
+    with _connect(db) as connection:
+        try:
+            return {row["stock_code"] for row in connection.execute("SELECT stock_code FROM stock_blacklist")}
+        except sqlite3.OperationalError:
+            return set()
 
 
 def account_period(db: Path) -> Optional[tuple[date, date]]:
@@ -316,9 +363,10 @@ def _extra(trade: AccountTrade) -> ComparedTrade:
 
 def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end: Optional[date] = None,
                 codes: Optional[Sequence[str]] = None, cache_dir: Optional[Path] = None) -> Comparison:
-    """Backtest the account's period with its effective parameters, global and per stock (starting from
-    SIMULATION_BALANCE in cash and no positions, as a fresh daemon does) over `codes` (default: the account's
-    stock_pool.json, else every stock in `data`), then compare."""
+    """Backtest the account's period with its effective parameters, global and per stock, from the account's
+    own state at the start (starting_state) over `codes` (default: the account's stock_pool.json, else every
+    stock in `data`) plus the stocks it held then, with MACD entries only where the account makes them (in
+    the pool, not blacklisted), then compare."""
     from backtest import run_backtest
 
     db = account_db(account_dir)
@@ -332,9 +380,25 @@ def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end
         if pool.exists():
             document = json.loads(pool.read_text(encoding="utf-8"))
             codes = document.get("codes", document) if isinstance(document, dict) else document
-    run = run_backtest(data, effective_settings(account_dir), codes, start, end, plot=False, cache_dir=cache_dir,
-                       stock_params=account_stock_params(db) or None)
-    return compare(run.result.trades, account_trades(db), db, start, end)
+    settings = effective_settings(account_dir)
+    starting, source = starting_state(db, start, settings)
+    held = [position.stock_code for position in starting.positions]
+    no_entry = account_blacklist(db) | ({code for code in held if code not in codes} if codes is not None else set())
+    run = run_backtest(data, settings, None if codes is None else list(dict.fromkeys([*codes, *held])), start, end,
+                       plot=False, cache_dir=cache_dir, stock_params=account_stock_params(db) or None,
+                       starting=starting, no_entry=no_entry)
+    comparison = compare(run.result.trades, account_trades(db), db, start, end)
+    comparison.starting = _starting_view(starting, source, run.result.initial_capital, run.result.unseeded)
+    return comparison
+
+
+def _starting_view(starting: StartingState, source: str, initial_capital: float, without_data: list[str]) -> dict:
+    positions = [{"stock_code": p.stock_code, "volume": p.volume, "cost_price": round(p.cost_price, 4),
+                  "open_date": p.open_date.isoformat() if p.open_date else None,
+                  "profit_triggered": p.profit_triggered, "used_add_levels": list(p.used_add_levels)}
+                 for p in starting.positions]
+    return {"cash": starting.cash, "cash_source": source, "initial_capital": initial_capital, "positions": positions,
+            "without_data": without_data}
 
 
 def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
@@ -348,7 +412,7 @@ def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
         writer.writeheader()
         writer.writerows(asdict(row) for row in comparison.rows)
     document = {"start": comparison.start.isoformat(), "end": comparison.end.isoformat(),
-                "causes": comparison.summary()}
+                "starting": comparison.starting, "causes": comparison.summary()}
     summary_path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
     page = {**document, "labels": CAUSE_LABELS, "rows": [asdict(row) for row in comparison.rows]}
     page_path.write_text(json.dumps(page, ensure_ascii=False), encoding="utf-8")
@@ -357,6 +421,12 @@ def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
 
 def format_comparison(comparison: Comparison) -> str:
     lines = [f"回测对比 {comparison.start} ~ {comparison.end}"]
+    starting = comparison.starting
+    if starting:
+        held = "、".join(f"{p['stock_code']} {p['volume']} 股" for p in starting["positions"]) or "无"
+        lines.append(f"  回测起点：现金 {starting['cash']:,.2f} 元（来源：{starting['cash_source']}），持仓 {held}")
+        if starting["without_data"]:
+            lines.append(f"  起点持仓中没有行情数据、未计入回测：{'、'.join(starting['without_data'])}")
     for cause, entry in comparison.summary().items():
         slip = f"，滑点成本 {entry['slippage_cny']:,.2f} 元" if cause == MATCHED else ""
         lines.append(f"  {CAUSE_LABELS[cause]}：{entry['count']} 笔，金额 {entry['amount']:,.2f} 元{slip}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Collection, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -63,12 +63,23 @@ class Episode:
 
 @dataclass
 class EngineResult:
-    initial_capital: float
+    initial_capital: float  # the starting cash plus the starting positions at their previous close
     trades: list[Trade]
     equity: list[EquityPoint]
     closed_episodes: list[Episode]
     open_positions: list[Position]
     fees_paid: float
+    unseeded: list[str] = field(default_factory=list)  # starting positions without a bar before the start
+
+
+@dataclass(frozen=True)
+class StartingState:
+    """An account as it stood before the first day (`backtest.py compare` from the middle of its life): its
+    cash and its positions with their rule state (cost incl. fees, open date, first take-profit, add levels).
+    A fresh run starts from SIMULATION_BALANCE and no positions."""
+
+    cash: float
+    positions: tuple[Position, ...] = ()
 
 
 @dataclass
@@ -135,8 +146,11 @@ class BacktestEngine:
     def __init__(self, stocks: Union[MarketData, Sequence[StockBars]], settings: Mapping[str, Any],
                  start: Optional[date] = None,
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
-                 fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None):
-        """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`)."""
+                 fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 starting: Optional[StartingState] = None, no_entry: Collection[str] = ()):
+        """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`); `starting`:
+        the cash and positions to start from; `no_entry`: codes never bought by a MACD entry (an account's
+        blacklist, a holding outside its pool) while their held positions follow the rules as usual."""
         self._settings = settings
         self._params = RuleParams.from_settings(settings)
         self._stock_params = {code: RuleParams.from_settings({**settings, **overrides})
@@ -145,7 +159,7 @@ class BacktestEngine:
         self._fast_path = fast_path
         self._position_unit = float(settings["POSITION_UNIT"])
         self._cap_ratio = float(settings["MAX_TOTAL_POSITION_RATIO"])
-        self.initial_capital = float(settings["SIMULATION_BALANCE"])
+        self._no_entry = frozenset(no_entry)
         market = stocks if isinstance(stocks, MarketData) else MarketData.from_stocks(stocks)
         self._market = market
         calendar = market.calendar
@@ -159,8 +173,10 @@ class BacktestEngine:
         self._exits: set[tuple[int, int]] = set()  # (stock, calendar day) of MACD exits at the open
         for index in range(len(market.codes)):
             self._macd_events(index)
-        self._cash = self.initial_capital
+        self._cash = float(settings["SIMULATION_BALANCE"]) if starting is None else float(starting.cash)
         self._holdings: dict[int, _Holding] = {}
+        self._unseeded = self._seed(starting.positions) if starting is not None else []
+        self.initial_capital = round(self._cash + self._market_value(), 2)
         self._exited_today: set[int] = set()  # stocks sold out today: no MACD re-entry the same day
         self._trades: list[Trade] = []
         self._episodes: list[Episode] = []
@@ -187,7 +203,7 @@ class BacktestEngine:
                                                         market_value=round(holding.position.volume
                                                                            * holding.last_price, 2)))
         return EngineResult(self.initial_capital, self._trades, equity, self._episodes, open_positions,
-                            round(self._fees_paid, 2))
+                            round(self._fees_paid, 2), list(self._unseeded))
 
     # ---- one day: opens, MACD entries at the open, then the rest of each path (DESIGN §7) -------------
 
@@ -449,6 +465,35 @@ class BacktestEngine:
 
     # ---- preparation -----------------------------------------------------------------------------------
 
+    def _seed(self, positions: Sequence[Position]) -> list[str]:
+        """Holdings for the starting positions, valued at their last close before the first day; their highest
+        price also counts the highs of the bars after their open date (the open day's own high may have come
+        before the buy). Returns the codes that have no bar before the first day (left out)."""
+        market = self._market
+        index_of = {code: i for i, code in enumerate(market.codes)}
+        left_out = []
+        for position in positions:
+            stock_index = index_of.get(position.stock_code)
+            if stock_index is None or position.volume <= 0:
+                left_out.append(position.stock_code)
+                continue
+            start, end = int(market.offsets[stock_index]), int(market.offsets[stock_index + 1])
+            days = market.day[start:end]
+            before = int(np.searchsorted(days, self._first))  # the stock's bars before the first day
+            if before == 0:
+                left_out.append(position.stock_code)
+                continue
+            opened = int(np.searchsorted(market.calendar, np.datetime64(position.open_date, "D"), side="right")) \
+                if position.open_date is not None else 0
+            since_open = market.high[start + int(np.searchsorted(days, opened)):start + before]
+            highest = max(position.highest_price, float(since_open.max()) / PRICE_SCALE if len(since_open) else 0.0)
+            stock = self._held_stock(stock_index, before)  # list index 0: the last bar before the first day
+            previous_close = stock.close[0]
+            self._holdings[stock_index] = _Holding(
+                stock, position.copy(available=position.volume, highest_price=highest), previous_close,
+                invested=round(position.cost_price * position.volume, 2), cursor=0, cap_price=previous_close)
+        return left_out
+
     def _held_stock(self, stock_index: int, bar: int) -> _Stock:
         """Python lists of one stock's bars from the one before `bar` (its previous close), for its holding."""
         market = self._market
@@ -485,7 +530,7 @@ class BacktestEngine:
         for bar, trade_day in zip(signal_bars.tolist(), trade_days.tolist()):
             rule = strategy.macd_signal(float(hist[bar - 1]), float(hist[bar]), params,
                                         *(float(series[bar]) for series in averages))
-            if rule is Rule.MACD_BUY:
+            if rule is Rule.MACD_BUY and market.codes[stock_index] not in self._no_entry:
                 self._entries.setdefault(trade_day, []).append((stock_index, bar + 1))
             elif rule is Rule.MACD_SELL:
                 self._exits.add((stock_index, trade_day))

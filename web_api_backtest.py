@@ -19,6 +19,7 @@ blueprint = Blueprint("api_backtest", __name__, url_prefix="/api/backtest")
 @document("最近一次回测对比结果：各原因的笔数与金额、逐笔对比（由 backtest.py compare 生成）", tag="回测",
           errors=(404,), data={"type": "object", "required": ["start", "end", "causes", "rows"],
                                "properties": {"start": {"type": "string"}, "end": {"type": "string"},
+                                              "starting": {"type": "object"},  # the account's state at the start
                                               "causes": {"type": "object"}, "labels": {"type": "object"},
                                               "rows": {"type": "array", "items": {"type": "object"}}}})
 def compare_result() -> Response:

@@ -49,4 +49,6 @@ def test_compare_page_shows_causes_and_trades(served):
         rejected = page.locator("#compare-rows-body tr", has_text=REJECTED)
         assert "账户缺少：信号被拒绝" in rejected.inner_text() and "可用资金不足" in rejected.inner_text()
         assert page.locator("#compare-rows-body tr[data-kind='extra']").count() == 3
+        assert page.inner_text("#compare-starting") == ("回测起点：现金 1,000,000.00 元（来源：参数 SIMULATION_BALANCE，"
+                                                        "账户没有初始资金记录），持仓 无")
         shot(page, "20_backtest_compare")

@@ -1,4 +1,5 @@
-/* The 「回测对比」 page: the latest `backtest.py compare` result — the cost of each cause, then every trade
+/* The 「回测对比」 page: the latest `backtest.py compare` result — where the backtest started (the account's
+   cash and positions), the cost of each cause, then every trade
    (matched with its slippage, missing in the account with the recorded reason, extra in the account).
    Exposes window.QmtCompare.load(). */
 (function () {
@@ -15,12 +16,25 @@
       clear($("compare-summary-body"));
       clear($("compare-rows-body"));
       $("compare-period").textContent = "";
+      $("compare-starting").textContent = "";
       Q.showError("compare-msg", err);
     });
   }
 
+  function startingText(starting) {
+    if (!starting || starting.cash == null) return "";
+    var held = (starting.positions || []).map(function (p) { return p.stock_code + " " + p.volume + " 股"; });
+    var text = "回测起点：现金 " + fmtMoney(starting.cash) + " 元（来源：" + starting.cash_source + "），持仓 " +
+      (held.length ? held.join("、") : "无");
+    if (starting.without_data && starting.without_data.length) {
+      text += "；起点持仓中没有行情数据、未计入回测：" + starting.without_data.join("、");
+    }
+    return text;
+  }
+
   function render(result) {
     $("compare-period").textContent = "区间：" + result.start + " ~ " + result.end;
+    $("compare-starting").textContent = startingText(result.starting);
     var summary = $("compare-summary-body");
     clear(summary);
     Object.keys(result.causes).forEach(function (cause) {
