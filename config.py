@@ -158,6 +158,10 @@ BACKUP_RETENTION_DAYS = 7  # 数据库备份保留天数
 
 # ==== 券商调用限时、熔断、存储与 Web 连接（issue 21）
 BROKER_CALL_TIMEOUT = 10.0  # 券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发
+QMT_QUERY_TIMEOUT = 10.0  # 实盘：向 miniQMT 查询资产、持仓、委托的最长等待（秒）（需重启）
+QMT_CONNECT_TIMEOUT = 20.0  # 实盘：连接 miniQMT 的最长等待（秒）（需重启）
+QMT_RECONNECT_FIRST_DELAY = 1.0  # 实盘：与 miniQMT 断开后第一次重连前的等待（秒），之后每次翻倍（需重启）
+QMT_RECONNECT_MAX_DELAY = 60.0  # 实盘：重连等待的上限（秒）（需重启）
 MAX_ORDERS_PER_STOCK_PER_DAY = 20  # 熔断：单只股票每日最多自动委托笔数，达到后该股停止自动交易
 MAX_CANCELS_PER_DAY = 100  # 熔断：账户每日最多撤单笔数，达到后暂停自动交易
 MAX_ORDER_VOLUME = 100_000  # 熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易
@@ -359,6 +363,14 @@ PARAMS: tuple[Param, ...] = (
     # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account), storage, web limits
     _p("BROKER_CALL_TIMEOUT", BROKER_CALL_TIMEOUT, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商"
        "核对，不会自动重发", G_TIMING, 1, 300),
+    _p("QMT_QUERY_TIMEOUT", QMT_QUERY_TIMEOUT, "float", "实盘：向 miniQMT 查询资产、持仓、委托的最长等待（秒）", G_TIMING,
+       0.5, 300, restart=True),
+    _p("QMT_CONNECT_TIMEOUT", QMT_CONNECT_TIMEOUT, "float", "实盘：连接 miniQMT 的最长等待（秒）", G_TIMING, 1, 600,
+       restart=True),
+    _p("QMT_RECONNECT_FIRST_DELAY", QMT_RECONNECT_FIRST_DELAY, "float", "实盘：与 miniQMT 断开后第一次重连前的等待（秒），"
+       "之后每次翻倍", G_TIMING, 0.1, 60, restart=True),
+    _p("QMT_RECONNECT_MAX_DELAY", QMT_RECONNECT_MAX_DELAY, "float", "实盘：重连等待的上限（秒）", G_TIMING, 1, 3600,
+       restart=True),
     _p("MAX_ORDERS_PER_STOCK_PER_DAY", MAX_ORDERS_PER_STOCK_PER_DAY, "int", "熔断：单只股票每日最多自动委托笔数，达到后该股"
        "停止自动交易", G_RISK, 1, 1000),
     _p("MAX_CANCELS_PER_DAY", MAX_CANCELS_PER_DAY, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 9000),

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+import config
 from market_clock import MARKET_TZ, Clock, RealClock
 from models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
                     OrderRequest, OrderStatus)
@@ -30,19 +31,26 @@ PROJECT_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class BrokerTimings:
-    """How long to wait for miniQMT, and the reconnect back-off (seconds)."""
+    """How long to wait for miniQMT, and the reconnect back-off (seconds); the daemon takes them from its
+    settings (`from_settings`), tests pass their own."""
 
-    query_timeout: float = 10.0
-    connect_timeout: float = 20.0
-    reconnect_first_delay: float = 1.0
-    reconnect_max_delay: float = 60.0
-    reconnect_factor: float = 2.0
-    close_timeout: float = 5.0
+    query_timeout: float = config.QMT_QUERY_TIMEOUT
+    connect_timeout: float = config.QMT_CONNECT_TIMEOUT
+    reconnect_first_delay: float = config.QMT_RECONNECT_FIRST_DELAY
+    reconnect_max_delay: float = config.QMT_RECONNECT_MAX_DELAY
+    reconnect_factor: float = 2.0  # each failed attempt doubles the wait, up to the maximum
+    close_timeout: float = 5.0  # closing a hung client must not hold the daemon's exit longer
+
+    @classmethod
+    def from_settings(cls, settings) -> "BrokerTimings":
+        return cls(query_timeout=settings.get("QMT_QUERY_TIMEOUT"), connect_timeout=settings.get("QMT_CONNECT_TIMEOUT"),
+                   reconnect_first_delay=settings.get("QMT_RECONNECT_FIRST_DELAY"),
+                   reconnect_max_delay=settings.get("QMT_RECONNECT_MAX_DELAY"))
 
 
 def connect_live_broker(settings, data_dir: Path, db: Optional[Database] = None, clock: Optional[Clock] = None, *,
                         account_config_path: Optional[Path] = None, qmt_candidates: Optional[Iterable[Path]] = None,
-                        timings: BrokerTimings = BrokerTimings()) -> "EasyQmtTrader":
+                        timings: Optional[BrokerTimings] = None) -> "EasyQmtTrader":
     """Build and connect the live broker for `main.py`. Fails fast with BrokerUnavailable (a Chinese message
     saying what is missing and what to do) when xtquant's native part, the account config or miniQMT is
     not there; no traceback is needed to understand it."""
@@ -51,7 +59,8 @@ def connect_live_broker(settings, data_dir: Path, db: Optional[Database] = None,
     qmt_path = resolve_qmt_path(account.qmt_path, qmt_candidates)
     owns_db = db is None
     db = db or Database(Path(data_dir) / "trading.db")
-    trader = EasyQmtTrader(db, settings, clock or RealClock(), account, qmt_path, timings=timings, xt=xt)
+    trader = EasyQmtTrader(db, settings, clock or RealClock(), account, qmt_path,
+                           timings=timings or BrokerTimings.from_settings(settings), xt=xt)
     trader.owns_db = owns_db
     try:
         trader.connect()

@@ -501,6 +501,23 @@ def test_connect_live_broker_builds_and_connects_from_account_config(env, counte
         trader.close()
 
 
+def test_the_daemon_takes_the_query_timeout_from_its_settings(env, counterpart):
+    """connect_live_broker without explicit timings (as composition.py calls it) uses QMT_QUERY_TIMEOUT."""
+    config_file = env.tmp_path / "account_config.json"
+    config_file.write_text(json.dumps({"account_id": ACCOUNT_ID, "account_type": "STOCK",
+                                       "qmt_path": str(env.qmt_dir.parent)}), encoding="utf-8")
+    env.settings.update({"QMT_QUERY_TIMEOUT": 0.5})
+    trader = connect_live_broker(env.settings, env.tmp_path / "data", clock=env.clock, account_config_path=config_file)
+    try:
+        counterpart.hang()
+        with pytest.raises(BrokerUnavailable) as error:
+            trader.query_asset()
+        assert error.value.message == "查询资金超时（0.5 秒），miniQMT 无响应"
+    finally:
+        counterpart.end_hang()
+        trader.close()
+
+
 def test_live_mode_without_xtpythonclient_fails_fast_with_a_chinese_message(tmp_path):
     settings = ConfigStore(Database(tmp_path / "config.db"))
     with native_modules(None):
