@@ -4,6 +4,7 @@ SIGINT/SIGTERM (Ctrl+C on Windows)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sqlite3
@@ -145,6 +146,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         except sqlite3.Error as exc:
             log.error("%s", storage_health.refusal(exc, data_dir, data_dir).message)
             return STORAGE_REFUSED
+        # What is built so far lives as long as the process: out of the full collections, which otherwise
+        # scan it every time (a 40 ms pause in a monitor pass over 1,000 positions; bench_signal_latency).
+        gc.freeze()
         return daemon.run()
     finally:
         if config_db is not None:

@@ -28,6 +28,7 @@ class QuoteHub:
         self.rejected = 0
         self.last_error = ""
         self.last_error_time: Optional[datetime] = None
+        self._reference = StalenessReference()
 
     # ---- publishing
     def publish(self, quote: Quote) -> bool:
@@ -68,7 +69,7 @@ class QuoteHub:
         """The newest fresh quote of each of `codes` that has one, judged against one staleness reference for
         the whole batch (the watch monitor reads thousands of tasks' quotes per pass)."""
         limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
-        oldest = last_trading_moment(self._clock.now(), self._clock.calendar) - timedelta(seconds=limit)
+        oldest = self._reference.at(self._clock.now(), self._clock.calendar) - timedelta(seconds=limit)
         with self._cond:
             found = [(code, self._quotes.get(code)) for code in codes]
         return {code: quote for code, quote in found if quote is not None and quote.time >= oldest}
@@ -90,7 +91,7 @@ class QuoteHub:
     # ---- internals
     def _age_problem(self, quote: Quote) -> str:
         limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
-        reference = last_trading_moment(self._clock.now(), self._clock.calendar)
+        reference = self._reference.at(self._clock.now(), self._clock.calendar)
         if quote.time < reference - timedelta(seconds=limit):
             return f"行情过期：{quote.code} 的行情时间 {quote.time:%Y-%m-%d %H:%M:%S} 已超过 {limit:g} 秒未更新"
         return ""
@@ -103,6 +104,24 @@ class QuoteHub:
         if self._reported.get(code) != problem:
             self._reported[code] = problem
             log.warning("拒绝行情：%s", problem)
+
+
+class StalenessReference:
+    """last_trading_moment(now), asking the calendar once per minute: every session boundary falls on a whole
+    minute, so within one minute the answer is either `now` itself (a trading session) or one fixed moment.
+    A monitor pass reads a thousand quotes at one `now`; each used to ask the calendar again."""
+
+    def __init__(self):
+        self._cached: tuple = (None, None, None)  # (minute, calendar, fixed moment or None while trading)
+
+    def at(self, now: datetime, calendar=None) -> datetime:
+        minute = now.replace(second=0, microsecond=0)
+        cached_minute, cached_calendar, fixed = self._cached  # one tuple: a reader never sees half an update
+        if cached_minute != minute or cached_calendar is not calendar:
+            trading = market_rules.session_at(now, calendar) in market_rules.TRADING_SESSIONS
+            fixed = None if trading else last_trading_moment(now, calendar)
+            self._cached = (minute, calendar, fixed)
+        return now if fixed is None else fixed
 
 
 def quote_problem(quote: Quote) -> str:

@@ -6,6 +6,7 @@ Usage: python bench/bench_signal_latency.py [--positions 1000]"""
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -57,6 +58,7 @@ def build(folder: Path, count: int):
     for code in codes(count):
         hub.publish(Quote(code=code, price=10.0, prev_close=10.0, time=clock.now(), source="bench"))
     monitor.run_once()  # first pass stores every position's stop-loss price (one durable write each), once
+    gc.freeze()  # as main.py does once the daemon is built
     return settings, clock, hub, executor, monitor, runner
 
 

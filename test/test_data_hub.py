@@ -1,13 +1,13 @@
 """QuoteHub: push delivery of validated quotes; zero, NaN and stale quotes never reach subscribers or readers."""
 import threading
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 
 from data_test_support import make_settings
 from market_clock import ReplayClock
 from models import Quote
-from quote_hub import QuoteHub, last_trading_moment
+from quote_hub import QuoteHub, StalenessReference, last_trading_moment
 
 T0 = datetime(2025, 8, 5, 10, 0, 0)  # a Tuesday, continuous session
 
@@ -75,6 +75,26 @@ def test_close_price_stays_current_after_the_close_until_the_next_open(hub_and_c
     assert hub.latest("600000.SH").price == 13.75
     clock.set(datetime(2025, 8, 6, 9, 20, 0))  # call auction of the next day: prices move again
     assert hub.latest("600000.SH") is None
+
+
+def test_the_per_minute_staleness_reference_equals_the_calendar_answer_at_every_moment():
+    """StalenessReference asks the calendar once per minute; that is exact because every session boundary is
+    on a whole minute. Checked every 7 s (in order and shuffled) over a trading day, a weekend and the
+    National Day holiday, against last_trading_moment itself."""
+    import random
+
+    import market_rules
+
+    boundaries = (market_rules.PRE_OPEN_START, market_rules.CALL_AUCTION_START, market_rules.CALL_AUCTION_END,
+                  market_rules.MORNING_OPEN, market_rules.MORNING_CLOSE, market_rules.AFTERNOON_OPEN,
+                  market_rules.CLOSING_AUCTION_START, market_rules.MARKET_CLOSE)
+    assert all(t.second == 0 and t.microsecond == 0 for t in boundaries)
+    moments = [datetime(day.year, day.month, day.day) + timedelta(seconds=s)
+               for day in (date(2025, 9, 30), date(2025, 10, 1), date(2025, 10, 4), date(2025, 10, 9))
+               for s in range(8 * 3600, 16 * 3600, 7)]
+    for order in (moments, random.Random(5).sample(moments, len(moments))):
+        reference = StalenessReference()
+        assert [reference.at(now) for now in order] == [last_trading_moment(now) for now in order]
 
 
 def test_last_trading_moment():
