@@ -19,13 +19,11 @@
     overview: function () { loadStatus(); loadHealth(); },
     positions: function () { if (state.chartCode) loadChart(state.chartCode); },
     orders: loadOrders, trades: loadTrades, signals: loadSignals, pool: loadPool, grid: loadGrid,
-    config: function () { QmtConfig.load(); },
-    watch: function () { QmtWatch.load(); },
-    compare: function () { QmtCompare.load(); },
     trade: function () {}
   };
 
-  /* The pages of this file are in `loaders`; pages in their own files register with Qmt.registerPage. */
+  /* The one router: the pages of this file are in `loaders`; pages in their own files register with
+     Qmt.registerPage (common.js). */
   function activate() {
     var name = (location.hash || "#overview").slice(1);
     if (!loaders[name] && !Q.pages[name]) name = "overview";

@@ -1,7 +1,6 @@
 /* The 「回测对比」 page: the latest `backtest.py compare` result — where the backtest started (the account's
    cash and positions), the cost of each cause, then every trade
-   (matched with its slippage, missing in the account with the recorded reason, extra in the account).
-   Exposes window.QmtCompare.load(). */
+   (matched with its slippage, missing in the account with the recorded reason, extra in the account). */
 (function () {
   "use strict";
 
@@ -68,5 +67,5 @@
     });
   }
 
-  window.QmtCompare = { load: load };
+  Q.registerPage("compare", load);
 })();

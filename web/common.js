@@ -192,11 +192,23 @@
   }
 
   // ---- pages ---------------------------------------------------------------------------------------
-  /* A page = a nav link <a href="#name" data-tab="name">, a <section id="tab-name" class="tab" hidden> and a
-     script that calls Qmt.registerPage("name", { load: fn, leave: fn? }) (or just the load function). load() runs
-     each time the page is shown, leave() when another page is shown. Qmt.onStream(fn) receives every live positions event. */
+  /* A page = a nav link <a href="#name" data-tab="name">, a <section id="tab-name" class="tab" hidden> (in
+     index.html, or built by its script and added with Qmt.addTab) and a script that calls
+     Qmt.registerPage("name", { load: fn, leave: fn? }) (or just the load function) when it runs, before app.js
+     shows the first page. load() runs each time the page is shown, leave() when another page is shown; app.js
+     is the one router. Qmt.onStream(fn) receives every live positions event. */
   var pages = {}, streamListeners = [];
   function registerPage(name, page) { pages[name] = typeof page === "function" ? { load: page } : page; }
+  function addTab(name, label, section) {
+    var link = make("a", null, label);
+    link.href = "#" + name;
+    link.setAttribute("data-tab", name);
+    $("tabs").appendChild(link);
+    section.id = "tab-" + name;
+    section.className = "tab";
+    section.hidden = true;
+    document.querySelector("main").appendChild(section);
+  }
   function onStream(listener) { streamListeners.push(listener); }
   function emitStream(event, payload) {
     streamListeners.forEach(function (listener) {
@@ -222,7 +234,7 @@
     numberField: numberField, show: show, showError: showError, errorText: errorText, headers: headers,
     setToken: setToken, hasToken: hasToken, ApiError: ApiError, get: get, post: post, confirmDialog: confirmDialog,
     apiUrl: apiUrl, account: function () { return account; }, accountIds: accountIds, selectAccount: selectAccount,
-    eventStream: eventStream, registerPage: registerPage, pages: pages, onStream: onStream, emitStream: emitStream,
+    eventStream: eventStream, registerPage: registerPage, addTab: addTab, pages: pages, onStream: onStream, emitStream: emitStream,
     threadLabel: threadLabel, LEVEL_LABELS: LEVEL_LABELS, api: api
   };
 })();

@@ -223,5 +223,6 @@
     $("config-rollback-latest").addEventListener("click", function () { rollback(null, ""); });
   }
 
-  window.QmtConfig = { init: init, load: function () { loadConfig().then(loadConfigHistory); } };
+  Q.registerPage("config", function () { loadConfig().then(loadConfigHistory); });
+  window.QmtConfig = { init: init };
 })();

@@ -1,37 +1,9 @@
-/* The 「系统诊断」 tab (GET /api/diagnostics: each check with its level and fix hint), and the small tab
-   registry the pages of issue 19 use to add themselves next to app.js's tabs without changing it:
-   window.QmtTabs.register(name, label, section, onShow). Loaded after app.js. */
+/* The 「系统诊断」 tab (GET /api/diagnostics: each check with its level and fix hint); like the other pages of
+   issue 19 it builds its own section and adds it with Qmt.addTab. */
 (function () {
   "use strict";
 
   var Q = window.Qmt;
-  var pages = {};
-
-  function showPage() {
-    var name = (location.hash || "").slice(1);
-    var page = pages[name];
-    if (!page) return;
-    Array.prototype.forEach.call(document.querySelectorAll(".tab"), function (s) { s.hidden = s !== page.section; });
-    Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
-      a.classList.toggle("active", a.getAttribute("data-tab") === name);
-    });
-    page.onShow();
-  }
-
-  /* app.js shows its own tabs on hashchange; this listener is added after it, so it has the last word. */
-  function register(name, label, section, onShow) {
-    var link = Q.make("a", null, label);
-    link.href = "#" + name;
-    link.setAttribute("data-tab", name);
-    Q.$("tabs").appendChild(link);
-    section.id = "tab-" + name;
-    section.className = "tab";
-    section.hidden = true;
-    document.querySelector("main").appendChild(section);
-    pages[name] = { section: section, onShow: onShow };
-  }
-
-  window.QmtTabs = { register: register };
 
   // ---- the diagnostics page ------------------------------------------------------------------------
   var LEVEL_CLASS = { ok: "ok", warning: "warn", error: "error" };
@@ -93,10 +65,6 @@
       " 项警告", LEVEL_CLASS[kind === "warn" ? "warning" : kind]);
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    register("diagnostics", "系统诊断", build(), load);
-    window.addEventListener("hashchange", showPage);
-    showPage();
-  });
-  window.QmtTabs.showPage = showPage;
+  Q.addTab("diagnostics", "系统诊断", build());  // the script runs at the end of <body>: #tabs and <main> exist
+  Q.registerPage("diagnostics", load);
 })();

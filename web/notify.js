@@ -1,7 +1,6 @@
 /* The 「通知」 page (issue 16): notification channels (URLs shown masked) with their events and a
    「发送测试消息」 button each, the outbox with each message's outcome, the 「定时任务」 panel (schedule, last
-   and next run, 「立即运行」) and the daily reports (listed, shown in a frame). It owns the #notify tab itself
-   so app.js needs no change: after app.js handles a hash change, this shows its own section. */
+   and next run, 「立即运行」) and the daily reports (listed, shown in a frame); refreshed every 5 s while shown. */
 (function () {
   "use strict";
 
@@ -183,23 +182,16 @@
     }, function (err) { showError("notify-msg", err); });
   }
 
-  function activate() {
-    var active = location.hash === "#notify";
-    var link = document.querySelector('#tabs a[data-tab="notify"]');
-    if (link) link.classList.toggle("active", active);
-    if (timer) { clearInterval(timer); timer = null; }
-    if (!active) { $("tab-notify").hidden = true; return; }
-    Array.prototype.forEach.call(document.querySelectorAll(".tab"), function (s) { s.hidden = s.id !== "tab-notify"; });
-    Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
-      a.classList.toggle("active", a.getAttribute("data-tab") === "notify");
-    });
+  function enter() {
+    leave();  // shown again without leaving (the same hash once more): one refresh timer only
     build();
     load();
     timer = setInterval(load, 5000);
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    window.addEventListener("hashchange", activate);  // registered after app.js's: runs after it
-    activate();
-  });
+  function leave() {
+    if (timer) { clearInterval(timer); timer = null; }
+  }
+
+  Q.registerPage("notify", { load: enter, leave: leave });
 })();

@@ -115,8 +115,6 @@
       }, function (err) { Q.showError("order-files-msg", err); });
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    window.QmtTabs.register("order-files", "委托文件", build(), load);
-    window.QmtTabs.showPage();
-  });
+  Q.addTab("order-files", "委托文件", build());
+  Q.registerPage("order-files", load);
 })();

@@ -411,5 +411,6 @@
     $("stock-form").scrollIntoView();
   }
 
-  window.QmtWatch = { load: load, toast: toast, editStock: editStock };
+  Q.registerPage("watch", load);
+  window.QmtWatch = { toast: toast, editStock: editStock };
 })();
