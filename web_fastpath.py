@@ -6,7 +6,7 @@ a query string or another method — goes to Flask unchanged, which then answers
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from web_server import (API_TOKEN_ENVIRON, SECURITY_HEADERS, AppState, host_refusal, ok_body, token_refusal)
 

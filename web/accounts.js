@@ -209,6 +209,5 @@
 
   buildSwitcher();
   buildPage();
-  Q.registerPage("accounts", load);
-  if (location.hash === "#accounts") window.dispatchEvent(new HashChangeEvent("hashchange"));
+  Q.registerPage("accounts", load);  // before app.js shows the first page (the supervisor appends this script)
 })();
