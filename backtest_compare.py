@@ -177,38 +177,59 @@ def account_trades(db: Path) -> list[AccountTrade]:
 
 
 def starting_state(db: Path, start: date, settings: Mapping[str, Any]) -> tuple[StartingState, str]:
-    """The account as it stood before `start`, and where its cash came from (Chinese, for the summary): the
-    initial cash (the simulated account's own record, else SIMULATION_BALANCE), then every fill before `start`
-    replayed through the functions the position manager books fills with (strategy.apply_buy/apply_sell), so
-    cost, open date, first take-profit and add levels are the account's own."""
+    """The account as it stood before `start`, and where its cash came from (Chinese, for the summary).
+    Positions: every fill before `start` replayed through the functions the position manager books fills with
+    (strategy.apply_buy/apply_sell), so cost, open date, first take-profit and add levels are the account's own.
+    Cash: the simulated account's initial cash and those fills; else (a live account) the latest daily
+    snapshot before `start` and the fills after it; else SIMULATION_BALANCE and the fills."""
     with _connect(db) as connection:
-        try:
-            row = connection.execute("SELECT initial_balance FROM sim_account WHERE id=1").fetchone()
-        except sqlite3.OperationalError:
-            row = None
+        initial = _first_row(connection, "SELECT initial_balance FROM sim_account WHERE id=1")
+        snapshot = _first_row(connection, "SELECT day, cash + frozen_cash AS cash FROM account_snapshots WHERE day<?"
+                                          " ORDER BY day DESC LIMIT 1", (start.isoformat(),))
         fills = connection.execute(
             "SELECT t.trading_day, t.stock_code, t.side, t.price, t.volume, t.amount, t.fees,"
             " COALESCE(o.origin_rule, t.strategy) AS rule, s.level_index FROM trade_records t"
             " LEFT JOIN orders o ON o.client_id = t.client_id LEFT JOIN signals s ON s.id = o.signal_id"
             " WHERE t.trading_day < ? ORDER BY t.id", (start.isoformat(),)).fetchall()
-    cash, source = ((float(row["initial_balance"]), "模拟账户的初始资金") if row is not None
-                    else (float(settings["SIMULATION_BALANCE"]), "参数 SIMULATION_BALANCE，账户没有初始资金记录"))
+    if initial is not None:
+        cash, counted_after, source = float(initial["initial_balance"]), "", "模拟账户的初始资金"
+    elif snapshot is not None:
+        cash, counted_after, source = float(snapshot["cash"]), snapshot["day"], f"账户 {snapshot['day']} 收盘快照的现金"
+    else:
+        cash, counted_after, source = float(settings["SIMULATION_BALANCE"]), "", "参数 SIMULATION_BALANCE，账户没有初始资金记录"
     positions: dict[str, Position] = {}
     for fill in fills:
-        code, volume, day = fill["stock_code"], int(fill["volume"]), date.fromisoformat(fill["trading_day"])
-        if fill["side"] == Side.BUY.value:
-            level = fill["level_index"] if _rule_name(fill["rule"]) == Rule.ADD_POSITION.value else None
-            positions[code] = strategy.apply_buy(positions.get(code), code, float(fill["price"]), volume,
-                                                 float(fill["fees"]), day, level)
-            cash -= float(fill["amount"]) + float(fill["fees"])
-        else:
-            held = positions[code]  # fills are the account's own: a sell follows its buys
-            positions[code] = strategy.apply_sell(held.copy(available=held.volume), volume,
-                                                  Rule.TAKE_PROFIT if fill["rule"] == Rule.TAKE_PROFIT.value
-                                                  else Rule.MANUAL)
-            cash += float(fill["amount"]) - float(fill["fees"])
+        positions = _booked(positions, fill)
+        if fill["trading_day"] > counted_after:  # a snapshot's cash already holds its day's fills
+            signed = -(float(fill["amount"]) + float(fill["fees"])) if fill["side"] == Side.BUY.value \
+                else float(fill["amount"]) - float(fill["fees"])
+            cash += signed
     held = tuple(position for position in positions.values() if position.volume > 0)
     return StartingState(round(cash, 2), held), source
+
+
+def _booked(positions: dict[str, Position], fill: sqlite3.Row) -> dict[str, Position]:
+    """The positions after one fill. A sell of more than the recorded buys (a position the account held before
+    its records, e.g. found at the broker) leaves that stock out: its size and cost are unknown."""
+    code, volume, day = fill["stock_code"], int(fill["volume"]), date.fromisoformat(fill["trading_day"])
+    held = positions.get(code)
+    if fill["side"] == Side.BUY.value:
+        level = fill["level_index"] if _rule_name(fill["rule"]) == Rule.ADD_POSITION.value else None
+        positions[code] = strategy.apply_buy(held, code, float(fill["price"]), volume, float(fill["fees"]), day, level)
+    elif held is not None and held.volume >= volume:
+        rule = Rule.TAKE_PROFIT if fill["rule"] == Rule.TAKE_PROFIT.value else Rule.MANUAL  # only this one marks
+        positions[code] = strategy.apply_sell(held.copy(available=held.volume), volume, rule)
+    else:
+        positions.pop(code, None)
+    return positions
+
+
+def _first_row(connection: sqlite3.Connection, sql: str, args: tuple = ()) -> Optional[sqlite3.Row]:
+    """The first row, or None (also when the table does not exist in this account's database)."""
+    try:
+        return connection.execute(sql, args).fetchone()
+    except sqlite3.OperationalError:
+        return None
 
 
 def account_blacklist(db: Path) -> set[str]:

@@ -128,3 +128,31 @@ def test_the_blacklisted_stock_would_be_bought_without_the_blacklist(bars, tmp_p
     """The fixture's blacklisted stock really has an entry on E1: the blacklist is what keeps it out."""
     trades = run(bars, E1).result.trades
     assert [(t.day, t.stock_code, t.side, t.rule) for t in trades] == [(E1, BLACKLISTED, Side.BUY, Rule.MACD_BUY)]
+
+
+def test_a_live_account_starts_from_its_last_snapshot_and_skips_positions_older_than_its_records(tmp_path):
+    """No simulated account record: the cash is the latest close snapshot before the start plus the fills after
+    it. A sell of a stock the records never bought (found at the broker) neither crashes nor invents a position."""
+    from account_snapshots import AccountSnapshots
+    from backtest_compare import starting_state
+    from models import Asset
+
+    db = Database(tmp_path / "trading.db")
+    OrderJournal(db, None, "live")
+    SignalStore(db, None)
+    AccountSnapshots(db).record(E, Asset(cash=950_000.00, frozen_cash=1_000.00, market_value=19_200.0,
+                                         total_asset=970_200.00))
+    fill_sql = ("INSERT INTO trade_records(fill_id, order_id, client_id, stock_code, side, price, volume, amount,"
+                " commission, stamp_duty, transfer_fee, fees, strategy, mode, trade_time, trading_day)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+    for fill_id, code, side, price, volume, amount, fees, day in [
+            ("f1", CODE, "buy", 10.00, 2000, 20000.0, 6.20, E),  # inside the snapshot of E
+            ("f2", "000001.SZ", "sell", 11.00, 500, 5500.0, 8.40, E),  # held before the records began
+            ("f3", CODE, "buy", 9.60, 100, 960.0, 5.01, E1)]:  # after the snapshot: counted
+        db.execute(fill_sql, (fill_id, f"o{fill_id}", f"c{fill_id}", code, side, price, volume, amount, fees, 0.0,
+                              0.0, fees, "manual", "live", f"{day}T10:00:00", day.isoformat()))
+    db.close()
+    state, source = starting_state(tmp_path / "trading.db", E2, config.DEFAULTS)
+    assert source == f"账户 {E.isoformat()} 收盘快照的现金"
+    assert state.cash == round(951_000.00 - 965.01, 2)  # cash + frozen at E's close, then E1's buy
+    assert [(p.stock_code, p.volume, p.open_date) for p in state.positions] == [(CODE, 2100, E)]
