@@ -158,9 +158,9 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
         web_ctx.snapshots = notifications.snapshots  # the post-close job records them; the 收益 page reads them
         watchlist = _watchlist(trading.positions, rules, order_files)
         stores.data.set_watchlist(watchlist())
-        for worker in _workers(settings, stores, trading, rules, order_files, watchlist, notifications.workers):
-            watchdog.add(worker)
         web = WebServer(web_ctx, settings.get("WEB_HOST"), settings.get("WEB_PORT"))
+        for worker in _workers(settings, stores, trading, rules, order_files, watchlist, notifications.workers, web):
+            watchdog.add(worker)
         try:
             web.start()
         except OSError as exc:
@@ -298,8 +298,8 @@ def _watchlist(positions, rules: _Rules, order_files: OrderFileIntake) -> Callab
 
 
 def _workers(settings: ConfigStore, stores: _Stores, trading: _Trading, rules: _Rules,
-             order_files: OrderFileIntake, watchlist: Callable[[], list[str]], notification_workers) -> list:
-    """Every named thread the watchdog keeps alive."""
+             order_files: OrderFileIntake, watchlist: Callable[[], list[str]], notification_workers, web) -> list:
+    """Every named thread the watchdog keeps alive; "web" starts the web server again if its thread ended."""
     clock, broker, positions, executor = stores.clock, trading.broker, trading.positions, trading.executor
     roll_day: list[Callable[[date], object]] = [trading.storage.nightly_check, positions.roll_day, executor.roll_day]
     if hasattr(broker, "roll_day"):
@@ -315,6 +315,7 @@ def _workers(settings: ConfigStore, stores: _Stores, trading: _Trading, rules: _
         Housekeeper(clock, settings, roll_day, lambda day: _day_report(executor, day)),
         IntervalWorker("storage", trading.storage.check, settings, "STORAGE_CHECK_INTERVAL"),
         OrderFileWorker(order_files, settings),
+        IntervalWorker("web", web.keep_serving, settings, "THREAD_CHECK_INTERVAL"),
         *notification_workers,
     ]
     if stores.live_broker is not None:  # the broker's volume, available and cost are authoritative in live mode

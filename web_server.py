@@ -204,6 +204,7 @@ class WebServer:
         self._stop = self.app.extensions["qmt"].stop
         self._server = None
         self._thread: Optional[threading.Thread] = None
+        self._stopped = False  # stop() was called: nothing starts it again
 
     def start(self) -> None:
         """Bind (raises OSError when the port is taken) and serve in the background."""
@@ -231,6 +232,19 @@ class WebServer:
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def keep_serving(self) -> None:
+        """Start the server again on the same address when its thread ended without stop() (the watchdog's
+        "web" worker calls this, so its back-off, hourly cap and alarm apply); the page and the emergency stop
+        must stay reachable. Raises OSError when the address cannot be bound again."""
+        if self._stopped or self._server is None or self.is_alive():
+            return
+        log.error("网页服务线程已停止，正在重新启动：%s", self.url)
+        dead, self._server = self._server, None
+        for channel in list(dead._map.values()):  # its loop has ended: nothing else touches these sockets
+            channel.close()
+        dead.task_dispatcher.shutdown(timeout=1.0)  # its request threads
+        self.start()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop listening, end the streams, let running requests finish, then close every connection.
         Waitress's loop is not thread-safe: socket changes run in its own thread through its trigger."""
@@ -239,6 +253,7 @@ class WebServer:
         from waitress import wasyncore
 
         server, self._server = self._server, None
+        self._stopped = True
         self._stop.set()
         server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))  # the listening socket only
         server.task_dispatcher.shutdown(timeout=timeout)

@@ -59,6 +59,41 @@ def test_one_client_cannot_take_every_stream_slot(tmp_path):
         system.close()
 
 
+def end_serving_loop(server) -> None:
+    """Fault: waitress's loop ends without WebServer.stop() (its socket map emptied in its own thread)."""
+    raw = server._server
+
+    def close_everything() -> None:
+        for channel in list(raw._map.values()):
+            if channel is not raw.trigger:
+                channel.handle_close()
+        raw.trigger.close()
+    raw.trigger.pull_trigger(close_everything)
+
+
+def test_a_web_server_whose_loop_ended_serves_again_on_the_same_port_until_stopped(tmp_path):
+    system = build_system(tmp_path)
+    server = start_server(system)
+    port = server.port
+    try:
+        assert Client(port, timeout=5).get("/api/health").status == 200
+        end_serving_loop(server)
+        deadline = time.monotonic() + 5
+        while server.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not server.is_alive()
+        server.keep_serving()  # what the watchdog's "web" worker calls every THREAD_CHECK_INTERVAL
+        assert server.is_alive() and server.port == port
+        assert Client(port, timeout=5).get("/api/health").status == 200
+        server.keep_serving()  # alive: nothing to do
+        server.stop(2)
+        server.keep_serving()  # a deliberate stop is not undone
+        assert not server.is_alive()
+    finally:
+        server.stop(2)
+        system.close()
+
+
 def test_stream_slots_count_per_client_and_in_total():
     slots = StreamSlots(3, lambda: 2)
     assert slots.acquire("a") == "" and slots.acquire("a") == ""
