@@ -59,7 +59,7 @@ def draw(path: Path, chart: EquityChart) -> Path:
     font = cjk_font()
     labels = _labels(font is not None)
     days = [date.fromisoformat(day) for day in chart.days]
-    with matplotlib.rc_context(_font_settings(font)):
+    with matplotlib.rc_context(font_settings(font)):
         figure = Figure(figsize=(11, 6), dpi=100)
         FigureCanvasAgg(figure)
         top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -80,9 +80,11 @@ def draw(path: Path, chart: EquityChart) -> Path:
     return Path(path)
 
 
+@functools.lru_cache(maxsize=1)
 def cjk_font() -> Optional[str]:
-    """The first installed font that has Chinese glyphs, or None. matplotlib lists the fonts it found when it
-    first ran; a Chinese font installed since is looked for among the system's font files (~15 ms)."""
+    """The first installed font that has Chinese glyphs, or None (looked up once per process). matplotlib lists
+    the fonts it found when it first ran; a Chinese font installed since is looked for among the system's font
+    files (~15 ms)."""
     from matplotlib import font_manager
 
     found = _first_cjk(font_manager.fontManager.ttflist)
@@ -94,7 +96,8 @@ def cjk_font() -> Optional[str]:
     return found
 
 
-def _font_settings(font: Optional[str]) -> dict:
+def font_settings(font: Optional[str]) -> dict:
+    """matplotlib settings that draw text in `font` (a cjk_font() answer), DejaVu Sans for what it lacks."""
     return {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
             "axes.unicode_minus": False}
 
@@ -110,7 +113,7 @@ def _warm_up() -> None:
     from matplotlib import ticker  # noqa: F401
 
     font = cjk_font()
-    with matplotlib.rc_context(_font_settings(font)):
+    with matplotlib.rc_context(font_settings(font)):
         figure = Figure(figsize=(2, 1), dpi=50)
         FigureCanvasAgg(figure)
         figure.subplots().set_title("".join(_labels(font is not None).values()))
@@ -161,14 +164,14 @@ class ChartHelper:
         path = Path(path).resolve()
         process, self._process = self._process, None
         if process is None:
-            return functools.partial(draw, path, chart)
+            return drawn_here(path, chart)
         try:
             process.stdin.write(json.dumps({"path": str(path), "chart": asdict(chart)}) + "\n")  # ASCII JSON
             process.stdin.flush()
         except (OSError, ValueError) as exc:
             log.warning("画图子进程无法接收数据（%s），改在本进程中画", exc)
             _stop(process)
-            return functools.partial(draw, path, chart)
+            return drawn_here(path, chart)
         return functools.partial(self._finish, process, path, chart)
 
     def _finish(self, process: subprocess.Popen, path: Path, chart: EquityChart) -> Path:

@@ -13,6 +13,7 @@ The account is read only (SQLite opened read-only); nothing in it changes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sqlite3
@@ -21,7 +22,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TextIO
 
 import config
 import strategy
@@ -105,10 +106,23 @@ class Comparison:
 
 # ---- reading the account (read only) ---------------------------------------------------------------------
 
-def _connect(path: Path) -> sqlite3.Connection:
+@contextlib.contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection, closed on leaving (sqlite3's own `with` only ends a transaction)."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     connection.row_factory = sqlite3.Row
-    return connection
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _rows(connection: sqlite3.Connection, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    """The rows, or none when the table does not exist in this account's database (an older or a live one)."""
+    try:
+        return connection.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
 
 
 def account_db(data_dir: Path) -> Path:
@@ -126,10 +140,7 @@ def effective_settings(data_dir: Path) -> dict[str, Any]:
     if not path.exists():
         return values
     with _connect(path) as connection:
-        try:
-            rows = connection.execute("SELECT key, value FROM system_config").fetchall()
-        except sqlite3.OperationalError:
-            rows = []
+        rows = _rows(connection, "SELECT key, value FROM system_config")
     for row in rows:
         param = config.PARAMS_BY_KEY.get(row["key"])
         try:
@@ -145,10 +156,7 @@ def account_stock_params(db: Path) -> dict[str, dict[str, Any]]:
     """The account's per-stock overrides (table `stock_params`, issue 17), as the backtest's `stock_params`;
     an unreadable value is left out, as the daemon would."""
     with _connect(db) as connection:
-        try:
-            rows = connection.execute("SELECT stock_code, key, value FROM stock_params").fetchall()
-        except sqlite3.OperationalError:
-            return {}
+        rows = _rows(connection, "SELECT stock_code, key, value FROM stock_params")
     result: dict[str, dict[str, Any]] = {}
     for row in rows:
         param = config.PARAMS_BY_KEY.get(row["key"])
@@ -183,9 +191,9 @@ def starting_state(db: Path, start: date, settings: Mapping[str, Any]) -> tuple[
     Cash: the simulated account's initial cash and those fills; else (a live account) the latest daily
     snapshot before `start` and the fills after it; else SIMULATION_BALANCE and the fills."""
     with _connect(db) as connection:
-        initial = _first_row(connection, "SELECT initial_balance FROM sim_account WHERE id=1")
-        snapshot = _first_row(connection, "SELECT day, cash + frozen_cash AS cash FROM account_snapshots WHERE day<?"
-                                          " ORDER BY day DESC LIMIT 1", (start.isoformat(),))
+        initial = next(iter(_rows(connection, "SELECT initial_balance FROM sim_account WHERE id=1")), None)
+        snapshot = next(iter(_rows(connection, "SELECT day, cash + frozen_cash AS cash FROM account_snapshots"
+                                               " WHERE day<? ORDER BY day DESC LIMIT 1", (start.isoformat(),))), None)
         fills = connection.execute(
             "SELECT t.trading_day, t.stock_code, t.side, t.price, t.volume, t.amount, t.fees,"
             " COALESCE(o.origin_rule, t.strategy) AS rule, s.level_index FROM trade_records t"
@@ -199,7 +207,7 @@ def starting_state(db: Path, start: date, settings: Mapping[str, Any]) -> tuple[
         cash, counted_after, source = float(settings["SIMULATION_BALANCE"]), "", "参数 SIMULATION_BALANCE，账户没有初始资金记录"
     positions: dict[str, Position] = {}
     for fill in fills:
-        positions = _booked(positions, fill)
+        _book(positions, fill)
         if fill["trading_day"] > counted_after:  # a snapshot's cash already holds its day's fills
             signed = -(float(fill["amount"]) + float(fill["fees"])) if fill["side"] == Side.BUY.value \
                 else float(fill["amount"]) - float(fill["fees"])
@@ -208,8 +216,8 @@ def starting_state(db: Path, start: date, settings: Mapping[str, Any]) -> tuple[
     return StartingState(round(cash, 2), held), source
 
 
-def _booked(positions: dict[str, Position], fill: sqlite3.Row) -> dict[str, Position]:
-    """The positions after one fill. A sell of more than the recorded buys (a position the account held before
+def _book(positions: dict[str, Position], fill: sqlite3.Row) -> None:
+    """Books one fill into `positions`. A sell of more than the recorded buys (a position the account held before
     its records, e.g. found at the broker) leaves that stock out: its size and cost are unknown."""
     code, volume, day = fill["stock_code"], int(fill["volume"]), date.fromisoformat(fill["trading_day"])
     held = positions.get(code)
@@ -221,24 +229,12 @@ def _booked(positions: dict[str, Position], fill: sqlite3.Row) -> dict[str, Posi
         positions[code] = strategy.apply_sell(held.copy(available=held.volume), volume, rule)
     else:
         positions.pop(code, None)
-    return positions
-
-
-def _first_row(connection: sqlite3.Connection, sql: str, args: tuple = ()) -> Optional[sqlite3.Row]:
-    """The first row, or None (also when the table does not exist in this account's database)."""
-    try:
-        return connection.execute(sql, args).fetchone()
-    except sqlite3.OperationalError:
-        return None
 
 
 def account_blacklist(db: Path) -> set[str]:
     """The stocks the account never buys by a rule (table `stock_blacklist`, issue 17)."""
     with _connect(db) as connection:
-        try:
-            return {row["stock_code"] for row in connection.execute("SELECT stock_code FROM stock_blacklist")}
-        except sqlite3.OperationalError:
-            return set()
+        return {row["stock_code"] for row in _rows(connection, "SELECT stock_code FROM stock_blacklist")}
 
 
 def account_period(db: Path) -> Optional[tuple[date, date]]:

@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from backtest_chart import cjk_font
+from backtest_chart import cjk_font, font_settings
 
 INFEASIBLE_BELOW = -1.0e5  # values under this are infeasible trials; left off the charts
 
@@ -23,8 +23,7 @@ def _figure(rows: int = 1, cols: int = 1, size=(10, 5)):
     from matplotlib.figure import Figure
 
     font = cjk_font()
-    matplotlib.rcParams.update({"font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
-                                "axes.unicode_minus": False})
+    matplotlib.rcParams.update(font_settings(font))
     figure = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, cols, squeeze=False)
