@@ -59,28 +59,32 @@ def distance(price: float, trigger: Optional[float]) -> Optional[float]:
 
 
 def equity_png(points: list[tuple[date, float]]) -> bytes:
+    """The equity curve as PNG bytes: matplotlib's Agg canvas, no pyplot (its global figure state is no place for a
+    daemon's job thread), Chinese title when a Chinese font is installed (backtest_chart's font lookup)."""
     import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server; must precede pyplot
     from matplotlib import dates as mdates
-    from matplotlib import pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 2.6), dpi=100)
-    try:
+    from backtest_chart import cjk_font, font_settings
+
+    font = cjk_font()
+    with matplotlib.rc_context(font_settings(font)):
+        fig = Figure(figsize=(7, 2.6), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#1f6feb")
             if len(points) == 1:  # one day: a readable axis around it rather than matplotlib's default decade
                 ax.set_xlim(points[0][0] - timedelta(days=3), points[0][0] + timedelta(days=3))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
-        ax.set_title("Equity (CNY)")
+        ax.set_title("总资产（元）" if font else "Equity (CNY)")  # without a Chinese font it would be empty boxes
         ax.grid(alpha=0.3)
         fig.autofmt_xdate()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", bbox_inches="tight")
         return buffer.getvalue()
-    finally:
-        plt.close(fig)
 
 
 def render_html(data: ReportData, png: bytes) -> str:
