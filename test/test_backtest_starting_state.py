@@ -32,17 +32,14 @@ def run(folder, start, starting=None, no_entry=(), **overrides):
 
 def test_a_held_position_follows_the_rules_from_the_first_day(tmp_path):
     write_bars(tmp_path / "bars", CODE, PREFIX + [FALLING_E, GAP_BELOW_STOP])
-    result = run(tmp_path / "bars", E1, StartingState(CASH_AFTER_BUY, (BOUGHT_ON_E,))).result
-    assert trades_of_result(result) == [STOP_SELL]
+    backtest = run(tmp_path / "bars", E1, StartingState(CASH_AFTER_BUY, (BOUGHT_ON_E,)))
+    assert trades_of(backtest) == [STOP_SELL]
+    result = backtest.result
     assert result.initial_capital == 999_193.80  # 979,993.80 cash + 2000 × E's close 9.60
     assert result.equity[-1].total == 997_379.71 == round(CASH_AFTER_BUY + 17_400.00 - 14.09, 2)
     episode = result.closed_episodes[0]
     assert (episode.open_date, episode.invested, episode.proceeds) == (E, 20_006.20, 17_385.91)
     assert result.unseeded == []
-
-
-def trades_of_result(result):
-    return [(t.day, t.side, t.price, t.volume, t.amount, t.fees, t.rule) for t in result.trades]
 
 
 def test_the_highest_price_counts_the_bars_after_the_open_day_only(tmp_path):
