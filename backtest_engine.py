@@ -14,6 +14,7 @@ import strategy
 from backtest_data import StockBars
 from backtest_market import PRICE_SCALE, MarketData
 from models import Position, Rule, Side
+from perf_stats import EpisodeResult
 from strategy import Action, RuleParams
 
 # DESIGN §6/§7 fix the MACD at (12, 26, 9) on daily closes; config.py has no keys for them.
@@ -46,27 +47,12 @@ class EquityPoint:
         return round(self.cash + self.market_value, 2)
 
 
-@dataclass(frozen=True)
-class Episode:
-    """One position episode from the buy into a flat position until flat again."""
-
-    stock_code: str
-    open_date: date
-    close_date: Optional[date]
-    invested: float  # buy amounts + buy fees
-    proceeds: float  # sell amounts − sell fees
-
-    @property
-    def profit(self) -> float:
-        return round(self.proceeds - self.invested, 2)
-
-
 @dataclass
 class EngineResult:
     initial_capital: float  # the starting cash plus the starting positions at their previous close
     trades: list[Trade]
     equity: list[EquityPoint]
-    closed_episodes: list[Episode]
+    closed_episodes: list[EpisodeResult]
     open_positions: list[Position]
     fees_paid: float
     unseeded: list[str] = field(default_factory=list)  # starting positions without a bar before the start
@@ -179,7 +165,7 @@ class BacktestEngine:
         self.initial_capital = round(self._cash + self._market_value(), 2)
         self._exited_today: set[int] = set()  # stocks sold out today: no MACD re-entry the same day
         self._trades: list[Trade] = []
-        self._episodes: list[Episode] = []
+        self._episodes: list[EpisodeResult] = []
         self._fees_paid = 0.0
         self._day_index = 0
 
@@ -417,8 +403,9 @@ class BacktestEngine:
 
     def _close_episode(self, holding: _Holding) -> None:
         position = holding.position
-        self._episodes.append(Episode(position.stock_code, position.open_date, self._calendar_days[self._day_index],
-                                      round(holding.invested, 2), round(holding.proceeds, 2)))
+        self._episodes.append(EpisodeResult(position.stock_code, position.open_date,
+                                            self._calendar_days[self._day_index], round(holding.invested, 2),
+                                            round(holding.proceeds, 2)))
         del self._holdings[holding.stock.index]
         self._exited_today.add(holding.stock.index)
 

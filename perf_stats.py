@@ -26,14 +26,15 @@ class Fill:
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """One position episode rebuilt from fills: from a buy into a flat position until flat again."""
+    """One position episode: from a buy into a flat position until flat again (the backtest's, or one rebuilt
+    from an account's fills)."""
 
     stock_code: str
     open_date: date
     close_date: Optional[date]
     invested: float  # buy amounts + buy fees
     proceeds: float  # sell amounts − sell fees
-    rules: tuple[str, ...]  # every rule that traded in the episode, in first-use order
+    rules: tuple[str, ...] = ()  # every rule that traded in the episode, in first-use order (rebuilt ones)
 
     @property
     def profit(self) -> float:

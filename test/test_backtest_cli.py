@@ -8,7 +8,8 @@ import pytest
 
 import backtest
 import config
-from backtest_engine import EngineResult, EquityPoint, Episode
+from backtest_engine import EngineResult, EquityPoint
+from perf_stats import EpisodeResult
 from backtest_report import format_table, summarize
 from config_store import ConfigError
 from test_backtest_scenarios import CODE, PREFIX, QUIET_E, SCENARIOS, write_bars
@@ -150,9 +151,9 @@ def test_progress_bar_appears_only_after_the_delay():
 def test_summary_metrics_by_hand():
     points = [EquityPoint(date(2024, 1, 2), 1_010_000.0, 0.0), EquityPoint(date(2024, 1, 3), 990_000.0, 0.0),
               EquityPoint(date(2024, 1, 4), 1_020_000.0, 0.0)]
-    episodes = [Episode(CODE, date(2024, 1, 2), date(2024, 1, 3), 20_000.0, 20_100.0),
-                Episode(CODE, date(2024, 1, 3), date(2024, 1, 4), 20_000.0, 19_900.0),
-                Episode(CODE, date(2024, 1, 3), date(2024, 1, 4), 20_000.0, 20_000.0)]  # break-even: not a win
+    episodes = [EpisodeResult(CODE, date(2024, 1, 2), date(2024, 1, 3), 20_000.0, 20_100.0),
+                EpisodeResult(CODE, date(2024, 1, 3), date(2024, 1, 4), 20_000.0, 19_900.0),
+                EpisodeResult(CODE, date(2024, 1, 3), date(2024, 1, 4), 20_000.0, 20_000.0)]  # break-even: not a win
     result = EngineResult(1_000_000.0, [], points, episodes, [], 12.34)
     summary = summarize(result, stocks=5)
     # returns from the first close (DESIGN §7): −1.980198 %, +3.030303 %: mean 0.525053 %, population sd
