@@ -16,7 +16,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Seque
 import config
 import market_rules
 from backtest_chart import ChartHelper
-from backtest_data import DataProblem
+from backtest_data import DataProblem, st_codes_in
 from backtest_engine import BacktestEngine, EngineResult, StartingState
 from backtest_market import MarketData, default_cache_dir, load_market
 from backtest_report import Summary, format_table, summarize, write_outputs
@@ -83,7 +83,7 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
             raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
         loaded_at = time.perf_counter()
         engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params,
-                                starting=starting, no_entry=no_entry)
+                                starting=starting, no_entry=no_entry, st_codes=st_codes_in(data))
         if not engine.days:
             raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
         result = engine.run()

@@ -10,6 +10,7 @@ import numpy as np
 
 import market_rules
 from models import DataUnavailable
+from replay_feeds import read_names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -243,3 +244,11 @@ def _add(loaded: LoadedData, result: tuple[Optional[StockBars], list[DataProblem
 
 def _sort(loaded: LoadedData) -> None:
     loaded.stocks.sort(key=lambda bars: bars.code)
+
+
+def st_codes_in(folder: Optional[str | Path]) -> frozenset[str]:
+    """ST/*ST codes by the names file beside the bars (names.csv), for the date-dependent ST band; empty when
+    the folder has none (the backtest then treats every stock as not ST)."""
+    if folder is None or not Path(folder).is_dir():
+        return frozenset()
+    return frozenset(code for code, name in read_names(Path(folder)).items() if market_rules.is_st_name(name))

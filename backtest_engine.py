@@ -133,10 +133,12 @@ class BacktestEngine:
                  start: Optional[date] = None,
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
                  fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                 starting: Optional[StartingState] = None, no_entry: Collection[str] = ()):
+                 starting: Optional[StartingState] = None, no_entry: Collection[str] = (),
+                 st_codes: Collection[str] = ()):
         """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`); `starting`:
         the cash and positions to start from; `no_entry`: codes never bought by a MACD entry (an account's
-        blacklist, a holding outside its pool) while their held positions follow the rules as usual."""
+        blacklist, a holding outside its pool) while their held positions follow the rules as usual;
+        `st_codes`: ST/*ST stocks, whose limits take the main-board ST band of each bar's date."""
         self._settings = settings
         self._params = RuleParams.from_settings(settings)
         self._stock_params = {code: RuleParams.from_settings({**settings, **overrides})
@@ -146,6 +148,8 @@ class BacktestEngine:
         self._position_unit = float(settings["POSITION_UNIT"])
         self._cap_ratio = float(settings["MAX_TOTAL_POSITION_RATIO"])
         self._no_entry = frozenset(no_entry)
+        self._st_codes = frozenset(st_codes)
+        self._st_rule = market_rules.StLimitRule.from_config(settings)
         market = stocks if isinstance(stocks, MarketData) else MarketData.from_stocks(stocks)
         self._market = market
         calendar = market.calendar
@@ -233,8 +237,8 @@ class BacktestEngine:
         market = self._market
         row = int(market.offsets[stock_index]) + bar
         price = int(market.open[row]) / PRICE_SCALE
-        limits = None if bar == 0 else market_rules.price_limits(market.codes[stock_index],
-                                                                  int(market.close[row - 1]) / PRICE_SCALE)
+        limits = None if bar == 0 else self._limits_on(market.codes[stock_index],
+                                                        int(market.close[row - 1]) / PRICE_SCALE, day_index)
         if limits is not None and price >= limits[1]:
             return  # a buy cannot fill at limit-up
         code = market.codes[stock_index]
@@ -443,12 +447,16 @@ class BacktestEngine:
             holding.limits_known = True
         return holding.limits
 
-    @staticmethod
-    def _limits_of(stock: _Stock, bar: int) -> Optional[tuple[float, float]]:
+    def _limits_of(self, stock: _Stock, bar: int) -> Optional[tuple[float, float]]:
         """(limit_down, limit_up) from the previous available close; None on a stock's first bar."""
         if bar <= 0:
             return None
-        return market_rules.price_limits(stock.code, stock.close[bar - 1])
+        return self._limits_on(stock.code, stock.close[bar - 1], stock.day[bar])
+
+    def _limits_on(self, code: str, prev_close: float, day_index: int) -> tuple[float, float]:
+        """The limits of `code` on calendar day `day_index` (an ST stock's band depends on the date)."""
+        return market_rules.price_limits(code, prev_close, code in self._st_codes, self._calendar_days[day_index],
+                                         self._st_rule)
 
     # ---- preparation -----------------------------------------------------------------------------------
 

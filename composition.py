@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
+import market_rules
 import storage_health
 import strategy
 from accounts_identity import account_guard
@@ -139,6 +140,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     from web_server import WebServer
 
     stop_event = stop_event or threading.Event()
+    market_rules.use_st_rule(market_rules.StLimitRule.from_config(settings))  # one ST band for every part
     with contextlib.ExitStack() as opened:
         stores = _open_stores(settings, data_dir, secret_filter, opened)
         trading = _trading_core(settings, data_dir, stores)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Mapping, Optional
 
 # ============================================================================================================
@@ -88,6 +89,11 @@ COMMISSION_RATE = 0.0003  # 佣金费率（双向）
 MIN_COMMISSION = 5.0  # 每笔最低佣金（元）
 STAMP_DUTY_RATE = 0.0005  # 印花税率（仅卖出）
 TRANSFER_FEE_RATE = 0.00001  # 过户费率（双向）
+
+# ==== 市场规则（交易所规则变化时修改；出处见 market_rules.py）
+ST_LIMIT_CHANGE_DATE = '2026-07-06'  # 主板 ST/*ST 涨跌幅调整生效日（YYYY-MM-DD）（需重启）
+ST_LIMIT_PCT_BEFORE = 0.05  # 生效日之前主板 ST/*ST 的涨跌幅（需重启）
+ST_LIMIT_PCT = 0.10  # 生效日起主板 ST/*ST 的涨跌幅（需重启）
 
 # ==== 模拟交易
 SIMULATION_BALANCE = 1_000_000.0  # 模拟账户初始资金（元）（需重启）
@@ -182,6 +188,7 @@ G_SWITCH, G_POSITION, G_EXIT, G_GRID, G_RISK, G_TIMING = "开关", "仓位与补
 G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数据", "Web服务", "日志"
 G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
 G_NOTIFY = "通知与定时任务"  # issue 16
+G_MARKET = "市场规则"  # issue 33
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,11 @@ PARAMS: tuple[Param, ...] = (
     _p("MIN_COMMISSION", MIN_COMMISSION, "float", "每笔最低佣金（元）", G_FEES, 0.0, 100),
     _p("STAMP_DUTY_RATE", STAMP_DUTY_RATE, "float", "印花税率（仅卖出）", G_FEES, 0.0, 0.01),
     _p("TRANSFER_FEE_RATE", TRANSFER_FEE_RATE, "float", "过户费率（双向）", G_FEES, 0.0, 0.001),
+    _p("ST_LIMIT_CHANGE_DATE", ST_LIMIT_CHANGE_DATE, "str", "主板 ST/*ST 涨跌幅调整生效日（YYYY-MM-DD）", G_MARKET,
+       restart=True),
+    _p("ST_LIMIT_PCT_BEFORE", ST_LIMIT_PCT_BEFORE, "float", "生效日之前主板 ST/*ST 的涨跌幅", G_MARKET, 0.01, 0.5,
+       restart=True),
+    _p("ST_LIMIT_PCT", ST_LIMIT_PCT, "float", "生效日起主板 ST/*ST 的涨跌幅", G_MARKET, 0.01, 0.5, restart=True),
     # ---- simulation
     _p("SIMULATION_BALANCE", SIMULATION_BALANCE, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
     _p("SIMULATION_IGNORE_TRADING_HOURS", SIMULATION_IGNORE_TRADING_HOURS, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）",
@@ -495,10 +507,20 @@ def _cross_errors(v: Mapping[str, Any]) -> dict[str, str]:
         errors["STOP_LOSS_RATIO"] = "止损比例必须小于 0"
     if v["GRID_STOP_LOSS_RATIO"] >= 0:
         errors["GRID_STOP_LOSS_RATIO"] = "网格止损率必须小于 0"
+    if not _is_iso_date(str(v.get("ST_LIMIT_CHANGE_DATE", ""))):
+        errors["ST_LIMIT_CHANGE_DATE"] = "ST_LIMIT_CHANGE_DATE 必须是 YYYY-MM-DD 格式的日期，如 2026-07-06"
     for key in ("JOB_PRE_OPEN_TIME", "JOB_POST_CLOSE_TIME", "JOB_NIGHTLY_TIME"):  # issue 16
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v.get(key, "00:00"))):
             errors[key] = f"{key} 必须是 HH:MM 格式的时间，如 09:00"
     return errors
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", text))
 
 
 def _warnings(v: Mapping[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import logging
 import math
 import re
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
@@ -39,9 +40,52 @@ _CODE_PATTERN = re.compile(r"^(?:(SH|SZ))?(\d{6})(?:\.(SH|SZ))?$")
 
 LIMIT_PCT = {Board.MAIN: Decimal("0.10"), Board.CHINEXT: Decimal("0.20"), Board.STAR: Decimal("0.20"),
              Board.ETF: Decimal("0.10")}
-ST_LIMIT_PCT = Decimal("0.05")  # ST/*ST on the main board; ChiNext and STAR ST keep 20 %
+
+# ST/*ST (风险警示) on the main board, by trading day: ±10 % from 2026-07-06, ±5 % through 2026-07-03.
+# SSE 《交易规则（2026年修订）》 上证发〔2026〕41号 and SZSE 《交易规则（2026年修订）》 深证上〔2026〕551号, both
+# published 2026-04-24, effective 2026-07-06 (shared/reference/instrument_rules.md §2, checked 2026-12-07).
+# ChiNext and STAR ST keep their board's ±20 %. The date and both bands are config.py parameters
+# (ST_LIMIT_CHANGE_DATE, ST_LIMIT_PCT_BEFORE, ST_LIMIT_PCT); these are their defaults.
+ST_LIMIT_CHANGE_DATE = date(2026, 7, 6)
+ST_LIMIT_PCT_BEFORE = Decimal("0.05")
+ST_LIMIT_PCT = Decimal("0.10")
 LOT = 100
 STAR_MIN_BUY = 200  # STAR: at least 200 shares, then any whole number
+
+
+@dataclass(frozen=True)
+class StLimitRule:
+    """The main-board ST band as a rule by date: `pct_before` for trading days before `change_date`,
+    `pct_from` from it on. A day of None means a current trading day (the newest band)."""
+
+    change_date: date = ST_LIMIT_CHANGE_DATE
+    pct_before: Decimal = ST_LIMIT_PCT_BEFORE
+    pct_from: Decimal = ST_LIMIT_PCT
+
+    def pct_on(self, day: Optional[date]) -> Decimal:
+        if day is not None and _as_date(day) < self.change_date:
+            return self.pct_before
+        return self.pct_from
+
+    @classmethod
+    def from_config(cls, config: Any) -> "StLimitRule":
+        """From ST_LIMIT_CHANGE_DATE / ST_LIMIT_PCT_BEFORE / ST_LIMIT_PCT of a config mapping or object."""
+        return cls(_as_date(_param(config, "ST_LIMIT_CHANGE_DATE")),
+                   Decimal(str(_param(config, "ST_LIMIT_PCT_BEFORE"))), Decimal(str(_param(config, "ST_LIMIT_PCT"))))
+
+
+_st_rule = StLimitRule()
+
+
+def use_st_rule(rule: StLimitRule) -> None:
+    """Install the configured ST rule for this process (composition does, from the effective settings), so the
+    live checks, the sim account, replay and the chart all apply the same band."""
+    global _st_rule
+    _st_rule = rule
+
+
+def st_rule() -> StLimitRule:
+    return _st_rule
 
 
 def normalize_code(text: str) -> str:
@@ -71,17 +115,27 @@ def tick_size(code: str) -> Decimal:
     return Decimal("0.001") if board(code) is Board.ETF else Decimal("0.01")
 
 
-def price_limits(code: str, prev_close: float, is_st: bool = False) -> tuple[float, float]:
-    """(limit_down, limit_up): prev close × (1 ∓ pct), rounded half-up to the tick."""
+def price_limits(code: str, prev_close: float, is_st: bool = False, day: Optional[date] = None,
+                 rule: Optional[StLimitRule] = None) -> tuple[float, float]:
+    """(limit_down, limit_up) on trading day `day`: prev close × (1 ∓ pct), rounded half-up to the tick. A
+    main-board ST stock takes the ST band of that day (`rule`, else the installed one)."""
     if not prev_close or prev_close <= 0 or math.isnan(prev_close):
         raise ValueError(f"{code} 昨收价无效：{prev_close}")
     the_board = board(code)
-    pct = ST_LIMIT_PCT if is_st and the_board is Board.MAIN else LIMIT_PCT[the_board]
+    if is_st and the_board is Board.MAIN:
+        pct = (rule or _st_rule).pct_on(day)
+    else:
+        pct = LIMIT_PCT[the_board]
     tick = tick_size(code)
     base = Decimal(str(prev_close))
     up = (base * (1 + pct)).quantize(tick, rounding=ROUND_HALF_UP)
     down = max((base * (1 - pct)).quantize(tick, rounding=ROUND_HALF_UP), tick)
     return float(down), float(up)
+
+
+def is_st_name(name: Optional[str]) -> bool:
+    """ST / *ST (risk warning) from the security's name, as the exchanges print it."""
+    return "ST" in (name or "").upper()
 
 
 def round_price(code: str, price: float) -> float:

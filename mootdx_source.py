@@ -210,7 +210,7 @@ def security_names(client) -> dict[str, str]:
         try:
             frame = client.stocks(market=market)
         except Exception as exc:  # optional information: quotes work without it
-            log.warning("mootdx 证券名称列表获取失败（ST 股票的 ±5%% 涨跌停将无法识别）：%s", exc)
+            log.warning("mootdx 证券名称列表获取失败（ST 股票的涨跌停幅度将无法识别）：%s", exc)
             return names
         if frame is None or getattr(frame, "empty", True):
             continue
@@ -222,7 +222,7 @@ def security_names(client) -> dict[str, str]:
 def row_to_quote(code: str, row: dict, received: datetime, source: str, name: str = "") -> Quote:
     """A Quote from one row of mootdx `quotes()` (tdxpy get_security_quotes fields). TDX's own time field is
     an undocumented encoding, so the quote is stamped with the time it was received. `name` carries the ST
-    flag ("ST"/"*ST"): those stocks move at most ±5 %."""
+    flag ("ST"/"*ST"): those take the main-board ST band of the day (market_rules.StLimitRule)."""
     price, prev_close = _number(row.get("price")), _number(row.get("last_close"))
     if not price or price <= 0:
         raise DataUnavailable("BAD_TICK", f"mootdx 行情 {code} 的现价无效（{row.get('price')}），未采用")
@@ -230,7 +230,7 @@ def row_to_quote(code: str, row: dict, received: datetime, source: str, name: st
         raise DataUnavailable("BAD_TICK", f"mootdx 行情 {code} 的昨收价无效（{row.get('last_close')}），未采用")
     tick = lambda key: _on_tick(code, row.get(key))  # noqa: E731  (tdxpy multiplies by 0.01: 13.750000000000002)
     prev_close = tick("last_close")
-    limit_down, limit_up = market_rules.price_limits(code, prev_close, is_st="ST" in name.upper())
+    limit_down, limit_up = market_rules.price_limits(code, prev_close, market_rules.is_st_name(name), received.date())
     volume = _number(row.get("vol"))
     return Quote(code=code, price=tick("price"), prev_close=prev_close, time=received, source=source,
                  limit_up=limit_up, limit_down=limit_down, open=tick("open"), high=tick("high"), low=tick("low"),

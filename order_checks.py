@@ -21,7 +21,8 @@ def limits(quote: Quote) -> tuple[float, float]:
     """(limit_down, limit_up) from the quote, or computed from its previous close."""
     if quote.limit_down and quote.limit_up:
         return quote.limit_down, quote.limit_up
-    return market_rules.price_limits(quote.code, quote.prev_close, is_st="ST" in quote.name.upper())
+    return market_rules.price_limits(quote.code, quote.prev_close, market_rules.is_st_name(quote.name),
+                                     quote.time.date() if quote.time else None)
 
 
 def marketable_price(code: str, side: Side, quote: Quote, slippage: float) -> float:

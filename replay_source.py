@@ -331,7 +331,8 @@ class ReplaySource:
             prev_close, limit_down, limit_up = bar.open, None, None
         else:
             prev_close = bars[index - 1].close
-            limit_down, limit_up = market_rules.price_limits(code, prev_close, is_st="ST" in self.stock_name(code))
+            limit_down, limit_up = market_rules.price_limits(code, prev_close,
+                                                             market_rules.is_st_name(self.stock_name(code)), day)
         prices = sample_path(code, path_points(bar), self._ticks)
         return _DayPlan(bar, prev_close, limit_down, limit_up, prices, list(accumulate(prices, max)),
                         list(accumulate(prices, min)))

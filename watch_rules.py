@@ -255,12 +255,13 @@ def limits(quote: Quote) -> tuple[float, float]:
     """(limit-up, limit-down): the quote's own when the source gives them, else from the previous close."""
     if quote.limit_up and quote.limit_down:
         return quote.limit_up, quote.limit_down
-    return _limits(quote.code, quote.prev_close, "ST" in (quote.name or "").upper())
+    return _limits(quote.code, quote.prev_close, market_rules.is_st_name(quote.name),
+                   quote.time.date() if quote.time else None)
 
 
 @lru_cache(maxsize=8192)
-def _limits(code: str, prev_close: float, is_st: bool) -> tuple[float, float]:
-    down, up = market_rules.price_limits(code, prev_close, is_st)
+def _limits(code: str, prev_close: float, is_st: bool, day: Optional[date]) -> tuple[float, float]:
+    down, up = market_rules.price_limits(code, prev_close, is_st, day)
     return up, down
 
 

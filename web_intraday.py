@@ -50,7 +50,7 @@ class IntradayBuffer:
             elif current.limit_up is None or current.prev_close != quote.prev_close:
                 # a source without limits in its quotes: the exchange rule, once per previous close
                 current.limit_down, current.limit_up = market_rules.price_limits(
-                    quote.code, quote.prev_close, "ST" in (quote.name or "").upper())
+                    quote.code, quote.prev_close, market_rules.is_st_name(quote.name), minute.date())
             current.prev_close = quote.prev_close
             current.name = quote.name or current.name
             points = current.points

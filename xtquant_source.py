@@ -276,7 +276,8 @@ def tick_to_quote(code: str, tick: dict, detail: Optional[dict], source: str) ->
     limit_up = _number((detail or {}).get("UpStopPrice"))
     limit_down = _number((detail or {}).get("DownStopPrice"))
     if not limit_up or not limit_down or limit_up <= 0 or limit_down <= 0:
-        limit_down, limit_up = market_rules.price_limits(code, prev_close, is_st="ST" in name)
+        limit_down, limit_up = market_rules.price_limits(code, prev_close, market_rules.is_st_name(name),
+                                                         ms_to_market_time(stamp).date())
     volume = _number(tick.get("pvolume"))
     if volume is None:
         lots = _number(tick.get("volume"))

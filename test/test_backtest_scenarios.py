@@ -290,3 +290,21 @@ def test_tick_by_tick_rule_calls_take_the_same_decisions(tmp_path, name):
     days = write_bars(folder, CODE, PREFIX + bars)
     run = run_backtest(folder, settings, plot=False)
     assert engine_decisions(run, days) == step_through_ticks(CODE, PREFIX + bars, len(PREFIX), settings)
+
+
+@pytest.mark.parametrize("first_day, st, bought", [
+    ("2024-01-02", False, True),  # limit-up 9.80 × 1.10 = 10.78: the entry fills at the 10.30 open
+    ("2024-01-02", True, False),  # ST before 2026-07-06: limit-up 9.80 × 1.05 = 10.29, the open is sealed
+    ("2026-03-27", True, True),  # ST, entry on 2026-07-06: limit-up 9.80 × 1.10 = 10.78 again
+])
+def test_st_band_follows_the_bar_date(tmp_path, first_day, st, bought):
+    """Issue 33: the backtest applies the ST band of each bar's date (names.csv marks ST stocks)."""
+    folder = tmp_path / "bars"
+    days = write_bars(folder, CODE, PREFIX + [(10.30, 10.40, 10.20, 10.30), QUIET_E],
+                      business_days(len(PREFIX) + 2, first_day))
+    if st:
+        (folder / "names.csv").write_text("code,name\n600036,*ST测试\n", encoding="utf-8")
+    run = run_backtest(folder, dict(config.DEFAULTS), plot=False)
+    entries = [(t.day, t.price, t.volume) for t in run.result.trades if t.rule is Rule.MACD_BUY]
+    assert entries == ([(days[len(PREFIX)], 10.30, 1900)] if bought else [])
+    assert days[len(PREFIX)] == (date(2026, 7, 6) if first_day.startswith("2026") else date(2024, 4, 10))

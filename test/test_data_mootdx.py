@@ -175,3 +175,13 @@ def test_st_flag_from_the_quote_name_sets_the_order_price_floor():
 
     quote = Quote("600001.SH", 9.6, 10.0, datetime(2025, 8, 6, 10, 0), "test", name="ST邯钢")
     assert limits(quote) == (9.5, 10.5)
+
+
+@pytest.mark.parametrize("received, limits", [(datetime(2026, 7, 3, 10, 0), (9.5, 10.5)),
+                                              (datetime(2026, 12, 8, 10, 0), (9.0, 11.0))])
+def test_st_quote_limits_follow_the_day_it_was_received(received, limits):
+    """Issue 33: the mootdx path takes ST from the name; from 2026-07-06 the main-board ST band is ±10 %."""
+    row = {"market": 0, "code": "000004", "price": 9.4, "last_close": 10.0, "open": 10.0, "high": 10.0,
+           "low": 9.4, "vol": 1000, "bid1": 9.39, "ask1": 9.4}
+    quote = row_to_quote("000004.SZ", row, received, "mootdx", name="*ST国华")
+    assert (quote.limit_down, quote.limit_up) == limits

@@ -248,3 +248,23 @@ def test_replay_folder_names_file_gives_stock_names(tmp_path):
     folder = CsvBarFolder(tmp_path)
     assert (folder.stock_name("600036.SH"), folder.stock_name("000001.SZ"), folder.stock_name("600519.SH")) == (
         "招商银行", "平安银行", "")
+
+
+def test_replay_applies_the_st_band_of_each_replayed_day(tmp_path):
+    """Issue 33: an ST stock replayed across 2026-07-06: ±5 % on 07-03, ±10 % from 07-06 (names.csv marks ST)."""
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    rows = ["2026-07-01,10,10,10,10,1000", "2026-07-02,10,10,10,10,1000", "2026-07-03,9.6,10,9.5,9.8,1000",
+            "2026-07-06,9.4,9.8,9.3,9.5,1000"]
+    (folder / "600146.SH.csv").write_text("date,open,high,low,close,volume\n" + "\n".join(rows) + "\n",
+                                          encoding="utf-8")
+    (folder / "names.csv").write_text("code,name\n600146,*ST商赢\n", encoding="utf-8")
+    settings = make_settings(tmp_path, REPLAY_DATA_DIR=str(folder), REPLAY_TICKS_PER_DAY=8,
+                             REPLAY_START_DATE="2026-07-03")
+    manager, clock = build_data_manager(settings, tmp_path / "data")
+    manager.set_watchlist(["600146.SH"])
+    seen = {}
+    manager.hub.subscribe(lambda q: seen.setdefault(q.time.date(), (q.limit_down, q.limit_up)))
+    run_until(manager, clock, datetime(2026, 7, 6, 14, 0))
+    assert seen[date(2026, 7, 3)] == (9.5, 10.5)  # prev close 10.00, ±5 %
+    assert seen[date(2026, 7, 6)] == (8.82, 10.78)  # prev close 9.80, ±10 %

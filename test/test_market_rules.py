@@ -1,5 +1,5 @@
 """A-share market facts with exact numbers (DESIGN §5)."""
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 import pytest
 
@@ -37,8 +37,7 @@ def test_board(code, expected):
 
 @pytest.mark.parametrize("code, prev_close, is_st, expected", [
     ("600036.SH", 10.05, False, (9.05, 11.06)),  # 9.045 → 9.05 and 11.055 → 11.06: half-up
-    ("600036.SH", 10.05, True, (9.55, 10.55)),  # ST main board 5 %: 9.5475 → 9.55, 10.5525 → 10.55
-    ("000001.SZ", 3.33, True, (3.16, 3.50)),  # 3.1635 → 3.16, 3.4965 → 3.50
+    ("600036.SH", 10.05, True, (9.05, 11.06)),  # ST main board today ±10 %: 9.045 → 9.05, 11.055 → 11.06
     ("300750.SZ", 10.05, False, (8.04, 12.06)),  # ChiNext 20 %
     ("300750.SZ", 10.05, True, (8.04, 12.06)),  # ChiNext ST keeps 20 %
     ("688981.SH", 55.55, False, (44.44, 66.66)),  # STAR 20 %
@@ -47,6 +46,38 @@ def test_board(code, expected):
 ])
 def test_price_limits(code, prev_close, is_st, expected):
     assert mr.price_limits(code, prev_close, is_st) == expected
+
+
+@pytest.mark.parametrize("code, prev_close, day, expected", [
+    # the last trading day of the ±5 % band (SSE/SZSE 2026 trading-rule revisions, effective 2026-07-06)
+    ("600036.SH", 10.05, date(2026, 7, 3), (9.55, 10.55)),  # 9.5475 → 9.55, 10.5525 → 10.55
+    ("000001.SZ", 3.33, date(2026, 7, 3), (3.16, 3.50)),  # 3.1635 → 3.16, 3.4965 → 3.50
+    ("000004.SZ", 10.00, date(2020, 5, 25), (9.50, 10.50)),
+    # from the change date on: ±10 %
+    ("600036.SH", 10.05, date(2026, 7, 6), (9.05, 11.06)),  # 9.045 → 9.05, 11.055 → 11.06
+    ("000001.SZ", 3.33, date(2026, 7, 6), (3.00, 3.66)),  # 2.997 → 3.00, 3.663 → 3.66
+    ("000004.SZ", 10.00, date(2026, 12, 8), (9.00, 11.00)),
+    # ChiNext and STAR ST keep ±20 % on both sides of the date
+    ("300750.SZ", 10.05, date(2026, 7, 3), (8.04, 12.06)),
+    ("688981.SH", 55.55, date(2026, 7, 6), (44.44, 66.66)),
+])
+def test_st_limits_follow_the_trading_day(code, prev_close, day, expected):
+    assert mr.price_limits(code, prev_close, True, day) == expected
+    assert mr.price_limits(code, prev_close, True, datetime.combine(day, time(10, 0))) == expected
+
+
+def test_st_rule_comes_from_the_parameters():
+    rule = mr.StLimitRule.from_config({"ST_LIMIT_CHANGE_DATE": "2027-01-04", "ST_LIMIT_PCT_BEFORE": 0.05,
+                                       "ST_LIMIT_PCT": 0.10})
+    assert mr.price_limits("600036.SH", 10.00, True, date(2026, 12, 31), rule) == (9.50, 10.50)
+    assert mr.price_limits("600036.SH", 10.00, True, date(2027, 1, 4), rule) == (9.00, 11.00)
+    assert mr.StLimitRule.from_config(config.DEFAULTS) == mr.StLimitRule()  # config.py and the cited facts agree
+    installed = mr.st_rule()
+    try:
+        mr.use_st_rule(rule)
+        assert mr.price_limits("600036.SH", 10.00, True, date(2026, 12, 31)) == (9.50, 10.50)
+    finally:
+        mr.use_st_rule(installed)
 
 
 def test_price_limits_refuse_invalid_prev_close():

@@ -390,3 +390,21 @@ def test_failed_cancel_returns_the_order_to_working():
     assert _may_move(OrderStatus.CANCEL_PENDING, OrderStatus.PARTIALLY_FILLED) is True
     assert _may_move(OrderStatus.CANCEL_PENDING, OrderStatus.SUBMITTED) is False
     assert _may_move(OrderStatus.CANCELLED, OrderStatus.OPEN) is False
+
+
+@pytest.mark.parametrize("day, sent", [("2026-12-08 10:00:00", True), ("2026-07-03 10:00:00", False)])
+def test_st_stop_loss_six_percent_down_is_sent_since_the_band_widened(tmp_path, day, sent):
+    """Issue 33: since 2026-07-06 a main-board *ST stock falls up to 10 %; −6 % is not 「已跌停」 any more."""
+    env = Env(tmp_path)
+    env.clock.set(datetime.fromisoformat(day) - (DAY2 - datetime.fromisoformat(DAY1)))
+    env.quotes.set("600146.SH", 10.00, 10.00, name="*ST商赢")
+    env.ex.buy_stock("600146.SH", volume=2000)
+    env.clock.set(datetime.fromisoformat(day))
+    env.quotes.set("600146.SH", 9.40, 10.00, name="*ST商赢")
+    if sent:  # limit-down 9.00: the stop-loss goes out at 9.40 × 0.998 = 9.3812 → 9.38
+        order = env.ex.sell_stock("600146.SH", 2000, rule=Rule.STOP_LOSS)
+        assert (order.price, order.volume, order.status) == (9.38, 2000, OrderStatus.FILLED)
+    else:  # before the change the band was ±5 %: 9.40 is below limit-down 9.50
+        with pytest.raises(OrderRejected) as info:
+            env.ex.sell_stock("600146.SH", 2000, rule=Rule.STOP_LOSS)
+        assert info.value.code == "LIMIT_DOWN"

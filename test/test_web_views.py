@@ -3,6 +3,8 @@ import json
 import math
 from datetime import date, datetime
 
+import pytest
+
 from models import Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus
 from web_views import (jsonable, order_view, position_view, signal_view, today_pnl, trade_records_csv,
                        with_moving_averages, with_today)
@@ -122,3 +124,15 @@ def test_csv_export_has_bom_chinese_headers_and_labels():
     row = text.splitlines()[1].split(",")
     assert row[:7] == ["2024-03-01T10:00:00", "600036.SH", "", "买入", "10.5", "100", "1050.0"]
     assert "手动" in row and "模拟" in row
+
+
+@pytest.mark.parametrize("moment, limits", [(datetime(2026, 7, 3, 10, 0), (9.5, 10.5)),
+                                            (datetime(2026, 7, 6, 10, 0), (9.0, 11.0))])
+def test_intraday_chart_draws_the_st_band_of_the_day(moment, limits):
+    """Issue 33: a source without limits in its quotes: the chart's lines follow the ST band by date."""
+    from web_intraday import IntradayBuffer
+
+    buffer = IntradayBuffer()
+    buffer.on_quote(Quote("600146.SH", 9.4, 10.0, moment, "test", name="*ST商赢"))
+    series = buffer.series("600146.SH")
+    assert (series["limit_down"], series["limit_up"]) == limits
