@@ -120,6 +120,8 @@ class _Holding:
     fills: int = 0
     limits: Optional[tuple[float, float]] = None
     limits_known: bool = False
+    add_prices: list[float] = field(default_factory=list)  # every unused add level's trigger
+    add_prices_key: Optional[tuple[int, float]] = None  # the triggers_key they were computed for
 
 
 class BacktestEngine:
@@ -199,6 +201,8 @@ class BacktestEngine:
 
     def _run_day(self, day_index: int) -> None:
         self._exited_today.clear()
+        for holding in self._holdings.values():  # the cap values every holding at its previous close from the
+            holding.cap_price = holding.last_price  # first open on, whatever order the opens are walked in
         for stock_index in sorted(self._holdings):
             self._open(self._holdings[stock_index], day_index)
         for stock_index, bar in self._entries.get(day_index, ()):
@@ -215,7 +219,6 @@ class BacktestEngine:
         bar = following if holding.stock.has_bar(following) and holding.stock.day[following] == day_index else -1
         holding.bar = bar
         holding.touched = holding.limits_known = holding.macd_exit = False
-        holding.cap_price = holding.last_price  # the previous close (a suspended stock: its last close)
         if bar < 0:
             return  # suspended: nothing happens, valued at the last close
         holding.cursor = bar
@@ -328,7 +331,7 @@ class BacktestEngine:
         while self._is_held(holding):
             triggers = self._triggers(holding)
             candidate = None
-            for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price, triggers.next_add_price):
+            for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price, *self._add_prices(holding)):
                 if trigger is not None:
                     level = market_rules.round_price_down(code, trigger)
                     if end <= level < price and (candidate is None or level > candidate):
@@ -437,6 +440,14 @@ class BacktestEngine:
             holding.triggers = strategy.trigger_prices(position, self._params_for(position.stock_code))
             holding.triggers_key = key
         return holding.triggers
+
+    def _add_prices(self, holding: _Holding) -> list[float]:
+        """Every unused add level's trigger: each crossing is an evaluation point (a refused level retries)."""
+        if holding.add_prices_key != holding.triggers_key:
+            position = holding.position
+            holding.add_prices = strategy.add_evaluation_prices(position, self._params_for(position.stock_code))
+            holding.add_prices_key = holding.triggers_key
+        return holding.add_prices
 
     def _is_held(self, holding: _Holding) -> bool:
         return holding.position.volume > 0

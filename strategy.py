@@ -300,6 +300,20 @@ def _add_trigger(position: Position, params: RuleParams) -> tuple[Optional[float
     return round(price, _PRICE_DIGITS), index
 
 
+def add_evaluation_prices(position: Position, params: RuleParams) -> list[float]:
+    """The trigger price of every add level not yet used (highest first). A refused higher level is retried
+    wherever its condition still holds, so the crossing of a lower level is an evaluation point too (DESIGN §7
+    decided cases); the action taken there is still `evaluate`'s (the highest unused level first)."""
+    price, _ = _add_trigger(position, params)
+    if price is None:
+        return []
+    budget_price = add_budget(position, params) / _smallest_buy_volume(position.stock_code)
+    prices = [round(min(position.base_cost_price * level, budget_price), _PRICE_DIGITS)
+              for index, level in enumerate(params.add_levels)
+              if index not in position.used_add_levels and not (index == 0 and level == 1.0)]
+    return sorted(set(prices), reverse=True)
+
+
 @lru_cache(maxsize=4096)
 def _smallest_buy_volume(code: str) -> int:
     star = market_rules.board(code) is market_rules.Board.STAR
