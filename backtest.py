@@ -77,7 +77,8 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
     began = time.perf_counter()
     helper = ChartHelper.start() if out is not None and plot else ChartHelper(None)  # matplotlib loads meanwhile
     with helper as chart:
-        loaded = market if market is not None else load_market(data, codes, cache_dir, workers, load_progress)
+        loaded = market if market is not None else load_market(data, codes, cache_dir, workers, load_progress,
+                                                               values["BACKTEST_CACHE_MAX_MB"])
         if not loaded.codes:
             details = "；".join(problem.describe() for problem in loaded.problems[:5])
             raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
@@ -134,6 +135,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
         import backtest_compare
 
         return backtest_compare.main(argv[1:], stdout, stderr)
+    if argv[:2] == ["cache", "clear"]:
+        return _clear_cache(argv[2:], stdout)
     args = _parser().parse_args(argv)
     if __name__ == "__main__":  # a process of its own: TA-Lib need not load pandas (see the function)
         from backtest_engine import preload_talib_without_pandas
@@ -188,6 +191,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true", help="不使用也不写入行情缓存")
     parser.add_argument("--workers", type=int, help="并行读取行情文件的进程数（默认 CPU 核数）")
     return parser
+
+
+def _clear_cache(argv: Sequence[str], stdout: TextIO) -> int:
+    """`backtest.py cache clear [--cache DIR]`: empties the validated-bars cache."""
+    from backtest_market import clear_cache
+
+    parser = argparse.ArgumentParser(prog="backtest.py cache clear", description="清空回测行情缓存")
+    parser.add_argument("--cache", help="缓存目录，默认 ~/.cache/miniqmt-backtest")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache or default_cache_dir())
+    removed, freed = clear_cache(cache) if cache.is_dir() else (0, 0)
+    print(f"已清空回测行情缓存 {cache}：删除 {removed} 个文件，释放 {freed / 1024 / 1024:.1f} MB", file=stdout)
+    return 0
 
 
 def _date(text: str) -> date:

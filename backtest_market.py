@@ -64,10 +64,12 @@ class MarketData:
 
 def load_market(path: str | Path, codes: Optional[Iterable[str]] = None, cache_dir: Optional[str | Path] = None,
                 workers: Optional[int] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> MarketData:
+                progress: Optional[Callable[[int, int], None]] = None,
+                cache_max_mb: Optional[float] = None) -> MarketData:
     """All usable stocks of a CSV folder (or a TDX folder) as MarketData. CSV files are read by `workers`
     processes (default: the CPU count; 1 reads in this process) through `cache_dir` (None: a temporary folder
-    removed afterwards, so nothing is kept). `progress(done, total)` is called per file read."""
+    removed afterwards, so nothing is kept). `progress(done, total)` is called per file read. A file's entry
+    replaces the one its older content left; past `cache_max_mb` the least recently used entries go."""
     folder = Path(path)
     if not folder.is_dir():
         raise DataUnavailable("BACKTEST_DATA_MISSING", f"行情目录不存在：{folder}")
@@ -90,7 +92,40 @@ def load_market(path: str | Path, codes: Optional[Iterable[str]] = None, cache_d
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="backtest-bars-") as scratch:
             return _load_files(files, Path(scratch), workers, problems, progress)
-    return _load_files(files, Path(cache_dir), workers, problems, progress)
+    market = _load_files(files, Path(cache_dir), workers, problems, progress)
+    if cache_max_mb is not None:
+        prune_cache(Path(cache_dir), cache_max_mb)
+    return market
+
+
+def prune_cache(cache: Path, max_mb: float) -> int:
+    """Remove the least recently used entries (a hit refreshes an entry's time) until the cache holds at most
+    `max_mb` MB; returns the bytes freed. An entry's sidecar notices go with it."""
+    entries = sorted(cache.glob("*.npy"), key=lambda entry: entry.stat().st_mtime)
+    sizes = {entry: entry.stat().st_size + _size(entry.with_suffix(".json")) for entry in entries}
+    total, limit, freed = sum(sizes.values()), max_mb * 1024 * 1024, 0
+    for entry in entries:
+        if total <= limit:
+            break
+        _remove_entry(entry)
+        total -= sizes[entry]
+        freed += sizes[entry]
+    return freed
+
+
+def clear_cache(cache: Path) -> tuple[int, int]:
+    """`backtest.py cache clear`: every entry, sidecar and leftover scratch file; (files removed, bytes freed)."""
+    removed = freed = 0
+    for pattern in ("*.npy", "*.json", "*.tmp"):
+        for file in cache.glob(pattern):
+            freed += _size(file)
+            file.unlink(missing_ok=True)
+            removed += 1
+    return removed, freed
+
+
+def cache_size(cache: Path) -> int:
+    return sum(_size(file) for file in cache.glob("*") if file.is_file())
 
 
 def default_cache_dir() -> Path:
@@ -109,11 +144,12 @@ def _load_files(files: dict[str, Path], cache: Path, workers: Optional[int], pro
     results: dict[str, tuple[Optional[Path], list[DataProblem]]] = {}
     misses = []
     for code, file in files.items():
-        entry = cache_entry(cache, code, file.read_bytes())
+        entry = cache_entry(cache, code, file.read_bytes(), file)
         found = _read_notices(entry, str(file))
         if found is None:
             misses.append((code, str(file), str(entry)))
         else:
+            os.utime(entry)  # recently used: the size cap removes the least recently used first
             results[code] = (entry, found)
     done, total = len(results), len(files)
     workers = max(1, min(workers or os.cpu_count() or 1, len(misses) or 1))
@@ -125,6 +161,7 @@ def _load_files(files: dict[str, Path], cache: Path, workers: Optional[int], pro
             else map(_cache_one, misses)
         for code, entry, found in mapped:
             results[code] = (Path(entry) if entry else None, found)
+            _remove_stale(cache, code, files[code], entry)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -141,9 +178,37 @@ def _load_files(files: dict[str, Path], cache: Path, workers: Optional[int], pro
     return _fill_from_cache(usable, problems)
 
 
-def cache_entry(cache: Path, code: str, content: bytes) -> Path:
+def cache_entry(cache: Path, code: str, content: bytes, source: Optional[Path] = None) -> Path:
+    """`<code>-<source key>-<content key>.npy`: the source key names the file it came from, so the entry of
+    that file's previous content can be found and replaced."""
     key = hashlib.sha256(CACHE_FORMAT.encode() + code.encode() + b"\0" + content).hexdigest()
-    return cache / f"{code}-{key[:32]}.npy"
+    return cache / f"{code}-{_source_key(source)}-{key[:32]}.npy"
+
+
+def _source_key(source: Optional[Path]) -> str:
+    text = str(Path(source).resolve()) if source is not None else ""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _remove_stale(cache: Path, code: str, source: Path, current: Optional[str]) -> None:
+    """Entries of this file's earlier contents (and of the old unkeyed naming) are replaced, not kept."""
+    keep = Path(current).name if current else None
+    for entry in cache.glob(f"{code}-*.npy"):
+        parts = entry.stem.split("-")
+        if entry.name != keep and (len(parts) == 2 or parts[-2] == _source_key(source)):
+            _remove_entry(entry)
+
+
+def _remove_entry(entry: Path) -> None:
+    entry.unlink(missing_ok=True)
+    entry.with_suffix(".json").unlink(missing_ok=True)
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
 
 
 def _read_notices(entry: Path, source: str) -> Optional[list[DataProblem]]:

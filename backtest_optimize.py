@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -45,12 +46,21 @@ class Dimension:
     integer: bool = False
     choices: Optional[tuple[Any, ...]] = None
 
+    @property
+    def step(self) -> float:
+        """A float range is searched on 1/100 of its order of magnitude ([-0.15, -0.05] → 0.001), so a set is
+        printed and applied as a person would write it, never with 17 digits."""
+        return 10.0 ** (math.floor(math.log10(float(self.high) - float(self.low))) - 2)
+
     def suggest(self, trial) -> Any:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.integer:
             return trial.suggest_int(self.name, int(self.low), int(self.high))
-        return trial.suggest_float(self.name, float(self.low), float(self.high))
+        step = self.step
+        high = self.low + math.floor(round((self.high - self.low) / step, 6)) * step
+        value = trial.suggest_float(self.name, float(self.low), _on_step(high, step), step=step)
+        return _on_step(value, step)
 
     def grid(self, steps: int = GRID_STEPS) -> list[Any]:
         if self.choices is not None:
@@ -58,6 +68,10 @@ class Dimension:
         if self.integer:
             return sorted({int(round(self.low + (self.high - self.low) * i / (steps - 1))) for i in range(steps)})
         return [round(self.low + (self.high - self.low) * i / (steps - 1), 10) for i in range(steps)]
+
+
+def _on_step(value: float, step: float) -> float:
+    return round(value, max(0, -math.floor(math.log10(step))))
 
 
 def load_space(path: str | Path) -> list[Dimension]:
@@ -107,11 +121,12 @@ _MARKETS: dict[tuple, MarketData] = {}  # per worker process: the bars, loaded o
 LOADS = {"count": 0}
 
 
-def worker_market(data: str, codes: Optional[tuple[str, ...]], cache_dir: Optional[str]) -> MarketData:
+def worker_market(data: str, codes: Optional[tuple[str, ...]], cache_dir: Optional[str],
+                  cache_max_mb: Optional[float] = None) -> MarketData:
     key = (data, codes, cache_dir)
     market = _MARKETS.get(key)
     if market is None:
-        market = load_market(data, codes, cache_dir, workers=1)
+        market = load_market(data, codes, cache_dir, workers=1, cache_max_mb=cache_max_mb)
         _MARKETS[key] = market
         LOADS["count"] += 1
     return market
@@ -121,7 +136,7 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     """Backtest one parameter set on one period; returns the metrics and the objective value."""
     from backtest import run_backtest
 
-    market = worker_market(job["data"], job["codes"], job["cache_dir"])
+    market = worker_market(job["data"], job["codes"], job["cache_dir"], job["base"].get("BACKTEST_CACHE_MAX_MB"))
     outcome: dict[str, Any] = {"pid": os.getpid(), "loads": LOADS["count"]}
     try:
         values = {**job["base"], **config.coerce_all({k: _plain(v) for k, v in job["params"].items()})}
@@ -137,6 +152,8 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
                "max_drawdown": summary.max_drawdown, "sharpe": summary.sharpe, "trades": summary.trade_count,
                "win_rate": summary.win_rate, "final_equity": summary.final_equity}
     outcome.update(metrics=metrics, value=objective_value(metrics, job["objective"], job["max_drawdown"]))
+    if outcome["value"] == INFEASIBLE:
+        outcome["infeasible"] = infeasible_reason(metrics, job["objective"], job["max_drawdown"])
     if job.get("equity"):
         outcome["equity"] = [(p.day.isoformat(), p.total) for p in run.result.equity]
     return outcome
@@ -155,6 +172,19 @@ def objective_value(metrics: Mapping[str, Any], objective: str, max_drawdown: Op
         drawdown = metrics["max_drawdown"]
         value = metrics["annualized_return"] / drawdown if drawdown > 0 else None
     return INFEASIBLE if value is None or not math.isfinite(value) else round(float(value), 6)
+
+
+def infeasible_reason(metrics: Mapping[str, Any], objective: str, max_drawdown: Optional[float]) -> str:
+    """Why a trial cannot be a result (its penalty value is never shown as one)."""
+    if max_drawdown is not None and metrics["max_drawdown"] > max_drawdown:
+        return f"最大回撤 {metrics['max_drawdown'] * 100:.2f}% 超过上限 {max_drawdown * 100:.2f}%"
+    return f"{objective} 无定义（如净值不变、无回撤）"
+
+
+def is_feasible(trial) -> bool:
+    import optuna
+
+    return trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None and trial.value > INFEASIBLE
 
 
 # ---- the driver -----------------------------------------------------------------------------------------
@@ -215,8 +245,11 @@ class Search:
                                     sampler=self._sampler(), load_if_exists=True)
         _fail_interrupted(study)
         done = sum(1 for t in study.trials if _finished(t))
-        began = time.monotonic()
+        resumed_at, began = done, time.monotonic()
         while done < s.trials:
+            # Reseeded from (seed, study, finished trials): a search resumed after a crash asks for exactly the
+            # trials the uninterrupted one would have asked for at this point.
+            study.sampler = self._sampler(_batch_seed(s.seed, name, done))
             asked = [study.ask() for _ in range(min(s.batch, s.trials - done))]
             params = [{d.name: d.suggest(trial) for d in s.space} for trial in asked]
             jobs = [self._job(p, period) for p in params]
@@ -225,10 +258,10 @@ class Search:
             for trial, outcome in zip(asked, self._client.gather(futures)):
                 _tell(study, trial, outcome)
             done += len(asked)
-            rate = done / max(time.monotonic() - began, 1e-9) * 60
+            rate = (done - resumed_at) / max(time.monotonic() - began, 1e-9) * 60
             best = _best_value(study)
             self._progress(f"优化进度 [{name}] {done}/{s.trials} 次试验，最佳 {s.objective} = "
-                           f"{'—' if best is None else f'{best:.4f}'}，{rate:.1f} 次/分钟")
+                           f"{_best_label(study, best)}，{rate:.1f} 次/分钟")
         return self._fold(study, name, period)
 
     def score(self, params: Mapping[str, Any], period: tuple[Optional[str], Optional[str]]) -> dict[str, Any]:
@@ -240,27 +273,47 @@ class Search:
         return {"data": s.data, "codes": s.codes, "cache_dir": s.cache_dir, "base": s.base, "params": params,
                 "period": period, "objective": s.objective, "max_drawdown": s.max_drawdown, "equity": equity}
 
-    def _sampler(self):
+    def _tidy(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Float parameters on their dimension's step (optuna stores low + k × step with binary noise)."""
+        steps = {d.name: d.step for d in self._settings.space if d.choices is None and not d.integer}
+        return {k: _on_step(v, steps[k]) if k in steps and isinstance(v, float) else v for k, v in params.items()}
+
+    def _tidy_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        params = self._tidy({k[6:]: v for k, v in row.items() if k.startswith("param:")})
+        return {**row, **{f"param:{k}": v for k, v in params.items()}}
+
+    def _sampler(self, seed: Optional[int] = None):
         import optuna
 
         s = self._settings
+        seed = s.seed if seed is None else seed
         if s.sampler == "grid":
-            return optuna.samplers.GridSampler({d.name: d.grid() for d in s.space}, seed=s.seed)
+            return optuna.samplers.GridSampler({d.name: d.grid() for d in s.space}, seed=seed)
         if s.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=s.seed)
-        return optuna.samplers.TPESampler(seed=s.seed)
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
 
     def _fold(self, study, name: str, period) -> FoldResult:
         import optuna
 
-        rows = [_trial_row(t) for t in study.trials]
+        rows = [self._tidy_row(_trial_row(t)) for t in study.trials if _finished(t)]
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
-            raise OptimizeError(f"{name}：没有成功完成的试验")
-        best = max(complete, key=lambda t: (t.value, -t.number))
-        params = {k: _plain(v) for k, v in best.params.items()}
+            reasons = sorted({t.user_attrs["error"] for t in study.trials if t.user_attrs.get("error")})
+            raise OptimizeError(f"{name}：没有成功完成的试验" + (f"（{'；'.join(reasons[:3])}）" if reasons else ""))
+        feasible = [t for t in complete if is_feasible(t)]
+        if not feasible:
+            reasons = sorted({t.user_attrs.get("infeasible", "") for t in complete} - {""})
+            raise OptimizeError(f"{name}：没有满足约束的参数组（{'；'.join(reasons[:3])}），未采用任何参数")
+        best = max(feasible, key=lambda t: (t.value, -t.number))
+        params = self._tidy({k: _plain(v) for k, v in best.params.items()})
         return FoldResult(name, period, None, params, best.value, dict(best.user_attrs.get("metrics", {})),
                           trials=rows)
+
+
+def _batch_seed(seed: int, study_name: str, finished: int) -> int:
+    """A stable seed per (search seed, study, position): walk-forward folds differ, reruns do not."""
+    return zlib.crc32(f"{seed}:{study_name}:{finished}".encode())
 
 
 def _finished(trial) -> bool:
@@ -291,14 +344,24 @@ def _tell(study, trial, outcome: Mapping[str, Any]) -> None:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
     trial.set_user_attr("metrics", outcome["metrics"])
+    if "infeasible" in outcome:
+        trial.set_user_attr("infeasible", outcome["infeasible"])
     study.tell(trial, outcome["value"])
 
 
 def _best_value(study) -> Optional[float]:
+    """The best feasible value; a penalty is never shown as a result."""
+    values = [t.value for t in study.trials if is_feasible(t)]
+    return max(values) if values else None
+
+
+def _best_label(study, best: Optional[float]) -> str:
     import optuna
 
-    values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    return max(values) if values else None
+    if best is not None:
+        return f"{best:.4f}"
+    complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    return "—（尚无满足约束的参数组）" if complete else "—"
 
 
 def _trial_row(trial) -> dict[str, Any]:
@@ -307,6 +370,9 @@ def _trial_row(trial) -> dict[str, Any]:
     row.update({f"param:{k}": _plain(v) for k, v in trial.params.items()})
     row.update(metrics)
     row["error"] = trial.user_attrs.get("error", "")
+    row["infeasible"] = trial.user_attrs.get("infeasible", "")
+    if row["infeasible"]:
+        row["value"] = None  # the penalty is the sampler's, not a result
     row["worker_pid"] = trial.user_attrs.get("worker_pid")
     row["worker_loads"] = trial.user_attrs.get("worker_loads")  # data loads in that worker so far: 1
     return row
@@ -511,6 +577,9 @@ def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.
     except OptimizeError as exc:
         print(f"优化失败：{exc}", file=stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n已中断：完成的试验已保存在 {storage}，再次运行同一命令会从中断处继续。", file=stderr)
+        return 130
     finally:
         client.close()
         if cluster is not None:

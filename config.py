@@ -50,6 +50,8 @@ GRID_MAX_HOLD_DAYS = 30  # 网格最长运行天数（交易日）
 GRID_MAX_INVESTMENT = 20_000.0  # 单个网格最大投入（元）
 GRID_MAX_DEVIATION = 0.15  # 价格偏离网格中心超过该比例时结束网格
 GRID_COOLDOWN_SECONDS = 60.0  # 同一网格两次成交之间的冷却时间（秒）
+GRID_SEND_RETRY_LIMIT = 3  # 网格同一笔委托失败或结果未知时最多重发次数，超过后结束该网格
+GRID_RETRY_BACKOFF_SECONDS = 5.0  # 网格委托失败后的首次重发等待（秒），每次失败加倍
 GRID_AUTO_START_AFTER_TAKE_PROFIT = False  # 首次止盈后自动为该股票启动网格
 
 # ==== 风控
@@ -59,11 +61,19 @@ MAX_ORDER_VALUE = 100_000.0  # 单笔委托最大金额（元）
 DAILY_LOSS_LIMIT_RATIO = 0.05  # 当日亏损达到总资产该比例后停止自动买入
 SIGNAL_MAX_AGE = 60.0  # 信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行
 SIGNAL_COOLDOWN_SECONDS = 30.0  # 同一股票同一规则两次信号之间的冷却时间（秒）
+EXIT_RETRY_SECONDS = 1.0  # 止损等保护性卖出被拒或失败后，至少间隔该秒数在下一个行情重试（不启动冷却）
 SELL_ORDER_TIMEOUT = 60.0  # 卖单超时（秒）：未成交则撤单并以更积极价格重报
 BUY_ORDER_TIMEOUT = 120.0  # 买单超时（秒）：未成交则撤单
 MAX_REORDER_TIMES = 3  # 卖单最多重报次数
 REORDER_PRICE_STEP = 0.005  # 每次重报相对上次委托价下调的比例（不低于跌停价）
 ORDER_PRICE_SLIPPAGE = 0.002  # 自动委托的限价相对现价的让价比例（买加卖减，限于涨跌停内）
+
+# ==== 保护保证（issue 25）
+PROTECTION_CHECK_INTERVAL = 1.0  # 保护检查间隔（秒）：清仓条件成立的持仓是否已有卖单在券商处工作
+PROTECTION_DEADLINE = 15.0  # 清仓条件成立后超过该秒数仍无卖单工作、又无合理原因，即报「保护失效」
+PROTECTION_REPEAT_MINUTES = 5.0  # 保护失效持续期间重复告警的间隔（分钟）
+HEARTBEAT_URL = ''  # 外部监控的心跳地址（如 healthchecks.io、Uptime Kuma 推送地址），仅在运行且保护正常时访问；留空为关闭
+HEARTBEAT_INTERVAL = 60.0  # 访问心跳地址的间隔（秒）
 
 # ==== 运行间隔
 MONITOR_INTERVAL = 3.0  # 无新行情时持仓监控的最长间隔（秒）
@@ -72,12 +82,18 @@ POSITION_SYNC_INTERVAL = 5.0  # 持仓内存写入数据库的间隔（秒）
 ORDER_CHECK_INTERVAL = 5.0  # 检查未成交委托的间隔（秒）
 THREAD_CHECK_INTERVAL = 5.0  # 看门狗检查线程心跳的间隔（秒）
 THREAD_STUCK_SECONDS = 60.0  # 线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过「检查间隔 + 该值」无心跳视为卡死并重启
-THREAD_MAX_RESTARTS_PER_HOUR = 5  # 每小时最多重启同一线程次数，超过则报警不再重启
+THREAD_MAX_RESTARTS_PER_HOUR = 5  # 每小时最多重启同一线程次数，超过则报警（健康状态变红）并改为按退避间隔继续重试，从不放弃
+THREAD_RESTART_BACKOFF_MAX_SECONDS = 60.0  # 线程反复退出时两次重启之间的等待上限（秒）：等待从 1 秒起每次翻倍，直到该值
 BROKER_SYNC_INTERVAL = 10.0  # 实盘向券商查询持仓资金的间隔（秒）
 QUOTE_STALE_SECONDS = 30.0  # 行情超过该时间未更新视为过期，不用于交易判断（秒）
+CLOCK_SKEW_ALARM_SECONDS = 30.0  # 本机时钟与行情时间相差超过该秒数即告警一次（行情是否过期始终按行情自身的时间判断）
+CLOCK_SKEW_MAX_SECONDS = 300.0  # 可自动校正的本机时钟偏差上限（秒）；超过则不予校正，行情按本机时钟判断（将视为过期）
+QUOTE_REFUSAL_LOG_SECONDS = 60.0  # 同一股票的被拒行情（过期、无效）在该秒数内只记录一条日志，其余计数后汇总
 
 # ==== 券商链路与行情容错（issue 13）
 ORDER_ACK_TIMEOUT = 10.0  # 委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对
+ORDER_UNKNOWN_SETTLE_SECONDS = 60.0  # 结果未知的委托发出超过该秒数后，按备注仍查不到才判定未送达（期间同一股票同方向不再下单）
+QMT_SEND_TIMEOUT = 3.0  # 实盘：向 miniQMT 发出委托或撤单的最长等待（秒），超时按结果未知处理并重连核对
 LIVENESS_PROBE_INTERVAL = 5.0  # 交易时段内探测 miniQMT 是否响应的间隔（秒）
 LIVENESS_PROBE_DEADLINE = 3.0  # 探测查询的最长等待时间（秒），超时视为 miniQMT 无响应
 POSITION_GONE_CONFIRMATIONS = 2  # 连续几次券商持仓查询都没有某只股票才删除本地持仓
@@ -94,6 +110,8 @@ TRANSFER_FEE_RATE = 0.00001  # 过户费率（双向）
 ST_LIMIT_CHANGE_DATE = '2026-07-06'  # 主板 ST/*ST 涨跌幅调整生效日（YYYY-MM-DD）（需重启）
 ST_LIMIT_PCT_BEFORE = 0.05  # 生效日之前主板 ST/*ST 的涨跌幅（需重启）
 ST_LIMIT_PCT = 0.10  # 生效日起主板 ST/*ST 的涨跌幅（需重启）
+HOLIDAYS_FILE = ''  # 节假日文件：每行一个交易所公布的休市日 YYYY-MM-DD（# 后为注释），补充 exchange_calendars 尚未收录的年份；留空不用（需重启）
+CALENDAR_WARN_DAYS = 30  # 已知交易日历剩余天数不超过此值时，启动时提醒补充节假日（天）（需重启）
 
 # ==== 模拟交易
 SIMULATION_BALANCE = 1_000_000.0  # 模拟账户初始资金（元）（需重启）
@@ -111,6 +129,7 @@ REPLAY_START_DATE = ''  # 回放起始日期 YYYY-MM-DD；留空从数据第 61 
 REPLAY_TICKS_PER_DAY = 240  # 回放每日产生的行情点数（需重启）
 SYNTHETIC_SEED = 20240101  # 演示行情随机种子（需重启）
 HISTORY_DAYS = 250  # 启动时加载的历史日线天数（需重启）
+BACKTEST_CACHE_MAX_MB = 2048.0  # 回测行情缓存的上限（MB），超过时删除最久未用的条目
 REPLAY_CLOCK_ORIGIN = 0.0  # 回放共同起点（Unix 秒）：多个账户按同一时刻起步，同一市场时间看到同样的行情；0 = 不使用（需重启）
 
 # ==== Web服务
@@ -138,6 +157,9 @@ ORDER_FILE_STABLE_SECONDS = 2.0  # 文件大小保持不变该秒数后才读取
 ORDER_FILE_RESCAN_SECONDS = 10.0  # 委托文件目录的周期扫描间隔（秒），作为文件事件的后备
 ORDER_FILE_QUOTE_WAIT = 10.0  # 委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数
 ORDER_FILE_LINE_INTERVAL = 0.0  # 委托文件逐行下单的间隔（秒），0 为不间隔
+ORDER_FILE_STEP_SECONDS = 2.0  # 委托文件线程每一步最长处理时间（秒）：到时让出并报告心跳，下一步从下一行继续
+ORDER_FILE_WAIT_RECHECK_SECONDS = 10.0  # 委托文件因交易暂停或委托额度用尽而等待时，重新尝试的间隔（秒）
+ORDER_FILE_MAX_LINES_PER_MINUTE = 10  # 委托文件每分钟最多下单行数（同时低于熔断 MAX_ACTIONS_PER_MINUTE 与单股每分钟上限，不会触发熔断）
 
 # ==== 系统诊断
 DOCTOR_CLOCK_TOLERANCE_SECONDS = 5.0  # 系统诊断：本机时钟与参考时间相差超过该秒数即报警
@@ -153,7 +175,11 @@ NOTIFY_RETRY_BASE_SECONDS = 5.0  # 发送失败后的首次重试间隔（秒）
 NOTIFY_RETRY_MAX_SECONDS = 600.0  # 重试间隔上限（秒）
 NOTIFY_RATE_LIMIT = 10  # 每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）
 NOTIFY_RATE_WINDOW_SECONDS = 60.0  # 限流窗口（秒）
-NOTIFY_DIGEST_THRESHOLD = 3  # 同一渠道积压的待发消息达到该条数时合并为一条摘要
+NOTIFY_DIGEST_THRESHOLD = 2  # 同一渠道积压的待发消息达到该条数时合并为一条摘要
+NOTIFY_COALESCE_SECONDS = 3.0  # 成交等普通消息：连续到达的消息在停顿该秒数后合并为一条发送（告警类不等待）
+NOTIFY_COALESCE_MAX_SECONDS = 15.0  # 普通消息最长等待合并的秒数（持续不断的成交也至少每隔该时间发出一次）
+NOTIFY_DIGEST_MAX_CHARS = 20000  # 单条汇总消息的最大字符数，超出的按时间顺序分为多条（钉钉单条上限约 2 万字节）
+NOTIFY_ALARM_RATE_LIMIT = 30  # 告警类消息（线程告警、券商断线、保护失效等）在一个限流窗口内的单独额度，不占普通消息额度
 NOTIFY_DEDUP_SECONDS = 300.0  # 相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）
 NOTIFY_CHANNEL_ALARM_FAILURES = 3  # 渠道连续失败该次数后告警一次（界面与其他渠道）
 NOTIFY_PUBLIC_URL = ''  # 通知中附带的网页地址（如 http://192.168.1.10:5000）；留空则不附链接
@@ -174,7 +200,7 @@ MAX_ORDER_VOLUME = 100_000  # 熔断：单笔委托最多股数，自动委托�
 MAX_ACTIONS_PER_MINUTE = 20  # 熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）
 MAX_ACTIONS_PER_STOCK_PER_MINUTE = 6  # 熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易
 STORAGE_MIN_FREE_MB = 200.0  # 数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）
-STORAGE_CHECK_INTERVAL = 30.0  # 检查磁盘剩余空间的间隔（秒）
+STORAGE_CHECK_INTERVAL = 5.0  # 检查磁盘剩余空间的间隔（秒）；磁盘满导致的停止交易在空间恢复后的下一次检查时解除
 WEB_CONNECTION_LIMIT = 1000  # Web 服务最多同时打开的连接数（空闲连接不占处理线程）（需重启）
 WEB_IDLE_TIMEOUT = 30.0  # 空闲连接超过该时间（秒）即关闭（需重启）
 WEB_SSE_PER_CLIENT = 3  # 同一客户端地址最多同时打开的实时推送连接数
@@ -189,6 +215,7 @@ G_FEES, G_SIM, G_DATA, G_WEB, G_LOG = "交易费用", "模拟交易", "行情数
 G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
 G_NOTIFY = "通知与定时任务"  # issue 16
 G_MARKET = "市场规则"  # issue 33
+G_PROTECTION = "保护保证"  # issue 25
 
 
 @dataclass(frozen=True)
@@ -250,6 +277,8 @@ PARAMS: tuple[Param, ...] = (
     _p("GRID_MAX_INVESTMENT", GRID_MAX_INVESTMENT, "float", "单个网格最大投入（元）", G_GRID, 1000, 10_000_000),
     _p("GRID_MAX_DEVIATION", GRID_MAX_DEVIATION, "float", "价格偏离网格中心超过该比例时结束网格", G_GRID, 0.01, 1.0),
     _p("GRID_COOLDOWN_SECONDS", GRID_COOLDOWN_SECONDS, "float", "同一网格两次成交之间的冷却时间（秒）", G_GRID, 0, 86400),
+    _p("GRID_SEND_RETRY_LIMIT", GRID_SEND_RETRY_LIMIT, "int", "网格同一笔委托失败或结果未知时最多重发次数，超过后结束该网格", G_GRID, 0, 20),
+    _p("GRID_RETRY_BACKOFF_SECONDS", GRID_RETRY_BACKOFF_SECONDS, "float", "网格委托失败后的首次重发等待（秒），每次失败加倍", G_GRID, 0.1, 3600),
     _p("GRID_AUTO_START_AFTER_TAKE_PROFIT", GRID_AUTO_START_AFTER_TAKE_PROFIT, "bool", "首次止盈后自动为该股票启动网格", G_GRID),
     # ---- risk limits
     _p("MAX_TOTAL_POSITION_RATIO", MAX_TOTAL_POSITION_RATIO, "float", "总持仓市值占总资产的上限", G_RISK, 0.05, 1.0),
@@ -258,11 +287,22 @@ PARAMS: tuple[Param, ...] = (
     _p("DAILY_LOSS_LIMIT_RATIO", DAILY_LOSS_LIMIT_RATIO, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
     _p("SIGNAL_MAX_AGE", SIGNAL_MAX_AGE, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
     _p("SIGNAL_COOLDOWN_SECONDS", SIGNAL_COOLDOWN_SECONDS, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
+    _p("EXIT_RETRY_SECONDS", EXIT_RETRY_SECONDS, "float", "止损等保护性卖出被拒或失败后，至少间隔该秒数在下一个行情重试（不启动冷却）", G_RISK, 0.1, 60),
     _p("SELL_ORDER_TIMEOUT", SELL_ORDER_TIMEOUT, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
     _p("BUY_ORDER_TIMEOUT", BUY_ORDER_TIMEOUT, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
     _p("MAX_REORDER_TIMES", MAX_REORDER_TIMES, "int", "卖单最多重报次数", G_RISK, 0, 20),
     _p("REORDER_PRICE_STEP", REORDER_PRICE_STEP, "float", "每次重报相对上次委托价下调的比例（不低于跌停价）", G_RISK, 0.0, 0.1),
     _p("ORDER_PRICE_SLIPPAGE", ORDER_PRICE_SLIPPAGE, "float", "自动委托的限价相对现价的让价比例（买加卖减，限于涨跌停内）", G_RISK, 0.0, 0.05),
+    # ---- issue 25: the protection guarantee (DESIGN §8a) and the heartbeat to an outside monitor
+    _p("PROTECTION_CHECK_INTERVAL", PROTECTION_CHECK_INTERVAL, "float", "保护检查间隔（秒）：清仓条件成立的持仓是否已有卖单在券商处工作",
+       G_PROTECTION, 0.1, 60),
+    _p("PROTECTION_DEADLINE", PROTECTION_DEADLINE, "float", "清仓条件成立后超过该秒数仍无卖单工作、又无合理原因，即报「保护失效」",
+       G_PROTECTION, 1, 600),
+    _p("PROTECTION_REPEAT_MINUTES", PROTECTION_REPEAT_MINUTES, "float", "保护失效持续期间重复告警的间隔（分钟）", G_PROTECTION,
+       0.5, 1440),
+    _p("HEARTBEAT_URL", HEARTBEAT_URL, "str", "外部监控的心跳地址（如 healthchecks.io、Uptime Kuma 推送地址），仅在运行且保护"
+       "正常时访问；留空为关闭", G_PROTECTION, secret=True),
+    _p("HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL, "float", "访问心跳地址的间隔（秒）", G_PROTECTION, 5, 3600),
     # ---- loop timing
     _p("MONITOR_INTERVAL", MONITOR_INTERVAL, "float", "无新行情时持仓监控的最长间隔（秒）", G_TIMING, 0.1, 600),
     _p("UPDATE_INTERVAL", UPDATE_INTERVAL, "float", "行情线程刷新日线等数据的间隔（秒）", G_TIMING, 1, 86400),
@@ -271,10 +311,19 @@ PARAMS: tuple[Param, ...] = (
     _p("THREAD_CHECK_INTERVAL", THREAD_CHECK_INTERVAL, "float", "看门狗检查线程心跳的间隔（秒）", G_TIMING, 0.5, 600),
     _p("THREAD_STUCK_SECONDS", THREAD_STUCK_SECONDS, "float", "线程单步最长耗时的默认值（秒）：未声明自身上限的线程超过"
        "「检查间隔 + 该值」无心跳视为卡死并重启", G_TIMING, 2, 3600),
-    _p("THREAD_MAX_RESTARTS_PER_HOUR", THREAD_MAX_RESTARTS_PER_HOUR, "int", "每小时最多重启同一线程次数，超过则报警不再重启", G_TIMING, 1,
+    _p("THREAD_RESTART_BACKOFF_MAX_SECONDS", THREAD_RESTART_BACKOFF_MAX_SECONDS, "float", "线程反复退出时两次重启之间的等待"
+       "上限（秒）：等待从 1 秒起每次翻倍，直到该值", G_TIMING, 1, 3600),
+    _p("THREAD_MAX_RESTARTS_PER_HOUR", THREAD_MAX_RESTARTS_PER_HOUR, "int", "每小时最多重启同一线程次数，超过则报警（健康状态变红）"
+       "并改为按退避间隔继续重试，从不放弃", G_TIMING, 1,
        100),
     _p("BROKER_SYNC_INTERVAL", BROKER_SYNC_INTERVAL, "float", "实盘向券商查询持仓资金的间隔（秒）", G_TIMING, 1, 600),
     _p("QUOTE_STALE_SECONDS", QUOTE_STALE_SECONDS, "float", "行情超过该时间未更新视为过期，不用于交易判断（秒）", G_TIMING, 1, 3600),
+    _p("CLOCK_SKEW_ALARM_SECONDS", CLOCK_SKEW_ALARM_SECONDS, "float", "本机时钟与行情时间相差超过该秒数即告警一次（行情是否过期"
+       "始终按行情自身的时间判断）", G_TIMING, 1, 3600),
+    _p("CLOCK_SKEW_MAX_SECONDS", CLOCK_SKEW_MAX_SECONDS, "float", "可自动校正的本机时钟偏差上限（秒）；超过则不予校正，行情按本机"
+       "时钟判断（将视为过期）", G_TIMING, 1, 86400),
+    _p("QUOTE_REFUSAL_LOG_SECONDS", QUOTE_REFUSAL_LOG_SECONDS, "float", "同一股票的被拒行情（过期、无效）在该秒数内只记录一条日志，"
+       "其余计数后汇总", G_TIMING, 1, 3600),
     # ---- fees
     _p("COMMISSION_RATE", COMMISSION_RATE, "float", "佣金费率（双向）", G_FEES, 0.0, 0.003),
     _p("MIN_COMMISSION", MIN_COMMISSION, "float", "每笔最低佣金（元）", G_FEES, 0.0, 100),
@@ -285,6 +334,10 @@ PARAMS: tuple[Param, ...] = (
     _p("ST_LIMIT_PCT_BEFORE", ST_LIMIT_PCT_BEFORE, "float", "生效日之前主板 ST/*ST 的涨跌幅", G_MARKET, 0.01, 0.5,
        restart=True),
     _p("ST_LIMIT_PCT", ST_LIMIT_PCT, "float", "生效日起主板 ST/*ST 的涨跌幅", G_MARKET, 0.01, 0.5, restart=True),
+    _p("HOLIDAYS_FILE", HOLIDAYS_FILE, "str", "节假日文件：每行一个交易所公布的休市日 YYYY-MM-DD（# 后为注释），补充 "
+       "exchange_calendars 尚未收录的年份；留空不用", G_MARKET, restart=True),
+    _p("CALENDAR_WARN_DAYS", CALENDAR_WARN_DAYS, "int", "已知交易日历剩余天数不超过此值时，启动时提醒补充节假日（天）", G_MARKET,
+       0, 366, restart=True),
     # ---- simulation
     _p("SIMULATION_BALANCE", SIMULATION_BALANCE, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
     _p("SIMULATION_IGNORE_TRADING_HOURS", SIMULATION_IGNORE_TRADING_HOURS, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）",
@@ -301,8 +354,14 @@ PARAMS: tuple[Param, ...] = (
     _p("REPLAY_TICKS_PER_DAY", REPLAY_TICKS_PER_DAY, "int", "回放每日产生的行情点数", G_DATA, 4, 100000, restart=True),
     _p("SYNTHETIC_SEED", SYNTHETIC_SEED, "int", "演示行情随机种子", G_DATA, 0, 2**31 - 1, restart=True),
     _p("HISTORY_DAYS", HISTORY_DAYS, "int", "启动时加载的历史日线天数", G_DATA, 60, 5000, restart=True),
+    _p("BACKTEST_CACHE_MAX_MB", BACKTEST_CACHE_MAX_MB, "float", "回测行情缓存的上限（MB），超过时删除最久未用的条目", G_DATA,
+       10, 1e6),
     # ---- issue 13: live broker liveness and reconciliation (a hung miniQMT, empty answers, late reports)
     _p("ORDER_ACK_TIMEOUT", ORDER_ACK_TIMEOUT, "float", "委托发出后最长等待券商编号的时间（秒），超时视为连接失效并重连核对", G_TIMING, 0.2, 300),
+    _p("ORDER_UNKNOWN_SETTLE_SECONDS", ORDER_UNKNOWN_SETTLE_SECONDS, "float", "结果未知的委托发出超过该秒数后，按备注仍查不到才判定"
+       "未送达（期间同一股票同方向不再下单）", G_TIMING, 1, 3600),
+    _p("QMT_SEND_TIMEOUT", QMT_SEND_TIMEOUT, "float", "实盘：向 miniQMT 发出委托或撤单的最长等待（秒），超时按结果未知处理并重连核对",
+       G_TIMING, 0.1, 60),
     _p("LIVENESS_PROBE_INTERVAL", LIVENESS_PROBE_INTERVAL, "float", "交易时段内探测 miniQMT 是否响应的间隔（秒）", G_TIMING, 0.1, 600),
     _p("LIVENESS_PROBE_DEADLINE", LIVENESS_PROBE_DEADLINE, "float", "探测查询的最长等待时间（秒），超时视为 miniQMT 无响应", G_TIMING, 0.1, 60),
     _p("POSITION_GONE_CONFIRMATIONS", POSITION_GONE_CONFIRMATIONS, "int", "连续几次券商持仓查询都没有某只股票才删除本地持仓", G_TIMING, 2, 20),
@@ -347,6 +406,12 @@ PARAMS: tuple[Param, ...] = (
     _p("ORDER_FILE_QUOTE_WAIT", ORDER_FILE_QUOTE_WAIT, "float", "委托文件中尚未订阅行情的股票，等待其首个行情的最长秒数", G_ORDER_FILES,
        0.0, 120),
     _p("ORDER_FILE_LINE_INTERVAL", ORDER_FILE_LINE_INTERVAL, "float", "委托文件逐行下单的间隔（秒），0 为不间隔", G_ORDER_FILES, 0.0, 60),
+    _p("ORDER_FILE_STEP_SECONDS", ORDER_FILE_STEP_SECONDS, "float", "委托文件线程每一步最长处理时间（秒）：到时让出并报告心跳，下一步从下一行继续",
+       G_ORDER_FILES, 0.1, 30),
+    _p("ORDER_FILE_WAIT_RECHECK_SECONDS", ORDER_FILE_WAIT_RECHECK_SECONDS, "float",
+       "委托文件因交易暂停或委托额度用尽而等待时，重新尝试的间隔（秒）", G_ORDER_FILES, 0.5, 600),
+    _p("ORDER_FILE_MAX_LINES_PER_MINUTE", ORDER_FILE_MAX_LINES_PER_MINUTE, "int",
+       "委托文件每分钟最多下单行数（同时低于熔断 MAX_ACTIONS_PER_MINUTE 与单股每分钟上限，不会触发熔断）", G_ORDER_FILES, 1, 1000),
     _p("DOCTOR_CLOCK_TOLERANCE_SECONDS", DOCTOR_CLOCK_TOLERANCE_SECONDS, "float", "系统诊断：本机时钟与参考时间相差超过该秒数即报警",
        G_DOCTOR, 0.5, 3600),
     _p("DOCTOR_MIN_FREE_MB", DOCTOR_MIN_FREE_MB, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
@@ -362,6 +427,14 @@ PARAMS: tuple[Param, ...] = (
     _p("NOTIFY_RATE_LIMIT", NOTIFY_RATE_LIMIT, "int", "每个渠道在一个限流窗口内最多发送的消息数（超出的合并为摘要）", G_NOTIFY, 1, 1000),
     _p("NOTIFY_RATE_WINDOW_SECONDS", NOTIFY_RATE_WINDOW_SECONDS, "float", "限流窗口（秒）", G_NOTIFY, 1, 86400),
     _p("NOTIFY_DIGEST_THRESHOLD", NOTIFY_DIGEST_THRESHOLD, "int", "同一渠道积压的待发消息达到该条数时合并为一条摘要", G_NOTIFY, 2, 1000),
+    _p("NOTIFY_COALESCE_SECONDS", NOTIFY_COALESCE_SECONDS, "float", "成交等普通消息：连续到达的消息在停顿该秒数后合并为一条发送（告警类不等待）",
+       G_NOTIFY, 0, 60),
+    _p("NOTIFY_COALESCE_MAX_SECONDS", NOTIFY_COALESCE_MAX_SECONDS, "float", "普通消息最长等待合并的秒数（持续不断的成交也至少每隔该时间发出一次）",
+       G_NOTIFY, 0, 600),
+    _p("NOTIFY_DIGEST_MAX_CHARS", NOTIFY_DIGEST_MAX_CHARS, "int", "单条汇总消息的最大字符数，超出的按时间顺序分为多条（钉钉单条上限约 2 万字节）",
+       G_NOTIFY, 500, 1_000_000),
+    _p("NOTIFY_ALARM_RATE_LIMIT", NOTIFY_ALARM_RATE_LIMIT, "int", "告警类消息（线程告警、券商断线、保护失效等）在一个限流窗口内的单独额度，不占普通消息额度",
+       G_NOTIFY, 1, 1000),
     _p("NOTIFY_DEDUP_SECONDS", NOTIFY_DEDUP_SECONDS, "float", "相同告警在该时间内只发送一次（秒；成交等事实类消息不去重）", G_NOTIFY, 0,
        86400),
     _p("NOTIFY_CHANNEL_ALARM_FAILURES", NOTIFY_CHANNEL_ALARM_FAILURES, "int", "渠道连续失败该次数后告警一次（界面与其他渠道）", G_NOTIFY, 1,
@@ -394,7 +467,8 @@ PARAMS: tuple[Param, ...] = (
        "达到后该股停止自动交易", G_RISK, 1, 1000),
     _p("STORAGE_MIN_FREE_MB", STORAGE_MIN_FREE_MB, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）",
        G_TIMING, 0, 1_000_000),
-    _p("STORAGE_CHECK_INTERVAL", STORAGE_CHECK_INTERVAL, "float", "检查磁盘剩余空间的间隔（秒）", G_TIMING, 1, 3600),
+    _p("STORAGE_CHECK_INTERVAL", STORAGE_CHECK_INTERVAL, "float", "检查磁盘剩余空间的间隔（秒）；磁盘满导致的停止交易在空间恢复后的"
+       "下一次检查时解除", G_TIMING, 1, 3600),
     _p("WEB_CONNECTION_LIMIT", WEB_CONNECTION_LIMIT, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程）", G_WEB, 50,
        10000, restart=True),
     _p("WEB_IDLE_TIMEOUT", WEB_IDLE_TIMEOUT, "float", "空闲连接超过该时间（秒）即关闭", G_WEB, 5, 600, restart=True),
@@ -425,6 +499,9 @@ class ValidationResult:
         return not self.errors
 
 
+MAX_WHOLE_NUMBER = 2 ** 53  # beyond this an integer parameter is certainly a mistake (and loses float precision)
+
+
 def coerce_value(param: Param, value: Any) -> Any:
     """Type-check and normalise one value; raise ValueError with a Chinese message. Never guesses:
     '5' is not accepted for a number, since the API and the page send JSON types."""
@@ -436,6 +513,8 @@ def coerce_value(param: Param, value: Any) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ValueError(f"{param.key} 必须是整数")
+        if abs(value) > MAX_WHOLE_NUMBER:  # ±10**400 would overflow every float comparison and message
+            raise ValueError(f"{param.key} 数值过大")
         return _in_range(param, int(value))
     if kind == "float":
         return _in_range(param, _number(param, value))
@@ -585,6 +664,8 @@ def _fmt(number: Optional[float]) -> str:
     """A number as a person reads it: 2147483647 → 「2,147,483,647」, 1e-05 → 「0.00001」 (never exponent form)."""
     if number is None:
         return "不限"
+    if isinstance(number, int):  # exact, whatever its size (float() of 10**400 overflows)
+        return f"{number:,}"
     if float(number).is_integer():
         return f"{int(number):,}"
     return f"{number:.12f}".rstrip("0").rstrip(".")

@@ -151,13 +151,42 @@ def test_cache_is_keyed_by_file_content_and_parallel_equals_serial(tmp_path):
         _bars_csv(folder, code, [10.0 + index, 10.1 + index, 10.2 + index])
     first = load_market(folder, cache_dir=cache, workers=2)
     assert len(list(cache.glob("*.npy"))) == 4
-    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
+    inodes = {p.name: p.stat().st_ino for p in cache.glob("*.npy")}
     again = load_market(folder, cache_dir=cache, workers=1)
-    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == stamps  # read, not rebuilt
+    assert {p.name: p.stat().st_ino for p in cache.glob("*.npy")} == inodes  # read, not rebuilt
     assert again.close.tolist() == first.close.tolist() and again.codes == first.codes
     _bars_csv(folder, "600036.SH", [20.0, 20.1, 20.2])  # new content: a new entry, never the stale one
     changed = load_market(folder, cache_dir=cache, workers=1)
     assert changed.closes(changed.codes.index("600036.SH")).tolist() == [20.0, 20.1, 20.2]
-    assert len(list(cache.glob("*.npy"))) == 5
+    assert len(list(cache.glob("*.npy"))) == 4  # the stale entry was replaced, not kept
     uncached = load_market(folder, workers=1)
     assert uncached.close.tolist() == changed.close.tolist()
+
+
+def test_daily_appends_do_not_grow_the_cache_and_the_cap_removes_the_least_recently_used(tmp_path):
+    """Issue 27 §2: three appended bars to each file kept 4 entries per stock; now one per file, a size cap
+    (BACKTEST_CACHE_MAX_MB) and `backtest.py cache clear`."""
+    import io
+
+    import backtest
+    from backtest_market import cache_size, load_market
+
+    folder, other, cache = tmp_path / "d", tmp_path / "other", tmp_path / "cache"
+    closes = [10.0, 10.1, 10.2]
+    for day in range(3):
+        closes.append(round(closes[-1] + 0.1, 2))
+        for code in ("600000.SH", "600036.SH"):
+            _bars_csv(folder, code, closes)
+        load_market(folder, cache_dir=cache, workers=1)
+        assert len(list(cache.glob("*.npy"))) == 2
+    _bars_csv(other, "600000.SH", [5.0, 5.1, 5.2])  # the same code from another folder is its own entry
+    load_market(other, cache_dir=cache, workers=1)
+    assert len(list(cache.glob("*.npy"))) == 3
+    entry_size = max(p.stat().st_size for p in cache.glob("*.npy"))
+    load_market(folder, cache_dir=cache, workers=1, cache_max_mb=2.5 * entry_size / 1024 / 1024)
+    # the other folder's entry was the least recently used; this run's two stay
+    assert sorted(p.name.split("-")[0] for p in cache.glob("*.npy")) == ["600000.SH", "600036.SH"]
+    assert cache_size(cache) <= 2.5 * entry_size
+    out = io.StringIO()
+    assert backtest.main(["cache", "clear", "--cache", str(cache)], out, io.StringIO()) == 0
+    assert list(cache.glob("*")) == [] and "删除 2 个文件" in out.getvalue()

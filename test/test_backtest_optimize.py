@@ -91,17 +91,66 @@ def test_scheduler_run_equals_local_run_for_the_same_seed(tmp_path, dask_process
 
 
 def test_stopped_search_resumes_without_repeating_finished_trials(tmp_path):
+    """Issue 27 §3: a search killed mid-batch and run again asks for exactly the trials the uninterrupted search
+    asks for (same seed → same trials, same best), counts only the trials it ran, and reports no phantom rows."""
+    uninterrupted, _, _, whole_out = search(tmp_path, "whole", "--workers", "1", trials=6)
     first, _, _, out = search(tmp_path, "run", "--workers", "1", trials=3)
     import optuna
 
     storage = f"sqlite:///{(out / 'optuna.db').resolve()}"
     study = optuna.load_study(study_name="backtest", storage=storage)
     study.ask()  # a trial a killed search left running
-    again, _, progress, _ = search(tmp_path, "run", "--workers", "1", trials=6)
-    states = [row["state"] for row in again]
-    assert states == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 3
+    again, report, progress, _ = search(tmp_path, "run", "--workers", "1", trials=6)
+    assert [row["state"] for row in again] == ["COMPLETE"] * 6
     assert [{k: row[k] for k in COMPARED} for row in again[:3]] == [{k: row[k] for k in COMPARED} for row in first]
+    without_number = [k for k in COMPARED if k != "number"]  # the killed trial took one number
+    assert [{k: row[k] for k in without_number} for row in again] == \
+        [{k: row[k] for k in without_number} for row in uninterrupted]
+    assert json.loads((out / "best_params.json").read_text(encoding="utf-8"))["params"] == \
+        json.loads((whole_out / "best_params.json").read_text(encoding="utf-8"))["params"]
     assert "优化进度 [backtest] 6/6" in progress and "3/6" not in progress  # only the missing three ran
+    assert "共 6 次试验" in report
+    for row in again:  # on the dimension's step (0.0001 for a 0.07 wide range), never with 17 digits
+        assert len(row["param:STOP_LOSS_RATIO"].split(".")[1]) <= 4
+
+
+def test_no_set_within_the_drawdown_cap_applies_nothing(tmp_path):
+    """Issue 27 §1: `--max-drawdown 0.001 --apply` has no feasible set: a Chinese message, no penalty value
+    shown as a result, nothing written to config.db, a non-zero exit."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--data", str(shared_data("daily")), "--space", str(space), "--trials", "3", "--workers", "1",
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--codes", *CODES, "--no-plot",
+            "--max-drawdown", "0.001", "--apply", "--yes", "--data-dir", str(tmp_path / "data")]
+    assert backtest_optimize.main(argv, out, err) == 2
+    assert "没有满足约束的参数组" in err.getvalue() and "超过上限 0.10%" in err.getvalue()
+    assert "-1000000" not in err.getvalue() + out.getvalue() and "尚无满足约束的参数组" in err.getvalue()
+    assert not (tmp_path / "data" / "config.db").exists()
+
+
+def test_walk_forward_folds_are_seeded_differently_but_reproducibly():
+    seeds = [backtest_optimize._batch_seed(7, f"backtest-wf{fold}", 0) for fold in (1, 2, 3)]
+    assert len(set(seeds)) == 3 and seeds == [backtest_optimize._batch_seed(7, f"backtest-wf{fold}", 0)
+                                              for fold in (1, 2, 3)]
+
+
+def test_ctrl_c_ends_with_a_chinese_line_and_keeps_the_trials(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backtest_optimize, "run_search", interrupted)
+    monkeypatch.setattr(backtest_optimize, "open_client", lambda scheduler, workers: (_Closable(), None))
+    space = _write(SPACE)
+    err = io.StringIO()
+    argv = ["--data", str(tmp_path), "--space", str(space), "--trials", "2", "--out", str(tmp_path / "out")]
+    assert backtest_optimize.main(argv, io.StringIO(), err) == 130
+    assert "已中断" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+class _Closable:
+    def close(self):
+        pass
 
 
 def test_apply_writes_overrides_with_history_only_after_confirmation(tmp_path):
@@ -160,7 +209,7 @@ def test_invalid_parameter_sets_fail_with_their_reason(tmp_path):
     argv = ["--data", str(shared_data("daily")), "--space", str(space), "--trials", "2", "--workers", "1",
             "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--codes", *CODES, "--no-plot"]
     assert backtest_optimize.main(argv, out, err) == 2
-    assert "没有成功完成的试验" in err.getvalue()
+    assert "没有成功完成的试验" in err.getvalue() and "超出范围" in err.getvalue()  # the recorded reason
     import optuna
 
     study = optuna.load_study(study_name="backtest", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
