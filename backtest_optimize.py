@@ -537,10 +537,81 @@ def open_client(scheduler: Optional[str], workers: int):
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler, timeout=30), None
+        client = Client(scheduler, timeout=30)
+        try:
+            ship_project(client)
+        except OptimizeError:
+            client.close()
+            raise
+        return client, None
     cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address="127.0.0.1:0")
     return Client(cluster), cluster
+
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def ship_project(client) -> None:
+    """Send this project's modules to the scheduler and the workers of an existing cluster (a zip put on their
+    sys.path; the scheduler unpickles the tasks too), then check that every worker can import the trial code,
+    before any trial runs: processes started elsewhere need no PYTHONPATH. Workers that join later do not get
+    it: start them before the search."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for module in sorted(PROJECT_DIR.glob("*.py")):
+            archive.write(module, module.name)
+    install = _installer(buffer.getvalue())
+    try:
+        client.run_on_scheduler(install)
+        client.run(install)
+    except Exception as exc:  # noqa: BLE001 - dask raises whatever the remote side raised
+        raise OptimizeError(f"无法把项目代码发送到 Dask 调度器或工作进程：{exc}") from None
+    answers = client.run(_worker_can_run_trials)
+    missing = {worker: problem for worker, problem in answers.items() if problem}
+    if not answers:
+        raise OptimizeError("调度器上没有工作进程：请先在各台机器上启动 dask worker <调度器地址>")
+    if missing:
+        worker, problem = next(iter(missing.items()))
+        raise OptimizeError(f"Dask 工作进程 {worker} 无法运行回测：{problem}（请在该机器上安装 requirements.txt 中的依赖）")
+
+
+def _installer(bundle: bytes) -> Callable[[], str]:
+    """A function pickled by value (the remote side cannot import this module yet) that writes the zip into
+    its machine's temp folder, keyed by content, and puts it on sys.path."""
+    import hashlib
+
+    name = f"miniqmt-project-{hashlib.sha256(bundle).hexdigest()[:16]}.zip"
+
+    def install() -> str:
+        import os
+        import sys as remote_sys
+        import tempfile
+
+        path = os.path.join(tempfile.gettempdir(), name)
+        if not os.path.exists(path):
+            scratch = f"{path}.{os.getpid()}.tmp"
+            with open(scratch, "wb") as handle:
+                handle.write(bundle)
+            os.replace(scratch, path)
+        if path not in remote_sys.path:
+            remote_sys.path.insert(0, path)
+        return path
+
+    return install
+
+
+def _worker_can_run_trials() -> str:
+    """Runs on each worker: '' when the trial code and its dependencies import, else the reason."""
+    try:
+        import backtest  # noqa: F401
+        import backtest_optimize  # noqa: F401
+    except ImportError as exc:
+        return f"缺少模块 {exc.name or exc}"
+    return ""
 
 
 def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,
@@ -570,7 +641,14 @@ def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.
     if args.walk_forward:
         calendar = [d.item() for d in load_market(settings.data, codes, cache).calendar]
     began = time.monotonic()
-    client, cluster = open_client(args.scheduler, args.workers)
+    try:
+        client, cluster = open_client(args.scheduler, args.workers)
+    except OptimizeError as exc:
+        print(f"优化失败：{exc}", file=stderr)
+        return 2
+    except OSError as exc:  # the scheduler cannot be reached
+        print(f"优化失败：无法连接 Dask 调度器 {args.scheduler}：{exc}", file=stderr)
+        return 2
     try:
         folds = run_search(settings, client, storage, args.study, args.walk_forward, calendar,
                            progress=lambda line: print(line, file=stderr, flush=True))

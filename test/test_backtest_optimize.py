@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,15 +50,16 @@ def dask_processes():
     """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, stopped after the test."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # the code is shipped
+    elsewhere = tempfile.mkdtemp(prefix="dask-elsewhere-")  # workers that cannot import the project by themselves
     dask = [sys.executable, "-m", "dask", "scheduler"]  # the `dask` command of this interpreter
     worker = [sys.executable, "-m", "dask", "worker"]
     processes = [subprocess.Popen(dask + ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                  cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                                  cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     for _ in range(2):
         processes.append(subprocess.Popen(worker + [address, "--host", "127.0.0.1", "--nthreads", "1",
                                                     "--no-dashboard", "--no-nanny"],
-                                          cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         from dask.distributed import Client
 
