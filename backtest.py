@@ -17,9 +17,9 @@ import config
 import market_rules
 from backtest_chart import ChartHelper
 from backtest_data import DataProblem, st_codes_in
-from backtest_engine import BacktestEngine, EngineResult, StartingState
+from backtest_engine import BacktestEngine, EngineResult, Slippage, StartingState
 from backtest_market import MarketData, default_cache_dir, load_market
-from backtest_report import Summary, format_table, summarize, write_outputs
+from backtest_report import Benchmark, Summary, format_details, format_table, summarize, write_outputs
 from config_store import ConfigError
 from models import DataUnavailable, TradingError
 
@@ -63,11 +63,13 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  workers: Optional[int] = None, market: Optional[MarketData] = None,
                  load_progress: Optional[Callable[[int, int], None]] = None,
                  stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                 starting: Optional[StartingState] = None, no_entry: Collection[str] = ()) -> BacktestRun:
+                 starting: Optional[StartingState] = None, no_entry: Collection[str] = (),
+                 slippage: Optional[Slippage] = None, benchmark: Optional[Benchmark] = None) -> BacktestRun:
     """Load bars from `data` (CSV folder or TDX folder; or use `market`, already loaded), run the rules, and
     write the output files into `out` when given. `settings` is a full mapping of config values (default:
     config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files.
-    `starting` and `no_entry` are the engine's (an account's state and the codes it never enters)."""
+    `starting` and `no_entry` are the engine's (an account's state and the codes it never enters); `slippage`
+    makes fills worse than the path price; `benchmark` adds the index line and the excess return."""
     values = dict(settings if settings is not None else config.DEFAULTS)
     validation = config.validate(values)
     if not validation.ok:
@@ -84,18 +86,20 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
             raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
         loaded_at = time.perf_counter()
         engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params,
-                                starting=starting, no_entry=no_entry, st_codes=st_codes_in(data))
+                                starting=starting, no_entry=no_entry, st_codes=st_codes_in(data), slippage=slippage)
         if not engine.days:
             raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
         result = engine.run()
         ran_at = time.perf_counter()
-        summary = summarize(result, len(loaded.codes), loaded.skipped_sources)
+        summary = summarize(result, len(loaded.codes), loaded.skipped_sources, benchmark)
         changed = {key: value for key, value in values.items() if value != config.DEFAULTS.get(key)}
         run = BacktestRun(result, summary, loaded.problems, values, changed)
         if out is not None:
             extra = {"parameters_changed": changed, **({"stock_params": dict(stock_params)} if stock_params else {}),
-                     "data_problems": [problem.describe() for problem in loaded.problems]}
-            run.output_files = write_outputs(Path(out), result, summary, extra, plot=plot, begin_chart=chart.begin)
+                     "data_problems": [problem.describe() for problem in loaded.problems],
+                     "slippage": {"ticks": slippage.ticks, "bps": slippage.bps} if slippage else None}
+            run.output_files = write_outputs(Path(out), result, summary, extra, plot=plot, begin_chart=chart.begin,
+                                             benchmark=benchmark)
     run.seconds = {"load": loaded_at - began, "run": ran_at - loaded_at, "write": time.perf_counter() - ran_at}
     return run
 
@@ -159,16 +163,18 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
     codes = [code for item in (args.codes or []) for code in item.split(",") if code.strip()] or None
     began = time.perf_counter()
     try:
+        benchmark = Benchmark.read(args.benchmark) if args.benchmark else None
         cache = None if args.no_cache else (args.cache or default_cache_dir())
         run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
                            progress=ProgressBar(stderr), cache_dir=cache, workers=args.workers,
                            load_progress=ProgressBar(stderr, label="读取行情", unit="个文件"),
-                           stock_params=stock_params)
+                           stock_params=stock_params, slippage=args.slippage, benchmark=benchmark)
     except (TradingError, ConfigError, ValueError) as exc:
         print(f"回测失败：{exc}", file=stderr)
         return 2
     _print_problems(run.problems, stderr)
     print(format_table(run.summary, time.perf_counter() - began), file=stdout)
+    print(format_details(run.summary), file=stdout)
     print(f"结果已写入 {Path(args.out).resolve()}：" + "、".join(p.name for p in run.output_files), file=stdout)
     return 0
 
@@ -190,7 +196,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", help="校验后行情的缓存目录（按文件内容索引），默认 ~/.cache/miniqmt-backtest")
     parser.add_argument("--no-cache", action="store_true", help="不使用也不写入行情缓存")
     parser.add_argument("--workers", type=int, help="并行读取行情文件的进程数（默认 CPU 核数）")
+    parser.add_argument("--benchmark", help="基准指数日线 CSV（含 date、close 列，如沪深300），报告基准收益与超额收益并画在权益图上")
+    parser.add_argument("--slippage", type=parse_slippage, help="成交滑点：如 2t（2 个最小价位）或 5bp（万分之五），"
+                                                               "买入价更高、卖出价更低，用于检验结果对成交价的敏感度")
     return parser
+
+
+def parse_slippage(text: str) -> Slippage:
+    """`2t` (ticks) or `5bp` / `5bps` (basis points)."""
+    cleaned = text.strip().lower()
+    try:
+        if cleaned.endswith("bps") or cleaned.endswith("bp"):
+            bps = float(cleaned.rstrip("s")[:-2])
+            if 0 <= bps <= 1000:
+                return Slippage(bps=bps)
+        elif cleaned.endswith("t") and int(cleaned[:-1]) >= 0:
+            return Slippage(ticks=int(cleaned[:-1]))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"滑点格式应为 N t（最小价位数）或 N bp（基点，0~1000）：{text}")
 
 
 def _clear_cache(argv: Sequence[str], stdout: TextIO) -> int:

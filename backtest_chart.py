@@ -13,7 +13,7 @@ import os
 import logging
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Optional, Sequence
 
@@ -37,6 +37,8 @@ class EquityChart:
     end: str
     total_return: float
     max_drawdown: float
+    benchmark: list[float] = field(default_factory=list)  # the index scaled to the initial capital, or empty
+    benchmark_name: str = ""
 
 
 ChartJob = Callable[[], Path]  # finishes one chart and returns the PNG's path
@@ -63,7 +65,11 @@ def draw(path: Path, chart: EquityChart) -> Path:
         figure = Figure(figsize=(11, 6), dpi=100)
         FigureCanvasAgg(figure)
         top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        top.plot(days, chart.totals, color="#c0392b", linewidth=1.2)
+        top.plot(days, chart.totals, color="#c0392b", linewidth=1.2, label=labels["equity"])
+        if chart.benchmark:
+            top.plot(days, chart.benchmark, color="#7f8c8d", linewidth=1.0,
+                     label=labels["benchmark"].format(name=chart.benchmark_name))
+            top.legend(loc="upper left")
         top.axhline(chart.initial_capital, color="#7f8c8d", linewidth=0.8, linestyle="--")
         top.set_ylabel(labels["equity"])
         top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
@@ -128,10 +134,10 @@ def _first_cjk(fonts) -> Optional[str]:
 def _labels(chinese: bool) -> dict[str, str]:
     if chinese:
         return {"title": "回测权益曲线 {start} ~ {end}  总收益 {ret:.2f}%  最大回撤 {dd:.2f}%",
-                "equity": "总资产（元）", "drawdown": "回撤（%）"}
+                "equity": "总资产（元）", "drawdown": "回撤（%）", "benchmark": "基准 {name}（同起点）"}
     # Without a CJK font Chinese would render as empty boxes.
     return {"title": "Equity {start} ~ {end}  return {ret:.2f}%  max drawdown {dd:.2f}%",
-            "equity": "Total assets (CNY)", "drawdown": "Drawdown (%)"}
+            "equity": "Total assets (CNY)", "drawdown": "Drawdown (%)", "benchmark": "Benchmark {name} (same start)"}
 
 
 class ChartHelper:

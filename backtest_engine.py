@@ -56,6 +56,27 @@ class EngineResult:
     open_positions: list[Position]
     fees_paid: float
     unseeded: list[str] = field(default_factory=list)  # starting positions without a bar before the start
+    refusals: dict[str, int] = field(default_factory=dict)  # REFUSAL_LABELS key -> stock-days refused
+    exposure: float = 0.0  # share of the days that ended with any position held
+
+
+@dataclass(frozen=True)
+class Slippage:
+    """How much worse than the path price a fill is (`--slippage 2t` or `5bp`): buys higher, sells lower, by
+    `ticks` ticks or `bps` basis points (rounded away from the trader to the tick), never past the day's limits.
+    Triggers are still detected at the path price."""
+
+    ticks: int = 0
+    bps: float = 0.0
+
+    @property
+    def none(self) -> bool:
+        return self.ticks == 0 and self.bps == 0
+
+
+# Why a buy or an exit could not fill (the report counts them once per stock and day).
+REFUSAL_LABELS = {"cash": "现金不足", "cap": "超过总仓位上限", "limit_up": "涨停买不进", "t1": "T+1 当日买入不可卖",
+                  "limit_down": "跌停卖不出"}
 
 
 @dataclass(frozen=True)
@@ -136,11 +157,12 @@ class BacktestEngine:
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
                  fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  starting: Optional[StartingState] = None, no_entry: Collection[str] = (),
-                 st_codes: Collection[str] = ()):
+                 st_codes: Collection[str] = (), slippage: Optional[Slippage] = None):
         """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`); `starting`:
         the cash and positions to start from; `no_entry`: codes never bought by a MACD entry (an account's
         blacklist, a holding outside its pool) while their held positions follow the rules as usual;
-        `st_codes`: ST/*ST stocks, whose limits take the main-board ST band of each bar's date."""
+        `st_codes`: ST/*ST stocks, whose limits take the main-board ST band of each bar's date; `slippage`:
+        fills worse than the path price (Slippage)."""
         self._settings = settings
         self._params = RuleParams.from_settings(settings)
         self._stock_params = {code: RuleParams.from_settings({**settings, **overrides})
@@ -152,6 +174,9 @@ class BacktestEngine:
         self._no_entry = frozenset(no_entry)
         self._st_codes = frozenset(st_codes)
         self._st_rule = market_rules.StLimitRule.from_config(settings)
+        self._slippage = slippage if slippage is not None and not slippage.none else None
+        self._refused: set[tuple[int, str, str]] = set()  # (calendar day, code, reason)
+        self._held_days = 0
         market = stocks if isinstance(stocks, MarketData) else MarketData.from_stocks(stocks)
         self._market = market
         calendar = market.calendar
@@ -187,6 +212,7 @@ class BacktestEngine:
             self._run_day(day_index)
             equity.append(EquityPoint(self._calendar_days[day_index], round(self._cash, 2),
                                       round(self._market_value(), 2)))
+            self._held_days += bool(self._holdings)
             if self._progress is not None:
                 self._progress(day_index - self._first + 1, total_days)
         open_positions = []
@@ -194,8 +220,12 @@ class BacktestEngine:
             open_positions.append(holding.position.copy(current_price=holding.last_price,
                                                         market_value=round(holding.position.volume
                                                                            * holding.last_price, 2)))
+        refusals = {reason: 0 for reason in REFUSAL_LABELS}
+        for _, _, reason in self._refused:
+            refusals[reason] += 1
         return EngineResult(self.initial_capital, self._trades, equity, self._episodes, open_positions,
-                            round(self._fees_paid, 2), list(self._unseeded))
+                            round(self._fees_paid, 2), list(self._unseeded), refusals,
+                            round(self._held_days / len(equity), 6) if equity else 0.0)
 
     # ---- one day: opens, MACD entries at the open, then the rest of each path (DESIGN §7) -------------
 
@@ -242,16 +272,20 @@ class BacktestEngine:
         price = int(market.open[row]) / PRICE_SCALE
         limits = None if bar == 0 else self._limits_on(market.codes[stock_index],
                                                         int(market.close[row - 1]) / PRICE_SCALE, day_index)
-        if limits is not None and price >= limits[1]:
-            return  # a buy cannot fill at limit-up
         code = market.codes[stock_index]
+        if limits is not None and price >= limits[1]:
+            self._refuse(code, "limit_up")
+            return  # a buy cannot fill at limit-up
+        price = self._slipped(code, Side.BUY, price, limits)
         unit = self._params_for(code).position_unit if code in self._stock_params else self._position_unit
         volume = market_rules.buy_volume_for_amount(code, unit, price)
         if volume <= 0:
             return
         amount = strategy.trade_amount(price, volume)
         fees = self._fees(market.codes[stock_index], Side.BUY, price, volume)
-        if not self._buy_allowed(amount, fees):
+        refusal = self._buy_refusal(amount, fees)
+        if refusal:
+            self._refuse(code, refusal)
             return
         stock = self._held_stock(stock_index, bar)
         bar = 1 if bar > 0 else 0  # list index of the entry bar: the lists start one bar before it
@@ -353,7 +387,10 @@ class BacktestEngine:
                 return
             actions = strategy.evaluate(holding.position, price, self._params_for(holding.position.stock_code),
                                         macd_exit=holding.macd_exit)
-            if not actions or not self._fill(holding, actions[0], price):
+            if not actions:
+                self._note_blocked_exit(holding, price)
+                return
+            if not self._fill(holding, actions[0], price):
                 return
             holding.touched = True
             holding.fills += 1
@@ -367,7 +404,9 @@ class BacktestEngine:
         limits = self._limits(holding)
         if action.rule.side is Side.SELL:
             if limits is not None and price <= limits[0]:
+                self._refuse(code, "limit_down")
                 return False  # a sell cannot fill at or below limit-down
+            price = self._slipped(code, Side.SELL, price, limits)
             volume = action.volume
             amount, fees = strategy.trade_amount(price, volume), self._fees(code, Side.SELL, price, volume)
             self._cash += amount - fees
@@ -380,10 +419,14 @@ class BacktestEngine:
                 self._close_episode(holding)
             return True
         if limits is not None and price >= limits[1]:
+            self._refuse(code, "limit_up")
             return False  # a buy cannot fill at or above limit-up
+        price = self._slipped(code, Side.BUY, price, limits)
         volume = action.volume
         amount, fees = strategy.trade_amount(price, volume), self._fees(code, Side.BUY, price, volume)
-        if not self._buy_allowed(amount, fees):
+        refusal = self._buy_refusal(amount, fees)
+        if refusal:
+            self._refuse(code, refusal)
             return False  # the add level stays unused: it may fill at a later price point
         holding.position = strategy.apply_buy(holding.position, code, price, volume, fees,
                                               self._calendar_days[self._day_index], level_index=action.level_index)
@@ -398,15 +441,40 @@ class BacktestEngine:
         holding.last_price = price
         self._record(holding, Side.BUY, price, volume, amount, fees, rule)
 
-    def _buy_allowed(self, amount: float, fees: float) -> bool:
-        """Cash for amount + fees, and market value within MAX_TOTAL_POSITION_RATIO of total assets. Holdings
-        are valued at their previous close (known before the day starts), so the answer does not depend on
-        the order in which stocks are walked."""
+    def _buy_refusal(self, amount: float, fees: float) -> str:
+        """'' when there is cash for amount + fees and market value stays within MAX_TOTAL_POSITION_RATIO of
+        total assets, else 'cash' or 'cap'. Holdings are valued at their previous close (known before the day
+        starts), so the answer does not depend on the order in which stocks are walked."""
         if amount + fees > self._cash + 1e-9:
-            return False
+            return "cash"
         market_value = sum(h.position.volume * h.cap_price for h in self._holdings.values())
         total_after = self._cash + market_value - fees
-        return market_value + amount <= self._cap_ratio * total_after + 1e-9
+        return "" if market_value + amount <= self._cap_ratio * total_after + 1e-9 else "cap"
+
+    def _refuse(self, code: str, reason: str) -> None:
+        self._refused.add((self._day_index, code, reason))
+
+    def _note_blocked_exit(self, holding: _Holding, price: float) -> None:
+        """A sell-all exit that holds while nothing is available (bought today): a T+1 refusal."""
+        position = holding.position
+        if position.available > 0:
+            return
+        triggers = self._triggers(holding)
+        if holding.macd_exit or any(trigger is not None and price <= trigger
+                                    for trigger in (triggers.stop_loss_price, triggers.dynamic_stop_price)):
+            self._refuse(position.stock_code, "t1")
+
+    def _slipped(self, code: str, side: Side, price: float, limits: Optional[tuple[float, float]]) -> float:
+        """The fill price under `--slippage`, within the day's limits."""
+        if self._slippage is None:
+            return price
+        tick = float(market_rules.tick_size(code))
+        move = max(self._slippage.ticks * tick, price * self._slippage.bps / 10_000)
+        if side is Side.BUY:
+            slipped = market_rules.round_price_up(code, price + move)
+            return min(slipped, limits[1]) if limits is not None else slipped
+        slipped = market_rules.round_price_down(code, price - move)
+        return max(slipped, limits[0], tick) if limits is not None else max(slipped, tick)
 
     def _close_episode(self, holding: _Holding) -> None:
         position = holding.position

@@ -24,7 +24,8 @@ import config
 from backtest_market import MarketData, default_cache_dir, load_market
 from config_store import ConfigError
 
-OBJECTIVES = ("sharpe", "return", "calmar")
+# "return" with --max-drawdown is the return under a drawdown cap
+OBJECTIVES = ("sharpe", "sortino", "calmar", "return", "profit_factor")
 SAMPLERS = ("tpe", "grid", "random")
 INFEASIBLE = -1.0e6  # the value of a trial whose drawdown exceeds --max-drawdown (or whose metric is undefined)
 COLLAPSE_RATIO = 0.5  # out-of-sample below half the in-sample objective (or ≤ 0 while in-sample > 0)
@@ -149,7 +150,8 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     run = run_backtest(job["data"], values, start=start, end=end, plot=False, market=market)
     summary = run.summary
     metrics = {"total_return": summary.total_return, "annualized_return": summary.annualized_return,
-               "max_drawdown": summary.max_drawdown, "sharpe": summary.sharpe, "trades": summary.trade_count,
+               "max_drawdown": summary.max_drawdown, "sharpe": summary.sharpe, "sortino": summary.sortino,
+               "calmar": summary.calmar, "profit_factor": summary.profit_factor, "trades": summary.trade_count,
                "win_rate": summary.win_rate, "final_equity": summary.final_equity}
     outcome.update(metrics=metrics, value=objective_value(metrics, job["objective"], job["max_drawdown"]))
     if outcome["value"] == INFEASIBLE:
@@ -160,17 +162,17 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def objective_value(metrics: Mapping[str, Any], objective: str, max_drawdown: Optional[float]) -> float:
-    """sharpe, total return, or calmar (annualised return / max drawdown); INFEASIBLE past the drawdown
-    limit or when the metric is undefined (flat equity has no Sharpe)."""
+    """sharpe, sortino, calmar (annualised return / max drawdown), total return or profit factor; INFEASIBLE past
+    the drawdown limit or when the metric is undefined (flat equity has no Sharpe, no loss no profit factor)."""
     if max_drawdown is not None and metrics["max_drawdown"] > max_drawdown:
         return INFEASIBLE
-    if objective == "sharpe":
-        value = metrics["sharpe"]
-    elif objective == "return":
+    if objective == "return":
         value = metrics["total_return"]
-    else:
+    elif objective == "calmar":
         drawdown = metrics["max_drawdown"]
         value = metrics["annualized_return"] / drawdown if drawdown > 0 else None
+    else:
+        value = metrics.get(objective)
     return INFEASIBLE if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
@@ -445,7 +447,7 @@ def write_results(out: Path, folds: list[FoldResult], settings: SearchSettings, 
     if plot:
         import backtest_optimize_plots
 
-        written += backtest_optimize_plots.plot_all(out, folds, settings.objective)
+        written += backtest_optimize_plots.plot_all(out, folds, settings.objective, importance)
     return written
 
 
@@ -509,7 +511,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="日线目录")
     p.add_argument("--space", required=True, help="参数空间 JSON：{\"参数名\": [下限, 上限] 或 [候选值, ...]}")
     p.add_argument("--trials", type=int, required=True, help="试验次数（每段滚动验证各自的次数）")
-    p.add_argument("--objective", choices=OBJECTIVES, default="sharpe")
+    p.add_argument("--objective", choices=OBJECTIVES, default="sharpe",
+                   help="目标：sharpe、sortino、calmar、return（配合 --max-drawdown 即回撤上限下的收益）、profit_factor")
     p.add_argument("--max-drawdown", type=float, help="最大回撤上限（如 0.2），超过的参数组视为不可行")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--seed", type=int, default=0)

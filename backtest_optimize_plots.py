@@ -1,20 +1,47 @@
 """PNG plots of a parameter search (matplotlib's Agg canvas, no GUI state): optimisation history, the objective
-against each parameter, and the out-of-sample equity of the best set (the whole period without walk-forward)."""
+against each parameter, the parameters' importance, and the out-of-sample equity of the best set (the whole
+period without walk-forward)."""
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from backtest_chart import cjk_font, font_settings
 
 INFEASIBLE_BELOW = -1.0e5  # values under this are infeasible trials; left off the charts
 
 
-def plot_all(out: Path, folds: list[Any], objective: str) -> list[Path]:
-    return [_history(out / "optimization_history.png", folds, objective),
-            _parameters(out / "objective_vs_params.png", folds, objective),
-            _equity(out / "best_equity.png", folds)]
+def plot_all(out: Path, folds: list[Any], objective: str,
+             importance: Optional[dict[str, dict[str, float]]] = None) -> list[Path]:
+    plots = [_history(out / "optimization_history.png", folds, objective),
+             _parameters(out / "objective_vs_params.png", folds, objective),
+             _equity(out / "best_equity.png", folds)]
+    if importance and any(importance.values()):
+        plots.append(_importance(out / "param_importance.png", importance))
+    return plots
+
+
+def _importance(path: Path, importance: dict[str, dict[str, float]]) -> Path:
+    """One horizontal bar per parameter (fANOVA importance, summing to 1 within a study), one group per fold."""
+    names = sorted({name for values in importance.values() for name in values})
+    figure, axes, chinese = _figure(size=(8, 1.2 + 0.6 * len(names) * max(1, len(importance))))
+    ax = axes[0][0]
+    studies = [study for study, values in importance.items() if values]
+    height = 0.8 / len(studies)
+    for offset, study in enumerate(studies):
+        ax.barh([i + offset * height for i in range(len(names))],
+                [importance[study].get(name, 0.0) for name in names], height=height, label=study)
+    ax.set_yticks([i + height * (len(studies) - 1) / 2 for i in range(len(names))])
+    ax.set_yticklabels(names)
+    ax.set_xlabel("重要性（合计 1）" if chinese else "importance (sums to 1)")
+    ax.set_title("参数重要性" if chinese else "Parameter importance")
+    ax.grid(alpha=0.3, axis="x")
+    if len(studies) > 1:
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
 
 
 def _figure(rows: int = 1, cols: int = 1, size=(10, 5)):

@@ -90,6 +90,61 @@ def equity_metrics(initial: float, totals: Sequence[float]) -> dict[str, Any]:
             "sharpe": sharpe(close_to_close_returns(totals))}
 
 
+def sortino(returns: Sequence[float]) -> Optional[float]:
+    """Mean over the downside deviation (root mean square of the negative daily returns, over all days) × √252;
+    None without a losing day."""
+    if len(returns) < 2:
+        return None
+    downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+    if downside <= 1e-12:
+        return None
+    return round(sum(returns) / len(returns) / downside * math.sqrt(TRADING_DAYS_PER_YEAR), 4)
+
+
+def longest_drawdown_days(initial: float, totals: Sequence[float]) -> int:
+    """The most consecutive trading days spent below a previous peak (the peak starts at `initial`)."""
+    peak, longest, current = initial, 0, 0
+    for total in totals:
+        if total >= peak:
+            peak, current = total, 0
+        else:
+            current += 1
+            longest = max(longest, current)
+    return longest
+
+
+def monthly_returns(initial: float, days: Sequence[date], totals: Sequence[float]) -> dict[str, float]:
+    """{'YYYY-MM': return} from each month's last close over the previous month's (the first over `initial`)."""
+    month_ends: dict[str, float] = {}
+    for day, total in zip(days, totals):
+        month_ends[f"{day.year:04d}-{day.month:02d}"] = total
+    result, before = {}, initial
+    for month, total in month_ends.items():
+        result[month] = round(total / before - 1, 6) if before > 0 else 0.0
+        before = total
+    return result
+
+
+def trade_quality(episodes: Sequence[Any]) -> dict[str, Any]:
+    """profit_factor (gross profit / gross loss of closed episodes), expectancy (mean profit per episode, CNY)
+    and SQN (√N × mean / sample std of the episode profits); None where undefined."""
+    profits = [episode.profit for episode in episodes]
+    gains = sum(p for p in profits if p > 0)
+    losses = -sum(p for p in profits if p < 0)
+    expectancy = round(sum(profits) / len(profits), 2) if profits else None
+    sqn = None
+    if len(profits) >= 2:
+        mean = sum(profits) / len(profits)
+        std = math.sqrt(sum((p - mean) ** 2 for p in profits) / (len(profits) - 1))
+        sqn = round(math.sqrt(len(profits)) * mean / std, 4) if std > 1e-12 else None
+    return {"profit_factor": round(gains / losses, 4) if losses > 0 else None, "expectancy": expectancy,
+            "sqn": sqn}
+
+
+def calmar(annualized_return: float, max_drawdown_value: float) -> Optional[float]:
+    return round(annualized_return / max_drawdown_value, 4) if max_drawdown_value > 0 else None
+
+
 # ---- episodes -------------------------------------------------------------------------------------------
 
 def episodes_from_fills(fills: Iterable[Fill]) -> tuple[list[EpisodeResult], list[EpisodeResult]]:
