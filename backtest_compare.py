@@ -7,7 +7,11 @@ DIR [--start --end]` backtests the period the account traded with the account's 
 - missing in the account, with the recorded cause: the signal expired, was rejected (with its reason), its order
   timed out or was cancelled without a fill, the position's entry never happened in the account, or no signal
   was recorded at all;
-- extra in the account: a manual trade, a grid trade, a watch task, or a rule trade the backtest did not make.
+- extra in the account: a manual trade, a grid trade, a watch task, an order-file line, or a rule trade the
+  backtest did not make;
+- and, for what is left, the chain back to where the two diverged: an earlier trade of the same holding that
+  filled at another price or on another day (so every later trigger of that holding moves), or a rule parameter
+  changed in the account during the period.
 
 The account is read only (SQLite opened read-only); nothing in it changes."""
 from __future__ import annotations
@@ -41,11 +45,16 @@ FOLLOWS_MISSING = "follows_missing_entry"  # a later trade of a backtest positio
 MANUAL = "manual"
 GRID = "grid"
 WATCH = "watch"
+ORDER_FILE = "order_file"
 UNEXPLAINED = "unexplained"
+# causes found by following the chain back (either side)
+DIVERGED = "diverged_upstream"  # an earlier trade of the same holding filled at another price / day
+PARAM_CHANGED = "parameter_changed"  # a rule parameter changed in the account before this trade
 SHIFT_DAYS = 10  # calendar days
 CAUSE_LABELS = {MATCHED: "一致", SHIFTED: "日期不同", FOLLOWS_MISSING: "该持仓的买入未在账户发生", SIGNAL_EXPIRED: "信号过期未执行", SIGNAL_REJECTED: "信号被拒绝",
                 ORDER_TIMED_OUT: "委托超时/撤单未成交", NO_SIGNAL: "账户未记录信号", MANUAL: "手动交易", GRID: "网格交易",
-                WATCH: "盯盘任务", UNEXPLAINED: "回测中没有的规则交易"}
+                WATCH: "盯盘任务", ORDER_FILE: "委托文件", DIVERGED: "同一持仓上游成交不同而分叉",
+                PARAM_CHANGED: "期间参数有变更", UNEXPLAINED: "回测中没有的规则交易"}
 ACCOUNT_DBS = ("sim_trading.db", "trading.db")
 RESULT_DIR = "backtest_compare"  # inside the account's data dir by default: the web page 「回测对比」 reads it
 
@@ -294,8 +303,74 @@ def compare(backtest_trades: Iterable[Trade], account: Sequence[AccountTrade], d
     leftovers = _pair_shifted(result.rows, backtest_by_row, leftovers)
     _mark_followers(result.rows, backtest_by_row)
     result.rows.extend(_extra(trade) for trade in leftovers)
-    result.rows.sort(key=lambda row: (row.day, row.stock_code, row.kind != "matched"))
+    result.rows.sort(key=lambda row: (row.day, row.stock_code, row.kind not in ("matched", "shifted")))
+    _trace_divergence(result.rows)
+    _trace_parameter_changes(result.rows, _rule_parameter_changes(db.parent / "config.db", start, end))
     return result
+
+
+def _trace_divergence(rows: list[ComparedTrade]) -> None:
+    """An unexplained trade (or a missing one without a signal record) of a holding whose earlier trade filled
+    at another price or on another day is that trade's consequence: every later trigger of the holding (cost,
+    highest price, add levels) moved with it. The reason names the upstream trade. The note ends when the
+    backtest's holding is flat again (a new episode starts from the same place on both sides)."""
+    upstream: dict[str, str] = {}
+    volume: dict[str, int] = defaultdict(int)
+    for row in rows:  # in time order
+        code = row.stock_code
+        if row.kind == "shifted" or (row.kind == "matched" and row.slippage_cny):
+            upstream.setdefault(code, _divergence_note(row))
+        elif code in upstream and row.cause in (UNEXPLAINED, NO_SIGNAL):
+            row.cause, row.reason = DIVERGED, f"上游：{upstream[code]}" + (f"；{row.reason}" if row.reason else "")
+        if row.backtest_volume and row.kind != "extra":
+            volume[code] += row.backtest_volume if row.side == "buy" else -row.backtest_volume
+            if volume[code] <= 0:
+                volume[code] = 0
+                upstream.pop(code, None)
+
+
+def _divergence_note(row: ComparedTrade) -> str:
+    if row.kind == "shifted":
+        return f"{_label(row.rule)} {row.reason}"
+    return f"{row.day} {_label(row.rule)} 账户成交价 {row.account_price:g}，回测 {row.backtest_price:g}"
+
+
+def _trace_parameter_changes(rows: list[ComparedTrade], changes: list[sqlite3.Row]) -> None:
+    """What is still unexplained after a rule parameter changed in the account: the backtest runs the period
+    with one set (the account's current one), the account traded with the earlier value before the change."""
+    for row in rows:
+        if row.cause not in (UNEXPLAINED, NO_SIGNAL):
+            continue
+        before = [change for change in changes if change["time"][:10] <= row.day]
+        if before:
+            last = before[-1]
+            row.cause = PARAM_CHANGED
+            row.reason = f"{last['time'][:16].replace('T', ' ')} {last['key']}：{last['old_value']} → {last['new_value']}"
+
+
+def _rule_parameter_changes(config_db: Path, start: date, end: date) -> list[sqlite3.Row]:
+    """Changes of rule parameters (the keys the backtest uses) in the account's config history up to `end`."""
+    if not config_db.exists():
+        return []
+    with _connect(config_db) as connection:
+        rows = _rows(connection, "SELECT time, key, old_value, new_value FROM config_history WHERE time <= ? "
+                                 "ORDER BY time, id", (f"{end.isoformat()}T23:59:59",))
+    return [row for row in rows if row["key"] in _RULE_KEYS and row["time"][:10] >= start.isoformat()]
+
+
+# config keys that change what the rules do (a change of a display or network setting explains no trade)
+_RULE_KEYS = frozenset({
+    "STOP_LOSS_RATIO", "INITIAL_TAKE_PROFIT_RATIO", "INITIAL_TAKE_PROFIT_RATIO_PERCENTAGE", "DYNAMIC_TAKE_PROFIT",
+    "BUY_GRID_LEVELS", "POSITION_UNIT", "MAX_POSITION_VALUE", "MAX_TOTAL_POSITION_RATIO", "ENABLE_MACD_BUY",
+    "ENABLE_MA_FILTER", "ENABLE_MACD_SELL", "ENABLE_ADD_POSITION", "ENABLE_DYNAMIC_STOP_PROFIT", "ENABLE_ALLOW_BUY",
+    "ENABLE_ALLOW_SELL"})
+
+
+def _label(rule: str) -> str:
+    try:
+        return Rule(rule).label
+    except ValueError:
+        return rule
 
 
 def _pair_shifted(rows: list[ComparedTrade], trades: list[Trade], leftovers: list[AccountTrade]) -> list[AccountTrade]:
@@ -312,9 +387,9 @@ def _pair_shifted(rows: list[ComparedTrade], trades: list[Trade], leftovers: lis
         account = min(near, key=lambda t: (abs((t.day - trade.day).days), t.day))
         leftovers.remove(account)
         shifted = _matched(trade, account)
-        shifted.cause = SHIFTED
+        shifted.kind, shifted.cause = "shifted", SHIFTED
         shifted.reason = f"账户成交日 {account.day}，回测 {trade.day}" + (
-            f"（回测当日：{CAUSE_LABELS[row.cause]}）" if row.cause != NO_SIGNAL else "")
+            f"（回测当日：{CAUSE_LABELS[row.cause]}：{row.reason}）" if row.cause != NO_SIGNAL else "")
         rows[index] = shifted
     return leftovers
 
@@ -340,8 +415,12 @@ def _matched(trade: Trade, account: AccountTrade) -> ComparedTrade:
     difference = account.price - trade.price
     return ComparedTrade("matched", MATCHED, trade.day.isoformat(), trade.stock_code, trade.side.value,
                          trade.rule.value, trade.volume, trade.price, account.volume, account.price,
-                         round(sign * difference * account.volume, 2), round(sign * difference / trade.price * 1e4, 2),
-                         account.amount)
+                         _no_negative_zero(round(sign * difference * account.volume, 2)),
+                         _no_negative_zero(round(sign * difference / trade.price * 1e4, 2)), account.amount)
+
+
+def _no_negative_zero(value: float) -> float:
+    return value + 0.0  # -0.0 + 0.0 is 0.0: a zero difference is never shown as 「-0.00」
 
 
 def _missing(trade: Trade, signals, orders) -> ComparedTrade:
@@ -369,6 +448,8 @@ def _extra(trade: AccountTrade) -> ComparedTrade:
         cause = GRID
     elif trade.rule.startswith("watch"):
         cause = WATCH
+    elif trade.rule == "order_file":
+        cause = ORDER_FILE
     else:
         cause = UNEXPLAINED
     return ComparedTrade("extra", cause, trade.day.isoformat(), trade.stock_code, trade.side, trade.rule,

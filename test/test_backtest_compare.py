@@ -146,3 +146,53 @@ def test_account_per_stock_parameters_are_the_backtest_parameters(tmp_path, bars
     rows = {(row.stock_code, row.cause): row for row in run_compare(account, bars).rows}
     assert (rows[(MATCHED, "matched")].backtest_volume, rows[(MATCHED, "matched")].account_volume) == (1000, 2000)
     assert rows[(SILENT, "no_signal")].backtest_volume == 2000
+
+
+def test_unmatched_trades_carry_the_chain_back_to_where_the_holding_diverged(tmp_path):
+    """Issue 27 §5 (the 600309.SH case): the account's entry filled at 43.16, the backtest's at 43.36, so the
+    account's take-profit fired days earlier and the episode diverged. Each later unmatched trade of that holding
+    names the upstream fill; a shifted row is not 「一致」; an order-file line and a trade after a rule parameter
+    change are named; a zero difference is never 「-0.00」."""
+    from datetime import date
+
+    from backtest_compare import AccountTrade, compare
+    from backtest_engine import Trade
+    from config_store import ConfigStore
+    from models import Rule, Side
+
+    account = tmp_path / "account"
+    account.mkdir()
+    db = Database(account / "sim_trading.db")
+    OrderJournal(db, None, "simulation")
+    SignalStore(db, None)
+    db.close()
+    code = "600309.SH"
+    d = [date(2021, 3, day) for day in (1, 8, 9, 15, 16, 17)]
+    backtest_trades = [Trade(d[0], code, Side.BUY, 43.36, 400, 17344.0, 5.2, Rule.MACD_BUY),
+                       Trade(d[3], code, Side.SELL, 46.0, 200, 9200.0, 8.0, Rule.TAKE_PROFIT),
+                       Trade(d[5], "600000.SH", Side.BUY, 10.0, 2000, 20000.0, 6.2, Rule.MACD_BUY)]
+    account_trades = [AccountTrade(d[0], code, "buy", "macd_buy", 400, 17264.0, "c1"),  # 43.16
+                      AccountTrade(d[1], code, "sell", "take_profit", 200, 9140.0, "c2"),  # 7 days earlier
+                      AccountTrade(d[2], code, "sell", "dynamic_take_profit", 200, 9300.0, "c3"),
+                      AccountTrade(d[4], "000001.SZ", "buy", "order_file", 1000, 12000.0, "c4"),
+                      AccountTrade(d[5], "600000.SH", "buy", "macd_buy", 2000, 20000.0, "c5"),
+                      AccountTrade(d[5], "600036.SH", "sell", "stop_loss", 500, 20000.0, "c6")]
+    config_db = Database(account / "config.db")
+    ConfigStore(config_db).update({"STOP_LOSS_RATIO": -0.05}, source="web")
+    config_db.execute("UPDATE config_history SET time='2021-03-10T09:00:00'")
+    config_db.close()
+    comparison = compare(backtest_trades, account_trades, account / "sim_trading.db", d[0], d[5])
+    rows = {(row.day, row.stock_code, row.rule): row for row in comparison.rows}
+    entry = rows[(d[0].isoformat(), code, "macd_buy")]
+    assert (entry.kind, entry.cause, entry.slippage_cny) == ("matched", "matched", -80.0)
+    early = rows[(d[3].isoformat(), code, "take_profit")]
+    assert (early.kind, early.cause) == ("shifted", "shifted")
+    trailing = rows[(d[2].isoformat(), code, "dynamic_take_profit")]
+    assert trailing.cause == "diverged_upstream"
+    assert trailing.reason.startswith("上游：2021-03-01 MACD买入 账户成交价 43.16，回测 43.36")
+    assert rows[(d[4].isoformat(), "000001.SZ", "order_file")].cause == "order_file"
+    same = rows[(d[5].isoformat(), "600000.SH", "macd_buy")]
+    assert (same.slippage_cny, same.slippage_bps) == (0.0, 0.0) and str(same.slippage_cny) == "0.0"
+    changed = rows[(d[5].isoformat(), "600036.SH", "stop_loss")]
+    assert changed.cause == "parameter_changed" and "STOP_LOSS_RATIO：-0.095 → -0.05" in changed.reason
+    assert "unexplained" not in {row.cause for row in comparison.rows}

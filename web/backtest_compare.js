@@ -6,7 +6,7 @@
 
   var Q = window.Qmt;
   var $ = Q.$, make = Q.make, cell = Q.cell, clear = Q.clear, fmtMoney = Q.fmtMoney, get = Q.get;
-  var KINDS = { matched: "一致", missing: "账户缺少", extra: "账户多出" };
+  var KINDS = { matched: "一致", shifted: "日期不同", missing: "账户缺少", extra: "账户多出" };
   var SIDES = { buy: "买入", sell: "卖出" };
 
   function load() {
@@ -55,7 +55,8 @@
       cell(row, r.stock_code);
       cell(row, SIDES[r.side] || r.side);
       cell(row, r.rule);
-      cell(row, KINDS[r.kind] + (r.kind === "matched" ? "" : "：" + (result.labels[r.cause] || r.cause)));
+      var plain = r.kind === "matched" || r.kind === "shifted";
+      cell(row, (KINDS[r.kind] || r.kind) + (plain ? "" : "：" + (result.labels[r.cause] || r.cause)));
       cell(row, r.backtest_volume == null ? "--" : String(r.backtest_volume), "num");
       cell(row, r.backtest_price == null ? "--" : Number(r.backtest_price).toFixed(3), "num");
       cell(row, r.account_volume == null ? "--" : String(r.account_volume), "num");
