@@ -43,6 +43,14 @@ def run(args: argparse.Namespace, overrides: dict, install_signal_handlers,
     except LockHeld as exc:
         print(f"拒绝启动：{exc}", file=sys.stderr)
         return 3
+    accounts_lock = accounts_file_lock(Path(args.accounts))
+    try:
+        accounts_lock.acquire()
+    except LockHeld:
+        lock.release()
+        print(f"拒绝启动：账户文件 {Path(args.accounts).resolve()} 中的账户已由另一个多账户监管进程运行"
+              f"（锁文件 {accounts_lock.path.name}）；同一组账户不能同时运行两份，即使数据目录不同", file=sys.stderr)
+        return 3
     config_db = Database(data_dir / "supervisor_config.db")
     try:
         try:
@@ -56,7 +64,16 @@ def run(args: argparse.Namespace, overrides: dict, install_signal_handlers,
         return _serve(settings, specs, data_dir, log_dir, overrides, secret_filter, stop_event, command_for)
     finally:
         config_db.close()
+        accounts_lock.release()
         lock.release()
+
+
+def accounts_file_lock(accounts: Path) -> InstanceLock:
+    """The lock a supervisor holds on its accounts file (`<file>.lock` beside it): a second supervisor on the
+    same accounts, even with another `--data-dir`, would run every account twice (a live account placing each
+    order twice), so it is refused. An OS lock: released even after `kill -9`."""
+    path = Path(accounts).resolve()
+    return InstanceLock(path.with_name(path.name + ".lock"))
 
 
 def _serve(settings: ConfigStore, specs, data_dir: Path, log_dir: Path, overrides: dict, secret_filter,

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from accounts_child import (CHILD_STATE_LABELS, AccountChild, ChildPaths, ChildState, CommandFor, RestartPolicy,
                             default_command)
 from accounts_config import AccountSpec
-from stock_pool import StockPool
+from stock_pool import StockPool, pool_file
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,10 @@ class AccountView:
 class Supervisor:
     def __init__(self, specs: list[AccountSpec], settings, data_dir: Path, log_dir: Path,
                  child_settings: dict[str, Any], command_for: CommandFor = default_command,
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic, shipped_pool: Path = Path("stock_pool.json")):
+        """`shipped_pool`: the pool an account without its own `stock_pool` starts from, as a single daemon."""
         self._settings = settings
+        self._shipped_pool = Path(shipped_pool)
         self._data_dir = Path(data_dir).resolve()  # children run in their own folders: every path is absolute
         log_dir = Path(log_dir).resolve()
         self._now = now
@@ -115,7 +117,7 @@ class Supervisor:
     def start_all(self) -> None:
         for child in self.children.values():
             if child.spec.auto_start:
-                _write_pool(child)
+                _write_pool(child, self._shipped_pool)
                 child.start()
 
     def run_once(self) -> None:
@@ -153,7 +155,7 @@ class Supervisor:
 
     def start(self, account_id: str) -> None:
         child = self.child(account_id)
-        _write_pool(child)
+        _write_pool(child, self._shipped_pool)
         child.start()
 
     def stop(self, account_id: str) -> Optional[int]:
@@ -279,8 +281,11 @@ def _run_settings(spec: AccountSpec, shared: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
-def _write_pool(child: AccountChild) -> None:
-    """An account's own stock pool from the accounts file, written into its data dir before it starts."""
+def _write_pool(child: AccountChild, shipped: Path) -> None:
+    """An account's own stock pool from the accounts file, written into its data dir before it starts; without
+    one, the account's pool file is seeded once from the shipped pool, as a single daemon's data dir is."""
+    child.paths.data_dir.mkdir(parents=True, exist_ok=True)
     if child.spec.stock_pool:
-        child.paths.data_dir.mkdir(parents=True, exist_ok=True)
         StockPool(child.paths.data_dir / "stock_pool.json").replace(child.spec.stock_pool)
+    else:
+        pool_file(None, str(child.paths.data_dir), shipped)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 import config
+import perf_stats
 from backtest_market import MarketData, default_cache_dir, load_market
 from config_store import ConfigError
 
@@ -169,8 +170,7 @@ def objective_value(metrics: Mapping[str, Any], objective: str, max_drawdown: Op
     if objective == "return":
         value = metrics["total_return"]
     elif objective == "calmar":
-        drawdown = metrics["max_drawdown"]
-        value = metrics["annualized_return"] / drawdown if drawdown > 0 else None
+        value = perf_stats.calmar(metrics["annualized_return"], metrics["max_drawdown"])
     else:
         value = metrics.get(objective)
     return INFEASIBLE if value is None or not math.isfinite(value) else round(float(value), 6)

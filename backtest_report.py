@@ -29,7 +29,7 @@ class Summary:
     initial_capital: float
     final_equity: float
     total_return: float
-    annualized_return: float
+    annualized_return: Optional[float]  # None when it cannot be represented (a huge gain over a few days)
     max_drawdown: float  # positive fraction of the running peak
     sharpe: Optional[float]  # mean / population std of daily returns × √252; None when undefined (flat)
     trade_count: int
@@ -188,7 +188,7 @@ def format_table(summary: Summary, elapsed: Optional[float] = None) -> str:
         ("初始资金", f"{summary.initial_capital:,.2f}"),
         ("期末权益", f"{summary.final_equity:,.2f}"),
         ("总收益率", _percent(summary.total_return)),
-        ("年化收益率", _percent(summary.annualized_return)),
+        ("年化收益率", "—" if summary.annualized_return is None else _percent(summary.annualized_return)),
         ("最大回撤", _percent(summary.max_drawdown)),
         ("夏普比率", _ratio(summary.sharpe)),
         ("索提诺比率", _ratio(summary.sortino)),
@@ -198,18 +198,18 @@ def format_table(summary: Summary, elapsed: Optional[float] = None) -> str:
         ("交易笔数", f"{summary.trade_count}（买 {summary.buy_count} / 卖 {summary.sell_count}）"),
         ("已结束持仓周期", f"{summary.closed_episodes}（盈利 {summary.winning_episodes}）"),
         ("胜率", "—" if summary.win_rate is None else _percent(summary.win_rate)),
-        ("盈亏比（毛利/毛损）", _ratio(summary.profit_factor)),
-        ("每个周期期望收益", "—" if summary.expectancy is None else f"{summary.expectancy:,.2f}"),
+        ("盈利因子", _ratio(summary.profit_factor)),
+        ("期望收益/周期", "—" if summary.expectancy is None else f"{summary.expectancy:,.2f}"),
         ("SQN", _ratio(summary.sqn)),
         ("手续费合计", f"{summary.fees_paid:,.2f}"),
         ("期末持仓", f"{summary.open_positions} 只"),
     ]
     if summary.benchmark is not None:
-        rows[5:5] = [(f"基准（{summary.benchmark['name']}）", _percent(summary.benchmark["total_return"])),
+        rows[5:5] = [("基准收益", f"{_percent(summary.benchmark['total_return'])}（{summary.benchmark['name']}）"),
                      ("超额收益", _percent(summary.benchmark["excess_return"]))]
     refused = [f"{REFUSAL_LABELS[k]} {v}" for k, v in summary.refusals.items() if v]
     if refused:
-        rows.append(("未能成交（股票·日）", "，".join(refused)))
+        rows.append(("未成交次数", "，".join(refused) + "（按股票·日计）"))
     if elapsed is not None:
         rows.append(("耗时", f"{elapsed:.2f} 秒"))
     width = max(_display_width(label) for label, _ in rows)

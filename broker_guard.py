@@ -29,7 +29,12 @@ def broker_step_seconds(settings) -> float:
     return 2 * float(settings.get("BROKER_CALL_TIMEOUT")) + STEP_MARGIN_SECONDS
 
 
-class BrokerCallTimeout(TradingError):
+class OutcomeUnknown(TradingError):
+    """An order may or may not have reached the broker (issue 25): it is 「结果未知」 until reconciled by its
+    remark, and no repeat of it is sent meanwhile. Not an OrderRejected: the API answers 409, never 500."""
+
+
+class BrokerCallTimeout(OutcomeUnknown):
     """The broker did not answer within the deadline; what the call did is unknown."""
 
 

@@ -56,12 +56,13 @@ GRID_AUTO_START_AFTER_TAKE_PROFIT = False  # 首次止盈后自动为该股票�
 
 # ==== 风控
 MAX_TOTAL_POSITION_RATIO = 0.95  # 总持仓市值占总资产的上限
-MAX_ORDERS_PER_DAY = 50  # 每日最多下单笔数
+MAX_ORDERS_PER_DAY = 50  # 每个委托来源（策略规则、网格、委托文件、盯盘、手动）每日最多下单笔数；止损等保护性卖出不计
 MAX_ORDER_VALUE = 100_000.0  # 单笔委托最大金额（元）
 DAILY_LOSS_LIMIT_RATIO = 0.05  # 当日亏损达到总资产该比例后停止自动买入
 SIGNAL_MAX_AGE = 60.0  # 信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行
 SIGNAL_COOLDOWN_SECONDS = 30.0  # 同一股票同一规则两次信号之间的冷却时间（秒）
 EXIT_RETRY_SECONDS = 1.0  # 止损等保护性卖出被拒或失败后，至少间隔该秒数在下一个行情重试（不启动冷却）
+EXIT_RETRY_MAX_SECONDS = 30.0  # 同一只股票的保护性卖出连续被券商拒绝时，重试间隔从 EXIT_RETRY_SECONDS 起逐次翻倍，最长为该秒数
 SELL_ORDER_TIMEOUT = 60.0  # 卖单超时（秒）：未成交则撤单并以更积极价格重报
 BUY_ORDER_TIMEOUT = 120.0  # 买单超时（秒）：未成交则撤单
 MAX_REORDER_TIMES = 3  # 卖单最多重报次数
@@ -77,6 +78,7 @@ HEARTBEAT_INTERVAL = 60.0  # 访问心跳地址的间隔（秒）
 
 # ==== 运行间隔
 MONITOR_INTERVAL = 3.0  # 无新行情时持仓监控的最长间隔（秒）
+WATCH_DAILY_LOAD_MS = 8.0  # 盯盘每轮检查最多用于加载当日日线数据（N日新高、MACD、量比）的毫秒数；换日后分几轮加载完，价格提醒不被拖慢
 UPDATE_INTERVAL = 60.0  # 行情线程刷新日线等数据的间隔（秒）
 POSITION_SYNC_INTERVAL = 5.0  # 持仓内存写入数据库的间隔（秒）
 ORDER_CHECK_INTERVAL = 5.0  # 检查未成交委托的间隔（秒）
@@ -194,15 +196,17 @@ QMT_QUERY_TIMEOUT = 10.0  # 实盘：向 miniQMT 查询资产、持仓、委托�
 QMT_CONNECT_TIMEOUT = 20.0  # 实盘：连接 miniQMT 的最长等待（秒）（需重启）
 QMT_RECONNECT_FIRST_DELAY = 1.0  # 实盘：与 miniQMT 断开后第一次重连前的等待（秒），之后每次翻倍（需重启）
 QMT_RECONNECT_MAX_DELAY = 60.0  # 实盘：重连等待的上限（秒）（需重启）
-MAX_ORDERS_PER_STOCK_PER_DAY = 20  # 熔断：单只股票每日最多自动委托笔数，达到后该股停止自动交易
-MAX_CANCELS_PER_DAY = 100  # 熔断：账户每日最多撤单笔数，达到后暂停自动交易
-MAX_ORDER_VOLUME = 100_000  # 熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易
-MAX_ACTIONS_PER_MINUTE = 20  # 熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）
-MAX_ACTIONS_PER_STOCK_PER_MINUTE = 6  # 熔断：单只股票每分钟最多委托+撤单笔数，达到后该股停止自动交易
+QMT_RECONNECT_SESSION_MAX_DELAY = 2.0  # 实盘：交易时段内重连等待的上限（秒），miniQMT 恢复响应后数秒内即重连
+MAX_ORDERS_PER_STOCK_PER_DAY = 20  # 熔断：单只股票每个来源每日最多自动委托笔数，达到后该股的该来源停止自动交易
+MAX_CANCELS_PER_DAY = 100  # 熔断：账户每个来源每日最多撤单笔数，达到后全账户的该来源停止自动交易
+MAX_ORDER_VOLUME = 100_000  # 熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股该来源的自动交易
+MAX_ACTIONS_PER_MINUTE = 20  # 熔断：账户每个来源每分钟最多委托+撤单笔数，达到后全账户的该来源停止自动交易（交易所程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）
+MAX_ACTIONS_PER_STOCK_PER_MINUTE = 6  # 熔断：单只股票每个来源每分钟最多委托+撤单笔数，达到后该股的该来源停止自动交易
 STORAGE_MIN_FREE_MB = 200.0  # 数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）
 STORAGE_CHECK_INTERVAL = 5.0  # 检查磁盘剩余空间的间隔（秒）；磁盘满导致的停止交易在空间恢复后的下一次检查时解除
-WEB_CONNECTION_LIMIT = 1000  # Web 服务最多同时打开的连接数（空闲连接不占处理线程）（需重启）
+WEB_CONNECTION_LIMIT = 1000  # Web 服务最多同时打开的连接数（空闲连接不占处理线程；超过时关闭最久无进展的空闲连接，远程的优先，本机操作总能接入）（需重启）
 WEB_IDLE_TIMEOUT = 30.0  # 空闲连接超过该时间（秒）即关闭（需重启）
+WEB_REQUEST_READ_TIMEOUT = 10.0  # 连接须在该秒数内送完一个完整请求，否则关闭（防止慢速连接占满服务）（需重启）
 WEB_SSE_PER_CLIENT = 3  # 同一客户端地址最多同时打开的实时推送连接数
 
 # ============================================================================================================
@@ -282,12 +286,15 @@ PARAMS: tuple[Param, ...] = (
     _p("GRID_AUTO_START_AFTER_TAKE_PROFIT", GRID_AUTO_START_AFTER_TAKE_PROFIT, "bool", "首次止盈后自动为该股票启动网格", G_GRID),
     # ---- risk limits
     _p("MAX_TOTAL_POSITION_RATIO", MAX_TOTAL_POSITION_RATIO, "float", "总持仓市值占总资产的上限", G_RISK, 0.05, 1.0),
-    _p("MAX_ORDERS_PER_DAY", MAX_ORDERS_PER_DAY, "int", "每日最多下单笔数", G_RISK, 1, 10000),
+    _p("MAX_ORDERS_PER_DAY", MAX_ORDERS_PER_DAY, "int", "每个委托来源（策略规则、网格、委托文件、盯盘、手动）每日最多下单笔数；"
+       "止损等保护性卖出不计", G_RISK, 1, 10000),
     _p("MAX_ORDER_VALUE", MAX_ORDER_VALUE, "float", "单笔委托最大金额（元）", G_RISK, 100, 100_000_000),
     _p("DAILY_LOSS_LIMIT_RATIO", DAILY_LOSS_LIMIT_RATIO, "float", "当日亏损达到总资产该比例后停止自动买入", G_RISK, 0.001, 1.0),
     _p("SIGNAL_MAX_AGE", SIGNAL_MAX_AGE, "float", "信号有效期（真实秒，不随回放加速；再次检测到会刷新），过期不再执行", G_RISK, 1, 86400),
     _p("SIGNAL_COOLDOWN_SECONDS", SIGNAL_COOLDOWN_SECONDS, "float", "同一股票同一规则两次信号之间的冷却时间（秒）", G_RISK, 0, 86400),
     _p("EXIT_RETRY_SECONDS", EXIT_RETRY_SECONDS, "float", "止损等保护性卖出被拒或失败后，至少间隔该秒数在下一个行情重试（不启动冷却）", G_RISK, 0.1, 60),
+    _p("EXIT_RETRY_MAX_SECONDS", EXIT_RETRY_MAX_SECONDS, "float", "同一只股票的保护性卖出连续被券商拒绝时，重试间隔从 "
+       "EXIT_RETRY_SECONDS 起逐次翻倍，最长为该秒数", G_RISK, 0.1, 3600),
     _p("SELL_ORDER_TIMEOUT", SELL_ORDER_TIMEOUT, "float", "卖单超时（秒）：未成交则撤单并以更积极价格重报", G_RISK, 1, 3600),
     _p("BUY_ORDER_TIMEOUT", BUY_ORDER_TIMEOUT, "float", "买单超时（秒）：未成交则撤单", G_RISK, 1, 3600),
     _p("MAX_REORDER_TIMES", MAX_REORDER_TIMES, "int", "卖单最多重报次数", G_RISK, 0, 20),
@@ -305,6 +312,8 @@ PARAMS: tuple[Param, ...] = (
     _p("HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL, "float", "访问心跳地址的间隔（秒）", G_PROTECTION, 5, 3600),
     # ---- loop timing
     _p("MONITOR_INTERVAL", MONITOR_INTERVAL, "float", "无新行情时持仓监控的最长间隔（秒）", G_TIMING, 0.1, 600),
+    _p("WATCH_DAILY_LOAD_MS", WATCH_DAILY_LOAD_MS, "float", "盯盘每轮检查最多用于加载当日日线数据（N日新高、MACD、量比）的"
+       "毫秒数；换日后分几轮加载完，价格提醒不被拖慢", G_TIMING, 1, 1000),
     _p("UPDATE_INTERVAL", UPDATE_INTERVAL, "float", "行情线程刷新日线等数据的间隔（秒）", G_TIMING, 1, 86400),
     _p("POSITION_SYNC_INTERVAL", POSITION_SYNC_INTERVAL, "float", "持仓内存写入数据库的间隔（秒）", G_TIMING, 0.5, 600),
     _p("ORDER_CHECK_INTERVAL", ORDER_CHECK_INTERVAL, "float", "检查未成交委托的间隔（秒）", G_TIMING, 0.5, 600),
@@ -456,22 +465,27 @@ PARAMS: tuple[Param, ...] = (
        "之后每次翻倍", G_TIMING, 0.1, 60, restart=True),
     _p("QMT_RECONNECT_MAX_DELAY", QMT_RECONNECT_MAX_DELAY, "float", "实盘：重连等待的上限（秒）", G_TIMING, 1, 3600,
        restart=True),
-    _p("MAX_ORDERS_PER_STOCK_PER_DAY", MAX_ORDERS_PER_STOCK_PER_DAY, "int", "熔断：单只股票每日最多自动委托笔数，达到后该股"
-       "停止自动交易", G_RISK, 1, 1000),
-    _p("MAX_CANCELS_PER_DAY", MAX_CANCELS_PER_DAY, "int", "熔断：账户每日最多撤单笔数，达到后暂停自动交易", G_RISK, 1, 9000),
-    _p("MAX_ORDER_VOLUME", MAX_ORDER_VOLUME, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股自动交易", G_RISK, 100,
+    _p("QMT_RECONNECT_SESSION_MAX_DELAY", QMT_RECONNECT_SESSION_MAX_DELAY, "float",
+       "实盘：交易时段内重连等待的上限（秒），miniQMT 恢复响应后数秒内即重连", G_TIMING, 0.1, 60),
+    _p("MAX_ORDERS_PER_STOCK_PER_DAY", MAX_ORDERS_PER_STOCK_PER_DAY, "int", "熔断：单只股票每个来源每日最多自动委托笔数，达到后该股"
+       "的该来源停止自动交易", G_RISK, 1, 1000),
+    _p("MAX_CANCELS_PER_DAY", MAX_CANCELS_PER_DAY, "int", "熔断：账户每个来源每日最多撤单笔数，达到后全账户的该来源停止自动交易", G_RISK, 1, 9000),
+    _p("MAX_ORDER_VOLUME", MAX_ORDER_VOLUME, "int", "熔断：单笔委托最多股数，自动委托超过则拒绝并停止该股该来源的自动交易", G_RISK, 100,
        10_000_000),
-    _p("MAX_ACTIONS_PER_MINUTE", MAX_ACTIONS_PER_MINUTE, "int", "熔断：账户每分钟最多委托+撤单笔数，达到后暂停自动交易（交易所"
+    _p("MAX_ACTIONS_PER_MINUTE", MAX_ACTIONS_PER_MINUTE, "int", "熔断：账户每个来源每分钟最多委托+撤单笔数，达到后全账户的该来源停止自动交易（交易所"
        "程序化交易高频标准为每秒 300 笔或每日 2 万笔，本默认值远低于此）", G_RISK, 1, 1000),
-    _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", MAX_ACTIONS_PER_STOCK_PER_MINUTE, "int", "熔断：单只股票每分钟最多委托+撤单笔数，"
-       "达到后该股停止自动交易", G_RISK, 1, 1000),
+    _p("MAX_ACTIONS_PER_STOCK_PER_MINUTE", MAX_ACTIONS_PER_STOCK_PER_MINUTE, "int", "熔断：单只股票每个来源每分钟最多委托+撤单笔数，"
+       "达到后该股的该来源停止自动交易", G_RISK, 1, 1000),
     _p("STORAGE_MIN_FREE_MB", STORAGE_MIN_FREE_MB, "float", "数据目录所在磁盘剩余空间下限（MB），低于则停止自动交易（磁盘已满）",
        G_TIMING, 0, 1_000_000),
     _p("STORAGE_CHECK_INTERVAL", STORAGE_CHECK_INTERVAL, "float", "检查磁盘剩余空间的间隔（秒）；磁盘满导致的停止交易在空间恢复后的"
        "下一次检查时解除", G_TIMING, 1, 3600),
-    _p("WEB_CONNECTION_LIMIT", WEB_CONNECTION_LIMIT, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程）", G_WEB, 50,
+    _p("WEB_CONNECTION_LIMIT", WEB_CONNECTION_LIMIT, "int", "Web 服务最多同时打开的连接数（空闲连接不占处理线程；超过时关闭"
+       "最久无进展的空闲连接，远程的优先，本机操作总能接入）", G_WEB, 50,
        10000, restart=True),
     _p("WEB_IDLE_TIMEOUT", WEB_IDLE_TIMEOUT, "float", "空闲连接超过该时间（秒）即关闭", G_WEB, 5, 600, restart=True),
+    _p("WEB_REQUEST_READ_TIMEOUT", WEB_REQUEST_READ_TIMEOUT, "float", "连接须在该秒数内送完一个完整请求，否则关闭（防止慢速连接"
+       "占满服务）", G_WEB, 1, 600, restart=True),
     _p("WEB_SSE_PER_CLIENT", WEB_SSE_PER_CLIENT, "int", "同一客户端地址最多同时打开的实时推送连接数", G_WEB, 1, 16),
 )
 

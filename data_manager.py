@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 
 import logging
+import sqlite3
 import threading
 from collections import deque
 from datetime import date, datetime
@@ -15,7 +16,8 @@ from typing import Callable, Iterable, Optional
 import pandas as pd
 
 import market_rules
-from bar_store import BarStore
+import xtquant_import
+from bar_store import BarStore, DailyBar
 from indicator_calculator import IndicatorCalculator
 from market_clock import Clock, RealClock, ReplayClock
 from models import DataUnavailable, Quote
@@ -63,6 +65,9 @@ class DataManager:
         self._logged_at: dict[str, datetime] = {}
         self.first_quote_at: Optional[datetime] = None  # market time of the first accepted quote: "ready"
         self._stepped = False  # the source has completed a step
+        # bars whose write to market.db failed (a full disk): written again at every step until it succeeds
+        self._unwritten_history: dict[str, list[DailyBar]] = {}
+        self._unwritten_bars: dict[tuple[str, date], DailyBar] = {}
         self.source_name = source.name
         self.source_label = source.label
 
@@ -119,6 +124,12 @@ class DataManager:
                 self._publish(now)
         return self.hub.latest(code)
 
+    def lacks_code(self, code: str) -> bool:
+        """True when the source knows it has no data at all for `code` (a replay folder without its bars); a
+        live source cannot tell, so False."""
+        has_code = getattr(self._source, "has_code", None)
+        return has_code is not None and not has_code(market_rules.normalize_code(code))
+
     def quote_unavailable_reason(self, code: str) -> str:
         """Why `request_quote` found nothing, precisely, in Chinese."""
         code = market_rules.normalize_code(code)
@@ -167,6 +178,9 @@ class DataManager:
         except DataUnavailable as exc:
             self._record_error(exc.message)
             return float(self._settings.get("MONITOR_INTERVAL"))
+        except sqlite3.Error as exc:  # market.db failed (reported to the storage guard): retry, never die
+            self._record_error(f"行情数据库 {MARKET_DB_NAME} 读写失败（{exc}），稍后重试")
+            return float(self._settings.get("MONITOR_INTERVAL"))
         self._apply(step)
         self._stepped = True
         return step.wait
@@ -192,22 +206,36 @@ class DataManager:
             "recent_errors": list(self._recent_errors),
             "last_quote_time": last_quote_time.isoformat(timespec="seconds") if last_quote_time else None,
             "rejected_quotes": self.hub.rejected,
+            "clock_skew_seconds": round(self.hub.clock_skew(), 1),  # feed time minus the local market clock
             "watchlist": len(self.watchlist()),
             "replay_day": replay_day.isoformat() if isinstance(replay_day, date) else None,
         }
 
     # ---- internals
     def _apply(self, step: SourceStep) -> None:
-        stamp = self._clock.now().isoformat(timespec="seconds")
-        for code, bars in step.history.items():
-            self._bars.replace(code, bars, self.source_name, stamp)
-        if step.bars:
-            self._bars.upsert(step.bars, self.source_name, stamp)
+        self._unwritten_history.update(step.history)
+        self._unwritten_bars.update(((bar.code, bar.day), bar) for bar in step.bars)
+        self._write_bars()
         for quote in step.quotes:
             self._publish(quote)
         for message in step.errors:
             self._record_error(message)
         self._check_missing_quotes()
+
+    def _write_bars(self) -> None:
+        """Store the step's bars (and any left over from failed writes). A failed write of market.db (a full
+        disk: the storage guard has been told by the database) must not stop the quotes, which need no disk:
+        the bars stay queued and are written at a later step."""
+        stamp = self._clock.now().isoformat(timespec="seconds")
+        try:
+            for code in list(self._unwritten_history):
+                self._bars.replace(code, self._unwritten_history[code], self.source_name, stamp)
+                del self._unwritten_history[code]
+            if self._unwritten_bars:
+                self._bars.upsert(list(self._unwritten_bars.values()), self.source_name, stamp)
+                self._unwritten_bars.clear()
+        except sqlite3.Error as exc:
+            self._record_error(f"日线写入行情数据库 {MARKET_DB_NAME} 失败（{exc}），稍后重写；行情照常推送")
 
     def _publish(self, quote: Quote) -> bool:
         rejected_before = self.hub.rejected
@@ -261,7 +289,9 @@ def build_data_manager(settings, data_dir: Path, calendar=None,
     choice = settings.get("DATA_SOURCE")
     calendar = calendar or market_rules.DEFAULT_CALENDAR
 
-    if choice in ("auto", "xtquant"):
+    if choice == "auto" and not xtquant_import.data_native_available():  # Linux, macOS: no miniQMT here
+        log.info("%s", xtquant_import.unavailable_note("mootdx 行情" if settings.get("MOOTDX_SERVER") else "回放行情"))
+    elif choice in ("auto", "xtquant"):
         from xtquant_source import XtQuantSource
 
         clock = RealClock(calendar)
@@ -319,12 +349,12 @@ def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculat
     if not days:
         raise DataUnavailable("REPLAY_EMPTY", f"回放数据目录中没有可用的日线：{folder}")
     progress = ReplayProgress(bar_store.db, f"{feed.label}|{settings.get('REPLAY_START_DATE')}")
-    start_index = resume_index(days, start_index, max(filter(None, (progress.last_started(), last_trade)),
-                                                      default=None))
+    start_index = resume_index(days, start_index, max(filter(None, (progress.latest_of_data_set(feed.label),
+                                                                    last_trade)), default=None))
     pace = _replay_pace(settings, progress, days, start_index)
     if start_index >= len(days):
         raise DataUnavailable("REPLAY_FINISHED", f"回放数据已全部播放完毕（{feed.label}），"
-                                                 f"如需重新开始请删除数据目录或更换 REPLAY_START_DATE")
+                                                 f"如需重新开始请换一个数据目录（--data-dir）")
     clock = ReplayClock(ReplaySource.start_moment(days, start_index), calendar)
     source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record, pace=pace)
     manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store, source, indicators)

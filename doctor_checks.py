@@ -4,6 +4,7 @@ check answers OK / warning / error with a Chinese fix hint; everything it touche
 tests can simulate each failure. Printing is doctor_cli's, the web page is web_api_doctor's."""
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.machinery
 import importlib.metadata
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
+import storage_health
+
 OK, WARNING, ERROR = "ok", "warning", "error"
 MARKET_TZ = ZoneInfo("Asia/Shanghai")
 LEVEL_LABELS = {OK: "正常", WARNING: "警告", ERROR: "错误"}
@@ -34,6 +37,9 @@ IMPORT_NAMES = {"ta-lib": "talib", "flask-cors": "flask_cors", "exchange_calenda
 # imported by the doctor only through xtquant_import (importing xtquant itself calls the internet)
 NOT_IMPORTED = {"xtquant"}
 LIVE_ONLY = {"xtquant"}
+CALENDAR_HINT = ("升级 exchange_calendars（pip install -U exchange_calendars），或把交易所公布的休市日写入节假日文件"
+                 "（参数 HOLIDAYS_FILE，每行一个 YYYY-MM-DD）")
+DATABASE_HINT = "停止程序后备份该文件，用数据目录 backups/ 中最近的备份替换，或用 sqlite3 的 .recover 导出修复"
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class DoctorEnv:
     is_trading_day: Optional[Callable[[date], bool]] = None
     calendar_last_day: Optional[Callable[[], Optional[date]]] = None
     port_owned_by_us: bool = False  # asked from the running daemon: its own port is in use by itself
+    calendar: Any = None  # a market_rules.TradingCalendar to load HOLIDAYS_FILE into (None: a fresh one)
     extra: dict = field(default_factory=dict)
 
 
@@ -209,8 +216,8 @@ def check_data_dir(env: DoctorEnv) -> Check:
         path.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
         probe.unlink()
-    except OSError as exc:
-        return Check("data_dir", name, ERROR, f"{path} 不可写：{exc.strerror or exc}",
+    except OSError as exc:  # the daemon's own refusal line for this dir
+        return Check("data_dir", name, ERROR, storage_health.describe_os_error(exc, path),
                      "换一个可写的目录（--data-dir），或检查该目录的权限")
     free_mb = env.disk_usage(str(path)).free / 1024 / 1024
     minimum = env.settings.get("DOCTOR_MIN_FREE_MB")
@@ -229,8 +236,9 @@ def check_port(env: DoctorEnv) -> Check:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
-        except OSError as exc:
-            return Check("port", name, ERROR, f"{host}:{port} 无法使用：{exc.strerror or exc}",
+        except OSError as exc:  # the words of the daemon's refusal (composition: WEB_START_FAILED)
+            return Check("port", name, ERROR, f"网页服务无法在 {host}:{port} 启动（{exc.strerror or exc}），"
+                                              f"请检查端口是否已被占用，或用 --port 换一个端口",
                          "该端口已被占用（可能已有一个本程序在运行）：关闭占用者，或用 --port 换一个端口")
     return Check("port", name, OK, f"{host}:{port} 可用")
 
@@ -246,7 +254,7 @@ def check_clock(env: DoctorEnv) -> Check:
     last = env.calendar_last_day() if env.calendar_last_day else None
     if last is not None and today > last:
         return Check("clock", name, WARNING, f"交易日历只覆盖到 {last}，今天 {today} 按工作日估算；{tz_note}",
-                     "升级 exchange_calendars（pip install -U exchange_calendars）")
+                     CALENDAR_HINT)
     trading = env.is_trading_day(today) if env.is_trading_day else None
     day_note = "交易日未知" if trading is None else (f"今天（{today}）是交易日" if trading else f"今天（{today}）不是交易日")
     reference = env.reference_time()
@@ -274,31 +282,87 @@ def check_config(env: DoctorEnv) -> Check:
 
 
 def check_databases(env: DoctorEnv) -> list[Check]:
-    paths = sorted(Path(env.data_dir).glob("*.db"))
+    """Each database of the data dir read-only; a damaged or unreadable one in the daemon's refusal words."""
+    data_dir = Path(env.data_dir)
+    paths = sorted(data_dir.glob("*.db"))
     if not paths:
         return [Check("databases", "数据库", OK, "数据目录中还没有数据库（首次启动时创建）")]
     out = []
     for path in paths:
         name = f"数据库 {path.name}"
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            try:
-                answer = conn.execute("PRAGMA integrity_check").fetchone()[0]
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            answer = str(exc)
-        if answer == "ok":
-            out.append(Check(f"database:{path.name}", name, OK, "integrity_check: ok"))
+        if path.stat().st_size == 0:
+            continue  # an empty file is check_startup_files' refusal
+        problem = storage_health.probe_file(path)
+        if problem is None:
+            out.append(Check(f"database:{path.name}", name, OK, "完整性检查通过"))
         else:
-            out.append(Check(f"database:{path.name}", name, ERROR, f"integrity_check 失败：{answer[:200]}",
-                             "停止程序后备份该文件，用 sqlite3 的 .recover 导出修复，或从备份恢复"))
+            message = storage_health.refusal(problem, path, data_dir, storage_health.database_label(path)).message
+            if path.name not in storage_health.DATABASE_LABELS:  # not one the daemon opens: no refusal
+                message = message.removeprefix("拒绝启动：")
+            out.append(Check(f"database:{path.name}", name, ERROR, message, DATABASE_HINT))
     return out
+
+
+def check_startup_files(env: DoctorEnv) -> list[Check]:
+    """The daemon's file refusals before anything is opened: a database that is empty, or missing from a data
+    dir that has been used (its account would be silently re-created), and a missing replay folder."""
+    from composition import RESET_HINTS
+
+    data_dir = Path(env.data_dir)
+    mode = "live" if _live(env) else "simulation"
+    config_hint = storage_health.CONFIG_RESET_HINT.format(marker=data_dir / storage_health.MARKER_NAME)
+    files = [(data_dir / "config.db", config_hint),
+             (data_dir / ("trading.db" if mode == "live" else "sim_trading.db"), RESET_HINTS[mode])]
+    out = []
+    for path, reset_hint in files:
+        try:
+            storage_health.check_database_file(path, data_dir, storage_health.database_label(path), reset_hint)
+        except storage_health.StorageRefused as exc:
+            out.append(Check(f"startup:{path.name}", f"数据库 {path.name}", ERROR, exc.message, DATABASE_HINT))
+    return out + [_replay_folder(env)]
+
+
+def check_calendar(env: DoctorEnv) -> Check:
+    """The owner's holiday file as the daemon reads it at start, and how far the known trading days reach."""
+    import market_rules
+
+    name = "交易日历与节假日文件"
+    # a copy: asked from the running daemon, the check must not change the calendar it trades on
+    calendar = copy.copy(env.calendar) if env.calendar is not None else market_rules.TradingCalendar()
+    try:
+        warning = market_rules.configure_calendar(calendar, env.settings.get("HOLIDAYS_FILE"),
+                                                  env.now().astimezone(MARKET_TZ).date(),
+                                                  env.settings.get("CALENDAR_WARN_DAYS"))
+    except ValueError as exc:
+        return Check("calendar", name, ERROR, f"配置无效，拒绝启动：{exc}", "按「每行一个 YYYY-MM-DD」改正该文件，或清空 HOLIDAYS_FILE")
+    if warning:
+        return Check("calendar", name, WARNING, warning, CALENDAR_HINT)
+    return Check("calendar", name, OK, f"已知交易日到 {calendar.known_through}")
+
+
+def _replay_folder(env: DoctorEnv) -> Check:
+    name = "回放数据目录"
+    folder = str(env.settings.get("REPLAY_DATA_DIR") or "")
+    source = env.settings.get("DATA_SOURCE")
+    if not folder:
+        return Check("replay_data", name, OK, "未设置（使用演示行情或实时行情）")
+    if Path(folder).is_dir():
+        return Check("replay_data", name, OK, f"{folder} 存在")
+    replayed = source == "replay" or (source == "auto" and not env.settings.get("MOOTDX_SERVER"))
+    # the daemon's words (data_manager: REPLAY_DIR_MISSING, shown as 「启动失败：…」)
+    return Check("replay_data", name, ERROR if replayed else WARNING, f"回放数据目录不存在：{Path(folder)}",
+                 "检查 --replay-data / REPLAY_DATA_DIR 的路径（日线 CSV 目录或通达信 vipdoc 目录）")
 
 
 def check_log_dir(env: DoctorEnv) -> Check:
     name = "日志目录"
     path = Path(env.log_dir)
+    if path.exists() and not path.is_dir():  # the daemon's logger setup fails here: its refusal line
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return Check("log_dir", name, ERROR, storage_health.describe_os_error(exc, path),
+                         "用 --log-dir 指定一个目录（这里是一个文件）")
     if not path.exists():
         return Check("log_dir", name, OK, f"{path} 尚不存在（首次启动时创建）")
     size_mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1024 / 1024
@@ -310,7 +374,7 @@ def check_log_dir(env: DoctorEnv) -> Check:
 
 
 CHECKS = (check_python, check_dependencies, check_xtquant_native, check_qmt_path, check_broker, check_data_dir,
-          check_port, check_clock, check_config, check_databases, check_log_dir)
+          check_port, check_calendar, check_clock, check_config, check_startup_files, check_databases, check_log_dir)
 
 
 # ---- helpers --------------------------------------------------------------------------------------

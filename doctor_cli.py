@@ -2,10 +2,12 @@
 and prints one line per check with its fix hint; the exit code is 1 when any check is an error."""
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
 import doctor_checks as doctor
+import storage_health
 
 
 def machine_env(settings: Any, data_dir: Path, log_dir: Path, port_owned_by_us: bool = False,
@@ -23,7 +25,8 @@ def machine_env(settings: Any, data_dir: Path, log_dir: Path, port_owned_by_us: 
     return doctor.DoctorEnv(settings=settings, data_dir=Path(data_dir), log_dir=Path(log_dir),
                             connect_broker=connect, port_owned_by_us=port_owned_by_us,
                             reference_time=reference_time or (lambda: None),
-                            is_trading_day=calendar.is_trading_day, calendar_last_day=lambda: calendar.last_table_day)
+                            is_trading_day=calendar.is_trading_day, calendar_last_day=lambda: calendar.known_through,
+                            calendar=calendar)
 
 
 def report(checks: list[doctor.Check], out: TextIO) -> None:
@@ -38,27 +41,59 @@ def report(checks: list[doctor.Check], out: TextIO) -> None:
 
 
 def run(data_dir: Path, log_dir: Path, run_overrides: dict, out: TextIO) -> int:
-    """The CLI: settings as the daemon would load them; settings it would refuse are reported as the config
-    check's error (the other checks then see the defaults plus the command-line values)."""
+    """The CLI: settings as the daemon would load them. Settings it would refuse, and a config.db it would
+    refuse (empty, missing from a used data dir, damaged, unreadable), are reported in the daemon's own words
+    (the other checks then see the defaults plus the command-line values); the doctor never creates or
+    repairs config.db in a data dir the daemon would refuse."""
     import config
     from config_store import ConfigStore
-    from storage import Database
 
-    db = Database(Path(data_dir) / "config.db")
-    refused = None
+    settings: Any = _Defaults(run_overrides)
+    refused, db = _config_db(Path(data_dir))
     try:
-        settings: Any = ConfigStore(db, run_overrides=run_overrides)
-    except (config.ConfigError, ValueError) as exc:
-        settings, refused = _Defaults(run_overrides), exc
-    try:
+        if db is not None:
+            try:
+                settings = ConfigStore(db, run_overrides=run_overrides)
+            except (config.ConfigError, ValueError) as exc:
+                refused = doctor.Check("config", "参数配置", doctor.ERROR, f"配置无效，拒绝启动：{exc}",
+                                       "在网页「参数设置」或 config.py 中改正这些参数")
+            except sqlite3.Error as exc:
+                refused = _config_db_check(storage_health.refusal(
+                    exc, Path(data_dir) / "config.db", Path(data_dir), "参数数据库").message)
         checks = doctor.run_all(machine_env(settings, data_dir, log_dir))
     finally:
-        db.close()
+        if db is not None:
+            db.close()
     if refused is not None:
-        checks = [c for c in checks if c.key != "config"] + [doctor.Check(
-            "config", "参数配置", doctor.ERROR, f"程序会拒绝启动：{refused}", "在网页「参数设置」或 config.py 中改正这些参数")]
+        checks = [c for c in checks if c.key != refused.key] + [refused]
     report(checks, out)
     return doctor.exit_code(checks)
+
+
+def _config_db(data_dir: Path):
+    """(refusal check or None, the opened config.db or None), as main.py opens it."""
+    from storage import Database
+
+    path = data_dir / "config.db"
+    hint = storage_health.CONFIG_RESET_HINT.format(marker=data_dir / storage_health.MARKER_NAME)
+    try:
+        storage_health.check_database_file(path, data_dir, "参数数据库", hint)
+    except storage_health.StorageRefused as exc:
+        return _config_db_check(exc.message), None
+    if path.exists():
+        problem = storage_health.probe_file(path)
+        if problem is not None:
+            return _config_db_check(storage_health.refusal(problem, path, data_dir, "参数数据库").message), None
+    try:
+        return None, Database(path)
+    except sqlite3.Error as exc:
+        return _config_db_check(storage_health.refusal(exc, path, data_dir, "参数数据库").message), None
+    except OSError as exc:
+        return _config_db_check(storage_health.describe_os_error(exc, data_dir)), None
+
+
+def _config_db_check(message: str) -> doctor.Check:
+    return doctor.Check("config", "参数配置", doctor.ERROR, message, doctor.DATABASE_HINT)
 
 
 class _Defaults:

@@ -12,21 +12,30 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, NoReturn, Optional
 
 import config
+from broker_guard import OutcomeUnknown
 from market_clock import MARKET_TZ, Clock, RealClock
 from models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
-                    OrderRequest, OrderStatus)
+                    OrderRequest, OrderStatus, Side)
 from qmt_account import AccountConfig, load_account_config, resolve_qmt_path
-from qmt_link import LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due
-from qmt_order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal
-from qmt_session import QmtEvent, QmtSession, XtApi, load_xt_api, open_session, random_session_ids
+from qmt_link import (LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due,
+                      push_lapse)
+from qmt_order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal, fill_key
+from qmt_session import (QmtEvent, QmtSession, SendTimeout, XtApi, load_xt_api, open_session, random_session_ids,
+                         send_with_deadline)
 from storage import Database
 
 log = logging.getLogger("easy_qmt_trader")
 
 PROJECT_DIR = Path(__file__).resolve().parent
+UNKNOWN_IN_FLIGHT = "连接中断，委托是否送达 miniQMT 未知（重连后暂未查到），结果未知：按备注继续核对，不会重发"
+SELL_NOT_DELIVERED = ("连接失效期间发出的卖单，重连后 miniQMT 当日全部委托中按备注查无此单：判定未送达（该单不会重发，"
+                      "卖出条件仍成立时将重新委托；券商若迟到回报仍按其回报更新）")
+# Link failures that prove miniQMT was not answering (not merely slow to name one order): a sell sent into one
+# and absent from the full order query after the reconnect was not received (issue 25).
+DEAD_LINK_CODES = frozenset({"QMT_DISCONNECTED", "LIVENESS_PROBE_FAILED", "QMT_SEND_TIMEOUT", "CANCEL_ACK_TIMEOUT"})
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class EasyQmtTrader:
         self._undelivered: list[_Delivery] = []
         self._state = _EventState()
         self._reconnect_needed = False
+        self._link_failure = ""  # code of the failure that dropped the current session (cleared by the reconcile)
         self._closed = False
         self.reconnects = 0
         self.last_error = ""
@@ -106,7 +116,15 @@ class EasyQmtTrader:
         self._sent_at: dict[str, float] = {}  # client id → when sent, until QMT names the order
         self._cancel_sent_at: dict[str, float] = {}  # client id → when a cancel left, until it has an outcome
         self._last_probe: Optional[float] = None
+        self._last_answer = float("-inf")  # monotonic time of miniQMT's last answer to a query
+        self._last_answer_before_reconnect = float("-inf")  # … as it stood when the link was dropped
         self._probe_forced = False
+        # issue 25: sends run outside the lock with a deadline; what a refused cancel or a push lapse needs
+        self._sending: set[str] = set()  # client ids whose native send has not returned yet
+        self._verify_after_refusal: set[str] = set()  # client ids whose real state a query must confirm
+        self._trades_baseline: Optional[set[str]] = None  # fill ids the first trade query found (never pushed)
+        self._unpushed: set[str] = set()  # fill ids a query found that no push had delivered (yet)
+        self._cancels_due: list[tuple[str, str]] = []  # (client id, order id): cancels that waited for the id
 
     # ---- models.Broker ------------------------------------------------------------------------------------
     def set_listener(self, listener: BrokerListener) -> None:
@@ -145,25 +163,27 @@ class EasyQmtTrader:
                 self._journal.add(request, session.session_id, self._clock.now())
             except sqlite3.IntegrityError as exc:
                 raise OrderRejected("DUPLICATE_CLIENT_ID", f"委托 {request.client_id} 已经发送过，不会重复发送") from exc
-            try:
-                seq = session.trader.order_stock_async(
-                    session.account, request.stock_code, xt.order_type(request.side), int(request.volume),
-                    xt.price_type(self.account.price_type, request.stock_code), float(request.price),
-                    request.rule.value, request.client_id)
-            except Exception as exc:
-                # Unknown whether it left: the row stays (UNKNOWN) for matching by remark, and the error is not
-                # a TradingError, so the executor keeps its journal entry open as unknown too (not rejected).
-                self._journal.set_state(request.client_id, OrderStatus.UNKNOWN, 0, f"发送异常：{exc}", self._clock.now())
-                log.error("向 miniQMT 发送委托 %s 时出错，是否送达未知，将按备注核对：%s", request.client_id, exc)
-                self._state.unconfirmed.add(request.client_id)  # settled by the reconnect ORDER_ACK_TIMEOUT forces
-                self._sent_at[request.client_id] = time.monotonic()
-                raise
+            self._sending.add(request.client_id)
+            self._sent_at[request.client_id] = time.monotonic()  # a send that blocks is an unacknowledged order
+        # issue 25: the native send runs outside the lock and with a deadline, so a blocked send freezes
+        # neither the event worker nor the supervision (which then drops the session and reconciles).
+        try:
+            seq = self._native_send(lambda: session.trader.order_stock_async(
+                session.account, request.stock_code, xt.order_type(request.side), int(request.volume),
+                xt.price_type(self.account.price_type, request.stock_code), float(request.price),
+                request.rule.value, request.client_id), "委托")
+        except Exception as exc:
+            self._send_outcome_unknown(request.client_id, exc)
+        with self._lock:
+            self._sending.discard(request.client_id)
             if not isinstance(seq, int) or seq <= 0:
                 self._journal.set_state(request.client_id, OrderStatus.REJECTED, 0, "miniQMT 拒绝接收委托", self._clock.now())
                 raise OrderRejected("QMT_SEND_REFUSED", f"miniQMT 拒绝接收委托（返回 {seq}）")
             self._journal.set_seq(request.client_id, seq)
             self._state.awaiting_response[(session.session_id, seq)] = request.client_id
-            self._sent_at[request.client_id] = time.monotonic()
+            early = self._state.early_responses.pop((session.session_id, seq), None)
+            if early is not None:
+                self._events.put(early)  # its answer came before the send returned: handle it now
             self._probe_forced = True  # is miniQMT still answering right after a send?
         self._events.put(QmtEvent("flush", 0, None))  # wake the worker: the probe runs now, not after a poll
         log.info("已发送委托 %s：%s %s %d 股 @ %.3f（会话 %s，序号 %s）", request.client_id, request.side.label,
@@ -182,11 +202,63 @@ class EasyQmtTrader:
                 return
             if not broker_id.isdigit():
                 raise OrderRejected("ORDER_NOT_FOUND", f"找不到委托 {order_id}，无法撤单")
-            session.trader.cancel_order_stock_async(session.account, int(broker_id))
             if row is not None:
                 self._journal.set_cancel_state(row.client_id, CANCEL_SENT)
                 self._cancel_sent_at[row.client_id] = time.monotonic()
+        try:  # outside the lock, with a deadline (issue 25)
+            self._native_send(lambda: session.trader.cancel_order_stock_async(session.account, int(broker_id)), "撤单")
+        except Exception as exc:
+            self._cancel_send_failed(row, order_id, exc)
         log.info("已发送撤单请求：委托 %s", order_id)
+
+    def _native_send(self, send: Callable[[], Any], what: str) -> Any:
+        """A native send outside every lock, bounded by QMT_SEND_TIMEOUT (issue 25). Raises SendTimeout."""
+        return send_with_deadline(send, float(self._settings.get("QMT_SEND_TIMEOUT")), what)
+
+    def _send_due_cancels(self) -> None:
+        """Worker thread, outside the lock: the cancels that waited for their order's broker id."""
+        with self._lock:
+            due, self._cancels_due = self._cancels_due, []
+        session = self._session
+        for client_id, order_id in due:
+            if session is None:
+                break
+            try:
+                self._native_send(lambda: session.trader.cancel_order_stock_async(session.account, int(order_id)), "撤单")
+            except Exception as exc:
+                row = self._journal.get(client_id)
+                try:
+                    self._cancel_send_failed(row, order_id, exc)
+                except BrokerUnavailable as failed:
+                    log.warning("补发撤单未成功：%s", failed.message)
+                continue
+            log.info("委托 %s 获得券商编号 %s，已补发撤单请求", client_id, order_id)
+
+    def _send_outcome_unknown(self, client_id: str, exc: Exception) -> NoReturn:
+        """The send raised or overran: it may have reached the counter. The row stays 「结果未知」 for matching by
+        remark (the reconnect ORDER_ACK_TIMEOUT forces settles it); the caller gets OutcomeUnknown."""
+        with self._lock:
+            self._sending.discard(client_id)
+            self._journal.set_state(client_id, OrderStatus.UNKNOWN, 0, f"发送异常，结果未知：{exc}", self._clock.now())
+            self._state.unconfirmed.add(client_id)
+            if isinstance(exc, SendTimeout):  # the native call never returned: the request may still be on its way
+                self._state.send_overran.add(client_id)
+        log.error("向 miniQMT 发送委托 %s 时出错，是否送达未知，将按备注核对：%s", client_id, exc)
+        if isinstance(exc, SendTimeout):
+            self._link_failed("QMT_SEND_TIMEOUT", f"委托 {client_id} {exc}，判定 miniQMT 无响应，重连后按备注核对")
+        raise OutcomeUnknown("ORDER_OUTCOME_UNKNOWN", f"委托 {client_id} 发送时出错（{exc}），是否已送达券商未知（结果未知）："
+                                                      "将按备注与券商核对，核对前同一股票同方向不会再下单") from exc
+
+    def _cancel_send_failed(self, row: Optional[MappedOrder], order_id: str, exc: Exception) -> NoReturn:
+        if row is not None:
+            with self._lock:
+                self._journal.set_cancel_state(row.client_id, CANCEL_NONE)
+                self._cancel_sent_at.pop(row.client_id, None)
+        log.error("向 miniQMT 发送撤单（委托 %s）时出错：%s", order_id, exc)
+        if isinstance(exc, SendTimeout):
+            self._link_failed("QMT_SEND_TIMEOUT", f"撤单请求（委托 {order_id}）{exc}，判定 miniQMT 无响应，重连后核对委托状态")
+        raise BrokerUnavailable("QMT_CANCEL_SEND_FAILED", f"撤单请求未能发出（委托 {order_id}：{exc}），"
+                                                          "将与券商核对该委托后再撤") from exc
 
     def query_asset(self) -> Asset:
         xt_asset = self._query("query_stock_asset_async", "资金")
@@ -211,13 +283,19 @@ class EasyQmtTrader:
         rows = self._query_list("query_stock_orders_async", "委托")
         with self._lock:
             orders = [self._order_from_xt(o, self._client_id_for(o.order_remark, str(o.order_id))) for o in rows]
+            self._learn_ids_from_query(rows)
         return [o for o in orders if o is not None]
 
     def query_trades(self) -> list[Fill]:
         rows = self._query_list("query_stock_trades_async", "成交")
         with self._lock:
             fills = [self._fill_from_xt(t, self._client_id_for(t.order_remark, str(t.order_id))) for t in rows]
-        return [f for f in fills if f is not None]
+            fills = [f for f in fills if f is not None]
+            lapsed = self._note_unpushed(fills)
+        if lapsed:
+            self._link_failed("PUSH_LAPSE", f"成交 {'、'.join(sorted(lapsed))} 查询可见但一直没有推送：miniQMT 推送中断，"
+                                            "已按查询补记（不会重复记账），重连以恢复推送")
+        return fills
 
     def close(self) -> None:
         if self._closed:
@@ -269,6 +347,7 @@ class EasyQmtTrader:
         with self._lock:
             deliveries = self._handle(event)
         self._deliver(deliveries)
+        self._send_due_cancels()
         return True
 
     def _start_worker(self) -> None:
@@ -307,6 +386,8 @@ class EasyQmtTrader:
             self._link_failed("CANCEL_ACK_TIMEOUT", f"委托 {'、'.join(late_cancels)} 的撤单请求超过 {limit:g} 秒没有结果，"
                                                     "判定 miniQMT 无响应，重连后核对委托状态")
             return
+        if self._verify_after_refusal:
+            self._verify_refused_cancels()
         forced, self._probe_forced = self._probe_forced, False
         interval = float(self._settings.get("LIVENESS_PROBE_INTERVAL"))
         if not probe_due(self._last_probe, now, interval, True, forced) or not (forced or self._in_session()):
@@ -318,7 +399,47 @@ class EasyQmtTrader:
         except BrokerUnavailable as exc:
             self._link_failed("LIVENESS_PROBE_FAILED", f"miniQMT 探测查询无响应（{exc.message}），判定连接失效，开始重连")
 
+    def _verify_refused_cancels(self) -> None:
+        """issue 25: a refused cancel put the order back to working; the counter's own list says what it really
+        is (cancelled or filled meanwhile, e.g. expired at the close), matched by remark. The answer is handled
+        like a push, so the executor gets the real state."""
+        with self._lock:
+            wanted, self._verify_after_refusal = self._verify_after_refusal, set()
+        try:
+            rows = self._query("query_stock_orders_async", "委托", timeout=float(self._settings.get("LIVENESS_PROBE_DEADLINE")))
+        except BrokerUnavailable as exc:
+            log.warning("撤单被拒后核对委托状态暂不可行：%s，稍后再试", exc.message)
+            with self._lock:
+                self._verify_after_refusal |= wanted
+            return
+        session = self._session
+        for xt_order in rows or []:
+            if xt_order.order_remark in wanted and session is not None:
+                self._events.put(QmtEvent("order", session.session_id, xt_order))
+
+    def _learn_ids_from_query(self, rows: list) -> None:
+        """Under the lock: an order of ours a query shows (by remark) whose id we never heard is handled as a
+        push (issue 25: its id and state reach the executor, its cancels can go out)."""
+        session = self._session
+        for xt_order in rows:
+            row = self._journal.get(xt_order.order_remark) if xt_order.order_remark else None
+            if row is not None and not row.order_id and session is not None:
+                self._events.put(QmtEvent("order", session.session_id, xt_order))
+
+    def _note_unpushed(self, fills: list[Fill]) -> set[str]:
+        """Under the lock: fill ids seen by this query AND the previous one without any push delivering them
+        (issue 25: pushes stopped while queries work). Fills the first query of the process found were made
+        before it listened and are never pushed: they are the baseline."""
+        ids = {f.fill_id for f in fills}
+        if self._trades_baseline is None:
+            self._trades_baseline = ids
+            return set()
+        lapsed, self._unpushed = push_lapse(ids, self._state.delivered_fills, self._trades_baseline, self._unpushed)
+        return lapsed
+
     def _still_unacknowledged(self, client_id: str) -> bool:
+        if client_id in self._sending:
+            return False  # its send has not returned: QMT_SEND_TIMEOUT watches it (issue 25)
         row = self._journal.get(client_id)
         if row is None or row.order_id or row.status.is_terminal:
             self._sent_at.pop(client_id, None)
@@ -345,6 +466,7 @@ class EasyQmtTrader:
                 return
             session.connected = False
             self._reconnect_needed = True
+            self._link_failure = code
         self.last_error = message
         self.health.set_state(LINK_UNHEALTHY)
         self.health.alarm(code, message)
@@ -420,6 +542,7 @@ class EasyQmtTrader:
         if fill is None or fill.fill_id in self._state.delivered_fills:
             return []
         self._state.delivered_fills.add(fill.fill_id)
+        self._unpushed.discard(fill.fill_id)
         log.info("成交回报：%s %s %s %d 股 @ %.3f（委托 %s）", fill.client_id or "外部委托", fill.side.label,
                  fill.stock_code, fill.volume, fill.price, fill.order_id)
         return self._learn_order_id(client_id, fill.order_id) + [_Delivery(fill=fill)]
@@ -430,6 +553,9 @@ class EasyQmtTrader:
         client_id = self._state.awaiting_response.pop(key, None)
         row = self._journal.get(client_id) if client_id else self._journal.by_seq(*key)
         deliveries: list[_Delivery] = []
+        if row is None and self._sending:
+            self._state.early_responses[key] = event  # its send has not returned yet: handled when it does
+            return []
         if row is None:
             log.warning("收到无法对应的下单回报（会话 %s，序号 %s）", *key)
         elif response.order_id and int(response.order_id) > 0:
@@ -474,6 +600,7 @@ class EasyQmtTrader:
             return []
         self._cancel_sent_at.pop(row.client_id, None)
         self._journal.set_cancel_state(row.client_id, CANCEL_NONE)  # the executor may try again
+        self._verify_after_refusal.add(row.client_id)  # issue 25: then the counter's own word on its state
         return self._order_changed(self._order_from_row(row, row.status, f"撤单失败：{message}"), news=True)
 
     def _on_account_status(self, event: "QmtEvent") -> list["_Delivery"]:
@@ -488,6 +615,7 @@ class EasyQmtTrader:
             return []  # a late notice from a session already replaced
         session.connected = False
         self._reconnect_needed = True
+        self._link_failure = "QMT_DISCONNECTED"
         self.last_error = "与 miniQMT 的连接已断开"
         self.health.set_state(LINK_UNHEALTHY)
         self.health.alarm("QMT_DISCONNECTED", f"与 miniQMT 的连接已断开（会话 {event.session}），开始重连；断线期间不会发送新委托")
@@ -498,10 +626,11 @@ class EasyQmtTrader:
         """Back-off until a new session works, then reconcile. Never re-sends an order."""
         with self._lock:
             old, self._session = self._session, None
+            self._last_answer_before_reconnect = self._last_answer
         self.health.set_state(LINK_RECONNECTING)
         if old is not None:
             old.shutdown()
-        delay = self._timings.reconnect_first_delay
+        delay = min(self._timings.reconnect_first_delay, self._reconnect_cap())
         for attempt in itertools.count(1):
             if self._stop.is_set():
                 return
@@ -513,7 +642,7 @@ class EasyQmtTrader:
                 log.warning("第 %d 次重连 miniQMT 失败：%s；%.1f 秒后重试", attempt, exc.message, delay)
             if self._stop.wait(delay):
                 return
-            delay = min(delay * self._timings.reconnect_factor, self._timings.reconnect_max_delay)
+            delay = min(delay * self._timings.reconnect_factor, self._reconnect_cap())
         if self._stop.is_set():  # closed while the attempt was under way
             session.shutdown()
             return
@@ -530,6 +659,14 @@ class EasyQmtTrader:
             session.connected = False
             self._reconnect_needed = True
 
+    def _reconnect_cap(self) -> float:
+        """The longest wait between reconnect attempts: QMT_RECONNECT_SESSION_MAX_DELAY during trading sessions
+        (a stop-loss may be waiting: reconnect within seconds of miniQMT answering again), else the maximum."""
+        cap = self._timings.reconnect_max_delay
+        if self._in_session():
+            cap = min(cap, float(self._settings.get("QMT_RECONNECT_SESSION_MAX_DELAY")))
+        return cap
+
     def _reconcile(self, session: "QmtSession") -> None:
         """After a new session: re-query asset, positions, orders and trades, and emit what was missed while
         the link was down (fills first, then order states). In-flight orders are matched by remark; an order
@@ -539,7 +676,8 @@ class EasyQmtTrader:
         xt_orders = self._query_list("query_stock_orders_async", "委托")
         xt_trades = self._query_list("query_stock_trades_async", "成交")
         with self._lock:
-            deliveries = self._settle_in_flight(xt_orders)
+            deliveries = self._settle_in_flight(xt_orders, self._link_failure in DEAD_LINK_CODES)
+            self._link_failure = ""
             fills_before = len(self._state.delivered_fills)
             for xt_trade in xt_trades:
                 deliveries += self._on_trade(QmtEvent("trade", session.session_id, xt_trade))
@@ -548,6 +686,7 @@ class EasyQmtTrader:
                 deliveries += self._on_order(QmtEvent("order", session.session_id, xt_order))
             deliveries += self._release_parked_if_settled()
         self._deliver(deliveries)
+        self._send_due_cancels()
         self.last_error = ""
         self._last_probe = time.monotonic()
         self.health.set_state(LINK_CONNECTED)
@@ -555,15 +694,25 @@ class EasyQmtTrader:
                                              f"持仓 {len(positions)} 只，今日委托 {len(xt_orders)} 笔，补发成交回报 {missed_fills} 笔",
                           logging.INFO, prefix="")
 
-    def _settle_in_flight(self, xt_orders: list) -> list["_Delivery"]:
+    def _settle_in_flight(self, xt_orders: list, link_was_dead: bool = False) -> list["_Delivery"]:
         """Orders sent before the drop whose answer never came: found by remark (or, when the counter strips
-        remarks, by a unique unmapped order with the same code/side/volume/price); else lost in transit."""
+        remarks, by a unique unmapped order with the same code/side/volume/price); else lost in transit.
+        `xt_orders` is the full list of today's orders queried on the new session. When the drop proved miniQMT
+        was not answering (`link_was_dead`) and it answered nothing after the send, a SELL absent from it was not
+        received (sent into the silence, its request died with the old session): it is settled as
+        undelivered at once, so a stop-loss can go out again within seconds instead of after
+        ORDER_UNKNOWN_SETTLE_SECONDS. The evidence: its native send returned, miniQMT answered nothing after it,
+        the old session was closed before the new one's query. Were it booked late after all, a sell-all twin is
+        refused by the counter (its shares are held by the first; no short selling) and the late report still
+        applies (LATE_BROKER_REPORT). A buy stays unknown (a late twin would spend the cash twice)."""
         deliveries: list[_Delivery] = []
+        silent_since = self._last_answer_before_reconnect  # miniQMT answered nothing after this moment
         in_flight, self._state.awaiting_response = self._state.awaiting_response, {}
         unconfirmed, self._state.unconfirmed = self._state.unconfirmed, set()
+        overran, self._state.send_overran = self._state.send_overran | self._sending, set()
         for client_id in list(in_flight.values()) + sorted(unconfirmed - set(in_flight.values())):
             row = self._journal.get(client_id)
-            self._sent_at.pop(client_id, None)
+            sent_at = self._sent_at.pop(client_id, None)
             if row is None or row.order_id:
                 continue
             if any(o.order_remark == client_id for o in xt_orders):
@@ -576,10 +725,13 @@ class EasyQmtTrader:
             elif twins:
                 deliveries += self._order_changed(self._order_from_row(
                     row, OrderStatus.UNKNOWN, "连接中断，无法确认委托是否送达，请在 miniQMT 中核对"))
-            else:
-                log.warning("委托 %s 在断线时未送达 miniQMT，按未成交处理，不会自动重发", client_id)
-                deliveries += self._order_changed(self._order_from_row(
-                    row, OrderStatus.REJECTED, "连接中断，委托未送达 miniQMT（重连后未查到），未重发"))
+            elif (link_was_dead and row.side is Side.SELL and client_id not in overran and sent_at is not None
+                  and sent_at > silent_since):  # sent into the silence: miniQMT answered nothing after it
+                log.warning("卖单 %s 在连接失效期间发出，重连后 miniQMT 当日委托中查无此单，判定未送达（不会重发该单）", client_id)
+                deliveries += self._order_changed(self._order_from_row(row, OrderStatus.REJECTED, SELL_NOT_DELIVERED))
+            else:  # issue 25: maybe only booked late; the executor settles it by remark (never re-sent)
+                log.warning("委托 %s 重连后暂未在 miniQMT 查到，结果未知，继续按备注核对，不会重发", client_id)
+                deliveries += self._order_changed(self._order_from_row(row, OrderStatus.UNKNOWN, UNKNOWN_IN_FLIGHT))
         return deliveries
 
     # ---- mapping helpers (under self._lock) ------------------------------------------------------------------
@@ -593,7 +745,7 @@ class EasyQmtTrader:
         """Client id of a pushed order/trade. Without a remark and with orders still waiting for their
         async response, the push may be one of ours whose id we do not know yet: park it until then."""
         client_id = self._client_id_for(remark, order_id)
-        if client_id or not self._state.awaiting_response:
+        if client_id or not (self._state.awaiting_response or self._sending):
             return client_id
         self._state.parked.setdefault(order_id, []).append(event)
         return None
@@ -608,9 +760,9 @@ class EasyQmtTrader:
         self._journal.set_order_id(client_id, order_id)
         self._sent_at.pop(client_id, None)
         if row.cancel_state == CANCEL_WAITING_FOR_ID and self._session is not None:
-            self._session.trader.cancel_order_stock_async(self._session.account, int(order_id))
             self._journal.set_cancel_state(client_id, CANCEL_SENT)
-            log.info("委托 %s 获得券商编号 %s，已补发撤单请求", client_id, order_id)
+            self._cancel_sent_at[client_id] = time.monotonic()
+            self._cancels_due.append((client_id, order_id))  # sent outside the lock (issue 25)
         deliveries: list[_Delivery] = []
         for parked in self._state.parked.pop(order_id, []):
             deliveries += self._handle(parked)
@@ -619,7 +771,7 @@ class EasyQmtTrader:
     def _release_parked_if_settled(self) -> list["_Delivery"]:
         """With no order waiting for its response any more, parked pushes are not ours: deliver them as
         external (client id '')."""
-        if self._state.awaiting_response or not self._state.parked:
+        if self._state.awaiting_response or self._sending or not self._state.parked:
             return []
         parked, self._state.parked = self._state.parked, {}
         deliveries: list[_Delivery] = []
@@ -634,9 +786,9 @@ class EasyQmtTrader:
         key = order.client_id or f"qmt:{order.order_id}"
         state = (order.status, order.filled_volume, order.reason)
         previous = self._state.last_orders.get(key)
-        if previous is not None and previous[:2] == state[:2] and (
-                previous[2] == state[2] or (not news and (previous[2] or not state[2]))):
-            return []
+        if not news and previous is not None and previous[:2] == state[:2] and (
+                previous[2] == state[2] or previous[2] or not state[2]):
+            return []  # (news, e.g. every refused cancel, always goes through: issue 25)
         self._state.last_orders[key] = state
         if order.client_id and self._journal.get(order.client_id) is not None:
             self._journal.set_state(order.client_id, order.status, order.filled_volume, order.reason, self._clock.now())
@@ -665,9 +817,10 @@ class EasyQmtTrader:
             return None
         row = self._journal.get(client_id) if client_id else None
         order_id = row.order_id if row is not None and row.order_id else str(xt_trade.order_id)  # renumbering
-        fill = Fill(fill_id=f"{order_id}-{xt_trade.traded_id}", order_id=order_id, client_id=client_id,
-                    stock_code=xt_trade.stock_code, side=side, price=float(xt_trade.traded_price),
-                    volume=int(xt_trade.traded_volume), time=self._broker_time(xt_trade.traded_time))
+        traded_at = self._broker_time(xt_trade.traded_time)
+        fill = Fill(fill_id=fill_key(order_id, str(xt_trade.traded_id), traded_at), order_id=order_id,
+                    client_id=client_id, stock_code=xt_trade.stock_code, side=side,
+                    price=float(xt_trade.traded_price), volume=int(xt_trade.traded_volume), time=traded_at)
         return self._journal.record_fill(fill, self._settings, float(getattr(xt_trade, "commission", 0.0) or 0.0))
 
     def _broker_time(self, value) -> datetime:
@@ -702,6 +855,7 @@ class EasyQmtTrader:
         limit = self._timings.query_timeout if timeout is None else timeout
         if not done.wait(limit):
             raise BrokerUnavailable("QMT_QUERY_TIMEOUT", f"查询{label}超时（{limit:g} 秒），miniQMT 无响应")
+        self._last_answer = time.monotonic()
         return box[0]
 
     def _query_list(self, method: str, label: str) -> list:
@@ -747,5 +901,7 @@ class _EventState:
     last_orders: dict[str, tuple] = field(default_factory=dict)  # key → (status, filled, reason) delivered
     delivered_fills: set[str] = field(default_factory=set)
     unconfirmed: set[str] = field(default_factory=set)  # client ids whose send raised: delivered or not unknown
+    send_overran: set[str] = field(default_factory=set)  # client ids whose native send never returned (timed out)
+    early_responses: dict[tuple[int, int], QmtEvent] = field(default_factory=dict)  # answers before the seq was known
 
 

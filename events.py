@@ -44,6 +44,8 @@ class EventKind(str, Enum):
     WATCH_ALERT = "watch_alert"
     ALARM = "alarm"  # any other anomaly an operator must see
     PRE_OPEN_READY = "pre_open_ready"  # issue 16: the pre-open job's 「盘前就绪」 message
+    PROTECTION_FAILURE = "protection_failure"  # issue 25: an exit condition holds and no sell works, unexplained
+    PROTECTION_RESTORED = "protection_restored"  # issue 25: that failure has cleared
 
     @property
     def label(self) -> str:
@@ -74,6 +76,8 @@ EVENT_LABELS = {
     EventKind.WATCH_ALERT: "盯盘提醒",
     EventKind.ALARM: "告警",
     EventKind.PRE_OPEN_READY: "盘前就绪",
+    EventKind.PROTECTION_FAILURE: "保护失效",
+    EventKind.PROTECTION_RESTORED: "保护恢复",
 }
 
 

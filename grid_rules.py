@@ -32,6 +32,7 @@ class GridEndReason(str, Enum):
     DEVIATION = "deviation"
     POSITION_GONE = "position_gone"
     POSITION_EXIT = "position_exit"  # the position's stop-loss / dynamic stop / MACD exit was executed
+    SEND_FAILED = "send_failed"  # its orders failed or got no answer more than GRID_SEND_RETRY_LIMIT times
 
     @property
     def label(self) -> str:
@@ -39,7 +40,7 @@ class GridEndReason(str, Enum):
 
     @property
     def status(self) -> GridStatus:
-        outside = (GridEndReason.MANUAL, GridEndReason.POSITION_EXIT)
+        outside = (GridEndReason.MANUAL, GridEndReason.POSITION_EXIT, GridEndReason.SEND_FAILED)
         return GridStatus.STOPPED if self in outside else GridStatus.FINISHED
 
 
@@ -51,7 +52,14 @@ END_REASON_LABELS = {
     GridEndReason.DEVIATION: "价格偏离网格中心过远",
     GridEndReason.POSITION_GONE: "持仓已清空",
     GridEndReason.POSITION_EXIT: "持仓触发止损/止盈卖出",
+    GridEndReason.SEND_FAILED: "委托多次失败或结果未知",
 }
+
+
+def retry_delay_seconds(failures: int, backoff: float) -> float:
+    """Seconds to wait after the `failures`-th consecutive failed send before the grid sends again:
+    `backoff`, doubled with each further failure."""
+    return backoff * 2 ** max(0, failures - 1)
 
 # Session parameter ↔ config key. These may be overridden per session; the cool-down is global.
 PARAM_KEYS = {

@@ -18,13 +18,14 @@ from grid_store import GridStore, GridTrade, SessionRow
 from models import (DataUnavailable, Fill, Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus,
                     TradingError)
 from order_journal import REPRICE_REQUESTED, JournalEntry
+from order_sources import PROTECTIVE_EXITS
 
 log = logging.getLogger(__name__)
 
 GRID_RULES = (Rule.GRID_BUY, Rule.GRID_SELL)
 RULE_FOR_SIDE = {Side.BUY: Rule.GRID_BUY, Side.SELL: Rule.GRID_SELL}
 # Executed exits of the position that end its grid (sell-all rules; the first take-profit does not).
-POSITION_EXITS = (Rule.STOP_LOSS, Rule.DYNAMIC_STOP, Rule.MACD_SELL)
+POSITION_EXITS = PROTECTIVE_EXITS
 
 __all__ = ["GridManager", "GridSession", "GridTrade", "GridStatus", "GridEndReason"]
 
@@ -106,6 +107,7 @@ class GridManager:
         self._lock = threading.RLock()
         self._fills: "queue.SimpleQueue[tuple[Fill, Rule]]" = queue.SimpleQueue()
         self._rows: dict[int, SessionRow] = {row.id: row for row in self._store.load()}
+        self._failures: dict[int, tuple[int, datetime]] = {}  # session -> (consecutive failed sends, last one)
 
     def attach(self, monitor, runner) -> None:
         """Hook into the engine: fills from the executor, detection from the monitor, validation and
@@ -316,7 +318,8 @@ class GridManager:
         exit_rule = self._exit_condition(position, price)
         if exit_rule is not None:
             self._give_way(row, exit_rule, price)
-        elif self._settings.get("ENABLE_GRID_TRADING") and row.pending_signal_id is None:
+        elif (self._settings.get("ENABLE_GRID_TRADING") and row.pending_signal_id is None
+              and self._retry_wait(row, now) is None):
             signal = self._queue_signal(row, position, quote, now)
         if (row.state, row.pending_signal_id, row.open_order_id) != before:
             self._store.save(row)
@@ -420,17 +423,49 @@ class GridManager:
         if signal_id is None:
             return
         signal = self._signals.get(signal_id)
+        entry = self._latest_entry(row)
         if signal is None or signal.status in (SignalStatus.REJECTED, SignalStatus.EXPIRED):
+            if entry is not None and _send_failed(entry):
+                self._note_send_result(row, entry)
             row.pending_signal_id = None
             return
-        entry = self._latest_entry(row)
         if entry is None:
             return  # queued, or executing and not yet journaled
         row.open_order_id = entry.client_id
         if entry.status.is_open or entry.reprice_state == REPRICE_REQUESTED:
             return
         self._book_recorded_fills(row, entry)
+        self._note_send_result(row, entry)
         row.pending_signal_id = None
+
+    def _note_send_result(self, row: SessionRow, entry: JournalEntry) -> None:
+        """Count consecutive grid orders that failed (refused, undelivered) or got no answer (unknown); an
+        order that traded resets the count. Past GRID_SEND_RETRY_LIMIT the session stops (issue 25 item 13:
+        one undeliverable order was re-sent 20 times in a broker hang)."""
+        if not _send_failed(entry):
+            self._failures.pop(row.id, None)
+            return
+        count = self._failures.get(row.id, (0, None))[0] + 1
+        self._failures[row.id] = (count, self._clock.now())
+        log.warning("网格 #%s（%s）委托 %s 未成功（%s），连续第 %d 次", row.id, row.stock_code, entry.client_id,
+                    entry.reason or entry.status.value, count)
+
+    def _retry_wait(self, row: SessionRow, now: datetime) -> Optional[str]:
+        """Why the session may not send now after failed sends (back-off), or None. Ends the session once
+        its failures exceed GRID_SEND_RETRY_LIMIT."""
+        count, last = self._failures.get(row.id, (0, None))
+        if not count:
+            return None
+        limit = int(self._settings.get("GRID_SEND_RETRY_LIMIT"))
+        if count > limit:
+            self._end(row, GridEndReason.SEND_FAILED, f"连续 {count} 笔网格委托失败或结果未知（重发上限 {limit} 次），"
+                                                      "已停止该网格，请检查券商连接后重新启动")
+            self._failures.pop(row.id, None)
+            return "网格已因委托多次失败停止"
+        delay = rules.retry_delay_seconds(count, float(self._settings.get("GRID_RETRY_BACKOFF_SECONDS")))
+        if (now - last).total_seconds() < delay:
+            return f"网格委托失败后等待 {delay:g} 秒再重发"
+        return None
 
     def _latest_entry(self, row: SessionRow) -> Optional[JournalEntry]:
         if row.pending_signal_id is None:
@@ -552,6 +587,13 @@ def pnl_explanations(book: rules.GridBook, price: float) -> dict[str, str]:
             "unrealized": unrealized,
             "fees": f"网格全部 {book.buy_count + book.sell_count} 笔成交的佣金、印花税和过户费",
             "total": "网格盈亏 = 来回收益 + 浮动盈亏 − 费用"}
+
+
+def _send_failed(entry: JournalEntry) -> bool:
+    """An order that never traded and was refused or undelivered, or whose outcome is unknown."""
+    if entry.filled_volume > 0:
+        return False
+    return entry.status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN)
 
 
 def _cancellable(entry: Optional[JournalEntry]) -> bool:

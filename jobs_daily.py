@@ -6,10 +6,8 @@ the Housekeeper, which follows the clock's date change; the jobs own everything 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,7 +16,10 @@ import jobs_report
 from events import Event, EventBus, EventKind
 from jobs_runner import Job
 from jobs_schedule import CatchUp
+from jobs_store import JobStore
+from market_rules import MARKET_CLOSE
 from logger import delete_old_logs
+from models import Rule
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +33,27 @@ TRIGGER_LABELS = (("stop_loss_price", "止损"), ("take_profit_price", "首次�
 
 
 class AlarmLog:
-    """The day's alarms for the report, collected by a cheap bus listener (bounded, in memory)."""
+    """The day's alarms for the report, committed to the job store as they are raised (a restart, even a kill,
+    keeps them). A synchronous bus listener on purpose: an alarm queued in memory is exactly what a crash loses;
+    alarms are rare and jobs.db is its own file, so the insert never waits behind the trading database."""
 
-    def __init__(self, bus: EventBus, keep: int = 2000):
-        self._items: deque[Event] = deque(maxlen=keep)
-        self._lock = threading.Lock()
+    def __init__(self, bus: EventBus, store: JobStore):
+        self._store = store
         bus.add_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
         if event.kind in ALARM_KINDS:
-            with self._lock:
-                self._items.append(event)
+            self._store.record_alarm(event.time, event.kind.value, event.message)
 
     def on_day(self, day: date) -> list[str]:
-        with self._lock:
-            return [f"{e.time:%H:%M:%S} 【{e.kind.label}】{e.message}" for e in self._items if e.time.date() == day]
+        return [f"{moment} 【{_event_label(kind)}】{message}" for moment, kind, message in self._store.alarms_on(day)]
+
+
+def _event_label(kind: str) -> str:
+    try:
+        return EventKind(kind).label
+    except ValueError:  # a kind a later version removed: its identifier is still better than nothing
+        return kind
 
 
 @dataclass
@@ -69,6 +76,7 @@ class DailyJobs:
     live: bool = False
     indicators: object = None  # IndicatorCalculator (update(code)), None without one
     watchlist: Callable[[], list[str]] = lambda: []
+    trading_state: object = None  # trading_state.TradingState: its 「交易状态」 line in 盘前就绪 and the report
 
     @property
     def reports_dir(self) -> Path:
@@ -91,11 +99,15 @@ class DailyJobs:
         for code in codes:  # indicators up to the bars the data thread stored after the last close
             self.indicators.update(code)
         connected = getattr(self.broker, "is_connected", lambda: True)()
-        message = (f"盘前就绪：持仓 {len(held)} 只，总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元，"
+        message = (f"盘前就绪：{_prefix(self._status_line())}持仓 {len(held)} 只，总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元，"
                    f"券商{'已连接' if connected else '未连接'}，行情来源 {self.source_label()}，"
                    f"已更新 {len(codes)} 只股票的指标")
         self.bus.emit(EventKind.PRE_OPEN_READY, message, day=day.isoformat())
         return message
+
+    def _status_line(self) -> str:
+        """「交易状态：…」; empty only where no trading state is wired (the jobs' own tests)."""
+        return self.trading_state.status_line() if self.trading_state is not None else ""
 
     def post_close(self, day: date) -> str:
         snapshot = self.snapshots.record(day, self.executor.account())
@@ -104,8 +116,15 @@ class DailyJobs:
         summary = data.summary()
         public = self.settings.get("NOTIFY_PUBLIC_URL")
         link = f"\n报告：{public.rstrip('/')}/api/reports/{day.isoformat()}" if public else ""
-        self.bus.emit(EventKind.DAILY_REPORT, summary + link, day=day.isoformat(), file=path.name)
+        self.bus.publish(Event(EventKind.DAILY_REPORT, summary + link, self._report_time(day), "",
+                               {"day": day.isoformat(), "file": path.name}))
         return f"{summary}；报告文件 {path.name}"
+
+    def _report_time(self, day: date) -> datetime:
+        """The report's message carries its own trading day: in replay the job runs when the clock has already
+        jumped to the next morning, and a caught-up report belongs to the day it reports on."""
+        now = self.clock.now()
+        return now if now.date() == day else datetime.combine(day, MARKET_CLOSE)
 
     def nightly(self, day: date) -> str:
         paths = [Path(p) for p in self.databases()]
@@ -115,6 +134,7 @@ class DailyJobs:
         checks = {p.name: jobs_maintenance.integrity(p) for p in paths}
         bad = {name: result for name, result in checks.items() if result != "ok"}
         logs = delete_old_logs(self.log_dir, self.settings.get("LOG_RETENTION_DAYS"))
+        self.job_store.prune_alarms(day - timedelta(days=self.settings.get("LOG_RETENTION_DAYS")))
         if bad:
             message = "；".join(f"{name}：{result}" for name, result in bad.items())
             self.bus.emit(EventKind.STORAGE_FAILURE, f"数据库完整性检查失败：{message}")
@@ -124,8 +144,9 @@ class DailyJobs:
 
     # ---- the report's figures
     def report_data(self, day: date, snapshot) -> jobs_report.ReportData:
-        trades = self.executor.trade_records(start=day, end=day)
-        signals = [{"id": s.id, "stock_code": s.stock_code, "rule_label": s.rule.label, "status": s.status.value,
+        trades = [{**t, "strategy": rule_label(t["strategy"])}
+                  for t in self.executor.trade_records(start=day, end=day)]
+        signals = [{"id": s.id, "stock_code": s.stock_code, "rule_label": s.rule.label, "status": s.status.label,
                     "reason": s.reason} for s in self.signals.history(2000) if s.created_at.date() == day]
         positions = []
         for p in self.positions.all():
@@ -140,7 +161,19 @@ class DailyJobs:
         equity = [(s.day, s.total_asset) for s in self.snapshots.history(end=day)]
         return jobs_report.ReportData(day, snapshot.total_asset, snapshot.cash, snapshot.market_value,
                                       snapshot.day_pnl, trades, signals, positions, self.alarms.on_day(day),
-                                      backups, equity)
+                                      backups, equity, self._status_line())
+
+
+def rule_label(value: str) -> str:
+    """A trade record's rule in Chinese; a value no rule knows is shown as stored."""
+    try:
+        return Rule(value).label
+    except ValueError:
+        return value
+
+
+def _prefix(line: str) -> str:
+    return f"{line}；" if line else ""
 
 
 def database_files(data_dir: Path) -> list[Path]:

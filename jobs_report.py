@@ -27,6 +27,7 @@ class ReportData:
     alarms: list[str]
     backups: list[str]
     equity: list[tuple[date, float]] = field(default_factory=list)  # snapshots up to the day
+    status: str = ""  # TradingState.status_line(): 交易状态：运行 / 暂停 / 紧急停止 with the reason
 
     @property
     def buy_amount(self) -> float:
@@ -46,7 +47,8 @@ class ReportData:
 
     def summary(self) -> str:
         pnl = "—" if self.day_pnl is None else f"{self.day_pnl:+.2f}"
-        return (f"{self.day} 日报：总资产 {self.total_asset:.2f} 元，当日盈亏 {pnl} 元；成交 {len(self.trades)} 笔"
+        status = f"{self.status}；" if self.status else ""
+        return (f"{self.day} 日报：{status}总资产 {self.total_asset:.2f} 元，当日盈亏 {pnl} 元；成交 {len(self.trades)} 笔"
                 f"（买入 {self.buy_amount:.2f} 元，卖出 {self.sell_amount:.2f} 元，费用 {self.fees:.2f} 元，"
                 f"已实现盈亏 {self.realized_pnl:+.2f} 元）；持仓 {len(self.positions)} 只；告警 {len(self.alarms)} 条")
 
@@ -114,6 +116,7 @@ def render_html(data: ReportData, png: bytes) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}th{{background:#f3f3f3}}.muted{{color:#888}}
 .cards span{{display:inline-block;margin-right:24px}}</style></head><body>
 <h1>每日报告 {data.day}</h1>
+<p id="trading-state"><b>{esc(data.status)}</b></p>
 <div class="cards"><span>总资产 <b id="total-asset">{data.total_asset:.2f}</b> 元</span>
 <span>当日盈亏 <b id="day-pnl">{pnl}</b> 元</span><span>可用资金 {data.cash:.2f} 元</span>
 <span>持仓市值 {data.market_value:.2f} 元</span></div>

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 from events import EventBus, EventKind
 from jobs_schedule import CatchUp, decide, next_run, parse_hhmm
 from jobs_store import SKIPPED, JobStore
+from market_rules import MARKET_CLOSE
 from models import TradingError
 from workers import Worker
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 REPLAY_CHECK_SECONDS = 0.2  # a replayed day lasts seconds: look often
 REAL_CHECK_SECONDS = 15.0
 DAY_END = time(23, 59, 59)
+STOPPING_CODES = frozenset({"BROKER_STOPPING"})  # broker_guard's answer once the daemon has begun to stop
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,15 @@ class JobRunner(Worker):
         self._bus = bus
         self._started_at = clock.now()
         self._lock = threading.Lock()  # the thread and a manual trigger never run two jobs at once
+        self._retried = False
 
     def wait(self, stop: threading.Event, limit: float) -> None:
         stop.wait(min(limit, REPLAY_CHECK_SECONDS if self._clock.is_replay else REAL_CHECK_SECONDS))
 
     def run_once(self, moment: Optional[datetime] = None) -> list[tuple[str, date, str]]:
         """Run every job that is due at `moment` (default: now); returns (job id, day, trigger) of what was
-        done or skipped."""
-        done = []
+        done or skipped. The first pass first re-runs what a previous shutdown stopped half-way."""
+        done = [] if self._retried else self._retry_released()
         for job in self._jobs.values():
             now = moment or self._clock.now()
             decision = decide(self._at(job), job.catch_up, now, self._clock.calendar, self._started_at,
@@ -96,18 +99,55 @@ class JobRunner(Worker):
             run_id = self._store.claim(job.id, day, trigger, self._clock.now())
             if run_id is None:
                 return None  # another path already ran it for this day
-            log.info("定时任务「%s」开始（%s，%s）", job.name, day, trigger)
-            try:
-                result = job.action(day)
-                ok = True
-            except Exception as exc:  # recorded and alarmed; the next day's run is unaffected
-                log.exception("定时任务「%s」失败", job.name)
-                result, ok = f"失败：{getattr(exc, 'message', None) or exc}", False
-            self._store.finish(run_id, ok, result, self._clock.now())
-            if not ok and self._bus is not None:
-                self._bus.emit(EventKind.ALARM, f"定时任务「{job.name}」{day} {result}", job_id=job.id)
-            log.info("定时任务「%s」结束：%s", job.name, result)
+            return self._execute(job, day, trigger, run_id)
+
+    def _retry_released(self) -> list[tuple[str, date, str]]:
+        """Runs the previous process released at its shutdown (e.g. the day's account snapshot): they were
+        due and started, only the exit stopped them, so they run now even when newer days have passed. A
+        same-session job (pre-open checks) is skipped once its day's market has closed."""
+        self._retried = True
+        done = []
+        now = self._clock.now()
+        for job in self._jobs.values():
+            for run_id, day in self._store.retries(job.id):
+                if job.catch_up is CatchUp.SAME_SESSION and not (now.date() == day and now.time() < MARKET_CLOSE):
+                    self._store.skip_released(
+                        run_id, f"程序退出时未完成，当日已收盘，按补跑策略跳过：{job.catch_up.label}", now)
+                    done.append((job.id, day, "skip"))
+                    continue
+                with self._lock:
+                    if self._store.reclaim(run_id, self._clock.now()):
+                        self._execute(job, day, "catch_up", run_id)
+                        done.append((job.id, day, "catch_up"))
+        return done
+
+    def _execute(self, job: Job, day: date, trigger: str, run_id: int) -> Optional[int]:
+        """Run a claimed job (under the lock). A run stopped by the daemon's own shutdown is released for the
+        next start, quietly: it is no failure and needs no alarm."""
+        log.info("定时任务「%s」开始（%s，%s）", job.name, day, trigger)
+        try:
+            result = job.action(day)
+            ok = True
+        except Exception as exc:  # recorded and alarmed; the next day's run is unaffected
+            if getattr(exc, "code", None) in STOPPING_CODES:
+                return self._stopped(job, day, trigger, run_id)
+            log.exception("定时任务「%s」失败", job.name)
+            result, ok = f"失败：{getattr(exc, 'message', None) or exc}", False
+        self._store.finish(run_id, ok, result, self._clock.now())
+        if not ok and self._bus is not None:
+            self._bus.emit(EventKind.ALARM, f"定时任务「{job.name}」{day} {result}", job_id=job.id)
+        log.info("定时任务「%s」结束：%s", job.name, result)
+        return run_id
+
+    def _stopped(self, job: Job, day: date, trigger: str, run_id: int) -> Optional[int]:
+        result = "程序正在退出，未完成"
+        if trigger == "manual":  # asked by hand: not re-run by itself
+            self._store.finish(run_id, False, result, self._clock.now())
+            log.info("程序正在退出，手动运行的定时任务「%s」未完成", job.name)
             return run_id
+        self._store.release(run_id, f"{result}，下次启动时补跑", self._clock.now())
+        log.info("程序正在退出，定时任务「%s」%s 未完成，下次启动时补跑", job.name, day)
+        return None
 
     def _at(self, job: Job):
         return parse_hhmm(self._settings.get(job.time_key))

@@ -22,7 +22,7 @@ import storage_health
 log = logging.getLogger("main")
 
 STORAGE_REFUSED = 5  # exit code: a database or the data dir cannot be trusted or written
-CONFIG_RESET_HINT = "若确要以默认参数启动，请删除标记文件 {marker} 后重启"
+CONFIG_RESET_HINT = storage_health.CONFIG_RESET_HINT
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -120,12 +120,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         except (ConfigError, ValueError) as exc:
             print(f"配置无效，拒绝启动：{exc}", file=sys.stderr)
             return 2
+        except sqlite3.Error as exc:  # a full disk while the parameter tables are written
+            print(storage_health.refusal(exc, data_dir / "config.db", data_dir, "参数数据库").message, file=sys.stderr)
+            return STORAGE_REFUSED
         try:
             secret_filter = setup_logging(args.log_dir, settings.get("LOG_LEVEL"),
                                           settings.get("LOG_RETENTION_DAYS"), secrets=[settings.get("WEB_API_TOKEN")])
         except OSError as exc:
             print(storage_health.describe_os_error(exc, Path(args.log_dir)), file=sys.stderr)
             return STORAGE_REFUSED
+        refused = _configure_calendar(settings)
+        if refused:
+            log.error("%s", refused)
+            return 2
         stop_event = threading.Event()
         _install_signal_handlers(stop_event)  # before the build: a stop asked for meanwhile is honoured after it
         try:
@@ -143,8 +150,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         except OSError as exc:  # token file, logs: a read-only or full disk
             log.error("%s", storage_health.describe_os_error(exc, getattr(exc, "filename", None) or data_dir))
             return STORAGE_REFUSED
-        except sqlite3.Error as exc:
-            log.error("%s", storage_health.refusal(exc, data_dir, data_dir).message)
+        except sqlite3.Error as exc:  # names the damaged database, or the folder of a full disk
+            log.error("%s", storage_health.startup_refusal(exc, data_dir).message)
             return STORAGE_REFUSED
         # What is built so far lives as long as the process: out of the full collections, which otherwise
         # scan it every time (a 40 ms pause in a monitor pass over 1,000 positions; bench_signal_latency).
@@ -154,6 +161,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         if config_db is not None:
             config_db.close()
         lock.release()
+
+
+def _configure_calendar(settings) -> str:
+    """The owner's holiday file into the trading calendar, and the warning when the known trading days run
+    out soon (logged; /api/status shows it). Returns the refusal line for an unreadable file, else ''."""
+    import market_rules
+    from market_clock import RealClock
+
+    try:
+        warning = market_rules.configure_calendar(market_rules.DEFAULT_CALENDAR, settings.get("HOLIDAYS_FILE"),
+                                                  RealClock().today(), settings.get("CALENDAR_WARN_DAYS"))
+    except ValueError as exc:
+        return f"配置无效，拒绝启动：{exc}"
+    if warning:
+        log.warning("%s", warning)
+    return ""
 
 
 def _run_supervisor(args: argparse.Namespace) -> int:

@@ -233,8 +233,9 @@ TRADING_SESSIONS = ("call_auction", "continuous", "closing_auction")
 
 
 class TradingCalendar:
-    """XSHG trading days from exchange_calendars; past its table, weekdays (warned once) unless the broker
-    supplied its own calendar (`add_broker_days`)."""
+    """XSHG trading days from exchange_calendars, the owner's holiday file (`add_holidays`: listed days are
+    closed, and weekdays up to the end of the file's last year are known) and, in live mode, the broker's own
+    calendar (`add_broker_days`). Past all of them, days are estimated as weekdays (warned once)."""
 
     def __init__(self, calendar_name: str = "XSHG"):
         self._name = calendar_name
@@ -244,23 +245,42 @@ class TradingCalendar:
         self._last: Optional[date] = None
         self._broker_days: set[date] = set()
         self._broker_last: Optional[date] = None
-        self.fallback_warning = ""
+        self._holidays: frozenset[date] = frozenset()
+        self._holidays_last: Optional[date] = None
+        self._estimated_warning = ""
+        self.expiry_warning = ""  # set at start-up by `check_expiry`
 
     def is_trading_day(self, day: date) -> bool:
         day = _as_date(day)
         self._load()
+        if day in self._holidays:
+            return False
         if self._first <= day <= self._last:
             return day in self._sessions
         if self._broker_last and day <= self._broker_last:
             return day in self._broker_days
+        if self._holidays_last and day <= self._holidays_last:
+            return day.weekday() < 5
         self._warn_fallback()
         return day.weekday() < 5
 
     @property
+    def fallback_warning(self) -> str:
+        """What the status shows: the weekday estimate once it was used, else the start-up expiry warning."""
+        return self._estimated_warning or self.expiry_warning
+
+    @property
     def last_table_day(self) -> date:
-        """The last day exchange_calendars' table knows; past it, days are estimated (issue 19's doctor)."""
+        """The last day exchange_calendars' table knows."""
         self._load()
         return self._last
+
+    @property
+    def known_through(self) -> date:
+        """The last day that is known rather than estimated: the table, the broker's calendar or the owner's
+        holiday file, whichever reaches furthest."""
+        self._load()
+        return max(d for d in (self._last, self._broker_last, self._holidays_last) if d is not None)
 
     def next_trading_day(self, day: date) -> date:
         candidate = _as_date(day) + timedelta(days=1)
@@ -291,6 +311,25 @@ class TradingCalendar:
                 self._broker_days |= days
                 self._broker_last = max(self._broker_days)
 
+    def add_holidays(self, days: Iterable[date]) -> None:
+        """The owner's official holidays (HOLIDAYS_FILE): each is closed, and every weekday through the end of
+        the last year listed counts as known (a trading day unless listed)."""
+        days = frozenset(_as_date(d) for d in days)
+        if days:
+            with self._lock:
+                self._holidays = self._holidays | days
+                self._holidays_last = date(max(d.year for d in self._holidays), 12, 31)
+
+    def check_expiry(self, today: date, warn_days: int) -> str:
+        """The start-up warning when the known days end within `warn_days` days of `today` ('' otherwise);
+        kept for the status until the next start."""
+        last = self.known_through
+        left = (last - _as_date(today)).days
+        self.expiry_warning = "" if left > warn_days else (
+            f"交易日历只覆盖到 {last}（还剩 {max(left, 0)} 天），之后的节假日将按工作日估算。"
+            f"请升级 exchange_calendars，或在节假日文件（参数 HOLIDAYS_FILE）中加入交易所公布的休市日")
+        return self.expiry_warning
+
     def _load(self) -> None:
         if self._sessions is not None:
             return
@@ -305,10 +344,45 @@ class TradingCalendar:
             self._sessions = sessions
 
     def _warn_fallback(self) -> None:
-        if not self.fallback_warning:
-            self.fallback_warning = (f"交易日历只覆盖到 {self._last}，之后按工作日估算（节假日可能误判），"
-                                     f"请升级 exchange_calendars 或使用券商日历")
-            log.warning(self.fallback_warning)
+        if not self._estimated_warning:
+            self._estimated_warning = (f"交易日历只覆盖到 {self.known_through}，之后按工作日估算（节假日可能误判），"
+                                       f"请升级 exchange_calendars、使用券商日历，或在节假日文件（参数 HOLIDAYS_FILE）"
+                                       f"中加入交易所公布的休市日")
+            log.warning(self._estimated_warning)
+
+
+def read_holidays_file(path: Any) -> list[date]:
+    """HOLIDAYS_FILE: one YYYY-MM-DD per line; `#` starts a comment, blank lines are ignored. A line that is
+    not a date raises ValueError naming the file and the line (the daemon refuses to start on it)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValueError(f"节假日文件 {path} 不存在（参数 HOLIDAYS_FILE）") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"节假日文件 {path} 无法读取（{getattr(exc, 'strerror', None) or '不是 UTF-8 文本'}）") from None
+    days = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry):
+            raise ValueError(f"节假日文件 {path} 第 {number} 行「{entry[:40]}」不是 YYYY-MM-DD 格式的日期")
+        try:
+            days.append(date.fromisoformat(entry))
+        except ValueError:
+            raise ValueError(f"节假日文件 {path} 第 {number} 行「{entry}」不是有效日期") from None
+    return days
+
+
+def configure_calendar(calendar: "TradingCalendar", holidays_file: str, today: date, warn_days: int) -> str:
+    """Start-up: the owner's holidays into `calendar` (ValueError on a bad file), then the expiry warning
+    ('' when the known days reach further than `warn_days` days past `today`)."""
+    if str(holidays_file or "").strip():
+        calendar.add_holidays(read_holidays_file(str(holidays_file).strip()))
+    return calendar.check_expiry(today, warn_days)
 
 
 DEFAULT_CALENDAR = TradingCalendar()

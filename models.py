@@ -277,6 +277,8 @@ class Signal:
     episode: str = ""  # open date of the position episode the signal belongs to
     grid_session_id: Optional[int] = None
     seen_at: Optional[datetime] = None  # wall-clock time of the latest detection: a person's age, not the replay's
+    hold_count: int = 0  # times held back while queued (source halted or budget used up, an exit refused)
+    held_at: Optional[datetime] = None  # wall-clock time of the last hold-back
 
     @property
     def side(self) -> Side:

@@ -40,8 +40,9 @@ def send(url: str, title: str, body: str, timeout: float) -> Outcome:
             errors.append(str(message))
 
     try:
-        result = sender.notify(body=body, title=title, timeout=timeout, log_callback=collect,
-                               log_level=logging.WARNING)
+        # body_format TEXT: plain text with line breaks (an email's HTML part gets them as <br>, not one line)
+        result = sender.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT, timeout=timeout,
+                               log_callback=collect, log_level=logging.WARNING)
     except Exception as exc:  # a plugin bug must not end the notifier thread
         log.warning("通知发送异常：%s", exc)
         return Outcome(False, f"发送异常：{type(exc).__name__}")

@@ -42,8 +42,8 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
     snapshots = AccountSnapshots(trading_db, clock)
     job_store = JobStore(jobs_db)
     daily = DailyJobs(clock, settings, executor, positions, broker, signals, snapshots, job_store, events,
-                      AlarmLog(events), trigger_prices, data_dir, log_dir, lambda: database_files(data_dir),
-                      lambda: data.source_label, live, data.indicators, data.watchlist)
+                      AlarmLog(events, job_store), trigger_prices, data_dir, log_dir, lambda: database_files(data_dir),
+                      lambda: data.source_label, live, data.indicators, data.watchlist, trading_state)
     jobs = JobRunner(daily.jobs(), job_store, clock, settings, events)
     if clock.is_replay:
         clock.on_new_day(jobs.on_replay_day_end)

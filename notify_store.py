@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
+from notify_rules import DIGEST_KIND, ROUTINE, DigestItem, Pending
 from storage import Database, migrate
 
 MIGRATIONS = (
@@ -28,6 +29,15 @@ MIGRATIONS = (
         NOT NULL DEFAULT 1);
     CREATE INDEX IF NOT EXISTS notify_outbox_due ON notify_outbox(status, channel_id, next_attempt_at);
     CREATE INDEX IF NOT EXISTS notify_outbox_dedup ON notify_outbox(channel_id, dedup_key, created_at)
+    """,
+    # issue 34: alarms (priority 1) go first and have their own rate budget
+    """
+    ALTER TABLE notify_outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notify_outbox ADD COLUMN queue_position INTEGER;
+    UPDATE notify_outbox SET priority=1 WHERE status='pending' AND kind IN ('thread_alarm', 'thread_restarted',
+        'broker_disconnected', 'link_unhealthy', 'quotes_stale', 'storage_failure', 'circuit_breaker',
+        'daily_loss_limit', 'trading_state', 'daemon_stop', 'protection_failure', 'protection_restored', 'alarm');
+    CREATE INDEX IF NOT EXISTS notify_outbox_pending ON notify_outbox(status, channel_id, priority, id)
     """,
 )
 
@@ -59,6 +69,19 @@ class Message:
     body: str
     attempts: int
     item_count: int
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One outbox row to commit (`enqueue_many`)."""
+
+    channel_id: int
+    kind: str
+    title: str
+    body: str
+    dedup_key: Optional[str] = None
+    event_time: str = ""
+    priority: int = ROUTINE
 
 
 class NotifyStore:
@@ -112,49 +135,80 @@ class NotifyStore:
 
     # ---- outbox
     def enqueue(self, channel_id: int, kind: str, title: str, body: str, dedup_key: Optional[str] = None,
-                event_time: str = "", dedup_seconds: float = 0.0) -> tuple[int, str]:
+                event_time: str = "", dedup_seconds: float = 0.0, priority: int = ROUTINE) -> tuple[int, str]:
         """Commit one message; returns (id, status). A message whose dedup key was already queued or sent to
         this channel within `dedup_seconds` is stored as suppressed (visible, never sent)."""
+        return self.enqueue_many([NewMessage(channel_id, kind, title, body, dedup_key, event_time, priority)],
+                                 dedup_seconds)[0]
+
+    def enqueue_many(self, messages: Sequence[NewMessage], dedup_seconds: float = 0.0) -> list[tuple[int, str]]:
+        """`enqueue` for many in ONE transaction (one fsync for a burst of 500 fills, not 500)."""
         now = self._now()
+        created = []
         with self._db.transaction() as conn:
-            status = PENDING
-            if dedup_key and dedup_seconds > 0:
-                seen = conn.execute("SELECT 1 FROM notify_outbox WHERE channel_id=? AND dedup_key=? AND created_at>=? "
-                                    "AND status IN (?,?,?,?) LIMIT 1",
-                                    (channel_id, dedup_key, now - dedup_seconds, PENDING, SENT, COALESCED,
-                                     FAILED)).fetchone()
-                status = SUPPRESSED if seen else PENDING
-            cursor = conn.execute("INSERT INTO notify_outbox(channel_id, kind, title, body, dedup_key, event_time,"
-                                  " created_at, status, next_attempt_at) VALUES(?,?,?,?,?,?,?,?,?)",
-                                  (channel_id, kind, title, body, dedup_key, event_time, now, status, now))
-        return cursor.lastrowid, status
+            for m in messages:
+                status = PENDING
+                if m.dedup_key and dedup_seconds > 0:
+                    seen = conn.execute("SELECT 1 FROM notify_outbox WHERE channel_id=? AND dedup_key=? AND "
+                                        "created_at>=? AND status IN (?,?,?,?) LIMIT 1",
+                                        (m.channel_id, m.dedup_key, now - dedup_seconds, PENDING, SENT, COALESCED,
+                                         FAILED)).fetchone()
+                    status = SUPPRESSED if seen else PENDING
+                cursor = conn.execute("INSERT INTO notify_outbox(channel_id, kind, title, body, dedup_key, event_time,"
+                                      " created_at, status, next_attempt_at, priority) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                                      (m.channel_id, m.kind, m.title, m.body, m.dedup_key, m.event_time, now, status,
+                                       now, m.priority))
+                created.append((cursor.lastrowid, status))
+        return created
 
-    def due(self, channel_id: int) -> list[Message]:
-        rows = self._db.query("SELECT * FROM notify_outbox WHERE status=? AND channel_id=? AND next_attempt_at<=? "
-                              "ORDER BY id", (PENDING, channel_id, self._now()))
-        return [_message(r) for r in rows]
+    def pending(self, channel_id: int, priority: int) -> list[Pending]:
+        """Every pending row of one channel and priority, oldest first (the planner's view)."""
+        rows = self._db.query("SELECT id, kind, created_at, next_attempt_at, attempts, LENGTH(body) AS size "
+                              "FROM notify_outbox WHERE status=? AND channel_id=? AND priority=? "
+                              "ORDER BY COALESCE(queue_position, id), id",
+                              (PENDING, channel_id, priority))
+        return [Pending(r["id"], r["kind"], r["created_at"], r["next_attempt_at"], r["attempts"], r["size"] or 0)
+                for r in rows]
 
-    def next_due_at(self) -> Optional[float]:
-        row = self._db.query_one("SELECT MIN(next_attempt_at) FROM notify_outbox WHERE status=?", (PENDING,))
-        return row[0] if row else None
+    def message(self, message_id: int) -> Optional[Message]:
+        row = self._db.query_one("SELECT * FROM notify_outbox WHERE id=?", (message_id,))
+        return _message(row) if row else None
 
-    def coalesce(self, channel_id: int, messages: list[Message], title: str, body: str) -> Message:
-        """Replace `messages` by one digest, atomically: after a crash either the parts or the digest is pending."""
+    def digest_items(self, ids: Sequence[int]) -> list[DigestItem]:
+        wanted = list(ids)
+        rows = self._db.query(f"SELECT id, kind, title, body, event_time FROM notify_outbox WHERE id IN "
+                              f"({','.join('?' * len(wanted))})", wanted)
+        by_id = {r["id"]: DigestItem(r["kind"], r["title"], r["body"], r["event_time"] or "") for r in rows}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def coalesce(self, channel_id: int, message_ids: Sequence[int], title: str, body: str,
+                 priority: int = ROUTINE) -> Message:
+        """Replace the messages by one digest, atomically: after a crash either the parts or the digest is
+        pending. The digest takes the place of its oldest part in the delivery order (`queue_position`), so
+        a failed digest is retried before the later messages of a burst that did not fit in it."""
         now = self._now()
-        count = sum(m.item_count for m in messages)
+        ids = list(message_ids)
         with self._db.transaction() as conn:
+            marks = ",".join("?" * len(ids))
+            count = conn.execute(f"SELECT COALESCE(SUM(item_count), 0) FROM notify_outbox WHERE id IN ({marks})",
+                                 ids).fetchone()[0]
+            position = conn.execute(f"SELECT MIN(COALESCE(queue_position, id)) FROM notify_outbox WHERE id IN "
+                                    f"({marks})", ids).fetchone()[0]
             cursor = conn.execute("INSERT INTO notify_outbox(channel_id, kind, title, body, created_at, status,"
-                                  " next_attempt_at, item_count) VALUES(?,?,?,?,?,?,?,?)",
-                                  (channel_id, "digest", title, body, now, PENDING, now, count))
+                                  " next_attempt_at, item_count, priority, queue_position) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                                  (channel_id, DIGEST_KIND, title, body, now, PENDING, now, count, priority, position))
             digest_id = cursor.lastrowid
             conn.executemany("UPDATE notify_outbox SET status=?, digest_id=? WHERE id=? AND status=?",
-                             [(COALESCED, digest_id, m.id, PENDING) for m in messages])
-        return Message(digest_id, channel_id, "digest", title, body, 0, count)
+                             [(COALESCED, digest_id, i, PENDING) for i in ids])
+        return Message(digest_id, channel_id, DIGEST_KIND, title, body, 0, count)
 
-    def sent_since(self, channel_id: int, since: float) -> int:
-        row = self._db.query_one("SELECT COUNT(*) FROM notify_outbox WHERE channel_id=? AND status=? AND sent_at>=?",
-                                 (channel_id, SENT, since))
-        return row[0]
+    def sent_since(self, channel_id: int, since: float, priority: Optional[int] = None) -> int:
+        """Messages sent to a channel since `since` (of one priority when given: each has its own budget)."""
+        sql = "SELECT COUNT(*) FROM notify_outbox WHERE channel_id=? AND status=? AND sent_at>=?"
+        params: list = [channel_id, SENT, since]
+        if priority is not None:
+            sql, params = sql + " AND priority=?", params + [priority]
+        return self._db.query_one(sql, params)[0]
 
     def mark_sent(self, message_id: int) -> None:
         self._db.execute("UPDATE notify_outbox SET status=?, sent_at=?, attempts=attempts+1, last_error=NULL "

@@ -65,11 +65,11 @@ class NotifyWatch:
         if not self._clock.is_trading():
             self._stale = frozenset()
             return
-        now = self._clock.now()
         ages = {}
         for code in self._watchlist():
             quote = self._hub.last_seen(code)
-            ages[code] = None if quote is None else (now - quote.time).total_seconds()
+            # on the feed's own clock: a box clock minutes off the feed is not a stale feed (issue 25 §2.3)
+            ages[code] = None if quote is None else (self._hub.feed_now(quote.source) - quote.time).total_seconds()
         stale = frozenset(stale_codes(ages, self._settings.get("QUOTE_STALE_SECONDS")))
         fresh_problem = stale - self._stale
         if fresh_problem:

@@ -1,19 +1,23 @@
 """The notifier thread (a watchdog `Worker`): takes events off its own bus subscription, commits one outbox
-row per interested channel, and delivers due rows one at a time with retries, digests, duplicate suppression,
-a per-channel rate limit, and one alarm for a channel that keeps failing. Trading threads only ever touch the
-bus (a queue offer); a hanging receiver delays nothing but this thread."""
+row per interested channel, and delivers due rows one at a time with retries, duplicate suppression and one
+alarm for a channel that keeps failing. Alarm-class messages go first, each on its own, within their own rate
+budget; routine messages (fills…) wait for their burst to end and go as one digest, in arrival order, within the
+channel's rate limit (the rules are `notify_rules.plan_alarms` / `plan_routine`). Trading threads only ever
+touch the bus (a queue offer); a hanging receiver delays nothing but this thread."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Callable, Iterable, Optional
 
 import notify_rules
 from events import Event, EventBus, EventKind
 from models import TradingError
 from notify_channels import Outcome, send, validate_url
-from notify_store import Channel, NotifyStore
+from notify_rules import ALARM, ROUTINE
+from notify_store import Channel, Message, NewMessage, NotifyStore
 from workers import STOP_CHECK_SECONDS, Worker
 
 log = logging.getLogger(__name__)
@@ -21,6 +25,7 @@ log = logging.getLogger(__name__)
 RATE_LIMITED_RECHECK_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 3600.0
 SHUTDOWN_DELIVERY_SECONDS = 3.0  # within the daemon's 6 s for stopping its threads
+STOP_LOSS_MEMORY = 1000  # stop-loss fills remembered to recognise their STOP_LOSS_EXECUTED companion
 
 Sender = Callable[[str, str, str, float], Outcome]
 
@@ -48,6 +53,8 @@ class Notifier(Worker):
         self._turn = 0  # round-robin over channels
         self._prune_at = 0.0
         self._lock = threading.Lock()  # one delivery at a time (thread + a direct call in tests)
+        self._stop_loss_fills: Counter = Counter()  # signatures of stop-loss fills already drafted
+        self._flushing = False  # at shutdown: no coalescing wait
         for channel in store.channels():
             self._protect(channel.url)
 
@@ -82,7 +89,8 @@ class Notifier(Worker):
         if channel is None:
             raise TradingError("CHANNEL_NOT_FOUND", f"通知渠道 {channel_id} 不存在")
         message_id, _ = self._store.enqueue(channel.id, "test", "miniQMT【测试消息】",
-                                            f"这是一条测试消息，说明渠道「{channel.name}」可以收到通知。")
+                                            f"这是一条测试消息，说明渠道「{channel.name}」可以收到通知。",
+                                            priority=ALARM)  # the owner is waiting for it: no burst window
         self._wake.set()
         return message_id
 
@@ -95,15 +103,11 @@ class Notifier(Worker):
             self._store.prune(self._settings.get("LOG_RETENTION_DAYS") * 86400)
 
     def wait(self, stop: threading.Event, limit: float) -> None:
-        if self._has_due():
+        ready = self._next_ready()
+        now = self._now()
+        if ready is not None and ready <= now:
             return
-        next_due = self._store.next_due_at()
-        if next_due is None:
-            timeout = limit
-        elif next_due > self._now():
-            timeout = min(limit, next_due - self._now())
-        else:  # due but rate-limited: look again shortly (the window frees one slot at a time)
-            timeout = min(limit, RATE_LIMITED_RECHECK_SECONDS)
+        timeout = limit if ready is None else min(limit, ready - now)
         deadline = time.monotonic() + timeout
         while not stop.is_set() and not self._wake.is_set():  # look at `stop` too: a prompt shutdown
             remaining = deadline - time.monotonic()
@@ -116,51 +120,64 @@ class Notifier(Worker):
         """Commit what was published during shutdown (the daemon's stop), then deliver for a few seconds at
         most; whatever is left is sent after the next start."""
         self.intake()
-        deadline = time.monotonic() + SHUTDOWN_DELIVERY_SECONDS
-        while time.monotonic() < deadline and self.deliver_one(timeout=deadline - time.monotonic()):
-            pass
+        self._flushing = True  # the last fills go now (after the alarms), not after the next start
+        try:
+            deadline = time.monotonic() + SHUTDOWN_DELIVERY_SECONDS
+            while time.monotonic() < deadline and self.deliver_one(timeout=deadline - time.monotonic()):
+                pass
+        finally:
+            self._flushing = False
 
     # ---- steps
     def intake(self) -> int:
-        """Commit one outbox row per (event, channel that wants it); returns the rows created."""
+        """Commit one outbox row per (event, channel that wants it): the alarms first, in a transaction of their
+        own (a burst's fills, each with its looked-up figures, cannot delay them), then the rest in one
+        transaction; returns the rows created."""
         events = self._subscription.drain()
         if not events:
             return 0
         channels = self._store.channels()
-        dedup_seconds = self._settings.get("NOTIFY_DEDUP_SECONDS")
-        created = 0
+        alarms = [e for e in events if notify_rules.is_alarm(e.kind.value)]
+        routine = [e for e in events if not notify_rules.is_alarm(e.kind.value)]
+        created = self._commit(self._rows(alarms, channels))
+        if created:
+            self._wake.set()
+        return created + self._commit(self._rows(routine, channels))
+
+    def _rows(self, events: list[Event], channels: list[Channel]) -> list[NewMessage]:
+        rows = []
         for event in events:
+            if self._is_stop_loss_companion(event):
+                continue
             draft = notify_rules.draft(event, self._names(event.stock_code) if event.stock_code else "",
                                        self._lookup(event))
             skip = event.data.get("failed_channel_id")  # the alarm about a channel is not sent through it
-            for channel in channels:
-                if channel.id != skip and channel.wants(draft.kind):
-                    self._store.enqueue(channel.id, draft.kind, draft.title, draft.body, draft.dedup_key,
-                                        event.time.isoformat(sep=" ", timespec="seconds"), dedup_seconds)
-                    created += 1
-        return created
+            when = event.time.isoformat(sep=" ", timespec="seconds")
+            priority = notify_rules.priority_of(draft.kind)
+            rows += [NewMessage(c.id, draft.kind, draft.title, draft.body, draft.dedup_key, when, priority)
+                     for c in channels if c.id != skip and _wants(c, draft)]
+        return rows
+
+    def _commit(self, rows: list[NewMessage]) -> int:
+        if rows:
+            self._store.enqueue_many(rows, self._settings.get("NOTIFY_DEDUP_SECONDS"))
+        return len(rows)
 
     def deliver_one(self, timeout: Optional[float] = None) -> bool:
-        """Pick the next channel with due messages (round-robin), coalesce its backlog when needed, and make one
-        delivery attempt within its rate limit. Returns whether an attempt was made."""
+        """Alarms of every channel first, then routine messages: pick the next channel (round-robin) whose plan
+        sends something now, and make one delivery attempt. Returns whether an attempt was made."""
         with self._lock:
             channels = self._store.channels()
-            for offset in range(len(channels)):
-                channel = channels[(self._turn + offset) % len(channels)]
-                due = self._store.due(channel.id)
-                if not due:
-                    continue
-                allowance = self._allowance(channel.id)
-                if allowance <= 0:
-                    continue
-                if notify_rules.should_digest(len(due), self._settings.get("NOTIFY_DIGEST_THRESHOLD"), allowance):
-                    title, body = notify_rules.digest_text([(m.title, m.body) for m in due])
-                    message = self._store.coalesce(channel.id, due, title, body)
-                else:
-                    message = due[0]
-                self._turn = (self._turn + offset + 1) % len(channels)
-                self._attempt(channel, message, timeout)
-                return True
+            for priority in (ALARM, ROUTINE):
+                for offset in range(len(channels)):
+                    channel = channels[(self._turn + offset) % len(channels)]
+                    plan = self._plan(channel.id, priority)
+                    if not plan.ids:
+                        continue
+                    message = self._compose(channel.id, plan.ids, priority)
+                    self._turn = (self._turn + offset + 1) % len(channels)
+                    self._attempt(channel, message, timeout)
+                    return True
             return False
 
     # ---- internals
@@ -192,16 +209,58 @@ class Notifier(Worker):
             log.exception("查询通知附加信息失败")
             return {}
 
-    def _allowance(self, channel_id: int) -> int:
-        window = self._settings.get("NOTIFY_RATE_WINDOW_SECONDS")
-        sent = self._store.sent_since(channel_id, self._now() - window)
-        return notify_rules.sendable_now(sent, self._settings.get("NOTIFY_RATE_LIMIT"))
-
-    def _has_due(self) -> bool:
-        next_due = self._store.next_due_at()
-        if next_due is None or next_due > self._now():
+    def _is_stop_loss_companion(self, event: Event) -> bool:
+        """composition publishes a stop-loss fill twice (FILL with rule stop_loss, then STOP_LOSS_EXECUTED):
+        the fill's draft is the stop-loss message, the companion is not sent again."""
+        if notify_rules.is_stop_loss_fill(event):
+            if len(self._stop_loss_fills) >= STOP_LOSS_MEMORY:
+                self._stop_loss_fills.clear()
+            self._stop_loss_fills[notify_rules.stop_loss_signature(event)] += 1
             return False
-        return any(self._store.due(c.id) and self._allowance(c.id) > 0 for c in self._store.channels())
+        if event.kind is EventKind.STOP_LOSS_EXECUTED:
+            signature = notify_rules.stop_loss_signature(event)
+            if self._stop_loss_fills[signature] > 0:
+                self._stop_loss_fills[signature] -= 1
+                return True
+        return False
+
+    def _plan(self, channel_id: int, priority: int) -> notify_rules.Plan:
+        pending = self._store.pending(channel_id, priority)
+        if not pending:
+            return notify_rules.Plan()
+        now = self._now()
+        allowance = self._allowance(channel_id, priority)
+        if allowance <= 0 and pending[0].next_attempt_at <= now:  # the window frees one slot at a time
+            return notify_rules.Plan(ready_at=now + RATE_LIMITED_RECHECK_SECONDS)
+        max_chars = self._settings.get("NOTIFY_DIGEST_MAX_CHARS")
+        if priority == ALARM:
+            return notify_rules.plan_alarms(pending, now, allowance, max_chars)
+        quiet, hold = self._settings.get("NOTIFY_COALESCE_SECONDS"), self._settings.get("NOTIFY_COALESCE_MAX_SECONDS")
+        rules = notify_rules.Coalescing(0.0 if self._flushing else quiet, 0.0 if self._flushing else max(quiet, hold),
+                                        self._settings.get("NOTIFY_DIGEST_THRESHOLD"), max_chars)
+        return notify_rules.plan_routine(pending, now, allowance, rules)
+
+    def _compose(self, channel_id: int, ids: tuple[int, ...], priority: int) -> Message:
+        """One message as it is, or one digest replacing several (committed before the attempt)."""
+        if len(ids) == 1:
+            return self._store.message(ids[0])
+        title, body = notify_rules.digest_text(self._store.digest_items(ids))
+        return self._store.coalesce(channel_id, ids, title, body, priority)
+
+    def _allowance(self, channel_id: int, priority: int) -> int:
+        window = self._settings.get("NOTIFY_RATE_WINDOW_SECONDS")
+        limit = self._settings.get("NOTIFY_ALARM_RATE_LIMIT" if priority == ALARM else "NOTIFY_RATE_LIMIT")
+        return notify_rules.sendable_now(self._store.sent_since(channel_id, self._now() - window, priority), limit)
+
+    def _next_ready(self) -> Optional[float]:
+        """The earliest moment a delivery may be made (now or past: at once), None when nothing is pending."""
+        now, times = self._now(), []
+        for channel in self._store.channels():
+            for priority in (ALARM, ROUTINE):
+                plan = self._plan(channel.id, priority)
+                if plan.ids or plan.ready_at is not None:
+                    times.append(now if plan.ids else plan.ready_at)
+        return min(times) if times else None
 
     def _protect(self, url: str) -> None:
         if self._secret_filter is not None:
@@ -221,3 +280,13 @@ class Notifier(Worker):
 
     def messages(self, limit: int = 200, channel_id: Optional[int] = None) -> list[dict]:
         return self._store.messages(limit, channel_id)
+
+
+def _wants(channel: Channel, draft: notify_rules.Draft) -> bool:
+    """A channel's subscription, except that the protection guarantee's messages reach every enabled channel
+    (notify_rules.EVERY_CHANNEL_KIND_NAMES) and a stop-loss fill is wanted by `fill` and `stop_loss_executed`."""
+    if not channel.enabled:
+        return False
+    if notify_rules.reaches_every_channel(draft.kind):
+        return True
+    return channel.wants(draft.kind) or bool(draft.also_wanted_by and channel.wants(draft.also_wanted_by))

@@ -38,6 +38,11 @@ MIGRATIONS = (
     ALTER TABLE orders ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT '';
     CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency ON orders(idempotency_key) WHERE idempotency_key != ''
     """,
+    # issue 25: live fill ids carry the trade date (a broker may reuse order and trade ids on a later day;
+    # easy_qmt_trader.fill_key), so a fill seen again after the upgrade is still known
+    """
+    UPDATE trade_records SET fill_id = fill_id || '-' || replace(trading_day, '-', '') WHERE mode = 'live'
+    """,
 )
 
 # Order of progress; an update never moves an order backwards (events may arrive out of order).
@@ -201,6 +206,12 @@ class OrderJournal:
 
     def count_for_day(self, day: date) -> int:
         return self._db.query_one("SELECT COUNT(*) FROM orders WHERE trading_day=?", (day.isoformat(),))[0]
+
+    def counts_by_origin(self, day: date) -> dict[tuple[str, str], int]:
+        """Orders of the day per (stock, origin rule value): the circuit breakers' per-source counts (issue 25)."""
+        rows = self._db.query("SELECT stock_code, origin_rule, COUNT(*) AS n FROM orders WHERE trading_day=? "
+                              "GROUP BY stock_code, origin_rule", (day.isoformat(),))
+        return {(r["stock_code"], r["origin_rule"]): r["n"] for r in rows}
 
     def automatic_counts(self, day: date) -> dict[str, int]:
         """Orders of the day per stock that no person placed (the circuit breakers' daily counts)."""

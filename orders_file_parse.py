@@ -102,7 +102,7 @@ def parse_line(line_no: int, values: dict[str, str]) -> ParsedLine:
     if len(ref) > MAX_CLIENT_REF:
         return error(f"备注过长（最多 {MAX_CLIENT_REF} 个字符）")
     try:
-        code = market_rules.normalize_code(code_text)
+        code = normalize_file_code(code_text)
     except ValueError as exc:
         return error(str(exc) if code_text else "缺少证券代码")
     side = SIDE_WORDS.get(side_text.lower())
@@ -136,6 +136,21 @@ def parse_line(line_no: int, values: dict[str, str]) -> ParsedLine:
     if quantity > 1:
         return error(f"卖出比例必须在 0 到 1 之间，收到 {quantity:g}")
     return OrderLine(line_no, code, side, ratio=quantity, client_ref=ref)
+
+
+def normalize_file_code(text: str) -> str:
+    """As `market_rules.normalize_code`, and a code Excel stripped of its leading zeros (`1`, `2594`) padded
+    back to six digits when the padded code belongs to exactly one exchange and board (only `000`–`003`, all
+    Shenzhen main board, can start with zeros); otherwise a Chinese error asking for the full code."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) < 6):
+        return market_rules.normalize_code(text)
+    padded = digits.zfill(6)
+    try:
+        return market_rules.normalize_code(padded)
+    except ValueError:
+        raise ValueError(f"证券代码「{digits}」不足 6 位（可能被 Excel 去掉了开头的 0），补足为 {padded} 后不对应唯一的"
+                         f"交易所和板块；请填写完整代码，如 000001 或 000001.SZ") from None
 
 
 def result_csv(rows: list[dict]) -> bytes:

@@ -1,11 +1,14 @@
-"""The order-file thread: the `watchdog` library wakes it when something changes in the inbox, and a periodic
-rescan (ORDER_FILE_RESCAN_SECONDS) catches what a file-system event missed (network drives, a dead observer)."""
+"""The order-file thread: the `watchdog` library wakes it when something changes in the inbox (an upload wakes
+it directly), and a periodic rescan (ORDER_FILE_RESCAN_SECONDS) catches what a file-system event missed (network
+drives, a dead observer). Each `run_once` is one bounded step of the intake, so the thread beats between steps
+of a long file and declares its step bound to the watchdog."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
 
+from broker_guard import broker_step_seconds
 from orders_file_intake import OrderFileIntake
 from workers import STOP_CHECK_SECONDS, Worker
 
@@ -18,9 +21,14 @@ class OrderFileWorker(Worker):
     def __init__(self, intake: OrderFileIntake, settings):
         self._intake = intake
         self._settings = settings
-        self._changed = threading.Event()
+        self._changed = intake.changed  # set by the file observer and by uploads
         self._changed.set()  # scan once at start: files left from before (or a crash) are resumed
         self._observer = None
+
+    @property
+    def max_step_seconds(self) -> float:  # type: ignore[override]
+        """One step of the intake, plus one line's broker call running into its deadline."""
+        return float(self._settings.get("ORDER_FILE_STEP_SECONDS")) + broker_step_seconds(self._settings)
 
     def run_once(self) -> None:
         self._ensure_observer()
@@ -29,10 +37,12 @@ class OrderFileWorker(Worker):
             self._intake.scan()
 
     def wait(self, stop: threading.Event, limit: float) -> None:
-        """Until a file event, the rescan interval, or (while a file is still being written) its stable time."""
+        """Until a file event or upload, the rescan interval, or when the intake has work due (the next step of
+        a file, a waiting file's re-check, a file still being written reaching its stable time)."""
         timeout = self._settings.get("ORDER_FILE_RESCAN_SECONDS")
-        if self._intake.waiting():
-            timeout = min(timeout, max(0.05, self._settings.get("ORDER_FILE_STABLE_SECONDS") / 2))
+        due = self._intake.due_in() if self._settings.get("ENABLE_ORDER_FILES") else None
+        if due is not None:
+            timeout = min(timeout, due)
         deadline = time.monotonic() + min(limit, timeout)
         while not stop.is_set() and not self._changed.is_set():
             remaining = deadline - time.monotonic()

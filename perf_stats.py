@@ -84,10 +84,22 @@ def equity_metrics(initial: float, totals: Sequence[float]) -> dict[str, Any]:
     if not totals:
         return {"total_return": 0.0, "annualized_return": 0.0, "max_drawdown": 0.0, "sharpe": None}
     growth = totals[-1] / initial
-    annualized = growth ** (TRADING_DAYS_PER_YEAR / len(totals)) - 1 if growth > 0 else -1.0
-    return {"total_return": round(growth - 1, 6), "annualized_return": round(annualized, 6),
+    annualized = _annualized(growth, len(totals))
+    return {"total_return": round(growth - 1, 6),
+            "annualized_return": None if annualized is None else round(annualized, 6),
             "max_drawdown": round(max_drawdown(initial, totals), 6),
             "sharpe": sharpe(close_to_close_returns(totals))}
+
+
+def _annualized(growth: float, days: int) -> Optional[float]:
+    """growth compounded to 252 days; None when beyond float range (a huge gain over a few days, e.g. against a
+    tiny initial capital): a number no one can read, and an OverflowError would have failed the whole report."""
+    if growth <= 0:
+        return -1.0
+    try:
+        return growth ** (TRADING_DAYS_PER_YEAR / days) - 1
+    except OverflowError:
+        return None
 
 
 def sortino(returns: Sequence[float]) -> Optional[float]:
@@ -141,8 +153,10 @@ def trade_quality(episodes: Sequence[Any]) -> dict[str, Any]:
             "sqn": sqn}
 
 
-def calmar(annualized_return: float, max_drawdown_value: float) -> Optional[float]:
-    return round(annualized_return / max_drawdown_value, 4) if max_drawdown_value > 0 else None
+def calmar(annualized_return: Optional[float], max_drawdown_value: float) -> Optional[float]:
+    if annualized_return is None or max_drawdown_value <= 0:
+        return None
+    return round(annualized_return / max_drawdown_value, 4)
 
 
 # ---- episodes -------------------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ class PositionManager:
                 holding, realized = self._book_buy(fill), None
             else:
                 holding, realized = self._book_sell(fill)
+                if holding is not None and rule is Rule.TAKE_PROFIT:
+                    holding.position.profit_triggered = True  # set by the fill, never by sending (issue 25)
             if holding is not None and name:
                 holding.position.stock_name = name
             applied_at = self._clock.now().isoformat(sep=" ")

@@ -20,7 +20,7 @@ KEEP_ANOMALIES = 100
 EVENT_KIND_BY_CODE = {
     "QMT_DISCONNECTED": "broker_disconnected", "LIVENESS_PROBE_FAILED": "link_unhealthy",
     "ORDER_ACK_TIMEOUT": "link_unhealthy", "CANCEL_ACK_TIMEOUT": "link_unhealthy",
-    "LATE_BROKER_REPORT": "order_unknown", "QMT_RECONNECTED": "broker_reconnected", "QMT_POSITIONS_EMPTY": "alarm", "QMT_ORDER_RENUMBERED": "alarm",
+    "LATE_BROKER_REPORT": "order_unknown", "PUSH_LAPSE": "link_unhealthy", "QMT_SEND_TIMEOUT": "link_unhealthy", "QMT_RECONNECTED": "broker_reconnected", "QMT_POSITIONS_EMPTY": "alarm", "QMT_ORDER_RENUMBERED": "alarm",
 }
 
 
@@ -79,6 +79,14 @@ class LinkHealth:
             recent = [asdict(a) for a in self._anomalies]
         return {"link_state": self.state, "link_label": LINK_LABELS.get(self.state, self.state),
                 "healthy": self.state == LINK_CONNECTED, "anomaly_count": self.total, "anomalies": recent[-20:]}
+
+
+def push_lapse(found: set[str], pushed: set[str], baseline: set[str], seen_before: set[str]) -> tuple[set[str], set[str]]:
+    """issue 25: fill ids a trade query `found` that no push delivered: (lapsed, unpushed). `lapsed` were already
+    unpushed at the previous query (`seen_before`): a push still on its way is not a lapse, one missing for a
+    whole sync interval is. `baseline`: fills made before the process listened, never pushed to it."""
+    unpushed = found - pushed - baseline
+    return unpushed & seen_before, unpushed
 
 
 def overdue(started: Mapping[str, float], now: float, limit: float,

@@ -49,6 +49,11 @@ MIGRATIONS = (
     ALTER TABLE qmt_order_map ADD COLUMN broker_order_id TEXT;
     CREATE INDEX IF NOT EXISTS qmt_order_map_broker_order_id ON qmt_order_map(broker_order_id)
     """,
+    # issue 25: a broker may reuse order id and trade id on a later day, so a fill id carries the trade date
+    # (easy_qmt_trader.fill_key: "{order_id}-{traded_id}-{YYYYMMDD}"); `time` is the fill's ISO time
+    """
+    UPDATE qmt_fills SET fill_id = fill_id || '-' || replace(substr(time, 1, 10), '-', '')
+    """,
 )
 
 # cancel_state values
@@ -141,8 +146,9 @@ class QmtOrderJournal:
                                (fill.fill_id,)).fetchone()
             if row is not None:
                 return _with_fees(fill, row[0], row[1], row[2])
-            before = conn.execute("SELECT COALESCE(SUM(price * volume), 0) FROM qmt_fills WHERE order_id=?",
-                                  (fill.order_id,)).fetchone()[0]
+            before = conn.execute("SELECT COALESCE(SUM(price * volume), 0) FROM qmt_fills WHERE order_id=? AND "
+                                  "substr(time, 1, 10)=?",  # the same order: its id may be reused another day
+                                  (fill.order_id, fill.time.date().isoformat())).fetchone()[0]
             commission, stamp_duty, transfer_fee = _fee_increment(fill, before, settings)
             if broker_commission > 0:
                 commission = round(broker_commission, 2)
@@ -150,6 +156,12 @@ class QmtOrderJournal:
                 fill.fill_id, fill.order_id, fill.stock_code, fill.side.value, fill.price, fill.volume, commission,
                 stamp_duty, transfer_fee, fill.time.isoformat(timespec="seconds")))
         return _with_fees(fill, commission, stamp_duty, transfer_fee)
+
+
+def fill_key(order_id: str, traded_id: str, traded_at: datetime) -> str:
+    """A QMT fill's id: order id and trade id, which a broker may number afresh each day, plus the trade date
+    (issue 25; MIGRATIONS[2] brings older ids to this form)."""
+    return f"{order_id}-{traded_id}-{traded_at:%Y%m%d}"
 
 
 def _fee_increment(fill: Fill, amount_before: float, settings) -> tuple[float, float, float]:

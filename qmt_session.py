@@ -179,23 +179,30 @@ def bounded_call(call: Callable[[], Any], timeout: float, what: str, error: type
     """Run a blocking xttrader (or xtdata) call with a deadline: xtquant waits for miniQMT's answer without
     one, and a half-dead miniQMT must not hang the daemon. On timeout the helper thread is abandoned (daemon).
     Failures raise `error` (a TradingError class: BrokerUnavailable, or DataUnavailable for data calls)."""
+    box = _run_in_thread(call, timeout, f"qmt-call-{what}")
+    if box is None:
+        raise error("QMT_TIMEOUT", f"{what}超时（{timeout:g} 秒），miniQMT 无响应")
+    if "error" in box:
+        raise error("QMT_CALL_FAILED", f"{what}出错：{box['error']}") from box["error"]
+    return box["value"]
+
+
+def _run_in_thread(call: Callable[[], Any], timeout: float, name: str) -> Optional[dict[str, Any]]:
+    """`call()` in a daemon thread of its own, waited for at most `timeout` seconds: {"value"} or {"error"}, or
+    None when it has not returned (the thread is left behind: a native call cannot be interrupted)."""
     box: dict[str, Any] = {}
     done = threading.Event()
 
     def run() -> None:
         try:
             box["value"] = call()
-        except BaseException as exc:  # handed to the caller below
+        except BaseException as exc:  # handed to the waiting caller
             box["error"] = exc
         finally:
             done.set()
 
-    threading.Thread(target=run, name=f"qmt-call-{what}", daemon=True).start()
-    if not done.wait(timeout):
-        raise error("QMT_TIMEOUT", f"{what}超时（{timeout:g} 秒），miniQMT 无响应")
-    if "error" in box:
-        raise error("QMT_CALL_FAILED", f"{what}出错：{box['error']}") from box["error"]
-    return box["value"]
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return box if done.wait(timeout) else None
 
 
 def random_session_ids() -> Callable[[], int]:
@@ -215,3 +222,19 @@ def _quiet_trader_class(xttrader: Any) -> type:
             pass
 
     return QuietXtQuantTrader
+
+
+class SendTimeout(Exception):
+    """A native send did not return within its deadline (its outcome is unknown)."""
+
+
+def send_with_deadline(send: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Run one native send (order or cancel) in its own thread and wait at most `seconds` (issue 25): a send
+    that blocks (the native call may never return) must not hold its caller, nor any lock. Raises SendTimeout;
+    the blocked thread is left behind (daemon)."""
+    box = _run_in_thread(send, seconds, "qmt-send")
+    if box is None:
+        raise SendTimeout(f"发送{what}超过 {seconds:g} 秒未返回")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

@@ -1,5 +1,6 @@
 """The latest validated quote per stock and its push delivery: refuses zero/NaN/stale quotes so that no rule
-ever acts on them, wakes waiting threads and calls subscribers. Fetching quotes is the data sources' job."""
+ever acts on them, wakes waiting threads and calls subscribers. Age is judged on the feed's own clock
+(`feed_clock.FeedClock`), never on the box clock alone. Fetching quotes is the data sources' job."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Optional
 
 import market_rules
+from feed_clock import FeedClock
 from models import Quote
 
 log = logging.getLogger(__name__)
@@ -17,13 +19,15 @@ log = logging.getLogger(__name__)
 class QuoteHub:
     """Thread-safe store of the newest good quote per code. `version` grows by one per accepted quote."""
 
-    def __init__(self, settings, clock):
+    def __init__(self, settings, clock, feed_clock: Optional[FeedClock] = None):
         self._settings = settings
         self._clock = clock
+        self.feed_clock = feed_clock or FeedClock(settings, clock)
         self._cond = threading.Condition()
         self._quotes: dict[str, Quote] = {}
+        self._refused_for_age: dict[str, Quote] = {}  # code -> a quote refused for its age after the last accepted one
         self._listeners: list[Callable[[Quote], None]] = []
-        self._reported: dict[str, str] = {}  # code -> last problem logged, so a bad feed does not flood the log
+        self._refusals = RefusalLog(settings, clock)
         self.version = 0
         self.rejected = 0
         self.last_error = ""
@@ -33,18 +37,24 @@ class QuoteHub:
     # ---- publishing
     def publish(self, quote: Quote) -> bool:
         """Store `quote` and notify, or refuse it (False) when its price is unusable or it is stale."""
-        problem = quote_problem(quote) or self._age_problem(quote)
+        problem = quote_problem(quote)
+        if not problem:
+            self.feed_clock.observe(quote)  # a stale-looking quote still tells how far off the box clock is
+            problem = self._age_problem(quote)
+            if problem:
+                with self._cond:
+                    self._refused_for_age[quote.code] = quote
         if problem:
             self._refuse(quote.code, problem)
             return False
         with self._cond:
             current = self._quotes.get(quote.code)
-            if current is not None and quote.time < current.time:
+            if current is not None and quote.time < current.time and not self._before_clock_step(current):
                 return False  # an out-of-order delivery: the newer quote already stands
             self._quotes[quote.code] = quote
+            self._refused_for_age.pop(quote.code, None)
             self.version += 1
             self._cond.notify_all()
-        self._reported.pop(quote.code, None)
         for listener in list(self._listeners):
             try:
                 listener(quote)
@@ -55,6 +65,22 @@ class QuoteHub:
     def subscribe(self, listener: Callable[[Quote], None]) -> None:
         """`listener(quote)` runs in the publisher's thread for every accepted quote; keep it short."""
         self._listeners.append(listener)
+
+    # ---- the feed's clock
+    def feed_now(self, source: Optional[str] = None) -> datetime:
+        """The market time on the feed's own clock: the local market clock corrected by the estimated offset of
+        the feed's timestamps (`source` None: the source that delivered last). Quote ages are measured against
+        this, so whoever judges a quote's freshness (the protection sentinel, the stale-quote alarm) should use
+        `feed_now(quote.source) - quote.time`. Equal to the clock's now() under a replay and before any sample."""
+        return self.feed_clock.now(source)
+
+    def clock_skew(self, source: Optional[str] = None) -> float:
+        """Estimated seconds the feed's clock is ahead of the local market clock (negative: the box is fast)."""
+        return self.feed_clock.skew(source)
+
+    def on_clock_skew_alarm(self, listener: Callable[..., None]) -> None:
+        """`listener(message, source=…, skew_seconds=…)` once when the skew passes CLOCK_SKEW_ALARM_SECONDS."""
+        self.feed_clock.on_alarm(listener)
 
     # ---- reading
     def latest(self, code: str) -> Quote | None:
@@ -68,16 +94,32 @@ class QuoteHub:
     def latest_many(self, codes) -> dict[str, Quote]:
         """The newest fresh quote of each of `codes` that has one, judged against one staleness reference for
         the whole batch (the watch monitor reads thousands of tasks' quotes per pass)."""
-        limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
-        oldest = self._reference.at(self._clock.now(), self._clock.calendar) - timedelta(seconds=limit)
+        limit = timedelta(seconds=float(self._settings.get("QUOTE_STALE_SECONDS")))
+        oldest: dict[str, datetime] = {}  # source -> the oldest fresh quote time
         with self._cond:
             found = [(code, self._quotes.get(code)) for code in codes]
-        return {code: quote for code, quote in found if quote is not None and quote.time >= oldest}
+        fresh = {}
+        for code, quote in found:
+            if quote is None:
+                continue
+            if quote.source not in oldest:
+                oldest[quote.source] = self._reference.at(self.feed_now(quote.source), self._clock.calendar) - limit
+            if quote.time >= oldest[quote.source]:
+                fresh[code] = quote
+        return fresh
 
     def last_seen(self, code: str) -> Quote | None:
         """The newest accepted quote even when stale (for display with its age, never for rules)."""
         with self._cond:
             return self._quotes.get(code)
+
+    def newest_received(self, code: str) -> Quote | None:
+        """The newest quote that ARRIVED for `code`: one refused for its age (stale, or stamped ahead of the feed's
+        clock) after the last accepted one, else the last accepted one. Whoever judges whether the feed is usable
+        (the protection sentinel) reads this: quotes that keep arriving but are all refused must not hide behind
+        an older accepted one."""
+        with self._cond:
+            return self._refused_for_age.get(code) or self._quotes.get(code)
 
     def wait_for_update(self, seen_version: int, timeout: float) -> int:
         with self._cond:
@@ -91,18 +133,60 @@ class QuoteHub:
     # ---- internals
     def _age_problem(self, quote: Quote) -> str:
         limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
-        reference = self._reference.at(self._clock.now(), self._clock.calendar)
+        feed_now = self.feed_now(quote.source)
+        reference = self._reference.at(feed_now, self._clock.calendar)
         if quote.time < reference - timedelta(seconds=limit):
             return f"行情过期：{quote.code} 的行情时间 {quote.time:%Y-%m-%d %H:%M:%S} 已超过 {limit:g} 秒未更新"
+        ahead = (quote.time - feed_now).total_seconds()
+        if ahead > limit and not self._clock.is_replay:  # a bogus future stamp would shut out every later tick
+            return f"行情时间异常：{quote.code} 的行情时间 {quote.time:%Y-%m-%d %H:%M:%S} 比行情时钟超前 {ahead:.0f} 秒"
         return ""
+
+    def _before_clock_step(self, current: Quote) -> bool:
+        """`current` lies more than QUOTE_STALE_SECONDS ahead of its feed's clock: stamped before that clock
+        stepped back (issue 25), so it must not shut out the feed's later (lower-stamped) ticks."""
+        ahead = (current.time - self.feed_now(current.source)).total_seconds()
+        return ahead > float(self._settings.get("QUOTE_STALE_SECONDS")) and not self._clock.is_replay
 
     def _refuse(self, code: str, problem: str) -> None:
         with self._cond:
             self.rejected += 1
             self.last_error = problem
             self.last_error_time = self._clock.now()
-        if self._reported.get(code) != problem:
-            self._reported[code] = problem
+        self._refusals.refused(code, problem)
+
+
+class RefusalLog:
+    """At most one log line per stock and QUOTE_REFUSAL_LOG_SECONDS for refused quotes (a skewed or frozen feed
+    is refused at every tick: 94 lines in 30 s), each line counting the refusals it stood for; a different
+    kind of problem is logged at once."""
+
+    MAX_CODES = 20000  # bound on the per-code memory
+
+    def __init__(self, settings, clock):
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[str, datetime]] = {}  # code -> (kind of problem, when logged)
+        self._suppressed: dict[str, int] = {}
+
+    def refused(self, code: str, problem: str) -> None:
+        kind = problem.split("：", 1)[0]
+        now = self._clock.now()
+        interval = float(self._settings.get("QUOTE_REFUSAL_LOG_SECONDS"))
+        with self._lock:
+            last = self._last.get(code)
+            if last is not None and last[0] == kind and (now - last[1]).total_seconds() < interval:
+                self._suppressed[code] = self._suppressed.get(code, 0) + 1
+                return
+            if last is None and len(self._last) >= self.MAX_CODES:
+                self._last.clear()
+                self._suppressed.clear()
+            self._last[code] = (kind, now)
+            suppressed = self._suppressed.pop(code, 0)
+        if suppressed:
+            log.warning("拒绝行情：%s（上次记录后另有 %d 笔同类行情被拒，未逐条记录）", problem, suppressed)
+        else:
             log.warning("拒绝行情：%s", problem)
 
 

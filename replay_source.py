@@ -101,6 +101,14 @@ class ReplayProgress:
         row = self._db.query_one("SELECT day FROM replay_progress WHERE feed=?", (self._key,))
         return date.fromisoformat(row["day"]) if row else None
 
+    def latest_of_data_set(self, label: str) -> Optional[date]:
+        """The last day started on the data set `label` under any REPLAY_START_DATE (keys are "label|start"):
+        a restart that leaves the start date out, or names an earlier one, must not take the clock back."""
+        prefix = f"{label}|"
+        row = self._db.query_one("SELECT MAX(day) FROM replay_progress WHERE substr(feed, 1, ?)=?",
+                                 (len(prefix), prefix))
+        return date.fromisoformat(row[0]) if row and row[0] else None
+
     def record(self, day: date) -> None:
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO replay_progress(feed, day) VALUES(?, ?) "

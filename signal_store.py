@@ -29,6 +29,12 @@ MIGRATIONS = (
     ALTER TABLE signals ADD COLUMN seen_at TEXT NOT NULL DEFAULT '';
     ALTER TABLE signals ADD COLUMN snoozed INTEGER NOT NULL DEFAULT 0
     """,
+    # issue 25: a signal held back (its source halted, or its exit refused or failed) stays one row: how many
+    # times it was held back and the wall-clock time of the last one
+    """
+    ALTER TABLE signals ADD COLUMN hold_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE signals ADD COLUMN held_at TEXT NOT NULL DEFAULT ''
+    """,
 )
 SAME_SIGNAL = ("stock_code=? AND rule=? AND COALESCE(level_index,-1)=COALESCE(?,-1) AND "
                "COALESCE(grid_session_id,-1)=COALESCE(?,-1)")
@@ -55,38 +61,47 @@ class SignalStore:
         seen = self._wall_clock().isoformat()
         key = (signal.stock_code, signal.rule.value, signal.level_index, signal.grid_session_id)
         with self._db.transaction() as conn:
-            active = conn.execute(f"SELECT id, status, episode FROM signals WHERE {SAME_SIGNAL} AND status IN (?,?)"
-                                  " ORDER BY id DESC LIMIT 1", (*key, *ACTIVE)).fetchone()
+            active = conn.execute(f"SELECT id, status, episode, hold_count FROM signals WHERE {SAME_SIGNAL} AND "
+                                  "status IN (?,?) ORDER BY id DESC LIMIT 1", (*key, *ACTIVE)).fetchone()
+            refreshed_held = False
             if active and active["status"] == SignalStatus.PENDING.value and active["episode"] == signal.episode:
                 conn.execute("UPDATE signals SET observed_price=?, trigger_price=?, volume=?, amount=?, seen_at=?,"
                              " updated_at=? WHERE id=?", (float(signal.observed_price), float(signal.trigger_price),
                                                          int(signal.volume), float(signal.amount), seen,
                                                          now.isoformat(), active["id"]))
+                refreshed_held = active["hold_count"] > 0
             if active:
-                return None
-            if self._snoozed(conn, signal, key):
-                return None
-            if cooldown_seconds > 0:
-                since = (now - timedelta(seconds=cooldown_seconds)).isoformat()
-                recent = conn.execute(
-                    "SELECT 1 FROM signals WHERE stock_code=? AND rule=? AND updated_at>? AND status IN (?,?,?) LIMIT 1",
-                    (signal.stock_code, signal.rule.value, since, SignalStatus.REJECTED.value,
-                     SignalStatus.EXPIRED.value, SignalStatus.DISMISSED.value)).fetchone()
-                if recent:
-                    return None
-            stamp = now.isoformat()
-            cursor = conn.execute(
-                "INSERT INTO signals(stock_code, rule, side, volume, amount, trigger_price, observed_price, created_at,"
-                " updated_at, status, reason, order_id, level_index, episode, grid_session_id, seen_at)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (signal.stock_code, signal.rule.value, signal.side.value, int(signal.volume), float(signal.amount),
-                 float(signal.trigger_price), float(signal.observed_price), signal.created_at.isoformat(), stamp,
-                 SignalStatus.PENDING.value, signal.reason, signal.order_id, signal.level_index, signal.episode,
-                 signal.grid_session_id, seen))
-            stored = Signal(**{**signal.__dict__, "id": cursor.lastrowid, "status": SignalStatus.PENDING,
-                               "seen_at": datetime.fromisoformat(seen)})
-        self._notify()
+                stored = None
+            else:
+                stored = self._insert_unless_quiet(conn, signal, key, cooldown_seconds, now, seen)
+        if refreshed_held or stored is not None:  # a held-back signal seen again may be tried again now
+            self._notify()
         return stored
+
+    def _insert_unless_quiet(self, conn, signal: Signal, key: tuple, cooldown_seconds: float, now: datetime,
+                             seen: str) -> Optional[Signal]:
+        """In `add`'s transaction: store a new pending signal unless snoozed or within the cooldown."""
+        if self._snoozed(conn, signal, key):
+            return None
+        if cooldown_seconds > 0:
+            since = (now - timedelta(seconds=cooldown_seconds)).isoformat()
+            recent = conn.execute(
+                "SELECT 1 FROM signals WHERE stock_code=? AND rule=? AND updated_at>? AND status IN (?,?,?) LIMIT 1",
+                (signal.stock_code, signal.rule.value, since, SignalStatus.REJECTED.value,
+                 SignalStatus.EXPIRED.value, SignalStatus.DISMISSED.value)).fetchone()
+            if recent:
+                return None
+        stamp = now.isoformat()
+        cursor = conn.execute(
+            "INSERT INTO signals(stock_code, rule, side, volume, amount, trigger_price, observed_price, created_at,"
+            " updated_at, status, reason, order_id, level_index, episode, grid_session_id, seen_at)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (signal.stock_code, signal.rule.value, signal.side.value, int(signal.volume), float(signal.amount),
+             float(signal.trigger_price), float(signal.observed_price), signal.created_at.isoformat(), stamp,
+             SignalStatus.PENDING.value, signal.reason, signal.order_id, signal.level_index, signal.episode,
+             signal.grid_session_id, seen))
+        return Signal(**{**signal.__dict__, "id": cursor.lastrowid, "status": SignalStatus.PENDING,
+                         "seen_at": datetime.fromisoformat(seen)})
 
     def dismiss(self, signal_id: int, snooze: bool = False, source: str = "web") -> Signal:
         """A person ignores a pending signal; with `snooze` the same signal is not raised again in this episode
@@ -125,6 +140,24 @@ class SignalStore:
             conn.execute("UPDATE signals SET status=?, reason=?, order_id=?, updated_at=? WHERE id=?",
                          (status.value, reason, order_id, self._clock.now().isoformat(), signal_id))
         self._notify()
+
+    def hold(self, signal_id: int, reason: str) -> None:
+        """Keep a signal queued (pending) that could not execute now: its source is halted, or its exit was
+        refused or failed. The same row counts the hold-backs and their last time, so a blocked signal is one
+        row, not one rejected row per quote, and a refused exit starts no cooldown. No wake-up: the next
+        detection (`add`) or the runner's own back-off brings it back."""
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE signals SET status=?, reason=?, hold_count=hold_count+1, held_at=?, updated_at=?"
+                         " WHERE id=? AND status IN (?,?)",
+                         (SignalStatus.PENDING.value, reason, self._wall_clock().isoformat(),
+                          self._clock.now().isoformat(), signal_id, *ACTIVE))
+
+    def holds(self, signal_id: int) -> tuple[int, Optional[float]]:
+        """(times held back, real seconds since the last hold-back or None) of a signal, as stored now."""
+        signal = self.get(signal_id)
+        if signal is None or signal.held_at is None:
+            return (signal.hold_count if signal else 0), None
+        return signal.hold_count, (self._wall_clock() - signal.held_at).total_seconds()
 
     def claim(self, signal_id: int) -> bool:
         """Atomically move a pending signal to executing; False if someone else got it first."""
@@ -195,7 +228,8 @@ def _to_signal(row: Any) -> Signal:
         created_at=datetime.fromisoformat(row["created_at"]), status=SignalStatus(row["status"]),
         reason=row["reason"], order_id=row["order_id"], level_index=row["level_index"], episode=row["episode"],
         grid_session_id=row["grid_session_id"],
-        seen_at=datetime.fromisoformat(row["seen_at"]) if row["seen_at"] else None)
+        seen_at=datetime.fromisoformat(row["seen_at"]) if row["seen_at"] else None,
+        hold_count=row["hold_count"], held_at=datetime.fromisoformat(row["held_at"]) if row["held_at"] else None)
 
 
 def signal_to_dict(signal: Signal) -> dict[str, Any]:
@@ -207,4 +241,6 @@ def signal_to_dict(signal: Signal) -> dict[str, Any]:
         "created_at": signal.created_at.isoformat(timespec="seconds"), "status": signal.status.value,
         "reason": signal.reason, "order_id": signal.order_id, "level_index": signal.level_index,
         "grid_session_id": signal.grid_session_id,
+        "hold_count": signal.hold_count,  # times held back while queued (one row, not one per attempt)
+        "held_at": signal.held_at.isoformat(timespec="seconds") if signal.held_at else None,
     }

@@ -66,7 +66,9 @@ class StockParams:
         self._global_params: Optional[strategy.RuleParams] = None
         self._cache: dict[str, strategy.RuleParams] = {}
         self.version = 0
-        settings.subscribe(lambda _changed: self._invalidate())
+        self._settings_changes = 0  # counted by _on_settings_change, without this object's lock
+        self._cached_changes = 0  # the count the cache was built at
+        settings.subscribe(lambda _changed: self._on_settings_change())
 
     # ---- reading
     def overrides(self, code: str) -> dict[str, Any]:
@@ -83,16 +85,29 @@ class StockParams:
     def params_for(self, code: str) -> strategy.RuleParams:
         """The effective rule parameters of `code` (cached; the global set for stocks without overrides)."""
         with self._lock:
+            changes = self._settings_changes
+            if changes != self._cached_changes:  # a global parameter changed since the cache was built
+                self._invalidate()
+                self._cached_changes = changes
             cached = self._cache.get(code)
             if cached is not None:
                 return cached
             if code not in self._overrides:
-                if self._global_params is None:
-                    self._global_params = strategy.RuleParams.from_settings(self._settings)
-                return self._global_params
+                params = self._global_params or strategy.RuleParams.from_settings(self._settings)
+                if self._settings_changes == changes:  # not changed meanwhile: safe to keep
+                    self._global_params = params
+                return params
             params = strategy.RuleParams.from_settings(self.settings_for(code))
-            self._cache[code] = params
+            if self._settings_changes == changes:
+                self._cache[code] = params
             return params
+
+    def _on_settings_change(self) -> None:
+        """The ConfigStore calls this while holding ITS lock. Taking this object's lock here deadlocks against a
+        thread that holds this lock and reads a setting (issue 26 item 15: a config update racing a per-stock
+        reset froze every web thread and the watchdog). So only count the change; params_for drops the cache.
+        The ConfigStore calls its listeners one at a time under its lock, so the count has a single writer."""
+        self._settings_changes += 1
 
     def effective(self, code: str) -> dict[str, Any]:
         """Every per-stock key with its effective value and where it comes from."""

@@ -24,6 +24,12 @@ BACKUP_DIR_NAME = "backups"  # where the nightly backups go (<data dir>/backups)
 STORAGE_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY",
                   "SQLITE_CANTOPEN")
 DISK_FULL_LABEL = "磁盘已满"
+CONFIG_RESET_HINT = "若确要以默认参数启动，请删除标记文件 {marker} 后重启"  # the refusal of a missing config.db
+# at start-up, an I/O error with less free space than this on the data dir's disk is a full disk (SQLite
+# cannot always tell: a failed write of its shared-memory file is reported as SQLITE_IOERR)
+FULL_DISK_BYTES = 1024 * 1024
+DATABASE_LABELS = {"config.db": "参数数据库", "sim_trading.db": "模拟账户数据库", "trading.db": "交易数据库（委托日志）",
+                   "market.db": "行情数据库"}
 PROBE_BYTES = 256 * 1024  # a write of this size must succeed before a full-disk halt is lifted
 STORAGE_SOURCE = "storage"
 
@@ -58,12 +64,52 @@ def open_checked(path: Path, data_dir: Path, what: str, reset_hint: str) -> Data
         db = Database(path)
     except sqlite3.Error as exc:
         raise refusal(exc, path, data_dir, what) from exc
-    problem = quick_check(db)
-    if problem:
+    try:
+        findings = db.query("PRAGMA quick_check")
+    except sqlite3.Error as exc:  # a full disk or an I/O error is not a corrupt file
         db.close()
-        raise StorageRefused("DB_CORRUPT", f"拒绝启动：{what} {path} 已损坏（完整性检查：{problem}）。"
-                                           f"{restore_hint(data_dir)}")
+        raise refusal(exc, path, data_dir, what) from exc
+    if [str(r[0]) for r in findings] != ["ok"]:
+        db.close()
+        raise corrupt_refusal(path, data_dir, what)
     return db
+
+
+def corrupt_refusal(path: Path, data_dir: Path, what: str) -> StorageRefused:
+    """The one wording for a database file that is damaged (the daemon's refusal and the doctor's check);
+    sqlite's own English finding stays out of it (`python main.py --doctor` shows which file)."""
+    return StorageRefused("DB_CORRUPT", f"拒绝启动：{what} {path} 已损坏，不是完整可用的数据库文件。"
+                                        f"{restore_hint(data_dir)}")
+
+
+def database_label(path: Path) -> str:
+    """What a database file of the data dir holds, as the refusals name it."""
+    return DATABASE_LABELS.get(Path(path).name, "数据库")
+
+
+def probe_file(path: Path) -> Optional[BaseException]:
+    """A read-only `PRAGMA quick_check` of a database file from outside (no write, no WAL replay needed):
+    None when it is intact, else the error (sqlite3.DatabaseError('corrupt') for bad findings)."""
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return exc
+    return None if rows == ["ok"] else sqlite3.DatabaseError("database disk image is malformed")
+
+
+def startup_refusal(exc: BaseException, data_dir: Path) -> StorageRefused:
+    """A storage error met while building the daemon, without knowing the file: a damaged database of the
+    data dir is named (its own file, not the folder); a full disk or an unwritable dir names the folder."""
+    data_dir = Path(data_dir)
+    if _start_kind(exc, data_dir) == "corrupt":
+        for path in sorted(data_dir.glob("*.db")):
+            if _start_kind(probe_file(path), data_dir) == "corrupt":
+                return corrupt_refusal(path, data_dir, database_label(path))
+    return refusal(exc, data_dir, data_dir, "数据目录中的数据库")
 
 
 def quick_check(db: Database) -> str:
@@ -85,16 +131,42 @@ def mark_used(data_dir: Path) -> None:
 
 def refusal(exc: BaseException, path: Path, data_dir: Path, what: str = "数据库") -> StorageRefused:
     """One Chinese line for an error met while opening `path` at start-up."""
-    kind = classify(exc)
+    kind = _start_kind(exc, data_dir)
     if kind == "full":
         return StorageRefused("DISK_FULL", f"拒绝启动：{DISK_FULL_LABEL}，无法写入{what} {path}。请清理磁盘空间后重启")
     if kind == "readonly":
         return StorageRefused("DATA_DIR_READONLY", f"拒绝启动：数据目录 {data_dir} 不可写（{what} {path}）。"
                                                    "请检查目录权限或磁盘是否只读，或用 --data-dir 指定可写目录")
     if kind == "corrupt":
-        return StorageRefused("DB_CORRUPT", f"拒绝启动：{what} {path} 已损坏或不是数据库文件（{exc}）。"
-                                            f"{restore_hint(data_dir)}")
-    return StorageRefused("STORAGE_ERROR", f"拒绝启动：无法打开{what} {path}（{exc}）。请检查该文件与磁盘")
+        return corrupt_refusal(path, data_dir, what)
+    return StorageRefused("STORAGE_ERROR", f"拒绝启动：无法读写{what} {path}（{_error_label(exc)}）。请检查该文件与磁盘")
+
+
+def _start_kind(exc: Optional[BaseException], data_dir: Path) -> str:
+    """`classify` at start-up, where an I/O error on a disk with (almost) no space left is a full disk:
+    SQLite reports a failed write of its shared-memory or journal file as an I/O error."""
+    if exc is None:
+        return ""
+    kind = classify(exc)
+    if kind == "io" and _free_bytes(Path(data_dir)) < FULL_DISK_BYTES:
+        return "full"
+    return kind
+
+
+def _free_bytes(path: Path) -> int:
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return 1 << 62
+
+
+def _error_label(exc: BaseException) -> str:
+    """A storage error in Chinese for the refusal line (sqlite's English text is not shown to the owner)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or "文件系统错误"
+    return {"io": "磁盘读写错误"}.get(classify(exc), "SQLite 错误")
 
 
 def classify(exc: BaseException) -> str:
@@ -125,7 +197,8 @@ def classify(exc: BaseException) -> str:
 class StorageGuard:
     """Told of every failed database operation (`Database.on_failure`): a storage failure halts automatic
     trading through the trading state at once and publishes STORAGE_FAILURE. `check()` (the storage worker)
-    halts when free space runs low and lifts its own full-disk halt when a real write succeeds again."""
+    halts when free space runs low and lifts its own full-disk halt when a real write succeeds again. Every
+    database it is given is watched from the start."""
 
     def __init__(self, trading_state, events, databases: Callable[[], Iterable[Database]], data_dir: Path,
                  min_free_bytes: Callable[[], float], disk_free: Callable[[Path], int] = None):
@@ -138,6 +211,8 @@ class StorageGuard:
         self._reporting = threading.local()  # the halt itself writes to the failing db: no recursion
         self._full_reason = ""  # the reason of our own full-disk halt, lifted when space is back
         self.problem = ""  # the last storage problem (shown by /api/health until trading resumes)
+        for db in databases():  # every database counts: market.db's failed writes halt like the journal's
+            self.watch(db)
 
     def watch(self, db: Database) -> None:
         db.on_failure = lambda exc: self.failed(db, exc)
@@ -160,7 +235,7 @@ class StorageGuard:
         """`PRAGMA quick_check` on every database; a failure halts automatic trading. True when all are ok."""
         healthy = True
         for db in self._databases():
-            problem = quick_check(db)
+            problem = self._quietly(lambda: quick_check(db))  # its own finding is the report, named as such
             if problem:
                 healthy = False
                 self._halt(f"数据库 {db.path} 完整性检查失败（{problem}），已停止自动交易。"
@@ -183,7 +258,7 @@ class StorageGuard:
             self._full_reason = ""
             self.problem = ""
 
-    def _quietly(self, probe: Callable[[], bool]) -> bool:
+    def _quietly(self, probe: Callable[[], object]):
         """Run a probe whose expected failures are not new storage failures."""
         self._reporting.active = True
         try:

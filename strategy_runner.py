@@ -10,8 +10,10 @@ from typing import Callable, Optional
 
 import market_rules
 import strategy
+from order_sources import is_protective
 from models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
 from broker_guard import broker_step_seconds
+from position_monitor import broker_refusals, exit_retry_delay
 from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 SignalValidator = Callable[[Signal], Optional[str]]
 REPLAY_WAKE_SECONDS = 0.1
 GONE_CODES = {"CONDITION_GONE", "NO_POSITION", "ALREADY_HELD"}  # grid signals are voided by the grid itself
+EXIT_GONE_CODES = {"CONDITION_GONE", "NO_POSITION", "NO_AVAILABLE"}  # an exit that no longer applies is rejected
+# Refusals of a source's budget or halt: the signal waits as one queued row instead of a rejected row per quote
+BLOCKED_CODES = {"MAX_ORDERS", "SOURCE_HALTED", "STOCK_HALTED"}
 
 
 class SignalRejected(TradingError):
@@ -46,10 +51,16 @@ class StrategyRunner(Worker):
         self._validators: dict[Rule, SignalValidator] = {}
         self._executed_listeners: list[Callable[[Signal, Order], None]] = []
         self._macd_checked: set[tuple[str, date]] = set()
+        self._retry_in: Optional[float] = None  # seconds until a held-back exit may be tried again
 
     @property
     def max_step_seconds(self) -> float:  # type: ignore[override]
         return broker_step_seconds(self._settings)
+
+    @property
+    def next_retry_seconds(self) -> Optional[float]:
+        """Seconds until a held-back exit may be tried again (the runner wakes by then), or None."""
+        return self._retry_in
 
     # ---- extension points (grid trading)
     def register_validator(self, rule: Rule, validator: SignalValidator) -> None:
@@ -64,18 +75,48 @@ class StrategyRunner(Worker):
         timeout = min(limit, self._settings.get("MONITOR_INTERVAL"))
         if self._clock.is_replay:  # a replayed day may last less than MONITOR_INTERVAL: look at every day's open
             timeout = min(timeout, REPLAY_WAKE_SECONDS)
+        if self._retry_in is not None:  # a refused exit is tried again as soon as its back-off ends
+            timeout = min(timeout, max(self._retry_in, REPLAY_WAKE_SECONDS))
         self._version = wait_for_version(self._signals.wait, self._version, stop, timeout)
 
     def run_once(self) -> None:
         self.queue_macd_signals()
         auto = self._settings.get("ENABLE_AUTO_TRADING") and (self._state is None or self._state.allows_automatic())
+        self._retry_in = None
         for signal in self._signals.pending():
             if self._is_expired(signal):
                 self._expire(signal)
-            elif auto:
-                self._execute(signal)
-            else:
+            elif not auto:
                 self._expire_if_gone(signal)
+            elif not self._held_back(signal):
+                self._execute(signal)
+
+    def _held_back(self, signal: Signal) -> bool:
+        """A signal that must wait stays one queued row (DESIGN §8a): its source is halted or the stock locked
+        (recorded on the row, not refused again at every quote), or it is an exit refused or failed less than
+        EXIT_RETRY_SECONDS ago (tried again at the next quote after that, without any cooldown)."""
+        blocked = self._state.automatic_block(signal.stock_code, signal.rule) if self._state is not None else None
+        if blocked:
+            self._signals.hold(signal.id, blocked)
+            return True
+        count, since = self._signals.holds(signal.id)
+        backoff = self._exit_back_off(signal) if count else 0.0
+        if count and since is not None and since < backoff:
+            wait = backoff - since
+            self._retry_in = wait if self._retry_in is None else min(self._retry_in, wait)
+            return True
+        return False
+
+    def _exit_back_off(self, signal: Signal) -> float:
+        """EXIT_RETRY_SECONDS after a refusal; doubled per BROKER refusal of the stock's sells since the signal
+        was detected, up to EXIT_RETRY_MAX_SECONDS (issue 25: a sell refused for good is not re-sent every second
+        forever; failures to reach the broker, e.g. a link drop, keep the short interval)."""
+        base = float(self._settings.get("EXIT_RETRY_SECONDS"))
+        if not is_protective(signal.rule):
+            return base
+        refused = broker_refusals(self._executor.journal.entries(day=self._clock.today()), signal.stock_code,
+                                  signal.created_at)
+        return max(base, exit_retry_delay(len(refused), base, float(self._settings.get("EXIT_RETRY_MAX_SECONDS"))))
 
     def recover(self) -> None:
         """After a crash: a signal caught mid-execution is never executed again. If its order reached the
@@ -122,8 +163,7 @@ class StrategyRunner(Worker):
                     self._revert_rule_state(signal)
                     raise
             except TradingError as exc:
-                self._signals.mark(signal.id, SignalStatus.REJECTED, exc.message)
-                log.info("信号 #%s（%s %s）未执行：%s", signal.id, signal.stock_code, signal.rule.label, exc.message)
+                self._refused(signal, exc)
                 return
             self._signals.mark(signal.id, SignalStatus.EXECUTED, "", order.client_id)
             log.info("信号 #%s 已执行：%s %s %d 股，委托 %s", signal.id, signal.stock_code, signal.rule.label,
@@ -131,10 +171,36 @@ class StrategyRunner(Worker):
         for listener in self._executed_listeners:
             listener(signal, order)
 
+    def _refused(self, signal: Signal, exc: TradingError) -> None:
+        """A protective exit that was refused or failed (link down, broker refusal, no quote, an order still
+        working) stays queued and is tried again at the next quote: no rejected row, so no cooldown starts.
+        A signal held back by its source's budget or halt stays queued as one row too. Anything else, and an
+        exit whose condition is gone, is rejected with the reason."""
+        if is_protective(signal.rule) and exc.code not in EXIT_GONE_CODES:
+            self._signals.hold(signal.id, f"未能卖出，将在下一个行情重试：{exc.message}")
+            self._retry_in = self._exit_back_off(signal)  # wake by then even without a new quote
+            log.warning("信号 #%s（%s %s）暂未执行，下一个行情重试：%s", signal.id, signal.stock_code,
+                        signal.rule.label, exc.message)
+            return
+        if exc.code in BLOCKED_CODES:
+            self._signals.hold(signal.id, exc.message)
+            log.info("信号 #%s（%s %s）暂缓执行：%s", signal.id, signal.stock_code, signal.rule.label, exc.message)
+            return
+        self._signals.mark(signal.id, SignalStatus.REJECTED, exc.message)
+        log.info("信号 #%s（%s %s）未执行：%s", signal.id, signal.stock_code, signal.rule.label, exc.message)
+
+    def _blocking_orders(self, signal: Signal) -> list:
+        """Open orders of the stock and side that stop this signal. A sell-all exit is stopped only by another
+        exit: a resting manual, take-profit or grid sell (being withdrawn) does not hold back the free shares."""
+        entries = self._executor.journal.open_entries(signal.stock_code, signal.side)
+        if is_protective(signal.rule):
+            return [entry for entry in entries if is_protective(entry.rule, entry.origin_rule)]
+        return entries
+
     def validate(self, signal: Signal) -> int:
         """The volume to trade now, or SignalRejected with the reason (DESIGN §8)."""
         code = signal.stock_code
-        if self._executor.open_orders(code, signal.side):
+        if self._blocking_orders(signal):
             raise SignalRejected("OPEN_ORDER_EXISTS", f"{code} 已有未完成的{signal.side.label}委托")
         quote = self._hub.latest(code)
         if quote is None:
@@ -183,13 +249,15 @@ class StrategyRunner(Worker):
                                         **confirmed)
 
     def _apply_rule_state(self, signal: Signal) -> None:
-        """Episode flags are set before the order is sent, so a crash cannot fire the same rule twice."""
-        if signal.rule is Rule.TAKE_PROFIT:
-            self._positions.mark_profit_triggered(signal.stock_code, True)
-        elif signal.rule is Rule.ADD_POSITION and signal.level_index is not None:
+        """An add level is marked used before the order is sent, so a crash cannot fire it twice. The first
+        take-profit is not marked here: `profit_triggered` is set by the fill of its sell (issue 25 item 9;
+        PositionManager.book_fill); while its order works, the open sell keeps the rule from firing again."""
+        if signal.rule is Rule.ADD_POSITION and signal.level_index is not None:
             self._positions.mark_add_level_used(signal.stock_code, signal.level_index, True)
 
     def _revert_rule_state(self, signal: Signal) -> None:
+        """Undo the flags of a signal whose order never went out (a take-profit's flag only by a database
+        of an earlier version, which set it before sending; harmless otherwise: it was not set)."""
         if signal.rule is Rule.TAKE_PROFIT:
             self._positions.mark_profit_triggered(signal.stock_code, False)
         elif signal.rule is Rule.ADD_POSITION and signal.level_index is not None:

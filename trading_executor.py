@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Optional
 
 import market_rules
 import order_checks as checks
 import qmt_carryover as carryover
+from broker_guard import OutcomeUnknown
 from models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus, Quote,
                     Rule, Side, TradingError)
+from order_sources import is_protective
 from order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
 from position_manager import PositionManager
 from storage import Database
@@ -20,8 +23,26 @@ from storage import Database
 log = logging.getLogger(__name__)
 
 UNDELIVERED = "未送达券商"  # the reason of an order the broker could not take (not refused by it): a failed order
+UNKNOWN_SETTLED = "结果未知的委托经核对券商始终查不到（按备注），判定未送达，未重发"
 
 FillListener = Callable[[Fill, Rule], None]
+CAPACITY_STEPS = 50  # buy capacity: at most this many one-step reductions below the cash/cap estimate
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """What buy_stock / sell_stock would place, every pre-trade check passed, nothing journaled or sent."""
+
+    stock_code: str
+    side: Side
+    volume: int
+    price: float
+
+
+def _cancel_in_flight(entry: JournalEntry, order: Order) -> bool:
+    """Our cancel is on its way and the broker still lists the order working: its answer will come as an event
+    (a query must not make it look refused)."""
+    return entry.status is OrderStatus.CANCEL_PENDING and not order.status.is_terminal
 
 
 class TradingExecutor:
@@ -53,6 +74,7 @@ class TradingExecutor:
         self._fill_listeners: list[FillListener] = []
         self._day: Optional[date] = None
         self._sending_cost: dict[str, float] = {}  # client id -> cash a buy being sent will take
+        self._carryover_due = False  # previous-day orders still to settle (issue 25)
 
     # ---- placing orders
     def buy_stock(self, code: str, amount: Optional[float] = None, volume: Optional[int] = None,
@@ -67,37 +89,80 @@ class TradingExecutor:
             if existing is not None:
                 return existing.to_order()
             self._ensure_day()
-            code = checks.normalized_code(code)
-            if not self._settings.get("ENABLE_ALLOW_BUY"):
-                raise OrderRejected("BUY_DISABLED", "买入已被禁止（「允许买入」开关已关闭）")
-            if (amount is None) == (volume is None):
-                raise OrderRejected("INVALID_ARGUMENT", "买入须指定金额或股数之一")
-            quote = self._quote(code)
-            order_price = self._order_price(code, Side.BUY, price, quote)
-            if amount is not None:
-                volume = self._volume_for_amount(code, amount, order_price)
-            volume = checks.check_volume_type(volume)
-            checks.check_buy_volume(code, volume)
-            checks.check_price(code, Side.BUY, order_price, quote)
-            self._check_buy_limits(code, volume, order_price, rule)
-            self._check_order_count()
+            code, volume, order_price = self._checked_buy(code, amount, volume, price, rule)
             request = self._prepare(code, Side.BUY, volume, order_price, rule, signal_id, key=idempotency_key,
                                     operator_confirmed=operator_confirmed)
             self._sending_cost[request.client_id] = checks.buy_cost(code, order_price, volume, self._settings)
         return self._send(request)
+
+    def check_buy(self, code: str, amount: Optional[float] = None, volume: Optional[int] = None,
+                  price: Optional[float] = None, rule: Rule = Rule.MANUAL,
+                  operator_confirmed: bool = False) -> OrderCheck:
+        """A dry run of buy_stock (issue 26 item 12): every pre-trade check it runs, in the same order and with
+        the same refusals (OrderRejected), and the volume and price it would place; nothing is journaled,
+        reserved or sent."""
+        with self._submit_lock:
+            self._ensure_day()
+            code, volume, order_price = self._checked_buy(code, amount, volume, price, rule)
+            self._check_gates(code, Side.BUY, volume, rule, operator_confirmed)
+        return OrderCheck(code, Side.BUY, volume, order_price)
+
+    def check_sell(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
+                   operator_confirmed: bool = False) -> OrderCheck:
+        """A dry run of sell_stock: its checks and the order it would place, nothing journaled or sent."""
+        if self._carryover_due:
+            self.settle_previous_day_orders()
+        with self._submit_lock:
+            self._ensure_day()
+            code = checks.normalized_code(code)
+            self._check_order_count(rule)
+            volume, order_price = self._checked_sell(code, volume, price)
+            self._check_gates(code, Side.SELL, volume, rule, operator_confirmed)
+        return OrderCheck(code, Side.SELL, volume, order_price)
+
+    def buy_capacity(self, code: str, price: Optional[float] = None) -> tuple[int, float]:
+        """可买: the largest manual buy of `code` at `price` (None: the marketable price) that cash (fees and
+        buys being sent included), MAX_ORDER_VALUE and MAX_TOTAL_POSITION_RATIO allow, with that price."""
+        code = checks.normalized_code(code)
+        quote = self._quote(code)
+        order_price = self._order_price(code, Side.BUY, price, quote)
+        checks.check_price(code, Side.BUY, order_price, quote)
+        asset = self._broker.query_asset()
+        held = self._value_at_previous_close(asset)
+        total = asset.total_asset - asset.market_value + held
+        budget = min(asset.cash - sum(self._sending_cost.values()), self._settings.get("MAX_ORDER_VALUE"),
+                     total * self._settings.get("MAX_TOTAL_POSITION_RATIO") - held)
+        volume = market_rules.buy_volume_for_amount(code, budget, order_price)
+        step = 1 if market_rules.board(code) is market_rules.Board.STAR else market_rules.LOT
+        for _ in range(CAPACITY_STEPS):  # the estimate leaves out fees: step down until the real checks pass
+            if not market_rules.is_valid_buy_volume(code, volume):
+                return 0, order_price
+            try:
+                self._check_buy_limits(code, volume, order_price, Rule.MANUAL)
+                return volume, order_price
+            except OrderRejected:
+                volume -= step
+        return 0, order_price
+
+    def sell_capacity(self, code: str) -> int:
+        """可卖: the shares of `code` a sell may take now (T+1 and open sells already deducted)."""
+        position = self._positions.get(checks.normalized_code(code))
+        return max(0, position.available) if position is not None else 0
 
     def sell_stock(self, code: str, volume: int, price: Optional[float] = None, rule: Rule = Rule.MANUAL,
                    signal_id: Optional[int] = None, operator_confirmed: bool = False,
                    idempotency_key: str = "") -> Order:
         """Sell `volume` shares; `price=None` = latest × (1 − ORDER_PRICE_SLIPPAGE), floored at limit-down.
         `operator_confirmed`: a person confirmed this manual sell (the only order an emergency stop lets through)."""
+        if self._carryover_due:  # yesterday's open sells still hold shares: settle them first (issue 25)
+            self.settle_previous_day_orders()
         with self._submit_lock:
             existing = self.journal.by_idempotency_key(idempotency_key)
             if existing is not None:
                 return existing.to_order()
             self._ensure_day()
             code = checks.normalized_code(code)
-            self._check_order_count()
+            self._check_order_count(rule)
             request = self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed,
                                  key=idempotency_key)
         return self._send(request)
@@ -153,6 +218,9 @@ class TradingExecutor:
 
     # ---- BrokerListener
     def on_order_update(self, order: Order) -> None:
+        if order.status is OrderStatus.UNKNOWN:
+            self._mark_unknown(order)
+            return
         with self._event_lock:
             late = self._is_late_report(order)  # issue 13
             change = self.journal.apply_update(order, force=late)
@@ -177,12 +245,16 @@ class TradingExecutor:
         state is unknown (a send that overran its deadline) are reconciled with the broker, never re-sent."""
         with self._submit_lock:
             self._ensure_day()
+        if self._carryover_due:
+            self.settle_previous_day_orders()
         now = self._clock.now()
         unknown = False
         for entry in self.journal.open_entries():
             unknown = unknown or entry.status is OrderStatus.UNKNOWN
             if entry.status in (OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN, OrderStatus.CANCEL_PENDING):
                 continue
+            if entry.trading_day < now.date():
+                continue  # expired at yesterday's close: settled by the carryover, never cancelled (issue 25)
             age = (now - entry.created_at).total_seconds()
             if entry.side is Side.SELL and age > self._settings.get("SELL_ORDER_TIMEOUT"):
                 self._time_out_sell(entry)
@@ -194,36 +266,88 @@ class TradingExecutor:
             self.reconcile_unknown()
 
     def reconcile_unknown(self) -> int:
-        """Orders in state unknown take the broker's word (status, fills) when the broker knows them; returns
-        how many were resolved. One the broker does not know stays unknown for a person to check."""
-        unknown = {e.client_id for e in self.journal.open_entries() if e.status is OrderStatus.UNKNOWN}
+        """Orders in state unknown (「结果未知」) take the broker's word (status, fills) when the broker knows them
+        by remark; returns how many were resolved. One the broker still does not know ORDER_UNKNOWN_SETTLE_SECONDS
+        after it was journaled is judged undelivered (rejected, never re-sent; a late broker report still
+        applies, issue 13). Until then a repeat for the same stock and side is refused (issue 25)."""
+        unknown = {e.client_id: e for e in self.journal.open_entries() if e.status is OrderStatus.UNKNOWN}
         if not unknown:
             return 0
         try:
-            known = [o for o in self._broker.query_orders() if o.client_id in unknown]
+            broker_orders = self._broker.query_orders()
             trades = [f for f in self._broker.query_trades() if f.client_id in unknown]
         except TradingError as exc:
-            log.warning("核对状态未知的委托暂不可行：%s", exc.message)
+            log.warning("核对结果未知的委托暂不可行：%s", exc.message)
             return 0
+        known = [o for o in broker_orders if o.client_id in unknown]
         with self._event_lock:
             for order in known:
                 change = self.journal.apply_update(order, force=True)
                 if change:
                     self._after_status_change(*change)
-                log.warning("核对：状态未知的委托 %s 按券商更新为 %s", order.client_id, order.status.value)
+                log.warning("核对：结果未知的委托 %s 按券商更新为 %s", order.client_id, order.status.value)
         for fill in trades:
             rule = self._book_fill(fill)
             if rule is not None:
                 self._notify_fill(fill, rule)
-        return len(known)
+        seen = {o.client_id for o in broker_orders}
+        settled = [e for cid, e in unknown.items() if cid not in seen and self._unknown_expired(e)]
+        for entry in settled:
+            self._set_status(entry.client_id, OrderStatus.REJECTED, UNKNOWN_SETTLED, only_from=OrderStatus.UNKNOWN)
+            log.warning("核对：委托 %s %s %s %d 股发出后券商按备注始终查不到，判定未送达（未重发）", entry.client_id,
+                        entry.stock_code, entry.side.label, entry.volume)
+        return len(known) + len(settled)
+
+    def reconcile_by_query(self) -> int:
+        """The broker_sync worker, every BROKER_SYNC_INTERVAL in sessions (issue 25): fills the broker lists that
+        were never booked (pushes lost while queries work) are booked by the same idempotent path as pushed
+        ones, and open orders take the broker's state (forward only). Returns how many fills were booked."""
+        open_entries = {e.client_id: e for e in self.journal.open_entries()}
+        broker_orders = [o for o in self._broker.query_orders() if o.client_id in open_entries
+                         and not _cancel_in_flight(open_entries[o.client_id], o)]
+        fills = [f for f in self._broker.query_trades() if not self.journal.has_fill(f.fill_id)]
+        booked = 0
+        for fill in fills:
+            rule = self._book_fill(fill)
+            if rule is not None:
+                booked += 1
+                log.warning("券商核对：补记推送缺失的成交 %s %s %s %d 股 @ %g", fill.fill_id, fill.stock_code,
+                            fill.side.label, fill.volume, fill.price)
+                self._notify_fill(fill, rule)
+        for order in broker_orders:
+            self.on_order_update(order)
+        return booked
 
     def roll_day(self, today: date) -> None:
-        """Daily counters: the day's start equity (for the daily loss limit); T+1 release of positions."""
+        """Daily counters: the day's start equity (for the daily loss limit); T+1 release of positions; the
+        previous day's orders still open are settled (issue 25: while running, not only at a restart)."""
         with self._submit_lock:
             self._day = today
+            self._carryover_due = True
             if self.journal.start_equity(today) is None:
                 self.journal.set_start_equity(today, self._broker.query_asset().total_asset)
             self._positions.roll_day(today)
+        self.settle_previous_day_orders()
+
+    def settle_previous_day_orders(self) -> int:
+        """Open journal entries of earlier days: xtquant lists only today's orders, and a day order expires at
+        the close, so they are judged by the position change (qmt_carryover) and end, freeing their shares for
+        today's exits. Retried by the orders loop while the broker cannot be asked. Returns how many."""
+        today = self._clock.today()
+        stale = [e for e in self.journal.open_entries() if e.trading_day < today]
+        if not stale:
+            self._carryover_due = False
+            return 0
+        try:
+            broker_orders = {o.client_id: o for o in self._broker.query_orders() if o.client_id}
+            broker_positions = self._broker.query_positions()
+        except TradingError as exc:
+            log.warning("结算隔日委托暂不可行：%s；稍后再试", exc.message)
+            return 0
+        with self._submit_lock, self._event_lock:
+            settled = self._settle_previous_day(broker_orders, broker_positions)
+        self._carryover_due = False
+        return settled
 
     def recover(self) -> None:
         """Start-up reconciliation with the broker (orders matched by client id = remark): statuses from the
@@ -258,9 +382,34 @@ class TradingExecutor:
     def _sell(self, code: str, volume: Any, price: Optional[float], rule: Rule, signal_id: Optional[int],
               parent: Optional[JournalEntry] = None, operator_confirmed: bool = False,
               key: str = "") -> OrderRequest:
+        volume, order_price = self._checked_sell(code, volume, price)
+        return self._prepare(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed, key)
+
+    def _checked_buy(self, code: str, amount: Optional[float], volume: Optional[int], price: Optional[float],
+                     rule: Rule) -> tuple[str, int, float]:
+        """buy_stock's checks before the gates: the normalised code, the volume and the order price."""
+        code = checks.normalized_code(code)
+        if not self._settings.get("ENABLE_ALLOW_BUY"):
+            raise OrderRejected("BUY_DISABLED", "买入已被禁止（「允许买入」开关已关闭）")
+        if (amount is None) == (volume is None):
+            raise OrderRejected("INVALID_ARGUMENT", "买入须指定金额或股数之一")
+        quote = self._quote(code)
+        order_price = self._order_price(code, Side.BUY, price, quote)
+        if amount is not None:
+            volume = self._volume_for_amount(code, amount, order_price)
+        volume = checks.check_volume_type(volume)
+        checks.check_buy_volume(code, volume)
+        checks.check_price(code, Side.BUY, order_price, quote)
+        self._check_buy_limits(code, volume, order_price, rule)
+        self._check_order_count()
+        return code, volume, order_price
+
+    def _checked_sell(self, code: str, volume: Any, price: Optional[float]) -> tuple[int, float]:
+        """A sell's checks before the gates: the volume and the order price."""
         if not self._settings.get("ENABLE_ALLOW_SELL"):
             raise OrderRejected("SELL_DISABLED", "卖出已被禁止（「允许卖出」开关已关闭）")
         volume = checks.check_volume_type(volume)
+        self._check_no_unknown(code, Side.SELL)  # before the volume check: its shares are still reserved
         position = self._positions.get(code)
         if position is None:
             raise OrderRejected("NO_POSITION", f"没有 {code} 的持仓，无法卖出")
@@ -269,7 +418,7 @@ class TradingExecutor:
         quote = self._quote(code)
         order_price = self._order_price(code, Side.SELL, price, quote)
         checks.check_price(code, Side.SELL, order_price, quote)
-        return self._prepare(code, Side.SELL, volume, order_price, rule, signal_id, parent, operator_confirmed, key)
+        return volume, order_price
 
     def _check_buy_limits(self, code: str, volume: int, price: float, rule: Rule) -> None:
         value = round(price * volume, 2)
@@ -315,7 +464,9 @@ class TradingExecutor:
             raise OrderRejected("DAILY_LOSS_LIMIT", f"今日亏损 {loss:.2f} 元，已达开盘总资产的 {ratio:.1%}，"
                                                     f"停止自动买入")
 
-    def _check_order_count(self) -> None:
+    def _check_order_count(self, rule: Rule = Rule.MANUAL) -> None:
+        if self._breakers is not None or is_protective(rule):
+            return  # issue 25: the breakers keep this budget per order source; protective exits draw on none
         limit = self._settings.get("MAX_ORDERS_PER_DAY")
         if self.journal.count_for_day(self._clock.today()) >= limit:
             raise OrderRejected("MAX_ORDERS", f"今日委托已达上限 {limit} 笔，不再下单")
@@ -346,17 +497,24 @@ class TradingExecutor:
                  key: str = "") -> OrderRequest:
         """Under `_submit_lock`: trading-state gate → journal (committed, under the requester's idempotency
         `key`) → reserve shares (sells). A gate refusal never reaches the journal."""
-        if self._state is not None:
-            self._state.check_order(code, side, rule, operator_confirmed)
-        if self._breakers is not None:
-            self._breakers.check_order(code, volume, rule, operator_confirmed)
-        origin = parent.origin_rule if parent else rule
+        origin = parent.origin_rule if parent else rule  # issue 25: a re-price counts in its origin's budget
+        self._check_gates(code, side, volume, origin, operator_confirmed, rule)
         request = self.journal.open_order(code, side, volume, price, rule, signal_id, origin, parent, key)
         if self._breakers is not None:  # counted once journaled: a loop of refused orders trips too
-            self._breakers.record_order(code, rule, operator_confirmed)
+            self._breakers.record_order(code, origin, operator_confirmed)
         if side is Side.SELL:
             self._positions.reserve(code, volume)
         return request
+
+    def _check_gates(self, code: str, side: Side, volume: int, origin: Rule, operator_confirmed: bool,
+                     rule: Optional[Rule] = None) -> None:
+        """The gates every order passes just before it is journaled: no unknown order of the same side, the
+        trading state, the circuit breakers (which count the order under its `origin` rule)."""
+        self._check_no_unknown(code, side)
+        if self._state is not None:
+            self._state.check_order(code, side, rule or origin, operator_confirmed)
+        if self._breakers is not None:
+            self._breakers.check_order(code, volume, origin, operator_confirmed)
 
     def _send(self, request: OrderRequest) -> Order:
         """Outside every executor lock: the broker call. A refusal is journaled as rejected; a call that
@@ -372,10 +530,17 @@ class TradingExecutor:
             raise
         except Exception as exc:
             # The order may or may not have reached the broker: keep it open as unknown for reconciliation
-            # (unless a broker event already told where it is).
-            self._set_status(request.client_id, OrderStatus.UNKNOWN, f"发送委托时出错，状态未知：{exc}",
+            # (unless a broker event already told where it is). The caller gets a TradingError (API: 409).
+            message = exc.message if isinstance(exc, TradingError) else str(exc)
+            self._set_status(request.client_id, OrderStatus.UNKNOWN, f"发送委托时出错，结果未知：{message}",
                              only_from=OrderStatus.PENDING_SUBMIT)
-            raise
+            log.error("委托 %s %s %s %d 股结果未知（不会重发，将按备注与券商核对）：%s", request.client_id, code,
+                      side.label, volume, message)
+            if isinstance(exc, TradingError):
+                raise
+            raise OutcomeUnknown("ORDER_OUTCOME_UNKNOWN", f"委托 {request.client_id} 发送时出错（{message}），"
+                                                          "是否已送达券商未知（结果未知）：将与券商核对，核对前同一股票同方向"
+                                                          "不会再下单") from exc
         finally:
             self._sending_cost.pop(request.client_id, None)
         self._set_status(request.client_id, OrderStatus.SUBMITTED)
@@ -388,10 +553,15 @@ class TradingExecutor:
             raise OrderRejected("ORDER_NOT_OPEN", f"委托 {entry.client_id} 已结束，无法撤单")
         if not entry.order_id:
             raise OrderRejected("ORDER_NOT_ACKNOWLEDGED", f"委托 {entry.client_id} 尚未被券商受理，暂时无法撤单")
+        if entry.trading_day < self._clock.today():
+            # a day order expired at the close; its id may name another order today (issue 25)
+            self._carryover_due = True
+            raise OrderRejected("ORDER_EXPIRED", f"委托 {entry.client_id} 是 {entry.trading_day} 的委托，已随收盘失效，"
+                                                 "不再撤单（换日核对会按持仓变化结算它）")
         self._broker.cancel_order(entry.order_id)
         self._set_status(entry.client_id, OrderStatus.CANCEL_PENDING)
         if self._breakers is not None:
-            self._breakers.record_cancel(entry.stock_code)
+            self._breakers.record_cancel(entry.stock_code, entry.origin_rule)
 
     def _try_cancel(self, entry: JournalEntry) -> bool:
         try:
@@ -521,7 +691,7 @@ class TradingExecutor:
         log.error("【券商异常】委托 %s %s 曾判定为未送达/被拒，券商迟到回报其状态为 %s（已成交 %d 股），已按券商回报更新",
                   after.client_id, after.stock_code, after.status.value, after.filled_volume)
 
-    def _settle_previous_day(self, broker_orders: dict[str, Order], broker_positions: list) -> None:
+    def _settle_previous_day(self, broker_orders: dict[str, Order], broker_positions: list) -> int:
         """Open entries of earlier days the broker no longer lists (xtquant shows only today's orders and
         trades): judged by the position change before the positions take the broker's volumes."""
         today = self._clock.today()
@@ -534,9 +704,37 @@ class TradingExecutor:
             order = Order(entry.client_id, entry.stock_code, entry.side, entry.volume, entry.price, verdict.status,
                           order_id=entry.order_id, filled_volume=verdict.filled_volume,
                           filled_amount=entry.filled_amount, time=self._clock.now(), reason=verdict.reason)
-            self.journal.apply_update(order, force=True)
-            log.warning("启动核对：隔日委托 %s %s → %s（%s）", entry.client_id, entry.stock_code, verdict.status.value,
+            change = self.journal.apply_update(order, force=True)
+            if change:
+                self._after_status_change(*change)  # issue 25: its shares are free for today's exits
+            log.warning("核对：隔日委托 %s %s → %s（%s）", entry.client_id, entry.stock_code, verdict.status.value,
                         verdict.reason)
+        return len(entries)
+
+    # ---- issue 25: orders whose outcome is unknown ----------------------------------------------------------
+    def _check_no_unknown(self, code: str, side: Side) -> None:
+        """A repeat of an order whose outcome is unknown (sent, never answered) could double it at the broker:
+        refused until that order is reconciled by its remark."""
+        for entry in self.journal.open_entries(code, side):
+            if entry.status is OrderStatus.UNKNOWN:
+                raise OutcomeUnknown("ORDER_OUTCOME_UNKNOWN", f"{code} 有一笔{side.label}委托 {entry.client_id}（"
+                                                              f"{entry.volume} 股 @ {entry.price:g}）结果未知，正在按备注与券商"
+                                                              f"核对；核对前不再发送{side.label}委托，以免重复下单")
+
+    def _mark_unknown(self, order: Order) -> None:
+        """The broker lost track of an order it never acknowledged (e.g. not found after a reconnect): the
+        entry becomes 「结果未知」 (its shares stay reserved); an acknowledged or ended one is left alone."""
+        with self._event_lock:
+            entry = self.journal.get(order.client_id) if order.client_id else None
+            if entry is None or entry.order_id or entry.status.is_terminal:
+                return
+            change = self.journal.set_status(entry.client_id, OrderStatus.UNKNOWN, order.reason, force=True)
+        if change:
+            log.warning("委托 %s %s 结果未知：%s", entry.client_id, entry.stock_code, order.reason)
+
+    def _unknown_expired(self, entry: JournalEntry) -> bool:
+        age = (self._clock.now() - entry.created_at).total_seconds()
+        return age >= float(self._settings.get("ORDER_UNKNOWN_SETTLE_SECONDS"))
 
     def _ensure_day(self) -> None:
         today = self._clock.today()

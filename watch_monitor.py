@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import date, timedelta
 from typing import Callable, Optional
 
@@ -19,22 +20,30 @@ from workers import Worker, quote_wait_seconds, wait_for_version
 log = logging.getLogger(__name__)
 
 WATCH_RULES = (Rule.WATCH_BUY, Rule.WATCH_SELL)
+LOOKBACK_SLACK_DAYS = 30
 
 
 class DailyContextCache:
-    """The completed-bar facts per (stock, day): loaded once a day per stock, not on every quote."""
+    """The completed-bar facts per (stock, day): loaded once a day per stock, not on every quote, from the
+    last few months of bars only (the whole history only when those hold too few bars)."""
 
     def __init__(self, bar_store, indicators=None, days: int = rules.MAX_DAYS):
         self._bars = bar_store
         self._indicators = indicators
         self._days = days
+        # calendar days that hold `days` trading days with room for the longest holidays
+        self._window = timedelta(days=days * 7 // 5 + LOOKBACK_SLACK_DAYS)
         self._cache: dict[str, tuple[date, DailyContext]] = {}
 
     def get(self, code: str, today: date) -> DailyContext:
         cached = self._cache.get(code)
         if cached is not None and cached[0] == today:
             return cached[1]
-        bars = self._bars.bars(code, end=today - timedelta(days=1))[-self._days:]
+        end = today - timedelta(days=1)
+        bars = self._bars.bars(code, start=today - self._window, end=end)
+        if len(bars) < self._days:  # a long suspension or a short history: what there is, exactly
+            bars = self._bars.bars(code, end=end)
+        bars = bars[-self._days:]
         cross = self._indicators.macd_cross(code, today) if self._indicators is not None else None
         context = DailyContext(tuple(b.high for b in bars), tuple(b.low for b in bars), tuple(b.volume for b in bars),
                                cross)
@@ -47,9 +56,11 @@ class WatchMonitor(Worker):
 
     def __init__(self, store, hub, signals, positions, events, settings, clock,
                  daily: Optional[Callable[[str, date], DailyContext]] = None,
-                 apply_exits: Optional[Callable[[str, dict, str], object]] = None):
-        """`daily(code, today)` gives the completed-bar facts (needed by N-day high/low, MACD, 量比);
-        `apply_exits(code, params, source)` makes an entry task's exits that stock's own rule parameters."""
+                 apply_exits: Optional[Callable[[str, dict, str], object]] = None,
+                 timer: Callable[[], float] = time.perf_counter):
+        """`daily(code, today)` gives the completed-bar facts (needed by N-day high/low, MACD, 量比), asked once
+        per stock and day; `apply_exits(code, params, source)` makes an entry task's exits that stock's own rule
+        parameters; `timer` (seconds) measures a pass's time for loading daily facts (WATCH_DAILY_LOAD_MS)."""
         self._store = store
         self._hub = hub
         self._signals = signals
@@ -59,13 +70,21 @@ class WatchMonitor(Worker):
         self._clock = clock
         self._daily = daily
         self._apply_exits = apply_exits
+        self._timer = timer
         self._seen_version = 0
         self._loaded_version = -1
         self._by_code: dict[str, list[tuple]] = {}  # code -> [(task, compiled checks, needs daily)]
+        self._contexts: dict[str, DailyContext] = {}  # today's daily facts per stock, loaded so far
+        self._contexts_day: Optional[date] = None
+        self.daily_pending = False  # the last pass left stocks without today's daily facts (loaded next pass)
+        self._loaded_in_pass = 0
         self.processed_version = 0  # quote version the last finished pass had seen (tests wait on it)
         self.passes = 0
 
     def wait(self, stop: threading.Event, limit: float) -> None:
+        if self.daily_pending:  # go on loading the day's facts at once rather than on the next quote
+            stop.wait(0)
+            return
         timeout = quote_wait_seconds(self._settings, self._clock, limit)
         self._seen_version = wait_for_version(self._hub.wait_for_update, self._seen_version, stop, timeout)
 
@@ -77,6 +96,11 @@ class WatchMonitor(Worker):
         in_session = self._clock.is_trading()
         today = now.date()
         alerts = []
+        if self._contexts_day != today:
+            self._contexts, self._contexts_day = {}, today
+        load_until = self._timer() + self._settings.get("WATCH_DAILY_LOAD_MS") / 1000
+        self._loaded_in_pass = 0
+        pending = False
         quotes = self._hub.latest_many(self._by_code)  # stale, zero or missing quotes never reach a condition
         for code, armed in self._by_code.items():
             quote = quotes.get(code)
@@ -92,17 +116,42 @@ class WatchMonitor(Worker):
                             self._store.set_status(task.id, TaskStatus.EXPIRED)
                         continue
                 if needs_daily and daily is None:
-                    daily = self._daily(code, today) if self._daily is not None else rules.NO_DAILY
+                    daily = self._daily_context(code, today, load_until)
+                    if daily is None:  # this pass's loading time is spent: the next pass checks it
+                        pending = True
+                        continue
                 for check in checks:
                     if not check(quote, daily):
                         break
                 else:
                     alerts.append(self._fire(task, quote))
+        self.daily_pending = pending
         self.processed_version = seen
         self.passes += 1
         return alerts
 
+    def codes(self) -> list[str]:
+        """The stocks that need quotes for watch tasks: those with an active task, and those whose task queued
+        a signal that is not finished yet (a fire-once or paused task is no longer active, but its queued buy
+        still needs the stock's latest quote to be executed)."""
+        queued = {s.stock_code for s in self._signals.pending() + self._signals.executing() if s.rule in WATCH_RULES}
+        return sorted(set(self._store.codes()) | queued)
+
     # ---- internals
+    def _daily_context(self, code: str, today: date, load_until: float) -> Optional[DailyContext]:
+        """Today's daily facts of `code`, or None when loading them would pass this pass's loading time. After a
+        day switch every watched stock needs new facts (bars and MACD from the database): loaded over a few
+        passes, so that price alerts are never held up behind them."""
+        context = self._contexts.get(code)
+        if context is None:
+            if self._daily is None:
+                return rules.NO_DAILY
+            if self._loaded_in_pass and self._timer() > load_until:  # at least one a pass: always progress
+                return None
+            context = self._contexts[code] = self._daily(code, today)
+            self._loaded_in_pass += 1
+        return context
+
     def _reload_if_changed(self) -> None:
         version = self._store.version
         if version == self._loaded_version:

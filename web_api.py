@@ -13,6 +13,7 @@ import web_requests as req
 import web_views as views
 from models import OrderStatus, Rule, SignalStatus, TradingError
 from web_requests import ApiError
+from web_openapi import OBJ, document
 from web_server import error_response, ok, state
 from web_fastpath import positions_reply
 from web_stream import PositionStream, StreamBody, VersionedCache
@@ -48,7 +49,8 @@ def _allow_query(*allowed: req.Field | str) -> None:
 @blueprint.get("/health")
 def health() -> Response:
     """Green (`ready`, and `all_alive` for older scripts) only once every thread beats AND the data source
-    has delivered its first quotes: before that nothing can be priced, so scripts must not start trading."""
+    has delivered its first quotes: before that nothing can be priced, so scripts must not start trading.
+    `status` is red whenever protection is not ok (DESIGN §8a: health answers "can it protect now?")."""
     threads = ctx().health()
     first = getattr(ctx().data, "first_quote_at", None)
     ready = bool(getattr(ctx().data, "ready", True))
@@ -59,10 +61,19 @@ def health() -> Response:
     state = ctx().trading_state.snapshot() if ctx().trading_state is not None else None
     if state and state["state"] == "halted" and state["source"] == "storage":  # a broken or full disk
         alarms.append(state["reason"])
+    protection = ctx().protection() if ctx().protection is not None else None
+    if protection is not None and not protection["ok"]:
+        alarms.append(protection_alarm(protection["failures"]))
     return ok({"threads": threads, "all_alive": alive and data["ready"], "threads_alive": alive, "data": data,
                "ready": alive and data["ready"], "alarms": alarms,
                "status": "green" if alive and not alarms else "red", "web": {"alive": True},
-               "broker": broker_link_view()})
+               "broker": broker_link_view(), "protection": protection})
+
+
+def protection_alarm(failures: list[dict]) -> str:
+    """「保护失效：600036.SH（无法判断：行情过期）；…」 for the health alarms."""
+    named = "；".join(f"{f['stock_code'] or '全部持仓'}（{f['cause_label']}）" for f in failures)
+    return f"保护失效：{named}"
 
 
 @blueprint.get("/status")
@@ -218,7 +229,7 @@ def trade_records() -> Response:
     start, end = req.parse_date_range(request.args.get("start"), request.args.get("end"))
     code_text = request.args.get("stock_code")
     code = req.parse_code(code_text) if code_text else None
-    output = request.args.get("format", "json")
+    output = request.args.get("format") or "json"  # an empty value is the parameter left out, as everywhere
     if output not in ("json", "csv"):
         raise req.bad_request("format 只能是 json 或 csv")
     records = ctx().executor.trade_records(start=start, end=end, code=code)[::-1]  # newest first, like orders
@@ -407,19 +418,77 @@ def _affordable(c, codes: list[str], amount: float) -> tuple[list[str], list[dic
 def execute_sell() -> Response:
     parsed = req.parse_sell(body())
     c = ctx()
-    volume = parsed.volume
-    if parsed.ratio is not None:
-        held = c.positions.get(parsed.stock_code)
-        if held is None or held.volume <= 0:
-            raise ApiError(409, "NO_POSITION", f"没有 {parsed.stock_code} 的持仓，无法卖出")
-        if held.available <= 0:
-            raise ApiError(409, "NO_AVAILABLE", f"{parsed.stock_code} 没有可卖数量（今日买入的股份需下一交易日才能卖出）")
-        volume = market_rules.sell_volume_for_ratio(parsed.stock_code, held.available, parsed.ratio)
+    volume = _sell_volume(c, parsed)
     if parsed.confirmed:
         log.warning("操作员（网页）确认手动卖出 %s %d 股", parsed.stock_code, volume)
     order = c.executor.sell_stock(parsed.stock_code, volume, price=parsed.price, rule=Rule.MANUAL,
                                   operator_confirmed=parsed.confirmed)
     return ok(views.order_view(order))
+
+
+def _sell_volume(c, parsed: req.SellOrder) -> int:
+    """The volume asked, or the ratio of the available shares as a valid sell volume."""
+    if parsed.ratio is None:
+        return parsed.volume
+    held = c.positions.get(parsed.stock_code)
+    if held is None or held.volume <= 0:
+        raise ApiError(409, "NO_POSITION", f"没有 {parsed.stock_code} 的持仓，无法卖出")
+    if held.available <= 0:
+        raise ApiError(409, "NO_AVAILABLE", f"{parsed.stock_code} 没有可卖数量（今日买入的股份需下一交易日才能卖出）")
+    return market_rules.sell_volume_for_ratio(parsed.stock_code, held.available, parsed.ratio)
+
+
+@blueprint.post("/actions/check_order")
+@document("手动委托预检（不下单、不记录）：与手动买入/卖出相同的全部检查（数量与一手、限价与涨跌停、可用资金与仓位上限、"
+          "可卖数量、交易状态与熔断），回答 ok、将委托的数量与价格，以及可买/可卖数量（max_volume）",
+          body=req.CHECK_ORDER, tag="交易", data=OBJ)
+def check_order() -> Response:
+    """The page asks this before its confirm dialog, so the dialog only ever shows an order that passes."""
+    fields = req.CHECK_ORDER.read(body())
+    side = fields.pop("side")
+    answer: dict[str, Any] = {"side": side, "side_label": "买入" if side == "buy" else "卖出",
+                              "stock_code": fields["stock_code"], "ok": True, "code": "", "message": "",
+                              "volume": None, "price": None, "amount": None, "max_volume": None}
+    asks_order = bool({"amount", "volume", "ratio"} & set(fields))
+    try:
+        code = req.parse_code(fields["stock_code"])
+        answer.update(stock_code=code, lot=market_rules.min_buy_volume(code))
+        try:
+            answer.update(_capacity(side, code, fields.get("price")))
+        except (ApiError, TradingError):
+            if not asks_order:
+                raise
+        if asks_order:
+            checked = _dry_order(side, fields)
+            answer.update(volume=checked.volume, price=checked.price,
+                          amount=round(checked.volume * checked.price, 2),
+                          message=f"将{answer['side_label']} {code} {checked.volume} 股，委托价 {checked.price:g} 元")
+    except (ApiError, TradingError) as exc:
+        answer.update(ok=False, code=exc.code, message=exc.message)
+    return ok(answer)
+
+
+def _capacity(side: str, code: str, price: Any) -> dict:
+    """可买 (cash, MAX_ORDER_VALUE, position cap at the order price) or 可卖 (available shares)."""
+    executor = ctx().executor
+    if side == "sell":
+        return {"max_volume": executor.sell_capacity(code)}
+    ensure_quote(code)
+    volume, order_price = executor.buy_capacity(code, price)
+    return {"max_volume": volume, "price": order_price}
+
+
+def _dry_order(side: str, fields: dict):
+    """The real route's parsing and the executor's checks, without journaling or sending."""
+    c = ctx()
+    ensure_quote(fields["stock_code"])
+    if side == "buy":
+        parsed = req.parse_buy({k: v for k, v in fields.items() if k != "confirm"})  # never a pool buy here
+        return c.executor.check_buy(parsed.stock_code, amount=parsed.amount, volume=parsed.volume,
+                                    price=parsed.price, rule=Rule.MANUAL)
+    sell = req.parse_sell(fields)
+    return c.executor.check_sell(sell.stock_code, _sell_volume(c, sell), price=sell.price, rule=Rule.MANUAL,
+                                 operator_confirmed=sell.confirmed)
 
 
 @blueprint.post("/actions/execute_trading_signal")

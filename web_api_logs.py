@@ -17,7 +17,7 @@ blueprint = Blueprint("api_logs", __name__, url_prefix="/api")
 MAX_LINES = 2000
 Q_LEVEL = req.Field("level", "string", "最低日志级别", enum=LEVELS)
 Q_TEXT = req.Field("q", "string", "包含的文字（不区分大小写）", max_length=200)
-Q_AFTER = req.Field("after", "integer", "只要序号大于该值的日志行", low=0)
+Q_AFTER = req.Field("after", "integer", "只要序号大于该值的日志行", low=0, high=req.MAX_ID)
 LOGS_QUERY = (Q_LEVEL, Q_TEXT, req.Field("limit", "integer", "最多返回行数", low=1, high=MAX_LINES), Q_AFTER)
 
 
@@ -29,11 +29,7 @@ def _tail():
 
 
 def _after(text) -> int:
-    if text in (None, ""):
-        return 0
-    if not str(text).isdigit():
-        raise req.bad_request("after 必须是非负整数", "INVALID_FIELD")
-    return int(text)
+    return Q_AFTER.from_query(text) or 0
 
 
 @blueprint.get("/logs")
@@ -46,8 +42,11 @@ def logs() -> Response:
     if level is not None and level not in LEVELS:
         raise req.bad_request(f"level 只能取 {' / '.join(LEVELS)}", "INVALID_FIELD")
     limit = req.parse_limit(request.args.get("limit"), 500, maximum=MAX_LINES)
+    text = request.args.get("q", "")
+    if len(text) > Q_TEXT.max_length:
+        raise req.bad_request(f"q 最多 {Q_TEXT.max_length} 个字符", "INVALID_FIELD")
     tail = _tail()
-    lines = tail.entries(_after(request.args.get("after")), level, request.args.get("q", "")[:200], limit)
+    lines = tail.entries(_after(request.args.get("after")), level, text, limit)
     return ok({"lines": lines, "version": tail.version})
 
 

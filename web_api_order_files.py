@@ -1,5 +1,6 @@
-"""Routes of the order-file intake: upload a CSV (executed, or only validated with dry_run) and list the
-processed files with their per-line results. The work is orders_file_intake's."""
+"""Routes of the order-file intake: upload a CSV (queued for execution and answered at once, or with dry_run
+only validated, in memory, and answered with every line's result) and list the processed files with their
+per-line results. The work is orders_file_intake's."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
@@ -10,6 +11,8 @@ from web_requests import ApiError
 from web_server import ok, state
 
 blueprint = Blueprint("order_files", __name__, url_prefix="/api")
+MAX_LISTED = 1000  # files one list answer may hold
+Q_LIMIT = req.Field("limit", "integer", "最多返回文件数（默认 100）", low=1, high=MAX_LISTED)
 
 
 def _intake():
@@ -20,16 +23,16 @@ def _intake():
 
 
 @blueprint.get("/order-files")
-@document("已处理的委托文件及逐行结果（最新在前）", query=req.LIMIT_QUERY, data=LIST, tag="委托文件")
+@document("已处理的委托文件及逐行结果（最新在前）", query=(Q_LIMIT,), data=LIST, tag="委托文件")
 def order_files_list() -> Response:
-    unknown = sorted(set(request.args) - {f.name for f in req.LIMIT_QUERY})
+    unknown = sorted(set(request.args) - {Q_LIMIT.name})
     if unknown:
         raise req.bad_request(f"未知查询参数：{', '.join(unknown)}", "UNKNOWN_FIELD")
-    return ok(_intake().recent(req.parse_limit(request.args.get("limit"), 100, maximum=1000)))
+    return ok(_intake().recent(req.parse_limit(request.args.get("limit"), 100, maximum=MAX_LISTED)))
 
 
 @blueprint.post("/order-files")
-@document("上传委托文件并立即处理（逐行下单或只校验），返回逐行结果", upload=req.ORDER_FILE_UPLOAD.schema(),
+@document("上传委托文件：排队逐行下单并立即应答（结果见列表），或 dry_run=true 只校验并返回逐行结果", upload=req.ORDER_FILE_UPLOAD.schema(),
           data=OBJ, tag="委托文件")
 def order_files_upload() -> Response:
     if (request.mimetype or "") != "multipart/form-data":

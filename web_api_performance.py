@@ -1,6 +1,7 @@
 """GET /api/performance: the 「收益」 page's figures — the daily equity curve from the account's own recorded
-closes (plus today so far), daily P&L, drawdown, and the realised results of the trade records — computed with
-`perf_stats`, the same definitions as the backtest summary."""
+closes (plus today so far), daily P&L, drawdown, the realised P&L of every sell (partial ones included), and the
+statistics of closed position episodes (周期统计) — computed with `perf_stats`, the same definitions as the
+backtest summary."""
 from __future__ import annotations
 
 from datetime import date
@@ -57,13 +58,15 @@ def build_report(initial: float, closes: list[tuple[date, float]], records: Iter
     equity = [{"date": day.isoformat(), "total_asset": total, "pnl": round(total - before, 2),
                "drawdown": round(drawdown, 6), "partial": day == today}
               for (day, total), before, drawdown in zip(closes, [initial, *totals[:-1]], drawdowns)]
+    records = list(records)
     fills = fills_from_records(records)
     closed, still_open = perf_stats.episodes_from_fills(fills)
     buys = sum(1 for f in fills if f.side == "buy")
     summary = {"initial_capital": round(initial, 2), "final_equity": totals[-1] if totals else None,
                "trading_days": len(totals), **perf_stats.equity_metrics(initial, totals),
                **perf_stats.win_stats(closed), "fees_paid": perf_stats.fees_paid(fills),
-               "realized_pnl": round(sum(e.profit for e in closed), 2), "trade_count": len(fills),
+               "realized_pnl": sells_realized_pnl(records),
+               "episode_realized_pnl": round(sum(e.profit for e in closed), 2), "trade_count": len(fills),
                "buy_count": buys, "sell_count": len(fills) - buys, "open_episodes": len(still_open)}
     rules = [{**row, "label": _rule_label(row["rule"])} for row in perf_stats.rule_stats(fills, closed)]
     episodes = [{"stock_code": e.stock_code, "open_date": e.open_date.isoformat(),
@@ -72,6 +75,14 @@ def build_report(initial: float, closes: list[tuple[date, float]], records: Iter
                 for e in reversed(closed[-MAX_EPISODES_SHOWN:])]
     return {"summary": summary, "equity": equity, "per_stock": perf_stats.per_stock(closed), "rules": rules,
             "episodes": episodes}
+
+
+def sells_realized_pnl(records: Iterable[Mapping[str, Any]]) -> float:
+    """Realised P&L of every sell, partial ones included: the sum of the journal's own per-sell figure
+    (proceeds − sell fees − the cost basis sold), unlike the closed episodes' total, which leaves out
+    sells of a position still held."""
+    return round(sum(float(r["realized_pnl"]) for r in records
+                     if str(getattr(r["side"], "value", r["side"])) == "sell" and r.get("realized_pnl") is not None), 2)
 
 
 def _rule_label(value: str) -> str:

@@ -49,7 +49,7 @@ def _stock_change_schema() -> dict:
                    "description": "个股参数 {参数名: 值}，只影响该股"},
         "locked": {"type": "boolean", "description": "锁定（不自动交易）或解除锁定"},
         "blacklisted": {"type": "boolean", "description": "加入或移出 MACD / 股票池买入黑名单"},
-        "reason": req.F_REASON.schema()}}
+        "reason": req.nullable(req.F_REASON.schema())}}
 
 
 STOCK_CHANGE = Body("个股参数、锁定与黑名单，各项可选（至少一项）；参数先整体校验，任一被拒则什么都不改",
@@ -123,6 +123,7 @@ def stock_params_put(code: str) -> Response:
     req.ensure_only(parsed, STOCK_FIELDS)
     if not set(parsed) - {"reason"}:
         raise req.bad_request("没有要修改的内容：params、locked、blacklisted 至少一项", "EMPTY_CHANGE")
+    req.parse_reason(parsed, LOCK_REASON)  # a given reason is checked even when only params change
     for flag in ("locked", "blacklisted"):
         if flag in parsed and not isinstance(parsed[flag], bool):
             raise req.bad_request(f"{flag} 必须是 true 或 false", "INVALID_FIELD")

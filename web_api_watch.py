@@ -63,9 +63,14 @@ def _parse(raw: dict, base: WatchTask | None = None) -> WatchTask:
     quote = None
     if code:
         try:
-            quote = c.data.get_latest_data(req.parse_code(code))
+            normalized = req.parse_code(code)
         except ApiError:
-            quote = None  # parse_task names the bad code
+            normalized = ""  # parse_task names the bad code
+        if normalized and c.data.lacks_code(normalized):  # it could never fire: refused now, not 行情停滞 later
+            raise ApiError(400, "INVALID_WATCH_TASK",
+                           f"{c.data.quote_unavailable_reason(normalized)}，不能为它创建盯盘任务")
+        if normalized:
+            quote = c.data.get_latest_data(normalized)
     return parse_task(raw, c.clock.today(), quote, base)
 
 

@@ -1,17 +1,25 @@
-"""Deliberate limits of the web server: waitress's connection limit and idle timeout, live-stream slots per
-client (each stream holds a server thread; a reserve of threads stays for the page and the operator), and one
-rate-limited line instead of waitress's task-queue warning on every queued request."""
+"""Deliberate limits of the web server: waitress's connection limit and idle timeout, a request-read deadline
+and eviction of the idlest connection when the table is full (so a flood of idle or slow connections can never
+lock out the operator's emergency stop), live-stream slots per client (each stream holds a server thread; a
+reserve of threads stays for the page and the operator), and one rate-limited line instead of waitress's
+task-queue warning on every queued request."""
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 
 from config import DEFAULTS
 
 REQUEST_THREADS_RESERVED = 4  # server threads never given to live streams: the page and an emergency stop
 QUEUE_LOGGER = "waitress.queue"
+ACCEPTS_PER_WAKEUP = 64  # connections taken from the listen backlog per loop pass: a flood drains fast
 
 
 def waitress_options(settings: Any) -> dict:
@@ -20,8 +28,114 @@ def waitress_options(settings: Any) -> dict:
     None (a server without a config store, e.g. the account supervisor's) takes config.py's values."""
     get = settings.get if settings is not None else DEFAULTS.__getitem__
     idle = float(get("WEB_IDLE_TIMEOUT"))
+    read = float(get("WEB_REQUEST_READ_TIMEOUT"))
     return {"connection_limit": int(get("WEB_CONNECTION_LIMIT")), "channel_timeout": idle,
-            "cleanup_interval": max(1.0, min(30.0, idle / 2)), "backlog": 1024}
+            "cleanup_interval": max(1.0, min(30.0, idle / 2, read / 2)), "backlog": 2048}
+
+
+def guard_connections(server, settings: Any) -> None:
+    """Give a waitress server (create_server's single TcpWSGIServer) the request-read deadline and the
+    evict-when-full policy of `ConnectionGuard`. Waitress builds its server class itself, so the instance's
+    class is swapped for a subclass with the guard mixed in; nothing else about the server changes."""
+    get = settings.get if settings is not None else DEFAULTS.__getitem__
+    base = type(server)
+    server.__class__ = type(f"Guarded{base.__name__}", (ConnectionGuard, base), {})
+    server.channel_class = DeadlineChannel
+    server.request_read_timeout = float(get("WEB_REQUEST_READ_TIMEOUT"))
+
+
+class DeadlineChannel(HTTPChannel):
+    """An HTTP connection that remembers since when it has been reading a request: from its opening until its
+    first request is complete, and from the first byte of each later request (blank lines included: a client
+    trickling them must not stay forever). Keep-alive time between requests is not reading (the idle timeout
+    covers it)."""
+
+    def __init__(self, server, sock, addr, adj, map=None):
+        super().__init__(server, sock, addr, adj, map)
+        self.reading_since: Optional[float] = self.creation_time
+        self.loopback = is_loopback_peer(addr)  # parsed once: eviction ranks ~1,000 channels at a time
+
+    @property
+    def parser_class(self):  # waitress builds each request's parser through this attribute
+        return functools.partial(DeadlineParser, channel=self)
+
+
+class DeadlineParser(HTTPRequestParser):
+    """Waitress's request parser, telling its channel when a request begins and when a real one is complete."""
+
+    def __init__(self, adj, channel: DeadlineChannel):
+        super().__init__(adj)
+        self._channel = channel
+
+    def received(self, data):
+        if self._channel.reading_since is None:
+            self._channel.reading_since = time.time()
+        consumed = super().received(data)
+        if self.completed and not self.empty:
+            self._channel.reading_since = None
+        return consumed
+
+
+class ConnectionGuard:
+    """Mixed into waitress's server. Waitress stops accepting at `connection_limit`, so 1,000 idle sockets
+    lock everyone out until they time out, and a client trickling one header byte at a time never times out.
+    Here (a) a connection that has not delivered a whole request within `request_read_timeout` seconds is
+    closed, and (b) the server always accepts: over the limit it closes the idlest connection without a
+    request in progress, remote clients before loopback ones (the local operator's reserve)."""
+
+    request_read_timeout = 10.0
+    evicted = 0  # connections closed to make room (for tests and the bench)
+    read_deadline_closed = 0  # connections closed for reading a request too slowly
+
+    def readable(self):
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        return self.accepting
+
+    def handle_accept(self):
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            before = len(self.active_channels)
+            super().handle_accept()
+            if len(self.active_channels) <= before:
+                return  # the backlog is empty (or the accept failed)
+            if len(self.active_channels) > self.adj.connection_limit:
+                self._evict_idlest()
+
+    def maintenance(self, now):
+        super().maintenance(now)  # waitress's idle timeout
+        cutoff = now - self.request_read_timeout
+        for channel in self.active_channels.values():
+            since = getattr(channel, "reading_since", None)
+            if since is not None and since < cutoff and not channel.requests and not channel.will_close:
+                channel.will_close = True
+                self.read_deadline_closed += 1
+
+    def _evict_idlest(self) -> None:
+        candidates = [c for c in self.active_channels.values() if not c.requests and not c.will_close]
+        if not candidates:
+            return  # every connection is being served: stay over the limit rather than refuse the operator
+        victim = min(candidates, key=eviction_rank)
+        victim.handle_close()
+        self.evicted += 1
+
+
+def eviction_rank(channel) -> tuple[bool, float]:
+    """Sort key: remote before loopback, then the longest without progress (reading a request, or idle)."""
+    since = getattr(channel, "reading_since", None)
+    loopback = getattr(channel, "loopback", None)
+    if loopback is None:
+        loopback = is_loopback_peer(channel.addr)
+    return loopback, since if since is not None else channel.last_activity
+
+
+def is_loopback_peer(addr) -> bool:
+    host = addr[0] if isinstance(addr, (tuple, list)) and addr else ""
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class StreamSlots:

@@ -76,14 +76,35 @@ GRID_PROPOSAL = {"type": "object", "required": [
     "message": {"type": "string", "description": "不够时的说明（够则为空）"},
     "grid_enabled": {"type": "boolean", "description": "网格交易开关 ENABLE_GRID_TRADING"}}}
 
+# issue 25 (DESIGN §8a): the protection sentinel's report; null where no sentinel runs
+PROTECTION_FAILURE = {"type": "object", "required": ["stock_code", "cause", "cause_label", "since"], "properties": {
+    "stock_code": {"type": "string", "description": "股票代码；空字符串表示保护检查本身（涉及全部持仓）"},
+    "cause": {"type": "string", "description": "原因代码，如 quote_stale、no_working_sell、broker_down"},
+    "cause_label": {"type": "string", "description": "原因（中文）"},
+    "since": {"type": ["string", "null"], "description": "开始时间（行情时钟）"},
+    "reason": {"type": "string", "description": "详细说明"}}}
+PROTECTION_POSITION = {"type": "object", "required": ["stock_code", "state", "reason"], "properties": {
+    "stock_code": {"type": "string"},
+    "state": {"type": "string", "enum": ["protected", "exit_working", "explained", "failure"],
+              "description": "protected 未触发清仓条件；exit_working 卖单已在券商处工作；explained 有合理原因"
+                             "（跌停、T+1、非交易时段、紧急停止、暂停、锁定）；failure 保护失效"},
+    "reason": {"type": "string"}}}
+PROTECTION = {"type": ["object", "null"], "required": ["ok", "failures", "positions"], "properties": {
+    "ok": {"type": "boolean", "description": "每只持仓都受到保护（或有合理原因），没有保护失效"},
+    "failures": {"type": "array", "items": PROTECTION_FAILURE},
+    "positions": {"type": "array", "items": PROTECTION_POSITION},
+    "checked_at": {"type": ["string", "null"], "description": "最近一次保护检查的时间（行情时钟）"}}}
+
 # The routes of web_api and web_server by endpoint name.
 OPERATIONS: dict[str, Operation] = {
     "index": Operation("网页界面", content=("text/html",), raw=True, tag="页面"),
     "static": Operation("网页静态文件（脚本、样式、图标、第三方库）", content=("*/*",), raw=True, tag="页面"),
-    "api.health": Operation("各线程存活与心跳", tag="概览", data={
-        "type": "object", "required": ["threads", "all_alive"],
+    "api.health": Operation("各线程存活与心跳、持仓保护状态（保护失效时 status 为 red）", tag="概览", data={
+        "type": "object", "required": ["threads", "all_alive", "status"],
         "properties": {"threads": LIST, "all_alive": {"type": "boolean"}, "web": OBJ,
-                       "broker": OBJ}}),  # issue 13: link_state, anomalies (live broker only)
+                       "status": {"type": "string", "enum": ["green", "red"]},
+                       "broker": OBJ,  # issue 13: link_state, anomalies (live broker only)
+                       "protection": PROTECTION}}),
     "api.status": Operation("运行模式、开关、账户、行情来源与市场时钟", tag="概览", data=OBJ),
     "api.connection_status": Operation("券商与行情连接状态", tag="概览", data={
         "type": "object", "required": ["broker", "data"], "properties": {"broker": OBJ, "data": OBJ}}),
@@ -104,7 +125,8 @@ OPERATIONS: dict[str, Operation] = {
         "properties": {"stock_code": {"type": "string"}, "bars": LIST, "count": {"type": "integer"}}}),
     "api.data_realtime": Operation("最新行情", tag="行情", data=OBJ),
     "api.config_list": Operation("全部参数：类型、范围、含义、是否被覆盖", tag="参数", data=OBJ),
-    "api.config_update": Operation("修改参数（逐项校验，记录历史）", body=req.CONFIG_CHANGES, tag="参数", data=OBJ),
+    "api.config_update": Operation("修改参数（逐项校验，记录历史）", tag="参数", data=OBJ, body=Body(
+        req.CONFIG_CHANGES.description, req.config_changes_schema)),
     "api.config_history": Operation("参数修改历史", query=req.LIMIT_QUERY, tag="参数", data=LIST),
     "api.config_rollback": Operation("回滚参数修改", body=req.ROLLBACK, tag="参数", data=OBJ),
     "api.config_reset": Operation("恢复参数默认值", body=req.CONFIG_KEY, tag="参数", data=OBJ),
@@ -161,7 +183,8 @@ def build(app: Flask) -> dict:
     paths: dict[str, dict] = {}
     for path, method, endpoint in routes(app):
         op = operation_for(app, endpoint) or Operation("（未说明的接口）")
-        paths.setdefault(path, {})[method] = _operation(path, method, endpoint, op)
+        paths.setdefault(path, {})[method] = {**_operation(path, method, endpoint, op),
+                                              **_security(app, path, method)}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": API_TITLE, "version": API_VERSION, "description": (
@@ -184,6 +207,17 @@ ERROR_SCHEMA = {
                    "code": {"type": "string", "description": "机器可读错误代码"},
                    "errors": {"type": ["object", "array"], "description": "逐字段（或逐项）的错误"}},
 }
+
+
+def _security(app: Flask, path: str, method: str) -> dict:
+    """The operation's own `security` where the server lets it through without the token (a read on a loopback
+    server, a page or a static file): the document says what web_server's token check does, not more."""
+    from web_server import token_refusal  # web_server's routes import this module
+
+    app_state = app.extensions.get("qmt")
+    if app_state is None or token_refusal(method.upper(), path, "", app_state) is not None:
+        return {}  # the document's default: the token is required
+    return {"security": []}
 
 
 def _operation(path: str, method: str, endpoint: str, op: Operation) -> dict:
@@ -211,7 +245,10 @@ def _operation(path: str, method: str, endpoint: str, op: Operation) -> dict:
 def _parameter(name: str, where: str, declared: Optional[req.Field], required: bool) -> dict:
     schema = declared.schema() if declared else {"type": "string"}
     description = schema.pop("description", name)
-    return {"name": name, "in": where, "required": required, "description": description, "schema": schema}
+    out = {"name": name, "in": where, "required": required, "description": description, "schema": schema}
+    if where == "query":  # the routes read an empty query value (?start=) as the parameter left out
+        out.update(allowEmptyValue=True, description=description + "（空值等同于省略）")
+    return out
 
 
 def _responses(path: str, method: str, op: Operation) -> dict:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Mapping, Optional
 
+import config
 import market_rules
 from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
 from models import OrderStatus, Rule, SignalStatus
@@ -94,6 +95,9 @@ class Field:
     max_length: Optional[int] = None
     min_length: Optional[int] = None
     item_enum: tuple = ()  # array: the values each item may take (documented; checked by the value's owner)
+    item_pattern: str = ""  # array of strings: the pattern each item must match (checked by the value's owner)
+    min_properties: Optional[int] = None  # object: at least this many keys
+    key_enum: tuple = ()  # object: the keys it may have (documented; checked by the value's owner)
 
     def schema(self) -> dict:
         out: dict[str, Any] = {"type": self.kind, "description": self.label}
@@ -112,7 +116,12 @@ class Field:
         if self.min_length is not None:
             out["minLength"] = self.min_length
         if self.items:
-            out["items"] = {"type": self.items, **({"enum": list(self.item_enum)} if self.item_enum else {})}
+            out["items"] = {"type": self.items, **({"enum": list(self.item_enum)} if self.item_enum else {}),
+                            **({"pattern": self.item_pattern} if self.item_pattern else {})}
+        if self.min_properties is not None:
+            out["minProperties"] = self.min_properties
+        if self.key_enum:
+            out["propertyNames"] = {"enum": list(self.key_enum)}
         if self.kind == "integer":
             out.update({k: v for k, v in (("minimum", self.low), ("maximum", self.high)) if v is not None})
         elif self.kind == "number":
@@ -184,6 +193,7 @@ class Shape:
     description: str
     fields: tuple[Field, ...]
     variants: tuple[Variant, ...]
+    form: bool = False  # a multipart form: a part has no null, an optional part is only left out
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
@@ -200,9 +210,10 @@ class Shape:
         by_name = {f.name: f for f in self.fields}
 
         def one(variant: Variant) -> dict:
-            names = [*variant.required, *variant.optional]
-            out = {"type": "object", "properties": {n: by_name[n].schema() for n in names},
-                   "additionalProperties": False}
+            properties = {n: by_name[n].schema() for n in variant.required}
+            properties.update({n: by_name[n].schema() if self.form else nullable(by_name[n].schema())
+                               for n in variant.optional})
+            out = {"type": "object", "properties": properties, "additionalProperties": False}
             if variant.required:
                 out["required"] = list(variant.required)
             if variant.title:
@@ -214,8 +225,25 @@ class Shape:
         return {"oneOf": [one(v) for v in self.variants], "description": self.description}
 
 
-# The canonical form the UI uses; the parser also accepts lower case and an sh/sz prefix.
-STOCK_CODE_PATTERN = r"^(60[0135]|68[89]|00[0-3]|30[01]|5[168][0-9]|1[56][0-9])[0-9]{3}(\.(SH|SZ))?$"
+def nullable(schema: dict) -> dict:
+    """The schema of an optional field: the parsers read an explicit null as the field left out."""
+    if "const" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        out["enum"] = [*schema["enum"], None]
+    return out
+
+
+# Exactly the codes the API accepts (parse_code checks this pattern): six digits of a supported board, with the
+# exchange they belong to written at most once, as a suffix (600036.SH) or a prefix (sh600036), any case. A code
+# whose written exchange is not its own (600036.SZ) is refused: it would name another instrument.
+_SH_DIGITS = r"(?:60[0135]|68[89]|5[168][0-9])[0-9]{3}"
+_SZ_DIGITS = r"(?:00[0-3]|30[01]|1[56][0-9])[0-9]{3}"
+_SH, _SZ = r"[Ss][Hh]", r"[Ss][Zz]"
+STOCK_CODE_PATTERN = (rf"^(?:{_SH_DIGITS}(?:\.{_SH})?|{_SH}{_SH_DIGITS}|"
+                      rf"{_SZ_DIGITS}(?:\.{_SZ})?|{_SZ}{_SZ_DIGITS})$")
+NON_BLANK_PATTERN = r"^[\s\S]*\S[\s\S]*$"  # at least one character that is not white space
 F_STOCK_CODE = Field("stock_code", "string", "股票代码，如 600036.SH 或 600036", pattern=STOCK_CODE_PATTERN)
 F_AMOUNT = Field("amount", "number", "金额（元）", low=0, high=MAX_AMOUNT)
 F_PRICE = Field("price", "number", "委托价格（元，限价；省略则按现价让价）", low=0, high=MAX_PRICE)
@@ -233,18 +261,62 @@ SELL = Shape("SellRequest", "卖出：按数量（可指定限价）或按可用
     Field("confirm", "boolean", "操作员已确认（紧急停止状态下只接受 confirm 为 true 的手动卖出）")), (
     Variant(("stock_code", "volume"), ("price", "confirm"), title="按数量卖出"),
     Variant(("stock_code", "ratio"), ("confirm",), title="按比例卖出")))
+# issue 26 item 12: a dry check of a manual order (the same checks as execute_buy / execute_sell, nothing sent)
+CHECK_ORDER = Shape("CheckOrderRequest", "手动委托预检（不下单）：与 execute_buy / execute_sell 相同的全部下单前检查，"
+                    "返回将委托的数量与价格、可买/可卖数量；只给代码时只返回可买/可卖", (
+    Field("side", "string", "方向：buy 买入，sell 卖出", enum=("buy", "sell")), F_STOCK_CODE,
+    Field("amount", "number", "买入金额", low=0, high=MAX_AMOUNT),
+    Field("volume", "integer", "委托数量", low=1, high=MAX_VOLUME),
+    Field("ratio", "number", "卖出比例（可用持仓的比例，0 < 比例 ≤ 1）", low=0, high=1.0), F_PRICE,
+    Field("confirm", "boolean", "卖出：操作员已确认（同 execute_sell）")), (
+    Variant(("side", "stock_code"), ("amount", "volume", "ratio", "price", "confirm")),))
 SIGNAL_ID = Shape("SignalIdRequest", "执行一个排队中的信号", (
     Field("signal_id", "integer", "信号编号", low=1, high=MAX_ID),), (Variant(("signal_id",)),))
 ORDER_ID = Shape("OrderIdRequest", "撤销一笔委托（本程序的委托编号或券商委托号）", (
     Field("order_id", "string", "委托编号", pattern=ORDER_ID_PATTERN.pattern),), (Variant(("order_id",)),))
 CONFIG_CHANGES = Shape("ConfigChangesRequest", "修改参数：{\"changes\": {参数名: 新值}}", (
-    Field("changes", "object", "参数修改，如 {\"STOP_LOSS_RATIO\": -0.08}"),), (Variant(("changes",)),))
+    Field("changes", "object", "参数修改，如 {\"STOP_LOSS_RATIO\": -0.08}；值的类型与范围见 GET /api/config",
+          min_properties=1, key_enum=tuple(config.PARAMS_BY_KEY)),), (Variant(("changes",)),))
+
+
+def config_value_schema(param: config.Param) -> dict:
+    """The JSON values config.coerce_value accepts for `param` (type, bounds, choices); rules between parameters
+    (config.validate) and a few per-parameter ones (e.g. the API token's length) are the ConfigStore's."""
+    bounds = {k: v for k, v in (("minimum", param.min), ("maximum", param.max)) if v is not None}
+    number = {"type": "number", **bounds}
+    if param.kind == "bool":
+        return {"type": "boolean"}
+    if param.kind == "int":
+        return {"type": "integer", **bounds}
+    if param.kind == "float":
+        return number
+    if param.kind == "choice":
+        return {"enum": list(param.choices)}
+    if param.kind == "float_list":
+        return {"type": "array", "minItems": 1, "items": number}
+    if param.kind == "rate_table":  # rows of (threshold within the bounds, factor)
+        return {"type": "array", "minItems": 1, "items": {"type": "array", "prefixItems": [
+            number, {"type": "number"}], "minItems": 2, "maxItems": 2, "items": False}}
+    if param.kind == "str_list":
+        return {"type": "array", "items": {"type": "string"}}
+    return {"type": "string"}
+
+
+def config_changes_schema() -> dict:
+    """The body of POST /api/config/update: each key of the parameter table with the values it takes."""
+    changes = {**CONFIG_CHANGES.field("changes").schema(), "additionalProperties": False, "properties": {
+        p.key: {**config_value_schema(p), "description": p.meaning} for p in config.PARAMS}}
+    changes.pop("propertyNames", None)  # the properties list the keys
+    return {**CONFIG_CHANGES.schema(), "properties": {"changes": changes}}
+
+
 ROLLBACK = Shape("RollbackRequest", "回滚参数修改：省略 history_id 回滚最近一次", (
     Field("history_id", "integer", "修改记录编号", low=1, high=MAX_ID),), (Variant((), ("history_id",)),))
 CONFIG_KEY = Shape("ConfigKeyRequest", "恢复一个参数为默认值", (
-    Field("key", "string", "参数名 key", pattern=CONFIG_KEY_PATTERN.pattern),), (Variant(("key",)),))
+    Field("key", "string", "参数名 key", enum=tuple(config.PARAMS_BY_KEY)),), (Variant(("key",)),))
 STOCK_POOL = Shape("StockPoolRequest", "替换股票池", (
-    Field("stocks", "array", "股票列表 stocks", items="string"),), (Variant(("stocks",)),))
+    Field("stocks", "array", "股票列表 stocks", items="string", item_pattern=STOCK_CODE_PATTERN),), (
+    Variant(("stocks",)),))
 GRID_START = Shape("GridStartRequest", "为持仓股票启动网格；可为本会话覆盖 GRID_* 参数（范围同参数表）", (
     F_STOCK_CODE, Field("center_price", "number", "网格中心价（省略则用现价）"),
     *(Field(key, "number", f"本会话的 {key}") for key in sorted(GRID_PARAM_KEYS.values()))), (
@@ -254,7 +326,8 @@ DISMISS = Shape("DismissSignalRequest", "忽略一个排队中的信号；snooze
     Variant(("signal_id",), ("snooze",)),))
 EMPTY = Shape("EmptyRequest", "无参数：可不带请求体，或发送空对象 {}", (), (Variant(()),))
 
-F_REASON = Field("reason", "string", "原因说明（最多 200 字）", max_length=200)
+F_REASON = Field("reason", "string", "原因说明（最多 200 字，不能只有空白）", max_length=200, min_length=1,
+                 pattern=NON_BLANK_PATTERN)
 REASON = Shape("ReasonRequest", "可选的原因说明：不带请求体或 {} 时使用默认原因", (F_REASON,), (Variant((), ("reason",)),))
 RESUME = Shape("ResumeRequest", "恢复交易：必须明确确认 {\"confirm\": true}", (
     Field("confirm", "boolean", "确认恢复交易", const=True), F_REASON), (Variant(("confirm",), ("reason",)),))
@@ -263,7 +336,7 @@ RESUME = Shape("ResumeRequest", "恢复交易：必须明确确认 {\"confirm\":
 ORDER_FILE_UPLOAD = Shape("OrderFileUpload", "上传 CSV 委托文件（规则同委托文件目录）；dry_run=true 只校验不下单", (
     Field("file", "string", "CSV 文件（UTF-8 或 GBK；表头中英文均可）", media="text/csv"),
     Field("dry_run", "string", "只校验、不下单", enum=("true", "false", "1", "0"))), (
-    Variant(("file",), ("dry_run",)),))
+    Variant(("file",), ("dry_run",)),), form=True)
 
 # Query parameters of the list routes (the routes refuse any other).
 Q_STATUS = Field("status", "string", "委托状态：active（全部未完成）或一个状态值",
@@ -308,7 +381,21 @@ def parse_json_body(raw: bytes, content_type: str) -> dict:
         raise bad_request("请求体嵌套层数过多", "INVALID_JSON") from None
     if not isinstance(body, dict):
         raise bad_request("请求体必须是 JSON 对象（{…}）", "INVALID_JSON")
+    if SURROGATE_ESCAPE.search(text):
+        body = _without_lone_surrogates(body)
     return body
+
+
+# a \uD800–\uDFFF escape: the only way a lone surrogate gets into a parsed body (raw ones are not UTF-8)
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(body: dict) -> dict:
+    """The body with each lone surrogate (half of a UTF-16 pair, not a character) replaced by U+FFFD, so that
+    no answer can quote one back (json.loads already joined the valid pairs into characters)."""
+    dumped = json.dumps(body, ensure_ascii=False)
+    return json.loads(LONE_SURROGATE.sub("\ufffd", dumped))
 
 
 # json's messages (English) said in Chinese; the parser's position is added as line/column
@@ -379,7 +466,9 @@ def parse_sell(body: Mapping[str, Any]) -> SellOrder:
 
 
 def _confirm_flag(body: Mapping[str, Any]) -> bool:
-    value = body.get("confirm", False)
+    value = body.get("confirm")
+    if value is None:  # left out (or null): not confirmed
+        return False
     if not isinstance(value, bool):
         raise bad_request("confirm 只能是 true 或 false")
     return value
@@ -457,7 +546,7 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
     code = parse_code(F_STOCK_CODE.read(body))
     options = {}
     for key in sorted(variant.optional):
-        if key in body:
+        if body.get(key) is not None:  # null: no override, as if left out
             value = body[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
                 raise bad_request(f"{key} 必须是有限的数字")
@@ -468,8 +557,10 @@ def parse_grid_start(body: Mapping[str, Any]) -> GridStart:
 
 
 def parse_reason(body: Mapping[str, Any], default: str) -> str:
-    value = body.get("reason", default)
-    if not isinstance(value, str) or not value.strip():
+    value = body.get("reason")
+    if value is None:  # left out (or null): the default reason
+        value = default
+    if not isinstance(value, str) or not re.fullmatch(NON_BLANK_PATTERN, value):
         raise bad_request("原因（reason）须为非空文字", "INVALID_REASON")
     if len(value) > F_REASON.max_length:
         raise bad_request(f"原因（reason）不能超过 {F_REASON.max_length} 个字", "INVALID_REASON")
@@ -489,11 +580,13 @@ def parse_order_file_upload(files: Mapping[str, Any], form: Mapping[str, str]) -
     variant = ORDER_FILE_UPLOAD.variants[0]
     _only({**dict.fromkeys(files), **dict.fromkeys(form)}, variant.allowed)
     upload = files.get("file")
-    if upload is None:
+    if upload is None and "file" not in form:
         raise bad_request("缺少上传的文件（表单字段 file）", "MISSING_FIELD")
     dry_text = form.get("dry_run", "false").strip().lower()
     if dry_text not in ORDER_FILE_UPLOAD.field("dry_run").enum:
         raise bad_request("dry_run 只能是 true 或 false")
+    if upload is None:  # the part came without a file name (curl -F 'file=<orders.csv'): its text is the file
+        return "upload.csv", form["file"].encode("utf-8"), dry_text in ("true", "1")
     return upload.filename or "upload.csv", upload.read(), dry_text in ("true", "1")
 
 
@@ -504,6 +597,15 @@ def parse_grid_session_id(text: str) -> int:
 # ---- path and query parameters --------------------------------------------------------------------
 
 def parse_code(value: Any) -> str:
+    """The normalized code (600036.SH) of a code written as STOCK_CODE_PATTERN allows; 400 otherwise."""
+    if isinstance(value, str) and not re.fullmatch(STOCK_CODE_PATTERN, value):
+        if value.strip() != value:
+            raise bad_request(f"无效的股票代码「{_shown(value)}」：前后不能有空白", "INVALID_STOCK_CODE")
+        try:
+            market_rules.normalize_code(value)  # its message names what is wrong (exchange, board, format)
+        except ValueError as exc:
+            raise bad_request(str(exc), "INVALID_STOCK_CODE") from None
+        raise bad_request(f"无效的股票代码「{_shown(value)}」", "INVALID_STOCK_CODE")
     try:
         return market_rules.normalize_code(value)
     except ValueError as exc:

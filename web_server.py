@@ -23,7 +23,8 @@ from werkzeug.exceptions import HTTPException
 from config import MIN_API_TOKEN_LENGTH
 from config_store import ConfigError
 from models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
-from web_limits import REQUEST_THREADS_RESERVED, StreamSlots, install_queue_filter, waitress_options
+from web_limits import (REQUEST_THREADS_RESERVED, StreamSlots, guard_connections, install_queue_filter,
+                        waitress_options)
 from web_requests import ApiError
 from web_views import to_json
 
@@ -87,6 +88,7 @@ class WebContext:
     intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
     log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
     data_dir: Any = None  # the daemon's data dir (Path), where `backtest.py compare` leaves its result (issue 20)
+    protection: Optional[Callable[[], dict]] = None  # issue 25: the protection sentinel's report for /api/health
 
 
 @dataclass
@@ -215,6 +217,7 @@ class WebServer:
             channel_request_lookahead=4,  # lets a stream notice a client that went away
             asyncore_use_poll=True, clear_untrusted_proxy_headers=True, expose_tracebacks=False,
             **waitress_options(self.ctx.settings))
+        guard_connections(self._server, self.ctx.settings)  # a flood of idle/slow sockets cannot lock out the operator
         install_queue_filter()
         self.port = int(self._server.effective_port)
         self.app.extensions["qmt"].binding.port = self.port

@@ -22,7 +22,7 @@ SESSION_LABELS = {
 ORDER_STATUS_LABELS = {
     OrderStatus.PENDING_SUBMIT: "待报", OrderStatus.SUBMITTED: "已报", OrderStatus.OPEN: "已报待成",
     OrderStatus.PARTIALLY_FILLED: "部分成交", OrderStatus.CANCEL_PENDING: "撤单中", OrderStatus.CANCELLED: "已撤",
-    OrderStatus.FILLED: "已成", OrderStatus.REJECTED: "废单", OrderStatus.UNKNOWN: "状态未知",
+    OrderStatus.FILLED: "已成", OrderStatus.REJECTED: "废单", OrderStatus.UNKNOWN: "结果未知",
 }
 SIGNAL_STATUS_LABELS = {status: status.label for status in SignalStatus}
 MODE_LABELS = {"simulation": "模拟", "live": "实盘"}

@@ -1,7 +1,8 @@
 """Named worker threads and the heartbeat watchdog: every loop is a `Worker` (`run_once` + `wait`), run in
 a thread that beats; the watchdog restarts a worker whose thread died or stopped beating (within
-2 × THREAD_CHECK_INTERVAL + the worker's declared maximum step time), with back-off and a per-hour limit after
-which it raises an alarm instead of flapping; a worker stuck twice at the same call raises an alarm too."""
+2 × THREAD_CHECK_INTERVAL + the worker's declared maximum step time), with doubling back-off. No worker is
+abandoned (DESIGN §8a): past its hourly restart budget it raises an alarm (health red) and keeps being retried
+at the capped back-off until a step succeeds again; a worker stuck twice at the same call raises an alarm too."""
 from __future__ import annotations
 
 import logging
@@ -45,6 +46,22 @@ class Worker:
 STOP_CHECK_SECONDS = 0.25  # how often a worker blocked on a condition looks at its stop event
 
 
+class ScheduledWorker(Worker):
+    """A worker that runs when its next due time (`_due_at`, monotonic seconds) has come."""
+
+    def __init__(self, now: Callable[[], float], first_due: float):
+        self._now = now
+        self._due_at = first_due
+
+    def wait(self, stop: threading.Event, limit: float) -> None:
+        remaining = self._due_at - self._now()
+        if remaining > 0:
+            stop.wait(min(limit, remaining))
+
+    def is_due(self) -> bool:
+        return self._now() >= self._due_at
+
+
 def wait_for_version(wait: Callable[[int, float], int], seen: int, stop: threading.Event, timeout: float) -> int:
     """Block on `wait(seen, t)` (a condition-backed version wait) until the version changes, `timeout` real
     seconds pass, or `stop` is set; returns the version. Lets condition waits honour a prompt shutdown."""
@@ -75,6 +92,7 @@ class _Runner:
         self.stop_event = threading.Event()
         self._max_wait = max_wait
         self._now = now
+        self.completed_steps = 0  # `run_once` calls that returned: a restarted worker that works again
         self.thread = threading.Thread(target=self._run, name=worker.name, daemon=True)
 
     def _run(self) -> None:
@@ -88,8 +106,12 @@ class _Runner:
                 self.beat.last_beat = self._now()
                 if worker.is_due():
                     worker.run_once()
+                    self.completed_steps += 1
             worker.on_stop()
-        except Exception:  # the thread ends here; the watchdog sees it dead and restarts it
+        except Exception as exc:  # the thread ends here; the watchdog sees it dead and restarts it
+            if getattr(exc, "code", None) == "BROKER_STOPPING":  # the daemon is stopping: an end, not a crash
+                log.info("线程 %s 随程序退出而结束（%s）", worker.name, getattr(exc, "message", exc))
+                return
             log.exception("线程 %s 异常退出，等待看门狗重启", worker.name)
 
 
@@ -106,6 +128,7 @@ class Watchdog(Worker):
         self._beats: dict[str, Heartbeat] = {}
         self._next_restart_at: dict[str, float] = {}
         self._stuck_at: dict[str, dict[str, int]] = {}  # worker -> where its hung threads were stuck -> count
+        self._over_budget: set[str] = set()  # workers whose budget alarm stands until a step succeeds again
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -141,6 +164,8 @@ class Watchdog(Worker):
                     self._note_stuck(name, runner.thread)
                 if dead or stuck:
                     self._restart(runner, "已退出" if dead else f"超过 {stuck_after:g} 秒无心跳", now)
+                elif name in self._over_budget and runner.completed_steps:
+                    self._recovered(name)
 
     def wait(self, stop: threading.Event, limit: float) -> None:
         stop.wait(min(limit, self._settings.get("THREAD_CHECK_INTERVAL")))
@@ -175,24 +200,35 @@ class Watchdog(Worker):
         beat = self._beats[name]
         hour_ago = now - 3600
         beat.restart_times = [t for t in beat.restart_times if t > hour_ago]
-        limit = self._settings.get("THREAD_MAX_RESTARTS_PER_HOUR")
-        if len(beat.restart_times) >= limit:
-            if not beat.alarm:
-                self._raise_alarm(name, f"线程 {name} 一小时内已重启 {limit} 次，不再自动重启，请检查日志")
-            return
         if now < self._next_restart_at.get(name, 0.0):
             return  # back-off
+        limit = self._settings.get("THREAD_MAX_RESTARTS_PER_HOUR")
+        cap = float(self._settings.get("THREAD_RESTART_BACKOFF_MAX_SECONDS"))
+        over_budget = len(beat.restart_times) >= limit
+        if over_budget and name not in self._over_budget:
+            self._over_budget.add(name)
+            if not beat.alarm:
+                self._raise_alarm(name, f"线程 {name} 一小时内已重启 {limit} 次仍异常，将每隔最多 {cap:g} 秒继续重试，"
+                                        "恢复前健康状态为红色，请检查日志")
         log.error("线程 %s %s，正在重启（第 %d 次）", name, why, beat.restarts + 1)
         runner.stop_event.set()  # a hung thread that wakes up later exits instead of running twice
         beat.restart_times.append(now)
         beat.restarts += 1
-        backoff = min(60.0, 2.0 ** (len(beat.restart_times) - 1))
-        self._next_restart_at[name] = now + backoff
+        self._next_restart_at[name] = now + restart_backoff(len(beat.restart_times), cap)
         fresh = self._new_runner(runner.worker)
         self._runners[name] = fresh
         self._start_runner(fresh)
-        self._emit(EventKind.THREAD_RESTARTED, f"线程 {name} {why}，已自动重启（一小时内第 {len(beat.restart_times)} 次）",
-                   thread=name)
+        if not over_budget:  # past the budget the standing alarm speaks for every further retry
+            self._emit(EventKind.THREAD_RESTARTED,
+                       f"线程 {name} {why}，已自动重启（一小时内第 {len(beat.restart_times)} 次）", thread=name)
+
+    def _recovered(self, name: str) -> None:
+        """A worker retried past its budget completed a step: its budget alarm clears (health green again)."""
+        self._over_budget.discard(name)
+        beat = self._beats[name]
+        if beat.alarm.startswith(f"线程 {name} 一小时内已重启"):
+            beat.alarm = ""
+        log.warning("线程 %s 重启后已恢复正常运行", name)
 
     def _emit(self, kind: EventKind, message: str, **data) -> None:
         if self._events is not None:
@@ -221,6 +257,11 @@ class Watchdog(Worker):
         runner.beat.last_beat = self._now()
         runner.beat.alive = True
         runner.thread.start()
+
+
+def restart_backoff(restarts_this_hour: int, cap: float) -> float:
+    """Seconds before the next restart: 1, 2, 4 … doubling with each restart in the last hour, up to `cap`."""
+    return min(cap, 2.0 ** min(restarts_this_hour - 1, 30))
 
 
 STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep

@@ -3,13 +3,21 @@ package index over the internet (xtquant 250807: `requests.get("https://pypi.org
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
+import logging
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
 
 from models import DataUnavailable
+
+log = logging.getLogger(__name__)
+
+NATIVE_DATA_MODULE = "xtquant.datacenter"
+NATIVE_REASON = "xtquant 的原生模块只能在安装了 miniQMT 的 Windows 电脑上加载"
+NOT_ON_THIS_MACHINE = f"本机无法使用 miniQMT 行情：{NATIVE_REASON}"
 
 
 def xtquant_package() -> ModuleType:
@@ -33,9 +41,35 @@ def import_xtquant(submodule: str) -> ModuleType:
     xtquant_package()
     try:
         return importlib.import_module(f"xtquant.{submodule}")
-    except ImportError as exc:
-        raise DataUnavailable("XTQUANT_NATIVE_MISSING",
-                              f"xtquant.{submodule} 无法加载（其原生模块仅支持 Windows + miniQMT）：{exc}") from exc
+    except ImportError as exc:  # Python's English reason stays in the exception chain (the debug log)
+        log.debug("xtquant.%s 导入失败：%s", submodule, exc)
+        raise DataUnavailable("XTQUANT_NATIVE_MISSING", NOT_ON_THIS_MACHINE) from exc
+
+
+def data_native_available() -> bool:
+    """Whether xtdata's native part (xtquant.datacenter) can load here, found without importing anything:
+    a stand-in already registered (tests), or an extension file this Python can load in xtquant's folder
+    (the wheel's .pyd files only load on Windows)."""
+    if NATIVE_DATA_MODULE in sys.modules:
+        return True
+    try:
+        spec = importlib.util.find_spec("xtquant")
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    stem = NATIVE_DATA_MODULE.rsplit(".", 1)[1]
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    for folder in spec.submodule_search_locations:
+        path = Path(folder)
+        if path.is_dir() and any(p.name.startswith(stem) and p.name.endswith(suffixes) for p in path.iterdir()):
+            return True
+    return False
+
+
+def unavailable_note(fallback_label: str) -> str:
+    """The start-up line of a default run on a machine without miniQMT (Linux, macOS)."""
+    return f"本机没有可用的 miniQMT（{NATIVE_REASON}），改用{fallback_label}"
 
 
 def _version(init_file: str | None) -> str:

@@ -64,10 +64,28 @@ class XtQuantSource:
         with self._lock:
             if watch == self._watch:
                 return
+            added = [code for code in watch if code not in self._watch]
             self._watch = watch
             self._next_bar_update = None  # new codes want their bars now
         if self.connected:
             self._subscribe()
+            self._publish_now(added)
+
+    def _publish_now(self, codes: list[str]) -> None:
+        """A code just subscribed (e.g. a position that just appeared) is quoted at once: a push for it may have
+        gone out before the subscription, and the next poll is up to MONITOR_INTERVAL away."""
+        if not codes or self._publish is None:
+            return
+        errors: list[str] = []
+        try:
+            quotes = self._poll_quotes(codes, errors)
+        except Exception as exc:  # xtdata raises bare Exceptions when miniQMT goes away; the next step retries
+            log.warning("订阅新股票后立即取行情失败：%s", exc)
+            return
+        for message in errors:
+            self._push_error(message)
+        for quote in quotes:
+            self._publish(quote)
 
     def stock_name(self, code: str) -> str:
         detail = self._detail(code) if self.connected else None

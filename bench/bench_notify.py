@@ -3,9 +3,12 @@
 1. event published → delivered to a loopback JSON webhook (bus → notifier thread under the watchdog → SQLite
    outbox → apprise → HTTP), one at a time, p50/p99;
 2. order latency (`buy_stock` → fill → position, every fill published on the bus) with the notifier's only
-   channel a receiver that hangs for 30 s, against a healthy receiver: delivery must never delay an order.
+   channel a receiver that hangs for 30 s, against a healthy receiver: delivery must never delay an order;
+3. issue 34, with the shipped defaults (burst window, rate limit, digest size): a burst of fills published at
+   full speed with a thread alarm in its middle → messages the burst became, alarm latency (published →
+   received), time until the last fill was received, fills lost.
 
-    python bench/bench_notify.py [--messages 200] [--orders 200]
+    python bench/bench_notify.py [--messages 200] [--orders 200] [--bursts 3] [--burst-fills 500]
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from config_store import ConfigStore  # noqa: E402
 from events import EventBus, EventKind  # noqa: E402
 from market_clock import ReplayClock  # noqa: E402
 from notify_store import NotifyStore  # noqa: E402
-from notify_support import HangingReceiver, WebhookReceiver  # noqa: E402
+from notify_support import HangingReceiver, WebhookReceiver, announcements  # noqa: E402
 from notify_worker import Notifier  # noqa: E402
 from position_manager import PositionManager  # noqa: E402
 from sim_trader import SimTrader  # noqa: E402
@@ -33,7 +36,7 @@ from trading_executor import TradingExecutor  # noqa: E402
 from workers import Watchdog  # noqa: E402
 
 FAST = {"NOTIFY_RATE_LIMIT": 1000, "NOTIFY_DIGEST_THRESHOLD": 1000, "MAX_ORDERS_PER_DAY": 10_000,
-        "SIMULATION_BALANCE": 1e8}
+        "SIMULATION_BALANCE": 1e8, "NOTIFY_COALESCE_SECONDS": 0.0, "NOTIFY_COALESCE_MAX_SECONDS": 0.0}
 
 
 def _notifier(folder: Path, url: str, clock, **overrides):
@@ -94,6 +97,51 @@ def orders(count: int, folder: Path, hanging: bool) -> tuple[list[float], dict]:
     return samples, outbox
 
 
+def bursts(count: int, fills: int, folder: Path) -> list[dict]:
+    """`count` bursts of `fills` fills each (a thread alarm after the first half), shipped defaults only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    receiver = WebhookReceiver()
+    clock = ReplayClock(datetime(2024, 2, 8, 10, 0))
+    settings = ConfigStore(Database(folder / "settings.db"), run_overrides={})
+    bus = EventBus(clock)
+    notifier = Notifier(NotifyStore(Database(folder / "notify.db")), bus, settings)
+    notifier.add_channel("bench", receiver.url, [])
+    watchdog = Watchdog(settings)
+    watchdog.add(notifier)
+    watchdog.start()
+    results = []
+    try:
+        for number in range(count):
+            before = len(receiver.bodies)
+            start = time.perf_counter()
+            alarm_at = 0.0
+            for index in range(fills):
+                bus.emit(EventKind.FILL, f"{CODE} 网格卖出 {100 + index} 股 @ {PRICE}", stock_code=CODE,
+                         burst=number)
+                if index == fills // 2:
+                    alarm_at = time.perf_counter()
+                    bus.emit(EventKind.THREAD_ALARM, f"第 {number + 1} 轮：线程「行情」无心跳")
+            published = time.perf_counter() - start
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                told = announcements(receiver.wait_for(len(receiver.bodies) + 1, 1)[before:])
+                if sum(1 for label, _ in told if label == "成交") >= fills:
+                    break
+            mine = receiver.bodies[before:]
+            alarm_index = next(i for i, b in enumerate(mine) if b["title"] == "miniQMT【线程告警】")
+            told = [text for label, text in announcements(mine) if label == "成交"]
+            results.append({"published_s": published, "messages": len(mine) - 1,
+                            "alarm_ms": (receiver.arrivals[before + alarm_index] - alarm_at) * 1000,
+                            "alarm_first": alarm_index == 0,
+                            "last_fill_s": receiver.arrivals[len(receiver.bodies) - 1] - start,
+                            "lost": fills - len(set(told))})
+            clock.advance(60)  # the next burst is a minute later on the market clock (and a new rate window)
+    finally:
+        watchdog.stop(5)
+        receiver.close()
+    return results
+
+
 def line(label: str, samples: list[float]) -> str:
     ms = [s * 1000 for s in samples]
     return f"{label:58s} n={len(ms):4d}  p50 {percentile(ms, 50):7.2f} ms  p99 {percentile(ms, 99):7.2f} ms  " \
@@ -104,6 +152,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="通知投递延迟与挂起的接收端对委托延迟的影响")
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--burst-fills", type=int, default=500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -112,6 +162,11 @@ def main() -> int:
         hung, hung_outbox = orders(args.orders, folder / "x", hanging=True)
         print(line("buy_stock → fill → position, healthy receiver", healthy), "outbox:", healthy_outbox)
         print(line("buy_stock → fill → position, receiver hangs 30 s", hung), "outbox:", hung_outbox)
+        for number, r in enumerate(bursts(args.bursts, args.burst_fills, folder / "b"), start=1):
+            print(f"burst {number}: {args.burst_fills} fills published in {r['published_s'] * 1000:.0f} ms + 1 thread "
+                  f"alarm → {r['messages']} fill message(s); alarm received {r['alarm_ms']:.1f} ms after "
+                  f"publishing{'' if r['alarm_first'] else ' (NOT first)'}; last fill received after "
+                  f"{r['last_fill_s']:.2f} s; fills lost {r['lost']}")
     return 0
 
 

@@ -116,5 +116,20 @@ def text_of(message) -> str:
     return ""
 
 
+def announcements(bodies: list[dict]) -> list[tuple[str, str]]:
+    """(title label, first line) of every message a webhook received, a digest's lines counted one by one: what
+    the owner was told, whether a burst window put it in a message of its own or in a digest."""
+    told = []
+    for body in bodies:
+        if body["title"].startswith("miniQMT【汇总"):
+            for line in body["message"].splitlines():
+                if not line.startswith(" "):  # a continuation line of the message above
+                    label, _, text = line.partition("【")[2].partition("】 ")
+                    told.append((label, text))
+        else:
+            told.append((body["title"].partition("【")[2].partition("】")[0], body["message"].splitlines()[0]))
+    return told
+
+
 def first(items: list, predicate) -> Optional[object]:
     return next((item for item in items if predicate(item)), None)

@@ -1,5 +1,7 @@
 """Loading and validating daily bars for the backtest: every kind of bad data is reported with its file and
 row and the stock is skipped; good stocks still load."""
+import os
+
 import numpy as np
 import pytest
 
@@ -183,6 +185,8 @@ def test_daily_appends_do_not_grow_the_cache_and_the_cap_removes_the_least_recen
     load_market(other, cache_dir=cache, workers=1)
     assert len(list(cache.glob("*.npy"))) == 3
     entry_size = max(p.stat().st_size for p in cache.glob("*.npy"))
+    for entry in cache.glob("*.npy"):  # an hour ago: the run below makes its own entries the recently used ones
+        os.utime(entry, (entry.stat().st_atime, entry.stat().st_mtime - 3600))
     load_market(folder, cache_dir=cache, workers=1, cache_max_mb=2.5 * entry_size / 1024 / 1024)
     # the other folder's entry was the least recently used; this run's two stay
     assert sorted(p.name.split("-")[0] for p in cache.glob("*.npy")) == ["600000.SH", "600036.SH"]

@@ -112,7 +112,7 @@ def test_hung_place_order_overruns_into_unknown_without_holding_executor_locks(c
     assert box["error"].code == "BROKER_TIMEOUT"
     [entry] = executor.journal.open_entries()
     assert entry.status is OrderStatus.UNKNOWN
-    assert "状态未知" in entry.reason
+    assert "结果未知" in entry.reason
     # While that call is still outstanding the broker counts as hung: a new order fails at once (here at the
     # cash check, which asks the broker) and nothing more is journaled or sent.
     start = time.monotonic()

@@ -45,6 +45,20 @@ def test_overview_lists_every_account_with_totals_and_equity_curves(supervisor, 
     assert page.inner_text("#accounts-totals").count("3 / 3") == 1  # 运行中账户
     page.wait_for_function("document.querySelectorAll('#accounts-chart polyline').length >= 2", timeout=60_000)
     assert page.locator("#accounts-chart polyline[data-account=sim1]").count() == 1
+    # the return view: every curve starts on the dashed 0 % line, whatever the account's size
+    starts = page.evaluate("""() => Array.from(document.querySelectorAll('#accounts-chart polyline')).map(
+        l => Number(l.getAttribute('points').split(' ')[0].split(',')[1]))""")
+    zero = float(page.get_attribute("#accounts-chart line.zero-line", "y1"))
+    assert starts and all(abs(y - zero) < 0.11 for y in starts), (starts, zero)
+    assert page.inner_text("#accounts-chart .legend-item[data-account=sim1]").startswith("模拟一：")
+    assert "%" in page.inner_text("#accounts-chart .legend-item[data-account=sim1]")
+    page.select_option("#accounts-chart-view", "asset")  # the absolute view stays available
+    assert page.locator("#accounts-chart line.zero-line").count() == 0
+    assert "%" not in page.inner_text("#accounts-chart .legend-item[data-account=sim1]").split("（")[0]
+    page.select_option("#accounts-chart-view", "return")
+    # the switcher names the accounts as the owner does
+    assert [page.inner_text(f"#account-switch option[value={i}]") for i in ("sim1", "sim2", "live1")] == [
+        "模拟一", "模拟二", "实盘账户"]
     shot(page, "accounts_01_overview")
     assert real_problems(page) == []
 

@@ -1,6 +1,6 @@
 """Issue 20 in the browser: the 「回测对比」 page shows the latest `backtest.py compare` result of the daemon's data
 dir (cost per cause, then every trade), served by the real waitress server; before a result exists the API
-answers 404 with a Chinese hint."""
+answers an empty state (no error, no 404) that tells the command to run."""
 import io
 
 import pytest
@@ -28,8 +28,15 @@ def test_compare_page_shows_causes_and_trades(served):
     root, system, server = served
     client = Client(server.port)
     missing = client.request("GET", "/api/backtest/compare")
-    assert (missing.status, missing.json["code"]) == (404, "COMPARE_NOT_FOUND")
-    assert "backtest.py compare" in missing.json["message"]
+    assert missing.status == 200 and missing.json["data"]["available"] is False
+    assert missing.json["data"]["message"].startswith("还没有回测对比结果：在命令行运行 python backtest.py compare")
+    with chromium() as browser:
+        page = plain_page(browser)
+        problems = []
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.goto(server.url + "/#compare")
+        page.locator("#compare-summary-body tr.empty", has_text="还没有回测对比结果").wait_for()
+        assert page.locator("#compare-msg").is_hidden() and problems == []  # no red box, no 404
 
     scripted_account(root / "account")
     for code in POOL:
@@ -37,7 +44,7 @@ def test_compare_page_shows_causes_and_trades(served):
     assert backtest.main(["compare", "--account", str(root / "account"), "--data", str(root / "bars")],
                          io.StringIO(), io.StringIO()) == 0
     reply = client.request("GET", "/api/backtest/compare")
-    assert reply.status == 200 and len(reply.json["data"]["rows"]) == 10
+    assert reply.status == 200 and len(reply.json["data"]["rows"]) == 10 and reply.json["data"]["available"]
 
     with chromium() as browser:
         page = plain_page(browser)

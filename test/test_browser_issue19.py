@@ -7,7 +7,9 @@ from browser_support import TIMEOUT_MS, chromium, require_browser
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake
 from orders_file_store import OrderFileStore
+from orders_file_worker import OrderFileWorker
 from web_test_support import build_system, start_server
+from workers import Watchdog
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +21,13 @@ def served(tmp_path_factory):
                                              system.positions, system.settings, root / "inbox", hub=system.data.hub)
     system.ctx.diagnostics = daemon_diagnostics(system.settings, root / "data", root / "logs", system.broker,
                                                 system.data.hub, system.clock)
+    watchdog = Watchdog(system.settings)  # the order-file thread executes queued uploads (issue 26)
+    watchdog.add(OrderFileWorker(system.ctx.order_files, system.settings))
+    watchdog.start()
     server = start_server(system)
     yield system, server, root
     server.stop()
+    watchdog.stop(5.0)
     system.close()
 
 

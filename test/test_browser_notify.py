@@ -27,7 +27,7 @@ def test_notify_page_channel_test_message_jobs_and_report(tmp_path):
     notifier = Notifier(NotifyStore(notify_db), system.events, system.settings)
     store = JobStore(jobs_db)
     daily = DailyJobs(system.clock, system.settings, system.executor, system.positions, system.broker, system.signals,
-                      AccountSnapshots(system.dbs[1], system.clock), store, system.events, AlarmLog(system.events),
+                      AccountSnapshots(system.dbs[1], system.clock), store, system.events, AlarmLog(system.events, store),
                       system.ctx.trigger_prices, data_dir, tmp_path / "logs", lambda: database_files(data_dir))
     system.ctx.notifier = notifier
     system.ctx.jobs = JobRunner(daily.jobs(), store, system.clock, system.settings, system.events)

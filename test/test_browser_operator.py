@@ -117,8 +117,8 @@ def test_halted_only_a_confirmed_sell_goes_through_and_the_dialog_says_how_many(
     page.fill("#buy-form input[name=stock_code]", "600036")
     page.fill("#buy-form input[name=amount]", "20000")
     page.click("#buy-form button[type=submit]")
-    confirm(page)
     page.wait_for_function("document.querySelector('#buy-msg').textContent.includes('已紧急停止')")
+    assert not page.locator("#modal").is_visible(), "a refused buy is told before any confirmation"
     shot(page, "21_halted")
 
     page.click("#state-resume")
@@ -143,7 +143,7 @@ def test_buy_confirmation_comes_after_the_code_is_checked(daemon, page):
     page.fill("#buy-form input[name=stock_code]", quote.code)
     page.click("#buy-form button[type=submit]")
     page.locator("#modal").wait_for(state="visible")
-    assert re.search(rf"买入 {re.escape(quote.code)}.*：金额 20000 元，按现价 [\d.]+ 约 [\d,]+ 股",
+    assert re.search(rf"买入 {re.escape(quote.code)}：[1-9][\d,]*00 股，委托价 [\d.]+ 元，约 [\d,.]+ 元（可买 [\d,]+ 股",
                      modal_text(page))
     held = system.positions.get(quote.code)
     before = held.volume if held else 0
@@ -151,6 +151,35 @@ def test_buy_confirmation_comes_after_the_code_is_checked(daemon, page):
     page.locator("#modal").wait_for(state="hidden")
     held = system.positions.get(quote.code)
     assert (held.volume if held else 0) == before
+    assert real_problems(page) == []
+
+
+def test_manual_orders_are_checked_before_the_dialog_and_show_what_can_be_traded(daemon, page):
+    """Issue 26 item 12: 「买入 600036.SH：0 股」 was confirmed first and refused after; now the server's dry
+    check (the real order's checks) runs first and the forms show 可买 / 可卖 when the code is entered."""
+    system, server = daemon
+    page.goto(server.url + "/#trade")
+    page.fill("#buy-form input[name=stock_code]", "600036")
+    page.dispatch_event("#buy-form input[name=stock_code]", "change")
+    page.wait_for_function("/^可买 [\\d,]+ 股/.test(document.querySelector('#buy-capacity').textContent)")
+    page.check("#buy-form input[name=buy_by][value=volume]")
+    for volume, refusal in (("0", "委托数量必须在 1 到"), ("150", "100 股的整数倍")):
+        page.fill("#buy-form input[name=volume]", volume)
+        page.click("#buy-form button[type=submit]")
+        page.wait_for_function(f"document.querySelector('#buy-msg').className.includes('error')"
+                               f" && document.querySelector('#buy-msg').textContent.includes('{refusal}')")
+        assert not page.locator("#modal").is_visible(), f"no confirmation for {volume} shares"
+        assert "volume" not in page.inner_text("#buy-msg")  # the field's label only, not its API name
+    available = system.positions.get("600036.SH").available
+    page.fill("#sell-form input[name=stock_code]", "600036.SH")
+    page.dispatch_event("#sell-form input[name=stock_code]", "change")
+    page.wait_for_function(f"document.querySelector('#sell-capacity').textContent === '可卖 {available:,} 股'")
+    page.fill("#sell-form input[name=volume]", str(available + 100))
+    page.click("#sell-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#sell-msg').textContent.includes('可卖数量不足')")
+    assert not page.locator("#modal").is_visible()
+    shot(page, "22_checked_before_confirm")
+    assert system.executor.open_orders() == []
     assert real_problems(page) == []
 
 
@@ -165,4 +194,15 @@ def test_grid_form_proposes_the_smallest_amount_and_shows_the_switch(daemon, pag
     proposed = float(page.input_value("#grid-form input[name=GRID_BUY_AMOUNT]"))
     price = float(re.search(r"中心价 ([\d.]+)", page.inner_text("#grid-proposal")).group(1))
     assert proposed == float(-(-round(price * 100, 2) // 1))
+    # issue 26 item 13: another code drops the previous code's proposed amount and hint
+    before = page.inner_text("#grid-proposal")
+    page.fill("#grid-form input[name=stock_code]", "000001")
+    page.dispatch_event("#grid-form input[name=stock_code]", "change")
+    page.wait_for_function("(t) => { const p = document.querySelector('#grid-proposal');"
+                           " return !p.hidden && p.textContent && p.textContent !== t; }", arg=before)
+    price = float(re.search(r"中心价 ([\d.]+)", page.inner_text("#grid-proposal")).group(1))
+    assert page.input_value("#grid-form input[name=GRID_BUY_AMOUNT]") == f"{-(-round(price * 100, 2) // 1):g}"
+    page.fill("#grid-form input[name=stock_code]", "")
+    page.dispatch_event("#grid-form input[name=stock_code]", "change")
+    page.wait_for_function("document.querySelector('#grid-proposal').hidden")
     assert real_problems(page) == []

@@ -58,6 +58,7 @@ def market(tmp_path_factory):
     system.next_day()
     system.ctx.snapshots.record(first_day, system.executor.account())
     system.executor.sell_stock("000001.SZ", system.positions.get("000001.SZ").available)
+    system.executor.sell_stock(CODE, system.positions.get(CODE).available // 200 * 100)  # partial: still held
     start_workers(system)
     yield from serve(system)
 
@@ -167,6 +168,10 @@ def test_intraday_line_grows_with_new_quotes(market, page):
     levels = page.evaluate("QmtChart.currentIntraday.levelPrices()")
     assert (levels["prev"], levels["up"], levels["down"]) == (series["prev_close"], series["limit_up"],
                                                               series["limit_down"])
+    # issue 26 item 13: the price range includes the limit lines (a line off the scale is not drawn at all)
+    page.wait_for_function("(r => r && r.from <= QmtChart.currentIntraday.levelPrices().down &&"
+                           " r.to >= QmtChart.currentIntraday.levelPrices().up)"
+                           "(QmtChart.currentIntraday.visiblePriceRange())")
     page.screenshot(path=str(ARTIFACTS / "pages_intraday_1366.png"))
     assert real_problems(page) == []
 
@@ -182,6 +187,20 @@ def test_performance_page_equals_the_api_and_the_backtest_summary(market, page):
     assert page.inner_text("#perf-max_drawdown") == f"{s['max_drawdown'] * 100:.2f}%"
     assert page.inner_text("#perf-fees_paid") == f"{s['fees_paid']:,.2f}"
     assert page.inner_text("#perf-realized_pnl") == f"{s['realized_pnl']:+,.2f}"
+    # issue 26 item 11: every sell's realised P&L, the partial sell of a stock still held included; the closed
+    # episodes' figures are labelled as the episode statistics (周期统计)
+    sells = [r for r in system.executor.trade_records() if r["side"] == "sell"]
+    assert len(sells) == 2 and s["realized_pnl"] == round(sum(r["realized_pnl"] for r in sells), 2)
+    closed_sell = next(r for r in sells if r["stock_code"] == "000001.SZ")
+    assert s["episode_realized_pnl"] != s["realized_pnl"]
+    assert page.inner_text("#perf-episode_realized_pnl") == f"{s['episode_realized_pnl']:+,.2f}"
+    assert s["episode_realized_pnl"] == round(closed_sell["realized_pnl"], 2)
+    labels = page.locator("#perf-cards .label").all_inner_texts()
+    assert "已实现盈亏（全部卖出）" in labels and "周期统计：胜率" in labels
+    # item 13: the equity axis with thousands separators, the drawdown axis never 「−0.0%」
+    assert page.evaluate("[QmtPerformance.axisMoney(999589.25), QmtPerformance.axisPct(-0.004),"
+                         " QmtPerformance.axisPct(-0.04), QmtPerformance.axisPct(-0)]") == [
+        "999,589.25", "0.00%", "-0.04%", "0.00%"]
     assert page.inner_text("#perf-win_rate") == f"{s['win_rate'] * 100:.2f}%"
     assert page.inner_text("#perf-closed_episodes") == f"{s['closed_episodes']}（盈利 {s['winning_episodes']}）"
     assert page.locator("#perf-rules-body tr").count() == len(report["rules"])

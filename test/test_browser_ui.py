@@ -84,9 +84,9 @@ def test_buy_through_the_form_shows_position_and_trade(daemon, page):
     form.locator("input[name=stock_code]").fill("000001")
     form.locator("input[name=amount]").fill("abc")
     form.locator("button[type=submit]").click()
-    confirm(page)
     page.wait_for_function("document.querySelector('#buy-msg').textContent.includes('买入金额')")
     assert "error" in page.get_attribute("#buy-msg", "class")
+    assert not page.locator("#modal").is_visible()  # checked before any confirmation (issue 26 item 12)
     form.locator("input[name=amount]").fill("20000")
     form.locator("button[type=submit]").click()
     confirm(page)
@@ -114,11 +114,14 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     page.goto(server.url + "/#config")
     row = page.locator("#cfg-STOP_LOSS_RATIO")
     row.wait_for()
-    assert "止损比例" in row.inner_text() and "-0.5 ~ -0.001" in row.inner_text()
+    # issue 26 item 13: a ratio reads as a percentage (the stored fraction stays what the input edits)
+    assert "止损比例" in row.inner_text() and "范围：-50% ~ -0.1%；默认：-9.5%" in row.inner_text()
+    assert row.locator(".pct-hint").inner_text() == "＝ -9.5%"
     field = row.locator("input.cfg-input")
     field.fill("0.5")
+    assert row.locator(".pct-hint").inner_text() == "＝ 50%"
     row.locator("button", has_text="保存").click()
-    assert "STOP_LOSS_RATIO：-0.095 → 0.5" in modal_text(page)  # old → new before saving
+    assert "止损比例（STOP_LOSS_RATIO）：-9.5%（-0.095） → 50%（0.5）" in modal_text(page)  # old → new before saving
     confirm(page)
     row.locator(".field-error").wait_for(state="visible")
     assert "超出范围" in row.locator(".field-error").inner_text()
@@ -134,7 +137,7 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     page.locator("#cfg-STOP_LOSS_RATIO .tag.overridden").wait_for()
     latest = page.locator("#config-history-body tr").first
     latest.wait_for()
-    assert "STOP_LOSS_RATIO" in latest.inner_text() and "-0.08" in latest.inner_text()
+    assert "STOP_LOSS_RATIO" in latest.inner_text() and "-9.5%\t-8%" in latest.inner_text()
     shot(page, "06_config_saved")
 
     latest.locator("button", has_text="回滚").click()
@@ -143,6 +146,11 @@ def test_config_invalid_then_valid_then_rolled_back(daemon, page):
     assert system.settings.get("STOP_LOSS_RATIO") == -0.095
     page.wait_for_function("document.querySelector('#cfg-STOP_LOSS_RATIO input').value === '-0.095'")
     shot(page, "07_config_rolled_back")
+    switch = page.locator("#cfg-ENABLE_MA_FILTER")
+    switch.locator("input.cfg-input").click()
+    switch.locator("button", has_text="保存").click()
+    assert re.search(r"（ENABLE_MA_FILTER）：(开 → 关|关 → 开)。", modal_text(page))  # no false → true
+    page.click("#modal-cancel")
     assert real_problems(page) == []
 
 

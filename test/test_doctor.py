@@ -157,7 +157,8 @@ def test_unwritable_data_dir_and_full_disk(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     check = doctor.check_data_dir(env(tmp_path, data_dir=blocker / "data"))  # a file where a folder should be
-    assert check.level == doctor.ERROR and "不可写" in check.detail
+    # the daemon's own refusal line for that path (issue 26: the doctor speaks the daemon's words)
+    assert check.level == doctor.ERROR and check.detail == f"拒绝启动：无法访问 {blocker / 'data'}（Not a directory）。请检查该路径与磁盘"
     full = doctor.check_data_dir(env(tmp_path, disk_usage=lambda p: SimpleNamespace(free=100 * 1024 * 1024)))
     assert full.level == doctor.ERROR and "剩余空间 100 MB" in full.detail
 
@@ -204,7 +205,7 @@ def test_a_corrupt_database_fails_integrity_check(tmp_path):
     checks = doctor.check_databases(env(tmp_path))
     assert by_key(checks, "database:good.db").level == doctor.OK
     bad = by_key(checks, "database:bad.db")
-    assert bad.level == doctor.ERROR and "integrity_check" in bad.detail
+    assert bad.level == doctor.ERROR and bad.detail.startswith(f"数据库 {data / 'bad.db'} 已损坏")
 
 
 def test_a_big_log_dir_is_a_warning(tmp_path):

@@ -195,9 +195,9 @@ def test_buy_fills_in_two_parts_with_per_order_fees_and_t1_positions(env, counte
 
     assert rec.statuses("B1") == [S, O, P, F]
     assert rec.fills == [
-        Fill("1001-T000001", "1001", "B1", "600036.SH", Side.BUY, 9.99, 400, MARKET_OPEN,
+        Fill("1001-T000001-20240102", "1001", "B1", "600036.SH", Side.BUY, 9.99, 400, MARKET_OPEN,
              commission=5.0, stamp_duty=0.0, transfer_fee=0.04),
-        Fill("1001-T000002", "1001", "B1", "600036.SH", Side.BUY, 10.0, 600, MARKET_OPEN,
+        Fill("1001-T000002-20240102", "1001", "B1", "600036.SH", Side.BUY, 10.0, 600, MARKET_OPEN,
              commission=0.0, stamp_duty=0.0, transfer_fee=0.06),  # min commission once per order: 5 + 0
     ]
     assert rec.last("B1") == Order("B1", "600036.SH", Side.BUY, 1000, 10.0, F, order_id="1001", filled_volume=1000,
@@ -228,7 +228,7 @@ def test_sell_fill_pays_stamp_duty_and_broker_reported_commission_wins(env, coun
     rec.wait(lambda: rec.statuses("S1") == [S, O])
     counterpart.fill(1001, 500, 10.2)
     rec.wait(lambda: rec.statuses("S1")[-1:] == [F] and len(rec.fills) == 1)
-    assert rec.fills == [Fill("1001-T000001", "1001", "S1", "000001.SZ", Side.SELL, 10.2, 500, MARKET_OPEN,
+    assert rec.fills == [Fill("1001-T000001-20240102", "1001", "S1", "000001.SZ", Side.SELL, 10.2, 500, MARKET_OPEN,
                               commission=1.28, stamp_duty=2.55, transfer_fee=0.05)]
 
 
@@ -365,12 +365,12 @@ def test_link_drop_in_the_middle_of_an_order_reconnects_and_never_resends(env, c
     assert error.value.code == "DUPLICATE_CLIENT_ID" and sends(counterpart) == 1
 
 
-def test_order_lost_with_the_link_is_reported_rejected_not_resent(env, counterpart):
+def test_order_lost_with_the_link_is_reported_unknown_not_resent(env, counterpart):
     counterpart.lose_next_order = True
     trader, rec = env.make()
     trader.place_order(req("G1"))
-    rec.wait(lambda: rec.statuses("G1") == [RJ])
-    assert rec.last("G1").reason == "连接中断，委托未送达 miniQMT（重连后未查到），未重发"
+    rec.wait(lambda: rec.statuses("G1") == [OrderStatus.UNKNOWN])  # issue 25: maybe only booked late
+    assert rec.last("G1").reason == "连接中断，委托是否送达 miniQMT 未知（重连后暂未查到），结果未知：按备注继续核对，不会重发"
     assert counterpart.orders == {} and sends(counterpart) == 1
     trader.place_order(req("G2"))
     rec.wait(lambda: rec.statuses("G2") == [S, O])
@@ -393,7 +393,7 @@ def test_fills_missed_while_disconnected_are_delivered_after_reconnecting(env, c
     rec.wait(lambda: rec.statuses("H1")[-1:] == [F] and len(rec.fills) == 2)
     assert rec.statuses("H1") == [S, O, F]
     assert [(f.fill_id, f.volume, f.commission, f.transfer_fee) for f in rec.fills] == [
-        ("1001-T000001", 400, 5.0, 0.04), ("1001-T000002", 600, 0.0, 0.06)]
+        ("1001-T000001-20240102", 400, 5.0, 0.04), ("1001-T000002-20240102", 600, 0.0, 0.06)]
     assert sends(counterpart) == 1
 
 

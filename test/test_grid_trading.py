@@ -330,11 +330,10 @@ def test_a_working_grid_sell_gives_way_to_the_position_stop_loss(tmp_path):
     engine.publish(10.0)
     engine.grid.start_session(CODE)
     engine.tick(10.20)  # grid sell 500: 300 fill, 200 rest at 10.18
-    engine.tick(9.01)   # stop-loss 10.0031 × 0.905 = 9.0528: the working grid sell is withdrawn first
-    assert engine.executor.open_orders(CODE) == []
-    assert [s.rule for s in engine.signals.history(50)] == [Rule.GRID_SELL]  # no stop-loss signal yet
-    assert engine.grid.session(1).status == "active"
-    engine.tick(9.01)   # now the monitor raises the stop-loss; its execution stops the grid
+    # stop-loss 10.0031 × 0.905 = 9.0528: the working grid sell is withdrawn and, in the same pass, the stop-loss
+    # sells every free share (issue 25 item 4: a resting sell never holds the exit back); it stops the grid
+    engine.tick(9.01)
+    assert [s.rule for s in engine.signals.history(50)] == [Rule.STOP_LOSS, Rule.GRID_SELL]
     session = engine.grid.session(1)
     assert (session.status, session.end_reason) == ("stopped", "position_exit")
     records = engine.executor.trade_records(code=CODE)

@@ -24,7 +24,7 @@ def make_runner(system, tmp_path, jobs_db):
     snapshots = AccountSnapshots(system.dbs[1], system.clock)
     store = JobStore(jobs_db)
     daily = DailyJobs(system.clock, system.settings, system.executor, system.positions, system.broker,
-                      system.signals, snapshots, store, system.events, AlarmLog(system.events),
+                      system.signals, snapshots, store, system.events, AlarmLog(system.events, store),
                       system.ctx.trigger_prices, tmp_path / "data", tmp_path / "logs",
                       lambda: database_files(tmp_path / "data"), lambda: system.data.source_label,
                       indicators=system.data.indicators, watchlist=system.watchlist)

@@ -25,6 +25,7 @@ from notify_support import HangingReceiver, SmtpReceiver, WebhookReceiver, subje
 from trading_support import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+NO_WAIT = {"NOTIFY_COALESCE_SECONDS": 0.0, "NOTIFY_COALESCE_MAX_SECONDS": 0.0}  # no burst window unless a test sets one
 
 
 class FakeTime:
@@ -52,7 +53,7 @@ class Recorder:
 def make(tmp_path, sender=None, now=None, **overrides):
     clock = ReplayClock(datetime(2024, 3, 5, 10, 31, 5))
     bus = EventBus(clock)
-    settings = make_settings(tmp_path, **overrides)
+    settings = make_settings(tmp_path, **{**NO_WAIT, **overrides})
     store = NotifyStore(Database(tmp_path / "notify.db"), now=now or FakeTime())
     names = {"600036.SH": "招商银行"}
     kwargs = {"sender": sender} if sender is not None else {}
@@ -105,7 +106,8 @@ def test_email_reaches_a_loopback_smtp_server(tmp_path):
 
 def test_500_fill_burst_gives_at_most_rate_limit_messages_carrying_every_fill(tmp_path):
     sender, now = Recorder(), FakeTime()
-    bus, store, notifier = make(tmp_path, sender, now, NOTIFY_RATE_LIMIT=5, NOTIFY_RATE_WINDOW_SECONDS=60.0)
+    bus, store, notifier = make(tmp_path, sender, now, NOTIFY_RATE_LIMIT=5, NOTIFY_RATE_WINDOW_SECONDS=60.0,
+                                NOTIFY_DIGEST_MAX_CHARS=100_000)
     notifier.add_channel("a", "json://127.0.0.1:1/a", [])
     notifier.add_channel("b", "json://127.0.0.1:1/b", ["fill"])
     for wave in range(10):  # 500 fills arriving in 10 waves over 50 s, delivery runs between waves
@@ -122,7 +124,9 @@ def test_500_fill_burst_gives_at_most_rate_limit_messages_carrying_every_fill(tm
         assert sum(r["item_count"] for r in sent) == 500
         assert len(sent) <= 6
         assert all(r["status"] in (SENT, COALESCED) for r in store.messages(2000, channel.id))
-    assert "……另有" in sender.sent[0][2] or len(sender.sent[0][2].splitlines()) <= 40
+    for url in ("json://127.0.0.1:1/a", "json://127.0.0.1:1/b"):  # every fill's line reached each channel
+        lines = [line for s in sender.sent if s[0] == url for line in s[2].splitlines()]
+        assert sorted(int(line.split("卖出 ")[1].split(" 股")[0]) for line in lines) == list(range(100, 600))
 
 
 def test_duplicate_alarm_is_suppressed_but_facts_are_not(tmp_path):
@@ -152,17 +156,23 @@ def test_failed_sends_back_off_then_fail_and_raise_one_alarm_on_the_other_channe
     notifier.add_channel("好渠道", "json://127.0.0.1:1/good", ["alarm"])
     bus.emit(EventKind.QUOTES_STALE, "行情停滞")
     bus.emit(EventKind.BROKER_DISCONNECTED, "券商断线")
-    assert drain(notifier) == 2  # both fail once; the next attempts wait for their back-off
+    assert drain(notifier) == 1  # the first fails; the second waits behind it (delivery order is kept)
     rows = {r["kind"]: r for r in store.messages()}
     assert (rows["quotes_stale"]["attempts"], rows["quotes_stale"]["status"]) == (1, PENDING)
     assert rows["quotes_stale"]["last_error"] == "连接被拒绝"
-    assert store.channel(bad.id).alarm.startswith("通知渠道「坏渠道」连续 2 次发送失败")
+    assert rows["broker_disconnected"]["attempts"] == 0
     now.value += 4.9
-    assert drain(notifier) == 1  # only the alarm, on the good channel; the retries wait for their back-off
+    assert drain(notifier) == 0  # still backing off
     now.value += 0.2
-    assert drain(notifier) == 2  # two retries fail; no second alarm
+    assert drain(notifier) == 1  # second failure in a row: the channel's alarm is raised
+    assert store.channel(bad.id).alarm.startswith("通知渠道「坏渠道」连续 2 次发送失败")
+    assert drain(notifier) == 1  # the alarm, on the good channel, at once
     now.value += 10.0
-    assert drain(notifier) == 2  # third and last attempts
+    assert drain(notifier) == 2  # the first fails for good, then the second's first attempt
+    now.value += 5.0
+    assert drain(notifier) == 1
+    now.value += 10.0
+    assert drain(notifier) == 1  # no second alarm
     assert {r["kind"]: (r["status"], r["attempts"]) for r in store.messages(50, bad.id)} == {
         "quotes_stale": (FAILED, 3), "broker_disconnected": (FAILED, 3)}
     assert len(good.sent) == 1
@@ -226,7 +236,7 @@ def test_message_created_before_kill_9_is_delivered_after_restart_exactly_once(t
         assert receiver.bodies == []
         for _restart in range(2):  # two restarts: the second must not send it again
             bus = EventBus(ReplayClock(datetime(2024, 3, 5, 10, 5)))
-            notifier = Notifier(NotifyStore(Database(db_path)), bus, make_settings(tmp_path))
+            notifier = Notifier(NotifyStore(Database(db_path)), bus, make_settings(tmp_path, **NO_WAIT))
             drain(notifier)
         assert len(receiver.wait_for(1, 5)) == 1
         assert receiver.bodies[0]["title"] == "miniQMT【止损已执行】600036.SH"
@@ -269,7 +279,7 @@ def test_a_hanging_receiver_never_delays_an_order(tmp_path):
 
     hang = HangingReceiver()
     clock = ReplayClock(datetime(2024, 3, 5, 10, 0))
-    settings = make_settings(tmp_path, NOTIFY_SEND_TIMEOUT=30.0, MAX_ORDERS_PER_DAY=1000)
+    settings = make_settings(tmp_path, **NO_WAIT, NOTIFY_SEND_TIMEOUT=30.0, MAX_ORDERS_PER_DAY=1000)
     bus = EventBus(clock)
     store = NotifyStore(Database(tmp_path / "notify.db"))
     notifier = Notifier(store, bus, settings)
@@ -307,7 +317,7 @@ def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_p
     from trading_support import QuoteBoard, build_core
 
     clock = ReplayClock(datetime(2024, 3, 4, 10, 0))
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **NO_WAIT)
     bus = EventBus(clock)
     quotes = QuoteBoard(clock)
     core = build_core(tmp_path / "sim_trading.db", settings, clock, quotes)
@@ -327,8 +337,12 @@ def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_p
     records = core.executor.trade_records(start=clock.today(), end=clock.today())
     pnl = [r["realized_pnl"] for r in records]
     bodies = [s[2] for s in sender.sent]
-    assert bodies == ["10:00:00 【成交】 600036.SH 手动买入 1000 股 @ 10\n10:00:00 【成交】 600036.SH 手动卖出 400 股 @ 11\n"
-                      "10:00:00 【成交】 600036.SH 手动卖出 600 股 @ 11"]  # one digest of the three fills
+    assert bodies == [  # one digest of the three fills, each with its date and its full text (the P&L lines)
+        "2024-03-04 10:00:00 【成交】 600036.SH 手动买入 1000 股 @ 10\n"
+        "2024-03-05 10:00:00 【成交】 600036.SH 手动卖出 400 股 @ 11\n"
+        f"    本笔已实现盈亏：{pnl[0]:+.2f} 元（本轮持仓累计 {pnl[0]:+.2f} 元）\n"
+        "2024-03-05 10:00:00 【成交】 600036.SH 手动卖出 600 股 @ 11\n"
+        f"    本笔已实现盈亏：{pnl[1]:+.2f} 元（本轮持仓累计 {pnl[0] + pnl[1]:+.2f} 元，已清仓）"]
     sell_rows = [r for r in store.messages() if r["kind"] == "fill" and "卖出" in r["body"]]
     assert [r["body"].splitlines()[2] for r in reversed(sell_rows)] == [
         f"本笔已实现盈亏：{pnl[0]:+.2f} 元（本轮持仓累计 {pnl[0]:+.2f} 元）",

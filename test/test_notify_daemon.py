@@ -11,7 +11,7 @@ import urllib.request
 import jsonschema
 
 from daemon_support import free_port, query, start_ready, wait_until
-from notify_support import WebhookReceiver
+from notify_support import WebhookReceiver, announcements
 
 
 def call(daemon, method: str, path: str, payload=None) -> tuple[int, dict, bytes]:
@@ -36,10 +36,11 @@ def test_daemon_notifies_and_runs_jobs_through_the_api(tmp_path):
     pool = tmp_path / "pool.json"
     pool.write_text('["600036.SH"]', encoding="utf-8")
     daemon = start_ready(tmp_path, ["--stock-pool", str(pool), "--replay-speed", "2"],
-                         {"DATA_SOURCE": "replay", "NOTIFY_URLS": [config_hook.url]})
+                         {"DATA_SOURCE": "replay", "NOTIFY_URLS": [config_hook.url],
+                          "NOTIFY_COALESCE_SECONDS": 0.0})  # the replay's first report must not come first
     try:
-        bodies = config_hook.wait_for(1, 30)
-        assert any(b["title"] == "miniQMT【守护进程启动】" and b["message"].startswith("守护进程已启动") for b in bodies)
+        bodies = config_hook.wait_for(1, 30)  # alone, or in the digest of the replay's first seconds
+        assert any(label == "守护进程启动" and text.startswith("守护进程已启动") for label, text in announcements(bodies))
 
         status, reply, _ = call(daemon, "POST", "/api/notify/channels",
                                 {"name": "网页渠道", "url": web_hook.url, "events": ["config_changed"]})
@@ -138,6 +139,11 @@ def _answers_match_the_contract(daemon, channel_id: int, day: str) -> None:
         assert any("\u4e00" <= ch <= "\u9fff" for ch in reply["message"]), reply
 
 
+# the row that carries run 1's start message: itself, or the burst's digest it was folded into
+CARRIER = ("SELECT carrier.status, carrier.attempts FROM notify_outbox start JOIN notify_outbox carrier "
+           "ON carrier.id = COALESCE(start.digest_id, start.id) WHERE start.kind='daemon_start'")
+
+
 def test_message_pending_at_kill_9_of_the_daemon_is_sent_once_after_restart(tmp_path):
     """Run 1: the receiver is down, the start message is created and its first attempt fails; kill -9.
     Run 2 with the receiver up: run 1's message arrives exactly once (and run 2's own start message once)."""
@@ -149,26 +155,24 @@ def test_message_pending_at_kill_9_of_the_daemon_is_sent_once_after_restart(tmp_
     first = start_ready(tmp_path, ["--stock-pool", str(pool)], sets)
     try:
         outbox = tmp_path / "data" / "notify.db"
-        wait_until(lambda: query(outbox, "SELECT attempts FROM notify_outbox WHERE kind='daemon_start'")
-                   and query(outbox, "SELECT attempts FROM notify_outbox WHERE kind='daemon_start'")[0][0] >= 1,
-                   30, "the first attempt to fail", first)
+        wait_until(lambda: query(outbox, CARRIER + " AND carrier.attempts >= 1"), 30, "the first attempt to fail", first)
         first.kill()
     finally:
         first.stop_quietly()
-    rows = query(outbox, "SELECT id, status FROM notify_outbox WHERE kind='daemon_start'")
-    assert [r["status"] for r in rows] == ["pending"]
+    assert [r["status"] for r in query(outbox, CARRIER)] == ["pending"]  # alone or within a pending digest
     receiver = WebhookReceiver(port=port)
     second = start_ready(tmp_path, ["--stock-pool", str(pool)], sets)
     try:
-        wait_until(lambda: len(receiver.bodies) >= 2, 30, "both start messages", second)
-        wait_until(lambda: {r["status"] for r in query(outbox, "SELECT status FROM notify_outbox")} == {"sent"}, 10,
-                   "the outbox to be settled", second)
+        wait_until(lambda: [label for label, _ in announcements(receiver.bodies)].count("守护进程启动") >= 2, 30,
+                   "both start messages", second)
+        wait_until(lambda: [r["status"] for r in query(outbox, CARRIER)] == ["sent", "sent"], 10,
+                   "both start messages to be marked sent", second)
         code, _ = second.terminate(10)
         assert code == 0
     finally:
         second.stop_quietly()
         receiver.close()
-    assert [b["title"] for b in receiver.bodies].count("miniQMT【守护进程停止】") == 1  # delivered while stopping
-    starts = [b for b in receiver.bodies if b["title"] == "miniQMT【守护进程启动】"]
-    assert len(starts) == 2  # run 1's (created before the kill) and run 2's, each once
-    assert len(query(outbox, "SELECT id FROM notify_outbox WHERE kind='daemon_start' AND status='sent'")) == 2
+    told = [label for label, _ in announcements(receiver.bodies)]
+    assert [b["title"] for b in receiver.bodies].count("miniQMT【守护进程停止】") == 1  # an alarm: alone, while stopping
+    assert told.count("守护进程启动") == 2  # run 1's (created before the kill) and run 2's, each once
+    assert [r["status"] for r in query(outbox, CARRIER)] == ["sent", "sent"]

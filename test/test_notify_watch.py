@@ -14,11 +14,17 @@ from trading_support import make_settings
 
 
 class Hub:
-    def __init__(self):
+    """The quote hub's two reads the watch uses; the feed's clock is the market clock here (no skew)."""
+
+    def __init__(self, clock=None):
         self.quotes = {}
+        self.clock = clock
 
     def last_seen(self, code):
         return self.quotes.get(code)
+
+    def feed_now(self, source=None):
+        return self.clock.now()
 
 
 def test_watch_publishes_each_condition_once(tmp_path):
@@ -26,7 +32,7 @@ def test_watch_publishes_each_condition_once(tmp_path):
     bus = EventBus(clock)
     seen = bus.subscribe()
     settings = make_settings(tmp_path, QUOTE_STALE_SECONDS=30.0, ENABLE_AUTO_TRADING=False)
-    hub = Hub()
+    hub = Hub(clock)
     signals = SignalStore(Database(tmp_path / "t.db"), clock)
     watch = NotifyWatch(bus, clock, settings, hub, signals, lambda: ["600036.SH", "000001.SZ"], lambda: True)
     for code in ("600036.SH", "000001.SZ"):
@@ -70,7 +76,7 @@ def test_refused_and_unknown_orders_are_told_once_and_old_refusals_not_again(tmp
         asked.append((status, day))
         return list(book[status])
 
-    watch = NotifyWatch(bus, clock, make_settings(tmp_path), Hub(), SignalStore(Database(tmp_path / "t.db"), clock),
+    watch = NotifyWatch(bus, clock, make_settings(tmp_path), Hub(clock), SignalStore(Database(tmp_path / "t.db"), clock),
                         lambda: [], lambda: True, orders)
     book["rejected"].append({"client_id": "c2", "stock_code": "000001.SZ", "side": "sell", "volume": 200,
                              "price": 9.5, "reason": "57 废单"})

@@ -68,7 +68,7 @@ def test_gbk_file_with_chinese_headers_is_executed(system, intake):
     rows = _orders(system)
     assert [(r["stock_code"], r["side"], r["volume"], r["rule"]) for r in rows] == [
         ("600036.SH", "buy", 200, Rule.ORDER_FILE.value), ("000001.SZ", "buy", 300, Rule.ORDER_FILE.value)]
-    assert [r["idempotency_key"] for r in rows] == [line_key(record.file_hash, 2), line_key(record.file_hash, 3)]
+    assert [r["idempotency_key"] for r in rows] == [line_key(record, 2), line_key(record, 3)]
     assert not (intake.inbox / "指令.csv").exists()
     assert (intake.inbox / "done" / "指令.csv").exists()
     result = _result(intake.inbox / "done" / "指令.result.csv")
@@ -151,15 +151,16 @@ def test_a_resumed_file_sends_no_line_twice(system, intake):
 
     file_hash = hashlib.sha256(raw).hexdigest()
     store = OrderFileStore(system.dbs[1], system.clock)
-    record = store.begin(file_hash, "resume.csv", False, "folder")
-    system.executor.buy_stock("600036.SH", volume=100, rule=Rule.ORDER_FILE, idempotency_key=line_key(file_hash, 2))
+    record, created = store.begin(file_hash, "resume.csv", "folder", system.clock.today().isoformat())
+    assert created
+    system.executor.buy_stock("600036.SH", volume=100, rule=Rule.ORDER_FILE, idempotency_key=line_key(record, 2))
     [finished] = _scan_when_stable(intake)
     assert finished.id == record.id and (finished.ok, finished.lines) == (3, 3)
     keys = [r["idempotency_key"] for r in _orders(system)]
-    assert keys == [line_key(file_hash, n) for n in (2, 3, 4)]
+    assert keys == [line_key(record, n) for n in (2, 3, 4)]
     # the executor itself refuses to send a key twice: it answers with the journaled order
     again = system.executor.buy_stock("600036.SH", volume=100, rule=Rule.ORDER_FILE,
-                                      idempotency_key=line_key(file_hash, 2))
+                                      idempotency_key=line_key(record, 2))
     assert len(_orders(system)) == 3 and again.client_id == system.dbs[1].query(
         "SELECT client_id FROM orders ORDER BY seq")[0][0]
 
@@ -210,8 +211,11 @@ def test_a_paused_or_halted_account_keeps_the_file_waiting_until_trading_resumes
     [waiting] = intake.recent()
     assert waiting["status"] == "processing" and waiting["message"].startswith("等待恢复交易：自动交易已暂停")
     system.trading_state.halt("测试紧急停止", "test")
+    intake.fake_now.t += system.settings.get("ORDER_FILE_WAIT_RECHECK_SECONDS")
     assert intake.scan() == [] and _orders(system) == []
+    assert intake.recent()[0]["message"].startswith("等待恢复交易：已紧急停止")
     system.trading_state.resume("测试恢复", "test")
+    intake.fake_now.t += system.settings.get("ORDER_FILE_WAIT_RECHECK_SECONDS")
     [record] = intake.scan()
     assert (record.status, record.ok, record.message) == ("done", 2, "")
     assert [r["rule"] for r in _orders(system)] == ["order_file", "order_file"]
@@ -255,7 +259,7 @@ def test_the_worker_wakes_on_a_file_event_long_before_the_rescan(system, tmp_pat
 def test_an_order_journaled_but_never_sent_frees_its_key_at_recovery(system):
     """Killed between journal and broker: recovery marks it rejected (never re-sent by the journal) and frees
     its idempotency key, so the order file's resume sends that line once."""
-    key = line_key("ab" * 32, 2)
+    key = "F" + "ab" * 10 + "D20261207L2"
     request = system.executor.journal.open_order("600036.SH", Side.BUY, 100, 10.0, Rule.ORDER_FILE, None,
                                                  idempotency_key=key)
     assert system.executor.order_for_idempotency_key(key).client_id == request.client_id
@@ -266,3 +270,132 @@ def test_an_order_journaled_but_never_sent_frees_its_key_at_recovery(system):
     order = system.executor.buy_stock("600036.SH", volume=100, rule=Rule.ORDER_FILE, idempotency_key=key)
     assert order.client_id != request.client_id
     assert system.executor.order_for_idempotency_key(key).client_id == order.client_id
+
+
+# ---- issue 26 item 2, issue 25 item 8(c)
+
+def test_a_basket_re_exported_daily_with_the_same_content_is_ordered_again_the_next_trading_day(system, intake):
+    text = "证券代码,方向,数量\n600036.SH,买,100\n"
+    _drop(intake, "basket.csv", text, "utf-8")
+    [first] = _scan_when_stable(intake)
+    _drop(intake, "basket.csv", text, "utf-8")  # the same day: refused
+    assert _scan_when_stable(intake)[0].id == first.id
+    assert "重复文件" in _result(intake.inbox / "error" / "basket.result.csv")[1][6]
+    system.next_day()
+    _drop(intake, "basket.csv", text, "utf-8")  # the next trading day: a new order
+    [second] = _scan_when_stable(intake)
+    assert second.id != first.id and (second.status, second.ok) == ("done", 1)
+    assert second.trading_day == system.clock.today().isoformat() != first.trading_day
+    keys = [r["idempotency_key"] for r in _orders(system)]
+    assert keys == [line_key(first, 2), line_key(second, 2)] and keys[0] != keys[1]
+
+
+def test_codes_excel_stripped_of_leading_zeros_are_padded_when_unambiguous(system, intake):
+    _drop(intake, "excel.csv", "证券代码,方向,数量\n1,买,100\n2594,买,100\n12345,买,100\n", "gbk")
+    _scan_when_stable(intake)
+    assert [(r["stock_code"], r["volume"]) for r in _orders(system)] == [("000001.SZ", 100)]
+    results = intake.recent()[0]["results"]
+    assert [r["stock_code"] for r in results] == ["000001.SZ", "002594.SZ", "12345"]
+    assert "002594.SZ" in results[1]["reason"]  # padded, then refused by the executor (no replay quote)
+    assert "补足为 012345" in results[2]["reason"] and "请填写完整代码" in results[2]["reason"]
+
+
+@pytest.fixture
+def small_budget(tmp_path):
+    built = build_system(tmp_path, overrides={"MAX_ORDERS_PER_DAY": 2})
+    now = FakeNow()
+    intake = OrderFileIntake(OrderFileStore(built.dbs[1], built.clock), built.executor, built.positions,
+                             built.settings, tmp_path / "inbox", now=now)
+    intake.fake_now = now
+    yield built, intake
+    built.close()
+
+
+def test_a_file_waiting_for_its_budget_is_neither_re_parsed_nor_logged_again(small_budget, monkeypatch, caplog):
+    system, intake = small_budget
+    parsed = []
+    real_parse = parse.parse
+    monkeypatch.setattr(parse, "parse", lambda raw: parsed.append(1) or real_parse(raw))
+    lines = "".join(f"{code},买,100\n" for code in ("600036.SH", "000001.SZ", "600519.SH", "300750.SZ"))
+    _drop(intake, "budget.csv", "证券代码,方向,数量\n" + lines, "utf-8")
+    assert _scan_when_stable(intake) == []
+    assert len(_orders(system)) == 2
+    [waiting] = intake.recent()
+    assert waiting["status"] == "processing" and waiting["message"].startswith("等待")
+    for _ in range(50):  # file events and rescans while it waits: nothing is re-read or re-tried
+        assert intake.scan() == []
+    recheck = system.settings.get("ORDER_FILE_WAIT_RECHECK_SECONDS")
+    assert intake.due_in() == recheck
+    intake.fake_now.t += recheck  # one re-check: refused again, not logged again
+    assert intake.scan() == []
+    assert parsed == [1]
+    notes = [r for r in caplog.records if "budget.csv 暂停处理" in r.getMessage()]
+    assert len(notes) == 1 and len(_orders(system)) == 2
+    system.next_day()  # a new day's budget (and a person resumes if the breaker paused the account)
+    if system.trading_state.state.value != "running":
+        system.trading_state.resume("测试恢复", "test")
+    intake.fake_now.t += recheck
+    [record] = intake.scan()
+    assert (record.status, record.ok, record.message) == ("done", 4, "")
+    assert parsed == [1] and len(_orders(system)) == 4
+
+
+def test_a_long_file_is_worked_in_bounded_steps_so_the_thread_keeps_beating(system, tmp_path):
+    import time
+
+    from broker_guard import broker_step_seconds
+    from orders_file_worker import OrderFileWorker
+
+    system.settings.update({"ORDER_FILE_STEP_SECONDS": 0.15, "ORDER_FILE_LINE_INTERVAL": 0.02,
+                            "ORDER_FILE_MAX_LINES_PER_MINUTE": 1000, "MAX_ACTIONS_PER_MINUTE": 1000,
+                            "MAX_ACTIONS_PER_STOCK_PER_MINUTE": 1000, "MAX_ORDERS_PER_STOCK_PER_DAY": 1000},
+                           source="test")
+    now = FakeNow()
+    intake = OrderFileIntake(OrderFileStore(system.dbs[1], system.clock), system.executor, system.positions,
+                             system.settings, tmp_path / "steps", now=now)
+    worker = OrderFileWorker(intake, system.settings)
+    assert worker.max_step_seconds == 0.15 + broker_step_seconds(system.settings)
+    rows = "".join(f"{('600036.SH', '000001.SZ', '600519.SH')[i % 3]},买,100\n" for i in range(30))
+    intake.upload("long.csv", ("证券代码,方向,数量\n" + rows).encode("utf-8"), dry_run=False)
+    steps = []
+    while (intake.inbox / "long.csv").exists() and len(steps) < 100:
+        assert intake.due_in() == 0.0  # work is due: the worker does not sleep between steps
+        started = time.monotonic()
+        worker.run_once()
+        steps.append(time.monotonic() - started)
+    assert (intake.inbox / "done" / "long.csv").exists() and len(_orders(system)) == 30
+    assert len(steps) >= 3  # 30 lines × ≥ 0.02 s do not fit one 0.15 s step
+    assert max(steps) < 0.15 + 1.0  # one step and one line at most, never the whole file
+
+
+def test_the_file_is_paced_below_the_per_minute_breakers(system, intake):
+    codes = ("600036.SH", "000001.SZ", "600519.SH", "300750.SZ")
+    rows = "".join(f"{codes[i % 4]},买,100\n" for i in range(25))  # more than MAX_ACTIONS_PER_MINUTE (20)
+    _drop(intake, "paced.csv", "证券代码,方向,数量\n" + rows, "utf-8")
+    assert _scan_when_stable(intake) == []
+    assert len(_orders(system)) == system.settings.get("ORDER_FILE_MAX_LINES_PER_MINUTE") == 10
+    assert intake.scan() == [] and len(_orders(system)) == 10  # the same minute: paced, not refused
+    finished = []
+    for _ in range(10):
+        system.step()  # the market clock moves on (more than a minute per replay step)
+        intake.fake_now.t += 1.0
+        finished += intake.scan()
+        if finished:
+            break
+    [record] = finished
+    assert (record.status, record.ok) == ("done", 25)
+    assert system.trading_state.state.value == "running"  # no breaker tripped
+
+
+def test_a_file_left_in_the_inbox_from_an_earlier_day_resumes_under_its_own_keys(system, intake):
+    """Waited (or crashed) over the night: the same file resumes its record and keys, no line is sent again."""
+    import hashlib
+
+    text = "证券代码,方向,数量\n600036.SH,买,100\n000001.SZ,买,100\n"
+    store = OrderFileStore(system.dbs[1], system.clock)
+    record, _ = store.begin(hashlib.sha256(text.encode("utf-8")).hexdigest(), "left.csv", "folder", "2000-01-03")
+    system.executor.buy_stock("600036.SH", volume=100, rule=Rule.ORDER_FILE, idempotency_key=line_key(record, 2))
+    _drop(intake, "left.csv", text, "utf-8")
+    [finished] = _scan_when_stable(intake)
+    assert (finished.id, finished.ok, finished.trading_day) == (record.id, 2, "2000-01-03")
+    assert [r["idempotency_key"] for r in _orders(system)] == [line_key(record, 2), line_key(record, 3)]

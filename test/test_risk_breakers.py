@@ -1,6 +1,7 @@
-"""Circuit breakers (issue 21 item 8): a runaway loop of automatic orders or cancels halts automatic trading for
-the stock (or pauses the account) through the trading state and publishes CIRCUIT_BREAKER; manual orders and
-other stocks go on; the day's counts survive a restart; the defaults stay far below the exchanges' thresholds."""
+"""Circuit breakers (issue 21 item 8, per source since issue 25): a runaway loop of automatic orders or cancels
+halts that order source for the stock (or for the account) through the trading state and publishes
+CIRCUIT_BREAKER; manual orders, other sources and other stocks go on, the account keeps running; the day's
+counts survive a restart; the defaults stay far below the exchanges' thresholds."""
 from __future__ import annotations
 
 import pytest
@@ -51,7 +52,7 @@ class Rig:
         positions = PositionManager(self.db, self.settings, self.clock, "simulation")
         self.state = TradingState(self.db, self.clock)
         self.breakers = CircuitBreakers(self.settings, self.clock, self.state, self.events,
-                                        lambda day: self.executor.journal.automatic_counts(day), now=self.time)
+                                        lambda day: self.executor.journal.counts_by_origin(day), now=self.time)
         self.executor = TradingExecutor(self.db, sim, positions, self.quotes, self.settings, self.clock, self.state,
                                         self.breakers)
         sim.set_listener(self.executor)
@@ -65,15 +66,17 @@ def test_orders_per_stock_per_day_halt_that_stock_only(tmp_path):
     rig = Rig(tmp_path, MAX_ORDERS_PER_STOCK_PER_DAY=5)
     for _ in range(5):
         rig.resting_buy()
-    assert rig.state.snapshot()["halted_stocks"] == {A: "熔断：600036.SH 今日自动委托已达 5 笔（MAX_ORDERS_PER_STOCK_PER_DAY）"}
+    assert rig.state.snapshot()["halted_stocks"] == {
+        A: "网格交易：熔断：600036.SH 网格交易今日自动委托已达 5 笔（MAX_ORDERS_PER_STOCK_PER_DAY）"}
     with pytest.raises(OrderRejected) as refused:
         rig.resting_buy()
-    assert refused.value.code == "STOCK_HALTED"
+    assert refused.value.code == "SOURCE_HALTED"
     [event] = rig.seen.drain()
     assert event.kind is EventKind.CIRCUIT_BREAKER and event.stock_code == A and "请检查后手动恢复" in event.message
     rig.resting_buy(rule=Rule.MANUAL)  # a person may still trade it
     rig.resting_buy(B)  # other stocks go on
-    assert len(rig.executor.list_orders()) == 7
+    rig.resting_buy(rule=Rule.ADD_POSITION)  # and other sources of the same stock
+    assert len(rig.executor.list_orders()) == 8
     assert rig.state.snapshot()["state"] == "running"
 
 
@@ -91,27 +94,35 @@ def test_a_burst_within_a_minute_trips_and_a_resume_gives_a_fresh_allowance(tmp_
     assert A not in rig.state.snapshot()["halted_stocks"]
 
 
-def test_the_account_burst_pauses_automatic_trading(tmp_path):
+def test_the_account_burst_halts_that_source_for_the_account_only(tmp_path):
     rig = Rig(tmp_path, MAX_ACTIONS_PER_MINUTE=4)
     for code in (A, B, A, B):
         rig.resting_buy(code)
     snapshot = rig.state.snapshot()
-    assert snapshot["state"] == "paused" and snapshot["source"] == "circuit_breaker"
-    assert "账户一分钟内委托与撤单已达 4 笔" in snapshot["reason"]
+    assert snapshot["state"] == "running"
+    assert snapshot["halted_sources"] == [{"stock_code": "", "source": "grid", "source_label": "网格交易",
+                                           "reason": "熔断：账户网格交易一分钟内委托与撤单已达 4 笔（MAX_ACTIONS_PER_MINUTE）"}]
     with pytest.raises(OrderRejected) as refused:
         rig.resting_buy(B)
-    assert refused.value.code == "TRADING_PAUSED"
+    assert refused.value.code == "SOURCE_HALTED"
+    rig.resting_buy(B, rule=Rule.MACD_BUY)  # the rules' buys draw on their own budget
     assert [e.stock_code for e in rig.seen.drain()] == [""]
 
 
-def test_cancels_per_day_pause_the_account(tmp_path):
+def test_cancels_per_day_halt_the_source_of_the_cancelled_orders(tmp_path):
     rig = Rig(tmp_path, MAX_CANCELS_PER_DAY=2)
-    orders = [rig.resting_buy(rule=Rule.MANUAL) for _ in range(3)]  # manual orders: not counted as orders
-    rig.executor.cancel_order(orders[0].client_id)
-    assert rig.state.snapshot()["state"] == "running"
-    rig.executor.cancel_order(orders[1].client_id)
+    manual = [rig.resting_buy(rule=Rule.MANUAL) for _ in range(3)]  # a person's cancels trip nothing
+    for order in manual:
+        rig.executor.cancel_order(order.client_id)
+    assert rig.state.snapshot()["halted_sources"] == []
+    grid = [rig.resting_buy() for _ in range(2)]
+    rig.executor.cancel_order(grid[0].client_id)
+    assert rig.state.snapshot()["halted_sources"] == []
+    rig.executor.cancel_order(grid[1].client_id)
     snapshot = rig.state.snapshot()
-    assert snapshot["state"] == "paused" and "今日撤单已达 2 笔（MAX_CANCELS_PER_DAY）" in snapshot["reason"]
+    assert snapshot["state"] == "running"
+    assert [(h["stock_code"], h["source"], h["reason"]) for h in snapshot["halted_sources"]] == [
+        ("", "grid", "熔断：账户网格交易今日撤单已达 2 笔（MAX_CANCELS_PER_DAY）")]
 
 
 def test_an_automatic_order_above_max_order_volume_is_refused_and_halts_the_stock(tmp_path):

@@ -100,12 +100,12 @@ def test_macd_cross_conditions_follow_the_last_completed_bar(tmp_path):
     golden = rig.add([{"type": "macd_golden"}, {"type": "price_above", "value": 10.2}])
     dead = rig.add([{"type": "macd_dead"}])
     assert rig.tick(10.3) == []  # no cross yet
-    rig.daily = DailyContext(macd_cross="golden")
-    assert rig.tick(10.19) == []  # all conditions together: the price part does not hold
+    rig.daily = DailyContext(macd_cross="golden")  # the next day's last completed bar (facts are per day)
+    assert rig.tick(10.19, seconds=86400) == []  # all conditions together: the price part does not hold
     fired = rig.tick(10.2)
     assert [a["task_id"] for a in fired] == [golden]
     rig.daily = DailyContext(macd_cross="death")
-    assert [a["task_id"] for a in rig.tick(10.2)] == [dead]
+    assert [a["task_id"] for a in rig.tick(10.2, seconds=9 * 86400)] == [dead]  # 10-09, after the holiday
 
 
 def test_cooldown_repeats_only_after_the_cooldown(tmp_path):
@@ -197,3 +197,75 @@ def test_body_round_trip():
     assert task.exits.as_params() == {"STOP_LOSS_RATIO": -0.05, "DYNAMIC_TAKE_PROFIT": [[0.05, 0.97]]}
     assert rules.trading_minutes_elapsed(datetime(2025, 9, 29, 14, 0).time()) == 180
     assert rules.trading_minutes_elapsed(datetime(2025, 9, 29, 12, 0).time()) == 120  # the lunch break
+
+
+class LoadTimer:
+    """The monitor's pass timer, moved on by each daily-facts load (`cost` seconds, as a database read)."""
+
+    def __init__(self, cost: float):
+        self.now, self.cost = 0.0, cost
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_daily_facts_after_a_day_switch_load_over_passes_without_holding_up_price_alerts(tmp_path):
+    """Issue 26: after a day switch every stock's daily facts are loaded again; a pass spends at most
+    WATCH_DAILY_LOAD_MS on that (the rest in the next passes, started at once), so a price alert is never late,
+    and each stock's facts are loaded once per day."""
+    rig = Rig(tmp_path)
+    assert rig.settings.get("WATCH_DAILY_LOAD_MS") == 8.0
+    timer, loads = LoadTimer(0.005), []
+
+    def daily(code: str, day: date) -> DailyContext:
+        loads.append((code, day))
+        timer.now += timer.cost
+        return DAILY
+
+    monitor = WatchMonitor(rig.store, rig.hub, rig.signals, positions=None, events=rig.events,
+                           settings=rig.settings, clock=rig.clock, daily=daily, timer=timer)
+    codes = ["600000.SH", "600004.SH", "600006.SH", "600007.SH"]
+    for code in codes:  # an N-day-high task on each stock (needs the daily facts), firing at 10.61
+        rig.store.add(requests_.parse_task({"stock_code": code, "conditions": [{"type": "new_high", "days": 3}],
+                                            "repeat_cooldown": 3600}, rig.clock.today()))
+    rig.store.add(requests_.parse_task({"stock_code": SH, "conditions": [{"type": "price_above", "value": 10.5}],
+                                        "repeat_cooldown": 3600}, rig.clock.today()))
+
+    def burst(seconds: float = 3) -> list[str]:
+        rig.clock.advance(seconds)
+        for code in codes + [SH]:
+            rig.hub.publish(Quote(code=code, price=10.61, prev_close=10.0, time=rig.clock.now(), source="test"))
+        return sorted(a["stock_code"] for a in monitor.run_once())
+
+    # 8 ms per pass, 5 ms per load: a load starts while the pass has time left, so two loads a pass
+    assert burst() == sorted([SH] + codes[:2]) and monitor.daily_pending
+    assert burst() == codes[2:] and not monitor.daily_pending
+    assert burst() == [] and loads == [(c, TODAY) for c in codes]  # cooldown; facts kept for the day
+    tomorrow = date(2025, 9, 30)
+    assert burst(seconds=86400) == sorted([SH] + codes[:2]) and monitor.daily_pending  # the price alert on time
+    assert burst() == codes[2:] and not monitor.daily_pending
+    assert loads[4:] == [(c, tomorrow) for c in codes]
+
+
+def test_a_pass_loads_at_least_one_stocks_daily_facts_even_when_one_load_exceeds_the_budget(tmp_path):
+    rig = Rig(tmp_path)
+    timer, loads = LoadTimer(0.050), []  # 50 ms a load on a slow disk, 8 ms budget a pass
+
+    def daily(code: str, day: date) -> DailyContext:
+        loads.append(code)
+        timer.now += timer.cost
+        return DAILY
+
+    monitor = WatchMonitor(rig.store, rig.hub, rig.signals, positions=None, events=rig.events,
+                           settings=rig.settings, clock=rig.clock, daily=daily, timer=timer)
+    codes = ["600000.SH", "600004.SH", "600006.SH"]
+    for code in codes:
+        rig.store.add(requests_.parse_task({"stock_code": code, "conditions": [{"type": "new_low", "days": 3}]},
+                                           rig.clock.today()))
+    fired = []
+    for _ in codes:
+        rig.clock.advance(3)
+        for code in codes:
+            rig.hub.publish(Quote(code=code, price=9.2, prev_close=10.0, time=rig.clock.now(), source="test"))
+        fired.append([a["stock_code"] for a in monitor.run_once()])
+    assert fired == [[code] for code in codes] and loads == codes and not monitor.daily_pending

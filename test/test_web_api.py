@@ -185,6 +185,70 @@ def test_sell_by_ratio_and_volume_after_t_plus_one(system, client):
     error(client.post("/api/actions/execute_sell", {"stock_code": code, "ratio": 1}), 409, "NO_POSITION")
 
 
+def order_price_of(system, code, side):
+    quote = system.data.get_latest_data(code)
+    slippage = system.settings.get("ORDER_PRICE_SLIPPAGE")
+    if side == "buy":
+        return min(market_rules.round_price(code, quote.price * (1 + slippage)), quote.limit_up)
+    return max(market_rules.round_price(code, quote.price * (1 - slippage)), quote.limit_down)
+
+
+def test_check_order_answers_what_a_buy_would_place_without_placing_it(system, client):
+    code = "600036.SH"
+    price = order_price_of(system, code, "buy")
+    capacity = ok(client.post("/api/actions/check_order", {"side": "buy", "stock_code": "600036"}))
+    most = market_rules.buy_volume_for_amount(code, system.settings.get("MAX_ORDER_VALUE"), price)
+    assert (capacity["ok"], capacity["stock_code"], capacity["max_volume"], capacity["price"]) == (True, code, most,
+                                                                                                 price)
+    assert capacity["volume"] is None and capacity["lot"] == 100
+    at_most = ok(client.post("/api/actions/check_order", {"side": "buy", "stock_code": code, "volume": most}))
+    assert (at_most["ok"], at_most["volume"], at_most["price"]) == (True, most, price)
+    over = ok(client.post("/api/actions/check_order", {"side": "buy", "stock_code": code, "volume": most + 100}))
+    assert (over["ok"], over["code"]) == (False, "MAX_ORDER_VALUE")
+    real_over = error(client.post("/api/actions/execute_buy", {"stock_code": code, "volume": most + 100}), 400)
+    assert real_over["code"] == over["code"] and real_over["message"] == over["message"]
+    for asked, refusal in (({"volume": 150}, "INVALID_LOT"), ({"amount": 50}, "AMOUNT_TOO_SMALL"),
+                           ({"volume": 100, "price": 0.001}, "INVALID_PRICE"),
+                           ({"volume": 0}, None)):
+        answer = client.post("/api/actions/check_order", {"side": "buy", "stock_code": code, **asked})
+        if refusal is None:  # outside the declared bounds: refused as a malformed request, like the real route
+            error(answer, 400)
+            continue
+        body = ok(answer)
+        assert (body["ok"], body["code"]) == (False, refusal), body
+        assert CHINESE.search(body["message"]) and body["max_volume"] == (None if "price" in asked else most)
+    planned = ok(client.post("/api/actions/check_order", {"side": "buy", "stock_code": code, "amount": 20000}))
+    assert ok(client.get("/api/orders")) == [] and ok(client.get("/api/trade-records")) == []
+    assert ok(client.get("/api/status"))["account"]["cash"] == 1_000_000.0
+    placed = ok(client.post("/api/actions/execute_buy", {"stock_code": code, "amount": 20000}))
+    assert (planned["ok"], planned["volume"], planned["price"]) == (True, placed["volume"], placed["price"])
+    error(client.post("/api/actions/check_order", {"side": "buy", "stock_code": code}, token=None), 401)
+    error(client.post("/api/actions/check_order", {"side": "hold", "stock_code": code}), 400)
+
+
+def test_check_order_of_sells_follows_t_plus_one_ratio_and_the_emergency_stop(system, client):
+    code = "600519.SH"
+    ok(client.post("/api/actions/execute_buy", {"stock_code": code, "volume": 300}))
+    today = ok(client.post("/api/actions/check_order", {"side": "sell", "stock_code": code, "volume": 100}))
+    assert (today["ok"], today["code"], today["max_volume"]) == (False, "T1_UNAVAILABLE", 0)
+    system.next_day()
+    price = order_price_of(system, code, "sell")
+    half = ok(client.post("/api/actions/check_order", {"side": "sell", "stock_code": code, "ratio": 0.5}))
+    assert (half["ok"], half["volume"], half["price"], half["max_volume"]) == (True, 100, price, 300)
+    odd = ok(client.post("/api/actions/check_order", {"side": "sell", "stock_code": code, "volume": 150}))
+    assert (odd["ok"], odd["code"]) == (False, "INVALID_VOLUME")
+    ok(client.post("/api/actions/emergency_stop"))
+    halted = ok(client.post("/api/actions/check_order", {"side": "sell", "stock_code": code, "volume": 300}))
+    assert (halted["ok"], halted["code"]) == (False, "TRADING_HALTED")
+    confirmed = ok(client.post("/api/actions/check_order",
+                               {"side": "sell", "stock_code": code, "volume": 300, "confirm": True}))
+    assert (confirmed["ok"], confirmed["volume"]) == (True, 300)
+    buy = ok(client.post("/api/actions/check_order", {"side": "buy", "stock_code": "600036", "volume": 100}))
+    assert (buy["ok"], buy["code"]) == (False, "TRADING_HALTED")
+    assert [o["volume"] for o in ok(client.get("/api/orders"))] == [300]  # only the buy: nothing else journaled
+    assert ok(client.get(f"/api/positions/{code}"))["available"] == 300  # nothing reserved
+
+
 def test_random_buy_from_the_pool_skips_held_stocks(system, client):
     ok(client.post("/api/actions/execute_buy", {"stock_code": "600036", "amount": 20000}))
     data = ok(client.post("/api/actions/execute_buy", {"from_pool": True, "count": 3, "amount": 15000}))

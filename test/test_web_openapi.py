@@ -74,6 +74,7 @@ def test_request_schemas_are_the_parsers_declarations(server):
     orders = spec["paths"]["/api/orders"]["get"]["parameters"]
     assert [p["name"] for p in orders] == ["status", "date"]
     assert orders[0]["schema"]["enum"][0] == "active"
+    assert orders[0]["allowEmptyValue"] is True  # an empty ?status= is the filter left out, as the route reads it
     position = spec["paths"]["/api/positions/{code}"]["get"]["parameters"][0]
     assert position["in"] == "path" and position["schema"]["pattern"] == req.STOCK_CODE_PATTERN
     # the declared bounds are what the parser enforces
@@ -119,3 +120,102 @@ def test_docs_page_renders_offline_in_chromium(server):
             assert [m for m in problems if "Content Security Policy" in m] == []
         finally:
             browser.close()
+
+
+def test_security_per_operation_is_the_servers_token_rule(system, server):
+    """On loopback, reads are open and the document says so per operation; changes need the token (the default).
+    Bound to every interface, every API read needs it too; the page and its static files never do."""
+    spec = web_openapi.build(server.app)
+    assert spec["security"] == [{"apiToken": []}]
+    assert spec["paths"]["/api/positions"]["get"]["security"] == []
+    assert spec["paths"]["/api/health"]["get"]["security"] == []
+    assert "security" not in spec["paths"]["/api/actions/execute_buy"]["post"]  # the token, as documented globally
+    client = Client(server.port)
+    try:
+        assert client.get("/api/positions", token=None).status == 200
+        assert client.post("/api/actions/pause", {}, token=None).status == 401
+    finally:
+        client.close()
+    exposed = web_openapi.build(create_app(system.ctx, "0.0.0.0", 5000))
+    assert "security" not in exposed["paths"]["/api/positions"]["get"]
+    assert exposed["paths"]["/"]["get"]["security"] == []
+    assert exposed["paths"]["/static/{filename}"]["get"]["security"] == []
+
+
+def test_stock_code_pattern_is_exactly_what_the_parser_accepts():
+    """Every 3-digit prefix in every written form: the documented pattern and parse_code agree on each."""
+    import re
+
+    forms = lambda d: (d, f"{d}.SH", f"{d}.SZ", f"{d}.sh", f"sh{d}", f"SZ{d}", f"Sz{d}", f"sh{d}.SH", f" {d}",
+                       f"{d}.XX", f"{d}\n")
+    disagree = []
+    for prefix in range(1000):
+        for text in forms(f"{prefix:03d}001"):
+            try:
+                req.parse_code(text)
+                accepted = True
+            except req.ApiError as refused:
+                assert refused.status == 400 and refused.code == "INVALID_STOCK_CODE"
+                accepted = False
+            if accepted != bool(re.fullmatch(req.STOCK_CODE_PATTERN, text)):
+                disagree.append(text)
+    assert disagree == []
+    assert req.parse_code("sh600036") == "600036.SH"
+    with pytest.raises(req.ApiError, match="与交易所不符"):
+        req.parse_code("600036.SZ")  # another instrument's exchange: refused, and the schema says so
+    assert not re.fullmatch(req.STOCK_CODE_PATTERN, "600036.SZ")
+
+
+def test_bodies_document_what_their_parsers_refuse_and_accept():
+    reason = req.REASON.schema()["properties"]["reason"]
+    assert reason["minLength"] == 1 and reason["maxLength"] == 200 and "null" in reason["type"]
+    for blank in ("", "   ", "\t\n"):
+        assert not __import__("re").fullmatch(reason["pattern"], blank)
+        with pytest.raises(req.ApiError) as refused:
+            req.parse_reason({"reason": blank}, "默认")
+        assert refused.value.code == "INVALID_REASON"
+    assert req.parse_reason({"reason": None}, "默认") == "默认"  # null is the field left out, as documented
+    changes = req.CONFIG_CHANGES.schema()["properties"]["changes"]
+    assert changes["minProperties"] == 1 and "STOP_LOSS_RATIO" in changes["propertyNames"]["enum"]
+    with pytest.raises(req.ApiError):
+        req.parse_config_changes({"changes": {}})
+    # an optional field may be null (left out): the schema says so and every parser agrees
+    sell_by_ratio = req.SELL.schema()["oneOf"][1]
+    assert sell_by_ratio["properties"]["confirm"]["type"] == ["boolean", "null"]
+    assert req.parse_sell({"stock_code": "600000", "ratio": 0.5, "confirm": None}).confirmed is False
+    assert req.parse_grid_start({"stock_code": "600000", "center_price": None}).options == {}
+    assert req.parse_rollback({"history_id": None}) is None
+    # a multipart part is never null: the upload form keeps plain types
+    upload = req.ORDER_FILE_UPLOAD.schema()["properties"]
+    assert upload["dry_run"]["type"] == "string"
+
+
+def test_config_update_documents_each_parameter_and_its_range(server):
+    import config
+
+    spec = web_openapi.build(server.app)
+    body = spec["paths"]["/api/config/update"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    changes = body["properties"]["changes"]
+    assert changes["minProperties"] == 1 and changes["additionalProperties"] is False
+    assert set(changes["properties"]) == set(config.PARAMS_BY_KEY)
+    stop = config.PARAMS_BY_KEY["STOP_LOSS_RATIO"]
+    assert {k: changes["properties"]["STOP_LOSS_RATIO"][k] for k in ("type", "minimum", "maximum")} == {
+        "type": "number", "minimum": stop.min, "maximum": stop.max}
+
+
+def test_routes_read_an_empty_query_value_as_left_out_and_a_text_part_as_the_file(server):
+    client = Client(server.port)
+    try:
+        assert client.get("/api/trade-records?format=&start=&stock_code=").status == 200
+        assert client.get("/api/signals/history?limit=&status=&rule=&stock_code=").status == 200
+        # the log filter refuses what its declaration forbids (it used to cut a long text, take a Unicode digit)
+        assert client.get("/api/logs?q=" + "x" * 201).status == 400
+        assert client.get("/api/logs?after=%C2%B2").status == 400
+        assert client.get("/api/logs?after=" + "9" * 5000).status == 400
+    finally:
+        client.close()
+    name, raw, dry_run = req.parse_order_file_upload({}, {"file": "代码,方向\n", "dry_run": "true"})
+    assert (name, raw, dry_run) == ("upload.csv", "代码,方向\n".encode(), True)
+    with pytest.raises(req.ApiError) as refused:
+        req.parse_order_file_upload({}, {"dry_run": "true"})
+    assert refused.value.code == "MISSING_FIELD"

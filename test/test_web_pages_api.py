@@ -58,11 +58,24 @@ def test_performance_figures_equal_the_shared_statistics_and_the_backtest_summar
     assert summary["closed_episodes"] == 1 and summary["open_episodes"] == 1
     buy, sell = [r for r in records if r["stock_code"] == "600036.SH"]
     profit = round(sell["amount"] - sell["fees"] - buy["amount"] - buy["fees"], 2)
-    assert report["episodes"][0]["profit"] == profit == summary["realized_pnl"]
+    assert report["episodes"][0]["profit"] == profit == summary["episode_realized_pnl"] == summary["realized_pnl"]
     assert report["per_stock"] == [{"stock_code": "600036.SH", "episodes": 1, "wins": int(profit > 0),
                                     "realized_pnl": profit}]
     assert {r["label"]: r["fills"] for r in report["rules"]} == {"手动": 3}
     assert not any(p["partial"] for p in report["equity"][:-1])
+
+
+def test_realized_pnl_counts_partial_sells_and_episode_figures_do_not(system, client):
+    system.executor.buy_stock("600036.SH", amount=40000)
+    system.next_day()
+    held = system.positions.get("600036.SH")
+    system.executor.sell_stock("600036.SH", held.available // 200 * 100)  # a partial sell: the episode stays open
+    records = system.executor.trade_records()
+    sell = next(r for r in records if r["side"] == "sell")
+    assert sell["realized_pnl"] is not None and sell["realized_pnl"] != 0
+    summary = data_of(client.get("/api/performance"))["summary"]
+    assert summary["realized_pnl"] == round(sell["realized_pnl"], 2)
+    assert (summary["episode_realized_pnl"], summary["closed_episodes"], summary["open_episodes"]) == (0.0, 0, 1)
 
 
 def test_today_so_far_extends_the_recorded_closes(system, client):

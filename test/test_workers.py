@@ -1,5 +1,5 @@
 """Watchdog: a worker that raises and a worker that hangs are both restarted and visible as restarted;
-flapping is capped by the per-hour limit with an alarm."""
+past the per-hour budget a worker is alarmed and retried with capped back-off, never abandoned."""
 import threading
 
 import pytest
@@ -96,35 +96,60 @@ def test_hanging_worker_is_restarted_and_old_thread_exits(settings):
     assert dog.stop(5)
 
 
-def test_restart_limit_raises_alarm_instead_of_flapping(settings):
+def test_past_the_restart_budget_a_worker_is_alarmed_and_retried_with_back_off_never_abandoned(settings):
     from datetime import datetime
 
     from events import EventBus, EventKind
     from market_clock import ReplayClock
 
+    settings.update({"THREAD_RESTART_BACKOFF_MAX_SECONDS": 8.0})
     fake = FakeTime()
     bus = EventBus(ReplayClock(datetime(2024, 3, 5, 10, 0)))
     published = bus.subscribe([EventKind.THREAD_RESTARTED, EventKind.THREAD_ALARM])
     dog = Watchdog(settings, now=fake, events=bus)
 
-    class AlwaysRaises(Worker):
+    class FailsUntilFixed(Worker):
         name = "flappy"
 
+        def __init__(self):
+            self.broken = True
+            self.worked = threading.Event()
+
         def wait(self, stop, limit):
-            pass
+            stop.wait(0.001)
 
         def run_once(self):
-            raise RuntimeError("always")
+            if self.broken:
+                raise RuntimeError("always")
+            self.worked.set()
 
-    dog.add(AlwaysRaises())
+    worker = FailsUntilFixed()
+    dog.add(worker)
     dog.start()
+    dog._runners["flappy"].thread.join(5)
+    dog.run_once()  # the first restart comes at once
+    waits = []
     for _ in range(6):
         dog._runners["flappy"].thread.join(5)
-        fake.value += 120  # past the back-off
+        before = health(dog, "flappy")["restarts"]
         dog.run_once()
+        assert health(dog, "flappy")["restarts"] == before  # still within its back-off
+        waits.append(dog._next_restart_at["flappy"] - fake.value)
+        fake.value = dog._next_restart_at["flappy"]
+        dog.run_once()
+        assert health(dog, "flappy")["restarts"] == before + 1  # retried once the back-off has passed
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling up to the cap, never abandoned
     row = health(dog, "flappy")
-    assert row["restarts"] == 2
-    assert "不再自动重启" in row["alarm"]
+    assert row["restarts"] == 7 and "将每隔最多 8 秒继续重试" in row["alarm"]
     events = [(e.kind, e.data["thread"]) for e in published.drain()]  # two restarts, then one alarm only
     assert events == [(EventKind.THREAD_RESTARTED, "flappy")] * 2 + [(EventKind.THREAD_ALARM, "flappy")]
+
+    dog._runners["flappy"].thread.join(5)
+    worker.broken = False  # the cause went away (e.g. disk space is back): the next retry works
+    fake.value = dog._next_restart_at["flappy"]
+    dog.run_once()
+    assert worker.worked.wait(5)
+    dog.run_once()
+    row = health(dog, "flappy")
+    assert row["alarm"] == "" and row["alive"] is True and row["restarts"] == 8
     dog.stop(5)

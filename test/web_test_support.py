@@ -84,7 +84,7 @@ class System:
                 self.watch.run_once()
 
     def watchlist(self) -> list[str]:
-        watched = set(self.watch_store.codes()) if self.watch_store is not None else set()
+        watched = set(self.watch.codes()) if self.watch is not None else set()
         return sorted({p.stock_code for p in self.positions.all()} | set(self.pool.codes()) | watched)
 
     def next_day(self) -> None:

@@ -1,13 +1,15 @@
 /* Under the account supervisor only (the supervisor adds this script to the page): the account switcher in
    the header and the 「账户总览」 page — every account's process and trading state, assets, day P&L, positions,
-   pending signals, link and alarms, totals, per-account and all-account actions, and the equity curves of all
-   accounts on one chart. The other pages keep working for the selected account (common.js apiUrl). */
+   pending signals, link and alarms, totals, per-account and all-account actions, and all accounts on one chart:
+   each account's return in % from the start of its range (accounts of different sizes compare), or its total
+   assets as an option. The other pages keep working for the selected account (common.js apiUrl). */
 (function () {
   "use strict";
 
   var Q = window.Qmt;
   var $ = Q.$, make = Q.make, cell = Q.cell, clear = Q.clear, fmtMoney = Q.fmtMoney, fmtInt = Q.fmtInt;
   var signClass = Q.signClass, show = Q.show, showError = Q.showError, confirmDialog = Q.confirmDialog;
+  var fmtPct = Q.fmtPct;
   if (!Q.accountIds.length) return;
 
   var COLORS = ["#2463d1", "#d9342b", "#138a4f", "#b7791f", "#7b3fc4", "#0f8a9c"];
@@ -23,6 +25,9 @@
     emergency_stop: "紧急停止：不再产生任何新委托（只允许经确认的手动卖出），并撤销全部未完成委托；重启后仍保持停止。确认？"
   };
   var timer = null;
+  var names = {};  // account id → display name (from /api/accounts)
+  var chartView = "return";  // "return": % from each account's first point in range; "asset": total assets
+  var lastSeries = null;
 
   // ---- header: the account switcher ----------------------------------------------------------------
   function buildSwitcher() {
@@ -43,7 +48,24 @@
     label.appendChild(select);
     var brand = document.querySelector(".topbar .brand");
     brand.parentNode.insertBefore(label, brand.nextSibling);
+    Q.get("/api/accounts").then(learnNames, function () {});  // every page: the switcher shows names
   }
+
+  function learnNames(data) {
+    var changed = false;
+    (data.accounts || []).forEach(function (a) {
+      if (a.name && names[a.id] !== a.name) { names[a.id] = a.name; changed = true; }
+    });
+    if (changed && lastSeries) drawEquity(lastSeries);  // the chart may have been drawn before the names came
+    var select = $("account-switch");
+    if (!select) return;
+    Array.prototype.forEach.call(select.options, function (option) {
+      option.textContent = displayName(option.value);
+      option.title = option.value;
+    });
+  }
+
+  function displayName(id) { return names[id] && names[id] !== id ? names[id] : id; }
 
   // ---- the overview page -----------------------------------------------------------------------------
   function buildPage() {
@@ -91,7 +113,23 @@
     section.appendChild(panel);
 
     var chartPanel = make("div", "panel");
-    chartPanel.appendChild(make("h2", null, "资产曲线（各账户，按市场时间）"));
+    chartPanel.appendChild(make("h2", null, "各账户收益对比（按市场时间）"));
+    var viewBar = make("div", "actions");
+    var viewLabel = make("label", null, "纵轴 ");
+    var viewSelect = make("select");
+    viewSelect.id = "accounts-chart-view";
+    [["return", "收益率（%，自区间起点）"], ["asset", "总资产（元）"]].forEach(function (item) {
+      var option = make("option", null, item[1]);
+      option.value = item[0];
+      viewSelect.appendChild(option);
+    });
+    viewSelect.addEventListener("change", function () {
+      chartView = viewSelect.value;
+      if (lastSeries) drawEquity(lastSeries);
+    });
+    viewLabel.appendChild(viewSelect);
+    viewBar.appendChild(viewLabel);
+    chartPanel.appendChild(viewBar);
     var chart = make("div", "accounts-chart");
     chart.id = "accounts-chart";
     chartPanel.appendChild(chart);
@@ -108,6 +146,7 @@
   }
 
   function render(data) {
+    learnNames(data);
     renderTotals(data.totals);
     var body = $("accounts-body");
     clear(body);
@@ -167,14 +206,30 @@
 
   // ---- equity curves (SVG, one line per account) ------------------------------------------------------
   /* Each account's curve spans the chart's width over its own market-time range: replayed accounts on one
-     replay share that range, while a live account (today's dates) is not squeezed into a corner. */
+     replay share that range, while a live account (today's dates) is not squeezed into a corner. In the return
+     view each curve is (assets / assets at its first point − 1) × 100, so a 200,000 live account and two
+     1,000,000 sim accounts share one readable axis. */
+  function plotted(points) {
+    if (chartView === "asset") return points;
+    var base = points[0][1];
+    if (!(base > 0)) return [];
+    return points.map(function (p) { return [p[0], (p[1] / base - 1) * 100]; });
+  }
+
+  function fmtValue(v) { return chartView === "asset" ? fmtMoney(v) : fmtPct(v); }
+
   function drawEquity(series) {
+    lastSeries = series;
     var box = $("accounts-chart");
     clear(box);
-    var ids = Object.keys(series).filter(function (id) { return series[id].length > 1; });
+    var curves = {};
+    Object.keys(series).forEach(function (id) {
+      if (series[id].length > 1) curves[id] = plotted(series[id]);
+    });
+    var ids = Object.keys(curves).filter(function (id) { return curves[id].length > 1; });
     if (!ids.length) { box.appendChild(make("div", "muted", "暂无数据：各账户运行后按市场时间记录资产")); return; }
-    var values = [];
-    ids.forEach(function (id) { series[id].forEach(function (p) { values.push(p[1]); }); });
+    var values = chartView === "asset" ? [] : [0];
+    ids.forEach(function (id) { curves[id].forEach(function (p) { values.push(p[1]); }); });
     var lo = Math.min.apply(null, values), hi = Math.max.apply(null, values);
     if (hi === lo) { hi += 1; lo -= 1; }
     var W = 800, H = 260, pad = 8;
@@ -183,8 +238,17 @@
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("class", "equity-svg");
     var legend = make("div", "legend");
+    if (chartView === "return") {  // the 0 % line: where each account started
+      var zero = document.createElementNS(ns, "line");
+      var zy = (H - pad - (H - 2 * pad) * (0 - lo) / (hi - lo)).toFixed(1);
+      zero.setAttribute("x1", pad); zero.setAttribute("x2", W - pad);
+      zero.setAttribute("y1", zy); zero.setAttribute("y2", zy);
+      zero.setAttribute("stroke", "#9aa4b2"); zero.setAttribute("stroke-dasharray", "4 4");
+      zero.setAttribute("class", "zero-line");
+      svg.appendChild(zero);
+    }
     ids.forEach(function (id, i) {
-      var points = series[id];
+      var points = curves[id];
       var t0 = Date.parse(points[0][0]), t1 = Date.parse(points[points.length - 1][0]);
       var line = document.createElementNS(ns, "polyline");
       line.setAttribute("points", points.map(function (p) {
@@ -197,13 +261,17 @@
       line.setAttribute("stroke-width", "2");
       line.setAttribute("data-account", id);
       svg.appendChild(line);
-      var item = make("span", "legend-item", id + "：" + fmtMoney(points[points.length - 1][1]) + "（" +
+      var last = points[points.length - 1][1];
+      var item = make("span", "legend-item", displayName(id) + "：" + fmtValue(last) +
+        (chartView === "return" ? "（总资产 " + fmtMoney(series[id][series[id].length - 1][1]) + "）" : "") + "（" +
         points[0][0].replace("T", " ") + " ~ " + points[points.length - 1][0].replace("T", " ") + "）");
+      item.setAttribute("data-account", id);
       item.style.borderLeftColor = COLORS[i % COLORS.length];
       legend.appendChild(item);
     });
     box.appendChild(svg);
-    legend.appendChild(make("span", "muted", "纵轴 " + fmtMoney(lo) + " ~ " + fmtMoney(hi) + "；横轴为各账户自己的市场时间范围"));
+    legend.appendChild(make("span", "muted", "纵轴 " + fmtValue(lo) + " ~ " + fmtValue(hi) +
+      (chartView === "return" ? "（各账户相对自己区间起点的收益率）" : "") + "；横轴为各账户自己的市场时间范围"));
     box.appendChild(legend);
   }
 

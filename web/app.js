@@ -155,8 +155,26 @@
     });
   }
 
+  /* issue 25: the red 「保护失效」 banner names each stock and cause while protection is not ok (health's
+     `protection`; null where the daemon runs no protection check). */
+  function renderProtection(p) {
+    var banner = $("protection-banner");
+    var failing = !!p && !p.ok;
+    banner.hidden = !failing;
+    if (!failing) { banner.textContent = ""; return; }
+    banner.textContent = "保护失效：" + p.failures.map(function (f) {
+      return (f.stock_code || "全部持仓") + "（" + f.cause_label + "）" + (f.reason ? "：" + f.reason : "");
+    }).join("；");
+  }
+
+  function loadProtection() {
+    // a failed request shows through loadStatus, which polls with it
+    get("/api/health").then(function (h) { renderProtection(h.protection); }, function () {});
+  }
+
   function loadHealth() {
     get("/api/health").then(function (h) {
+      renderProtection(h.protection);
       var body = $("health-body");
       clear(body);
       h.threads.forEach(function (t) {
@@ -274,9 +292,9 @@
 
   function sellFromRow(code, ratio) {
     var p = (state.snapshot.positions || []).filter(function (x) { return x.stock_code === code; })[0];
-    var what = QmtOperator.sellText(code, p ? p.available : 0, ratio);
-    confirmDialog("确认卖出", "按现价" + what + "：" + code + (p && p.stock_name ? " " + p.stock_name : "") + "？" +
-      QmtOperator.haltNote())
+    var what = QmtOperator.sellText(code, p ? p.available : 0, ratio) + "。";
+    checkThenConfirm("sell", { stock_code: code, ratio: ratio, confirm: true }, "pos-msg", "确认卖出",
+      what + QmtOperator.haltNote())
       .then(function (yes) {
         if (!yes) return;
         post("/api/actions/execute_sell", { stock_code: code, ratio: ratio, confirm: true }).then(function (order) {
@@ -590,35 +608,73 @@
     return by;
   }
 
+  /* POST /api/actions/check_order: the server runs every pre-trade check of the real order (lot, limit
+     prices, cash and position cap, available shares, trading state) without placing anything, so the page
+     validates exactly as the order would be and shows 可买/可卖 before anything is confirmed. */
+  function checkOrder(side, payload) {
+    var body = { side: side };
+    Object.keys(payload).forEach(function (k) { body[k] = payload[k]; });
+    return post("/api/actions/check_order", body);
+  }
+
+  function capacityText(c) {
+    if (c.max_volume == null) return c.ok ? "" : Q.errorText(c);
+    var text = (c.side === "buy" ? "可买 " : "可卖 ") + fmtInt(c.max_volume) + " 股";
+    if (c.side === "buy" && c.price) text += "（按委托价 " + fmtPrice(c.price, c.stock_code) + " 元，计入资金、单笔与仓位上限）";
+    return text;
+  }
+
+  /* 可买 / 可卖 under a form, refreshed when its code (or limit price) changes; an old answer never
+     overwrites a newer one. */
+  function watchCapacity(form, side, box) {
+    var asked = 0;
+    function refresh() {
+      var code = form.stock_code.value.trim();
+      var seq = ++asked;
+      $(box).textContent = "";
+      if (!code) return;
+      var body = { stock_code: code };
+      var price = numberField(form.price.value);
+      var by = form.querySelector('input[type="radio"]:checked').value;
+      if (price !== undefined && by === "volume") body.price = price;  // a limit price goes with a volume only
+      checkOrder(side, body).then(function (c) {
+        if (seq === asked) $(box).textContent = capacityText(c);
+      }, function (err) { if (seq === asked) $(box).textContent = Q.errorText(err); });
+    }
+    ["stock_code", "price"].forEach(function (name) { form[name].addEventListener("change", refresh); });
+    Array.prototype.forEach.call(form.querySelectorAll('input[type="radio"]'), function (r) {
+      r.addEventListener("change", refresh);
+    });
+    return refresh;
+  }
+
+  /* Check first; the dialog only ever shows an order that passes every check, with its real volume. */
+  function checkThenConfirm(side, payload, msg, title, extra) {
+    show(msg, "");
+    return checkOrder(side, payload).then(function (c) {
+      if (!c.ok) {
+        var told = c.max_volume == null || /可买|可卖/.test(c.message);
+        show(msg, Q.errorText(c) + (told ? "" : "；" + capacityText(c)), "error");
+        return false;
+      }
+      return confirmDialog(title, c.side_label + " " + c.stock_code + "：" + fmtInt(c.volume) + " 股，委托价 " +
+        fmtPrice(c.price, c.stock_code) + " 元，约 " + fmtMoney(c.amount) + " 元（" + capacityText(c) + "）。" +
+        (extra || "") + "确认下单？");
+    }, function (err) { showError(msg, err); return false; });
+  }
+
   function submitBuy(ev) {
     ev.preventDefault();
     var form = ev.target, by = toggleBy(form, "buy_by");
-    var code = form.stock_code.value.trim();
-    var payload = { stock_code: code };
-    var what;
+    var payload = { stock_code: form.stock_code.value.trim() };
     if (by === "amount") {
       payload.amount = numberField(form.amount.value);
-      what = "金额 " + form.amount.value.trim() + " 元";
     } else {
       payload.volume = numberField(form.volume.value);
       var price = numberField(form.price.value);
       if (price !== undefined) payload.price = price;
-      what = form.volume.value.trim() + " 股" + (price !== undefined ? " @ " + form.price.value.trim() : "（按现价）");
     }
-    show("buy-msg", "");
-    // The code is checked (and its quote fetched) before anything is confirmed.
-    get("/api/data/realtime/" + encodeURIComponent(code)).then(function (q) {
-      var name = q.code + (q.name ? " " + q.name : "");
-      var estimate = "";
-      if (by === "amount" && typeof payload.amount === "number" && q.price > 0) {
-        var lots = Math.floor(payload.amount / q.price / 100);
-        estimate = lots > 0 ? "，按现价 " + fmtPrice(q.price, q.code) + " 约 " + fmtInt(lots * 100) + " 股"
-          : "，按现价 " + fmtPrice(q.price, q.code) + " 元不足买入一手（一手约 " + fmtMoney(q.price * 100) + " 元）";
-      } else {
-        estimate = "，现价 " + fmtPrice(q.price, q.code);
-      }
-      return confirmDialog("确认买入", "买入 " + name + "：" + what + estimate + "。确认下单？");
-    }, function (err) { showError("buy-msg", err); return false; }).then(function (yes) {
+    checkThenConfirm("buy", payload, "buy-msg", "确认买入").then(function (yes) {
       if (!yes) return;
       post("/api/actions/execute_buy", payload).then(function (order) {
         show("buy-msg", "买入委托已提交：" + orderSummary(order), "ok");
@@ -647,29 +703,16 @@
   function submitSell(ev) {
     ev.preventDefault();
     var form = ev.target, by = toggleBy(form, "sell_by");
-    var code = form.stock_code.value.trim();
-    var payload = { stock_code: code };
-    var what;
+    var payload = { stock_code: form.stock_code.value.trim(), confirm: true };
     if (by === "volume") {
       payload.volume = numberField(form.volume.value);
       var price = numberField(form.price.value);
       if (price !== undefined) payload.price = price;
-      what = form.volume.value.trim() + " 股" + (price !== undefined ? " @ " + form.price.value.trim() : "（按现价）");
     } else {
       payload.ratio = numberField(form.ratio.value);
-      what = "可卖数量的 " + form.ratio.value.trim();
     }
-    show("sell-msg", "");
-    var ask = typeof payload.ratio === "number"
-      ? get("/api/positions/" + encodeURIComponent(code)).then(function (p) {
-        return "按现价" + QmtOperator.sellText(p.stock_code, p.available, payload.ratio) + "：" + p.stock_code +
-          (p.stock_name ? " " + p.stock_name : "");
-      })
-      : Promise.resolve("卖出 " + code + "，" + what);
-    ask.then(function (text) { return confirmDialog("确认卖出", text + "？" + QmtOperator.haltNote()); },
-      function (err) { showError("sell-msg", err); return false; }).then(function (yes) {
+    checkThenConfirm("sell", payload, "sell-msg", "确认卖出", QmtOperator.haltNote()).then(function (yes) {
       if (!yes) return;
-      payload.confirm = true;
       post("/api/actions/execute_sell", payload).then(function (order) {
         show("sell-msg", "卖出委托已提交：" + orderSummary(order), "ok");
       }, function (err) { showError("sell-msg", err); });
@@ -815,15 +858,26 @@
     });
   }
 
-  /* On a stock code: the amount per grid the form proposes (one lot at the centre price at least). */
+  /* On a stock code: the amount per grid the form proposes (one lot at the centre price at least). A new code
+     first clears the previous code's hint and the amount the form filled in for it (an amount the person typed
+     stays); an answer for an older code is dropped. */
+  var gridAsked = 0;
   function proposeGrid() {
-    var form = $("grid-form"), code = form.stock_code.value.trim();
-    if (!code) { $("grid-proposal").hidden = true; return; }
+    var form = $("grid-form"), code = form.stock_code.value.trim(), amount = form.GRID_BUY_AMOUNT;
+    var seq = ++gridAsked;
+    show("grid-proposal", "");
+    if (amount.getAttribute("data-proposed") === amount.value) amount.value = "";
+    amount.removeAttribute("data-proposed");
+    if (!code) return;
     get("/api/grid/proposal/" + encodeURIComponent(code)).then(function (p) {
-      if (!p.enough && !form.GRID_BUY_AMOUNT.value.trim()) form.GRID_BUY_AMOUNT.value = String(p.proposed_amount);
+      if (seq !== gridAsked) return;
+      if (!p.enough && !amount.value.trim()) {
+        amount.value = String(p.proposed_amount);
+        amount.setAttribute("data-proposed", amount.value);
+      }
       show("grid-proposal", p.enough ? "每格 " + p.configured_amount + " 元在中心价 " + fmtPrice(p.center_price, p.stock_code) +
         " 可买 " + Math.floor(p.configured_amount / p.center_price / p.lot) * p.lot + " 股" : p.message, p.enough ? "" : "warn");
-    }, function (err) { showError("grid-proposal", err); });
+    }, function (err) { if (seq === gridAsked) showError("grid-proposal", err); });
   }
 
   // ---- emergency stop ----------------------------------------------------------------------------
@@ -888,6 +942,8 @@
     $("pool-buy-form").addEventListener("submit", submitPoolBuy);
     $("sell-form").addEventListener("submit", submitSell);
     $("sell-form").addEventListener("change", function () { toggleBy($("sell-form"), "sell_by"); });
+    watchCapacity($("buy-form"), "buy", "buy-capacity");
+    watchCapacity($("sell-form"), "sell", "sell-capacity");
     $("pool-save").addEventListener("click", savePool);
     $("pool-reload").addEventListener("click", loadPool);
     $("grid-form").addEventListener("submit", startGrid);
@@ -897,9 +953,10 @@
     loadStatus();
     activate();
     openStream();
+    loadProtection();
     setInterval(function () {
       loadStatus();
-      if (state.tab === "overview") loadHealth();
+      if (state.tab === "overview") loadHealth(); else loadProtection();  // the banner shows on every page
     }, 5000);
     setInterval(function () {  // the 分时 line and today's bar of a stock that is not held
       if (state.tab === "positions" && state.chartCode && !document.hidden) loadIntraday();

@@ -11,12 +11,26 @@
 
   function load() {
     Q.show("compare-msg", "");
-    return get("/api/backtest/compare").then(render, function (err) {
-      clear($("compare-summary-body"));
-      clear($("compare-rows-body"));
-      $("compare-period").textContent = "";
-      $("compare-starting").textContent = "";
+    return get("/api/backtest/compare").then(function (result) {
+      if (result.available) render(result); else empty(result.message);
+    }, function (err) {
+      empty("");
       Q.showError("compare-msg", err);
+    });
+  }
+
+  /* No result yet: a normal state with the command that makes one, not an error. */
+  function empty(message) {
+    $("compare-period").textContent = "";
+    $("compare-starting").textContent = "";
+    [["compare-summary-body", 4], ["compare-rows-body", 12]].forEach(function (t) {
+      var body = $(t[0]);
+      clear(body);
+      if (!message) return;
+      var row = make("tr");
+      row.className = "empty";
+      cell(row, t[0] === "compare-summary-body" ? message : "暂无逐笔对比", "muted").colSpan = t[1];
+      body.appendChild(row);
     });
   }
 

@@ -226,13 +226,16 @@
       return String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
     } };
     var chart = LW.createChart(box, options);
-    var model = { prevClose: null, points: [], digits: 2, code: "", date: "" };
+    var model = { prevClose: null, points: [], digits: 2, code: "", date: "", limits: [] };
+    /* Symmetric around the previous close, wide enough for the price and the limit-up / limit-down lines
+       (a price line outside the range would not be drawn at all). */
     var price = chart.addSeries(LW.LineSeries, { color: "#2463d1", lineWidth: 2, priceLineVisible: true,
       autoscaleInfoProvider: function (original) {
         var range = original();
         if (!range || !model.prevClose) return range;
         var span = Math.max(Math.abs(range.priceRange.maxValue - model.prevClose),
           Math.abs(range.priceRange.minValue - model.prevClose), model.prevClose * 0.005);
+        model.limits.forEach(function (limit) { span = Math.max(span, Math.abs(limit - model.prevClose) / 1.1 * 1.02); });
         return { priceRange: { minValue: model.prevClose - span * 1.1, maxValue: model.prevClose + span * 1.1 } };
       } });
     var average = chart.addSeries(LW.LineSeries, { color: "#e6a118", lineWidth: 1, priceLineVisible: false,
@@ -252,6 +255,7 @@
       model.prevClose = series.prev_close;
       model.date = series.date;
       model.points = series.points.slice();
+      model.limits = [series.limit_up, series.limit_down].filter(function (v) { return v > 0; });
       price.applyOptions({ priceFormat: { type: "price", precision: model.digits,
         minMove: model.digits === 3 ? 0.001 : 0.01 } });
       price.setData(model.points.map(function (p) { return { time: minuteTime(p.time), value: p.price }; }));
@@ -275,6 +279,7 @@
       pointCount: function () { return model.points.length; },
       date: function () { return model.date; },
       lastPrice: function () { var p = model.points[model.points.length - 1]; return p ? p.price : null; },
+      visiblePriceRange: function () { return price.priceScale().getVisibleRange(); },
       levelPrices: function () {
         var out = {};
         Object.keys(lines).forEach(function (k) { out[k] = lines[k].options().price; });

@@ -42,9 +42,12 @@
     node.hidden = !text;
   }
   function showError(target, err) { show(target, errorText(err), "error"); }
+  /* The API names a body field after its Chinese label for API users (「买入数量（volume）」); the page
+     shows the label only. */
+  function withoutFieldNames(text) { return String(text).replace(/（[a-z][a-z0-9_]*）/g, ""); }
   function errorText(err) {
     if (!err) return "未知错误";
-    var text = err.message || String(err);
+    var text = withoutFieldNames(err.message || String(err));
     if (err.errors && typeof err.errors === "object" && !Array.isArray(err.errors)) {
       var details = Object.keys(err.errors).map(function (k) { return k + "：" + err.errors[k]; });
       if (details.length > 1) text += "\n" + details.join("\n");
@@ -219,7 +222,8 @@
   // ---- Chinese names of what the daemon reports ------------------------------------------------------
   var THREAD_LABELS = { data: "数据", monitor: "监控", strategy: "策略", sync: "同步", orders: "委托",
     housekeeping: "日常维护", web: "网页", watchdog: "看门狗", broker_sync: "券商同步", MainThread: "主线程",
-    probe: "探针" };
+    probe: "探针", watch: "盯盘", storage: "存储检查", order_files: "委托文件", notifier: "通知发送", jobs: "定时任务",
+    notify_watch: "通知监视", protection: "持仓保护", heartbeat: "心跳", grid: "网格交易" };
   function threadLabel(name) {
     if (!name) return "";
     if (THREAD_LABELS[name]) return THREAD_LABELS[name];

@@ -61,7 +61,8 @@
     if (p.run_override) title.appendChild(make("span", "tag cmdline", p.run_override_note));
     about.appendChild(title);
     about.appendChild(make("div", "key", p.key));
-    about.appendChild(make("div", "range", (p.range ? "范围：" + p.range + "；" : "") + "默认：" + shownValue(p, p.default)));
+    var range = isRatio(p) && p.min != null && p.max != null ? percentText(p.min) + " ~ " + percentText(p.max) : p.range;
+    about.appendChild(make("div", "range", (range ? "范围：" + range + "；" : "") + "默认：" + shownValue(p, p.default)));
     row.appendChild(about);
 
     var field = make("div");
@@ -87,6 +88,16 @@
     input.name = p.key;
     input.className = "cfg-input";
     field.appendChild(input);
+    if (isRatio(p)) {  // the stored value stays a fraction; the person reads it as a percentage
+      var hint = make("span", "pct-hint");
+      var showPct = function () {
+        var v = numberField(input.value);
+        hint.textContent = typeof v === "number" ? "＝ " + percentText(v) : "";
+      };
+      input.addEventListener("input", showPct);
+      showPct();
+      field.appendChild(hint);
+    }
     var error = make("div", "field-error");
     error.hidden = true;
     field.appendChild(error);
@@ -111,9 +122,16 @@
     return row;
   }
 
-  /* A value as a person reads it: 是/否 for switches, 1,000,000 for big numbers, JSON for tables. */
+  /* A ratio parameter (the metadata's float named *_RATIO / *_PCT): a fraction shown as a percentage. */
+  function isRatio(p) { return !!p && p.type === "float" && /_(RATIO|PCT)(_|$)/.test(p.key); }
+  function percentText(v) { return parseFloat((v * 100).toPrecision(10)) + "%"; }
+
+  /* A value as a person reads it: 开/关 for switches, −9.5% for ratios, 1,000,000 for big numbers, JSON for
+     tables. */
   function shownValue(p, v) {
-    if (p.type === "bool") return v ? "是" : "否";
+    if (!p) return jsonText(v);
+    if (p.type === "bool") return v ? "开" : "关";
+    if (isRatio(p) && typeof v === "number") return percentText(v);
     if ((p.type === "int" || p.type === "float") && typeof v === "number" && Math.abs(v) >= 1000) {
       return v.toLocaleString("zh-CN", { maximumFractionDigits: 6 });
     }
@@ -144,7 +162,8 @@
     var read = readConfigValue(p, input);
     if (read.error) { fieldError(input, error, read.error); return; }
     var risky = p.key === "ENABLE_SIMULATION_MODE" && read.value === false;
-    var change = p.key + "：" + (p.secret ? "（保密值）" : jsonText(p.value) + " → " + jsonText(read.value));
+    var change = p.meaning.split(/[：（(]/)[0] + "（" + p.key + "）：" +
+      (p.secret ? "（保密值）" : exactShown(p, p.value) + " → " + exactShown(p, read.value));
     var ask = risky ? confirmDialog("切换到实盘", change + "\n关闭模拟模式后，重启时将通过 miniQMT 连接真实账户交易。确认保存？")
       : confirmDialog("保存参数", change + (p.restart_required ? "（重启后生效）" : "") + "。确认保存？");
     ask.then(function (yes) {
@@ -173,6 +192,15 @@
     });
   }
 
+  /* A ratio also with its stored fraction, so the confirmation shows exactly what is saved. */
+  function exactShown(p, v) {
+    return isRatio(p) && typeof v === "number" ? percentText(v) + "（" + jsonText(v) + "）" : shownValue(p, v);
+  }
+
+  function paramOf(key) {
+    return state.config && state.config.params.filter(function (x) { return x.key === key; })[0];
+  }
+
   function loadConfigHistory() {
     get("/api/config/history?limit=100").then(function (list) {
       var body = $("config-history-body");
@@ -185,14 +213,15 @@
         var name = cell(tr, "");
         name.appendChild(make("div", null, shortMeaning(h.key)));
         if (shortMeaning(h.key) !== h.key) name.appendChild(make("div", "key-small", h.key));
-        cell(tr, jsonText(h.old_value));
-        cell(tr, jsonText(h.new_value));
+        var p = paramOf(h.key);
+        cell(tr, shownValue(p, h.old_value));
+        cell(tr, shownValue(p, h.new_value));
         cell(tr, SOURCE_LABELS[h.source] || h.source);
         var actions = cell(tr, "");
         var b = make("button", "small", "回滚");
         b.type = "button";
-        b.title = "恢复为这次修改之前的值 " + jsonText(h.old_value);
-        b.addEventListener("click", function () { rollback(h.id, h.key + " 恢复为 " + jsonText(h.old_value)); });
+        b.title = "恢复为这次修改之前的值 " + shownValue(p, h.old_value);
+        b.addEventListener("click", function () { rollback(h.id, h.key + " 恢复为 " + shownValue(p, h.old_value)); });
         actions.appendChild(b);
         body.appendChild(tr);
       });
@@ -211,7 +240,7 @@
       .then(function (yes) {
         if (!yes) return;
         post("/api/config/rollback", historyId ? { history_id: historyId } : {}).then(function (r) {
-          var parts = Object.keys(r.restored).map(function (k) { return k + " = " + jsonText(r.restored[k]); });
+          var parts = Object.keys(r.restored).map(function (k) { return k + " = " + shownValue(paramOf(k), r.restored[k]); });
           show("history-msg", "已回滚：" + parts.join("，"), "ok");
           loadConfig().then(function () { loadConfigHistory(); afterChange(); });
         }, function (err) { showError("history-msg", err); });

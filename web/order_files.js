@@ -106,13 +106,32 @@
         });
       })
       .then(function (f) {
-        var kind = f.failed || f.message ? "warn" : "ok";
-        Q.show("order-files-msg", "「" + f.name + "」" + (f.dry_run ? "校验" : "处理") + "完成：" + f.ok + " 行成功，" +
-          f.failed + " 行失败" + (f.message ? "（" + f.message + "）" : ""), kind);
-        renderLines(f.results);
         input.value = "";
+        if (f.status === "processing") { follow(f.id); return; }  // queued: the order-file thread executes it
+        finished(f);
         load();
       }, function (err) { Q.showError("order-files-msg", err); });
+  }
+
+  function finished(f) {
+    var kind = f.failed || f.message ? "warn" : "ok";
+    Q.show("order-files-msg", "「" + f.name + "」" + (f.dry_run ? "校验" : "处理") + "完成：" + f.ok + " 行成功，" +
+      f.failed + " 行失败" + (f.message ? "（" + f.message + "）" : ""), kind);
+    renderLines(f.results);
+  }
+
+  // An uploaded file is queued and answered at once: follow it in the list until it is finished (a file
+  // waiting for trading to resume or for its budget shows why, and is looked at less often).
+  function follow(id) {
+    Q.get("/api/order-files?limit=100").then(function (files) {
+      renderFiles(files);
+      var f = files.filter(function (x) { return x.id === id; })[0];
+      if (!f) return;
+      if (f.status !== "processing") { finished(f); return; }
+      Q.show("order-files-msg", "「" + f.name + "」" + (f.message ? f.message : "已排队，正在逐行处理（已处理 " +
+        f.results.length + " 行）……"), f.message ? "warn" : undefined);
+      setTimeout(function () { follow(id); }, f.message ? 10000 : 1000);
+    }, function (err) { Q.showError("order-files-msg", err); });
   }
 
   Q.addTab("order-files", "委托文件", build());

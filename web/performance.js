@@ -8,6 +8,10 @@
   var UP = "#d9342b", DOWN = "#138a4f";
   var charts = null;
 
+  /* Axis labels: money with thousands separators; a drawdown as a percentage that never reads 「−0.0%」. */
+  function axisMoney(v) { return Number(v).toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 }); }
+  function axisPct(v) { return (Math.abs(v) < 0.005 ? 0 : v).toFixed(2) + "%"; }
+
   function pct(v) { return v == null ? "—" : (v * 100).toFixed(2) + "%"; }
   function signed(v) { return v == null ? "--" : (v > 0 ? "+" : "") + Q.fmtMoney(v); }
 
@@ -16,8 +20,9 @@
     ["final_equity", "当前总资产", Q.fmtMoney], ["total_return", "累计收益率", pct, true],
     ["annualized_return", "年化收益率", pct, true], ["max_drawdown", "最大回撤", pct],
     ["sharpe", "夏普比率", function (v) { return v == null ? "—" : Number(v).toFixed(2); }],
-    ["realized_pnl", "已实现盈亏", signed, true], ["win_rate", "胜率", pct],
-    ["closed_episodes", "已结束持仓周期", function (v, s) { return v + "（盈利 " + s.winning_episodes + "）"; }],
+    ["realized_pnl", "已实现盈亏（全部卖出）", signed, true],
+    ["episode_realized_pnl", "周期统计：盈亏", signed, true], ["win_rate", "周期统计：胜率", pct],
+    ["closed_episodes", "周期统计：已结束周期", function (v, s) { return v + "（盈利 " + s.winning_episodes + "）"; }],
     ["fees_paid", "手续费合计", Q.fmtMoney],
     ["trade_count", "成交笔数", function (v, s) { return v + "（买 " + s.buy_count + " / 卖 " + s.sell_count + "）"; }]
   ];
@@ -35,11 +40,11 @@
     });
   }
 
-  function smallChart(box) {
+  function smallChart(box, formatter) {
     return LW.createChart(box, {
       autoSize: true,
       layout: { background: { color: "#ffffff" }, textColor: "#3b4458", fontSize: 11, attributionLogo: false },
-      localization: { locale: "zh-CN", dateFormat: "yyyy-MM-dd" },
+      localization: { locale: "zh-CN", dateFormat: "yyyy-MM-dd", priceFormatter: formatter },
       grid: { vertLines: { color: "#f0f2f6" }, horzLines: { color: "#f0f2f6" } },
       rightPriceScale: { borderColor: "#dfe3ea" }, timeScale: { borderColor: "#dfe3ea" }
     });
@@ -47,14 +52,15 @@
 
   function ensureCharts() {
     if (charts) return charts;
-    var equity = smallChart($("perf-equity")), pnl = smallChart($("perf-pnl")), dd = smallChart($("perf-drawdown"));
+    var equity = smallChart($("perf-equity"), axisMoney), pnl = smallChart($("perf-pnl"), axisMoney),
+      dd = smallChart($("perf-drawdown"), axisPct);
     charts = {
       equity: equity.addSeries(LW.AreaSeries, { lineColor: "#2463d1", topColor: "rgba(36,99,209,0.25)",
         bottomColor: "rgba(36,99,209,0.02)", lineWidth: 2 }),
       pnl: pnl.addSeries(LW.HistogramSeries, { priceLineVisible: false }),
       drawdown: dd.addSeries(LW.AreaSeries, { lineColor: DOWN, topColor: "rgba(19,138,79,0.02)",
         bottomColor: "rgba(19,138,79,0.3)", lineWidth: 1, invertFilledArea: true,
-        priceFormat: { type: "percent" } }),
+        priceFormat: { type: "custom", formatter: axisPct, minMove: 0.01 } }),  // values are percent already
       all: [equity, pnl, dd]
     };
     return charts;
@@ -64,7 +70,7 @@
     var c = ensureCharts();
     c.equity.setData(equity.map(function (p) { return { time: p.date, value: p.total_asset }; }));
     c.pnl.setData(equity.map(function (p) { return { time: p.date, value: p.pnl, color: p.pnl >= 0 ? UP : DOWN }; }));
-    c.drawdown.setData(equity.map(function (p) { return { time: p.date, value: -p.drawdown * 100 }; }));
+    c.drawdown.setData(equity.map(function (p) { return { time: p.date, value: p.drawdown ? -p.drawdown * 100 : 0 }; }));
     c.all.forEach(function (chart) { chart.timeScale().fitContent(); });
   }
 
@@ -129,4 +135,5 @@
   }
 
   Q.registerPage("performance", { load: load });
+  window.QmtPerformance = { axisMoney: axisMoney, axisPct: axisPct };  // the axis label formats, for tests
 })();

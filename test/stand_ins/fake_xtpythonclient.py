@@ -166,6 +166,13 @@ class FakeQmt:
         self.refuse_next_cancel = ""
         self.order_delay = 0.0
         self.fail_next_order_call = ""
+        # process-level faults driven by test/stand_ins/live_account.py's control file (issue 25)
+        self.pushes_dropped_until = 0.0  # time.monotonic() until which pushes are lost (queries still answer)
+        self.rejected_sides: dict[str, str] = {}  # "buy"/"sell" -> the counter's rejection message
+        self.cancel_refusal = ""  # non-empty: every cancel is refused with this message
+        # issue 25 (broker fault paths): a native order send that blocks in the caller's thread
+        self.send_gate: Optional[threading.Event] = None  # set: order sends block until the event is set
+        self.send_blocked = threading.Event()  # set when an order send reached the closed gate
         self.hung = False
         self._hang_book_late = False
         self._hung_requests: list[tuple[FakeAsyncClient, str, int, Any]] = []
@@ -239,6 +246,59 @@ class FakeQmt:
                     order.status = ORDER_PART_CANCEL if order.traded_volume else ORDER_CANCELED
             self.orders, self.trades = {}, []
             self.next_day()
+
+    def carry_position(self, code: str, position: FakePosition) -> None:
+        """A position carried from an earlier day (replacing any): pushed to subscribed clients like a change."""
+        with self.lock:
+            self.positions[code] = position
+            self._push("bindOnStockPositionCallback", self._xt_position(code))
+            self._push("bindOnStockAssetCallback", self._xt_asset())
+
+    def drop_pushes(self, seconds: float) -> None:
+        """For `seconds` every push (orders, trades, positions, asset) is lost; queries still answer."""
+        with self.lock:
+            self.pushes_dropped_until = time.monotonic() + seconds
+
+    def reject_orders(self, side: str, message: str) -> None:
+        """The counter rejects every order of `side` ("buy"/"sell") with `message` (status 57) until cleared."""
+        with self.lock:
+            self.rejected_sides[side] = message
+
+    def refuse_cancels(self, message: str) -> None:
+        """The counter refuses every cancel with the same `message` (the order works on) until cleared."""
+        with self.lock:
+            self.cancel_refusal = message
+
+    def clear_faults(self) -> None:
+        """Every fault off: a hang ends (requests sent into it are lost), pushes flow, orders and cancels pass."""
+        with self.lock:
+            self.pushes_dropped_until = 0.0
+            self.rejected_sides = {}
+            self.cancel_refusal = ""
+            self.refuse_next_cancel = ""
+            self.order_delay = 0.0
+            self.fail_next_order_call = ""
+            self.end_hang()
+
+    def book(self) -> dict:
+        """The counter's book as plain data (positions, orders, cash): what a test compares the daemon with."""
+        with self.lock:
+            return {
+                "cash": self.cash, "frozen_cash": self.frozen_cash,
+                "positions": {code: {"volume": p.volume, "can_use_volume": p.can_use_volume,
+                                     "open_price": p.open_price} for code, p in sorted(self.positions.items())},
+                "orders": [{"order_id": o.order_id, "stock_code": o.stock_code, "side": "buy" if o.is_buy else "sell",
+                            "volume": o.volume, "price": o.price, "status": o.status, "status_msg": o.status_msg,
+                            "traded_volume": o.traded_volume, "remark": o.remark, "order_time": o.order_time,
+                            "booked_at": o.booked_at, "working": o.status not in TERMINAL}
+                           for o in sorted(self.orders.values(), key=lambda o: o.order_id)],
+                "sent_remarks": list(self.sent_remarks)}
+
+    def restart_numbering(self) -> None:
+        """The counter numbers orders and trades afresh (as many do each day): ids of earlier days come back."""
+        with self.lock:
+            self._order_ids = itertools.count(1001)
+            self._trade_ids = itertools.count(1)
 
     def close(self) -> None:
         """Stop timers of delayed faults (tests call this at the end)."""
@@ -335,6 +395,10 @@ class FakeQmt:
             return 0
 
     def request(self, client: "FakeAsyncClient", method: str, seq: int, req: Any) -> None:
+        gate = self.send_gate
+        if method == "orderStockWithSeq" and gate is not None and not gate.is_set():
+            self.send_blocked.set()
+            gate.wait(30)  # the native send blocks the caller (outside the counter's lock: the rest answers)
         with self.lock:
             self.request_log.append((method, threading.current_thread().name, client.session))
             if method == "orderStockWithSeq":
@@ -436,6 +500,14 @@ class FakeQmt:
     def _on_cancelOrderStockWithSeq(self, client, seq, req) -> None:
         order = self.orders.get(req.m_nOrderID)
         refusal, self.refuse_next_cancel = self.refuse_next_cancel, ""
+        if order is not None and self.cancel_refusal and order.status not in TERMINAL:
+            client.deliver("bindOnCancelOrderStockRespCallback", seq, NativeObject(
+                m_strAccountID=self.account_id, m_nCancelResult=-1, m_nOrderID=order.order_id,
+                m_strOrderSysID=f"S{order.order_id}", m_strErrorMsg=self.cancel_refusal))
+            client.deliver("bindOnCancelErrorCallback", NativeObject(
+                account_type=SECURITY_ACCOUNT, account_id=self.account_id, order_id=order.order_id, market=0,
+                order_sysid=f"S{order.order_id}", error_id=-63, error_msg=self.cancel_refusal))
+            return
         if order is not None and refusal == "result":
             client.deliver("bindOnCancelOrderStockRespCallback", seq, NativeObject(
                 m_strAccountID=self.account_id, m_nCancelResult=-1, m_nOrderID=order.order_id,
@@ -475,6 +547,9 @@ class FakeQmt:
             return -2, "本柜台只接受限价委托"
         if order.volume <= 0 or order.price <= 0:
             return -3, "委托数量或价格无效"
+        rejection = self.rejected_sides.get("buy" if order.is_buy else "sell")
+        if rejection:
+            return -8, rejection
         if order.is_buy:
             if order.volume % LOT:
                 return -4, "买入数量必须是100股的整数倍"
@@ -536,6 +611,8 @@ class FakeQmt:
     def _push(self, bind_name: str, data: NativeObject) -> None:
         if self.hung:
             return  # a hung miniQMT pushes nothing; queries after the hang show the state
+        if time.monotonic() < self.pushes_dropped_until:
+            return  # pushes lost (drop_pushes); queries still show the state
         for client in self.live_clients():
             if client.subscribed:
                 client.deliver(bind_name, data)
