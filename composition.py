@@ -306,7 +306,8 @@ def _protection_sentinel(settings: ConfigStore, stores: _Stores, trading: _Tradi
     indicators = stores.data.indicators
     facts = DaemonFacts(trading.positions, stores.data.hub, trading.executor.journal, trading.broker,
                         trading.trading_state, settings, stores.clock, rules.stock_params.params_for,
-                        macd_decision=indicators.macd_decision if indicators is not None else None)
+                        macd_decision=indicators.macd_decision if indicators is not None else None,
+                        suspended=getattr(stores.data, "is_suspended", None))
     return ProtectionSentinel(facts.read, trading.events, settings, stores.clock, wait_for_quotes=facts.wait_for_quotes)
 
 

@@ -73,6 +73,7 @@ ORDER_PRICE_SLIPPAGE = 0.002  # 自动委托的限价相对现价的让价比例
 PROTECTION_CHECK_INTERVAL = 1.0  # 保护检查间隔（秒）：清仓条件成立的持仓是否已有卖单在券商处工作
 PROTECTION_DEADLINE = 15.0  # 清仓条件成立后超过该秒数仍无卖单工作、又无合理原因，即报「保护失效」
 PROTECTION_REPEAT_MINUTES = 5.0  # 保护失效持续期间重复告警的间隔（分钟）
+PROTECTION_ORDER_CONFIRM_SECONDS = 30.0  # 实盘卖单最近一次获券商确认（推送或查询列出）超过该秒数即视为状态未核实（至少取券商同步间隔的 2 倍）
 HEARTBEAT_URL = ''  # 外部监控的心跳地址（如 healthchecks.io、Uptime Kuma 推送地址），仅在运行且保护正常时访问；留空为关闭
 HEARTBEAT_INTERVAL = 60.0  # 访问心跳地址的间隔（秒）
 
@@ -307,6 +308,8 @@ PARAMS: tuple[Param, ...] = (
        G_PROTECTION, 1, 600),
     _p("PROTECTION_REPEAT_MINUTES", PROTECTION_REPEAT_MINUTES, "float", "保护失效持续期间重复告警的间隔（分钟）", G_PROTECTION,
        0.5, 1440),
+    _p("PROTECTION_ORDER_CONFIRM_SECONDS", PROTECTION_ORDER_CONFIRM_SECONDS, "float", "实盘卖单最近一次获券商确认（推送或查询"
+       "列出）超过该秒数即视为状态未核实（至少取券商同步间隔的 2 倍）", G_PROTECTION, 5, 3600),
     _p("HEARTBEAT_URL", HEARTBEAT_URL, "str", "外部监控的心跳地址（如 healthchecks.io、Uptime Kuma 推送地址），仅在运行且保护"
        "正常时访问；留空为关闭", G_PROTECTION, secret=True),
     _p("HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL, "float", "访问心跳地址的间隔（秒）", G_PROTECTION, 5, 3600),

@@ -130,6 +130,12 @@ class DataManager:
         has_code = getattr(self._source, "has_code", None)
         return has_code is not None and not has_code(market_rules.normalize_code(code))
 
+    def is_suspended(self, code: str) -> bool:
+        """True when the market data says `code` is suspended (停牌) now: a replay without its bar today, a
+        live feed's security status; a source that cannot tell (mootdx) says False."""
+        suspended = getattr(self._source, "is_suspended", None)
+        return bool(suspended(market_rules.normalize_code(code))) if suspended is not None else False
+
     def quote_unavailable_reason(self, code: str) -> str:
         """Why `request_quote` found nothing, precisely, in Chinese."""
         code = market_rules.normalize_code(code)

@@ -43,6 +43,11 @@ MIGRATIONS = (
     """
     UPDATE trade_records SET fill_id = fill_id || '-' || replace(trading_day, '-', '') WHERE mode = 'live'
     """,
+    # issue 25: when the broker last named the order (a push or a query listing it); '' = not since the upgrade
+    # (the start-up reconciliation confirms every order the broker lists)
+    """
+    ALTER TABLE orders ADD COLUMN confirmed_at TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 # Order of progress; an update never moves an order backwards (events may arrive out of order).
@@ -80,6 +85,7 @@ class JournalEntry:
     reprice_count: int
     reprice_state: str
     replaced_by: str
+    confirmed_at: Optional[datetime] = None  # market time the broker last named the order (push or query)
 
     @property
     def remaining(self) -> int:
@@ -152,12 +158,15 @@ class OrderJournal:
 
     def apply_update(self, order: Order, force: bool = False) -> Optional[tuple[JournalEntry, JournalEntry]]:
         """Apply a broker report: status only forward (unless `force`: the broker's word at recovery), filled
-        never backwards. Returns (before, after) when something changed, None otherwise or if unknown."""
+        never backwards; the order counts as confirmed by the broker now (`confirmed_at`, read by the protection
+        sentinel). Returns (before, after) when something changed, None otherwise or if unknown."""
         before = self.get(order.client_id) if order.client_id else None
         if before is None and order.order_id:
             before = self.find(order.order_id)
         if before is None:
             return None
+        self._db.execute("UPDATE orders SET confirmed_at=? WHERE client_id=?",
+                         (_stamp(self._clock.now()), before.client_id))
         status = before.status
         if force and order.status is not OrderStatus.UNKNOWN:
             status = order.status
@@ -318,4 +327,5 @@ def _entry(row) -> Optional[JournalEntry]:
         created_at=datetime.fromisoformat(row["created_at"]), updated_at=datetime.fromisoformat(row["updated_at"]),
         trading_day=date.fromisoformat(row["trading_day"]), parent_client_id=row["parent_client_id"],
         root_client_id=row["root_client_id"], reprice_count=row["reprice_count"],
-        reprice_state=row["reprice_state"], replaced_by=row["replaced_by"])
+        reprice_state=row["reprice_state"], replaced_by=row["replaced_by"],
+        confirmed_at=datetime.fromisoformat(row["confirmed_at"]) if row["confirmed_at"] else None)

@@ -33,6 +33,9 @@ ACCOUNT_WIDE = ""  # the stock code of a failure of the check itself (it concern
 MAX_LISTED = 5  # stocks named in one alarm message; the rest are counted
 # Market sessions without trading, as the owner reads them (the trading ones never appear in a block).
 IDLE_SESSION_LABELS = {"pre_open": "盘前", "lunch_break": "午间休市", "closed": "休市"}
+# A live sell's confirmation may miss one broker_sync pass without being doubted: its bound is at least this many
+# BROKER_SYNC_INTERVALs, whatever PROTECTION_ORDER_CONFIRM_SECONDS says.
+SYNC_PASSES_PER_CONFIRMATION = 2
 
 
 class ProtectionState(str, Enum):
@@ -50,6 +53,7 @@ class Cause(str, Enum):
     SELL_NOT_ACKNOWLEDGED = "sell_not_acknowledged"
     CANCEL_PENDING = "cancel_pending"
     ORDER_UNKNOWN = "order_unknown"
+    ORDER_UNVERIFIED = "order_unverified"
     SELL_INCOMPLETE = "sell_incomplete"
     BROKER_DOWN = "broker_down"
     STORAGE = "storage"
@@ -67,6 +71,7 @@ CAUSE_LABELS = {
     Cause.SELL_NOT_ACKNOWLEDGED: "卖单未获券商确认",
     Cause.CANCEL_PENDING: "卖单撤单未完成",
     Cause.ORDER_UNKNOWN: "委托结果未知",
+    Cause.ORDER_UNVERIFIED: "卖单状态未能与券商核实",
     Cause.SELL_INCOMPLETE: "仍有可卖股份未挂卖单",
     Cause.BROKER_DOWN: "券商连接断开",
     Cause.STORAGE: "存储故障阻挡卖出",
@@ -112,6 +117,11 @@ class Facts:
     link: LinkFacts = LinkFacts()
     trading: StateFacts = StateFacts()
     macd_exits: frozenset[str] = frozenset()  # stocks whose daily MACD sell-all holds today (ENABLE_MACD_SELL)
+    # a live broker's sell counts as working only if the broker named it (push or query) within this many seconds
+    # (the counter may have cancelled or filled it while pushes were lost); None: the journal is the broker's word
+    # (the simulated broker confirms synchronously)
+    confirm_seconds: Optional[float] = None
+    suspended: frozenset[str] = frozenset()  # held stocks the market data says are suspended (停牌) now
 
 
 # ---- the verdict (pure) -------------------------------------------------------------------------------
@@ -194,6 +204,8 @@ def judge_position(position: Position, facts: Facts) -> Judgement:
     quote = facts.quotes.get(code)
     feed_now = facts.feed_now.get(quote.source, facts.now) if quote is not None else facts.now
     problem = quote_problem(code, quote, feed_now, facts.stale_seconds)
+    if problem and code in facts.suspended:  # a suspended stock's quotes stop: nothing can be sold until it resumes
+        return _explained(code, f"停牌：{code} 停牌中，行情停止更新，无法卖出")
     if problem:
         return _failure(code, Cause.QUOTE_STALE, problem)
     params = facts.params.get(code)
@@ -233,6 +245,13 @@ def is_working(entry: JournalEntry) -> bool:
     return bool(entry.order_id) and entry.status in WORKING_STATUSES
 
 
+def is_confirmed(entry: JournalEntry, now: datetime, confirm_seconds: Optional[float]) -> bool:
+    """The broker named the order recently enough for the journal's state to be its word (always, without a bound)."""
+    if confirm_seconds is None:
+        return True
+    return entry.confirmed_at is not None and (now - entry.confirmed_at).total_seconds() <= confirm_seconds
+
+
 def apply_deadline(judgements: Iterable[Judgement], pending: Mapping[str, Pending], now: datetime, t: float,
                    deadline: float) -> tuple[tuple[StockVerdict, ...], dict[str, Pending]]:
     """A not-protected judgement becomes a FAILURE once it has lasted `deadline` seconds (inclusive); before
@@ -263,8 +282,9 @@ def _judge_exit(position: Position, quote: Quote, found: tuple[Rule, float], fac
     condition = (f"MACD 死叉清仓条件成立（现价 {price:g}）" if rule is Rule.MACD_SELL
                  else f"{rule.label}条件成立（现价 {price:g}，触发价 {trigger:g}）")
     sells = list(facts.open_sells.get(code, ()))
-    working = [e for e in sells if is_working(e)]
-    stuck = [e for e in sells if not is_working(e)]  # they hold shares that no working order sells
+    working = [e for e in sells if is_working(e) and is_confirmed(e, facts.now, facts.confirm_seconds)]
+    stuck = [e for e in sells if e not in working]  # they hold shares that no working order is known to sell
+    unverified = [e for e in stuck if is_working(e)]
     if working and position.available <= 0 and not stuck:
         ids = "、".join(e.order_id for e in working)
         remaining = sum(e.remaining for e in working)
@@ -279,6 +299,8 @@ def _judge_exit(position: Position, quote: Quote, found: tuple[Rule, float], fac
         return _explained(code, f"{condition}，但「允许卖出」已关闭")
     if not facts.trading.auto_trading:
         return _explained(code, f"{condition}，但自动交易已关闭：卖出信号排队等待人工执行")
+    if unverified:
+        return _failure(code, Cause.ORDER_UNVERIFIED, f"{condition}，但{_unverified_words(unverified[0], facts)}")
     if not facts.link.up:
         return _failure(code, Cause.BROKER_DOWN, f"{condition}，但券商连接断开（{facts.link.reason}）")
     if facts.trading.state == "halted":  # only the storage guard's halt gets here (the owner's is explained)
@@ -309,6 +331,14 @@ def _stuck_cause(entry: JournalEntry) -> tuple[Cause, str]:
     if entry.status is OrderStatus.UNKNOWN:
         return Cause.ORDER_UNKNOWN, "结果未知，需与券商核对"
     return Cause.SELL_NOT_ACKNOWLEDGED, "尚未获券商确认（没有券商委托号）"
+
+
+def _unverified_words(entry: JournalEntry, facts: Facts) -> str:
+    confirmed = entry.confirmed_at
+    since = ("从未获券商核实" if confirmed is None else
+             f"已 {(facts.now - confirmed).total_seconds():.0f} 秒未获券商核实（最近确认 {confirmed:%H:%M:%S}）")
+    link = "" if facts.link.up else f"，券商连接断开（{facts.link.reason}）"
+    return f"卖单 {entry.order_id} 的状态{since}，券商处可能已撤单或成交{link}"
 
 
 def _limit_down(quote: Quote, day: date) -> Optional[float]:
@@ -345,7 +375,8 @@ class DaemonFacts:
 
     def __init__(self, positions, hub, journal, broker, trading_state, settings, clock,
                  params_for: Callable[[str], strategy.RuleParams],
-                 macd_decision: Optional[Callable[[str, date, bool], Optional[str]]] = None):
+                 macd_decision: Optional[Callable[[str, date, bool], Optional[str]]] = None,
+                 suspended: Optional[Callable[[str], bool]] = None):
         self._positions = positions
         self._hub = hub
         self._journal = journal
@@ -355,6 +386,7 @@ class DaemonFacts:
         self._clock = clock
         self._params_for = params_for
         self._macd_decision = macd_decision
+        self._suspended = suspended  # data_manager.DataManager.is_suspended: the market data's word
         self._macd_day: Optional[date] = None
         self._macd_sells: dict[str, bool] = {}  # stock -> death cross on the day's last completed bar
 
@@ -370,7 +402,9 @@ class DaemonFacts:
                      feed_now={source: self._hub.feed_now(source) for source in {q.source for q in quotes.values()}},
                      stale_seconds=float(self._settings.get("QUOTE_STALE_SECONDS")), positions=held, quotes=quotes,
                      open_sells=sells, params={c: self._params_for(c) for c in codes}, link=self._link(),
-                     trading=self._trading(codes), macd_exits=self._macd_exits(codes, now.date()))
+                     trading=self._trading(codes), macd_exits=self._macd_exits(codes, now.date()),
+                     confirm_seconds=self._confirm_seconds(),
+                     suspended=frozenset(c for c in codes if self._suspended is not None and self._suspended(c)))
 
     def wait_for_quotes(self, seen: int, timeout: float) -> int:
         return self._hub.wait_for_update(seen, timeout)
@@ -389,6 +423,13 @@ class DaemonFacts:
         if snapshot and snapshot.get("link_state") not in (None, "connected"):
             return LinkFacts(False, f"链路{snapshot.get('link_label', snapshot['link_state'])}")
         return LinkFacts()
+
+    def _confirm_seconds(self) -> Optional[float]:
+        """The live broker's confirmation bound; None for a broker whose state the journal mirrors in-process."""
+        if self._broker is None or getattr(self._broker, "mode", "") != "live":
+            return None
+        return max(float(self._settings.get("PROTECTION_ORDER_CONFIRM_SECONDS")),
+                   SYNC_PASSES_PER_CONFIRMATION * float(self._settings.get("BROKER_SYNC_INTERVAL")))
 
     def _trading(self, codes: list[str]) -> StateFacts:
         auto = bool(self._settings.get("ENABLE_AUTO_TRADING"))

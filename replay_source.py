@@ -235,6 +235,15 @@ class ReplaySource:
     def has_code(self, code: str) -> bool:
         return bool(self._feed.bars(code))
 
+    def is_suspended(self, code: str) -> bool:
+        """The stock traded before the replayed day but the data set has no bar for it that day (停牌)."""
+        day = self.current_day
+        if day is None:
+            return False
+        days = [b.day for b in self._feed.bars(code)]
+        index = bisect.bisect_left(days, day)
+        return index > 0 and (index >= len(days) or days[index] != day)
+
     def quote_now(self, code: str) -> Optional[Quote]:
         """The quote `code` has at this moment of the replay (the last tick played, or the last close before
         the next day opens), for a code asked for on demand before its first tick; None when the folder has

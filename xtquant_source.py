@@ -23,6 +23,9 @@ BAR_FIELDS = ["time", "open", "high", "low", "close", "volume"]
 XT_VOLUME_UNIT = 100  # xtdata reports stock volumes in lots of 100 shares (ticks also carry `pvolume` in shares)
 DIVIDEND_TYPE = "front"  # forward-adjusted bars, so MACD does not see ex-dividend gaps
 CALENDAR_DAYS_PER_TRADING_DAY = 1.5  # to turn HISTORY_DAYS into a start date with room for holidays
+# A stock's security status rides in its tick's `openInt` (xtdata's data dictionary 「证券状态」; get_instrument_detail's
+# InstrumentStatus is 0 on a normal day and on the first day of a suspension alike): 17 临时停牌, 20 暂停交易至闭市.
+SUSPENDED_STATUSES = frozenset({17, 20})
 
 
 def load_xtdata():
@@ -53,6 +56,7 @@ class XtQuantSource:
         self._subscribed_at = 0.0  # time.monotonic() of the last subscription
         self._last_push: dict[str, tuple[float, datetime]] = {}  # code -> (monotonic, tick time) of its last push
         self._polled_since: dict[str, datetime] = {}  # code -> tick time of the first poll after subscribing
+        self._suspended_seen: dict[str, datetime] = {}  # code -> market time a poll or push last said 停牌
         self.connected = False
 
     def start(self, publish: Publish) -> None:
@@ -86,6 +90,18 @@ class XtQuantSource:
             self._push_error(message)
         for quote in quotes:
             self._publish(quote)
+
+    def is_suspended(self, code: str) -> bool:
+        """A poll or push said the stock is suspended within QUOTE_STALE_SECONDS (an old word proves nothing)."""
+        seen = self._suspended_seen.get(code)
+        limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
+        return seen is not None and (self._clock.now() - seen).total_seconds() <= limit
+
+    def _note_status(self, code: str, tick: dict) -> None:
+        if tick_suspended(tick):
+            self._suspended_seen[code] = self._clock.now()
+        else:
+            self._suspended_seen.pop(code, None)
 
     def stock_name(self, code: str) -> str:
         detail = self._detail(code) if self.connected else None
@@ -190,6 +206,7 @@ class XtQuantSource:
         """xtdata's callback thread: {code: tick} for the subscribed codes. Only cached details are used here:
         a synchronous xtquant call from inside its own callback can deadlock (as it does in xttrader)."""
         for code, tick in datas.items():
+            self._note_status(code, tick)
             cached = self._details.get(code)
             try:
                 quote = tick_to_quote(code, tick, cached[1] if cached else None, self.name)
@@ -213,6 +230,7 @@ class XtQuantSource:
             if not tick:
                 errors.append(f"miniQMT 没有返回 {code} 的行情")
                 continue
+            self._note_status(code, tick)
             try:
                 quotes.append(tick_to_quote(code, tick, self._detail(code), self.name))
             except DataUnavailable as exc:
@@ -304,6 +322,12 @@ def tick_to_quote(code: str, tick: dict, detail: Optional[dict], source: str) ->
                  limit_up=limit_up, limit_down=limit_down, open=_positive(tick.get("open")),
                  high=_positive(tick.get("high")), low=_positive(tick.get("low")), volume=volume,
                  bid1=_first_positive(tick.get("bidPrice")), ask1=_first_positive(tick.get("askPrice")), name=name)
+
+
+def tick_suspended(tick: dict) -> bool:
+    """The tick's security status says the stock does not trade now (停牌)."""
+    status = _number(tick.get("openInt"))
+    return status is not None and int(status) in SUSPENDED_STATUSES
 
 
 def frame_to_bars(code: str, frame, last_complete: date, errors: list[str]) -> list[DailyBar]:

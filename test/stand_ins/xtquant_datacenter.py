@@ -53,6 +53,11 @@ class MiniQmtService:
             self._pushes.put((callback, {code: dict(tick)}))
         return len(targets)
 
+    def suspend(self, code: str, status: int = 20) -> None:
+        """`code` stops trading (停牌; 20 暂停交易至闭市, 17 临时停牌): its tick keeps the last price and time and
+        carries the security status in `openInt`, as xtdata reports it for a stock; nothing is pushed for it."""
+        self.ticks[code] = {**self.ticks.get(code, {}), "openInt": status}
+
     def restart(self) -> None:
         """miniQMT restarts between polls: every client is disconnected and every subscription is gone;
         xtdata's get_client() reconnects silently on the next call."""
