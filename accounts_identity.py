@@ -10,7 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Callable, Optional
 
-from models import TradingError
+from core.models import TradingError
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)

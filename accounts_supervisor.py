@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from accounts_child import (CHILD_STATE_LABELS, AccountChild, ChildPaths, ChildState, CommandFor, RestartPolicy,
                             default_command)
 from accounts_config import AccountSpec
-from stock_pool import StockPool, pool_file
+from core.stock_pool import StockPool, pool_file
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)

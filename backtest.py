@@ -21,7 +21,7 @@ from backtest_engine import BacktestEngine, EngineResult, Slippage, StartingStat
 from backtest_market import MarketData, default_cache_dir, load_market
 from backtest_report import Benchmark, Summary, format_details, format_table, summarize, write_outputs
 from config_store import ConfigError
-from models import DataUnavailable, TradingError
+from core.models import DataUnavailable, TradingError
 
 DEFAULT_OUT = "backtest_out"
 PROGRESS_DELAY_SECONDS = 2.0  # runs shorter than this show no progress bar
@@ -240,7 +240,7 @@ def _date(text: str) -> date:
 def read_stock_params(path: str | Path, settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Per-stock overrides from a JSON file {code: {KEY: value}}, with the keys and checks of stock_params.py:
     each stock's values must be valid together with the run's settings. ConfigError names every problem."""
-    from stock_params import STOCK_KEYS
+    from core.stock_params import STOCK_KEYS
 
     raw = _read_params_file(Path(path))
     result: dict[str, dict[str, Any]] = {}

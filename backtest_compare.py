@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TextIO
 import config
 import strategy
 from backtest_engine import StartingState, Trade
-from models import Position, Rule, Side
+from core.models import Position, Rule, Side
 
 MATCHED = "matched"
 SHIFTED = "shifted"  # the same trade on another day (within SHIFT_DAYS)

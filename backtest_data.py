@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import numpy as np
 
 import market_rules
-from models import DataUnavailable
+from core.models import DataUnavailable
 from replay_feeds import read_names
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import market_rules
 import strategy
 from backtest_data import StockBars
 from backtest_market import PRICE_SCALE, MarketData
-from models import Position, Rule, Side
-from perf_stats import EpisodeResult
+from core.models import Position, Rule, Side
+from core.perf_stats import EpisodeResult
 from strategy import Action, RuleParams
 
 # DESIGN §6/§7 fix the MACD at (12, 26, 9) on daily closes; config.py has no keys for them.

@@ -18,7 +18,7 @@ import numpy as np
 
 import market_rules
 from backtest_data import DataProblem, StockBars, _code_from_name, _normalize_codes, _vipdoc_of, load_bars
-from models import DataUnavailable
+from core.models import DataUnavailable
 
 PRICE_SCALE = 1000  # prices are stored as whole thousandths of a CNY (the finest A-share tick is 0.001)
 CACHE_FORMAT = "bars-v2"  # part of every cache key: a new format never reads an old file

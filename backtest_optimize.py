@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 import config
-import perf_stats
+import core.perf_stats as perf_stats
 from backtest_market import MarketData, default_cache_dir, load_market
 from config_store import ConfigError
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import backtest_chart
-import perf_stats
+import core.perf_stats as perf_stats
 from backtest_chart import ChartJob, EquityChart
 from backtest_engine import REFUSAL_LABELS, EngineResult
-from models import RULE_LABELS, Rule, Side
+from core.models import RULE_LABELS, Rule, Side
 
 TRADE_COLUMNS = ("date", "stock_code", "side", "price", "volume", "amount", "fees", "rule")
 EQUITY_COLUMNS = ("date", "cash", "market_value", "total")

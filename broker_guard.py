@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from models import BrokerUnavailable, TradingError
+from core.models import BrokerUnavailable, TradingError
 
 log = logging.getLogger(__name__)
 

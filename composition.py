@@ -16,25 +16,25 @@ import strategy
 from accounts_identity import account_guard
 from broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
-from models import BrokerUnavailable, Rule, TradingError
+from core.models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from accounts_lifeline import Lifeline
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox
 from orders_file_store import OrderFileStore
 from orders_file_worker import OrderFileWorker
 from notify_composition import build_notifications
-from position_monitor import PositionMonitor
+from core.position_monitor import PositionMonitor
 from protection_sentinel import DaemonFacts, ProtectionSentinel
 from heartbeat import HeartbeatSender
-from position_review import PositionReviews
-from risk_breakers import CircuitBreakers
-from signal_store import SignalStore
-from stock_params import StockParams
+from core.position_review import PositionReviews
+from core.risk_breakers import CircuitBreakers
+from core.signal_store import SignalStore
+from core.stock_params import StockParams
 from storage import Database
-from strategy_runner import StrategyRunner
-from trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
+from core.strategy_runner import StrategyRunner
+from core.trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
 from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
 from watch_store import WatchStore
 from workers import Watchdog
@@ -251,7 +251,7 @@ def _trading_core(settings: ConfigStore, data_dir: Path, stores: _Stores) -> _Tr
 def _rules(settings: ConfigStore, stores: _Stores, trading: _Trading, stock_pool_file: Path) -> _Rules:
     """The deciding components on the trading core, with per-stock parameters; recovered (runner, grid)."""
     from grid_trading import GridManager
-    from stock_pool import StockPool
+    from core.stock_pool import StockPool
 
     db, clock, hub, indicators = stores.trading_db, stores.clock, stores.data.hub, stores.data.indicators
     positions, signals, executor = trading.positions, trading.signals, trading.executor

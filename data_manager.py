@@ -20,7 +20,7 @@ import xtquant_import
 from bar_store import BarStore, DailyBar
 from indicator_calculator import IndicatorCalculator
 from market_clock import Clock, RealClock, ReplayClock
-from models import DataUnavailable, Quote
+from core.models import DataUnavailable, Quote
 from quote_hub import QuoteHub
 from replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
 from replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days, resume_index

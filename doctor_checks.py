@@ -153,7 +153,7 @@ def check_xtquant_native(env: DoctorEnv) -> Check:
 
 
 def check_qmt_path(env: DoctorEnv) -> Check:
-    from models import TradingError
+    from core.models import TradingError
     from qmt_account import load_account_config, resolve_qmt_path
 
     name = "miniQMT 目录"

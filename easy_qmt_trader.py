@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, NoReturn, Optional
 import config
 from broker_guard import OutcomeUnknown
 from market_clock import MARKET_TZ, Clock, RealClock
-from models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
+from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
                     OrderRequest, OrderStatus, Side)
 from qmt_account import AccountConfig, load_account_config, resolve_qmt_path
 from qmt_link import (LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due,
@@ -80,7 +80,7 @@ def connect_live_broker(settings, data_dir: Path, db: Optional[Database] = None,
 
 
 class EasyQmtTrader:
-    """models.Broker over miniQMT. Threads: xttrader's push thread (our callback only enqueues), the
+    """core.models.Broker over miniQMT. Threads: xttrader's push thread (our callback only enqueues), the
     `qmt-events` worker (delivers events, reconnects), and callers of the Broker methods."""
 
     mode = "live"

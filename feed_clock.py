@@ -11,7 +11,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Callable, NamedTuple, Optional
 
-from models import Quote
+from core.models import Quote
 
 log = logging.getLogger(__name__)
 

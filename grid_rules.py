@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import config
 import market_rules
-from models import Side
+from core.models import Side
 
 
 class GridStatus(str, Enum):

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any, Optional
 
 from grid_rules import GridBook, GridEndReason, GridParams, GridState, GridStatus, GridWatch, cents
-from models import Rule, Side
+from core.models import Rule, Side
 from storage import Database, migrate
 
 MIGRATIONS = (

@@ -15,10 +15,10 @@ import market_rules
 import strategy
 from grid_rules import GridBook, GridEndReason, GridParamError, GridParams, GridState, GridStatus, GridWatch
 from grid_store import GridStore, GridTrade, SessionRow
-from models import (DataUnavailable, Fill, Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus,
+from core.models import (DataUnavailable, Fill, Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus,
                     TradingError)
-from order_journal import REPRICE_REQUESTED, JournalEntry
-from order_sources import PROTECTIVE_EXITS
+from core.order_journal import REPRICE_REQUESTED, JournalEntry
+from core.order_sources import PROTECTIVE_EXITS
 
 log = logging.getLogger(__name__)
 

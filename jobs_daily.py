@@ -13,13 +13,13 @@ from typing import Callable, Iterable
 
 import jobs_maintenance
 import jobs_report
-from events import Event, EventBus, EventKind
+from core.events import Event, EventBus, EventKind
 from jobs_runner import Job
 from jobs_schedule import CatchUp
 from jobs_store import JobStore
 from market_rules import MARKET_CLOSE
 from logger import delete_old_logs
-from models import Rule
+from core.models import Rule
 
 log = logging.getLogger(__name__)
 

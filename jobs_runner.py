@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Callable, Optional
 
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from jobs_schedule import CatchUp, decide, next_run, parse_hhmm
 from jobs_store import SKIPPED, JobStore
 from market_rules import MARKET_CLOSE
-from models import TradingError
+from core.models import TradingError
 from workers import Worker
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Optional
 from config_store import ConfigError, ConfigStore
 from instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
-from models import TradingError
+from core.models import TradingError
 import storage_health
 
 log = logging.getLogger("main")
@@ -137,7 +137,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         _install_signal_handlers(stop_event)  # before the build: a stop asked for meanwhile is honoured after it
         try:
             from composition import build_daemon
-            from stock_pool import pool_file
+            from core.stock_pool import pool_file
 
             daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter,
                                   pool_file(args.stock_pool, explicit_data_dir), stop_event)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import market_rules
 from bar_store import BarStore
-from models import DataUnavailable, Quote
+from core.models import DataUnavailable, Quote
 from replay_feeds import open_tdx_reader, read_tdx_daily
 from source_base import Publish, SourceStep, idle_wait
 

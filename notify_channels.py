@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import apprise
 
-from models import TradingError
+from core.models import TradingError
 
 log = logging.getLogger(__name__)
 

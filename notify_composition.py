@@ -9,7 +9,7 @@ from typing import Callable
 
 from account_snapshots import AccountSnapshots
 from daemon_workers import IntervalWorker
-from events import Event, EventBus, EventKind
+from core.events import Event, EventBus, EventKind
 from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_store import JobStore

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from events import Event, EventKind
+from core.events import Event, EventKind
 
 TITLE_PREFIX = "miniQMT"
 DIGEST_KIND = "digest"

@@ -9,8 +9,8 @@ import logging
 from datetime import date
 from typing import Callable, Optional
 
-from events import EventBus, EventKind
-from models import OrderStatus, SignalStatus
+from core.events import EventBus, EventKind
+from core.models import OrderStatus, SignalStatus
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections import Counter
 from typing import Callable, Iterable, Optional
 
 import notify_rules
-from events import Event, EventBus, EventKind
-from models import TradingError
+from core.events import Event, EventBus, EventKind
+from core.models import TradingError
 from notify_channels import Outcome, send, validate_url
 from notify_rules import ALARM, ROUTINE
 from notify_store import Channel, Message, NewMessage, NotifyStore

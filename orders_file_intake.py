@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import market_rules
 import orders_file_parse as parse
-from models import Rule, Side, TradingError
+from core.models import Rule, Side, TradingError
 from orders_file_store import DONE, PROCESSING, FileRecord, OrderFileStore
 from workers import wait_for_version
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 import market_rules
-from models import Side
+from core.models import Side
 
 # Header names accepted for each column (compared after strip + lower case).
 HEADER_ALIASES = {

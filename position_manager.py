@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterable, Optional
 
-from models import BrokerPosition, Fill, Position, Rule, Side
+from core.models import BrokerPosition, Fill, Position, Rule, Side
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import market_rules
 import strategy
-from events import EventKind
-from models import OrderStatus, Position, Quote, Rule, Side
-from order_journal import JournalEntry
-from order_sources import PROTECTIVE_EXITS
+from core.events import EventKind
+from core.models import OrderStatus, Position, Quote, Rule, Side
+from core.order_journal import JournalEntry
+from core.order_sources import PROTECTIVE_EXITS
 from storage_health import STORAGE_SOURCE
 from workers import Worker, wait_for_version
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from models import BrokerUnavailable
+from core.models import BrokerUnavailable
 
 ACCOUNT_TYPES = ("STOCK",)  # credit accounts need credit order types; not supported
 PRICE_TYPES = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from models import OrderStatus, Side
+from core.models import OrderStatus, Side
 
 CHECK = "需人工核对"
 

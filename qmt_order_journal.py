@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Optional
 
 import market_rules
-from models import Fill, OrderRequest, OrderStatus, Side
+from core.models import Fill, OrderRequest, OrderStatus, Side
 from storage import Database, migrate
 
 MIGRATIONS = (

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from models import BrokerUnavailable, DataUnavailable, OrderStatus, Side
+from core.models import BrokerUnavailable, DataUnavailable, OrderStatus, Side
 from qmt_account import AccountConfig
 from xtquant_import import import_xtquant
 

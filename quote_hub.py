@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import market_rules
 from feed_clock import FeedClock
-from models import Quote
+from core.models import Quote
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 import market_rules
 from bar_store import DailyBar
-from models import DataUnavailable
+from core.models import DataUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import market_rules
 from bar_store import DailyBar
 from market_clock import ReplayClock
-from models import DataUnavailable, Quote
+from core.models import DataUnavailable, Quote
 from replay_feeds import BarFeed
 from source_base import Publish, SourceStep
 

@@ -12,8 +12,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, Iterator, Optional
 
 import market_rules
-import order_checks as checks
-from models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest,
+import core.order_checks as checks
+from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest,
                     OrderStatus, Quote, Side)
 from storage import Database, migrate
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from bar_store import DailyBar
-from models import Quote
+from core.models import Quote
 
 Publish = Callable[[Quote], bool]  # QuoteHub.publish (via DataManager): False when the quote was refused
 

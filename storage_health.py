@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from events import EventKind
-from models import TradingError
+from core.events import EventKind
+from core.models import TradingError
 from storage import Database
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, Mapping, Optional
 
 import market_rules
-from models import Position, Rule
+from core.models import Position, Rule
 
 # Trigger prices and ratios are compared after rounding to 1e-9: a price exactly on a trigger (9.05 against
 # 10 × 0.905 = 9.049999999999999 in binary) must count as reaching it, and 12 / 10 − 1 must reach the 0.20 row.

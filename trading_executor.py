@@ -10,13 +10,13 @@ from datetime import date
 from typing import Any, Callable, Optional
 
 import market_rules
-import order_checks as checks
+import core.order_checks as checks
 import qmt_carryover as carryover
 from broker_guard import OutcomeUnknown
-from models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus, Quote,
+from core.models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus, Quote,
                     Rule, Side, TradingError)
-from order_sources import is_protective
-from order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
+from core.order_sources import is_protective
+from core.order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
 from position_manager import PositionManager
 from storage import Database
 

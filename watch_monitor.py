@@ -12,8 +12,8 @@ from typing import Callable, Optional
 
 import market_rules
 import watch_rules as rules
-from events import EventKind
-from models import Quote, Rule, Signal
+from core.events import EventKind
+from core.models import Quote, Rule, Signal
 from watch_rules import ActionType, DailyContext, TaskStatus, WatchTask
 from workers import Worker, quote_wait_seconds, wait_for_version
 

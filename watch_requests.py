@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any, Mapping, Optional
 
 import market_rules
-from models import Quote, TradingError
+from core.models import Quote, TradingError
 from watch_rules import (MAX_DAYS, ActionType, Condition, ConditionType, Exits, WatchAction,
                          WatchTask, limits)
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, Callable, Optional
 
 import market_rules
-from models import Quote
+from core.models import Quote
 
 # Levels are compared after rounding to 1e-9 so that a price exactly on a level (e.g. 10 × 1.1 in binary)
 # counts as reaching it, the same convention as strategy.py.

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Optional
 
-from models import TradingError
+from core.models import TradingError
 from storage import Database, migrate
 from watch_requests import parse_task, task_to_body
 from watch_rules import TaskStatus, WatchTask

@@ -11,7 +11,7 @@ import config
 import market_rules
 import web_requests as req
 import web_views as views
-from models import OrderStatus, Rule, SignalStatus, TradingError
+from core.models import OrderStatus, Rule, SignalStatus, TradingError
 from web_requests import ApiError
 from web_openapi import OBJ, document
 from web_server import error_response, ok, state

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 import web_requests as req
-from events import EventKind
+from core.events import EventKind
 from notify_store import STATUS_LABELS
 from web_api import _allow_query, body, ctx
 from web_openapi import FLAG, TEXT, document

@@ -9,9 +9,9 @@ from typing import Any, Iterable, Mapping, Optional
 
 from flask import Blueprint, Response, request
 
-import perf_stats
+import core.perf_stats as perf_stats
 import web_requests as req
-from models import RULE_LABELS, Rule, TradingError
+from core.models import RULE_LABELS, Rule, TradingError
 from web_openapi import OBJ, document
 from web_server import ok, state
 

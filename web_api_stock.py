@@ -11,8 +11,8 @@ import config
 import web_requests as req
 import web_views as views
 from config import ConfigError
-from position_review import HIGHEST_SOURCES, STATE_FIELDS, parse_state_edit, state_view
-from stock_params import STOCK_KEYS
+from core.position_review import HIGHEST_SOURCES, STATE_FIELDS, parse_state_edit, state_view
+from core.stock_params import STOCK_KEYS
 from web_api import body, ctx
 from web_openapi import OBJ, Body, document
 from web_requests import ApiError

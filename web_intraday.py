@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any, Optional
 
 import market_rules
-from models import Quote
+from core.models import Quote
 
 MAX_POINTS_PER_STOCK = 480  # a trading day has 241 minutes; the margin covers the auctions
 MAX_STOCKS = 500

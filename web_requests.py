@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 import config
 import market_rules
 from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
-from models import OrderStatus, Rule, SignalStatus
+from core.models import OrderStatus, Rule, SignalStatus
 
 # Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against
 # the position) are the executor's checks.

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import MIN_API_TOKEN_LENGTH
 from config_store import ConfigError
-from models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
+from core.models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
 from web_limits import (REQUEST_THREADS_RESERVED, StreamSlots, guard_connections, install_queue_filter,
                         waitress_options)
 from web_requests import ApiError

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import market_rules
-from models import OrderStatus, Position, Rule, Side, Signal, SignalStatus
+from core.models import OrderStatus, Position, Rule, Side, Signal, SignalStatus
 
 SESSION_LABELS = {
     "pre_open": "盘前", "call_auction": "集合竞价", "continuous": "连续竞价", "lunch_break": "午间休市",

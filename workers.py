@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from events import EventKind
-from models import Heartbeat
+from core.events import EventKind
+from core.models import Heartbeat
 
 log = logging.getLogger(__name__)
 

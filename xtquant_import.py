@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from models import DataUnavailable
+from core.models import DataUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import market_rules
 from bar_store import BarStore, DailyBar
 from market_clock import MARKET_TZ
-from models import DataUnavailable, Quote
+from core.models import DataUnavailable, Quote
 from qmt_session import bounded_call
 from source_base import Publish, SourceStep, idle_wait
 from xtquant_import import import_xtquant

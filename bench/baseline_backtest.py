@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import config  # noqa: E402
 import market_rules  # noqa: E402
 import strategy  # noqa: E402
-from models import Rule, Side  # noqa: E402
+from core.models import Rule, Side  # noqa: E402
 
 
 def ema(values: list[float], period: int) -> list[float]:

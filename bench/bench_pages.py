@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from logger import SecretFilter  # noqa: E402
-from models import Quote  # noqa: E402
+from core.models import Quote  # noqa: E402
 from web_api_performance import build_report  # noqa: E402
 from web_intraday import IntradayBuffer  # noqa: E402
 from web_log_tail import LogTail  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 
 from daemon_workers import DataWorker, IntervalWorker
 from grid_trading import GridManager
-from models import Quote
+from core.models import Quote
 from web_test_support import System, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,20 +17,20 @@ from typing import Callable, Optional
 import strategy
 from broker_guard import BrokerGuard
 from daemon_workers import Housekeeper
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import RealClock
-from models import Quote, Side
+from core.models import Quote, Side
 from position_manager import PositionManager
-from position_monitor import PositionMonitor
+from core.position_monitor import PositionMonitor
 from protection_sentinel import Cause, DaemonFacts, ProtectionReport, ProtectionSentinel, ProtectionState
 from quote_hub import QuoteHub
-from risk_breakers import CircuitBreakers
-from signal_store import SignalStore
+from core.risk_breakers import CircuitBreakers
+from core.signal_store import SignalStore
 from stand_ins.fake_xtpythonclient import FakeQmt, TERMINAL, STOCK_SELL
 from storage import Database
-from strategy_runner import StrategyRunner
+from core.strategy_runner import StrategyRunner
 from trading_executor import TradingExecutor
-from trading_state import TradingState
+from core.trading_state import TradingState
 
 CODE = "000001.SZ"  # the counterpart fixture holds 1000 × 000001.SZ at 10.00 (stop-loss 10.00 × 0.905 = 9.05)
 PREV_CLOSE = 9.90  # limit-down 8.91: every price the scenarios use is tradable
@@ -184,7 +184,7 @@ class LiveRig:
     def broker_sync(self) -> None:
         """What the daemon's broker_sync worker does each BROKER_SYNC_INTERVAL (it must survive a hang)."""
         from composition import _sync_from_broker
-        from position_review import PositionReviews
+        from core.position_review import PositionReviews
 
         _sync_from_broker(self.positions, self.broker, PositionReviews(self.db, self.clock), self.executor)
 

@@ -14,7 +14,7 @@ import pytest
 
 import accounts_main
 from daemon_support import free_port, wait_until
-from stock_pool import StockPool
+from core.stock_pool import StockPool
 
 SHIPPED = Path(__file__).resolve().parents[1] / "stock_pool.json"
 STAND_IN = [sys.executable, "-c", "import time; time.sleep(60)"]

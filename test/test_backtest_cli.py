@@ -9,7 +9,7 @@ import pytest
 import backtest
 import config
 from backtest_engine import EngineResult, EquityPoint
-from perf_stats import EpisodeResult
+from core.perf_stats import EpisodeResult
 from backtest_report import format_table, summarize
 from config_store import ConfigError
 from test_backtest_scenarios import CODE, PREFIX, QUIET_E, SCENARIOS, write_bars

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import backtest
-from order_journal import OrderJournal
-from signal_store import SignalStore
+from core.order_journal import OrderJournal
+from core.signal_store import SignalStore
 from storage import Database
 from test_backtest_scenarios import E, E1, PREFIX, QUIET_E, write_bars
 
@@ -132,7 +132,7 @@ def test_account_overrides_are_the_backtest_parameters(tmp_path, bars):
 def test_account_per_stock_parameters_are_the_backtest_parameters(tmp_path, bars):
     """A per-stock POSITION_UNIT of 10,000 in the account (issue 17's table) halves that stock's entry in the
     backtest: 1,000 shares against the account's 2,000."""
-    import stock_params
+    import core.stock_params as stock_params
     from backtest_compare import run_compare
     from storage import migrate
 
@@ -158,7 +158,7 @@ def test_unmatched_trades_carry_the_chain_back_to_where_the_holding_diverged(tmp
     from backtest_compare import AccountTrade, compare
     from backtest_engine import Trade
     from config_store import ConfigStore
-    from models import Rule, Side
+    from core.models import Rule, Side
 
     account = tmp_path / "account"
     account.mkdir()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backtest_data import load_bars
-from models import DataUnavailable
+from core.models import DataUnavailable
 
 GOOD = """date,open,high,low,close,volume
 2024-01-02,10.00,10.20,9.90,10.10,1000

@@ -6,7 +6,7 @@ import csv
 import config
 import numpy as np
 from backtest import run_backtest
-from models import Rule, Side
+from core.models import Rule, Side
 from test_backtest_scenarios import E, E1, ENTRY, PREFIX, QUIET_E, trades_of, write_bars
 
 A, B = "600000.SH", "600036.SH"  # A is walked first (stock code order)

@@ -17,7 +17,7 @@ from backtest_data import load_bars
 from backtest_engine import BacktestEngine
 from backtest_market import MarketData
 from data_test_support import shared_data
-from models import Rule, Side
+from core.models import Rule, Side
 
 START, END = date(2020, 3, 2), date(2021, 6, 30)  # long enough for entries, exits and adds; short enough for CI
 

@@ -11,7 +11,7 @@ import market_rules
 from backtest import run_backtest
 from backtest_data import load_bars
 from backtest_engine import BacktestEngine
-from models import Rule, Side
+from core.models import Rule, Side
 from test_backtest_scenarios import step_through_ticks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -10,13 +10,13 @@ from datetime import date
 import pytest
 
 import config
-import perf_stats
+import core.perf_stats as perf_stats
 from backtest import main as backtest_main, parse_slippage, run_backtest
 from backtest_engine import Slippage
 from backtest_report import Benchmark
 from data_test_support import shared_data
-from models import Rule, Side
-from perf_stats import EpisodeResult
+from core.models import Rule, Side
+from core.perf_stats import EpisodeResult
 from test_backtest_scenarios import CODE, E, E1, FALLING_E, PREFIX, QUIET_E, trades_of, write_bars
 
 

@@ -8,7 +8,7 @@ import config
 import market_rules
 import strategy
 from backtest import run_backtest
-from models import Rule, Side
+from core.models import Rule, Side
 from strategy import RuleParams
 
 CODE = "600036.SH"

@@ -10,11 +10,11 @@ import strategy
 from backtest import run_backtest
 from backtest_compare import run_compare
 from backtest_engine import StartingState
-from models import Rule, Side
-from order_journal import OrderJournal
-from signal_store import SignalStore
+from core.models import Rule, Side
+from core.order_journal import OrderJournal
+from core.signal_store import SignalStore
 from sim_trader import MIGRATIONS as SIM_MIGRATIONS
-from stock_params import MIGRATIONS as STOCK_PARAMS_MIGRATIONS
+from core.stock_params import MIGRATIONS as STOCK_PARAMS_MIGRATIONS
 from storage import Database, migrate
 from test_backtest_scenarios import CODE, E, E1, E2, FALLING_E, PREFIX, QUIET_E, trades_of, write_bars
 
@@ -132,7 +132,7 @@ def test_a_live_account_starts_from_its_last_snapshot_and_skips_positions_older_
     it. A sell of a stock the records never bought (found at the broker) neither crashes nor invents a position."""
     from account_snapshots import AccountSnapshots
     from backtest_compare import starting_state
-    from models import Asset
+    from core.models import Asset
 
     db = Database(tmp_path / "trading.db")
     OrderJournal(db, None, "live")

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from models import OrderStatus, Quote, Rule, TradingError
+from core.models import OrderStatus, Quote, Rule, TradingError
 from protection_sentinel import Cause
 from protection_support import (CALM, CODE, CROSSED, WORKING, LiveRig, assert_books_equal, expect_protection,
                                 explained, failure, fill_working_sell, open_sells)

@@ -10,13 +10,13 @@ import time
 import pytest
 
 from broker_guard import BrokerCallTimeout, BrokerGuard, broker_step_seconds
-from events import EventBus, EventKind
-from models import BrokerUnavailable, OrderStatus, Side
+from core.events import EventBus, EventKind
+from core.models import BrokerUnavailable, OrderStatus, Side
 from position_manager import PositionManager
 from sim_trader import SimTrader
 from storage import Database
 from trading_executor import TradingExecutor
-from trading_state import TradingState
+from core.trading_state import TradingState
 from trading_support import FakeTime, QuoteBoard, make_settings, replay_clock
 from web_test_support import Client, build_system, start_server
 from workers import Watchdog, Worker

@@ -17,7 +17,7 @@ from sim_trader import SimTrader
 from storage import Database
 from test_grid_trading import CODE, Engine
 from trading_executor import TradingExecutor
-from trading_state import TradingState
+from core.trading_state import TradingState
 from trading_support import QuoteBoard, make_settings
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from browser_support import (attach_grid, chromium, confirm, modal_text, open_tab, real_problems, require_browser,
                              serve, shot, start_workers)
-from models import Rule, Signal
+from core.models import Rule, Signal
 from web_test_support import build_system
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import config
-import perf_stats
+import core.perf_stats as perf_stats
 from backtest import run_backtest
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize

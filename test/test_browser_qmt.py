@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from models import BrokerUnavailable, OrderStatus, Rule
+from core.models import BrokerUnavailable, OrderStatus, Rule
 from browser_support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from test_easy_qmt_trader import counterpart, env, loopback_only  # noqa: F401 (fixtures)
 from test_qmt_bad_day import live_stack, status

@@ -2,7 +2,7 @@
 real server: the storage guard halts automatic trading and the page's state banner names the cause."""
 from __future__ import annotations
 
-from events import EventBus
+from core.events import EventBus
 from storage_health import StorageGuard
 from browser_support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from web_test_support import build_system, start_server

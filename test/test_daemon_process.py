@@ -359,7 +359,7 @@ def test_a_start_that_fails_late_closes_everything_it_had_opened(tmp_path):
     from composition import build_daemon
     from config_store import ConfigStore
     from logger import SecretFilter
-    from models import TradingError
+    from core.models import TradingError
     from storage import Database
     from storage_health import MARKER_NAME
     from web_log_tail import LogTail

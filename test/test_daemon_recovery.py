@@ -259,9 +259,9 @@ def _check_t_plus_one(fills) -> None:
 
 def test_signal_caught_before_its_order_went_out_gives_its_episode_flags_back(tmp_path):
     from market_clock import ReplayClock
-    from models import Rule, Side, Signal, SignalStatus
-    from signal_store import SignalStore
-    from strategy_runner import StrategyRunner
+    from core.models import Rule, Side, Signal, SignalStatus
+    from core.signal_store import SignalStore
+    from core.strategy_runner import StrategyRunner
     from trading_support import QuoteBoard, build_core, make_settings
 
     clock = ReplayClock(datetime(2024, 3, 4, 10, 0))

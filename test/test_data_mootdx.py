@@ -14,7 +14,7 @@ from data_manager import DataManager, build_data_manager
 from data_test_support import isolated_home, make_settings, no_network, shared_data  # noqa: F401 (fixtures)
 from indicator_calculator import IndicatorCalculator
 from market_clock import MARKET_TZ, RealClock
-from models import DataUnavailable
+from core.models import DataUnavailable
 from mootdx_source import MootdxSource, parse_server, row_to_quote
 from quote_hub import QuoteHub
 from storage import Database
@@ -170,8 +170,8 @@ def test_dead_quotes_client_is_replaced_and_st_names_give_five_percent_limits(tm
 
 
 def test_st_flag_from_the_quote_name_sets_the_order_price_floor():
-    from order_checks import limits
-    from models import Quote
+    from core.order_checks import limits
+    from core.models import Quote
 
     quote = Quote("600001.SH", 9.6, 10.0, datetime(2025, 8, 6, 10, 0), "test", name="ST邯钢")
     assert limits(quote) == (9.5, 10.5)

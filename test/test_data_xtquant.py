@@ -11,7 +11,7 @@ from data_manager import DataManager, build_data_manager
 from data_test_support import make_settings, no_network, xt_stand_in  # noqa: F401 (fixtures)
 from indicator_calculator import IndicatorCalculator
 from market_clock import MARKET_TZ, RealClock
-from models import DataUnavailable, Quote
+from core.models import DataUnavailable, Quote
 from quote_hub import QuoteHub
 from storage import Database
 from xtquant_source import XtQuantSource, tick_to_quote

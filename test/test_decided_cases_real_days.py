@@ -17,7 +17,7 @@ import strategy
 from backtest_data import load_bars
 from backtest_engine import BacktestEngine
 from data_test_support import shared_data
-from models import Rule, Side
+from core.models import Rule, Side
 
 SETTINGS = {**config.DEFAULTS, "ENABLE_MA_FILTER": False}
 PARAMS = strategy.RuleParams.from_settings(SETTINGS)
@@ -210,9 +210,9 @@ def live_engine(tmp_path, monkeypatch, start):
     store whose real-time clock the test moves (the exit retry waits EXIT_RETRY_SECONDS of real time)."""
     import test_live_engine
     from market_clock import ReplayClock
-    from position_monitor import PositionMonitor
-    from signal_store import SignalStore
-    from strategy_runner import StrategyRunner
+    from core.position_monitor import PositionMonitor
+    from core.signal_store import SignalStore
+    from core.strategy_runner import StrategyRunner
     from test_protective_exits import WallClock
 
     monkeypatch.setattr(test_live_engine, "ReplayClock", lambda _start: ReplayClock(start))
@@ -266,7 +266,7 @@ def test_live_cap_check_values_the_same_day_entries_at_their_previous_close(tmp_
     other 1,133,095.00 (about fifty stocks in the backtest) stood in for by one holding bought the day before.
     The executor values the five at their previous closes (at their fills it would be 1,224,028.00): buying
     300 × 50.83 (limit 50.93) is refused, as in the backtest, then 200 × 67.61 of 601318.SH is bought."""
-    from models import OrderRejected, OrderStatus
+    from core.models import OrderRejected, OrderStatus
     from test_trading_executor import DAY2, Env
 
     rest, rest_cost = ("600519.SH", 500, 2_266.19), 1_133_095.00 + 351.26  # commission 339.93 + transfer 11.33

@@ -8,15 +8,15 @@ from bar_store import BarStore, DailyBar
 from daemon_workers import DataWorker
 from data_manager import DataManager
 from data_test_support import make_settings
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import ReplayClock
-from models import Quote
+from core.models import Quote
 from quote_hub import QuoteHub
 from source_base import SourceStep
 from storage import Database
 from storage_health import StorageGuard
 from trading_support import FakeTime
-from trading_state import TradingState
+from core.trading_state import TradingState
 
 T0 = datetime(2025, 8, 5, 10, 0, 0)  # a Tuesday, continuous session
 CODE = "600000.SH"

@@ -136,7 +136,7 @@ def test_broker_that_hangs_is_cut_off_at_the_deadline(tmp_path):
 
 
 def test_broker_refusal_and_success(tmp_path):
-    from models import Asset, BrokerUnavailable
+    from core.models import Asset, BrokerUnavailable
 
     live = Settings(ENABLE_SIMULATION_MODE=False)
 

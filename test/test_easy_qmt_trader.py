@@ -21,7 +21,7 @@ from config_store import ConfigStore
 from easy_qmt_trader import BrokerTimings, EasyQmtTrader, connect_live_broker
 from qmt_session import XtApi
 from market_clock import ReplayClock
-from models import (Asset, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus,
+from core.models import (Asset, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus,
                     Quote, Rule, Side)
 from qmt_account import AccountConfig, load_account_config, mask_account_id, resolve_qmt_path
 from stand_ins.fake_xtpythonclient import FakePosition, FakeQmt
@@ -532,7 +532,7 @@ def test_live_mode_in_a_fresh_interpreter_on_this_machine_fails_cleanly(tmp_path
     folder = repr(str(tmp_path))
     script = ("import sys\nfrom pathlib import Path\n"
               "from config_store import ConfigStore\nfrom storage import Database\n"
-              "from easy_qmt_trader import connect_live_broker\nfrom models import BrokerUnavailable\n"
+              "from easy_qmt_trader import connect_live_broker\nfrom core.models import BrokerUnavailable\n"
               "try:\n"
               f"    connect_live_broker(ConfigStore(Database(Path({folder}) / 'c.db')), Path({folder}))\n"
               "except BrokerUnavailable as exc:\n"
@@ -603,7 +603,7 @@ if sys.argv[1] == "plain":
     import xtquant
 else:
     from qmt_session import load_xt_api
-    from models import BrokerUnavailable
+    from core.models import BrokerUnavailable
     try:
         load_xt_api()
     except BrokerUnavailable:

@@ -2,7 +2,7 @@
 subscriber falls behind (never blocking the publisher), and market-clock timestamps."""
 from datetime import datetime
 
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import ReplayClock
 
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from models import OrderRejected, OrderRequest, OrderStatus, Quote, Rule, Side
-from order_journal import JournalEntry
-from position_monitor import broker_refusals, exit_retry_delay
+from core.models import OrderRejected, OrderRequest, OrderStatus, Quote, Rule, Side
+from core.order_journal import JournalEntry
+from core.position_monitor import broker_refusals, exit_retry_delay
 from test_protective_exits import A, Rig
 
 T0 = datetime(2025, 9, 30, 10, 0)

@@ -9,7 +9,7 @@ import pytest
 from data_test_support import make_settings
 from feed_clock import FeedClock
 from market_clock import RealClock, ReplayClock
-from models import Quote
+from core.models import Quote
 from quote_hub import QuoteHub
 
 LOCAL = datetime(2025, 8, 5, 10, 2, 0)  # a Tuesday, continuous session, on the box clock

@@ -6,7 +6,7 @@ import pytest
 
 import config
 import grid_rules as g
-from models import Side
+from core.models import Side
 
 CODE = "600036.SH"
 T0 = datetime(2025, 9, 30, 10, 0, 0)

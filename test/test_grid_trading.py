@@ -10,14 +10,14 @@ import pytest
 from config_store import ConfigStore
 from grid_trading import GridManager
 from market_clock import ReplayClock
-from models import OrderRejected, OrderStatus, Quote, Rule, Side, SignalStatus, TradingError
+from core.models import OrderRejected, OrderStatus, Quote, Rule, Side, SignalStatus, TradingError
 from position_manager import PositionManager
-from position_monitor import PositionMonitor
+from core.position_monitor import PositionMonitor
 from quote_hub import QuoteHub
-from signal_store import SignalStore
+from core.signal_store import SignalStore
 from sim_trader import SimTrader
 from storage import Database
-from strategy_runner import StrategyRunner
+from core.strategy_runner import StrategyRunner
 from trading_executor import TradingExecutor
 
 CODE = "600036.SH"
@@ -478,7 +478,7 @@ def test_the_runner_revalidates_a_grid_signal_at_execution(tmp_path):
 
 def test_a_stocks_own_grid_parameters_shape_its_session(tmp_path):
     """Per-stock parameters (issue 17) reach the grid: a 5 % step for this stock only, the global 2 % elsewhere."""
-    from stock_params import StockParams
+    from core.stock_params import StockParams
 
     engine = Engine(tmp_path)
     engine.buy_base()

@@ -12,7 +12,7 @@ from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_schedule import parse_hhmm
 from jobs_store import JobStore
-from events import EventKind
+from core.events import EventKind
 from storage import Database
 from web_test_support import build_system
 

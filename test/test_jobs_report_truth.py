@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from account_snapshots import AccountSnapshots
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_store import JobStore
-from models import Rule, Signal, SignalStatus
+from core.models import Rule, Signal, SignalStatus
 from storage import Database
 from web_test_support import build_system
 

@@ -8,12 +8,12 @@ import logging
 from datetime import date, datetime
 
 from config_store import ConfigStore
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from jobs_runner import Job, JobRunner
 from jobs_schedule import CatchUp
 from jobs_store import RETRY, JobStore
 from market_clock import ReplayClock
-from models import BrokerUnavailable
+from core.models import BrokerUnavailable
 from storage import Database
 from workers import Watchdog, Worker
 

@@ -2,7 +2,7 @@
 MACD entry that day (one rule with the backtest); the next day it may be."""
 from datetime import datetime
 
-from models import Quote, Rule, Signal, SignalStatus
+from core.models import Quote, Rule, Signal, SignalStatus
 from test_live_engine import PATH, SZ, Engine, opening_buys
 
 
@@ -33,7 +33,7 @@ def test_portfolio_cap_values_holdings_at_the_previous_close(tmp_path):
     total assets, inside a 44.5 % cap; at today's price it would be 45.1 % and refused."""
     import pytest
 
-    from models import OrderRejected, OrderStatus
+    from core.models import OrderRejected, OrderStatus
     from test_trading_executor import CODE, Env
 
     env = Env(tmp_path, SIMULATION_BALANCE=100_000.0, MAX_TOTAL_POSITION_RATIO=0.445)

@@ -7,11 +7,11 @@ import time
 from datetime import datetime
 
 from market_clock import ReplayClock
-from models import Quote, Rule, SignalStatus
-from position_monitor import PositionMonitor
+from core.models import Quote, Rule, SignalStatus
+from core.position_monitor import PositionMonitor
 from quote_hub import QuoteHub
-from signal_store import SignalStore
-from strategy_runner import StrategyRunner
+from core.signal_store import SignalStore
+from core.strategy_runner import StrategyRunner
 from trading_support import build_core, make_settings
 from workers import Watchdog
 

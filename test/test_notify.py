@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from logger import SecretFilter
 from market_clock import ReplayClock
 from notify_channels import Outcome
@@ -204,7 +204,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     from datetime import datetime
-    from events import EventBus, EventKind
+    from core.events import EventBus, EventKind
     from market_clock import ReplayClock
     from notify_store import NotifyStore
     from notify_worker import Notifier
@@ -261,7 +261,7 @@ def test_hanging_receiver_times_out_and_is_retried(tmp_path):
 
 @pytest.mark.parametrize("url", ["nonsense", "http//x", "unknownscheme://x"])
 def test_invalid_urls_are_refused(tmp_path, url):
-    from models import TradingError
+    from core.models import TradingError
 
     _, _, notifier = make(tmp_path, Recorder())
     with pytest.raises(TradingError) as info:

@@ -10,9 +10,9 @@ from datetime import datetime
 import pytest
 
 import notify_rules
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import ReplayClock
-from models import Fill, Rule, Side
+from core.models import Fill, Rule, Side
 from notify_rules import Coalescing, DigestItem, Pending, Plan, plan_alarms, plan_routine
 from notify_store import COALESCED, SENT, NotifyStore
 from notify_support import SmtpReceiver, WebhookReceiver, text_of

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import ReplayClock
-from models import Quote, Rule, Signal, SignalStatus
+from core.models import Quote, Rule, Signal, SignalStatus
 from notify_watch import NotifyWatch
-from signal_store import SignalStore
+from core.signal_store import SignalStore
 from storage import Database
 from trading_support import make_settings
 

@@ -8,7 +8,7 @@ import io
 import pytest
 
 import orders_file_parse as parse
-from models import Rule, Side
+from core.models import Rule, Side
 from orders_file_intake import OrderFileIntake, line_key
 from orders_file_store import OrderFileStore
 from web_test_support import build_system

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 import config
-import perf_stats
+import core.perf_stats as perf_stats
 from backtest import run_backtest
 from backtest_report import fills_of
-from perf_stats import Fill
+from core.perf_stats import Fill
 
 DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"
 D1, D2, D3, D4 = date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)

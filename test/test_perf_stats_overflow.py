@@ -1,6 +1,6 @@
 """Issue 26 item 15 (found by schemathesis): an annualized return beyond float range (a huge gain over a few days,
 e.g. against a tiny initial capital) is reported as unknown (None), never an OverflowError failing the report."""
-import perf_stats
+import core.perf_stats as perf_stats
 
 
 def test_an_unrepresentable_annualized_return_is_none_and_the_rest_is_reported():

@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import pytest
 
-from models import BrokerPosition, Fill, Rule, Side
+from core.models import BrokerPosition, Fill, Rule, Side
 from position_manager import PositionManager
 from storage import Database
 from trading_support import make_settings, replay_clock

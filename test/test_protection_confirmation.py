@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from models import Order, OrderStatus, Rule, Side
-from order_journal import OrderJournal
+from core.models import Order, OrderStatus, Rule, Side
+from core.order_journal import OrderJournal
 from protection_sentinel import Cause, LinkFacts, ProtectionState, judge_position
 from protection_support import CROSSED, LiveRig, assert_books_equal, expect_protection, failure, fill_working_sell
 from protection_support import CODE as LIVE_CODE

@@ -12,10 +12,10 @@ import pytest
 
 import config
 import strategy
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from heartbeat import HeartbeatSender
-from models import BrokerPosition, OrderStatus, Position, Quote, Rule, Side
-from order_journal import JournalEntry
+from core.models import BrokerPosition, OrderStatus, Position, Quote, Rule, Side
+from core.order_journal import JournalEntry
 from protection_sentinel import (Cause, DaemonFacts, Facts, Judgement, LinkFacts, Pending, ProtectionSentinel,
                                  ProtectionState, StateFacts, apply_deadline, judge_position, verdict)
 from quote_hub import QuoteHub

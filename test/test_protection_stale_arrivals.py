@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from models import Quote
+from core.models import Quote
 from protection_sentinel import Cause, ProtectionState
 from test_protection_sentinel import CODE, Scene
 

@@ -10,20 +10,20 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import ReplayClock
-from models import OrderRejected, OrderStatus, Quote, Rule, Side, Signal
-from order_sources import OrderSource, is_protective, source_of
+from core.models import OrderRejected, OrderStatus, Quote, Rule, Side, Signal
+from core.order_sources import OrderSource, is_protective, source_of
 from position_manager import PositionManager
-from position_monitor import PositionMonitor
+from core.position_monitor import PositionMonitor
 from quote_hub import QuoteHub
-from risk_breakers import CircuitBreakers
-from signal_store import SignalStore, signal_to_dict
+from core.risk_breakers import CircuitBreakers
+from core.signal_store import SignalStore, signal_to_dict
 from sim_trader import SimTrader
 from storage import Database
-from strategy_runner import StrategyRunner
+from core.strategy_runner import StrategyRunner
 from trading_executor import TradingExecutor
-from trading_state import TradingState
+from core.trading_state import TradingState
 from trading_support import make_settings
 
 A, B = "600036.SH", "000001.SZ"
@@ -294,7 +294,7 @@ def test_manual_orders_have_their_own_budget_that_refuses_but_trips_nothing(tmp_
 
 def test_an_earlier_breaker_stock_halt_or_account_pause_becomes_halts_of_the_automatic_sources(tmp_path):
     from storage import migrate
-    from trading_state import MIGRATIONS
+    from core.trading_state import MIGRATIONS
 
     db = Database(tmp_path / "old.db")
     migrate(db, "trading_state", MIGRATIONS[:1])  # a database of the version before issue 25

@@ -15,7 +15,7 @@ import pytest
 
 from broker_guard import OutcomeUnknown
 from easy_qmt_trader import SELL_NOT_DELIVERED
-from models import BrokerPosition, BrokerUnavailable, OrderStatus, Quote, Rule, Side
+from core.models import BrokerPosition, BrokerUnavailable, OrderStatus, Quote, Rule, Side
 from position_manager import PositionManager
 from stand_ins.fake_xtpythonclient import FakePosition
 from storage import Database
@@ -94,7 +94,7 @@ def codes(trader) -> list[str]:
 def broker_sync(stack) -> None:
     """What the daemon's broker_sync worker does each BROKER_SYNC_INTERVAL."""
     from composition import _sync_from_broker
-    from position_review import PositionReviews
+    from core.position_review import PositionReviews
 
     _sync_from_broker(stack.positions, stack.trader, PositionReviews(stack.db, stack.positions._clock), stack.executor)
 

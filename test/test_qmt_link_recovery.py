@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from easy_qmt_trader import SELL_NOT_DELIVERED, UNKNOWN_IN_FLIGHT, BrokerTimings
-from models import OrderStatus, Rule, Side
+from core.models import OrderStatus, Rule, Side
 from test_easy_qmt_trader import counterpart, env, loopback_only, req  # noqa: F401 (fixtures)
 from test_qmt_bad_day import ACK_TIMEOUT, FAST_LINK, RECONNECT_BUDGET, live_stack, status
 

@@ -4,7 +4,7 @@ import logging
 from datetime import datetime
 from types import SimpleNamespace
 
-from models import OrderStatus, Side
+from core.models import OrderStatus, Side
 from qmt_carryover import judge
 from qmt_link import LinkHealth, overdue, probe_due
 
@@ -66,7 +66,7 @@ def test_link_health_logs_keeps_and_hands_on_every_alarm(caplog):
 
 def test_every_broker_anomaly_becomes_an_event_of_its_kind():
     from composition import _publish_broker_anomalies
-    from events import EventBus, EventKind
+    from core.events import EventBus, EventKind
     from qmt_link import EVENT_KIND_BY_CODE
 
     assert {EventKind(kind) for kind in EVENT_KIND_BY_CODE.values()} == {

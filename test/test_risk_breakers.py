@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 import config
-from events import EventBus, EventKind
-from models import OrderRejected, Rule
+from core.events import EventBus, EventKind
+from core.models import OrderRejected, Rule
 from position_manager import PositionManager
-from risk_breakers import CircuitBreakers
+from core.risk_breakers import CircuitBreakers
 from sim_trader import SimTrader
 from storage import Database
 from trading_executor import TradingExecutor
-from trading_state import TradingState
+from core.trading_state import TradingState
 from trading_support import QuoteBoard, make_settings, replay_clock
 
 A, B = "600036.SH", "000001.SZ"

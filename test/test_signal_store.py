@@ -3,8 +3,8 @@ import threading
 from datetime import datetime
 
 from market_clock import ReplayClock
-from models import Rule, Signal, SignalStatus
-from signal_store import SignalStore
+from core.models import Rule, Signal, SignalStatus
+from core.signal_store import SignalStore
 from storage import Database
 
 T0 = datetime(2025, 9, 30, 10, 0, 0)
@@ -129,7 +129,7 @@ def test_dismiss_with_snooze_silences_the_episode_and_history_filters(tmp_path):
     assert [s.id for s in store.history(rule=Rule.STOP_LOSS)] == [stop.id]
     assert [s.id for s in store.history(code="000001.SZ")] == []
     import pytest
-    from models import TradingError
+    from core.models import TradingError
     with pytest.raises(TradingError) as refused:
         store.dismiss(stop.id)
     assert refused.value.message == f"信号 #{stop.id} 当前状态为「已过期」，不能忽略"

@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import pytest
 
-from models import OrderRejected, OrderRequest, OrderStatus, Side
+from core.models import OrderRejected, OrderRequest, OrderStatus, Side
 from sim_trader import SimTrader
 from storage import Database
 from trading_support import QuoteBoard, make_settings, replay_clock

@@ -5,7 +5,7 @@ import threading
 from datetime import datetime
 
 from config_store import ConfigStore
-from stock_params import StockParams
+from core.stock_params import StockParams
 from storage import Database
 
 DEADLINE = 10.0

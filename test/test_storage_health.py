@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 import storage_health
-from events import EventBus, EventKind
-from models import OrderRejected, Rule
+from core.events import EventBus, EventKind
+from core.models import OrderRejected, Rule
 from daemon_support import free_port
 from storage import Database
 from storage_health import MARKER_NAME, StorageGuard, StorageRefused
-from trading_state import TradingState
+from core.trading_state import TradingState
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 from web_test_support import Client, build_system, start_server
 

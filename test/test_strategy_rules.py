@@ -7,7 +7,7 @@ import pytest
 import config
 import strategy
 from config_store import ConfigStore
-from models import Position, Rule
+from core.models import Position, Rule
 from storage import Database
 from strategy import Action, RuleParams, TriggerPrices
 

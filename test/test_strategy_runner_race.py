@@ -2,11 +2,11 @@
 MACD entry reads the quote once per decision and queues its signal at that quote's price."""
 from __future__ import annotations
 
-from models import Quote, Rule
+from core.models import Quote, Rule
 from position_manager import PositionManager
-from signal_store import SignalStore
+from core.signal_store import SignalStore
 from storage import Database
-from strategy_runner import StrategyRunner
+from core.strategy_runner import StrategyRunner
 from trading_support import make_settings, replay_clock
 
 CODE = "600036.SH"

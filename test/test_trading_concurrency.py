@@ -4,7 +4,7 @@ import threading
 from collections import Counter
 from datetime import datetime
 
-from models import OrderRejected, OrderStatus, Side
+from core.models import OrderRejected, OrderStatus, Side
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 
 CODES = ("600036.SH", "000001.SZ", "600000.SH", "300750.SZ")

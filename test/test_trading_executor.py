@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from models import OrderRejected, OrderStatus, Rule, Side
+from core.models import OrderRejected, OrderStatus, Rule, Side
 from trading_executor import TradingExecutor
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 
@@ -384,7 +384,7 @@ def test_list_orders_filters_active_and_by_day(env):
 
 def test_failed_cancel_returns_the_order_to_working():
     """A refused cancel (exchanges refuse cancels 09:20–09:25) must not leave the order stuck as cancel-pending."""
-    from order_journal import _may_move
+    from core.order_journal import _may_move
 
     assert _may_move(OrderStatus.CANCEL_PENDING, OrderStatus.OPEN) is True
     assert _may_move(OrderStatus.CANCEL_PENDING, OrderStatus.PARTIALLY_FILLED) is True

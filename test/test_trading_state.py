@@ -5,9 +5,9 @@ from datetime import datetime
 import pytest
 
 from market_clock import ReplayClock
-from models import OrderRejected, Rule, Side
+from core.models import OrderRejected, Rule, Side
 from storage import Database
-from trading_state import State, TradingState
+from core.trading_state import State, TradingState
 
 
 @pytest.fixture

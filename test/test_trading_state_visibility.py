@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import strategy
 from account_snapshots import AccountSnapshots
 from composition import _log_startup
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from jobs_daily import AlarmLog, DailyJobs
 from jobs_store import JobStore
-from order_sources import OrderSource
-from signal_store import SignalStore
+from core.order_sources import OrderSource
+from core.signal_store import SignalStore
 from storage import Database
-from trading_state import TradingState
+from core.trading_state import TradingState
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 
 CODE = "600036.SH"

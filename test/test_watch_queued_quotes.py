@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models import SignalStatus
+from core.models import SignalStatus
 from watch_requests import parse_task
 from watch_rules import TaskStatus
 from web_test_support import build_system

@@ -8,11 +8,11 @@ import pytest
 
 import watch_requests as requests_
 import watch_rules as rules
-from events import EventBus, EventKind
+from core.events import EventBus, EventKind
 from market_clock import ReplayClock
-from models import Quote
+from core.models import Quote
 from quote_hub import QuoteHub
-from signal_store import SignalStore
+from core.signal_store import SignalStore
 from storage import Database
 from trading_support import make_settings
 from watch_monitor import WatchMonitor

@@ -9,14 +9,14 @@ import pytest
 
 import strategy
 from config import ConfigError
-from events import EventBus
+from core.events import EventBus
 from market_clock import ReplayClock
-from models import OrderRejected, Quote, Rule, Side, SignalStatus
-from position_monitor import PositionMonitor
+from core.models import OrderRejected, Quote, Rule, Side, SignalStatus
+from core.position_monitor import PositionMonitor
 from quote_hub import QuoteHub
-from signal_store import SignalStore
-from stock_params import StockParams
-from strategy_runner import StrategyRunner
+from core.signal_store import SignalStore
+from core.stock_params import StockParams
+from core.strategy_runner import StrategyRunner
 from trading_support import build_core, make_settings
 from watch_monitor import WATCH_RULES, WatchMonitor, validate_watch_signal
 from watch_requests import parse_task
@@ -163,8 +163,8 @@ def test_a_locked_stock_gets_no_automatic_trades(tmp_path):
 
 def test_a_position_found_at_the_broker_waits_for_confirmation(tmp_path):
     from composition import _sync_from_broker
-    from models import BrokerPosition
-    from position_review import PositionReviews
+    from core.models import BrokerPosition
+    from core.position_review import PositionReviews
 
     desk = Desk(tmp_path)
     reviews = PositionReviews(desk.core.db, desk.clock)

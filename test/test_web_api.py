@@ -11,7 +11,7 @@ import pytest
 
 import market_rules
 import strategy
-from models import OrderStatus, Rule, Signal, SignalStatus
+from core.models import OrderStatus, Rule, Signal, SignalStatus
 from web_test_support import CHINESE, POOL, TOKEN, Client, SseClient, build_system, error, ok, start_server
 
 def expected_buy(system, code, amount):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from models import Rule, Signal, SignalStatus
+from core.models import Rule, Signal, SignalStatus
 from test_web_api import queue_add_signal
 from web_test_support import Client, build_system, error, ok, start_server
 

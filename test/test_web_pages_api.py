@@ -7,12 +7,12 @@ from datetime import date
 
 import pytest
 
-import perf_stats
+import core.perf_stats as perf_stats
 from account_snapshots import AccountSnapshots
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
 from indicator_calculator import cross_between
-from models import Asset
+from core.models import Asset
 from web_api_performance import fills_from_records
 from web_test_support import TOKEN, Client, SseClient, build_system, data_of, start_server
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from stock_pool import StockPool, StockPoolError, normalize_codes
+from core.stock_pool import StockPool, StockPoolError, normalize_codes
 
 
 def test_missing_file_is_an_empty_pool(tmp_path):
@@ -87,7 +87,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_with_a_data_dir_the_pool_lives_in_it_seeded_from_the_shipped_file(tmp_path):
-    from stock_pool import StockPool, pool_file
+    from core.stock_pool import StockPool, pool_file
 
     shipped = tmp_path / "checkout" / "stock_pool.json"
     shipped.parent.mkdir()

@@ -5,7 +5,7 @@ from datetime import date, datetime
 
 import pytest
 
-from models import Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus
+from core.models import Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus
 from web_views import (jsonable, order_view, position_view, signal_view, today_pnl, trade_records_csv,
                        with_moving_averages, with_today)
 

@@ -99,7 +99,7 @@ def test_hanging_worker_is_restarted_and_old_thread_exits(settings):
 def test_past_the_restart_budget_a_worker_is_alarmed_and_retried_with_back_off_never_abandoned(settings):
     from datetime import datetime
 
-    from events import EventBus, EventKind
+    from core.events import EventBus, EventKind
     from market_clock import ReplayClock
 
     settings.update({"THREAD_RESTART_BACKOFF_MAX_SECONDS": 8.0})

@@ -9,12 +9,12 @@ from typing import Optional
 
 from config_store import ConfigStore
 from market_clock import ReplayClock
-from models import Quote
+from core.models import Quote
 from position_manager import PositionManager
 from sim_trader import SimTrader
 from storage import Database
 from trading_executor import TradingExecutor
-from trading_state import TradingState
+from core.trading_state import TradingState
 
 
 class QuoteBoard:

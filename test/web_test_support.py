@@ -22,17 +22,17 @@ from config_store import ConfigStore
 from data_manager import DataManager, build_data_manager
 from logger import SecretFilter
 from position_manager import PositionManager
-from position_monitor import PositionMonitor
-from signal_store import SignalStore
+from core.position_monitor import PositionMonitor
+from core.signal_store import SignalStore
 from sim_trader import SimTrader
-from stock_pool import StockPool
+from core.stock_pool import StockPool
 from storage import Database
-from strategy_runner import StrategyRunner
-from events import EventBus
+from core.strategy_runner import StrategyRunner
+from core.events import EventBus
 from trading_executor import TradingExecutor
-from trading_state import TradingState
-from position_review import PositionReviews
-from stock_params import StockParams
+from core.trading_state import TradingState
+from core.position_review import PositionReviews
+from core.stock_params import StockParams
 from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
 from watch_store import WatchStore
 from web_server import WebContext, WebServer

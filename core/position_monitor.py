@@ -10,9 +10,9 @@ from typing import Callable, Optional, Sequence
 
 import strategy
 from broker_guard import broker_step_seconds
-from models import OrderStatus, Position, Quote, Rule, Side, Signal, TradingError
-from order_journal import JournalEntry
-from order_sources import PROTECTIVE_EXITS, is_protective
+from core.models import OrderStatus, Position, Quote, Rule, Side, Signal, TradingError
+from core.order_journal import JournalEntry
+from core.order_sources import PROTECTIVE_EXITS, is_protective
 from workers import Worker, quote_wait_seconds, wait_for_version
 
 log = logging.getLogger(__name__)

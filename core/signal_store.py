@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, Optional
 
 from market_clock import Clock
-from models import Rule, Signal, SignalStatus, TradingError
+from core.models import Rule, Signal, SignalStatus, TradingError
 from storage import Database, migrate
 
 MIGRATIONS = (

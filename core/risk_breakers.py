@@ -16,10 +16,10 @@ from collections import defaultdict, deque
 from datetime import date
 from typing import Callable, Mapping, Optional
 
-from events import EventKind
-from models import OrderRejected, Rule
-from order_sources import OrderSource, source_of
-from trading_state import ACCOUNT_KEY
+from core.events import EventKind
+from core.models import OrderRejected, Rule
+from core.order_sources import OrderSource, source_of
+from core.trading_state import ACCOUNT_KEY
 
 log = logging.getLogger(__name__)
 

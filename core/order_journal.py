@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Optional
 
-from models import Fill, Order, OrderRequest, OrderStatus, Rule, Side
+from core.models import Fill, Order, OrderRequest, OrderStatus, Rule, Side
 from storage import Database, migrate
 
 MIGRATIONS = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Optional
 
-from models import Rule
+from core.models import Rule
 
 
 class OrderSource(str, Enum):

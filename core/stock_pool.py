@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import market_rules
-from models import TradingError
+from core.models import TradingError
 
 log = logging.getLogger(__name__)
 

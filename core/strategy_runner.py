@@ -10,10 +10,10 @@ from typing import Callable, Optional
 
 import market_rules
 import strategy
-from order_sources import is_protective
-from models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
+from core.order_sources import is_protective
+from core.models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
 from broker_guard import broker_step_seconds
-from position_monitor import broker_refusals, exit_retry_delay
+from core.position_monitor import broker_refusals, exit_retry_delay
 from workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Callable, Optional
 
-from models import OrderRejected, Rule, Side
-from order_sources import OrderSource, source_of
+from core.models import OrderRejected, Rule, Side
+from core.order_sources import OrderSource, source_of
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)

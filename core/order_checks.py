@@ -7,7 +7,7 @@ from typing import Any
 
 import market_rules
 from market_rules import Board
-from models import OrderRejected, Quote, Side
+from core.models import OrderRejected, Quote, Side
 
 
 def normalized_code(text: str) -> str:

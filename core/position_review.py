@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Mapping, Optional
 
-from models import Position, TradingError
+from core.models import Position, TradingError
 from storage import Database, migrate
 
 MIGRATIONS = (
