@@ -10,7 +10,7 @@ import numpy as np
 
 import market_rules
 from core.models import DataUnavailable
-from replay_feeds import read_names
+from market.replay_feeds import read_names
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -17,16 +17,16 @@ import pandas as pd
 
 import market_rules
 import xtquant_import
-from bar_store import BarStore, DailyBar
+from market.bar_store import BarStore, DailyBar
 from indicator_calculator import IndicatorCalculator
-from market_clock import Clock, RealClock, ReplayClock
+from market.clock import Clock, RealClock, ReplayClock
 from core.models import DataUnavailable, Quote
-from quote_hub import QuoteHub
-from replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
-from replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days, resume_index
-from source_base import MarketSource, SourceStep
+from market.quote_hub import QuoteHub
+from market.replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
+from market.replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days, resume_index
+from market.source_base import MarketSource, SourceStep
 from storage import Database
-from synthetic_market import SyntheticMarket
+from market.synthetic_market import SyntheticMarket
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def build_data_manager(settings, data_dir: Path, calendar=None,
     if choice == "auto" and not xtquant_import.data_native_available():  # Linux, macOS: no miniQMT here
         log.info("%s", xtquant_import.unavailable_note("mootdx 行情" if settings.get("MOOTDX_SERVER") else "回放行情"))
     elif choice in ("auto", "xtquant"):
-        from xtquant_source import XtQuantSource
+        from market.xtquant_source import XtQuantSource
 
         clock = RealClock(calendar)
         manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
@@ -306,7 +306,7 @@ def build_data_manager(settings, data_dir: Path, calendar=None,
         if _started(manager, keep_on_failure=choice == "xtquant"):
             return manager, clock
     if choice == "mootdx" or (choice == "auto" and settings.get("MOOTDX_SERVER")):
-        from mootdx_source import MootdxSource
+        from market.mootdx_source import MootdxSource
 
         clock = RealClock(calendar)
         manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,

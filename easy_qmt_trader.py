@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, NoReturn, Optional
 
 import config
 from broker_guard import OutcomeUnknown
-from market_clock import MARKET_TZ, Clock, RealClock
+from market.clock import MARKET_TZ, Clock, RealClock
 from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
                     OrderRequest, OrderStatus, Side)
 from qmt_account import AccountConfig, load_account_config, resolve_qmt_path

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from bar_store import BarStore
+from market.bar_store import BarStore
 from storage import Database, migrate
 
 log = logging.getLogger(__name__)

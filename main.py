@@ -167,7 +167,7 @@ def _configure_calendar(settings) -> str:
     """The owner's holiday file into the trading calendar, and the warning when the known trading days run
     out soon (logged; /api/status shows it). Returns the refusal line for an unreadable file, else ''."""
     import market_rules
-    from market_clock import RealClock
+    from market.clock import RealClock
 
     try:
         warning = market_rules.configure_calendar(market_rules.DEFAULT_CALENDAR, settings.get("HOLIDAYS_FILE"),

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
 from daemon_support import TDX, cpu_seconds, query, rss_mb, start_ready, wait_until  # noqa: E402
-from market_clock import RealClock  # noqa: E402
+from market.clock import RealClock  # noqa: E402
 
 
 def pool_codes(count: int) -> list[str]:

@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 from bench_order_roundtrip import CODE, PRICE, Quotes, percentile  # noqa: E402
 from config_store import ConfigStore  # noqa: E402
 from core.events import EventBus, EventKind  # noqa: E402
-from market_clock import ReplayClock  # noqa: E402
+from market.clock import ReplayClock  # noqa: E402
 from notify_store import NotifyStore  # noqa: E402
 from notify_support import HangingReceiver, WebhookReceiver, announcements  # noqa: E402
 from notify_worker import Notifier  # noqa: E402

@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
 from config_store import ConfigStore  # noqa: E402
 from easy_qmt_trader import BrokerTimings, EasyQmtTrader  # noqa: E402
-from market_clock import ReplayClock  # noqa: E402
+from market.clock import ReplayClock  # noqa: E402
 from core.models import OrderRequest, OrderStatus, Side  # noqa: E402
 from qmt_account import AccountConfig  # noqa: E402
 from stand_ins.fake_xtpythonclient import FakeQmt  # noqa: E402

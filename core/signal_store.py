@@ -6,7 +6,7 @@ import threading
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Optional
 
-from market_clock import Clock
+from market.clock import Clock
 from core.models import Rule, Signal, SignalStatus, TradingError
 from storage import Database, migrate
 

@@ -18,12 +18,12 @@ import strategy
 from broker_guard import BrokerGuard
 from daemon_workers import Housekeeper
 from core.events import EventBus, EventKind
-from market_clock import RealClock
+from market.clock import RealClock
 from core.models import Quote, Side
 from position_manager import PositionManager
 from core.position_monitor import PositionMonitor
 from protection_sentinel import Cause, DaemonFacts, ProtectionReport, ProtectionSentinel, ProtectionState
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore
 from stand_ins.fake_xtpythonclient import FakeQmt, TERMINAL, STOCK_SELL
@@ -372,7 +372,7 @@ def live_env(tmp_path, counterpart: FakeQmt):
 
     from config_store import ConfigStore
     from easy_qmt_trader import BrokerTimings, EasyQmtTrader
-    from market_clock import ReplayClock
+    from market.clock import ReplayClock
     from qmt_account import AccountConfig
     from test_easy_qmt_trader import ACCOUNT_ID, MARKET_OPEN, native_modules
 

@@ -4,10 +4,10 @@ times; a process that is behind runs its due steps at once, one that is ahead wa
 from datetime import datetime
 
 from data_test_support import make_settings
-from market_clock import ReplayClock
-from replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days
+from market.clock import ReplayClock
+from market.replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days
 from storage import Database
-from synthetic_market import SyntheticMarket
+from market.synthetic_market import SyntheticMarket
 
 CODES = ["600000.SH", "000001.SZ"]
 TICKS = 9  # + the close step: 10 steps per day

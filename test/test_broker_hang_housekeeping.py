@@ -11,7 +11,7 @@ from broker_guard import BrokerGuard
 from composition import _day_report
 from daemon_workers import Housekeeper
 from grid_rules import retry_delay_seconds
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from position_manager import PositionManager
 from sim_trader import SimTrader
 from storage import Database

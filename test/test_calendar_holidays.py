@@ -9,7 +9,7 @@ import pytest
 
 from daemon_support import start_ready
 from market_rules import TradingCalendar, configure_calendar, read_holidays_file
-from market_clock import RealClock
+from market.clock import RealClock
 
 # Test data only: which days the exchanges close in 2027 is not published to this project yet; these rows
 # stand for whatever the owner copies from the exchange's notice.

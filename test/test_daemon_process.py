@@ -183,7 +183,7 @@ def test_built_daemon_restarts_a_raising_and_a_hanging_thread_and_health_shows_i
 # ---- outside trading sessions ------------------------------------------------------------------------
 
 def _real_clock_closed_for(seconds: float) -> bool:
-    from market_clock import RealClock
+    from market.clock import RealClock
 
     clock = RealClock()
     return not clock.is_trading() and clock.seconds_until_session() > seconds
@@ -300,10 +300,10 @@ def test_mootdx_bars_are_re_read_only_when_something_new_can_be_there(tmp_path, 
     import shutil
     from datetime import datetime as dt
 
-    import mootdx_source
-    from bar_store import BarStore
+    import market.mootdx_source as mootdx_source
+    from market.bar_store import BarStore
     from config_store import ConfigStore
-    from market_clock import MARKET_TZ, RealClock
+    from market.clock import MARKET_TZ, RealClock
     from storage import Database
 
     monkeypatch.setenv("HOME", str(tmp_path))  # mootdx keeps its own files out of the real home

@@ -258,7 +258,7 @@ def _check_t_plus_one(fills) -> None:
 # ---- unit level: the start-up recovery of a signal caught mid-execution ---------------------------------
 
 def test_signal_caught_before_its_order_went_out_gives_its_episode_flags_back(tmp_path):
-    from market_clock import ReplayClock
+    from market.clock import ReplayClock
     from core.models import Rule, Side, Signal, SignalStatus
     from core.signal_store import SignalStore
     from core.strategy_runner import StrategyRunner

@@ -5,9 +5,9 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from data_test_support import make_settings
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Quote
-from quote_hub import QuoteHub, StalenessReference, last_trading_moment
+from market.quote_hub import QuoteHub, StalenessReference, last_trading_moment
 
 T0 = datetime(2025, 8, 5, 10, 0, 0)  # a Tuesday, continuous session
 

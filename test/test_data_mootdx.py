@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bar_store import BarStore
+from market.bar_store import BarStore
 from data_manager import DataManager, build_data_manager
 from data_test_support import isolated_home, make_settings, no_network, shared_data  # noqa: F401 (fixtures)
 from indicator_calculator import IndicatorCalculator
-from market_clock import MARKET_TZ, RealClock
+from market.clock import MARKET_TZ, RealClock
 from core.models import DataUnavailable
-from mootdx_source import MootdxSource, parse_server, row_to_quote
-from quote_hub import QuoteHub
+from market.mootdx_source import MootdxSource, parse_server, row_to_quote
+from market.quote_hub import QuoteHub
 from storage import Database
 
 pytestmark = pytest.mark.usefixtures("no_network", "isolated_home")
@@ -147,7 +147,7 @@ class StubTdxClient:
 
 
 def test_dead_quotes_client_is_replaced_and_st_names_give_five_percent_limits(tmp_path, monkeypatch):
-    import mootdx_source
+    import market.mootdx_source as mootdx_source
 
     opened: list[StubTdxClient] = []
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import market_rules
-from bar_store import DailyBar
+from market.bar_store import DailyBar
 from data_manager import build_data_manager
 from data_test_support import isolated_home, make_settings, no_network, shared_data  # noqa: F401 (fixtures)
-from market_clock import ReplayClock
-from replay_source import path_points, sample_path, slot_time
-from synthetic_market import SyntheticMarket
+from market.clock import ReplayClock
+from market.replay_source import path_points, sample_path, slot_time
+from market.synthetic_market import SyntheticMarket
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -132,7 +132,7 @@ def write_day_file(folder, name: str, rows) -> None:
 
 
 def test_tdx_shanghai_etf_volumes_are_shares_and_56_etfs_do_not_stop_the_feed(tmp_path, isolated_home):
-    from replay_feeds import TdxBarFolder
+    from market.replay_feeds import TdxBarFolder
 
     day = (20250805, 4012, 4050, 4001, 4033, 1.2e9)  # 4.012 … 4.033 yuan (0.001 units), amount
     write_day_file(tmp_path, "sh510300", [day + (298765400,)])  # volume: shares
@@ -220,7 +220,7 @@ def test_replay_resumes_after_the_last_started_day(tmp_path):
     """A restarted daemon continues from the next day: market time never runs backwards."""
     from datetime import date as _date
 
-    from replay_source import ReplayProgress, resume_index
+    from market.replay_source import ReplayProgress, resume_index
     from storage import Database
 
     db = Database(tmp_path / "market.db")
@@ -238,7 +238,7 @@ def test_replay_resumes_after_the_last_started_day(tmp_path):
 def test_replay_folder_names_file_gives_stock_names(tmp_path):
     """Issue 14: names come from a `names.csv` beside the bars; without one the name is '' (the page shows
     the code)."""
-    from replay_feeds import CsvBarFolder
+    from market.replay_feeds import CsvBarFolder
 
     (tmp_path / "600036.SH.csv").write_text("date,open,high,low,close,volume\n2024-01-02,10,10.5,9.9,10.2,1000\n",
                                             encoding="utf-8")

@@ -6,15 +6,15 @@ from datetime import datetime
 
 import pytest
 
-from bar_store import BarStore
+from market.bar_store import BarStore
 from data_manager import DataManager, build_data_manager
 from data_test_support import make_settings, no_network, xt_stand_in  # noqa: F401 (fixtures)
 from indicator_calculator import IndicatorCalculator
-from market_clock import MARKET_TZ, RealClock
+from market.clock import MARKET_TZ, RealClock
 from core.models import DataUnavailable, Quote
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from storage import Database
-from xtquant_source import XtQuantSource, tick_to_quote
+from market.xtquant_source import XtQuantSource, tick_to_quote
 
 pytestmark = pytest.mark.usefixtures("no_network")
 

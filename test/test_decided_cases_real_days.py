@@ -209,7 +209,7 @@ def live_engine(tmp_path, monkeypatch, start):
     """test_live_engine's monitor + runner + sim account, its market clock starting at `start`, and a signal
     store whose real-time clock the test moves (the exit retry waits EXIT_RETRY_SECONDS of real time)."""
     import test_live_engine
-    from market_clock import ReplayClock
+    from market.clock import ReplayClock
     from core.position_monitor import PositionMonitor
     from core.signal_store import SignalStore
     from core.strategy_runner import StrategyRunner

@@ -4,15 +4,15 @@ and trading resumes as soon as space is back. Real SQLite files; the disk-full e
 import sqlite3
 from datetime import date, datetime, timedelta
 
-from bar_store import BarStore, DailyBar
+from market.bar_store import BarStore, DailyBar
 from daemon_workers import DataWorker
 from data_manager import DataManager
 from data_test_support import make_settings
 from core.events import EventBus, EventKind
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Quote
-from quote_hub import QuoteHub
-from source_base import SourceStep
+from market.quote_hub import QuoteHub
+from market.source_base import SourceStep
 from storage import Database
 from storage_health import StorageGuard
 from trading_support import FakeTime

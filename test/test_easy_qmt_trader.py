@@ -20,7 +20,7 @@ import pytest
 from config_store import ConfigStore
 from easy_qmt_trader import BrokerTimings, EasyQmtTrader, connect_live_broker
 from qmt_session import XtApi
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import (Asset, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus,
                     Quote, Rule, Side)
 from qmt_account import AccountConfig, load_account_config, mask_account_id, resolve_qmt_path

@@ -3,7 +3,7 @@ subscriber falls behind (never blocking the publisher), and market-clock timesta
 from datetime import datetime
 
 from core.events import EventBus, EventKind
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 
 
 def test_each_subscriber_gets_the_kinds_it_asked_for_stamped_on_the_market_clock():

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from data_test_support import make_settings
-from feed_clock import FeedClock
-from market_clock import RealClock, ReplayClock
+from market.feed_clock import FeedClock
+from market.clock import RealClock, ReplayClock
 from core.models import Quote
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 
 LOCAL = datetime(2025, 8, 5, 10, 2, 0)  # a Tuesday, continuous session, on the box clock
 SKEW = timedelta(seconds=-120)  # the feed stamps ticks 120 s behind the box clock
@@ -124,7 +124,7 @@ def test_the_alarm_is_raised_again_only_after_the_skew_came_back(live):
 def test_stale_refusals_are_logged_once_per_stock_per_interval_with_a_count(live, caplog):
     hub, box, _ = live
     frozen = LOCAL - timedelta(seconds=120)
-    with caplog.at_level(logging.WARNING, logger="quote_hub"):
+    with caplog.at_level(logging.WARNING, logger="market.quote_hub"):
         for _ in range(94):  # the 94 lines in 30 s
             box.advance(30 / 94)
             hub.publish(tick(frozen))

@@ -9,11 +9,11 @@ import pytest
 
 from config_store import ConfigStore
 from grid_trading import GridManager
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import OrderRejected, OrderStatus, Quote, Rule, Side, SignalStatus, TradingError
 from position_manager import PositionManager
 from core.position_monitor import PositionMonitor
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from sim_trader import SimTrader
 from storage import Database

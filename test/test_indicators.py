@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bar_store import BarStore, DailyBar
+from market.bar_store import BarStore, DailyBar
 from data_test_support import shared_data
 from indicator_calculator import (DEATH, GOLDEN, IndicatorCalculator, IndicatorRow, compute_indicators,
                                   cross_between, is_ma_aligned)

@@ -12,7 +12,7 @@ from core.events import EventBus, EventKind
 from jobs_runner import Job, JobRunner
 from jobs_schedule import CatchUp
 from jobs_store import RETRY, JobStore
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import BrokerUnavailable
 from storage import Database
 from workers import Watchdog, Worker

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Quote, Rule, SignalStatus
 from core.position_monitor import PositionMonitor
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from core.strategy_runner import StrategyRunner
 from trading_support import build_core, make_settings

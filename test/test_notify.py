@@ -16,7 +16,7 @@ import pytest
 
 from core.events import EventBus, EventKind
 from logger import SecretFilter
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from notify_channels import Outcome
 from notify_store import COALESCED, FAILED, PENDING, SENT, SUPPRESSED, NotifyStore
 from notify_worker import Notifier
@@ -205,7 +205,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from datetime import datetime
     from core.events import EventBus, EventKind
-    from market_clock import ReplayClock
+    from market.clock import ReplayClock
     from notify_store import NotifyStore
     from notify_worker import Notifier
     from storage import Database

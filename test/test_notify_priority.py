@@ -11,7 +11,7 @@ import pytest
 
 import notify_rules
 from core.events import EventBus, EventKind
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Fill, Rule, Side
 from notify_rules import Coalescing, DigestItem, Pending, Plan, plan_alarms, plan_routine
 from notify_store import COALESCED, SENT, NotifyStore

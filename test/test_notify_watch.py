@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from core.events import EventBus, EventKind
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Quote, Rule, Signal, SignalStatus
 from notify_watch import NotifyWatch
 from core.signal_store import SignalStore

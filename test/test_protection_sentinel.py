@@ -18,7 +18,7 @@ from core.models import BrokerPosition, OrderStatus, Position, Quote, Rule, Side
 from core.order_journal import JournalEntry
 from protection_sentinel import (Cause, DaemonFacts, Facts, Judgement, LinkFacts, Pending, ProtectionSentinel,
                                  ProtectionState, StateFacts, apply_deadline, judge_position, verdict)
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from trading_support import FakeTime, build_core, make_settings, replay_clock
 
 CODE = "600036.SH"

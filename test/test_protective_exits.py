@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from core.events import EventBus, EventKind
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import OrderRejected, OrderStatus, Quote, Rule, Side, Signal
 from core.order_sources import OrderSource, is_protective, source_of
 from position_manager import PositionManager
 from core.position_monitor import PositionMonitor
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore, signal_to_dict
 from sim_trader import SimTrader

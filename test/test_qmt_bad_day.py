@@ -183,7 +183,7 @@ def test_one_empty_position_answer_does_not_wipe_rule_state(env, counterpart, ca
 
 def test_position_missing_from_answers_is_removed_only_when_confirmed_and_comes_back_with_its_state(tmp_path):
     from config_store import ConfigStore
-    from market_clock import ReplayClock
+    from market.clock import ReplayClock
 
     db = Database(tmp_path / "trading.db")
     clock = ReplayClock(MARKET_OPEN)

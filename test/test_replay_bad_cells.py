@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from data_test_support import shared_data
-from replay_feeds import CsvBarFolder
+from market.replay_feeds import CsvBarFolder
 
 
 def test_bad_cells_and_dates_skip_their_row_with_a_warning(tmp_path, caplog):
@@ -19,7 +19,7 @@ def test_bad_cells_and_dates_skip_their_row_with_a_warning(tmp_path, caplog):
     cells[0] = "2020-02-30"  # no such date
     rows[5] = ",".join(cells)
     (tmp_path / "600036.SH.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="replay_feeds"):
+    with caplog.at_level(logging.WARNING, logger="market.replay_feeds"):
         bars = CsvBarFolder(tmp_path).bars("600036.SH")
     expected = [d for i, d in enumerate(good_days) if i not in (2, 5)]
     assert [b.day.isoformat() for b in bars] == expected

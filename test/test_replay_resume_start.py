@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from data_manager import build_data_manager
 from data_test_support import make_settings
-from replay_source import DEFAULT_START_INDEX
+from market.replay_source import DEFAULT_START_INDEX
 from config import SYNTHETIC_SEED
-from synthetic_market import SyntheticMarket
+from market.synthetic_market import SyntheticMarket
 
 CODES = ["600000.SH"]
 

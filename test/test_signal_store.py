@@ -2,7 +2,7 @@
 import threading
 from datetime import datetime
 
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Rule, Signal, SignalStatus
 from core.signal_store import SignalStore
 from storage import Database

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import OrderRejected, Rule, Side
 from storage import Database
 from core.trading_state import State, TradingState

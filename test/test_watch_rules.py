@@ -9,9 +9,9 @@ import pytest
 import watch_requests as requests_
 import watch_rules as rules
 from core.events import EventBus, EventKind
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Quote
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from storage import Database
 from trading_support import make_settings

@@ -10,10 +10,10 @@ import pytest
 import strategy
 from config import ConfigError
 from core.events import EventBus
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import OrderRejected, Quote, Rule, Side, SignalStatus
 from core.position_monitor import PositionMonitor
-from quote_hub import QuoteHub
+from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from core.stock_params import StockParams
 from core.strategy_runner import StrategyRunner

@@ -100,7 +100,7 @@ def test_past_the_restart_budget_a_worker_is_alarmed_and_retried_with_back_off_n
     from datetime import datetime
 
     from core.events import EventBus, EventKind
-    from market_clock import ReplayClock
+    from market.clock import ReplayClock
 
     settings.update({"THREAD_RESTART_BACKOFF_MAX_SECONDS": 8.0})
     fake = FakeTime()

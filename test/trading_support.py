@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from config_store import ConfigStore
-from market_clock import ReplayClock
+from market.clock import ReplayClock
 from core.models import Quote
 from position_manager import PositionManager
 from sim_trader import SimTrader

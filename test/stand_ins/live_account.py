@@ -73,7 +73,7 @@ class MarketTime:
 def use_market_time(market_time: MarketTime) -> None:
     """Every RealClock built in this process (the data manager's, the trader's) reads `market_time` unless given
     another source. Only this test process is touched; production code is unchanged."""
-    import market_clock
+    import market.clock as market_clock
 
     market_clock.RealClock.__init__.__defaults__ = (None, market_time.now)
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Optional
 
 import market_rules
-from feed_clock import FeedClock
+from market.feed_clock import FeedClock
 from core.models import Quote
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import market_rules
-from bar_store import BarStore
+from market.bar_store import BarStore
 from core.models import DataUnavailable, Quote
-from replay_feeds import open_tdx_reader, read_tdx_daily
-from source_base import Publish, SourceStep, idle_wait
+from market.replay_feeds import open_tdx_reader, read_tdx_daily
+from market.source_base import Publish, SourceStep, idle_wait
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from bar_store import DailyBar
+from market.bar_store import DailyBar
 from core.models import Quote
 
 Publish = Callable[[Quote], bool]  # QuoteHub.publish (via DataManager): False when the quote was refused

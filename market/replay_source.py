@@ -12,11 +12,11 @@ from itertools import accumulate
 from typing import Callable, Optional, Sequence
 
 import market_rules
-from bar_store import DailyBar
-from market_clock import ReplayClock
+from market.bar_store import DailyBar
+from market.clock import ReplayClock
 from core.models import DataUnavailable, Quote
-from replay_feeds import BarFeed
-from source_base import Publish, SourceStep
+from market.replay_feeds import BarFeed
+from market.source_base import Publish, SourceStep
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Optional, Protocol
 import pandas as pd
 
 import market_rules
-from bar_store import DailyBar
+from market.bar_store import DailyBar
 from core.models import DataUnavailable
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, Optional, Sequence
 
 import market_rules
-from bar_store import BarStore, DailyBar
-from market_clock import MARKET_TZ
+from market.bar_store import BarStore, DailyBar
+from market.clock import MARKET_TZ
 from core.models import DataUnavailable, Quote
 from qmt_session import bounded_call
-from source_base import Publish, SourceStep, idle_wait
+from market.source_base import Publish, SourceStep, idle_wait
 from xtquant_import import import_xtquant
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 import market_rules
-from bar_store import DailyBar
+from market.bar_store import DailyBar
 
 SYNTHETIC_LABEL = "演示行情（随机生成，非真实价格）"
 ORIGIN = date(2024, 1, 2)  # first synthetic trading day; fixed so a seed always gives the same market
