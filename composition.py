@@ -14,7 +14,7 @@ import market_rules
 import storage_health
 import strategy
 from accounts_identity import account_guard
-from broker_guard import BrokerGuard, broker_step_seconds
+from qmt.broker_guard import BrokerGuard, broker_step_seconds
 from config_store import ConfigStore
 from core.models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker

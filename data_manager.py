@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Optional
 import pandas as pd
 
 import market_rules
-import xtquant_import
+import qmt.xtquant_import as xtquant_import
 from market.bar_store import BarStore, DailyBar
 from indicator_calculator import IndicatorCalculator
 from market.clock import Clock, RealClock, ReplayClock

@@ -154,7 +154,7 @@ def check_xtquant_native(env: DoctorEnv) -> Check:
 
 def check_qmt_path(env: DoctorEnv) -> Check:
     from core.models import TradingError
-    from qmt_account import load_account_config, resolve_qmt_path
+    from qmt.account import load_account_config, resolve_qmt_path
 
     name = "miniQMT 目录"
     configured = ""

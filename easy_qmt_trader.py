@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn, Optional
 
 import config
-from broker_guard import OutcomeUnknown
+from qmt.broker_guard import OutcomeUnknown
 from market.clock import MARKET_TZ, Clock, RealClock
 from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
                     OrderRequest, OrderStatus, Side)
-from qmt_account import AccountConfig, load_account_config, resolve_qmt_path
-from qmt_link import (LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due,
+from qmt.account import AccountConfig, load_account_config, resolve_qmt_path
+from qmt.link import (LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due,
                       push_lapse)
-from qmt_order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal, fill_key
-from qmt_session import (QmtEvent, QmtSession, SendTimeout, XtApi, load_xt_api, open_session, random_session_ids,
+from qmt.order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal, fill_key
+from qmt.session import (QmtEvent, QmtSession, SendTimeout, XtApi, load_xt_api, open_session, random_session_ids,
                          send_with_deadline)
 from storage import Database
 

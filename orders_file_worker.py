@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from broker_guard import broker_step_seconds
+from qmt.broker_guard import broker_step_seconds
 from orders_file_intake import OrderFileIntake
 from workers import STOP_CHECK_SECONDS, Worker
 

@@ -11,8 +11,8 @@ from typing import Any, Callable, Optional
 
 import market_rules
 import core.order_checks as checks
-import qmt_carryover as carryover
-from broker_guard import OutcomeUnknown
+import qmt.carryover as carryover
+from qmt.broker_guard import OutcomeUnknown
 from core.models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus, Quote,
                     Rule, Side, TradingError)
 from core.order_sources import is_protective

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Callable, Optional, Sequence
 
 import strategy
-from broker_guard import broker_step_seconds
+from qmt.broker_guard import broker_step_seconds
 from core.models import OrderStatus, Position, Quote, Rule, Side, Signal, TradingError
 from core.order_journal import JournalEntry
 from core.order_sources import PROTECTIVE_EXITS, is_protective

@@ -12,7 +12,7 @@ import market_rules
 import strategy
 from core.order_sources import is_protective
 from core.models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
-from broker_guard import broker_step_seconds
+from qmt.broker_guard import broker_step_seconds
 from core.position_monitor import broker_refusals, exit_retry_delay
 from workers import Worker, wait_for_version
 

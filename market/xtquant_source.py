@@ -13,9 +13,9 @@ import market_rules
 from market.bar_store import BarStore, DailyBar
 from market.clock import MARKET_TZ
 from core.models import DataUnavailable, Quote
-from qmt_session import bounded_call
+from qmt.session import bounded_call
 from market.source_base import Publish, SourceStep, idle_wait
-from xtquant_import import import_xtquant
+from qmt.xtquant_import import import_xtquant
 
 log = logging.getLogger(__name__)
 

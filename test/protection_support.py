@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Callable, Optional
 
 import strategy
-from broker_guard import BrokerGuard
+from qmt.broker_guard import BrokerGuard
 from daemon_workers import Housekeeper
 from core.events import EventBus, EventKind
 from market.clock import RealClock
@@ -373,7 +373,7 @@ def live_env(tmp_path, counterpart: FakeQmt):
     from config_store import ConfigStore
     from easy_qmt_trader import BrokerTimings, EasyQmtTrader
     from market.clock import ReplayClock
-    from qmt_account import AccountConfig
+    from qmt.account import AccountConfig
     from test_easy_qmt_trader import ACCOUNT_ID, MARKET_OPEN, native_modules
 
     # xttrader's own query deadline bounds how long a call lost in a hang stays outstanding (real seconds)

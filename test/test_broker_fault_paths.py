@@ -12,11 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker_guard import BrokerGuard, OutcomeUnknown
+from qmt.broker_guard import BrokerGuard, OutcomeUnknown
 from daemon_workers import Housekeeper
 from core.models import Fill, OrderRejected, OrderStatus, Rule, Side
 from core.order_journal import MIGRATIONS as ORDER_JOURNAL_MIGRATIONS, OrderJournal
-from qmt_order_journal import MIGRATIONS as QMT_MIGRATIONS, QmtOrderJournal, fill_key
+from qmt.order_journal import MIGRATIONS as QMT_MIGRATIONS, QmtOrderJournal, fill_key
 from storage import Database, migrate
 from trading_executor import TradingExecutor
 from test_easy_qmt_trader import WAIT, counterpart, env, loopback_only  # noqa: F401 (fixtures)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from broker_guard import BrokerCallTimeout, BrokerGuard, broker_step_seconds
+from qmt.broker_guard import BrokerCallTimeout, BrokerGuard, broker_step_seconds
 from core.events import EventBus, EventKind
 from core.models import BrokerUnavailable, OrderStatus, Side
 from position_manager import PositionManager

@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import datetime
 
-from broker_guard import BrokerGuard
+from qmt.broker_guard import BrokerGuard
 from composition import _day_report
 from daemon_workers import Housekeeper
 from grid_rules import retry_delay_seconds

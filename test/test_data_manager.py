@@ -10,7 +10,7 @@ from data_manager import build_data_manager
 from data_test_support import make_settings, no_network  # noqa: F401 (fixture)
 from market.clock import ReplayClock
 from core.models import DataUnavailable
-from xtquant_import import xtquant_package
+from qmt.xtquant_import import xtquant_package
 
 
 @pytest.fixture

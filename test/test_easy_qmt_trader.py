@@ -19,14 +19,14 @@ import pytest
 
 from config_store import ConfigStore
 from easy_qmt_trader import BrokerTimings, EasyQmtTrader, connect_live_broker
-from qmt_session import XtApi
+from qmt.session import XtApi
 from market.clock import ReplayClock
 from core.models import (Asset, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest, OrderStatus,
                     Quote, Rule, Side)
-from qmt_account import AccountConfig, load_account_config, mask_account_id, resolve_qmt_path
+from qmt.account import AccountConfig, load_account_config, mask_account_id, resolve_qmt_path
 from stand_ins.fake_xtpythonclient import FakePosition, FakeQmt
 from storage import Database
-from xtquant_import import import_xtquant, xtquant_package
+from qmt.xtquant_import import import_xtquant, xtquant_package
 
 PROJECT = Path(__file__).resolve().parents[1]
 ACCOUNT_ID = "8800123456"
@@ -602,13 +602,13 @@ sys.modules["pkg_resources"] = pkg_resources
 if sys.argv[1] == "plain":
     import xtquant
 else:
-    from qmt_session import load_xt_api
+    from qmt.session import load_xt_api
     from core.models import BrokerUnavailable
     try:
         load_xt_api()
     except BrokerUnavailable:
         pass
-    from xtquant_import import import_xtquant
+    from qmt.xtquant_import import import_xtquant
     assert import_xtquant("xtconstant").FIX_PRICE == 11
 print(json.dumps(attempts))
 """

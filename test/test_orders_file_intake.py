@@ -343,7 +343,7 @@ def test_a_file_waiting_for_its_budget_is_neither_re_parsed_nor_logged_again(sma
 def test_a_long_file_is_worked_in_bounded_steps_so_the_thread_keeps_beating(system, tmp_path):
     import time
 
-    from broker_guard import broker_step_seconds
+    from qmt.broker_guard import broker_step_seconds
     from orders_file_worker import OrderFileWorker
 
     system.settings.update({"ORDER_FILE_STEP_SECONDS": 0.15, "ORDER_FILE_LINE_INTERVAL": 0.02,

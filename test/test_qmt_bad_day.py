@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker_guard import OutcomeUnknown
+from qmt.broker_guard import OutcomeUnknown
 from easy_qmt_trader import SELL_NOT_DELIVERED
 from core.models import BrokerPosition, BrokerUnavailable, OrderStatus, Quote, Rule, Side
 from position_manager import PositionManager

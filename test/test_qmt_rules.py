@@ -5,8 +5,8 @@ from datetime import datetime
 from types import SimpleNamespace
 
 from core.models import OrderStatus, Side
-from qmt_carryover import judge
-from qmt_link import LinkHealth, overdue, probe_due
+from qmt.carryover import judge
+from qmt.link import LinkHealth, overdue, probe_due
 
 
 def entry(client_id: str, side: Side, volume: int, filled: int = 0, code: str = "600036.SH"):
@@ -67,7 +67,7 @@ def test_link_health_logs_keeps_and_hands_on_every_alarm(caplog):
 def test_every_broker_anomaly_becomes_an_event_of_its_kind():
     from composition import _publish_broker_anomalies
     from core.events import EventBus, EventKind
-    from qmt_link import EVENT_KIND_BY_CODE
+    from qmt.link import EVENT_KIND_BY_CODE
 
     assert {EventKind(kind) for kind in EVENT_KIND_BY_CODE.values()} == {
         EventKind.BROKER_DISCONNECTED, EventKind.LINK_UNHEALTHY, EventKind.ORDER_UNKNOWN, EventKind.ALARM,

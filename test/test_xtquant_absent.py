@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-import xtquant_import
+import qmt.xtquant_import as xtquant_import
 from daemon_support import start_ready
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from core.models import BrokerUnavailable, DataUnavailable, OrderStatus, Side
-from qmt_account import AccountConfig
-from xtquant_import import import_xtquant
+from qmt.account import AccountConfig
+from qmt.xtquant_import import import_xtquant
 
 log = logging.getLogger("easy_qmt_trader")
 
