@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from core.models import TradingError
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from accounts_child import CommandFor, default_command
 from accounts_config import AccountsFileError, load_accounts
 from accounts_supervisor import Supervisor
-from config_store import ConfigError, ConfigStore
-from instance_lock import InstanceLock, LockHeld
+from persistence.config_store import ConfigError, ConfigStore
+from persistence.instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
-from storage import Database
+from persistence.storage import Database
 
 log = logging.getLogger("accounts")
 

@@ -18,7 +18,7 @@ from accounts_child import (CHILD_STATE_LABELS, AccountChild, ChildPaths, ChildS
                             default_command)
 from accounts_config import AccountSpec
 from core.stock_pool import StockPool, pool_file
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from backtest_data import DataProblem, st_codes_in
 from backtest_engine import BacktestEngine, EngineResult, Slippage, StartingState
 from backtest_market import MarketData, default_cache_dir, load_market
 from backtest_report import Benchmark, Summary, format_details, format_table, summarize, write_outputs
-from config_store import ConfigError
+from persistence.config_store import ConfigError
 from core.models import DataUnavailable, TradingError
 
 DEFAULT_OUT = "backtest_out"

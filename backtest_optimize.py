@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 import config
 import core.perf_stats as perf_stats
 from backtest_market import MarketData, default_cache_dir, load_market
-from config_store import ConfigError
+from persistence.config_store import ConfigError
 
 # "return" with --max-drawdown is the return under a drawdown cap
 OBJECTIVES = ("sharpe", "sortino", "calmar", "return", "profit_factor")
@@ -484,8 +484,8 @@ def apply_best(params: Mapping[str, Any], data_dir: Path, confirm: Callable[[str
                stream: TextIO) -> bool:
     """Write `params` as web-visible overrides into the daemon's config.db (kept in its history, so the web
     page can roll them back), only after `confirm` agrees."""
-    from config_store import ConfigStore
-    from storage import Database
+    from persistence.config_store import ConfigStore
+    from persistence.storage import Database
 
     changes = config.coerce_all({k: _plain(v) for k, v in params.items()})
     listing = "，".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in changes.items())

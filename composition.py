@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import market_rules
-import storage_health
+import persistence.health as storage_health
 import strategy
 from accounts_identity import account_guard
 from qmt.broker_guard import BrokerGuard, broker_step_seconds
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from core.models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from accounts_lifeline import Lifeline
@@ -32,7 +32,7 @@ from core.position_review import PositionReviews
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore
 from core.stock_params import StockParams
-from storage import Database
+from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from core.trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
 from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal

@@ -25,7 +25,7 @@ from market.quote_hub import QuoteHub
 from market.replay_feeds import CsvBarFolder, TdxBarFolder, is_tdx_tree
 from market.replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days, resume_index
 from market.source_base import MarketSource, SourceStep
-from storage import Database
+from persistence.storage import Database
 from market.synthetic_market import SyntheticMarket
 
 log = logging.getLogger(__name__)

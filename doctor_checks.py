@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
-import storage_health
+import persistence.health as storage_health
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 MARKET_TZ = ZoneInfo("Asia/Shanghai")

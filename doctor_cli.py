@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
 import doctor_checks as doctor
-import storage_health
+import persistence.health as storage_health
 
 
 def machine_env(settings: Any, data_dir: Path, log_dir: Path, port_owned_by_us: bool = False,
@@ -46,7 +46,7 @@ def run(data_dir: Path, log_dir: Path, run_overrides: dict, out: TextIO) -> int:
     (the other checks then see the defaults plus the command-line values); the doctor never creates or
     repairs config.db in a data dir the daemon would refuse."""
     import config
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
 
     settings: Any = _Defaults(run_overrides)
     refused, db = _config_db(Path(data_dir))
@@ -72,7 +72,7 @@ def run(data_dir: Path, log_dir: Path, run_overrides: dict, out: TextIO) -> int:
 
 def _config_db(data_dir: Path):
     """(refusal check or None, the opened config.db or None), as main.py opens it."""
-    from storage import Database
+    from persistence.storage import Database
 
     path = data_dir / "config.db"
     hint = storage_health.CONFIG_RESET_HINT.format(marker=data_dir / storage_health.MARKER_NAME)

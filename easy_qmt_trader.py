@@ -25,7 +25,7 @@ from qmt.link import (LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK
 from qmt.order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal, fill_key
 from qmt.session import (QmtEvent, QmtSession, SendTimeout, XtApi, load_xt_api, open_session, random_session_ids,
                          send_with_deadline)
-from storage import Database
+from persistence.storage import Database
 
 log = logging.getLogger("easy_qmt_trader")
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from grid_rules import GridBook, GridEndReason, GridParams, GridState, GridStatus, GridWatch, cents
 from core.models import Rule, Side
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 MIGRATIONS = (
     """

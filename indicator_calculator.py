@@ -13,7 +13,7 @@ import pandas as pd
 import talib
 
 from market.bar_store import BarStore
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

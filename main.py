@@ -13,11 +13,11 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from config_store import ConfigError, ConfigStore
-from instance_lock import InstanceLock, LockHeld
+from persistence.config_store import ConfigError, ConfigStore
+from persistence.instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
 from core.models import TradingError
-import storage_health
+import persistence.health as storage_health
 
 log = logging.getLogger("main")
 

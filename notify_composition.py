@@ -16,7 +16,7 @@ from jobs_store import JobStore
 from notify_store import NotifyStore
 from notify_watch import NotifyWatch
 from notify_worker import Notifier
-from storage import Database
+from persistence.storage import Database
 
 
 @dataclass

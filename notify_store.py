@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from notify_rules import DIGEST_KIND, ROUTINE, DigestItem, Pending
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 MIGRATIONS = (
     """

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterable, Optional
 
 from core.models import BrokerPosition, Fill, Position, Rule, Side
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

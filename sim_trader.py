@@ -15,7 +15,7 @@ import market_rules
 import core.order_checks as checks
 from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected, OrderRequest,
                     OrderStatus, Quote, Side)
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from core.models import (Asset, Broker, BrokerUnavailable, Fill, Order, OrderRej
 from core.order_sources import is_protective
 from core.order_journal import REPRICE_DONE, REPRICE_EXHAUSTED, REPRICE_REQUESTED, JournalEntry, OrderJournal
 from position_manager import PositionManager
-from storage import Database
+from persistence.storage import Database
 
 log = logging.getLogger(__name__)
 

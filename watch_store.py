@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any, Optional
 
 from core.models import TradingError
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 from watch_requests import parse_task, task_to_body
 from watch_rules import TaskStatus, WatchTask
 

@@ -21,7 +21,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from config import MIN_API_TOKEN_LENGTH
-from config_store import ConfigError
+from persistence.config_store import ConfigError
 from core.models import BrokerUnavailable, DataUnavailable, OrderRejected, TradingError
 from web_limits import (REQUEST_THREADS_RESERVED, StreamSlots, guard_connections, install_queue_filter,
                         waitress_options)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
 from bench_order_roundtrip import CODE, PRICE, Quotes, percentile  # noqa: E402
-from config_store import ConfigStore  # noqa: E402
+from persistence.config_store import ConfigStore  # noqa: E402
 from core.events import EventBus, EventKind  # noqa: E402
 from market.clock import ReplayClock  # noqa: E402
 from notify_store import NotifyStore  # noqa: E402
@@ -31,7 +31,7 @@ from notify_support import HangingReceiver, WebhookReceiver, announcements  # no
 from notify_worker import Notifier  # noqa: E402
 from position_manager import PositionManager  # noqa: E402
 from sim_trader import SimTrader  # noqa: E402
-from storage import Database  # noqa: E402
+from persistence.storage import Database  # noqa: E402
 from trading_executor import TradingExecutor  # noqa: E402
 from workers import Watchdog  # noqa: E402
 

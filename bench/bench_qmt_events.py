@@ -15,13 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "test")]
 
-from config_store import ConfigStore  # noqa: E402
+from persistence.config_store import ConfigStore  # noqa: E402
 from easy_qmt_trader import BrokerTimings, EasyQmtTrader  # noqa: E402
 from market.clock import ReplayClock  # noqa: E402
 from core.models import OrderRequest, OrderStatus, Side  # noqa: E402
 from qmt.account import AccountConfig  # noqa: E402
 from stand_ins.fake_xtpythonclient import FakeQmt  # noqa: E402
-from storage import Database  # noqa: E402
+from persistence.storage import Database  # noqa: E402
 from qmt.xtquant_import import xtquant_package  # noqa: E402
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config_store import ConfigStore  # noqa: E402
+from persistence.config_store import ConfigStore  # noqa: E402
 from data_manager import build_data_manager  # noqa: E402
-from storage import Database  # noqa: E402
+from persistence.storage import Database  # noqa: E402
 
 SHARED_DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config_store import ConfigStore  # noqa: E402
+from persistence.config_store import ConfigStore  # noqa: E402
 from market.clock import ReplayClock  # noqa: E402
 from core.models import Quote  # noqa: E402
 from position_manager import PositionManager  # noqa: E402
@@ -25,7 +25,7 @@ from core.position_monitor import PositionMonitor  # noqa: E402
 from market.quote_hub import QuoteHub  # noqa: E402
 from core.signal_store import SignalStore  # noqa: E402
 from sim_trader import SimTrader  # noqa: E402
-from storage import Database  # noqa: E402
+from persistence.storage import Database  # noqa: E402
 from core.strategy_runner import StrategyRunner  # noqa: E402
 from trading_executor import TradingExecutor  # noqa: E402
 from workers import Watchdog  # noqa: E402

@@ -17,13 +17,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from market.bar_store import BarStore, DailyBar  # noqa: E402
-from config_store import ConfigStore  # noqa: E402
+from persistence.config_store import ConfigStore  # noqa: E402
 from indicator_calculator import IndicatorCalculator  # noqa: E402
 from market.clock import ReplayClock  # noqa: E402
 from core.models import Quote  # noqa: E402
 from market.quote_hub import QuoteHub  # noqa: E402
 from core.signal_store import SignalStore  # noqa: E402
-from storage import Database  # noqa: E402
+from persistence.storage import Database  # noqa: E402
 from watch_monitor import DailyContextCache, WatchMonitor  # noqa: E402
 from watch_requests import parse_task  # noqa: E402
 from watch_rules import DailyContext  # noqa: E402

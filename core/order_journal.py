@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any, Optional
 
 from core.models import Fill, Order, OrderRequest, OrderStatus, Rule, Side
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 MIGRATIONS = (
     """

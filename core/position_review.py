@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any, Mapping, Optional
 
 from core.models import Position, TradingError
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 MIGRATIONS = (
     """

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from market.clock import Clock
 from core.models import Rule, Signal, SignalStatus, TradingError
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 MIGRATIONS = (
     """

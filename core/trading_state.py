@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from core.models import OrderRejected, Rule, Side
 from core.order_sources import OrderSource, source_of
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ class ReplayProgress:
                   "PRIMARY KEY (feed, origin))")
 
     def __init__(self, db, feed_key: str):
-        from storage import migrate
+        from persistence.storage import migrate
 
         self._db = db
         self._key = feed_key

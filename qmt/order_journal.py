@@ -9,7 +9,7 @@ from typing import Optional
 
 import market_rules
 from core.models import Fill, OrderRequest, OrderStatus, Side
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 MIGRATIONS = (
     """

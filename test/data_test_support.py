@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from config_store import ConfigStore
-from storage import Database
+from persistence.config_store import ConfigStore
+from persistence.storage import Database
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -27,7 +27,7 @@ from market.quote_hub import QuoteHub
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore
 from stand_ins.fake_xtpythonclient import FakeQmt, TERMINAL, STOCK_SELL
-from storage import Database
+from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from trading_executor import TradingExecutor
 from core.trading_state import TradingState
@@ -370,7 +370,7 @@ def live_env(tmp_path, counterpart: FakeQmt):
     hypothesis example): the stand-in native module installed, settings, a replay clock, `make()`."""
     import itertools
 
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from easy_qmt_trader import BrokerTimings, EasyQmtTrader
     from market.clock import ReplayClock
     from qmt.account import AccountConfig

@@ -11,7 +11,7 @@ import pytest
 from accounts_identity import (AccountMismatch, MarketIdentity, account_guard, bind_account, last_trade_day,
                                market_identity, reset_sim_account)
 from daemon_support import DAILY, SHARED_DATA
-from storage import Database
+from persistence.storage import Database
 
 DEMO = MarketIdentity("demo:20240101", "演示行情（种子 20240101）")
 
@@ -82,7 +82,7 @@ def test_guard_binds_and_answers_the_last_trading_day(tmp_path):
 
 @pytest.mark.skipif(not DAILY.is_dir(), reason=f"real daily bars not found at {SHARED_DATA}")
 def test_the_replay_clock_resumes_after_the_accounts_last_trade(tmp_path):
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from data_manager import build_data_manager
 
     config_db = Database(tmp_path / "config.db")

@@ -6,7 +6,7 @@ from datetime import datetime
 from data_test_support import make_settings
 from market.clock import ReplayClock
 from market.replay_source import ReplayPace, ReplayProgress, ReplaySource, replay_days
-from storage import Database
+from persistence.storage import Database
 from market.synthetic_market import SyntheticMarket
 
 CODES = ["600000.SH", "000001.SZ"]

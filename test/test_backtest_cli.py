@@ -11,7 +11,7 @@ import config
 from backtest_engine import EngineResult, EquityPoint
 from core.perf_stats import EpisodeResult
 from backtest_report import format_table, summarize
-from config_store import ConfigError
+from persistence.config_store import ConfigError
 from test_backtest_scenarios import CODE, PREFIX, QUIET_E, SCENARIOS, write_bars
 
 GAP_BARS = SCENARIOS["gap through the stop at the open"][0]

@@ -9,7 +9,7 @@ import pytest
 import backtest
 from core.order_journal import OrderJournal
 from core.signal_store import SignalStore
-from storage import Database
+from persistence.storage import Database
 from test_backtest_scenarios import E, E1, PREFIX, QUIET_E, write_bars
 
 E_, E1_ = E.isoformat(), E1.isoformat()
@@ -115,7 +115,7 @@ def test_every_trade_is_matched_or_explained_once_per_cause(tmp_path, bars):
 def test_account_overrides_are_the_backtest_parameters(tmp_path, bars):
     """The account's web override (ENABLE_MACD_BUY off) is what the backtest uses: no entries, so every fill
     of the account is extra."""
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
 
     account = tmp_path / "account"
     scripted_account(account)
@@ -134,7 +134,7 @@ def test_account_per_stock_parameters_are_the_backtest_parameters(tmp_path, bars
     backtest: 1,000 shares against the account's 2,000."""
     import core.stock_params as stock_params
     from backtest_compare import run_compare
-    from storage import migrate
+    from persistence.storage import migrate
 
     account = tmp_path / "account"
     scripted_account(account)
@@ -157,7 +157,7 @@ def test_unmatched_trades_carry_the_chain_back_to_where_the_holding_diverged(tmp
 
     from backtest_compare import AccountTrade, compare
     from backtest_engine import Trade
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from core.models import Rule, Side
 
     account = tmp_path / "account"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import backtest_optimize
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from data_test_support import shared_data
-from storage import Database
+from persistence.storage import Database
 
 PROJECT = Path(__file__).resolve().parents[1]
 CODES = ["600036.SH", "000001.SZ", "600519.SH", "000002.SZ"]

@@ -15,7 +15,7 @@ from core.order_journal import OrderJournal
 from core.signal_store import SignalStore
 from sim_trader import MIGRATIONS as SIM_MIGRATIONS
 from core.stock_params import MIGRATIONS as STOCK_PARAMS_MIGRATIONS
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 from test_backtest_scenarios import CODE, E, E1, E2, FALLING_E, PREFIX, QUIET_E, trades_of, write_bars
 
 GAP_BELOW_STOP = (8.70, 8.90, 8.65, 8.80)  # E1 after FALLING_E (close 9.60, limit-down 8.64): under the stop

@@ -17,7 +17,7 @@ from core.models import OrderStatus, Quote, Rule, TradingError
 from protection_sentinel import Cause
 from protection_support import (CALM, CODE, CROSSED, WORKING, LiveRig, assert_books_equal, expect_protection,
                                 explained, failure, fill_working_sell, open_sells)
-from storage_health import STORAGE_SOURCE, StorageGuard
+from persistence.health import STORAGE_SOURCE, StorageGuard
 from test_easy_qmt_trader import counterpart, env, loopback_only  # noqa: F401 (fixtures)
 
 OTHER = "600036.SH"

@@ -17,7 +17,7 @@ from daemon_workers import Housekeeper
 from core.models import Fill, OrderRejected, OrderStatus, Rule, Side
 from core.order_journal import MIGRATIONS as ORDER_JOURNAL_MIGRATIONS, OrderJournal
 from qmt.order_journal import MIGRATIONS as QMT_MIGRATIONS, QmtOrderJournal, fill_key
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 from trading_executor import TradingExecutor
 from test_easy_qmt_trader import WAIT, counterpart, env, loopback_only  # noqa: F401 (fixtures)
 from test_qmt_bad_day import (ACK_TIMEOUT, QUOTES, RECONNECT_BUDGET, broker_sync, codes, live_stack, settle_unknown,

@@ -14,7 +14,7 @@ from core.events import EventBus, EventKind
 from core.models import BrokerUnavailable, OrderStatus, Side
 from position_manager import PositionManager
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from trading_executor import TradingExecutor
 from core.trading_state import TradingState
 from trading_support import FakeTime, QuoteBoard, make_settings, replay_clock
@@ -275,7 +275,7 @@ def test_shutdown_does_not_wait_on_a_hung_broker_call(tmp_path):
     """A manual buy through the daemon's own web server hangs in the broker; shutdown releases it at once:
     the request answers, the order is journaled unknown (reconciled at the next start), and the exit is quick."""
     from composition import build_daemon
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from daemon_support import free_port
     from logger import SecretFilter
 

@@ -14,7 +14,7 @@ from grid_rules import retry_delay_seconds
 from market.clock import ReplayClock
 from position_manager import PositionManager
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from test_grid_trading import CODE, Engine
 from trading_executor import TradingExecutor
 from core.trading_state import TradingState

@@ -10,7 +10,7 @@ from jobs_store import JobStore
 from notify_store import NotifyStore
 from notify_worker import Notifier
 from notify_support import WebhookReceiver
-from storage import Database
+from persistence.storage import Database
 from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser
 from web_test_support import build_system, start_server
 

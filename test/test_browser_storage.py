@@ -3,7 +3,7 @@ real server: the storage guard halts automatic trading and the page's state bann
 from __future__ import annotations
 
 from core.events import EventBus
-from storage_health import StorageGuard
+from persistence.health import StorageGuard
 from browser_support import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, require_browser
 from web_test_support import build_system, start_server
 

@@ -4,8 +4,8 @@ import sqlite3
 import pytest
 
 import config
-from config_store import ConfigError, ConfigStore
-from storage import Database
+from persistence.config_store import ConfigError, ConfigStore
+from persistence.storage import Database
 
 
 def open_store(path, **kwargs):
@@ -155,7 +155,7 @@ def test_unknown_or_invalid_run_override_is_refused(tmp_path):
 
 
 def test_a_web_change_to_a_command_line_key_is_refused_with_that_reason(tmp_path):
-    from config_store import RUN_OVERRIDE_NOTE, RunOverrideRefused
+    from persistence.config_store import RUN_OVERRIDE_NOTE, RunOverrideRefused
 
     path = tmp_path / "t.db"
     store = open_store(path, run_overrides={"ENABLE_AUTO_TRADING": True})

@@ -127,9 +127,9 @@ def _get_json(port: int, path: str, token: str) -> dict:
 
 def test_built_daemon_restarts_a_raising_and_a_hanging_thread_and_health_shows_it(tmp_path):
     from composition import build_daemon
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from logger import SecretFilter
-    from storage import Database
+    from persistence.storage import Database
 
     port = free_port()
     settings = ConfigStore(Database(tmp_path / "config.db"), run_overrides={
@@ -246,9 +246,9 @@ class _RecordingStop:
 
 
 def test_interval_worker_outside_sessions_runs_only_at_the_next_session_while_still_beating(tmp_path):
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from daemon_workers import IntervalWorker
-    from storage import Database
+    from persistence.storage import Database
 
     settings = ConfigStore(Database(tmp_path / "c.db"), run_overrides={"ORDER_CHECK_INTERVAL": 5.0})
     now = _FakeTime()
@@ -302,9 +302,9 @@ def test_mootdx_bars_are_re_read_only_when_something_new_can_be_there(tmp_path, 
 
     import market.mootdx_source as mootdx_source
     from market.bar_store import BarStore
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from market.clock import MARKET_TZ, RealClock
-    from storage import Database
+    from persistence.storage import Database
 
     monkeypatch.setenv("HOME", str(tmp_path))  # mootdx keeps its own files out of the real home
     folder = tmp_path / "tdx" / "vipdoc" / "sh" / "lday"
@@ -357,11 +357,11 @@ def test_a_start_that_fails_late_closes_everything_it_had_opened(tmp_path):
     import socket
 
     from composition import build_daemon
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from logger import SecretFilter
     from core.models import TradingError
-    from storage import Database
-    from storage_health import MARKER_NAME
+    from persistence.storage import Database
+    from persistence.health import MARKER_NAME
     from web_log_tail import LogTail
 
     taken = socket.socket()

@@ -17,7 +17,7 @@ from market.clock import MARKET_TZ, RealClock
 from core.models import DataUnavailable
 from market.mootdx_source import MootdxSource, parse_server, row_to_quote
 from market.quote_hub import QuoteHub
-from storage import Database
+from persistence.storage import Database
 
 pytestmark = pytest.mark.usefixtures("no_network", "isolated_home")
 

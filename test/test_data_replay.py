@@ -221,7 +221,7 @@ def test_replay_resumes_after_the_last_started_day(tmp_path):
     from datetime import date as _date
 
     from market.replay_source import ReplayProgress, resume_index
-    from storage import Database
+    from persistence.storage import Database
 
     db = Database(tmp_path / "market.db")
     progress = ReplayProgress(db, "feed-a")

@@ -13,7 +13,7 @@ from indicator_calculator import IndicatorCalculator
 from market.clock import MARKET_TZ, RealClock
 from core.models import DataUnavailable, Quote
 from market.quote_hub import QuoteHub
-from storage import Database
+from persistence.storage import Database
 from market.xtquant_source import XtQuantSource, tick_to_quote
 
 pytestmark = pytest.mark.usefixtures("no_network")

@@ -13,8 +13,8 @@ from market.clock import ReplayClock
 from core.models import Quote
 from market.quote_hub import QuoteHub
 from market.source_base import SourceStep
-from storage import Database
-from storage_health import StorageGuard
+from persistence.storage import Database
+from persistence.health import StorageGuard
 from trading_support import FakeTime
 from core.trading_state import TradingState
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from easy_qmt_trader import BrokerTimings, EasyQmtTrader, connect_live_broker
 from qmt.session import XtApi
 from market.clock import ReplayClock
@@ -25,7 +25,7 @@ from core.models import (Asset, BrokerPosition, BrokerUnavailable, Fill, Order, 
                     Quote, Rule, Side)
 from qmt.account import AccountConfig, load_account_config, mask_account_id, resolve_qmt_path
 from stand_ins.fake_xtpythonclient import FakePosition, FakeQmt
-from storage import Database
+from persistence.storage import Database
 from qmt.xtquant_import import import_xtquant, xtquant_package
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -531,7 +531,7 @@ def test_live_mode_without_xtpythonclient_fails_fast_with_a_chinese_message(tmp_
 def test_live_mode_in_a_fresh_interpreter_on_this_machine_fails_cleanly(tmp_path):
     folder = repr(str(tmp_path))
     script = ("import sys\nfrom pathlib import Path\n"
-              "from config_store import ConfigStore\nfrom storage import Database\n"
+              "from persistence.config_store import ConfigStore\nfrom persistence.storage import Database\n"
               "from easy_qmt_trader import connect_live_broker\nfrom core.models import BrokerUnavailable\n"
               "try:\n"
               f"    connect_live_broker(ConfigStore(Database(Path({folder}) / 'c.db')), Path({folder}))\n"

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from grid_trading import GridManager
 from market.clock import ReplayClock
 from core.models import OrderRejected, OrderStatus, Quote, Rule, Side, SignalStatus, TradingError
@@ -16,7 +16,7 @@ from core.position_monitor import PositionMonitor
 from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from trading_executor import TradingExecutor
 

@@ -11,7 +11,7 @@ from market.bar_store import BarStore, DailyBar
 from data_test_support import shared_data
 from indicator_calculator import (DEATH, GOLDEN, IndicatorCalculator, IndicatorRow, compute_indicators,
                                   cross_between, is_ma_aligned)
-from storage import Database
+from persistence.storage import Database
 
 CODE = "600000.SH"
 

@@ -13,7 +13,7 @@ from jobs_runner import JobRunner
 from jobs_schedule import parse_hhmm
 from jobs_store import JobStore
 from core.events import EventKind
-from storage import Database
+from persistence.storage import Database
 from web_test_support import build_system
 
 OVERRIDES = {"JOB_PRE_OPEN_TIME": "09:00", "JOB_POST_CLOSE_TIME": "15:05", "JOB_NIGHTLY_TIME": "20:00",

@@ -11,7 +11,7 @@ from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_store import JobStore
 from core.models import Rule, Signal, SignalStatus
-from storage import Database
+from persistence.storage import Database
 from web_test_support import build_system
 
 OVERRIDES = {"JOB_PRE_OPEN_TIME": "09:00", "JOB_POST_CLOSE_TIME": "15:05", "JOB_NIGHTLY_TIME": "20:00"}

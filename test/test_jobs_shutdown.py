@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from core.events import EventBus, EventKind
 from jobs_runner import Job, JobRunner
 from jobs_schedule import CatchUp
 from jobs_store import RETRY, JobStore
 from market.clock import ReplayClock
 from core.models import BrokerUnavailable
-from storage import Database
+from persistence.storage import Database
 from workers import Watchdog, Worker
 
 DAY = date(2024, 3, 5)  # a Tuesday, a trading day

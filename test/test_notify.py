@@ -20,7 +20,7 @@ from market.clock import ReplayClock
 from notify_channels import Outcome
 from notify_store import COALESCED, FAILED, PENDING, SENT, SUPPRESSED, NotifyStore
 from notify_worker import Notifier
-from storage import Database
+from persistence.storage import Database
 from notify_support import HangingReceiver, SmtpReceiver, WebhookReceiver, subject, text_of
 from trading_support import make_settings
 
@@ -208,8 +208,8 @@ CHILD = textwrap.dedent("""
     from market.clock import ReplayClock
     from notify_store import NotifyStore
     from notify_worker import Notifier
-    from storage import Database
-    from config_store import ConfigStore
+    from persistence.storage import Database
+    from persistence.config_store import ConfigStore
     bus = EventBus(ReplayClock(datetime(2024, 3, 5, 10, 0)))
     settings = ConfigStore(Database({settings!r}))
     notifier = Notifier(NotifyStore(Database({db!r})), bus, settings)

@@ -17,7 +17,7 @@ from notify_rules import Coalescing, DigestItem, Pending, Plan, plan_alarms, pla
 from notify_store import COALESCED, SENT, NotifyStore
 from notify_support import SmtpReceiver, WebhookReceiver, text_of
 from notify_worker import Notifier
-from storage import Database
+from persistence.storage import Database
 from test_notify import NO_WAIT, FakeTime, Recorder, drain, make
 from trading_support import make_settings
 from workers import Watchdog
@@ -224,7 +224,7 @@ def test_alarm_in_a_400_fill_burst_arrives_alone_within_a_second_and_fills_arriv
 
 def test_an_outbox_from_before_priorities_is_migrated_with_its_pending_alarms_first(tmp_path):
     import notify_store
-    from storage import migrate
+    from persistence.storage import migrate
 
     db = Database(tmp_path / "notify.db")
     migrate(db, "notify_store", notify_store.MIGRATIONS[:1])  # the schema of issue 16

@@ -9,7 +9,7 @@ from market.clock import ReplayClock
 from core.models import Quote, Rule, Signal, SignalStatus
 from notify_watch import NotifyWatch
 from core.signal_store import SignalStore
-from storage import Database
+from persistence.storage import Database
 from trading_support import make_settings
 
 

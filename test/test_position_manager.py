@@ -6,7 +6,7 @@ import pytest
 
 from core.models import BrokerPosition, Fill, Rule, Side
 from position_manager import PositionManager
-from storage import Database
+from persistence.storage import Database
 from trading_support import make_settings, replay_clock
 
 CODE = "600036.SH"

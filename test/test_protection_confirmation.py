@@ -15,7 +15,7 @@ from protection_sentinel import Cause, LinkFacts, ProtectionState, judge_positio
 from protection_support import CROSSED, LiveRig, assert_books_equal, expect_protection, failure, fill_working_sell
 from protection_support import CODE as LIVE_CODE
 from protection_support import WORKING
-from storage import Database
+from persistence.storage import Database
 from test_bad_day_matrix import rig_holding
 from test_easy_qmt_trader import counterpart, env, loopback_only  # noqa: F401 (fixtures)
 from test_protection_sentinel import NOW, STOP, entry, facts, held

@@ -459,10 +459,10 @@ def test_the_built_daemon_runs_the_sentinel_and_the_heartbeat_and_health_reports
     import urllib.request
 
     from composition import build_daemon
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from daemon_support import free_port
     from logger import SecretFilter
-    from storage import Database
+    from persistence.storage import Database
 
     port = free_port()
     pool = tmp_path / "pool.json"

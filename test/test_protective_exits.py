@@ -20,7 +20,7 @@ from market.quote_hub import QuoteHub
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore, signal_to_dict
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from trading_executor import TradingExecutor
 from core.trading_state import TradingState
@@ -293,7 +293,7 @@ def test_manual_orders_have_their_own_budget_that_refuses_but_trips_nothing(tmp_
 
 
 def test_an_earlier_breaker_stock_halt_or_account_pause_becomes_halts_of_the_automatic_sources(tmp_path):
-    from storage import migrate
+    from persistence.storage import migrate
     from core.trading_state import MIGRATIONS
 
     db = Database(tmp_path / "old.db")

@@ -18,7 +18,7 @@ from easy_qmt_trader import SELL_NOT_DELIVERED
 from core.models import BrokerPosition, BrokerUnavailable, OrderStatus, Quote, Rule, Side
 from position_manager import PositionManager
 from stand_ins.fake_xtpythonclient import FakePosition
-from storage import Database
+from persistence.storage import Database
 from data_test_support import xt_stand_in  # noqa: F401 (fixture)
 from test_data_xtquant import make_manager, service, tick  # noqa: F401 (fixture)
 from test_easy_qmt_trader import MARKET_OPEN, WAIT, counterpart, env, loopback_only  # noqa: F401 (fixtures)
@@ -182,7 +182,7 @@ def test_one_empty_position_answer_does_not_wipe_rule_state(env, counterpart, ca
 
 
 def test_position_missing_from_answers_is_removed_only_when_confirmed_and_comes_back_with_its_state(tmp_path):
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from market.clock import ReplayClock
 
     db = Database(tmp_path / "trading.db")

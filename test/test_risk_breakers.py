@@ -12,7 +12,7 @@ from core.models import OrderRejected, Rule
 from position_manager import PositionManager
 from core.risk_breakers import CircuitBreakers
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from trading_executor import TradingExecutor
 from core.trading_state import TradingState
 from trading_support import QuoteBoard, make_settings, replay_clock

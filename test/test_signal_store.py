@@ -5,7 +5,7 @@ from datetime import datetime
 from market.clock import ReplayClock
 from core.models import Rule, Signal, SignalStatus
 from core.signal_store import SignalStore
-from storage import Database
+from persistence.storage import Database
 
 T0 = datetime(2025, 9, 30, 10, 0, 0)
 

@@ -6,7 +6,7 @@ import pytest
 
 from core.models import OrderRejected, OrderRequest, OrderStatus, Side
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from trading_support import QuoteBoard, make_settings, replay_clock
 
 CODE = "600036.SH"

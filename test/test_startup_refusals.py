@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import storage_health
+import persistence.health as storage_health
 from daemon_support import DAILY, PROJECT, free_port
 
 LOG_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2} [\d:,]+ \w+ \[[^\]]*\] [\w.]+: ")
@@ -48,7 +48,7 @@ def garbage(path: Path) -> None:
 
 def used_data_dir(root: Path) -> Path:
     """A data dir after a first start: config.db and the sim account exist, the marker is written."""
-    from storage import Database
+    from persistence.storage import Database
 
     data = root / "data"
     data.mkdir(parents=True)

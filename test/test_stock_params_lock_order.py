@@ -4,9 +4,9 @@ listeners under its own lock; the per-stock cache's listener must not then wait 
 import threading
 from datetime import datetime
 
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from core.stock_params import StockParams
-from storage import Database
+from persistence.storage import Database
 
 DEADLINE = 10.0
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import storage_health
+import persistence.health as storage_health
 from core.events import EventBus, EventKind
 from core.models import OrderRejected, Rule
 from daemon_support import free_port
-from storage import Database
-from storage_health import MARKER_NAME, StorageGuard, StorageRefused
+from persistence.storage import Database
+from persistence.health import MARKER_NAME, StorageGuard, StorageRefused
 from core.trading_state import TradingState
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 from web_test_support import Client, build_system, start_server
@@ -135,7 +135,7 @@ def test_a_used_data_dir_with_the_account_missing_is_refused(tmp_path):
 
 def test_the_first_start_writes_the_marker(tmp_path):
     from composition import build_daemon
-    from config_store import ConfigStore
+    from persistence.config_store import ConfigStore
     from logger import SecretFilter
 
     data_dir = tmp_path / "data"

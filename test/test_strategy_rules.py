@@ -6,9 +6,9 @@ import pytest
 
 import config
 import strategy
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from core.models import Position, Rule
-from storage import Database
+from persistence.storage import Database
 from strategy import Action, RuleParams, TriggerPrices
 
 CODE = "600036.SH"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.models import Quote, Rule
 from position_manager import PositionManager
 from core.signal_store import SignalStore
-from storage import Database
+from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from trading_support import make_settings, replay_clock
 

@@ -6,7 +6,7 @@ import pytest
 
 from market.clock import ReplayClock
 from core.models import OrderRejected, Rule, Side
-from storage import Database
+from persistence.storage import Database
 from core.trading_state import State, TradingState
 
 

@@ -15,7 +15,7 @@ from jobs_daily import AlarmLog, DailyJobs
 from jobs_store import JobStore
 from core.order_sources import OrderSource
 from core.signal_store import SignalStore
-from storage import Database
+from persistence.storage import Database
 from core.trading_state import TradingState
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 

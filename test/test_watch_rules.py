@@ -13,7 +13,7 @@ from market.clock import ReplayClock
 from core.models import Quote
 from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
-from storage import Database
+from persistence.storage import Database
 from trading_support import make_settings
 from watch_monitor import WatchMonitor
 from watch_requests import InvalidTask

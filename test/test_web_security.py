@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from config_store import ConfigStore
-from storage import Database
+from persistence.config_store import ConfigStore
+from persistence.storage import Database
 from web_server import Binding, host_header_allowed, is_loopback_address, load_or_create_token
 
 

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from config_store import ConfigStore
-from storage import Database
+from persistence.config_store import ConfigStore
+from persistence.storage import Database
 from trading_support import FakeTime
 from workers import Watchdog, Worker
 

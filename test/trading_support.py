@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from market.clock import ReplayClock
 from core.models import Quote
 from position_manager import PositionManager
 from sim_trader import SimTrader
-from storage import Database
+from persistence.storage import Database
 from trading_executor import TradingExecutor
 from core.trading_state import TradingState
 

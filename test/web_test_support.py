@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import strategy
 from account_snapshots import AccountSnapshots
 from composition import page_sources
-from config_store import ConfigStore
+from persistence.config_store import ConfigStore
 from data_manager import DataManager, build_data_manager
 from logger import SecretFilter
 from position_manager import PositionManager
@@ -26,7 +26,7 @@ from core.position_monitor import PositionMonitor
 from core.signal_store import SignalStore
 from sim_trader import SimTrader
 from core.stock_pool import StockPool
-from storage import Database
+from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from core.events import EventBus
 from trading_executor import TradingExecutor

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional
 
 from core.events import EventKind
 from core.models import TradingError
-from storage import Database
+from persistence.storage import Database
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import config
 from config import ConfigError
-from storage import Database, migrate
+from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
 
