@@ -24,7 +24,7 @@ from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox
 from orders_file_store import OrderFileStore
 from orders_file_worker import OrderFileWorker
-from notify_composition import build_notifications
+from notify.composition import build_notifications
 from core.position_monitor import PositionMonitor
 from protection_sentinel import DaemonFacts, ProtectionSentinel
 from heartbeat import HeartbeatSender

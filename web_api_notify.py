@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 import web_requests as req
 from core.events import EventKind
-from notify_store import STATUS_LABELS
+from notify.store import STATUS_LABELS
 from web_api import _allow_query, body, ctx
 from web_openapi import FLAG, TEXT, document
 from web_requests import ApiError

@@ -26,9 +26,9 @@ from bench_order_roundtrip import CODE, PRICE, Quotes, percentile  # noqa: E402
 from persistence.config_store import ConfigStore  # noqa: E402
 from core.events import EventBus, EventKind  # noqa: E402
 from market.clock import ReplayClock  # noqa: E402
-from notify_store import NotifyStore  # noqa: E402
+from notify.store import NotifyStore  # noqa: E402
 from notify_support import HangingReceiver, WebhookReceiver, announcements  # noqa: E402
-from notify_worker import Notifier  # noqa: E402
+from notify.worker import Notifier  # noqa: E402
 from position_manager import PositionManager  # noqa: E402
 from sim_trader import SimTrader  # noqa: E402
 from persistence.storage import Database  # noqa: E402

@@ -7,8 +7,8 @@ from account_snapshots import AccountSnapshots
 from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_store import JobStore
-from notify_store import NotifyStore
-from notify_worker import Notifier
+from notify.store import NotifyStore
+from notify.worker import Notifier
 from notify_support import WebhookReceiver
 from persistence.storage import Database
 from browser_support import CHROMIUM, LAUNCH_ARGS, require_browser

@@ -17,9 +17,9 @@ import pytest
 from core.events import EventBus, EventKind
 from logger import SecretFilter
 from market.clock import ReplayClock
-from notify_channels import Outcome
-from notify_store import COALESCED, FAILED, PENDING, SENT, SUPPRESSED, NotifyStore
-from notify_worker import Notifier
+from notify.channels import Outcome
+from notify.store import COALESCED, FAILED, PENDING, SENT, SUPPRESSED, NotifyStore
+from notify.worker import Notifier
 from persistence.storage import Database
 from notify_support import HangingReceiver, SmtpReceiver, WebhookReceiver, subject, text_of
 from trading_support import make_settings
@@ -206,8 +206,8 @@ CHILD = textwrap.dedent("""
     from datetime import datetime
     from core.events import EventBus, EventKind
     from market.clock import ReplayClock
-    from notify_store import NotifyStore
-    from notify_worker import Notifier
+    from notify.store import NotifyStore
+    from notify.worker import Notifier
     from persistence.storage import Database
     from persistence.config_store import ConfigStore
     bus = EventBus(ReplayClock(datetime(2024, 3, 5, 10, 0)))
@@ -313,7 +313,7 @@ def test_a_hanging_receiver_never_delays_an_order(tmp_path):
 
 def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_path):
     from composition import _publish_fill
-    from notify_composition import sell_facts
+    from notify.composition import sell_facts
     from trading_support import QuoteBoard, build_core
 
     clock = ReplayClock(datetime(2024, 3, 4, 10, 0))

@@ -9,14 +9,14 @@ from datetime import datetime
 
 import pytest
 
-import notify_rules
+import notify.rules as notify_rules
 from core.events import EventBus, EventKind
 from market.clock import ReplayClock
 from core.models import Fill, Rule, Side
-from notify_rules import Coalescing, DigestItem, Pending, Plan, plan_alarms, plan_routine
-from notify_store import COALESCED, SENT, NotifyStore
+from notify.rules import Coalescing, DigestItem, Pending, Plan, plan_alarms, plan_routine
+from notify.store import COALESCED, SENT, NotifyStore
 from notify_support import SmtpReceiver, WebhookReceiver, text_of
-from notify_worker import Notifier
+from notify.worker import Notifier
 from persistence.storage import Database
 from test_notify import NO_WAIT, FakeTime, Recorder, drain, make
 from trading_support import make_settings
@@ -223,7 +223,7 @@ def test_alarm_in_a_400_fill_burst_arrives_alone_within_a_second_and_fills_arriv
 
 
 def test_an_outbox_from_before_priorities_is_migrated_with_its_pending_alarms_first(tmp_path):
-    import notify_store
+    import notify.store as notify_store
     from persistence.storage import migrate
 
     db = Database(tmp_path / "notify.db")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from core.events import EventBus, EventKind
 from market.clock import ReplayClock
 from core.models import Quote, Rule, Signal, SignalStatus
-from notify_watch import NotifyWatch
+from notify.watch import NotifyWatch
 from core.signal_store import SignalStore
 from persistence.storage import Database
 from trading_support import make_settings

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from notify_rules import DIGEST_KIND, ROUTINE, DigestItem, Pending
+from notify.rules import DIGEST_KIND, ROUTINE, DigestItem, Pending
 from persistence.storage import Database, migrate
 
 MIGRATIONS = (

@@ -13,9 +13,9 @@ from core.events import Event, EventBus, EventKind
 from jobs_daily import AlarmLog, DailyJobs, database_files
 from jobs_runner import JobRunner
 from jobs_store import JobStore
-from notify_store import NotifyStore
-from notify_watch import NotifyWatch
-from notify_worker import Notifier
+from notify.store import NotifyStore
+from notify.watch import NotifyWatch
+from notify.worker import Notifier
 from persistence.storage import Database
 
 

@@ -12,12 +12,12 @@ import time
 from collections import Counter
 from typing import Callable, Iterable, Optional
 
-import notify_rules
+import notify.rules as notify_rules
 from core.events import Event, EventBus, EventKind
 from core.models import TradingError
-from notify_channels import Outcome, send, validate_url
-from notify_rules import ALARM, ROUTINE
-from notify_store import Channel, Message, NewMessage, NotifyStore
+from notify.channels import Outcome, send, validate_url
+from notify.rules import ALARM, ROUTINE
+from notify.store import Channel, Message, NewMessage, NotifyStore
 from workers import STOP_CHECK_SECONDS, Worker
 
 log = logging.getLogger(__name__)
