@@ -35,8 +35,8 @@ from core.stock_params import StockParams
 from persistence.storage import Database
 from core.strategy_runner import StrategyRunner
 from core.trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
-from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
-from watch_store import WatchStore
+from watch.monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch.store import WatchStore
 from workers import Watchdog
 
 log = logging.getLogger("main")

@@ -12,9 +12,9 @@ from web_api import _allow_query, _empty_body, body, ctx
 from web_requests import ApiError
 from web_openapi import LIST, OBJ, Body, document
 from web_server import ok
-from watch_requests import parse_task, task_schema
-from watch_rules import TaskStatus, WatchTask
-from watch_store import TaskNotFound, task_view
+from watch.requests import parse_task, task_schema
+from watch.rules import TaskStatus, WatchTask
+from watch.store import TaskNotFound, task_view
 
 blueprint = Blueprint("api_watch", __name__, url_prefix="/api/watch")
 

@@ -24,10 +24,10 @@ from core.models import Quote  # noqa: E402
 from market.quote_hub import QuoteHub  # noqa: E402
 from core.signal_store import SignalStore  # noqa: E402
 from persistence.storage import Database  # noqa: E402
-from watch_monitor import DailyContextCache, WatchMonitor  # noqa: E402
-from watch_requests import parse_task  # noqa: E402
-from watch_rules import DailyContext  # noqa: E402
-from watch_store import WatchStore  # noqa: E402
+from watch.monitor import DailyContextCache, WatchMonitor  # noqa: E402
+from watch.requests import parse_task  # noqa: E402
+from watch.rules import DailyContext  # noqa: E402
+from watch.store import WatchStore  # noqa: E402
 
 BODIES = [  # never reached by the quotes below (prices stay within ±1 % of 10.00)
     [{"type": "price_above", "value": 10.5}],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.models import SignalStatus
-from watch_requests import parse_task
-from watch_rules import TaskStatus
+from watch.requests import parse_task
+from watch.rules import TaskStatus
 from web_test_support import build_system
 
 CODE = "000001.SZ"  # in the replay data, not in the pool below, not held

@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-import watch_requests as requests_
-import watch_rules as rules
+import watch.requests as requests_
+import watch.rules as rules
 from core.events import EventBus, EventKind
 from market.clock import ReplayClock
 from core.models import Quote
@@ -15,10 +15,10 @@ from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from persistence.storage import Database
 from trading_support import make_settings
-from watch_monitor import WatchMonitor
-from watch_requests import InvalidTask
-from watch_rules import DailyContext, TaskStatus
-from watch_store import WatchStore
+from watch.monitor import WatchMonitor
+from watch.requests import InvalidTask
+from watch.rules import DailyContext, TaskStatus
+from watch.store import WatchStore
 
 SH = "600036.SH"
 TODAY = date(2025, 9, 29)

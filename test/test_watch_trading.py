@@ -18,9 +18,9 @@ from core.signal_store import SignalStore
 from core.stock_params import StockParams
 from core.strategy_runner import StrategyRunner
 from trading_support import build_core, make_settings
-from watch_monitor import WATCH_RULES, WatchMonitor, validate_watch_signal
-from watch_requests import parse_task
-from watch_store import WatchStore
+from watch.monitor import WATCH_RULES, WatchMonitor, validate_watch_signal
+from watch.requests import parse_task
+from watch.store import WatchStore
 
 SH, SZ = "600036.SH", "000001.SZ"
 PREV_CLOSE = {SH: 10.20, SZ: 10.20}

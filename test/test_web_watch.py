@@ -6,13 +6,13 @@ import jsonschema
 import pytest
 
 import strategy
-import watch_requests
+import watch.requests as watch_requests
 import web_openapi
 import web_requests as req
 from core.models import Rule, SignalStatus
 from core.position_review import STATE_FIELDS
 from core.stock_params import STOCK_KEYS
-from watch_rules import ConditionType
+from watch.rules import ConditionType
 from web_test_support import SseClient, data_of as ok, error_message as error  # this file's short names
 
 SH = "600036.SH"

@@ -33,8 +33,8 @@ from trading_executor import TradingExecutor
 from core.trading_state import TradingState
 from core.position_review import PositionReviews
 from core.stock_params import StockParams
-from watch_monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
-from watch_store import WatchStore
+from watch.monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
+from watch.store import WatchStore
 from web_server import WebContext, WebServer
 from workers import Watchdog, Worker
 

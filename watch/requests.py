@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional
 
 import market_rules
 from core.models import Quote, TradingError
-from watch_rules import (MAX_DAYS, ActionType, Condition, ConditionType, Exits, WatchAction,
+from watch.rules import (MAX_DAYS, ActionType, Condition, ConditionType, Exits, WatchAction,
                          WatchTask, limits)
 
 

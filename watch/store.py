@@ -10,8 +10,8 @@ from typing import Any, Optional
 
 from core.models import TradingError
 from persistence.storage import Database, migrate
-from watch_requests import parse_task, task_to_body
-from watch_rules import TaskStatus, WatchTask
+from watch.requests import parse_task, task_to_body
+from watch.rules import TaskStatus, WatchTask
 
 MIGRATIONS = (
     """

@@ -11,10 +11,10 @@ from datetime import date, timedelta
 from typing import Callable, Optional
 
 import market_rules
-import watch_rules as rules
+import watch.rules as rules
 from core.events import EventKind
 from core.models import Quote, Rule, Signal
-from watch_rules import ActionType, DailyContext, TaskStatus, WatchTask
+from watch.rules import ActionType, DailyContext, TaskStatus, WatchTask
 from workers import Worker, quote_wait_seconds, wait_for_version
 
 log = logging.getLogger(__name__)
