@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-import jobs_report
+import jobs.report as jobs_report
 import web_requests as req
-from jobs_store import STATUS_LABELS
+from jobs.store import STATUS_LABELS
 from web_api import _empty_body, ctx
 from web_openapi import TEXT, document
 from web_requests import ApiError

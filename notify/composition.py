@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from account_snapshots import AccountSnapshots
+from jobs.account_snapshots import AccountSnapshots
 from daemon_workers import IntervalWorker
 from core.events import Event, EventBus, EventKind
-from jobs_daily import AlarmLog, DailyJobs, database_files
-from jobs_runner import JobRunner
-from jobs_store import JobStore
+from jobs.daily import AlarmLog, DailyJobs, database_files
+from jobs.runner import JobRunner
+from jobs.store import JobStore
 from notify.store import NotifyStore
 from notify.watch import NotifyWatch
 from notify.worker import Notifier

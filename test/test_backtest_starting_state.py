@@ -130,7 +130,7 @@ def test_the_blacklisted_stock_would_be_bought_without_the_blacklist(bars, tmp_p
 def test_a_live_account_starts_from_its_last_snapshot_and_skips_positions_older_than_its_records(tmp_path):
     """No simulated account record: the cash is the latest close snapshot before the start plus the fills after
     it. A sell of a stock the records never bought (found at the broker) neither crashes nor invents a position."""
-    from account_snapshots import AccountSnapshots
+    from jobs.account_snapshots import AccountSnapshots
     from backtest_compare import starting_state
     from core.models import Asset
 

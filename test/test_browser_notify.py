@@ -3,10 +3,10 @@ URL shown masked), 「发送测试消息」 reaches the loopback receiver and th
 「立即运行」 of the post-close job lists a report that opens in the page (under the page's real CSP)."""
 from __future__ import annotations
 
-from account_snapshots import AccountSnapshots
-from jobs_daily import AlarmLog, DailyJobs, database_files
-from jobs_runner import JobRunner
-from jobs_store import JobStore
+from jobs.account_snapshots import AccountSnapshots
+from jobs.daily import AlarmLog, DailyJobs, database_files
+from jobs.runner import JobRunner
+from jobs.store import JobStore
 from notify.store import NotifyStore
 from notify.worker import Notifier
 from notify_support import WebhookReceiver

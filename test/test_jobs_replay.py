@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from account_snapshots import AccountSnapshots
-from jobs_daily import AlarmLog, DailyJobs, database_files
-from jobs_runner import JobRunner
-from jobs_schedule import parse_hhmm
-from jobs_store import JobStore
+from jobs.account_snapshots import AccountSnapshots
+from jobs.daily import AlarmLog, DailyJobs, database_files
+from jobs.runner import JobRunner
+from jobs.schedule import parse_hhmm
+from jobs.store import JobStore
 from core.events import EventKind
 from persistence.storage import Database
 from web_test_support import build_system

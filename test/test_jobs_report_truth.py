@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from account_snapshots import AccountSnapshots
+from jobs.account_snapshots import AccountSnapshots
 from core.events import EventBus, EventKind
-from jobs_daily import AlarmLog, DailyJobs, database_files
-from jobs_runner import JobRunner
-from jobs_store import JobStore
+from jobs.daily import AlarmLog, DailyJobs, database_files
+from jobs.runner import JobRunner
+from jobs.store import JobStore
 from core.models import Rule, Signal, SignalStatus
 from persistence.storage import Database
 from web_test_support import build_system

@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 import pytest
 
 import market_rules
-from jobs_schedule import CatchUp, Decision, decide, due_day, next_run
+from jobs.schedule import CatchUp, Decision, decide, due_day, next_run
 
 CAL = market_rules.DEFAULT_CALENDAR
 NINE, POST = time(9, 0), time(15, 5)

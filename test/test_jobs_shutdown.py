@@ -9,9 +9,9 @@ from datetime import date, datetime
 
 from persistence.config_store import ConfigStore
 from core.events import EventBus, EventKind
-from jobs_runner import Job, JobRunner
-from jobs_schedule import CatchUp
-from jobs_store import RETRY, JobStore
+from jobs.runner import Job, JobRunner
+from jobs.schedule import CatchUp
+from jobs.store import RETRY, JobStore
 from market.clock import ReplayClock
 from core.models import BrokerUnavailable
 from persistence.storage import Database

@@ -8,11 +8,11 @@ from datetime import date
 from types import SimpleNamespace
 
 import strategy
-from account_snapshots import AccountSnapshots
+from jobs.account_snapshots import AccountSnapshots
 from composition import _log_startup
 from core.events import EventBus, EventKind
-from jobs_daily import AlarmLog, DailyJobs
-from jobs_store import JobStore
+from jobs.daily import AlarmLog, DailyJobs
+from jobs.store import JobStore
 from core.order_sources import OrderSource
 from core.signal_store import SignalStore
 from persistence.storage import Database

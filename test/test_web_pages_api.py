@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 import core.perf_stats as perf_stats
-from account_snapshots import AccountSnapshots
+from jobs.account_snapshots import AccountSnapshots
 from backtest_engine import EngineResult, EquityPoint
 from backtest_report import summarize
 from indicator_calculator import cross_between

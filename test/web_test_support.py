@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import strategy
-from account_snapshots import AccountSnapshots
+from jobs.account_snapshots import AccountSnapshots
 from composition import page_sources
 from persistence.config_store import ConfigStore
 from data_manager import DataManager, build_data_manager

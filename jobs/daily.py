@@ -11,12 +11,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
-import jobs_maintenance
-import jobs_report
+import jobs.maintenance as jobs_maintenance
+import jobs.report as jobs_report
 from core.events import Event, EventBus, EventKind
-from jobs_runner import Job
-from jobs_schedule import CatchUp
-from jobs_store import JobStore
+from jobs.runner import Job
+from jobs.schedule import CatchUp
+from jobs.store import JobStore
 from market_rules import MARKET_CLOSE
 from logger import delete_old_logs
 from core.models import Rule

@@ -10,8 +10,8 @@ from datetime import date, datetime, time
 from typing import Callable, Optional
 
 from core.events import EventBus, EventKind
-from jobs_schedule import CatchUp, decide, next_run, parse_hhmm
-from jobs_store import SKIPPED, JobStore
+from jobs.schedule import CatchUp, decide, next_run, parse_hhmm
+from jobs.store import SKIPPED, JobStore
 from market_rules import MARKET_CLOSE
 from core.models import TradingError
 from workers import Worker
