@@ -13,12 +13,12 @@ from typing import Any, Callable
 import market_rules
 import persistence.health as storage_health
 import strategy
-from accounts_identity import account_guard
+from accounts.identity import account_guard
 from qmt.broker_guard import BrokerGuard, broker_step_seconds
 from persistence.config_store import ConfigStore
 from core.models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
-from accounts_lifeline import Lifeline
+from accounts.lifeline import Lifeline
 from core.events import EventBus, EventKind
 from doctor_cli import daemon_diagnostics
 from orders_file_intake import OrderFileIntake, default_inbox

@@ -101,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     config_db = None
     try:
         if args.reset_sim_account:
-            from accounts_identity import reset_sim_account
+            from accounts.identity import reset_sim_account
 
             archived = reset_sim_account(data_dir)
             print(f"已归档旧的模拟账户数据库：{archived}" if archived else "数据目录中没有模拟账户数据库，无需归档",
@@ -180,7 +180,7 @@ def _configure_calendar(settings) -> str:
 
 
 def _run_supervisor(args: argparse.Namespace) -> int:
-    from accounts_main import run
+    from accounts.entry import run
 
     try:
         overrides = run_overrides(args)

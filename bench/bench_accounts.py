@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from accounts_config import AccountSpec  # noqa: E402
-from accounts_supervisor import Supervisor  # noqa: E402
-from accounts_web import create_supervisor_app  # noqa: E402
+from accounts.config import AccountSpec  # noqa: E402
+from accounts.supervisor import Supervisor  # noqa: E402
+from accounts.web import create_supervisor_app  # noqa: E402
 from persistence.config_store import ConfigStore  # noqa: E402
 from persistence.storage import Database  # noqa: E402
 from web_server import WebServer  # noqa: E402

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from accounts_child import AccountChild, ChildPaths, ChildState, RestartPolicy
-from accounts_config import AccountSpec
+from accounts.child import AccountChild, ChildPaths, ChildState, RestartPolicy
+from accounts.config import AccountSpec
 from daemon_support import wait_until
 from web_test_support import Client, build_system, start_server
 
@@ -89,7 +89,7 @@ def test_a_supervised_daemon_answers_reads_only_with_its_token(tmp_path):
 
 
 def test_the_lifeline_is_cut_only_for_a_supervised_daemon_whose_supervisor_is_gone():
-    from accounts_lifeline import Lifeline, process_alive
+    from accounts.lifeline import Lifeline, process_alive
 
     running = {4242}
     assert Lifeline(0, lambda pid: False).gone() is False  # run alone: never
@@ -102,7 +102,7 @@ def test_the_lifeline_is_cut_only_for_a_supervised_daemon_whose_supervisor_is_go
 
 def test_children_of_a_killed_supervisor_shut_down_instead_of_trading_on(tmp_path):
     from accounts_support import both_running, launch_supervisor
-    from accounts_lifeline import process_alive
+    from accounts.lifeline import process_alive
 
     accounts = [{"id": "sim1"}, {"id": "sim2"}]
     sup = launch_supervisor(tmp_path, accounts, ["--replay-speed", "30"], {"THREAD_CHECK_INTERVAL": 1.0})

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from accounts_config import AccountsFileError, load_accounts
+from accounts.config import AccountsFileError, load_accounts
 
 
 def write(tmp_path, accounts, name="accounts.json"):

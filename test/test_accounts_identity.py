@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 import pytest
 
-from accounts_identity import (AccountMismatch, MarketIdentity, account_guard, bind_account, last_trade_day,
+from accounts.identity import (AccountMismatch, MarketIdentity, account_guard, bind_account, last_trade_day,
                                market_identity, reset_sim_account)
 from daemon_support import DAILY, SHARED_DATA
 from persistence.storage import Database

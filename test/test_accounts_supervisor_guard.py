@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import accounts_main
+import accounts.entry as accounts_main
 from daemon_support import free_port, wait_until
 from core.stock_pool import StockPool
 

@@ -13,9 +13,9 @@ LIVE_LAUNCHER = Path(__file__).resolve().parent / "live_account.py"
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
-import accounts_main  # noqa: E402
+import accounts.entry as accounts_main  # noqa: E402
 import main  # noqa: E402
-from accounts_child import ChildLaunch, default_command  # noqa: E402
+from accounts.child import ChildLaunch, default_command  # noqa: E402
 
 
 def command_with_counterpart(launch: ChildLaunch) -> list[str]:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from accounts_child import (CHILD_STATE_LABELS, AccountChild, ChildPaths, ChildState, CommandFor, RestartPolicy,
+from accounts.child import (CHILD_STATE_LABELS, AccountChild, ChildPaths, ChildState, CommandFor, RestartPolicy,
                             default_command)
-from accounts_config import AccountSpec
+from accounts.config import AccountSpec
 from core.stock_pool import StockPool, pool_file
 from persistence.storage import Database, migrate
 

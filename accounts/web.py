@@ -14,8 +14,8 @@ from typing import Iterator
 from flask import Flask, Response, request
 
 import web_requests as req
-from accounts_child import ChildState
-from accounts_supervisor import STATE_ACTIONS, Supervisor
+from accounts.child import ChildState
+from accounts.supervisor import STATE_ACTIONS, Supervisor
 from web_requests import ApiError
 from web_server import (MAX_BODY_BYTES, TOKEN_HEADER, TOKEN_PLACEHOLDER, WEB_DIR, Binding, error_response,
                         is_loopback_address, ok, secure_app)

@@ -10,9 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from accounts_child import CommandFor, default_command
-from accounts_config import AccountsFileError, load_accounts
-from accounts_supervisor import Supervisor
+from accounts.child import CommandFor, default_command
+from accounts.config import AccountsFileError, load_accounts
+from accounts.supervisor import Supervisor
 from persistence.config_store import ConfigError, ConfigStore
 from persistence.instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
@@ -78,7 +78,7 @@ def accounts_file_lock(accounts: Path) -> InstanceLock:
 
 def _serve(settings: ConfigStore, specs, data_dir: Path, log_dir: Path, overrides: dict, secret_filter,
            stop_event: threading.Event, command_for: CommandFor = default_command) -> int:
-    from accounts_web import create_supervisor_app
+    from accounts.web import create_supervisor_app
     from web_server import WebServer, load_or_create_token
 
     child_settings = {k: v for k, v in overrides.items() if k not in SUPERVISOR_ONLY}

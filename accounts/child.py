@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from accounts_config import AccountSpec
+from accounts.config import AccountSpec
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 HOUR = 3600.0
 FIRST_BACKOFF_SECONDS = 1.0
 # Windows: a child in its own process group can be sent CTRL_BREAK (its graceful stop) without hitting us.
