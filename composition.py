@@ -21,9 +21,9 @@ from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from accounts.lifeline import Lifeline
 from core.events import EventBus, EventKind
 from doctor_cli import daemon_diagnostics
-from orders_file_intake import OrderFileIntake, default_inbox
-from orders_file_store import OrderFileStore
-from orders_file_worker import OrderFileWorker
+from orderfiles.intake import OrderFileIntake, default_inbox
+from orderfiles.store import OrderFileStore
+from orderfiles.worker import OrderFileWorker
 from notify.composition import build_notifications
 from core.position_monitor import PositionMonitor
 from protection_sentinel import DaemonFacts, ProtectionSentinel

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
-from orders_file_intake import OrderFileIntake  # noqa: E402
-from orders_file_store import OrderFileStore  # noqa: E402
-from orders_file_worker import OrderFileWorker  # noqa: E402
+from orderfiles.intake import OrderFileIntake  # noqa: E402
+from orderfiles.store import OrderFileStore  # noqa: E402
+from orderfiles.worker import OrderFileWorker  # noqa: E402
 from web_test_support import build_system  # noqa: E402
 
 CODES = ["600036.SH", "000001", "600519.SH", "300750.SZ", "1"]  # "1": an Excel-stripped 000001

@@ -5,9 +5,9 @@ import pytest
 
 from browser_support import TIMEOUT_MS, chromium, require_browser
 from doctor_cli import daemon_diagnostics
-from orders_file_intake import OrderFileIntake
-from orders_file_store import OrderFileStore
-from orders_file_worker import OrderFileWorker
+from orderfiles.intake import OrderFileIntake
+from orderfiles.store import OrderFileStore
+from orderfiles.worker import OrderFileWorker
 from web_test_support import build_system, start_server
 from workers import Watchdog
 

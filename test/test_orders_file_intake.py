@@ -7,10 +7,10 @@ import io
 
 import pytest
 
-import orders_file_parse as parse
+import orderfiles.parse as parse
 from core.models import Rule, Side
-from orders_file_intake import OrderFileIntake, line_key
-from orders_file_store import OrderFileStore
+from orderfiles.intake import OrderFileIntake, line_key
+from orderfiles.store import OrderFileStore
 from web_test_support import build_system
 
 
@@ -225,7 +225,7 @@ def test_the_worker_wakes_on_a_file_event_long_before_the_rescan(system, tmp_pat
     import threading
     import time
 
-    from orders_file_worker import OrderFileWorker
+    from orderfiles.worker import OrderFileWorker
 
     system.settings.update({"ORDER_FILE_RESCAN_SECONDS": 600.0, "ORDER_FILE_STABLE_SECONDS": 0.3}, source="test")
     intake = OrderFileIntake(OrderFileStore(system.dbs[1], system.clock), system.executor, system.positions,
@@ -344,7 +344,7 @@ def test_a_long_file_is_worked_in_bounded_steps_so_the_thread_keeps_beating(syst
     import time
 
     from qmt.broker_guard import broker_step_seconds
-    from orders_file_worker import OrderFileWorker
+    from orderfiles.worker import OrderFileWorker
 
     system.settings.update({"ORDER_FILE_STEP_SECONDS": 0.15, "ORDER_FILE_LINE_INTERVAL": 0.02,
                             "ORDER_FILE_MAX_LINES_PER_MINUTE": 1000, "MAX_ACTIONS_PER_MINUTE": 1000,

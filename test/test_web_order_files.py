@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from doctor_cli import daemon_diagnostics
-from orders_file_intake import OrderFileIntake
-from orders_file_store import OrderFileStore
+from orderfiles.intake import OrderFileIntake
+from orderfiles.store import OrderFileStore
 from web_test_support import Client, build_system, start_server
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import market_rules
-import orders_file_parse as parse
+import orderfiles.parse as parse
 from core.models import Rule, Side, TradingError
-from orders_file_store import DONE, PROCESSING, FileRecord, OrderFileStore
+from orderfiles.store import DONE, PROCESSING, FileRecord, OrderFileStore
 from workers import wait_for_version
 
 log = logging.getLogger(__name__)

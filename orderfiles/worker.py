@@ -9,7 +9,7 @@ import threading
 import time
 
 from qmt.broker_guard import broker_step_seconds
-from orders_file_intake import OrderFileIntake
+from orderfiles.intake import OrderFileIntake
 from workers import STOP_CHECK_SECONDS, Worker
 
 log = logging.getLogger(__name__)
