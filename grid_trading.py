@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Optional
 
-import grid_rules as rules
+import grid.rules as rules
 import market_rules
 import strategy
-from grid_rules import GridBook, GridEndReason, GridParamError, GridParams, GridState, GridStatus, GridWatch
-from grid_store import GridStore, GridTrade, SessionRow
+from grid.rules import GridBook, GridEndReason, GridParamError, GridParams, GridState, GridStatus, GridWatch
+from grid.store import GridStore, GridTrade, SessionRow
 from core.models import (DataUnavailable, Fill, Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus,
                     TradingError)
 from core.order_journal import REPRICE_REQUESTED, JournalEntry

@@ -566,7 +566,7 @@ def grid_start() -> Response:
 def grid_proposal(code: str) -> Response:
     """What the grid form proposes for `code`: the configured amount per grid, or the smallest amount that
     buys one lot at the centre price when the configured one buys none, with the reason."""
-    from grid_rules import min_grid_amount
+    from grid.rules import min_grid_amount
 
     _grid()
     code = req.parse_code(code)

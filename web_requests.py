@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import config
 import market_rules
-from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
+from grid.rules import PARAM_KEYS as GRID_PARAM_KEYS
 from core.models import OrderStatus, Rule, SignalStatus
 
 # Sanity bounds on what one request may ask for; business limits (MAX_ORDER_VALUE, cash, lots against

@@ -10,7 +10,7 @@ from datetime import datetime
 from qmt.broker_guard import BrokerGuard
 from composition import _day_report
 from daemon_workers import Housekeeper
-from grid_rules import retry_delay_seconds
+from grid.rules import retry_delay_seconds
 from market.clock import ReplayClock
 from position_manager import PositionManager
 from sim_trader import SimTrader

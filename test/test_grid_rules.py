@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 
 import config
-import grid_rules as g
+import grid.rules as g
 from core.models import Side
 
 CODE = "600036.SH"

@@ -10,7 +10,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
-from grid_rules import PARAM_KEYS as GRID_PARAM_KEYS
+from grid.rules import PARAM_KEYS as GRID_PARAM_KEYS
 from grid_trading import GridManager
 from web_server import create_app
 from web_test_support import TOKEN, build_system

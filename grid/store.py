@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Optional
 
-from grid_rules import GridBook, GridEndReason, GridParams, GridState, GridStatus, GridWatch, cents
+from grid.rules import GridBook, GridEndReason, GridParams, GridState, GridStatus, GridWatch, cents
 from core.models import Rule, Side
 from persistence.storage import Database, migrate
 
