@@ -20,7 +20,7 @@ from core.models import BrokerUnavailable, Rule, TradingError
 from daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from accounts.lifeline import Lifeline
 from core.events import EventBus, EventKind
-from doctor_cli import daemon_diagnostics
+from doctor.cli import daemon_diagnostics
 from orderfiles.intake import OrderFileIntake, default_inbox
 from orderfiles.store import OrderFileStore
 from orderfiles.worker import OrderFileWorker

@@ -81,7 +81,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _run_supervisor(args)
     data_dir = Path(args.data_dir)
     if args.doctor:  # no instance lock: the doctor may look at a machine where the daemon runs
-        import doctor_cli
+        import doctor.cli as doctor_cli
 
         try:
             overrides = run_overrides(args)

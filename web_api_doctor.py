@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-import doctor_checks as doctor
+import doctor.checks as doctor
 from web_openapi import document
 from web_requests import ApiError
 from web_server import ok, state

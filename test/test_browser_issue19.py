@@ -4,7 +4,7 @@ results are listed, a dry-run upload orders nothing; no CSP violation on the way
 import pytest
 
 from browser_support import TIMEOUT_MS, chromium, require_browser
-from doctor_cli import daemon_diagnostics
+from doctor.cli import daemon_diagnostics
 from orderfiles.intake import OrderFileIntake
 from orderfiles.store import OrderFileStore
 from orderfiles.worker import OrderFileWorker

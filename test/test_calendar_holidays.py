@@ -119,7 +119,7 @@ def test_the_daemon_warns_at_start_and_shows_it_in_the_status_until_the_file_cov
 
 def test_the_doctors_calendar_check_reads_the_file_without_touching_the_running_calendar(tmp_path):
     import config
-    import doctor_checks as doctor
+    import doctor.checks as doctor
     from datetime import datetime, timedelta, timezone
 
     class Settings:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 import config
-import doctor_checks as doctor
+import doctor.checks as doctor
 from daemon_support import PROJECT, free_port
 
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from doctor_cli import daemon_diagnostics
+from doctor.cli import daemon_diagnostics
 from orderfiles.intake import OrderFileIntake
 from orderfiles.store import OrderFileStore
 from web_test_support import Client, build_system, start_server

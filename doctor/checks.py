@@ -29,7 +29,7 @@ import persistence.health as storage_health
 OK, WARNING, ERROR = "ok", "warning", "error"
 MARKET_TZ = ZoneInfo("Asia/Shanghai")
 LEVEL_LABELS = {OK: "正常", WARNING: "警告", ERROR: "错误"}
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 MIN_PYTHON = (3, 11)
 MIN_PLAUSIBLE_DAY = date(2024, 1, 1)  # a machine clock before this is certainly wrong
 # import name of each distribution in requirements.txt whose import name differs

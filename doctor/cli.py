@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
-import doctor_checks as doctor
+import doctor.checks as doctor
 import persistence.health as storage_health
 
 
