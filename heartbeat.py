@@ -10,7 +10,7 @@ import urllib.request
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from workers import ScheduledWorker
+from daemon.workers import ScheduledWorker
 
 log = logging.getLogger(__name__)
 

@@ -136,7 +136,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         stop_event = threading.Event()
         _install_signal_handlers(stop_event)  # before the build: a stop asked for meanwhile is honoured after it
         try:
-            from composition import build_daemon
+            from daemon.composition import build_daemon
             from core.stock_pool import pool_file
 
             daemon = build_daemon(settings, data_dir, Path(args.log_dir), secret_filter,

@@ -20,7 +20,7 @@ from core.models import OrderStatus, Position, Quote, Rule, Side
 from core.order_journal import JournalEntry
 from core.order_sources import PROTECTIVE_EXITS
 from persistence.health import STORAGE_SOURCE
-from workers import Worker, wait_for_version
+from daemon.workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from position_manager import PositionManager  # noqa: E402
 from sim_trader import SimTrader  # noqa: E402
 from persistence.storage import Database  # noqa: E402
 from trading_executor import TradingExecutor  # noqa: E402
-from workers import Watchdog  # noqa: E402
+from daemon.workers import Watchdog  # noqa: E402
 
 FAST = {"NOTIFY_RATE_LIMIT": 1000, "NOTIFY_DIGEST_THRESHOLD": 1000, "MAX_ORDERS_PER_DAY": 10_000,
         "SIMULATION_BALANCE": 1e8, "NOTIFY_COALESCE_SECONDS": 0.0, "NOTIFY_COALESCE_MAX_SECONDS": 0.0}

@@ -28,7 +28,7 @@ from sim_trader import SimTrader  # noqa: E402
 from persistence.storage import Database  # noqa: E402
 from core.strategy_runner import StrategyRunner  # noqa: E402
 from trading_executor import TradingExecutor  # noqa: E402
-from workers import Watchdog  # noqa: E402
+from daemon.workers import Watchdog  # noqa: E402
 
 
 def codes(count: int) -> list[str]:

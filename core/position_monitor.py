@@ -13,7 +13,7 @@ from qmt.broker_guard import broker_step_seconds
 from core.models import OrderStatus, Position, Quote, Rule, Side, Signal, TradingError
 from core.order_journal import JournalEntry
 from core.order_sources import PROTECTIVE_EXITS, is_protective
-from workers import Worker, quote_wait_seconds, wait_for_version
+from daemon.workers import Worker, quote_wait_seconds, wait_for_version
 
 log = logging.getLogger(__name__)
 

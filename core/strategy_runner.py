@@ -14,7 +14,7 @@ from core.order_sources import is_protective
 from core.models import Order, OrderStatus, Rule, Side, Signal, SignalStatus, TradingError
 from qmt.broker_guard import broker_step_seconds
 from core.position_monitor import broker_refusals, exit_retry_delay
-from workers import Worker, wait_for_version
+from daemon.workers import Worker, wait_for_version
 
 log = logging.getLogger(__name__)
 

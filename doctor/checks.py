@@ -306,7 +306,7 @@ def check_databases(env: DoctorEnv) -> list[Check]:
 def check_startup_files(env: DoctorEnv) -> list[Check]:
     """The daemon's file refusals before anything is opened: a database that is empty, or missing from a data
     dir that has been used (its account would be silently re-created), and a missing replay folder."""
-    from composition import RESET_HINTS
+    from daemon.composition import RESET_HINTS
 
     data_dir = Path(env.data_dir)
     mode = "live" if _live(env) else "simulation"

@@ -14,7 +14,7 @@ from jobs.schedule import CatchUp, decide, next_run, parse_hhmm
 from jobs.store import SKIPPED, JobStore
 from market_rules import MARKET_CLOSE
 from core.models import TradingError
-from workers import Worker
+from daemon.workers import Worker
 
 log = logging.getLogger(__name__)
 

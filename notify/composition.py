@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from jobs.account_snapshots import AccountSnapshots
-from daemon_workers import IntervalWorker
+from daemon.daemon_workers import IntervalWorker
 from core.events import Event, EventBus, EventKind
 from jobs.daily import AlarmLog, DailyJobs, database_files
 from jobs.runner import JobRunner

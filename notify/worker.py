@@ -18,7 +18,7 @@ from core.models import TradingError
 from notify.channels import Outcome, send, validate_url
 from notify.rules import ALARM, ROUTINE
 from notify.store import Channel, Message, NewMessage, NotifyStore
-from workers import STOP_CHECK_SECONDS, Worker
+from daemon.workers import STOP_CHECK_SECONDS, Worker
 
 log = logging.getLogger(__name__)
 

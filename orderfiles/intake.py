@@ -23,7 +23,7 @@ import market_rules
 import orderfiles.parse as parse
 from core.models import Rule, Side, TradingError
 from orderfiles.store import DONE, PROCESSING, FileRecord, OrderFileStore
-from workers import wait_for_version
+from daemon.workers import wait_for_version
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import time
 
 from qmt.broker_guard import broker_step_seconds
 from orderfiles.intake import OrderFileIntake
-from workers import STOP_CHECK_SECONDS, Worker
+from daemon.workers import STOP_CHECK_SECONDS, Worker
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_workers import DataWorker, IntervalWorker
+from daemon.daemon_workers import DataWorker, IntervalWorker
 from grid_trading import GridManager
 from core.models import Quote
 from web_test_support import System, start_server

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import strategy
 from qmt.broker_guard import BrokerGuard
-from daemon_workers import Housekeeper
+from daemon.daemon_workers import Housekeeper
 from core.events import EventBus, EventKind
 from market.clock import RealClock
 from core.models import Quote, Side
@@ -183,7 +183,7 @@ class LiveRig:
 
     def broker_sync(self) -> None:
         """What the daemon's broker_sync worker does each BROKER_SYNC_INTERVAL (it must survive a hang)."""
-        from composition import _sync_from_broker
+        from daemon.composition import _sync_from_broker
         from core.position_review import PositionReviews
 
         _sync_from_broker(self.positions, self.broker, PositionReviews(self.db, self.clock), self.executor)
@@ -218,7 +218,7 @@ class LiveRig:
         return self.relay.wait(lambda: self.trader.link_state == "connected" and self.trader.is_connected(), timeout)
 
     def _day_report(self, day) -> str:
-        from composition import _day_report
+        from daemon.composition import _day_report
         return _day_report(self.executor, day)
 
     # ---- the facts a scenario compares ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from qmt.broker_guard import BrokerGuard, OutcomeUnknown
-from daemon_workers import Housekeeper
+from daemon.daemon_workers import Housekeeper
 from core.models import Fill, OrderRejected, OrderStatus, Rule, Side
 from core.order_journal import MIGRATIONS as ORDER_JOURNAL_MIGRATIONS, OrderJournal
 from qmt.order_journal import MIGRATIONS as QMT_MIGRATIONS, QmtOrderJournal, fill_key
@@ -233,7 +233,7 @@ def test_blocked_native_send_has_a_deadline_and_supervision_goes_on_meanwhile(en
 
 # ---- item 10: broker_sync on a call past its deadline ----------------------------------------------------------------
 def test_broker_sync_survives_a_broker_call_timeout(env, counterpart, caplog):
-    from composition import _sync_from_broker
+    from daemon.composition import _sync_from_broker
     from core.position_review import PositionReviews
 
     caplog.set_level(logging.WARNING)

@@ -19,7 +19,7 @@ from trading_executor import TradingExecutor
 from core.trading_state import TradingState
 from trading_support import FakeTime, QuoteBoard, make_settings, replay_clock
 from web_test_support import Client, build_system, start_server
-from workers import Watchdog, Worker
+from daemon.workers import Watchdog, Worker
 
 CODE = "600036.SH"
 
@@ -274,7 +274,7 @@ def test_stuck_twice_at_the_same_call_raises_an_alarm_and_health_turns_red(watch
 def test_shutdown_does_not_wait_on_a_hung_broker_call(tmp_path):
     """A manual buy through the daemon's own web server hangs in the broker; shutdown releases it at once:
     the request answers, the order is journaled unknown (reconciled at the next start), and the exit is quick."""
-    from composition import build_daemon
+    from daemon.composition import build_daemon
     from persistence.config_store import ConfigStore
     from daemon_support import free_port
     from logger import SecretFilter

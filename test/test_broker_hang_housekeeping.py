@@ -8,8 +8,8 @@ import time
 from datetime import datetime
 
 from qmt.broker_guard import BrokerGuard
-from composition import _day_report
-from daemon_workers import Housekeeper
+from daemon.composition import _day_report
+from daemon.daemon_workers import Housekeeper
 from grid.rules import retry_delay_seconds
 from market.clock import ReplayClock
 from position_manager import PositionManager
@@ -59,7 +59,7 @@ def test_housekeeping_survives_a_hanging_account_query_and_still_rolls_the_day(t
     keeper.run_once()
     hanging.hang()
     clock.set(datetime(2025, 9, 30, 9, 25))
-    with caplog.at_level(logging.WARNING, logger="daemon_workers"):
+    with caplog.at_level(logging.WARNING, logger="daemon.daemon_workers"):
         keeper.run_once()  # the account query overruns its deadline: BrokerCallTimeout inside the summary
         keeper.run_once()
     assert rolled == [datetime(2025, 9, 30).date()]
@@ -71,7 +71,7 @@ def test_housekeeping_survives_a_hanging_account_query_and_still_rolls_the_day(t
     while guard.hung_call() is not None and time.monotonic() < deadline:  # the hung call returns
         threading.Event().wait(0.01)
     clock.set(datetime(2025, 10, 9, 9, 25))
-    with caplog.at_level(logging.INFO, logger="daemon_workers"):
+    with caplog.at_level(logging.INFO, logger="daemon.daemon_workers"):
         keeper.run_once()  # the hang is over: the next roll-over has its summary line again
     assert rolled[-1] == datetime(2025, 10, 9).date()
     assert any("当日成交 0 笔" in r.getMessage() for r in caplog.records)

@@ -9,7 +9,7 @@ from orderfiles.intake import OrderFileIntake
 from orderfiles.store import OrderFileStore
 from orderfiles.worker import OrderFileWorker
 from web_test_support import build_system, start_server
-from workers import Watchdog
+from daemon.workers import Watchdog
 
 
 @pytest.fixture(scope="module")

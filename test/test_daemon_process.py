@@ -126,7 +126,7 @@ def _get_json(port: int, path: str, token: str) -> dict:
 
 
 def test_built_daemon_restarts_a_raising_and_a_hanging_thread_and_health_shows_it(tmp_path):
-    from composition import build_daemon
+    from daemon.composition import build_daemon
     from persistence.config_store import ConfigStore
     from logger import SecretFilter
     from persistence.storage import Database
@@ -247,7 +247,7 @@ class _RecordingStop:
 
 def test_interval_worker_outside_sessions_runs_only_at_the_next_session_while_still_beating(tmp_path):
     from persistence.config_store import ConfigStore
-    from daemon_workers import IntervalWorker
+    from daemon.daemon_workers import IntervalWorker
     from persistence.storage import Database
 
     settings = ConfigStore(Database(tmp_path / "c.db"), run_overrides={"ORDER_CHECK_INTERVAL": 5.0})
@@ -265,7 +265,7 @@ def test_interval_worker_outside_sessions_runs_only_at_the_next_session_while_st
 
 
 def test_data_worker_waits_as_long_as_its_source_asks_even_beyond_the_heartbeat_limit():
-    from daemon_workers import DataWorker
+    from daemon.daemon_workers import DataWorker
 
     now = _FakeTime()
 
@@ -356,7 +356,7 @@ def test_a_start_that_fails_late_closes_everything_it_had_opened(tmp_path):
     import logging
     import socket
 
-    from composition import build_daemon
+    from daemon.composition import build_daemon
     from persistence.config_store import ConfigStore
     from logger import SecretFilter
     from core.models import TradingError

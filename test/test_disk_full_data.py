@@ -5,7 +5,7 @@ import sqlite3
 from datetime import date, datetime, timedelta
 
 from market.bar_store import BarStore, DailyBar
-from daemon_workers import DataWorker
+from daemon.daemon_workers import DataWorker
 from data_manager import DataManager
 from data_test_support import make_settings
 from core.events import EventBus, EventKind

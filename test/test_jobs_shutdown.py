@@ -15,7 +15,7 @@ from jobs.store import RETRY, JobStore
 from market.clock import ReplayClock
 from core.models import BrokerUnavailable
 from persistence.storage import Database
-from workers import Watchdog, Worker
+from daemon.workers import Watchdog, Worker
 
 DAY = date(2024, 3, 5)  # a Tuesday, a trading day
 

@@ -13,7 +13,7 @@ from market.quote_hub import QuoteHub
 from core.signal_store import SignalStore
 from core.strategy_runner import StrategyRunner
 from trading_support import build_core, make_settings
-from workers import Watchdog
+from daemon.workers import Watchdog
 
 SH, SZ = "600036.SH", "000001.SZ"
 

@@ -4,7 +4,7 @@ its pushed crossing never arrived and the monitor woke only on the poll. Now the
 watchlist every second between polls, and a newly subscribed code is quoted at once."""
 from __future__ import annotations
 
-from daemon_workers import DataWorker
+from daemon.daemon_workers import DataWorker
 from test_data_xtquant import make_manager, service, tick  # noqa: F401 (fixture)
 from data_test_support import no_network, xt_stand_in  # noqa: F401 (fixtures)
 from trading_support import FakeTime

@@ -275,7 +275,7 @@ def test_a_hanging_receiver_never_delays_an_order(tmp_path):
     import time
 
     from trading_support import QuoteBoard, build_core
-    from workers import Watchdog
+    from daemon.workers import Watchdog
 
     hang = HangingReceiver()
     clock = ReplayClock(datetime(2024, 3, 5, 10, 0))
@@ -312,7 +312,7 @@ def test_a_hanging_receiver_never_delays_an_order(tmp_path):
 
 
 def test_sell_fill_message_carries_its_realised_pnl_from_the_trade_records(tmp_path):
-    from composition import _publish_fill
+    from daemon.composition import _publish_fill
     from notify.composition import sell_facts
     from trading_support import QuoteBoard, build_core
 

@@ -20,7 +20,7 @@ from notify.worker import Notifier
 from persistence.storage import Database
 from test_notify import NO_WAIT, FakeTime, Recorder, drain, make
 from trading_support import make_settings
-from workers import Watchdog
+from daemon.workers import Watchdog
 
 RULES = Coalescing(quiet_seconds=3.0, max_hold_seconds=15.0, digest_threshold=2, digest_max_chars=1000)
 
@@ -105,7 +105,7 @@ def test_alarm_storm_beyond_its_budget_is_one_digest_titled_with_the_alarms(tmp_
 
 
 def test_stop_loss_is_one_message_per_channel_and_fill_text_says_the_action_once(tmp_path):
-    from composition import _publish_fill
+    from daemon.composition import _publish_fill
 
     sender = Recorder()
     bus, store, notifier = make(tmp_path, sender, NOTIFY_DIGEST_THRESHOLD=50)

@@ -458,7 +458,7 @@ def test_the_built_daemon_runs_the_sentinel_and_the_heartbeat_and_health_reports
     import json
     import urllib.request
 
-    from composition import build_daemon
+    from daemon.composition import build_daemon
     from persistence.config_store import ConfigStore
     from daemon_support import free_port
     from logger import SecretFilter

@@ -93,7 +93,7 @@ def codes(trader) -> list[str]:
 
 def broker_sync(stack) -> None:
     """What the daemon's broker_sync worker does each BROKER_SYNC_INTERVAL."""
-    from composition import _sync_from_broker
+    from daemon.composition import _sync_from_broker
     from core.position_review import PositionReviews
 
     _sync_from_broker(stack.positions, stack.trader, PositionReviews(stack.db, stack.positions._clock), stack.executor)

@@ -65,7 +65,7 @@ def test_link_health_logs_keeps_and_hands_on_every_alarm(caplog):
 
 
 def test_every_broker_anomaly_becomes_an_event_of_its_kind():
-    from composition import _publish_broker_anomalies
+    from daemon.composition import _publish_broker_anomalies
     from core.events import EventBus, EventKind
     from qmt.link import EVENT_KIND_BY_CODE
 

@@ -134,7 +134,7 @@ def test_a_used_data_dir_with_the_account_missing_is_refused(tmp_path):
 
 
 def test_the_first_start_writes_the_marker(tmp_path):
-    from composition import build_daemon
+    from daemon.composition import build_daemon
     from persistence.config_store import ConfigStore
     from logger import SecretFilter
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import strategy
 from jobs.account_snapshots import AccountSnapshots
-from composition import _log_startup
+from daemon.composition import _log_startup
 from core.events import EventBus, EventKind
 from jobs.daily import AlarmLog, DailyJobs
 from jobs.store import JobStore

@@ -162,7 +162,7 @@ def test_a_locked_stock_gets_no_automatic_trades(tmp_path):
 
 
 def test_a_position_found_at_the_broker_waits_for_confirmation(tmp_path):
-    from composition import _sync_from_broker
+    from daemon.composition import _sync_from_broker
     from core.models import BrokerPosition
     from core.position_review import PositionReviews
 

@@ -7,7 +7,7 @@ import pytest
 from persistence.config_store import ConfigStore
 from persistence.storage import Database
 from trading_support import FakeTime
-from workers import Watchdog, Worker
+from daemon.workers import Watchdog, Worker
 
 
 class Raiser(Worker):

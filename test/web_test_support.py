@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import strategy
 from jobs.account_snapshots import AccountSnapshots
-from composition import page_sources
+from daemon.composition import page_sources
 from persistence.config_store import ConfigStore
 from data_manager import DataManager, build_data_manager
 from logger import SecretFilter
@@ -36,7 +36,7 @@ from core.stock_params import StockParams
 from watch.monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
 from watch.store import WatchStore
 from web_server import WebContext, WebServer
-from workers import Watchdog, Worker
+from daemon.workers import Watchdog, Worker
 
 TOKEN = "test-token-0123456789abcdef"
 POOL = ["600036.SH", "000001.SZ", "600519.SH", "300750.SZ", "688981.SH"]

@@ -15,7 +15,7 @@ import watch.rules as rules
 from core.events import EventKind
 from core.models import Quote, Rule, Signal
 from watch.rules import ActionType, DailyContext, TaskStatus, WatchTask
-from workers import Worker, quote_wait_seconds, wait_for_version
+from daemon.workers import Worker, quote_wait_seconds, wait_for_version
 
 log = logging.getLogger(__name__)
 

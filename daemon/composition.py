@@ -17,7 +17,7 @@ from accounts.identity import account_guard
 from qmt.broker_guard import BrokerGuard, broker_step_seconds
 from persistence.config_store import ConfigStore
 from core.models import BrokerUnavailable, Rule, TradingError
-from daemon_workers import DataWorker, Housekeeper, IntervalWorker
+from daemon.daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from accounts.lifeline import Lifeline
 from core.events import EventBus, EventKind
 from doctor.cli import daemon_diagnostics
@@ -37,7 +37,7 @@ from core.strategy_runner import StrategyRunner
 from core.trading_state import ACCOUNT_SCOPE, State, StateChange, TradingState
 from watch.monitor import WATCH_RULES, DailyContextCache, WatchMonitor, validate_watch_signal
 from watch.store import WatchStore
-from workers import Watchdog
+from daemon.workers import Watchdog
 
 log = logging.getLogger("main")
 

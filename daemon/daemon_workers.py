@@ -8,7 +8,7 @@ import time
 from datetime import date
 from typing import Callable, Optional
 
-from workers import ScheduledWorker, Worker
+from daemon.workers import ScheduledWorker, Worker
 
 log = logging.getLogger(__name__)
 
