@@ -26,8 +26,8 @@ from orderfiles.store import OrderFileStore
 from orderfiles.worker import OrderFileWorker
 from notify.composition import build_notifications
 from core.position_monitor import PositionMonitor
-from protection_sentinel import DaemonFacts, ProtectionSentinel
-from heartbeat import HeartbeatSender
+from protection.sentinel import DaemonFacts, ProtectionSentinel
+from protection.heartbeat import HeartbeatSender
 from core.position_review import PositionReviews
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore

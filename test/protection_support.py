@@ -22,7 +22,7 @@ from market.clock import RealClock
 from core.models import Quote, Side
 from position_manager import PositionManager
 from core.position_monitor import PositionMonitor
-from protection_sentinel import Cause, DaemonFacts, ProtectionReport, ProtectionSentinel, ProtectionState
+from protection.sentinel import Cause, DaemonFacts, ProtectionReport, ProtectionSentinel, ProtectionState
 from market.quote_hub import QuoteHub
 from core.risk_breakers import CircuitBreakers
 from core.signal_store import SignalStore

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.models import OrderStatus, Quote, Rule, TradingError
-from protection_sentinel import Cause
+from protection.sentinel import Cause
 from protection_support import (CALM, CODE, CROSSED, WORKING, LiveRig, assert_books_equal, expect_protection,
                                 explained, failure, fill_working_sell, open_sells)
 from persistence.health import STORAGE_SOURCE, StorageGuard

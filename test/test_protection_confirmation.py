@@ -11,7 +11,7 @@ import pytest
 
 from core.models import Order, OrderStatus, Rule, Side
 from core.order_journal import OrderJournal
-from protection_sentinel import Cause, LinkFacts, ProtectionState, judge_position
+from protection.sentinel import Cause, LinkFacts, ProtectionState, judge_position
 from protection_support import CROSSED, LiveRig, assert_books_equal, expect_protection, failure, fill_working_sell
 from protection_support import CODE as LIVE_CODE
 from protection_support import WORKING

@@ -13,10 +13,10 @@ import pytest
 import config
 import strategy
 from core.events import EventBus, EventKind
-from heartbeat import HeartbeatSender
+from protection.heartbeat import HeartbeatSender
 from core.models import BrokerPosition, OrderStatus, Position, Quote, Rule, Side
 from core.order_journal import JournalEntry
-from protection_sentinel import (Cause, DaemonFacts, Facts, Judgement, LinkFacts, Pending, ProtectionSentinel,
+from protection.sentinel import (Cause, DaemonFacts, Facts, Judgement, LinkFacts, Pending, ProtectionSentinel,
                                  ProtectionState, StateFacts, apply_deadline, judge_position, verdict)
 from market.quote_hub import QuoteHub
 from trading_support import FakeTime, build_core, make_settings, replay_clock
@@ -261,7 +261,7 @@ def test_facts_that_cannot_be_read_become_a_failure_after_the_deadline(tmp_path,
         raise OSError("database is locked")
 
     sentinel = ProtectionSentinel(broken, scene.events, scene.settings, scene.clock, now=scene.time)
-    with caplog.at_level(logging.ERROR, logger="protection_sentinel"):
+    with caplog.at_level(logging.ERROR, logger="protection.sentinel"):
         for t in (1000.0, 1001.0, 1015.0):
             scene.time.value = t
             report = sentinel.run_once()
@@ -375,7 +375,7 @@ def test_an_unreachable_or_refusing_monitor_is_logged_rarely_and_blocks_nothing(
     settings = make_settings(tmp_path, HEARTBEAT_URL=receiver.url)
     time = FakeTime()
     beats = HeartbeatSender(settings, lambda: True, now=time)
-    with caplog.at_level(logging.WARNING, logger="heartbeat"):
+    with caplog.at_level(logging.WARNING, logger="protection.heartbeat"):
         assert beats.run_once() is False
         time.value += 60
         assert beats.run_once() is False

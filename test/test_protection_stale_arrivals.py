@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from core.models import Quote
-from protection_sentinel import Cause, ProtectionState
+from protection.sentinel import Cause, ProtectionState
 from test_protection_sentinel import CODE, Scene
 
 F, P = ProtectionState.FAILURE, ProtectionState.PROTECTED

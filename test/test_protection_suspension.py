@@ -10,7 +10,7 @@ import pytest
 
 from data_manager import build_data_manager
 from data_test_support import make_settings, no_network, xt_stand_in  # noqa: F401 (fixtures)
-from protection_sentinel import Cause, DaemonFacts, ProtectionSentinel, ProtectionState, judge_position
+from protection.sentinel import Cause, DaemonFacts, ProtectionSentinel, ProtectionState, judge_position
 from test_data_xtquant import manager, service, tick  # noqa: F401 (fixtures)
 from test_protection_sentinel import CODE, NOW, Scene, facts, quote
 
