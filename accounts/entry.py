@@ -79,7 +79,8 @@ def accounts_file_lock(accounts: Path) -> InstanceLock:
 def _serve(settings: ConfigStore, specs, data_dir: Path, log_dir: Path, overrides: dict, secret_filter,
            stop_event: threading.Event, command_for: CommandFor = default_command) -> int:
     from accounts.web import create_supervisor_app
-    from web_server import WebServer, load_or_create_token
+    from webapi.common import load_or_create_token
+    from webapi.server import WebServer
 
     child_settings = {k: v for k, v in overrides.items() if k not in SUPERVISOR_ONLY}
     child_settings["REPLAY_CLOCK_ORIGIN"] = round(time.time() + REPLAY_ORIGIN_LEAD_SECONDS, 3)

@@ -13,12 +13,13 @@ from typing import Iterator
 
 from flask import Flask, Response, request
 
-import web_requests as req
+import webapi.requests as req
 from accounts.child import ChildState
 from accounts.supervisor import STATE_ACTIONS, Supervisor
-from web_requests import ApiError
-from web_server import (MAX_BODY_BYTES, TOKEN_HEADER, TOKEN_PLACEHOLDER, WEB_DIR, Binding, error_response,
-                        is_loopback_address, ok, secure_app)
+from webapi.requests import ApiError
+from webapi.common import (MAX_BODY_BYTES, TOKEN_HEADER, TOKEN_PLACEHOLDER, WEB_DIR, Binding, error_response,
+                           is_loopback_address, ok)
+from webapi.server import secure_app
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class _Token:
 
 @dataclass
 class SupervisorAppState:
-    """What the shared security checks of web_server read (`binding`, `ctx.token`, `reads_need_token`)."""
+    """What the shared security checks of webapi.server read (`binding`, `ctx.token`, `reads_need_token`)."""
 
     ctx: _Token
     binding: Binding

@@ -18,7 +18,7 @@ sys.path.insert(0, str(PROJECT))
 
 import config  # noqa: E402
 from backtest import run_backtest  # noqa: E402
-from backtest_report import format_table  # noqa: E402
+from backtesting.report import format_table  # noqa: E402
 
 DATA = PROJECT.parent / "shared" / "data"
 SETS = (("30 只股票（daily）", DATA / "daily"), ("240 只股票（full/daily）", DATA / "full" / "daily"))
@@ -50,7 +50,7 @@ def bench(label: str, folder: Path, repeat: int) -> None:
 
 def bench_optimize(trials: int, workers: int, cache: Path) -> float:
     """Trials per minute of a TPE search (batch 4) on the 240 stocks, data loading included."""
-    import backtest_optimize as bo
+    import backtesting.optimize as bo
 
     folder = DATA / "full" / "daily"
     space = [bo.Dimension("STOP_LOSS_RATIO", -0.12, -0.05), bo.Dimension("INITIAL_TAKE_PROFIT_RATIO", 0.03, 0.10)]

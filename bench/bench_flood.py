@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
-import web_server  # noqa: E402
+import webapi.server as web_server  # noqa: E402
 from web_test_support import Client, build_system, start_server  # noqa: E402
 
 CALLS = (("GET /api/health", "get", "/api/health"), ("POST /api/actions/pause", "post", "/api/actions/pause"),

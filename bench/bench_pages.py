@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 from logger import SecretFilter  # noqa: E402
 from core.models import Quote  # noqa: E402
-from web_api_performance import build_report  # noqa: E402
-from web_intraday import IntradayBuffer  # noqa: E402
-from web_log_tail import LogTail  # noqa: E402
+from webapi.performance import build_report  # noqa: E402
+from webapi.intraday import IntradayBuffer  # noqa: E402
+from webapi.log_tail import LogTail  # noqa: E402
 
 
 def bench_intraday(stocks: int, minutes: int) -> tuple[float, float]:

@@ -139,7 +139,7 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
     """Build everything; `stop_event` (set by the signal handlers, possibly already during the build) ends
     `Daemon.run`. Live mode checks the broker first: on a machine without miniQMT that is the reason to give.
     A start that fails closes what it had opened."""
-    from web_server import WebServer
+    from webapi.server import WebServer
 
     stop_event = stop_event or threading.Event()
     market_rules.use_st_rule(market_rules.StLimitRule.from_config(settings))  # one ST band for every part
@@ -278,7 +278,7 @@ def _web_context(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                  trading: _Trading, rules: _Rules, watchdog: Watchdog, order_files: OrderFileIntake,
                  opened: contextlib.ExitStack):
     """What the web layer talks to (the notification parts are added once built)."""
-    from web_server import WebContext, load_or_create_token
+    from webapi.common import WebContext, load_or_create_token
 
     try:
         token = load_or_create_token(data_dir, settings)
@@ -350,8 +350,8 @@ def _workers(settings: ConfigStore, stores: _Stores, trading: _Trading, rules: _
 def page_sources(hub, secret_filter):
     """What the web page's 分时 view and 日志 page read: today's intraday line per stock (fed by the quote hub)
     and the log tail (masked by the same secret filter as the log files)."""
-    from web_intraday import IntradayBuffer
-    from web_log_tail import LogTail
+    from webapi.intraday import IntradayBuffer
+    from webapi.log_tail import LogTail
 
     intraday = IntradayBuffer()
     hub.subscribe(intraday.on_quote)

@@ -68,7 +68,7 @@ def equity_png(points: list[tuple[date, float]]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from backtest_chart import cjk_font, font_settings
+    from backtesting.chart import cjk_font, font_settings
 
     font = cjk_font()
     with matplotlib.rc_context(font_settings(font)):

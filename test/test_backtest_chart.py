@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backtest_chart import ChartHelper, EquityChart, serve
+from backtesting.chart import ChartHelper, EquityChart, serve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHART = EquityChart(days=["2024-01-02", "2024-01-03", "2024-01-04"], totals=[1_000_000.0, 990_000.0, 1_010_000.0],
@@ -28,7 +28,7 @@ def test_the_helper_process_draws_the_chart_and_exits(tmp_path, caplog):
     helper = ChartHelper.start()
     process = helper.process
     assert process is not None and process.poll() is None  # waiting for the chart, matplotlib loading
-    with caplog.at_level(logging.WARNING, logger="backtest_chart"):
+    with caplog.at_level(logging.WARNING, logger="backtesting.chart"):
         job = helper.begin(tmp_path / "equity.png", CHART)
         assert helper.process is None
         assert job() == (tmp_path / "equity.png").resolve()
@@ -42,7 +42,7 @@ def test_the_helper_process_draws_the_chart_and_exits(tmp_path, caplog):
     ([str(Path("/nonexistent/python"))], 30.0, "无法启动画图子进程"),
 ])
 def test_a_failing_helper_leaves_the_chart_to_this_process(tmp_path, caplog, command, timeout, why):
-    with caplog.at_level(logging.WARNING, logger="backtest_chart"):
+    with caplog.at_level(logging.WARNING, logger="backtesting.chart"):
         helper = ChartHelper.start(command, timeout=timeout)
         process = helper.process
         assert helper.begin(tmp_path / "equity.png", CHART)() == (tmp_path / "equity.png").resolve()

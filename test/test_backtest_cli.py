@@ -8,9 +8,9 @@ import pytest
 
 import backtest
 import config
-from backtest_engine import EngineResult, EquityPoint
+from backtesting.engine import EngineResult, EquityPoint
 from core.perf_stats import EpisodeResult
-from backtest_report import format_table, summarize
+from backtesting.report import format_table, summarize
 from persistence.config_store import ConfigError
 from test_backtest_scenarios import CODE, PREFIX, QUIET_E, SCENARIOS, write_bars
 

@@ -122,7 +122,7 @@ def test_account_overrides_are_the_backtest_parameters(tmp_path, bars):
     db = Database(account / "config.db")
     ConfigStore(db).update({"ENABLE_MACD_BUY": False}, source="web")
     db.close()
-    from backtest_compare import run_compare
+    from backtesting.compare import run_compare
 
     comparison = run_compare(account, bars)
     assert {row.kind for row in comparison.rows} == {"extra"}
@@ -133,7 +133,7 @@ def test_account_per_stock_parameters_are_the_backtest_parameters(tmp_path, bars
     """A per-stock POSITION_UNIT of 10,000 in the account (issue 17's table) halves that stock's entry in the
     backtest: 1,000 shares against the account's 2,000."""
     import core.stock_params as stock_params
-    from backtest_compare import run_compare
+    from backtesting.compare import run_compare
     from persistence.storage import migrate
 
     account = tmp_path / "account"
@@ -155,8 +155,8 @@ def test_unmatched_trades_carry_the_chain_back_to_where_the_holding_diverged(tmp
     change are named; a zero difference is never 「-0.00」."""
     from datetime import date
 
-    from backtest_compare import AccountTrade, compare
-    from backtest_engine import Trade
+    from backtesting.compare import AccountTrade, compare
+    from backtesting.engine import Trade
     from persistence.config_store import ConfigStore
     from core.models import Rule, Side
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from backtest_data import load_bars
+from backtesting.data import load_bars
 from core.models import DataUnavailable
 
 GOOD = """date,open,high,low,close,volume
@@ -130,7 +130,7 @@ def _bars_csv(folder, code, closes):
 
 
 def test_market_is_columnar_on_one_compact_calendar(tmp_path):
-    from backtest_market import load_market
+    from backtesting.market import load_market
 
     _bars_csv(tmp_path / "d", "600036.SH", [10.0, 10.1, 10.2])
     (tmp_path / "d" / "000001.SZ.csv").write_text(
@@ -146,7 +146,7 @@ def test_market_is_columnar_on_one_compact_calendar(tmp_path):
 
 
 def test_cache_is_keyed_by_file_content_and_parallel_equals_serial(tmp_path):
-    from backtest_market import load_market
+    from backtesting.market import load_market
 
     folder, cache = tmp_path / "d", tmp_path / "cache"
     for index, code in enumerate(("600000.SH", "600036.SH", "000001.SZ", "000002.SZ")):
@@ -171,7 +171,7 @@ def test_daily_appends_do_not_grow_the_cache_and_the_cap_removes_the_least_recen
     import io
 
     import backtest
-    from backtest_market import cache_size, load_market
+    from backtesting.market import cache_size, load_market
 
     folder, other, cache = tmp_path / "d", tmp_path / "other", tmp_path / "cache"
     closes = [10.0, 10.1, 10.2]

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 import config
-from backtest_data import load_bars
-from backtest_engine import BacktestEngine
-from backtest_market import MarketData
+from backtesting.data import load_bars
+from backtesting.engine import BacktestEngine
+from backtesting.market import MarketData
 from data_test_support import shared_data
 from core.models import Rule, Side
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import backtest_optimize
+import backtesting.optimize as backtest_optimize
 from persistence.config_store import ConfigStore
 from data_test_support import shared_data
 from persistence.storage import Database

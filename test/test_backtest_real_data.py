@@ -9,8 +9,8 @@ import pytest
 import config
 import market_rules
 from backtest import run_backtest
-from backtest_data import load_bars
-from backtest_engine import BacktestEngine
+from backtesting.data import load_bars
+from backtesting.engine import BacktestEngine
 from core.models import Rule, Side
 from test_backtest_scenarios import step_through_ticks
 

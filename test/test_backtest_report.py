@@ -12,8 +12,8 @@ import pytest
 import config
 import core.perf_stats as perf_stats
 from backtest import main as backtest_main, parse_slippage, run_backtest
-from backtest_engine import Slippage
-from backtest_report import Benchmark
+from backtesting.engine import Slippage
+from backtesting.report import Benchmark
 from data_test_support import shared_data
 from core.models import Rule, Side
 from core.perf_stats import EpisodeResult

@@ -8,8 +8,8 @@ import pytest
 import config
 import strategy
 from backtest import run_backtest
-from backtest_compare import run_compare
-from backtest_engine import StartingState
+from backtesting.compare import run_compare
+from backtesting.engine import StartingState
 from core.models import Rule, Side
 from core.order_journal import OrderJournal
 from core.signal_store import SignalStore
@@ -131,7 +131,7 @@ def test_a_live_account_starts_from_its_last_snapshot_and_skips_positions_older_
     """No simulated account record: the cash is the latest close snapshot before the start plus the fills after
     it. A sell of a stock the records never bought (found at the broker) neither crashes nor invents a position."""
     from jobs.account_snapshots import AccountSnapshots
-    from backtest_compare import starting_state
+    from backtesting.compare import starting_state
     from core.models import Asset
 
     db = Database(tmp_path / "trading.db")

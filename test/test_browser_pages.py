@@ -13,11 +13,11 @@ import pytest
 import config
 import core.perf_stats as perf_stats
 from backtest import run_backtest
-from backtest_engine import EngineResult, EquityPoint
-from backtest_report import summarize
+from backtesting.engine import EngineResult, EquityPoint
+from backtesting.report import summarize
 from browser_support import (ARTIFACTS, TIMEOUT_MS, chromium, open_tab, real_problems, require_browser,
                              serve, start_workers)
-from web_api_performance import fills_from_records
+from webapi.performance import fills_from_records
 from web_test_support import TOKEN, Client, build_system
 
 DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"

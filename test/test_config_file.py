@@ -65,6 +65,8 @@ def _copy_project(target: Path) -> Path:
     target.mkdir()
     for path in PROJECT.glob("*.py"):
         shutil.copy2(path, target / path.name)
+    for init in PROJECT.glob("*/__init__.py"):  # the packages (issue 31)
+        shutil.copytree(init.parent, target / init.parent.name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(PROJECT / "web", target / "web")
     return target
 

@@ -362,7 +362,7 @@ def test_a_start_that_fails_late_closes_everything_it_had_opened(tmp_path):
     from core.models import TradingError
     from persistence.storage import Database
     from persistence.health import MARKER_NAME
-    from web_log_tail import LogTail
+    from webapi.log_tail import LogTail
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

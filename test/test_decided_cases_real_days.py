@@ -14,8 +14,8 @@ import pytest
 import config
 import market_rules
 import strategy
-from backtest_data import load_bars
-from backtest_engine import BacktestEngine
+from backtesting.data import load_bars
+from backtesting.engine import BacktestEngine
 from data_test_support import shared_data
 from core.models import Rule, Side
 

@@ -8,7 +8,7 @@ import pytest
 import config
 import core.perf_stats as perf_stats
 from backtest import run_backtest
-from backtest_report import fills_of
+from backtesting.report import fills_of
 from core.perf_stats import Fill
 
 DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"

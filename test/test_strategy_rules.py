@@ -298,7 +298,7 @@ def test_rule_params_from_config_store_and_mapping(tmp_path):
      {"state": "below_stop", "label": "第1档", "price": 9.00, "text": "9（第1档，低于止损价，无法到达）"}),
 ])
 def test_next_add_reads_for_a_person(position, rule_params, shown):
-    import web_views
+    import webapi.views as web_views
 
     view = web_views.next_add_view(CODE, strategy.trigger_prices(position, rule_params))
     assert {k: view[k] for k in shown} == shown

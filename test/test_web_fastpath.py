@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from web_fastpath import SnapshotFastPath
+from webapi.fastpath import SnapshotFastPath
 from web_server import create_app
 from web_test_support import TOKEN, build_system
 

@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 
-from web_limits import QueueDepthFilter, StreamSlots
+from webapi.limits import QueueDepthFilter, StreamSlots
 from web_test_support import Client, SseClient, build_system, start_server
 
 

@@ -7,8 +7,8 @@ import pytest
 from flask import Blueprint
 from openapi_spec_validator import validate
 
-import web_openapi
-import web_requests as req
+import webapi.openapi as web_openapi
+import webapi.requests as req
 from web_server import create_app
 from web_test_support import Client, build_system, start_server
 

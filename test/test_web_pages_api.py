@@ -9,11 +9,11 @@ import pytest
 
 import core.perf_stats as perf_stats
 from jobs.account_snapshots import AccountSnapshots
-from backtest_engine import EngineResult, EquityPoint
-from backtest_report import summarize
+from backtesting.engine import EngineResult, EquityPoint
+from backtesting.report import summarize
 from indicator_calculator import cross_between
 from core.models import Asset
-from web_api_performance import fills_from_records
+from webapi.performance import fills_from_records
 from web_test_support import TOKEN, Client, SseClient, build_system, data_of, start_server
 
 

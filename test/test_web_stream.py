@@ -1,7 +1,7 @@
 """The stream plumbing without a server: the shared snapshot cache and the release of stream slots."""
 import threading
 
-from web_stream import PositionStream, StreamBody, VersionedCache, event_frame
+from webapi.stream import PositionStream, StreamBody, VersionedCache, event_frame
 from web_test_support import build_system
 
 

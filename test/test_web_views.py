@@ -6,7 +6,7 @@ from datetime import date, datetime
 import pytest
 
 from core.models import Order, OrderStatus, Position, Quote, Rule, Side, Signal, SignalStatus
-from web_views import (jsonable, order_view, position_view, signal_view, today_pnl, trade_records_csv,
+from webapi.views import (jsonable, order_view, position_view, signal_view, today_pnl, trade_records_csv,
                        with_moving_averages, with_today)
 
 
@@ -130,7 +130,7 @@ def test_csv_export_has_bom_chinese_headers_and_labels():
                                             (datetime(2026, 7, 6, 10, 0), (9.0, 11.0))])
 def test_intraday_chart_draws_the_st_band_of_the_day(moment, limits):
     """Issue 33: a source without limits in its quotes: the chart's lines follow the ST band by date."""
-    from web_intraday import IntradayBuffer
+    from webapi.intraday import IntradayBuffer
 
     buffer = IntradayBuffer()
     buffer.on_quote(Quote("600146.SH", 9.4, 10.0, moment, "test", name="*ST商赢"))

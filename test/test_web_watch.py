@@ -7,8 +7,8 @@ import pytest
 
 import strategy
 import watch.requests as watch_requests
-import web_openapi
-import web_requests as req
+import webapi.openapi as web_openapi
+import webapi.requests as req
 from core.models import Rule, SignalStatus
 from core.position_review import STATE_FIELDS
 from core.stock_params import STOCK_KEYS

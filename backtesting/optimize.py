@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 import config
 import core.perf_stats as perf_stats
-from backtest_market import MarketData, default_cache_dir, load_market
+from backtesting.market import MarketData, default_cache_dir, load_market
 from persistence.config_store import ConfigError
 
 # "return" with --max-drawdown is the return under a drawdown cap
@@ -136,7 +136,7 @@ def worker_market(data: str, codes: Optional[tuple[str, ...]], cache_dir: Option
 
 def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     """Backtest one parameter set on one period; returns the metrics and the objective value."""
-    from backtest import run_backtest
+    from backtesting.run import run_backtest
 
     market = worker_market(job["data"], job["codes"], job["cache_dir"], job["base"].get("BACKTEST_CACHE_MAX_MB"))
     outcome: dict[str, Any] = {"pid": os.getpid(), "loads": LOADS["count"]}
@@ -445,7 +445,7 @@ def write_results(out: Path, folds: list[FoldResult], settings: SearchSettings, 
                                  "yes" if f.collapsed else "no", json.dumps(f.best_params, ensure_ascii=False)))
         written.append(out / "walk_forward.csv")
     if plot:
-        import backtest_optimize_plots
+        import backtesting.optimize_plots as backtest_optimize_plots
 
         written += backtest_optimize_plots.plot_all(out, folds, settings.objective, importance)
     return written
@@ -552,7 +552,13 @@ def open_client(scheduler: Optional[str], workers: int):
     return Client(cluster), cluster
 
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def project_modules() -> list[Path]:
+    """The project's code as the workers need it: the top-level modules and every package's modules."""
+    packages = sorted(init.parent for init in PROJECT_DIR.glob("*/__init__.py"))
+    return sorted(PROJECT_DIR.glob("*.py")) + [module for package in packages for module in sorted(package.glob("*.py"))]
 
 
 def ship_project(client) -> None:
@@ -565,8 +571,8 @@ def ship_project(client) -> None:
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for module in sorted(PROJECT_DIR.glob("*.py")):
-            archive.write(module, module.name)
+        for module in project_modules():
+            archive.write(module, module.relative_to(PROJECT_DIR).as_posix())
     install = _installer(buffer.getvalue())
     try:
         client.run_on_scheduler(install)
@@ -610,8 +616,8 @@ def _installer(bundle: bytes) -> Callable[[], str]:
 def _worker_can_run_trials() -> str:
     """Runs on each worker: '' when the trial code and its dependencies import, else the reason."""
     try:
-        import backtest  # noqa: F401
-        import backtest_optimize  # noqa: F401
+        import backtesting.optimize  # noqa: F401
+        import backtesting.run  # noqa: F401
     except ImportError as exc:
         return f"缺少模块 {exc.name or exc}"
     return ""
@@ -619,7 +625,7 @@ def _worker_can_run_trials() -> str:
 
 def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,
          confirm: Optional[Callable[[str], bool]] = None) -> int:
-    from backtest import build_settings
+    from backtesting.run import build_settings
 
     args = parser().parse_args(argv)
     try:

@@ -8,15 +8,15 @@ from typing import Any
 from flask import Blueprint, Response
 
 import config
-import web_requests as req
-import web_views as views
+import webapi.requests as req
+import webapi.views as views
 from config import ConfigError
 from core.position_review import HIGHEST_SOURCES, STATE_FIELDS, parse_state_edit, state_view
 from core.stock_params import STOCK_KEYS
-from web_api import body, ctx
-from web_openapi import OBJ, Body, document
-from web_requests import ApiError
-from web_server import ok, state
+from webapi.routes import body, ctx
+from webapi.openapi import OBJ, Body, document
+from webapi.requests import ApiError
+from webapi.common import ok, state
 
 blueprint = Blueprint("api_stock", __name__, url_prefix="/api")
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from flask import Flask
 
-import web_requests as req
+import webapi.requests as req
 
 OPENAPI_VERSION = "3.1.0"
 API_TITLE = "miniQMT 无人值守交易守护进程 API"
@@ -95,7 +95,7 @@ PROTECTION = {"type": ["object", "null"], "required": ["ok", "failures", "positi
     "positions": {"type": "array", "items": PROTECTION_POSITION},
     "checked_at": {"type": ["string", "null"], "description": "最近一次保护检查的时间（行情时钟）"}}}
 
-# The routes of web_api and web_server by endpoint name.
+# The routes of webapi.routes and webapi.server by endpoint name.
 OPERATIONS: dict[str, Operation] = {
     "index": Operation("网页界面", content=("text/html",), raw=True, tag="页面"),
     "static": Operation("网页静态文件（脚本、样式、图标、第三方库）", content=("*/*",), raw=True, tag="页面"),
@@ -211,8 +211,8 @@ ERROR_SCHEMA = {
 
 def _security(app: Flask, path: str, method: str) -> dict:
     """The operation's own `security` where the server lets it through without the token (a read on a loopback
-    server, a page or a static file): the document says what web_server's token check does, not more."""
-    from web_server import token_refusal  # web_server's routes import this module
+    server, a page or a static file): the document says what webapi.common's token check does, not more."""
+    from webapi.common import token_refusal
 
     app_state = app.extensions.get("qmt")
     if app_state is None or token_refusal(method.upper(), path, "", app_state) is not None:

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TextIO
 
 import config
 import strategy
-from backtest_engine import StartingState, Trade
+from backtesting.engine import StartingState, Trade
 from core.models import Position, Rule, Side
 
 MATCHED = "matched"
@@ -465,7 +465,7 @@ def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end
     own state at the start (starting_state) over `codes` (default: the account's stock_pool.json, else every
     stock in `data`) plus the stocks it held then, with MACD entries only where the account makes them (in
     the pool, not blacklisted), then compare."""
-    from backtest import run_backtest
+    from backtesting.run import run_backtest
 
     db = account_db(account_dir)
     period = account_period(db)

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from web_views import to_json
+from webapi.views import to_json
 
 log = logging.getLogger(__name__)
 

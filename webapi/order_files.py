@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-import web_requests as req
-from web_openapi import LIST, OBJ, document
-from web_requests import ApiError
-from web_server import ok, state
+import webapi.requests as req
+from webapi.openapi import LIST, OBJ, document
+from webapi.requests import ApiError
+from webapi.common import ok, state
 
 blueprint = Blueprint("order_files", __name__, url_prefix="/api")
 MAX_LISTED = 1000  # files one list answer may hold

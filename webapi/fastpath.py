@@ -8,7 +8,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Callable, Iterable, Optional
 
-from web_server import (API_TOKEN_ENVIRON, SECURITY_HEADERS, AppState, host_refusal, ok_body, token_refusal)
+from webapi.common import API_TOKEN_ENVIRON, SECURITY_HEADERS, AppState, host_refusal, ok_body, token_refusal
 
 POSITIONS_PATH = "/api/positions"
 SNAPSHOT_CACHE_CONTROL = "no-cache"  # a browser may keep it but must ask (cheaply) each time

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response
 
-from web_openapi import document
-from web_requests import ApiError
-from web_server import ok, state
+from webapi.openapi import document
+from webapi.requests import ApiError
+from webapi.common import ok, state
 
 COMPARE_FILE = Path("backtest_compare") / "compare.json"  # written by backtest_compare.write_comparison
 NO_RESULT = ("还没有回测对比结果：在命令行运行 python backtest.py compare --account <守护进程数据目录> "

@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-import web_requests as req
-from web_api import body, ctx
-from web_requests import ApiError
-from web_server import error_response, ok
+import webapi.requests as req
+from webapi.routes import body, ctx
+from webapi.requests import ApiError
+from webapi.common import error_response, ok
 
 log = logging.getLogger(__name__)
 

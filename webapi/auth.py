@@ -1,12 +1,12 @@
 """POST /api/auth/check: a cheap authenticated call, so the page tells at once whether a typed token is right
-(the token check itself is web_server's, as for every changing request)."""
+(the token check itself is webapi.common's, as for every changing request)."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-import web_requests as req
-from web_openapi import OBJ, document
-from web_server import ok
+import webapi.requests as req
+from webapi.openapi import OBJ, document
+from webapi.common import ok
 
 blueprint = Blueprint("api_auth", __name__, url_prefix="/api")
 

@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 import market_rules
-from backtest_data import DataProblem, StockBars, _code_from_name, _normalize_codes, _vipdoc_of, load_bars
+from backtesting.data import DataProblem, StockBars, _code_from_name, _normalize_codes, _vipdoc_of, load_bars
 from core.models import DataUnavailable
 
 PRICE_SCALE = 1000  # prices are stored as whole thousandths of a CNY (the finest A-share tick is 0.001)
@@ -230,7 +230,7 @@ def _cache_one(job: tuple[str, str, str]) -> tuple[str, Optional[str], list[Data
 
     import pandas as pd
 
-    from backtest_data import validate_bars
+    from backtesting.data import validate_bars
 
     code, source, entry = job
     content = Path(source).read_bytes()

@@ -11,8 +11,8 @@ import numpy as np
 
 import market_rules
 import strategy
-from backtest_data import StockBars
-from backtest_market import PRICE_SCALE, MarketData
+from backtesting.data import StockBars
+from backtesting.market import PRICE_SCALE, MarketData
 from core.models import Position, Rule, Side
 from core.perf_stats import EpisodeResult
 from strategy import Action, RuleParams

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-import web_requests as req
-from web_openapi import OBJ, document
-from web_requests import ApiError
-from web_server import ok, state
+import webapi.requests as req
+from webapi.openapi import OBJ, document
+from webapi.requests import ApiError
+from webapi.common import ok, state
 
 blueprint = Blueprint("api_market", __name__, url_prefix="/api")
 

@@ -10,10 +10,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import backtest_chart
+import backtesting.chart as backtest_chart
 import core.perf_stats as perf_stats
-from backtest_chart import ChartJob, EquityChart
-from backtest_engine import REFUSAL_LABELS, EngineResult
+from backtesting.chart import ChartJob, EquityChart
+from backtesting.engine import REFUSAL_LABELS, EngineResult
 from core.models import RULE_LABELS, Rule, Side
 
 TRADE_COLUMNS = ("date", "stock_code", "side", "price", "volume", "amount", "fees", "rule")

@@ -8,12 +8,12 @@ from typing import Any
 from flask import Blueprint, Response
 
 import jobs.report as jobs_report
-import web_requests as req
+import webapi.requests as req
 from jobs.store import STATUS_LABELS
-from web_api import _empty_body, ctx
-from web_openapi import TEXT, document
-from web_requests import ApiError
-from web_server import ok
+from webapi.routes import _empty_body, ctx
+from webapi.openapi import TEXT, document
+from webapi.requests import ApiError
+from webapi.common import ok
 
 blueprint = Blueprint("api_jobs", __name__, url_prefix="/api")
 

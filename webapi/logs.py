@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-import web_requests as req
-from web_log_tail import LEVELS
-from web_requests import ApiError
-from web_api import sse_response
-from web_openapi import OBJ, document
-from web_server import ok, state
-from web_stream import PositionStream
+import webapi.requests as req
+from webapi.log_tail import LEVELS
+from webapi.requests import ApiError
+from webapi.routes import sse_response
+from webapi.openapi import OBJ, document
+from webapi.common import ok, state
+from webapi.stream import PositionStream
 
 blueprint = Blueprint("api_logs", __name__, url_prefix="/api")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-import web_openapi
-from web_openapi import document
-from web_server import WEB_DIR, _json_response
+import webapi.openapi as web_openapi
+from webapi.openapi import document
+from webapi.common import WEB_DIR, _json_response
 
 blueprint = Blueprint("api_docs", __name__, url_prefix="/api")
 

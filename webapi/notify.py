@@ -8,13 +8,13 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-import web_requests as req
+import webapi.requests as req
 from core.events import EventKind
 from notify.store import STATUS_LABELS
-from web_api import _allow_query, body, ctx
-from web_openapi import FLAG, TEXT, document
-from web_requests import ApiError
-from web_server import ok
+from webapi.routes import _allow_query, body, ctx
+from webapi.openapi import FLAG, TEXT, document
+from webapi.requests import ApiError
+from webapi.common import ok
 
 blueprint = Blueprint("api_notify", __name__, url_prefix="/api/notify")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 import doctor.checks as doctor
-from web_openapi import document
-from web_requests import ApiError
-from web_server import ok, state
+from webapi.openapi import document
+from webapi.requests import ApiError
+from webapi.common import ok, state
 
 blueprint = Blueprint("diagnostics", __name__, url_prefix="/api")
 

@@ -10,10 +10,10 @@ from typing import Any, Iterable, Mapping, Optional
 from flask import Blueprint, Response, request
 
 import core.perf_stats as perf_stats
-import web_requests as req
+import webapi.requests as req
 from core.models import RULE_LABELS, Rule, TradingError
-from web_openapi import OBJ, document
-from web_server import ok, state
+from webapi.openapi import OBJ, document
+from webapi.common import ok, state
 
 blueprint = Blueprint("api_performance", __name__, url_prefix="/api")
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-import web_requests as req
-from web_api import _allow_query, _empty_body, body, ctx
-from web_requests import ApiError
-from web_openapi import LIST, OBJ, Body, document
-from web_server import ok
+import webapi.requests as req
+from webapi.routes import _allow_query, _empty_body, body, ctx
+from webapi.requests import ApiError
+from webapi.openapi import LIST, OBJ, Body, document
+from webapi.common import ok
 from watch.requests import parse_task, task_schema
 from watch.rules import TaskStatus, WatchTask
 from watch.store import TaskNotFound, task_view

@@ -1,5 +1,5 @@
 """The routes of DESIGN §11: each one validates its input (web_requests), calls one component of the
-WebContext and answers with the JSON shapes of web_views. Security and error shapes are web_server's."""
+WebContext and answers with the JSON shapes of web_views. Security and error shapes are webapi.server's."""
 from __future__ import annotations
 
 import logging
@@ -9,14 +9,14 @@ from flask import Blueprint, Response, request
 
 import config
 import market_rules
-import web_requests as req
-import web_views as views
+import webapi.requests as req
+import webapi.views as views
 from core.models import OrderStatus, Rule, SignalStatus, TradingError
-from web_requests import ApiError
-from web_openapi import OBJ, document
-from web_server import error_response, ok, state
-from web_fastpath import positions_reply
-from web_stream import PositionStream, StreamBody, VersionedCache
+from webapi.requests import ApiError
+from webapi.openapi import OBJ, document
+from webapi.common import error_response, ok, state
+from webapi.fastpath import positions_reply
+from webapi.stream import PositionStream, StreamBody, VersionedCache
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Optional
 
-from backtest_chart import cjk_font, font_settings
+from backtesting.chart import cjk_font, font_settings
 
 INFEASIBLE_BELOW = -1.0e5  # values under this are infeasible trials; left off the charts
 
