@@ -43,10 +43,6 @@ log = logging.getLogger("main")
 
 SHUTDOWN_SECONDS = 6.0  # threads: stop and final sync; with the web server's 2 s the exit stays within 10 s
 WEB_STOP_SECONDS = 2.0
-RESET_HINTS = {
-    "simulation": "若确要新建模拟账户，请使用 --reset-sim-account（先归档现有数据）",
-    "live": "实盘的委托日志不能重建，请务必从备份恢复",
-}
 BROKER_STOP_GRACE_SECONDS = 0.5  # calls in flight at shutdown may answer this long; then they are left unknown
 
 
@@ -200,7 +196,7 @@ def _open_stores(settings: ConfigStore, data_dir: Path, secret_filter, opened: c
     mode = "simulation" if simulation else "live"
     trading_db = storage_health.open_checked(
         data_dir / ("sim_trading.db" if simulation else "trading.db"), data_dir,
-        "模拟账户数据库" if simulation else "交易数据库（委托日志）", RESET_HINTS[mode])
+        "模拟账户数据库" if simulation else "交易数据库（委托日志）", storage_health.RESET_HINTS[mode])
     opened.callback(_close_quietly, trading_db.close)
     live_broker = None if simulation else _connect_live_broker(settings, data_dir, trading_db)
     if live_broker is not None:

@@ -306,13 +306,11 @@ def check_databases(env: DoctorEnv) -> list[Check]:
 def check_startup_files(env: DoctorEnv) -> list[Check]:
     """The daemon's file refusals before anything is opened: a database that is empty, or missing from a data
     dir that has been used (its account would be silently re-created), and a missing replay folder."""
-    from daemon.composition import RESET_HINTS
-
     data_dir = Path(env.data_dir)
     mode = "live" if _live(env) else "simulation"
     config_hint = storage_health.CONFIG_RESET_HINT.format(marker=data_dir / storage_health.MARKER_NAME)
     files = [(data_dir / "config.db", config_hint),
-             (data_dir / ("trading.db" if mode == "live" else "sim_trading.db"), RESET_HINTS[mode])]
+             (data_dir / ("trading.db" if mode == "live" else "sim_trading.db"), storage_health.RESET_HINTS[mode])]
     out = []
     for path, reset_hint in files:
         try:

@@ -25,6 +25,11 @@ STORAGE_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_FUL
                   "SQLITE_CANTOPEN")
 DISK_FULL_LABEL = "磁盘已满"
 CONFIG_RESET_HINT = "若确要以默认参数启动，请删除标记文件 {marker} 后重启"  # the refusal of a missing config.db
+# The trading database's reset hint per mode (the daemon's refusal and the doctor's check say the same).
+RESET_HINTS = {
+    "simulation": "若确要新建模拟账户，请使用 --reset-sim-account（先归档现有数据）",
+    "live": "实盘的委托日志不能重建，请务必从备份恢复",
+}
 # at start-up, an I/O error with less free space than this on the data dir's disk is a full disk (SQLite
 # cannot always tell: a failed write of its shared-memory file is reported as SQLITE_IOERR)
 FULL_DISK_BYTES = 1024 * 1024
