@@ -4,8 +4,18 @@ CI shows up as a failure instead of silently shrinking the suite."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# test/ mirrors the packages (issue 31): tests import the helpers of test/ (trading_support, daemon_support, …)
+# and each other's fixtures by bare name, from any folder; the project root is where the code is.
+TEST_DIR = Path(__file__).resolve().parent
+for _folder in (TEST_DIR.parent, TEST_DIR, *sorted(p for p in TEST_DIR.iterdir() if p.is_dir()
+                                                     and p.name not in ("stand_ins", "net_guard", "__pycache__"))):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 # Skip reasons that cannot be fixed by installing or providing something on the CI machine.
 ALLOWED_SKIP_REASONS = (

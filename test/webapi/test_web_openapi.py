@@ -12,7 +12,7 @@ import webapi.requests as req
 from web_server import create_app
 from web_test_support import Client, build_system, start_server
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import accounts.entry as accounts_main
 from daemon_support import free_port, wait_until
 from core.stock_pool import StockPool
 
-SHIPPED = Path(__file__).resolve().parents[1] / "stock_pool.json"
+SHIPPED = Path(__file__).resolve().parents[2] / "stock_pool.json"
 STAND_IN = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 

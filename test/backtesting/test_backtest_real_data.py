@@ -14,7 +14,7 @@ from backtesting.engine import BacktestEngine
 from core.models import Rule, Side
 from test_backtest_scenarios import step_through_ticks
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DAILY = DATA / "daily"
 TDX = DATA / "tdx"
 

@@ -18,7 +18,7 @@ from persistence.config_store import ConfigStore
 from data_test_support import shared_data
 from persistence.storage import Database
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 CODES = ["600036.SH", "000001.SZ", "600519.SH", "000002.SZ"]
 SPACE = {"STOP_LOSS_RATIO": [-0.12, -0.05], "INITIAL_TAKE_PROFIT_RATIO": [0.03, 0.10],
          "ENABLE_MA_FILTER": [True, False]}

@@ -24,7 +24,7 @@ from persistence.storage import Database
 from notify_support import HangingReceiver, SmtpReceiver, WebhookReceiver, subject, text_of
 from trading_support import make_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NO_WAIT = {"NOTIFY_COALESCE_SECONDS": 0.0, "NOTIFY_COALESCE_MAX_SECONDS": 0.0}  # no burst window unless a test sets one
 
 

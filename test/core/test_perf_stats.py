@@ -11,7 +11,7 @@ from backtest import run_backtest
 from backtesting.report import fills_of
 from core.perf_stats import Fill
 
-DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "daily"
+DAILY = Path(__file__).resolve().parents[3] / "shared" / "data" / "daily"
 D1, D2, D3, D4 = date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)
 
 FILLS = [

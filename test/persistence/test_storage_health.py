@@ -23,7 +23,7 @@ from core.trading_state import TradingState
 from trading_support import QuoteBoard, build_core, make_settings, replay_clock
 from web_test_support import Client, build_system, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CODE = "600036.SH"
 
 
