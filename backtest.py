@@ -1,6 +1,7 @@
-"""Backtest of the trading rules on historical daily bars: the command line. `run_backtest()` (which loads the
-parameters, the bars, runs the engine and writes the results) lives in backtesting/run.py and is imported here. Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR];
-`python backtest.py optimize …` (backtest_optimize.py) and `python backtest.py compare …` (backtest_compare.py)."""
+"""Backtest of the trading rules on historical daily bars: the command line; `run_backtest()` (the parameters,
+the bars, the engine, the output files) lives in backtesting/run.py and is imported here.
+Usage: python backtest.py --data DIR [--codes …] [--start] [--end] [--out DIR];
+`python backtest.py optimize …` (backtesting/optimize.py) and `python backtest.py compare …` (backtesting/compare.py)."""
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,6 @@
 """Grid sessions on held stocks: the GridManager the web calls (start / stop / list / fills), detection of
 grid orders from the monitor (queued as GRID_BUY / GRID_SELL signals that go through the strategy runner
-and the executor like every other rule), fill bookkeeping and the end conditions. Rules: grid_rules.py."""
+and the executor like every other rule), fill bookkeeping and the end conditions. Rules: grid/rules.py."""
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,6 @@
 """The in-memory position table shared by the threads (same columns as the SQLite `positions` table):
 fills, prices, rule state and T+1 availability, persisted to the trading db. Detecting signals is the
-monitor's job (position_monitor.py), not this module's."""
+monitor's job (core/position_monitor.py), not this module's."""
 from __future__ import annotations
 
 import json

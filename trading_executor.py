@@ -1,6 +1,6 @@
 """The order pipeline: pre-trade checks, journal-before-send, broker dispatch, broker events into the journal,
 positions and trade records (each fill exactly once), start-up reconciliation and open-order timeouts.
-The SQL of the journal is in order_journal.py, the shared order rules in order_checks.py."""
+The SQL of the journal is in core/order_journal.py, the shared order rules in core/order_checks.py."""
 from __future__ import annotations
 
 import logging

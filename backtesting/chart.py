@@ -4,7 +4,7 @@ Importing matplotlib costs about 0.45 s of CPU, half the whole CLI time of 240 s
 imports it on the second core while the backtest runs, then waits for the curve on its stdin; only the
 drawing itself (~0.1 s) is left after the run. If the helper cannot start, dies, or overruns, the chart is
 drawn in this process instead, so the PNG is always written when asked for.
-This module is also the helper's program: `python backtest_chart.py` (it imports nothing of the project)."""
+This module is also the helper's program: `python backtesting/chart.py` (it imports nothing of the project)."""
 from __future__ import annotations
 
 import functools

@@ -1,6 +1,6 @@
 """The backtest simulation (DESIGN §7): daily bars walked as price paths, the rules of strategy.py applied at
 trigger crossings, A-share fills (ticks, limits, T+1, lots, fees), MACD entries, cash and daily equity.
-Loading bars lives in backtest_data.py; metrics and output files in backtest_report.py."""
+Loading bars lives in backtesting/data.py; metrics and output files in backtesting/report.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
