@@ -433,7 +433,8 @@ class TradingExecutor:
                                                      f"可用 {cash:.2f} 元")
         ratio = self._settings.get("MAX_TOTAL_POSITION_RATIO")
         held = self._value_at_previous_close(asset)
-        total = asset.total_asset - asset.market_value + held
+        # DESIGN §7: total assets for the cap = the cash actually left after this buy's fees + holdings so valued
+        total = asset.total_asset - asset.market_value + held - (need - value)
         if total <= 0 or (held + value) / total > ratio:
             raise OrderRejected("POSITION_RATIO", f"买入后持仓市值将超过总资产的 {ratio:.0%}（持仓按昨收计市值 "
                                                   f"{held:.2f} 元，总资产 {total:.2f} 元）")

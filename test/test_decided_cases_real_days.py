@@ -285,8 +285,9 @@ def test_live_cap_check_values_the_same_day_entries_at_their_previous_close(tmp_
     env.quotes.set("600570.SH", 50.83, 50.85)
     with pytest.raises(OrderRejected) as info:
         env.ex.buy_stock("600570.SH", volume=300)
-    # (1,224,756.00 + 15,279.00) / 1,305,237.65 = 95.004 % > 95 %
+    # total assets after this buy's fees (5.15), as the engine: 80,481.65 + 1,224,756.00 − 5.15 = 1,305,232.50;
+    # (1,224,756.00 + 15,279.00) / 1,305,232.50 = 95.005 % > 95 %
     assert info.value.code == "POSITION_RATIO"
-    assert "持仓按昨收计市值 1224756.00 元，总资产 1305237.65 元" in info.value.message
+    assert "持仓按昨收计市值 1224756.00 元，总资产 1305232.50 元" in info.value.message
     env.quotes.set("601318.SH", 67.61, 66.59)
     assert env.ex.buy_stock("601318.SH", volume=200).status is OrderStatus.FILLED  # 1,238,306 / 1,305,237.65

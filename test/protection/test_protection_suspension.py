@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+import strategy
 from data_manager import build_data_manager
 from data_test_support import make_settings, no_network, xt_stand_in  # noqa: F401 (fixtures)
 from protection.sentinel import Cause, DaemonFacts, ProtectionSentinel, ProtectionState, judge_position
@@ -36,7 +37,8 @@ def test_the_sentinel_shows_a_suspended_holding_as_explained_all_day(tmp_path):
     scene.price(9.04, 10.00)  # below the stop, then the stock is suspended: no quote after 10:00:00
     suspended = {CODE}
     facts_of = DaemonFacts(scene.core.positions, scene.hub, scene.core.executor.journal, scene.core.sim,
-                           scene.core.state, scene.settings, scene.clock, scene.facts._params_for,
+                           scene.core.state, scene.settings, scene.clock,
+                           lambda code: strategy.RuleParams.from_settings(scene.settings),
                            suspended=lambda code: code in suspended)
     sentinel = ProtectionSentinel(facts_of.read, scene.events, scene.settings, scene.clock, now=scene.time)
     scene.clock.set(datetime(2024, 2, 19, 14, 0))
