@@ -121,8 +121,8 @@ def _observe(root: Path, snap: Snapshot, days: list[date], bars: dict) -> int:
             shown = {p["stock_code"]: p for p in daemon.api("/api/positions")["positions"]}
             ticked = all(shown.get(code) is None or (shown[code]["last_update"] or "").startswith(resume.isoformat())
                          for code in opens)
-            return shown if ticked else None
-        shown = wait_until(loaded, 30, "the resume day's first tick to reach the positions", daemon)
+            return (shown,) if ticked else None  # a tuple: an account left with no position is truthy too
+        shown, = wait_until(loaded, 30, "the resume day's first tick to reach the positions", daemon)
         traded_now = {r["stock_code"] for r in query(daemon.data_dir / "sim_trading.db",
                                                      "SELECT stock_code FROM orders WHERE trading_day=?",
                                                      (resume.isoformat(),))}
