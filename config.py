@@ -18,6 +18,9 @@ from typing import Any, Mapping, Optional
 
 # ==== 开关
 ENABLE_SIMULATION_MODE = True  # 模拟交易模式（关闭则通过 miniQMT 实盘交易）（需重启）
+BROKER = 'miniqmt'  # 实盘券商接口：miniqmt（极简模式）/ bigqmt（大QMT桥接策略）/ remote（远程网关）/ sim（等同模拟交易）（需重启）
+BROKER_URL = ''  # BROKER = remote 时：Windows 机器上 qmt_gateway 的地址，如 https://192.168.1.20:5800（需重启）
+BROKER_TOKEN = ''  # BROKER = remote 时：qmt_gateway 的访问令牌（不会写入日志）（需重启）
 ENABLE_AUTO_TRADING = False  # 自动执行检测到的交易信号（关闭时信号只排队等待人工执行）
 ENABLE_ALLOW_BUY = True  # 允许买入
 ENABLE_ALLOW_SELL = True  # 允许卖出
@@ -251,6 +254,10 @@ def _p(key, default, kind, meaning, group, min=None, max=None, choices=(), resta
 PARAMS: tuple[Param, ...] = (
     # ---- switches
     _p("ENABLE_SIMULATION_MODE", ENABLE_SIMULATION_MODE, "bool", "模拟交易模式（关闭则通过 miniQMT 实盘交易）", G_SWITCH, restart=True),
+    _p("BROKER", BROKER, "choice", "实盘券商接口：miniqmt（极简模式）/ bigqmt（大QMT桥接策略）/ remote（远程网关）/ sim（等同模拟交易）",
+       G_SWITCH, choices=("miniqmt", "bigqmt", "remote", "sim"), restart=True),
+    _p("BROKER_URL", BROKER_URL, "str", "BROKER = remote 时：Windows 机器上 qmt_gateway 的地址", G_SWITCH, restart=True),
+    _p("BROKER_TOKEN", BROKER_TOKEN, "str", "BROKER = remote 时：qmt_gateway 的访问令牌", G_SWITCH, restart=True, secret=True),
     _p("ENABLE_AUTO_TRADING", ENABLE_AUTO_TRADING, "bool", "自动执行检测到的交易信号（关闭时信号只排队等待人工执行）", G_SWITCH),
     _p("ENABLE_ALLOW_BUY", ENABLE_ALLOW_BUY, "bool", "允许买入", G_SWITCH),
     _p("ENABLE_ALLOW_SELL", ENABLE_ALLOW_SELL, "bool", "允许卖出", G_SWITCH),

@@ -19,6 +19,7 @@ from persistence.config_store import ConfigStore
 from core.models import BrokerUnavailable, Rule, TradingError
 from daemon.daemon_workers import DataWorker, Housekeeper, IntervalWorker
 from accounts.lifeline import Lifeline
+from brokers.select import is_simulation
 from core.events import EventBus, EventKind
 from doctor.cli import daemon_diagnostics
 from orderfiles.intake import OrderFileIntake, default_inbox
@@ -192,7 +193,7 @@ def _open_stores(settings: ConfigStore, data_dir: Path, secret_filter, opened: c
     each is registered on `opened` as soon as it is open."""
     from data_manager import build_data_manager
 
-    simulation = settings.get("ENABLE_SIMULATION_MODE")
+    simulation = is_simulation(settings)
     mode = "simulation" if simulation else "live"
     trading_db = storage_health.open_checked(
         data_dir / ("sim_trading.db" if simulation else "trading.db"), data_dir,
@@ -454,8 +455,8 @@ def _sim_broker(settings, trading_db: Database, clock, hub):
 
 
 def _connect_live_broker(settings, data_dir: Path, trading_db: Database):
-    """Raises BrokerUnavailable (a TradingError with a Chinese reason) when miniQMT cannot be used here."""
-    from easy_qmt_trader import connect_live_broker
+    """Raises BrokerUnavailable (a TradingError with a Chinese reason) when the live back-end cannot be used here."""
+    from brokers.select import connect_live_broker
 
     configured = str(settings.get("ACCOUNT_CONFIG_FILE") or "")
     return connect_live_broker(settings, data_dir, trading_db,

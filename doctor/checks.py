@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
 import persistence.health as storage_health
+from brokers.select import is_simulation
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 MARKET_TZ = ZoneInfo("Asia/Shanghai")
@@ -378,7 +379,7 @@ CHECKS = (check_python, check_dependencies, check_xtquant_native, check_qmt_path
 # ---- helpers --------------------------------------------------------------------------------------
 
 def _live(env: DoctorEnv) -> bool:
-    return not env.settings.get("ENABLE_SIMULATION_MODE")
+    return not is_simulation(env.settings)
 
 
 def _requirements(path: Path) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ def machine_env(settings: Any, data_dir: Path, log_dir: Path, port_owned_by_us: 
     calendar = calendar or market_rules.DEFAULT_CALENDAR
 
     def connect():
-        from easy_qmt_trader import connect_live_broker
+        from brokers.select import connect_live_broker
 
         return connect_live_broker(settings, data_dir)
 
