@@ -1,28 +1,29 @@
-"""The live broker: the real account through miniQMT (`xtquant.xttrader`) behind the same `models.Broker`
+"""The live broker: the real account through miniQMT (`xtquant.xttrader`) behind the same `core.models.Broker`
 interface as the simulated one. QMT callbacks only enqueue; one worker thread turns them into `Order`/`Fill`
 events for the listener and reconnects (new session, reconcile, never re-sending) when the link drops."""
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn, Optional
 
 import config
 from qmt.broker_guard import OutcomeUnknown
-from market.clock import MARKET_TZ, Clock, RealClock
+from market.clock import Clock, RealClock
 from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
-                    OrderRequest, OrderStatus, Side)
+                    OrderRequest, OrderStatus)
 from qmt.account import AccountConfig, load_account_config, resolve_qmt_path
-from qmt.link import (LINK_CONNECTED, LINK_DISCONNECTED, LINK_RECONNECTING, LINK_UNHEALTHY, LinkHealth, overdue, probe_due,
-                      push_lapse)
-from qmt.order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal, fill_key
+from qmt.events import Delivery, EventState, QmtEventHandling
+from qmt.link import LINK_CONNECTED, LINK_DISCONNECTED, LINK_UNHEALTHY, LinkHealth, overdue, probe_due
+from qmt.order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal
+from qmt.reconcile import QmtReconciliation
+# re-exported: callers and tests import the settle reasons from the face
+from qmt.reconcile import DEAD_LINK_CODES, SELL_NOT_DELIVERED, UNKNOWN_IN_FLIGHT  # noqa: F401
 from qmt.session import (QmtEvent, QmtSession, SendTimeout, XtApi, load_xt_api, open_session, random_session_ids,
                          send_with_deadline)
 from persistence.storage import Database
@@ -30,12 +31,6 @@ from persistence.storage import Database
 log = logging.getLogger("easy_qmt_trader")
 
 PROJECT_DIR = Path(__file__).resolve().parent
-UNKNOWN_IN_FLIGHT = "连接中断，委托是否送达 miniQMT 未知（重连后暂未查到），结果未知：按备注继续核对，不会重发"
-SELL_NOT_DELIVERED = ("连接失效期间发出的卖单，重连后 miniQMT 当日全部委托中按备注查无此单：判定未送达（该单不会重发，"
-                      "卖出条件仍成立时将重新委托；券商若迟到回报仍按其回报更新）")
-# Link failures that prove miniQMT was not answering (not merely slow to name one order): a sell sent into one
-# and absent from the full order query after the reconnect was not received (issue 25).
-DEAD_LINK_CODES = frozenset({"QMT_DISCONNECTED", "LIVENESS_PROBE_FAILED", "QMT_SEND_TIMEOUT", "CANCEL_ACK_TIMEOUT"})
 
 
 @dataclass(frozen=True)
@@ -79,9 +74,11 @@ def connect_live_broker(settings, data_dir: Path, db: Optional[Database] = None,
     return trader
 
 
-class EasyQmtTrader:
+class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
     """core.models.Broker over miniQMT. Threads: xttrader's push thread (our callback only enqueues), the
-    `qmt-events` worker (delivers events, reconnects), and callers of the Broker methods."""
+    `qmt-events` worker (delivers events, reconnects), and callers of the Broker methods. Reading the pushes is
+    `qmt.events.QmtEventHandling`, recovering a dropped link `qmt.reconcile.QmtReconciliation` (mixins on this
+    state); this class sends, queries, supervises the link and runs the worker."""
 
     mode = "live"
 
@@ -104,8 +101,8 @@ class EasyQmtTrader:
         self._stop = threading.Event()
         self._worker: Optional[threading.Thread] = None
         self._listener: Optional[BrokerListener] = None
-        self._undelivered: list[_Delivery] = []
-        self._state = _EventState()
+        self._undelivered: list[Delivery] = []
+        self._state = EventState()
         self._reconnect_needed = False
         self._link_failure = ""  # code of the failure that dropped the current session (cleared by the reconcile)
         self._closed = False
@@ -126,7 +123,7 @@ class EasyQmtTrader:
         self._unpushed: set[str] = set()  # fill ids a query found that no push had delivered (yet)
         self._cancels_due: list[tuple[str, str]] = []  # (client id, order id): cancels that waited for the id
 
-    # ---- models.Broker ------------------------------------------------------------------------------------
+    # ---- core.models.Broker -------------------------------------------------------------------------------
     def set_listener(self, listener: BrokerListener) -> None:
         self._listener = listener
         self._events.put(QmtEvent("flush", 0, None))  # hand over what arrived before there was a listener
@@ -324,7 +321,7 @@ class EasyQmtTrader:
 
     @property
     def link_state(self) -> str:
-        """connected / unhealthy / reconnecting / closed (qmt_link): what the web layer shows."""
+        """connected / unhealthy / reconnecting / closed (qmt.link): what the web layer shows."""
         return self.health.state
 
     def anomalies(self) -> list[dict]:
@@ -399,44 +396,6 @@ class EasyQmtTrader:
         except BrokerUnavailable as exc:
             self._link_failed("LIVENESS_PROBE_FAILED", f"miniQMT 探测查询无响应（{exc.message}），判定连接失效，开始重连")
 
-    def _verify_refused_cancels(self) -> None:
-        """issue 25: a refused cancel put the order back to working; the counter's own list says what it really
-        is (cancelled or filled meanwhile, e.g. expired at the close), matched by remark. The answer is handled
-        like a push, so the executor gets the real state."""
-        with self._lock:
-            wanted, self._verify_after_refusal = self._verify_after_refusal, set()
-        try:
-            rows = self._query("query_stock_orders_async", "委托", timeout=float(self._settings.get("LIVENESS_PROBE_DEADLINE")))
-        except BrokerUnavailable as exc:
-            log.warning("撤单被拒后核对委托状态暂不可行：%s，稍后再试", exc.message)
-            with self._lock:
-                self._verify_after_refusal |= wanted
-            return
-        session = self._session
-        for xt_order in rows or []:
-            if xt_order.order_remark in wanted and session is not None:
-                self._events.put(QmtEvent("order", session.session_id, xt_order))
-
-    def _learn_ids_from_query(self, rows: list) -> None:
-        """Under the lock: an order of ours a query shows (by remark) whose id we never heard is handled as a
-        push (issue 25: its id and state reach the executor, its cancels can go out)."""
-        session = self._session
-        for xt_order in rows:
-            row = self._journal.get(xt_order.order_remark) if xt_order.order_remark else None
-            if row is not None and not row.order_id and session is not None:
-                self._events.put(QmtEvent("order", session.session_id, xt_order))
-
-    def _note_unpushed(self, fills: list[Fill]) -> set[str]:
-        """Under the lock: fill ids seen by this query AND the previous one without any push delivering them
-        (issue 25: pushes stopped while queries work). Fills the first query of the process found were made
-        before it listened and are never pushed: they are the baseline."""
-        ids = {f.fill_id for f in fills}
-        if self._trades_baseline is None:
-            self._trades_baseline = ids
-            return set()
-        lapsed, self._unpushed = push_lapse(ids, self._state.delivered_fills, self._trades_baseline, self._unpushed)
-        return lapsed
-
     def _still_unacknowledged(self, client_id: str) -> bool:
         if client_id in self._sending:
             return False  # its send has not returned: QMT_SEND_TIMEOUT watches it (issue 25)
@@ -479,361 +438,6 @@ class EasyQmtTrader:
             message = f"miniQMT 返回空持仓，但资金显示持仓市值 {float(asset.market_value):.2f} 元：本次持仓查询不可信，已忽略"
             self.health.alarm("QMT_POSITIONS_EMPTY", message, logging.WARNING)
             raise BrokerUnavailable("QMT_POSITIONS_EMPTY", message)
-
-    def _handle(self, event: "QmtEvent") -> list["_Delivery"]:
-        handler = {
-            "order": self._on_order, "trade": self._on_trade, "order_response": self._on_order_response,
-            "order_error": self._on_order_error, "cancel_response": self._on_cancel_response,
-            "cancel_error": self._on_cancel_error, "disconnected": self._on_disconnected,
-            "account_status": self._on_account_status, "flush": self._on_flush,
-        }[event.kind]
-        return handler(event)
-
-    def _deliver(self, deliveries: list["_Delivery"]) -> None:
-        listener = self._listener
-        if listener is None:
-            self._undelivered.extend(deliveries)
-            return
-        pending, self._undelivered = self._undelivered + deliveries, []
-        for delivery in pending:
-            try:
-                if delivery.fill is not None:
-                    listener.on_fill(delivery.fill)
-                else:
-                    listener.on_order_update(delivery.order)
-            except Exception:  # a listener bug must not stop later events
-                log.exception("委托/成交回报处理出错：%s", delivery)
-
-    # ---- event handlers (worker thread, under self._lock) -----------------------------------------------------
-    def _on_flush(self, event: "QmtEvent") -> list["_Delivery"]:
-        return []
-
-    def _on_order(self, event: "QmtEvent") -> list["_Delivery"]:
-        xt_order = event.payload
-        order_id = str(xt_order.order_id)
-        client_id = self._resolve_or_park(event, xt_order.order_remark, order_id)
-        if client_id is None:
-            return []
-        order = self._order_from_xt(xt_order, client_id)
-        if order is None:
-            return []
-        row = self._journal.get(client_id) if client_id else None
-        if row is not None and row.status is OrderStatus.REJECTED and order.status is not OrderStatus.REJECTED:
-            self.health.alarm("LATE_BROKER_REPORT", f"委托 {client_id} 曾判定为未送达/被拒，券商随后报告其状态为"
-                                                    f"「{order.status.value}」（编号 {order_id}），已按券商回报更新",
-                              logging.WARNING)
-        if order.status is OrderStatus.CANCEL_PENDING or order.status.is_terminal:
-            self._cancel_sent_at.pop(client_id, None)
-        if row is not None and row.order_id and order_id != row.current_id and xt_order.order_remark == client_id:
-            self._journal.set_broker_order_id(client_id, order_id)
-            self.health.alarm("QMT_ORDER_RENUMBERED", f"委托 {client_id} 的券商编号由 {row.current_id} 变为 {order_id}"
-                                                      "（miniQMT 重启后重新编号），撤单改用新编号，成交不会重复记账",
-                              logging.WARNING)
-            return self._order_changed(order)
-        deliveries = self._learn_order_id(client_id, order_id)
-        return deliveries + self._order_changed(order)
-
-    def _on_trade(self, event: "QmtEvent") -> list["_Delivery"]:
-        xt_trade = event.payload
-        client_id = self._resolve_or_park(event, xt_trade.order_remark, str(xt_trade.order_id))
-        if client_id is None:
-            return []
-        fill = self._fill_from_xt(xt_trade, client_id)
-        if fill is None or fill.fill_id in self._state.delivered_fills:
-            return []
-        self._state.delivered_fills.add(fill.fill_id)
-        self._unpushed.discard(fill.fill_id)
-        log.info("成交回报：%s %s %s %d 股 @ %.3f（委托 %s）", fill.client_id or "外部委托", fill.side.label,
-                 fill.stock_code, fill.volume, fill.price, fill.order_id)
-        return self._learn_order_id(client_id, fill.order_id) + [_Delivery(fill=fill)]
-
-    def _on_order_response(self, event: "QmtEvent") -> list["_Delivery"]:
-        response = event.payload
-        key = (event.session, response.seq)
-        client_id = self._state.awaiting_response.pop(key, None)
-        row = self._journal.get(client_id) if client_id else self._journal.by_seq(*key)
-        deliveries: list[_Delivery] = []
-        if row is None and self._sending:
-            self._state.early_responses[key] = event  # its send has not returned yet: handled when it does
-            return []
-        if row is None:
-            log.warning("收到无法对应的下单回报（会话 %s，序号 %s）", *key)
-        elif response.order_id and int(response.order_id) > 0:
-            deliveries += self._learn_order_id(row.client_id, str(response.order_id))
-        else:
-            reason = f"miniQMT 下单失败：{response.error_msg or '未返回原因'}"
-            deliveries += self._order_changed(self._order_from_row(row, OrderStatus.REJECTED, reason))
-        return deliveries + self._release_parked_if_settled()
-
-    def _on_order_error(self, event: "QmtEvent") -> list["_Delivery"]:
-        error = event.payload
-        order_id = str(error.order_id) if error.order_id and int(error.order_id) > 0 else ""
-        row = (self._journal.get(error.order_remark) if error.order_remark else None) \
-            or (self._journal.by_order_id(order_id) if order_id else None) \
-            or self._journal.by_seq(event.session, getattr(error, "seq", -1))
-        reason = f"券商拒绝委托：{error.error_msg}（错误码 {error.error_id}）"
-        if row is None:
-            log.warning("收到无法对应的下单失败回报（委托 %s）：%s", order_id or "-", reason)
-            return []
-        self._state.awaiting_response = {k: v for k, v in self._state.awaiting_response.items() if v != row.client_id}
-        deliveries = self._learn_order_id(row.client_id, order_id) if order_id else []
-        log.warning("委托 %s 被拒绝：%s", row.client_id, reason)
-        return deliveries + self._order_changed(self._order_from_row(row, OrderStatus.REJECTED, reason, order_id))
-
-    def _on_cancel_response(self, event: "QmtEvent") -> list["_Delivery"]:
-        response = event.payload
-        if int(response.cancel_result) == 0:
-            return []
-        return self._cancel_refused(str(response.order_id), response.error_msg or "未返回原因",
-                                    response.cancel_result)
-
-    def _on_cancel_error(self, event: "QmtEvent") -> list["_Delivery"]:
-        error = event.payload
-        return self._cancel_refused(str(error.order_id), error.error_msg, error.error_id)
-
-    def _cancel_refused(self, order_id: str, message: str, code) -> list["_Delivery"]:
-        """Either way a cancel is refused (cancel_result != 0, or on_cancel_error), the order goes back to its
-        working state with the reason, so the executor's supervision loop can time it out and try again."""
-        row = self._journal.by_order_id(order_id)
-        log.warning("撤单失败：委托 %s：%s（错误码 %s）", order_id, message, code)
-        if row is None:
-            return []
-        self._cancel_sent_at.pop(row.client_id, None)
-        self._journal.set_cancel_state(row.client_id, CANCEL_NONE)  # the executor may try again
-        self._verify_after_refusal.add(row.client_id)  # issue 25: then the counter's own word on its state
-        return self._order_changed(self._order_from_row(row, row.status, f"撤单失败：{message}"), news=True)
-
-    def _on_account_status(self, event: "QmtEvent") -> list["_Delivery"]:
-        status = event.payload
-        if status.status != self._xt.xtconstant.ACCOUNT_STATUS_OK:
-            log.warning("资金账号 %s 状态异常：%s", self.account.masked_id, status.status)
-        return []
-
-    def _on_disconnected(self, event: "QmtEvent") -> list["_Delivery"]:
-        session = self._session
-        if session is None or session.session_id != event.session:
-            return []  # a late notice from a session already replaced
-        session.connected = False
-        self._reconnect_needed = True
-        self._link_failure = "QMT_DISCONNECTED"
-        self.last_error = "与 miniQMT 的连接已断开"
-        self.health.set_state(LINK_UNHEALTHY)
-        self.health.alarm("QMT_DISCONNECTED", f"与 miniQMT 的连接已断开（会话 {event.session}），开始重连；断线期间不会发送新委托")
-        return []
-
-    # ---- reconnect and reconcile (worker thread) -----------------------------------------------------------
-    def _reconnect(self) -> None:
-        """Back-off until a new session works, then reconcile. Never re-sends an order."""
-        with self._lock:
-            old, self._session = self._session, None
-            self._last_answer_before_reconnect = self._last_answer
-        self.health.set_state(LINK_RECONNECTING)
-        if old is not None:
-            old.shutdown()
-        delay = min(self._timings.reconnect_first_delay, self._reconnect_cap())
-        for attempt in itertools.count(1):
-            if self._stop.is_set():
-                return
-            try:
-                session = self._open_session()
-                break
-            except BrokerUnavailable as exc:
-                self.last_error = exc.message
-                log.warning("第 %d 次重连 miniQMT 失败：%s；%.1f 秒后重试", attempt, exc.message, delay)
-            if self._stop.wait(delay):
-                return
-            delay = min(delay * self._timings.reconnect_factor, self._reconnect_cap())
-        if self._stop.is_set():  # closed while the attempt was under way
-            session.shutdown()
-            return
-        with self._lock:
-            self._session = session
-            self._reconnect_needed = False
-            self._state.last_orders.clear()  # every order's current state is delivered again once
-        self.reconnects += 1
-        try:
-            self._reconcile(session)
-        except BrokerUnavailable as exc:
-            self.last_error = exc.message
-            log.error("重连后核对账户失败：%s；将再次重连", exc.message)
-            session.connected = False
-            self._reconnect_needed = True
-
-    def _reconnect_cap(self) -> float:
-        """The longest wait between reconnect attempts: QMT_RECONNECT_SESSION_MAX_DELAY during trading sessions
-        (a stop-loss may be waiting: reconnect within seconds of miniQMT answering again), else the maximum."""
-        cap = self._timings.reconnect_max_delay
-        if self._in_session():
-            cap = min(cap, float(self._settings.get("QMT_RECONNECT_SESSION_MAX_DELAY")))
-        return cap
-
-    def _reconcile(self, session: "QmtSession") -> None:
-        """After a new session: re-query asset, positions, orders and trades, and emit what was missed while
-        the link was down (fills first, then order states). In-flight orders are matched by remark; an order
-        QMT never received is reported rejected, not sent again."""
-        asset = self.query_asset()
-        positions = self.query_positions()
-        xt_orders = self._query_list("query_stock_orders_async", "委托")
-        xt_trades = self._query_list("query_stock_trades_async", "成交")
-        with self._lock:
-            deliveries = self._settle_in_flight(xt_orders, self._link_failure in DEAD_LINK_CODES)
-            self._link_failure = ""
-            fills_before = len(self._state.delivered_fills)
-            for xt_trade in xt_trades:
-                deliveries += self._on_trade(QmtEvent("trade", session.session_id, xt_trade))
-            missed_fills = len(self._state.delivered_fills) - fills_before
-            for xt_order in xt_orders:
-                deliveries += self._on_order(QmtEvent("order", session.session_id, xt_order))
-            deliveries += self._release_parked_if_settled()
-        self._deliver(deliveries)
-        self._send_due_cancels()
-        self.last_error = ""
-        self._last_probe = time.monotonic()
-        self.health.set_state(LINK_CONNECTED)
-        self.health.alarm("QMT_RECONNECTED", f"已重新连接 miniQMT（会话 {session.session_id}）：可用资金 {asset.cash:.2f}，"
-                                             f"持仓 {len(positions)} 只，今日委托 {len(xt_orders)} 笔，补发成交回报 {missed_fills} 笔",
-                          logging.INFO, prefix="")
-
-    def _settle_in_flight(self, xt_orders: list, link_was_dead: bool = False) -> list["_Delivery"]:
-        """Orders sent before the drop whose answer never came: found by remark (or, when the counter strips
-        remarks, by a unique unmapped order with the same code/side/volume/price); else lost in transit.
-        `xt_orders` is the full list of today's orders queried on the new session. When the drop proved miniQMT
-        was not answering (`link_was_dead`) and it answered nothing after the send, a SELL absent from it was not
-        received (sent into the silence, its request died with the old session): it is settled as
-        undelivered at once, so a stop-loss can go out again within seconds instead of after
-        ORDER_UNKNOWN_SETTLE_SECONDS. The evidence: its native send returned, miniQMT answered nothing after it,
-        the old session was closed before the new one's query. Were it booked late after all, a sell-all twin is
-        refused by the counter (its shares are held by the first; no short selling) and the late report still
-        applies (LATE_BROKER_REPORT). A buy stays unknown (a late twin would spend the cash twice)."""
-        deliveries: list[_Delivery] = []
-        silent_since = self._last_answer_before_reconnect  # miniQMT answered nothing after this moment
-        in_flight, self._state.awaiting_response = self._state.awaiting_response, {}
-        unconfirmed, self._state.unconfirmed = self._state.unconfirmed, set()
-        overran, self._state.send_overran = self._state.send_overran | self._sending, set()
-        for client_id in list(in_flight.values()) + sorted(unconfirmed - set(in_flight.values())):
-            row = self._journal.get(client_id)
-            sent_at = self._sent_at.pop(client_id, None)
-            if row is None or row.order_id:
-                continue
-            if any(o.order_remark == client_id for o in xt_orders):
-                continue  # _on_order learns its id
-            twins = [o for o in xt_orders if not o.order_remark and self._journal.by_order_id(str(o.order_id)) is None
-                     and o.stock_code == row.stock_code and self._xt.side(o.order_type, o.offset_flag) is row.side
-                     and int(o.order_volume) == row.volume and abs(float(o.price) - row.price) < 1e-6]
-            if len(twins) == 1:
-                deliveries += self._learn_order_id(client_id, str(twins[0].order_id))
-            elif twins:
-                deliveries += self._order_changed(self._order_from_row(
-                    row, OrderStatus.UNKNOWN, "连接中断，无法确认委托是否送达，请在 miniQMT 中核对"))
-            elif (link_was_dead and row.side is Side.SELL and client_id not in overran and sent_at is not None
-                  and sent_at > silent_since):  # sent into the silence: miniQMT answered nothing after it
-                log.warning("卖单 %s 在连接失效期间发出，重连后 miniQMT 当日委托中查无此单，判定未送达（不会重发该单）", client_id)
-                deliveries += self._order_changed(self._order_from_row(row, OrderStatus.REJECTED, SELL_NOT_DELIVERED))
-            else:  # issue 25: maybe only booked late; the executor settles it by remark (never re-sent)
-                log.warning("委托 %s 重连后暂未在 miniQMT 查到，结果未知，继续按备注核对，不会重发", client_id)
-                deliveries += self._order_changed(self._order_from_row(row, OrderStatus.UNKNOWN, UNKNOWN_IN_FLIGHT))
-        return deliveries
-
-    # ---- mapping helpers (under self._lock) ------------------------------------------------------------------
-    def _client_id_for(self, remark: str, order_id: str) -> str:
-        if remark:
-            return remark
-        row = self._journal.by_order_id(order_id)
-        return row.client_id if row is not None else ""
-
-    def _resolve_or_park(self, event: "QmtEvent", remark: str, order_id: str) -> Optional[str]:
-        """Client id of a pushed order/trade. Without a remark and with orders still waiting for their
-        async response, the push may be one of ours whose id we do not know yet: park it until then."""
-        client_id = self._client_id_for(remark, order_id)
-        if client_id or not (self._state.awaiting_response or self._sending):
-            return client_id
-        self._state.parked.setdefault(order_id, []).append(event)
-        return None
-
-    def _learn_order_id(self, client_id: str, order_id: str) -> list["_Delivery"]:
-        """Record client id → order id; replay pushes parked for that id and send a cancel waiting for it."""
-        row = self._journal.get(client_id) if client_id else None
-        if row is None or row.order_id:
-            if row is not None and order_id not in (row.order_id, row.current_id):
-                log.warning("委托 %s 已对应券商编号 %s，忽略另一个编号 %s（备注重复？）", client_id, row.order_id, order_id)
-            return []
-        self._journal.set_order_id(client_id, order_id)
-        self._sent_at.pop(client_id, None)
-        if row.cancel_state == CANCEL_WAITING_FOR_ID and self._session is not None:
-            self._journal.set_cancel_state(client_id, CANCEL_SENT)
-            self._cancel_sent_at[client_id] = time.monotonic()
-            self._cancels_due.append((client_id, order_id))  # sent outside the lock (issue 25)
-        deliveries: list[_Delivery] = []
-        for parked in self._state.parked.pop(order_id, []):
-            deliveries += self._handle(parked)
-        return deliveries
-
-    def _release_parked_if_settled(self) -> list["_Delivery"]:
-        """With no order waiting for its response any more, parked pushes are not ours: deliver them as
-        external (client id '')."""
-        if self._state.awaiting_response or self._sending or not self._state.parked:
-            return []
-        parked, self._state.parked = self._state.parked, {}
-        deliveries: list[_Delivery] = []
-        for events in parked.values():
-            for event in events:
-                deliveries += self._handle(event)
-        return deliveries
-
-    def _order_changed(self, order: Order, news: bool = False) -> list["_Delivery"]:
-        """Deliver an order's new state once. `news`: deliver even when only the reason changed (a refused
-        cancel must reach the executor, whatever status message the working order already carried)."""
-        key = order.client_id or f"qmt:{order.order_id}"
-        state = (order.status, order.filled_volume, order.reason)
-        previous = self._state.last_orders.get(key)
-        if not news and previous is not None and previous[:2] == state[:2] and (
-                previous[2] == state[2] or previous[2] or not state[2]):
-            return []  # (news, e.g. every refused cancel, always goes through: issue 25)
-        self._state.last_orders[key] = state
-        if order.client_id and self._journal.get(order.client_id) is not None:
-            self._journal.set_state(order.client_id, order.status, order.filled_volume, order.reason, self._clock.now())
-        return [_Delivery(order=order)]
-
-    # ---- conversions -----------------------------------------------------------------------------------------
-    def _order_from_xt(self, xt_order, client_id: str) -> Optional[Order]:
-        side = self._xt.side(xt_order.order_type, getattr(xt_order, "offset_flag", None))
-        if side is None:
-            return None  # not a plain stock buy/sell (e.g. a credit or ETF creation order)
-        volume = int(xt_order.traded_volume)
-        return Order(client_id=client_id, stock_code=xt_order.stock_code, side=side, volume=int(xt_order.order_volume),
-                     price=float(xt_order.price), status=self._xt.order_status(int(xt_order.order_status)),
-                     order_id=str(xt_order.order_id), filled_volume=volume,
-                     filled_amount=round(float(xt_order.traded_price) * volume, 2),
-                     time=self._broker_time(xt_order.order_time), reason=str(xt_order.status_msg or ""))
-
-    def _order_from_row(self, row: MappedOrder, status: OrderStatus, reason: str, order_id: str = "") -> Order:
-        return Order(client_id=row.client_id, stock_code=row.stock_code, side=row.side, volume=row.volume,
-                     price=row.price, status=status, order_id=order_id or row.order_id,
-                     filled_volume=row.filled_volume, time=self._clock.now(), reason=reason)
-
-    def _fill_from_xt(self, xt_trade, client_id: str) -> Optional[Fill]:
-        side = self._xt.side(xt_trade.order_type, getattr(xt_trade, "offset_flag", None))
-        if side is None:
-            return None
-        row = self._journal.get(client_id) if client_id else None
-        order_id = row.order_id if row is not None and row.order_id else str(xt_trade.order_id)  # renumbering
-        traded_at = self._broker_time(xt_trade.traded_time)
-        fill = Fill(fill_id=fill_key(order_id, str(xt_trade.traded_id), traded_at), order_id=order_id,
-                    client_id=client_id, stock_code=xt_trade.stock_code, side=side,
-                    price=float(xt_trade.traded_price), volume=int(xt_trade.traded_volume), time=traded_at)
-        return self._journal.record_fill(fill, self._settings, float(getattr(xt_trade, "commission", 0.0) or 0.0))
-
-    def _broker_time(self, value) -> datetime:
-        """QMT stamps are Unix seconds (ms in some builds); 0 or garbage falls back to the clock."""
-        try:
-            stamp = float(value)
-        except (TypeError, ValueError):
-            return self._clock.now()
-        if stamp > 1e12:
-            stamp /= 1000.0
-        if stamp <= 0:
-            return self._clock.now()
-        return datetime.fromtimestamp(stamp, MARKET_TZ).replace(tzinfo=None)
 
     # ---- sessions and queries ----------------------------------------------------------------------------------
     def _open_session(self) -> QmtSession:
@@ -883,25 +487,3 @@ def _check_request(request: OrderRequest) -> None:
         raise OrderRejected("VOLUME_INVALID", f"委托数量无效：{request.volume}")
     if not request.price > 0:
         raise OrderRejected("PRICE_INVALID", f"委托价格无效：{request.price}")
-
-
-# ---- internals ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Delivery:
-    order: Optional[Order] = None
-    fill: Optional[Fill] = None
-
-
-@dataclass
-class _EventState:
-    """What the worker remembers between events (this process only; the journal has the rest)."""
-
-    awaiting_response: dict[tuple[int, int], str] = field(default_factory=dict)  # (session, seq) → client id
-    parked: dict[str, list[QmtEvent]] = field(default_factory=dict)  # order id → pushes waiting for their id
-    last_orders: dict[str, tuple] = field(default_factory=dict)  # key → (status, filled, reason) delivered
-    delivered_fills: set[str] = field(default_factory=set)
-    unconfirmed: set[str] = field(default_factory=set)  # client ids whose send raised: delivered or not unknown
-    send_overran: set[str] = field(default_factory=set)  # client ids whose native send never returned (timed out)
-    early_responses: dict[tuple[int, int], QmtEvent] = field(default_factory=dict)  # answers before the seq was known
-
-
