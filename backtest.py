@@ -11,10 +11,12 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
+import market_rules
 from backtesting.data import DataProblem
 from backtesting.engine import Slippage
 from backtesting.market import default_cache_dir
 from backtesting.report import Benchmark, format_details, format_table
+from backtesting.data import load_events
 from backtesting.run import BacktestRun, build_settings, read_stock_params, run_backtest
 from persistence.config_store import ConfigError
 from core.models import TradingError
@@ -75,6 +77,11 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
         return 2
     for warning in warnings:
         print(f"参数提醒：{warning}", file=stderr)
+    try:  # issue 28: the same T+0 list and listing dates as the daemon (T0_ETF_FILE, LISTING_DATES_FILE)
+        market_rules.use_instrument_data(market_rules.instrument_data_from_config(settings))
+    except ValueError as exc:
+        print(f"回测失败：{exc}", file=stderr)
+        return 2
     try:
         stock_params = read_stock_params(args.stock_params, settings) if args.stock_params else None
     except ConfigError as exc:
@@ -86,10 +93,11 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout, stde
     try:
         benchmark = Benchmark.read(args.benchmark) if args.benchmark else None
         cache = None if args.no_cache else (args.cache or default_cache_dir())
+        events = load_events(args.events) if args.events else None  # issue 28: raw bars + ex-rights events
         run = run_backtest(args.data, settings, codes, args.start, args.end, args.out, plot=not args.no_plot,
                            progress=ProgressBar(stderr), cache_dir=cache, workers=args.workers,
                            load_progress=ProgressBar(stderr, label="读取行情", unit="个文件"),
-                           stock_params=stock_params, slippage=args.slippage, benchmark=benchmark)
+                           stock_params=stock_params, slippage=args.slippage, benchmark=benchmark, events=events)
     except (TradingError, ConfigError, ValueError) as exc:
         print(f"回测失败：{exc}", file=stderr)
         return 2
@@ -113,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="覆盖单个参数，可重复，如 --set ENABLE_MA_FILTER=false")
     parser.add_argument("--stock-params", help="个股参数 JSON 文件：{\"600036.SH\": {\"STOP_LOSS_RATIO\": -0.05}, ...}，"
                                                "只覆盖该股票（与守护进程的个股参数相同的键和校验）")
+    parser.add_argument("--events", help="除权除息事件 CSV（code,ex_date,cash_per_share,shares_per_share），"
+                                         "用于不复权日线：除权日开盘前按因子调整持仓价位、送股与现金红利")
     parser.add_argument("--no-plot", action="store_true", help="不生成 equity.png")
     parser.add_argument("--cache", help="校验后行情的缓存目录（按文件内容索引），默认 ~/.cache/miniqmt-backtest")
     parser.add_argument("--no-cache", action="store_true", help="不使用也不写入行情缓存")

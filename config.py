@@ -3,7 +3,7 @@ its defaults from them, and the validation of a full set of values.
 
 Edit the `NAME = value` lines right below (like the original system's `ENABLE_SIMULATION_MODE = True`) and
 restart; `import config; config.ENABLE_AUTO_TRADING` gives the value written here. Changes made from the web
-page are stored separately (`config_store`) and override these values until reset there."""
+page are stored separately (`persistence.config_store`) and override these values until reset there."""
 from __future__ import annotations
 
 import math
@@ -119,6 +119,17 @@ ST_LIMIT_PCT = 0.10  # 生效日起主板 ST/*ST 的涨跌幅（需重启）
 HOLIDAYS_FILE = ''  # 节假日文件：每行一个交易所公布的休市日 YYYY-MM-DD（# 后为注释），补充 exchange_calendars 尚未收录的年份；留空不用（需重启）
 CALENDAR_WARN_DAYS = 30  # 已知交易日历剩余天数不超过此值时，启动时提醒补充节假日（天）（需重启）
 
+# ==== 品种规则（issue 28）：可转债、T+0 基金、北交所、新股（交易所规则见 market_rules.py；券商不同的数字在这里）
+BOND_COMMISSION_RATE = 0.0001  # 可转债佣金费率（双向；券商不同，常见万0.5~万1）
+BOND_MIN_COMMISSION = 0.0  # 可转债每笔最低佣金（元；多数券商不收最低 5 元）
+T0_ETF_FILE = ''  # T+0（当日回转）基金表 CSV（列 code,name,kind）；留空用程序自带的 market/t0_etfs.csv（需重启）
+LISTING_DATES_FILE = ''  # 上市日期表 CSV（列 code,listing_date），用于新股上市前几日无涨跌幅限制；留空则实盘取 miniQMT 的上市日期，未知的按已上市股票处理（需重启）
+
+# ==== 除权除息（issue 28）：除权日开盘前按因子调整本程序自己的价位（最高价、成本、补仓基准、网格、盯盘价格）
+EX_RIGHTS_EVENTS_FILE = ''  # 除权除息事件文件 CSV（列 code,ex_date,cash_per_share,shares_per_share[,rights_per_share,rights_price,factor]，每股元/每股股数），回放不复权日线时使用；留空不用（需重启）
+EX_RIGHTS_FROM_XTDATA = True  # 实盘：从 miniQMT 行情（xtdata 分红送转数据）读取除权除息事件（需重启）
+EX_RIGHTS_GAP_ALARM = True  # 持仓股票开盘跳空超过涨跌停幅度而没有已知的除权除息事件时报警（可能缺少数据）
+
 # ==== 模拟交易
 SIMULATION_BALANCE = 1_000_000.0  # 模拟账户初始资金（元）（需重启）
 SIMULATION_IGNORE_TRADING_HOURS = True  # 模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）
@@ -172,6 +183,7 @@ DOCTOR_CLOCK_TOLERANCE_SECONDS = 5.0  # 系统诊断：本机时钟与参考时�
 DOCTOR_MIN_FREE_MB = 500.0  # 系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警
 DOCTOR_LOG_DIR_WARN_MB = 1_000.0  # 系统诊断：日志目录超过该大小（MB）即提醒
 DOCTOR_BROKER_TIMEOUT = 5.0  # 系统诊断：连接 miniQMT 并查询账户的时限（秒）
+DOCTOR_GATEWAY_SLOW_MS = 200.0  # 系统诊断：BROKER = remote 时，到网关的往返超过该毫秒数即提醒（issue 30）
 
 # ==== 通知与定时任务
 NOTIFY_URLS = []  # 配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；网页中也可添加（需重启）
@@ -194,6 +206,24 @@ JOB_POST_CLOSE_TIME = '15:05'  # 盘后任务时间 HH:MM：账户快照、每�
 JOB_NIGHTLY_TIME = '20:00'  # 夜间维护时间 HH:MM：数据库备份与检查、日志清理
 BACKUP_RETENTION_DAYS = 7  # 数据库备份保留天数
 
+# ==== 远程网关（issue 30）：Windows 机器上的 qmt_gateway（python qmt_gateway.py）与守护进程的 BROKER = remote
+GATEWAY_BROKER = 'miniqmt'  # qmt_gateway 包装的券商接口：miniqmt（极简模式）/ bigqmt（大QMT桥接策略）（需重启网关）
+GATEWAY_HOST = '127.0.0.1'  # qmt_gateway 监听的地址；默认只允许本机，局域网访问填 0.0.0.0 或本机网卡地址（需重启网关）
+GATEWAY_PORT = 5800  # qmt_gateway 监听的端口（需重启网关）
+GATEWAY_TOKEN = ''  # qmt_gateway 的访问令牌（至少 16 个字符）；留空则自动生成并保存在网关数据目录的 gateway_token 文件中（不会写入日志）（需重启网关）
+GATEWAY_ALLOWED_CLIENTS = ['127.0.0.1', '::1']  # 允许访问 qmt_gateway 的客户端地址或网段，如 192.168.1.10、192.168.1.0/24（需重启网关）
+GATEWAY_READ_ONLY = False  # 网关只读模式：只提供查询、行情和事件，拒绝委托与撤单（给不应交易的看板用）（需重启网关）
+GATEWAY_TIME_WINDOW = 30.0  # 请求时间戳与网关时钟允许相差的秒数（超出即拒绝，防重放）（需重启网关）
+GATEWAY_EVENT_WAIT = 20.0  # 事件长轮询在网关上最多挂起的秒数（需重启网关）
+GATEWAY_EVENT_BATCH = 500  # 一次应答最多携带的事件条数（需重启网关）
+GATEWAY_THREADS = 16  # qmt_gateway 处理请求的线程数（需重启网关）
+GATEWAY_LINK_CHECK_INTERVAL = 1.0  # 网关检查券商连接状态变化的间隔（秒）（需重启网关）
+GATEWAY_REQUEST_TIMEOUT = 5.0  # 守护进程：一次网关请求的最长等待（秒）；委托超时即为结果未知（按备注核对，重试不会重复下单）（需重启）
+GATEWAY_PROBE_INTERVAL = 2.0  # 守护进程：无事件时每隔该秒数探测一次网关是否存活（事件长轮询的挂起时长）（需重启）
+GATEWAY_RECONNECT_FIRST_DELAY = 0.5  # 守护进程：与网关断开后第一次重连前的等待（秒），之后每次翻倍（需重启）
+GATEWAY_RECONNECT_MAX_DELAY = 10.0  # 守护进程：重连网关等待的上限（秒）（需重启）
+GATEWAY_READER = 'daemon'  # 守护进程：在网关上的事件读者名（字母数字）；同一网关的每个读者（交易守护进程、只读看板）须用不同的名字，各自接收全部事件（需重启）
+
 # ==== 券商调用限时、熔断、存储与 Web 连接（issue 21）
 BROKER_CALL_TIMEOUT = 10.0  # 券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商核对，不会自动重发
 QMT_QUERY_TIMEOUT = 10.0  # 实盘：向 miniQMT 查询资产、持仓、委托的最长等待（秒）（需重启）
@@ -213,6 +243,25 @@ WEB_IDLE_TIMEOUT = 30.0  # 空闲连接超过该时间（秒）即关闭（需�
 WEB_REQUEST_READ_TIMEOUT = 10.0  # 连接须在该秒数内送完一个完整请求，否则关闭（防止慢速连接占满服务）（需重启）
 WEB_SSE_PER_CLIENT = 3  # 同一客户端地址最多同时打开的实时推送连接数
 
+# ==== 大QMT桥接（issue 29）
+BIGQMT_HOST = '127.0.0.1'  # BROKER = bigqmt 时：大QMT 中桥接策略监听的地址（只用本机回环地址）（需重启）
+BIGQMT_PORT = 58610  # BROKER = bigqmt 时：桥接策略监听的端口，须与策略文件中的 PORT 一致（需重启）
+BIGQMT_TRANSPORT = 'tcp'  # 与桥接策略的通信方式：tcp（本机 TCP，默认）/ folder（文件夹，大QMT 不能加载 socket 模块时用），须与策略文件中的 TRANSPORT 一致（需重启）
+BIGQMT_FOLDER = 'C:/qmt_daemon_bridge'  # BIGQMT_TRANSPORT = folder 时的文件夹，须与策略文件中的 FOLDER 一致（需重启）
+BIGQMT_CONNECT_TIMEOUT = 5.0  # 连接大QMT 桥接策略并核对版本的最长等待（秒）（需重启）
+BIGQMT_CANCEL_VERIFY_SECONDS = 10.0  # 撤单后桥接策略观察委托状态的时长（秒），届时仍未变为已撤即报告撤单未生效
+
+# ==== 闲置资金（issue 28）：新股新债申购与隔夜国债逆回购，默认关闭，只在实盘账户运行（市场规则与出处见 chores/rules.py）
+ENABLE_IPO_SUBSCRIBE = False  # 每个交易日按券商给的额度申购当日全部（或筛选后的）新股、新债，并检查中签（只在实盘账户运行）
+IPO_SUBSCRIBE_TIME = '10:00'  # 申购任务时间 HH:MM（行情时钟，须在交易时段内）；同一任务检查此前申购的中签
+IPO_SUBSCRIBE_KINDS = ['stock', 'bond']  # 申购哪些品种：stock 新股、bond 新债（可转债、可交换债）
+IPO_SUBSCRIBE_EXCLUDE = []  # 不申购的申购代码或名称（如 732123.SH、某某转债），完全相同才排除
+IPO_ALLOTMENT_DAYS = 5  # 申购后在多少个交易日内检查中签（结果在 T+2 公布，多留几天余量）
+ENABLE_REPO = False  # 在 REPO_TIME 把多余的可用资金做隔夜国债逆回购（只在实盘账户运行）
+REPO_TIME = '14:55'  # 逆回购任务时间 HH:MM（行情时钟；逆回购交易到 15:30）
+REPO_KEEP_CASH = 10000.0  # 逆回购后至少留下的可用资金（元）；另扣除未成交买单、次日计划买入与中签待缴款
+REPO_CODES = ['204001.SH', '131810.SZ']  # 可用的逆回购代码（1 天期：沪市 204001.SH、深市 131810.SZ），利率相同取靠前的
+
 # ============================================================================================================
 # Metadata: every parameter above with its type, range, meaning and group. A new parameter needs both a
 # `NAME = value  # 含义` line above and a `_p("NAME", NAME, ...)` row below (test_config_file checks the pairing).
@@ -224,6 +273,9 @@ G_ORDER_FILES, G_DOCTOR = "委托文件", "系统诊断"  # issue 19
 G_NOTIFY = "通知与定时任务"  # issue 16
 G_MARKET = "市场规则"  # issue 33
 G_PROTECTION = "保护保证"  # issue 25
+G_GATEWAY = "远程网关"  # issue 30
+G_BIGQMT = "大QMT桥接"  # issue 29
+G_CHORES = "闲置资金"  # issue 28 §3
 
 
 @dataclass(frozen=True)
@@ -357,6 +409,21 @@ PARAMS: tuple[Param, ...] = (
        "exchange_calendars 尚未收录的年份；留空不用", G_MARKET, restart=True),
     _p("CALENDAR_WARN_DAYS", CALENDAR_WARN_DAYS, "int", "已知交易日历剩余天数不超过此值时，启动时提醒补充节假日（天）", G_MARKET,
        0, 366, restart=True),
+    # ---- instruments (issue 28)
+    _p("BOND_COMMISSION_RATE", BOND_COMMISSION_RATE, "float", "可转债佣金费率（双向；券商不同，常见万0.5~万1）", G_FEES, 0.0, 0.003),
+    _p("BOND_MIN_COMMISSION", BOND_MIN_COMMISSION, "float", "可转债每笔最低佣金（元；多数券商不收最低 5 元）", G_FEES, 0.0, 100),
+    _p("T0_ETF_FILE", T0_ETF_FILE, "str", "T+0（当日回转）基金表 CSV（列 code,name,kind）；留空用程序自带的 market/t0_etfs.csv",
+       G_MARKET, restart=True),
+    _p("LISTING_DATES_FILE", LISTING_DATES_FILE, "str", "上市日期表 CSV（列 code,listing_date），用于新股上市前几日无涨跌幅限制；"
+       "留空则实盘取 miniQMT 的上市日期，未知的按已上市股票处理", G_MARKET, restart=True),
+    # ---- ex-rights days (issue 28)
+    _p("EX_RIGHTS_EVENTS_FILE", EX_RIGHTS_EVENTS_FILE, "str", "除权除息事件文件 CSV（列 code,ex_date,cash_per_share,"
+       "shares_per_share[,rights_per_share,rights_price,factor]，每股元/每股股数），回放不复权日线时使用；留空不用", G_DATA,
+       restart=True),
+    _p("EX_RIGHTS_FROM_XTDATA", EX_RIGHTS_FROM_XTDATA, "bool", "实盘：从 miniQMT 行情（xtdata 分红送转数据）读取除权除息事件",
+       G_DATA, restart=True),
+    _p("EX_RIGHTS_GAP_ALARM", EX_RIGHTS_GAP_ALARM, "bool", "持仓股票开盘跳空超过涨跌停幅度而没有已知的除权除息事件时报警（可能缺少数据）",
+       G_DATA),
     # ---- simulation
     _p("SIMULATION_BALANCE", SIMULATION_BALANCE, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
     _p("SIMULATION_IGNORE_TRADING_HOURS", SIMULATION_IGNORE_TRADING_HOURS, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）",
@@ -436,6 +503,8 @@ PARAMS: tuple[Param, ...] = (
     _p("DOCTOR_MIN_FREE_MB", DOCTOR_MIN_FREE_MB, "float", "系统诊断：数据目录所在磁盘剩余空间低于该值（MB）即报警", G_DOCTOR, 1, 1e7),
     _p("DOCTOR_LOG_DIR_WARN_MB", DOCTOR_LOG_DIR_WARN_MB, "float", "系统诊断：日志目录超过该大小（MB）即提醒", G_DOCTOR, 1, 1e7),
     _p("DOCTOR_BROKER_TIMEOUT", DOCTOR_BROKER_TIMEOUT, "float", "系统诊断：连接 miniQMT 并查询账户的时限（秒）", G_DOCTOR, 0.5, 60),
+    _p("DOCTOR_GATEWAY_SLOW_MS", DOCTOR_GATEWAY_SLOW_MS, "float", "系统诊断：BROKER = remote 时，到网关的往返超过该毫秒数即提醒",
+       G_DOCTOR, 1, 60_000),
     # ---- issue 16: notifications, scheduled jobs, the daily report
     _p("NOTIFY_URLS", NOTIFY_URLS, "str_list", "配置文件中的通知渠道（apprise 地址，如 mailto://…、json://…），接收全部事件；"
        "网页中也可添加", G_NOTIFY, restart=True, secret=True),
@@ -463,6 +532,34 @@ PARAMS: tuple[Param, ...] = (
     _p("JOB_POST_CLOSE_TIME", JOB_POST_CLOSE_TIME, "str", "盘后任务时间 HH:MM：账户快照、每日报告", G_NOTIFY),
     _p("JOB_NIGHTLY_TIME", JOB_NIGHTLY_TIME, "str", "夜间维护时间 HH:MM：数据库备份与检查、日志清理", G_NOTIFY),
     _p("BACKUP_RETENTION_DAYS", BACKUP_RETENTION_DAYS, "int", "数据库备份保留天数", G_NOTIFY, 1, 3650),
+    # ---- remote gateway (issue 30)
+    _p("GATEWAY_BROKER", GATEWAY_BROKER, "choice", "qmt_gateway 包装的券商接口：miniqmt（极简模式）/ bigqmt（大QMT桥接策略）",
+       G_GATEWAY, choices=("miniqmt", "bigqmt"), restart=True),
+    _p("GATEWAY_HOST", GATEWAY_HOST, "str", "qmt_gateway 监听的地址；默认只允许本机，局域网访问填 0.0.0.0 或本机网卡地址", G_GATEWAY,
+       restart=True),
+    _p("GATEWAY_PORT", GATEWAY_PORT, "int", "qmt_gateway 监听的端口", G_GATEWAY, 1, 65535, restart=True),
+    _p("GATEWAY_TOKEN", GATEWAY_TOKEN, "str", "qmt_gateway 的访问令牌（至少 16 个字符）；留空则自动生成并保存在网关数据目录的 "
+       "gateway_token 文件中", G_GATEWAY, restart=True, secret=True),
+    _p("GATEWAY_ALLOWED_CLIENTS", GATEWAY_ALLOWED_CLIENTS, "str_list", "允许访问 qmt_gateway 的客户端地址或网段，如 192.168.1.10、"
+       "192.168.1.0/24", G_GATEWAY, restart=True),
+    _p("GATEWAY_READ_ONLY", GATEWAY_READ_ONLY, "bool", "网关只读模式：只提供查询、行情和事件，拒绝委托与撤单", G_GATEWAY, restart=True),
+    _p("GATEWAY_TIME_WINDOW", GATEWAY_TIME_WINDOW, "float", "请求时间戳与网关时钟允许相差的秒数（超出即拒绝，防重放）", G_GATEWAY,
+       1, 600, restart=True),
+    _p("GATEWAY_EVENT_WAIT", GATEWAY_EVENT_WAIT, "float", "事件长轮询在网关上最多挂起的秒数", G_GATEWAY, 0.5, 120, restart=True),
+    _p("GATEWAY_EVENT_BATCH", GATEWAY_EVENT_BATCH, "int", "一次应答最多携带的事件条数", G_GATEWAY, 1, 10000, restart=True),
+    _p("GATEWAY_THREADS", GATEWAY_THREADS, "int", "qmt_gateway 处理请求的线程数", G_GATEWAY, 2, 64, restart=True),
+    _p("GATEWAY_LINK_CHECK_INTERVAL", GATEWAY_LINK_CHECK_INTERVAL, "float", "网关检查券商连接状态变化的间隔（秒）", G_GATEWAY,
+       0.01, 60, restart=True),
+    _p("GATEWAY_REQUEST_TIMEOUT", GATEWAY_REQUEST_TIMEOUT, "float", "守护进程：一次网关请求的最长等待（秒）；委托超时即为结果未知"
+       "（按备注核对，重试不会重复下单）", G_GATEWAY, 0.5, 120, restart=True),
+    _p("GATEWAY_PROBE_INTERVAL", GATEWAY_PROBE_INTERVAL, "float", "守护进程：无事件时每隔该秒数探测一次网关是否存活（事件长轮询的"
+       "挂起时长）", G_GATEWAY, 0.2, 60, restart=True),
+    _p("GATEWAY_RECONNECT_FIRST_DELAY", GATEWAY_RECONNECT_FIRST_DELAY, "float", "守护进程：与网关断开后第一次重连前的等待（秒），"
+       "之后每次翻倍", G_GATEWAY, 0.05, 60, restart=True),
+    _p("GATEWAY_RECONNECT_MAX_DELAY", GATEWAY_RECONNECT_MAX_DELAY, "float", "守护进程：重连网关等待的上限（秒）", G_GATEWAY,
+       0.1, 600, restart=True),
+    _p("GATEWAY_READER", GATEWAY_READER, "str", "守护进程：在网关上的事件读者名（字母数字）；同一网关的每个读者（交易守护进程、"
+       "只读看板）须用不同的名字，各自接收全部事件", G_GATEWAY, restart=True),
     # ---- issue 21: broker deadline, circuit breakers (defaults far below the exchanges' thresholds for
     # programmatic trading: 300 orders + cancels per second or 20,000 per day for one account), storage, web limits
     _p("BROKER_CALL_TIMEOUT", BROKER_CALL_TIMEOUT, "float", "券商接口单次调用的最长等待（秒）；超时的委托记为状态未知并与券商"
@@ -497,6 +594,33 @@ PARAMS: tuple[Param, ...] = (
     _p("WEB_REQUEST_READ_TIMEOUT", WEB_REQUEST_READ_TIMEOUT, "float", "连接须在该秒数内送完一个完整请求，否则关闭（防止慢速连接"
        "占满服务）", G_WEB, 1, 600, restart=True),
     _p("WEB_SSE_PER_CLIENT", WEB_SSE_PER_CLIENT, "int", "同一客户端地址最多同时打开的实时推送连接数", G_WEB, 1, 16),
+    # ---- issue 29: the big-QMT bridge (bigqmt/)
+    _p("BIGQMT_HOST", BIGQMT_HOST, "str", "BROKER = bigqmt 时：大QMT 中桥接策略监听的地址（只用本机回环地址）", G_BIGQMT, restart=True),
+    _p("BIGQMT_PORT", BIGQMT_PORT, "int", "BROKER = bigqmt 时：桥接策略监听的端口，须与策略文件中的 PORT 一致", G_BIGQMT, 1, 65535,
+       restart=True),
+    _p("BIGQMT_TRANSPORT", BIGQMT_TRANSPORT, "choice", "与桥接策略的通信方式：tcp（本机 TCP，默认）/ folder（文件夹，大QMT 不能加载"
+       " socket 模块时用），须与策略文件中的 TRANSPORT 一致", G_BIGQMT, choices=("tcp", "folder"), restart=True),
+    _p("BIGQMT_FOLDER", BIGQMT_FOLDER, "str", "BIGQMT_TRANSPORT = folder 时的文件夹，须与策略文件中的 FOLDER 一致", G_BIGQMT,
+       restart=True),
+    _p("BIGQMT_CONNECT_TIMEOUT", BIGQMT_CONNECT_TIMEOUT, "float", "连接大QMT 桥接策略并核对版本的最长等待（秒）", G_BIGQMT, 0.5, 120,
+       restart=True),
+    _p("BIGQMT_CANCEL_VERIFY_SECONDS", BIGQMT_CANCEL_VERIFY_SECONDS, "float", "撤单后桥接策略观察委托状态的时长（秒），届时仍未变为"
+       "已撤即报告撤单未生效", G_BIGQMT, 1, 120),
+    # ---- issue 28 §3: idle cash chores (chores/)
+    _p("ENABLE_IPO_SUBSCRIBE", ENABLE_IPO_SUBSCRIBE, "bool", "每个交易日按券商给的额度申购当日全部（或筛选后的）新股、新债，"
+       "并检查中签（只在实盘账户运行）", G_CHORES),
+    _p("IPO_SUBSCRIBE_TIME", IPO_SUBSCRIBE_TIME, "str", "申购任务时间 HH:MM（行情时钟，须在交易时段内）；同一任务检查此前申购的中签",
+       G_CHORES),
+    _p("IPO_SUBSCRIBE_KINDS", IPO_SUBSCRIBE_KINDS, "str_list", "申购哪些品种：stock 新股、bond 新债（可转债、可交换债）", G_CHORES),
+    _p("IPO_SUBSCRIBE_EXCLUDE", IPO_SUBSCRIBE_EXCLUDE, "str_list", "不申购的申购代码或名称（如 732123.SH、某某转债），完全相同才排除",
+       G_CHORES),
+    _p("IPO_ALLOTMENT_DAYS", IPO_ALLOTMENT_DAYS, "int", "申购后在多少个交易日内检查中签（结果在 T+2 公布，多留几天余量）", G_CHORES,
+       2, 30),
+    _p("ENABLE_REPO", ENABLE_REPO, "bool", "在 REPO_TIME 把多余的可用资金做隔夜国债逆回购（只在实盘账户运行）", G_CHORES),
+    _p("REPO_TIME", REPO_TIME, "str", "逆回购任务时间 HH:MM（行情时钟；逆回购交易到 15:30）", G_CHORES),
+    _p("REPO_KEEP_CASH", REPO_KEEP_CASH, "float", "逆回购后至少留下的可用资金（元）；另扣除未成交买单、次日计划买入与中签待缴款",
+       G_CHORES, 0, 1e10),
+    _p("REPO_CODES", REPO_CODES, "str_list", "可用的逆回购代码（1 天期：沪市 204001.SH、深市 131810.SZ），利率相同取靠前的", G_CHORES),
 )
 
 MIN_API_TOKEN_LENGTH = 16
@@ -612,7 +736,7 @@ def _cross_errors(v: Mapping[str, Any]) -> dict[str, str]:
         errors["GRID_STOP_LOSS_RATIO"] = "网格止损率必须小于 0"
     if not _is_iso_date(str(v.get("ST_LIMIT_CHANGE_DATE", ""))):
         errors["ST_LIMIT_CHANGE_DATE"] = "ST_LIMIT_CHANGE_DATE 必须是 YYYY-MM-DD 格式的日期，如 2026-07-06"
-    for key in ("JOB_PRE_OPEN_TIME", "JOB_POST_CLOSE_TIME", "JOB_NIGHTLY_TIME"):  # issue 16
+    for key in ("JOB_PRE_OPEN_TIME", "JOB_POST_CLOSE_TIME", "JOB_NIGHTLY_TIME", "IPO_SUBSCRIBE_TIME", "REPO_TIME"):
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v.get(key, "00:00"))):
             errors[key] = f"{key} 必须是 HH:MM 格式的时间，如 09:00"
     return errors

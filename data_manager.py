@@ -17,6 +17,8 @@ import pandas as pd
 
 import market_rules
 import qmt.xtquant_import as xtquant_import
+from market import ex_rights
+from market.adjusted_bars import ForwardAdjustedBars
 from market.bar_store import BarStore, DailyBar
 from indicator_calculator import IndicatorCalculator
 from market.clock import Clock, RealClock, ReplayClock
@@ -290,11 +292,21 @@ def build_data_manager(settings, data_dir: Path, calendar=None,
     the account's last trading day, after which the replay resumes (time never runs backwards)."""
     db = Database(Path(data_dir) / MARKET_DB_NAME)
     bar_store = BarStore(db)
-    indicators = IndicatorCalculator(bar_store)
+    events = _file_events(settings)
+    # raw bars + known events: the indicators read forward-adjusted closes (no false cross on an ex-date, issue 28)
+    indicators = IndicatorCalculator(ForwardAdjustedBars(bar_store, events) if events else bar_store, db)
     bar_store.subscribe(indicators.update)
     choice = settings.get("DATA_SOURCE")
     calendar = calendar or market_rules.DEFAULT_CALENDAR
 
+    if choice == "auto" and settings.get("BROKER") == "remote" and not settings.get("ENABLE_SIMULATION_MODE"):
+        from gateway.quote_source import RemoteQuoteSource  # issue 30: the gateway's miniQMT quotes
+
+        clock = RealClock(calendar)
+        manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store,
+                              RemoteQuoteSource.from_settings(settings, clock), indicators)
+        if _started(manager, keep_on_failure=True):
+            return manager, clock
     if choice == "auto" and not xtquant_import.data_native_available():  # Linux, macOS: no miniQMT here
         log.info("%s", xtquant_import.unavailable_note("mootdx 行情" if settings.get("MOOTDX_SERVER") else "回放行情"))
     elif choice in ("auto", "xtquant"):
@@ -313,7 +325,7 @@ def build_data_manager(settings, data_dir: Path, calendar=None,
                               MootdxSource(settings, clock, bar_store, Path(data_dir)), indicators)
         if _started(manager, keep_on_failure=choice == "mootdx"):
             return manager, clock
-    return _replay_manager(settings, bar_store, indicators, calendar, account_guard)
+    return _replay_manager(settings, bar_store, indicators, calendar, account_guard, events)
 
 
 def _started(manager: DataManager, keep_on_failure: bool) -> bool:
@@ -331,6 +343,20 @@ def _started(manager: DataManager, keep_on_failure: bool) -> bool:
         return False
 
 
+def _file_events(settings) -> dict:
+    """The ex-rights events of EX_RIGHTS_EVENTS_FILE per code (a replay's reference prices and the indicators'
+    forward adjustment, issue 28 §2); none when unset or unreadable (the ex-rights keeper then refuses the
+    start, naming the bad line)."""
+    path = str(settings.get("EX_RIGHTS_EVENTS_FILE") or "")
+    if not path:
+        return {}
+    try:
+        return ex_rights.events_by_code(ex_rights.parse_events(Path(path).read_text(encoding="utf-8-sig"), path))
+    except (OSError, ValueError) as exc:
+        log.error("除权除息文件 %s 无法读取（%s），除权日前收盘价与技术指标不按除权调整", path, exc)
+        return {}
+
+
 def _replay_pace(settings, progress: ReplayProgress, days: list, start_index: int) -> Optional[ReplayPace]:
     """REPLAY_CLOCK_ORIGIN (set by the account supervisor) aligns this replay with its siblings'."""
     origin = float(settings.get("REPLAY_CLOCK_ORIGIN") or 0.0)
@@ -341,7 +367,8 @@ def _replay_pace(settings, progress: ReplayProgress, days: list, start_index: in
 
 
 def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculator, calendar,
-                    account_guard: Optional[Callable[[str], Optional[date]]] = None) -> tuple[DataManager, Clock]:
+                    account_guard: Optional[Callable[[str], Optional[date]]] = None,
+                    events: Optional[dict] = None) -> tuple[DataManager, Clock]:
     folder = str(settings.get("REPLAY_DATA_DIR") or "")
     if folder:
         path = Path(folder)
@@ -362,7 +389,8 @@ def _replay_manager(settings, bar_store: BarStore, indicators: IndicatorCalculat
         raise DataUnavailable("REPLAY_FINISHED", f"回放数据已全部播放完毕（{feed.label}），"
                                                  f"如需重新开始请换一个数据目录（--data-dir）")
     clock = ReplayClock(ReplaySource.start_moment(days, start_index), calendar)
-    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record, pace=pace)
+    source = ReplaySource(settings, clock, feed, days, start_index, on_day_start=progress.record, pace=pace,
+                          events=events)
     manager = DataManager(settings, clock, QuoteHub(settings, clock), bar_store, source, indicators)
     manager.start()
     log.info("行情来源：%s，从 %s 开始回放", source.label, days[start_index])

@@ -14,14 +14,18 @@ from typing import Any, Callable, Iterable, NoReturn, Optional
 
 import config
 from qmt.broker_guard import OutcomeUnknown
+from qmt.broker_setup import connected, trading_db
 from market.clock import Clock, RealClock
 from core.models import (Asset, BrokerListener, BrokerPosition, BrokerUnavailable, Fill, Order, OrderRejected,
                     OrderRequest, OrderStatus)
 from qmt.account import AccountConfig, load_account_config, resolve_qmt_path
-from qmt.events import Delivery, EventState, QmtEventHandling
-from qmt.link import LINK_CONNECTED, LINK_DISCONNECTED, LINK_UNHEALTHY, LinkHealth, overdue, probe_due
+from qmt.delivery import Delivery
+from qmt.events import EventState, QmtEventHandling
+from qmt.link import LINK_CONNECTED, LINK_UNHEALTHY, LinkHealth, overdue, probe_due
+from qmt.link_worker import LinkLifecycle
 from qmt.order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, QmtOrderJournal
 from qmt.reconcile import QmtReconciliation
+from qmt.offerings import QmtOfferings, price_choice  # issue 28 §3
 # re-exported: callers and tests import the settle reasons from the face
 from qmt.reconcile import DEAD_LINK_CODES, SELL_NOT_DELIVERED, UNKNOWN_IN_FLIGHT  # noqa: F401
 from qmt.session import (QmtEvent, QmtSession, SendTimeout, XtApi, load_xt_api, open_session, random_session_ids,
@@ -61,26 +65,23 @@ def connect_live_broker(settings, data_dir: Path, db: Optional[Database] = None,
     xt = load_xt_api()
     account = load_account_config(account_config_path or PROJECT_DIR / "account_config.json")
     qmt_path = resolve_qmt_path(account.qmt_path, qmt_candidates)
-    owns_db = db is None
-    db = db or Database(Path(data_dir) / "trading.db")
+    db, owns_db = trading_db(data_dir, db)
     trader = EasyQmtTrader(db, settings, clock or RealClock(), account, qmt_path,
                            timings=timings or BrokerTimings.from_settings(settings), xt=xt)
     trader.owns_db = owns_db
-    try:
-        trader.connect()
-    except BaseException:
-        trader.close()
-        raise
-    return trader
+    return connected(trader)
 
 
-class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
+class EasyQmtTrader(QmtReconciliation, QmtEventHandling, QmtOfferings, LinkLifecycle):
     """core.models.Broker over miniQMT. Threads: xttrader's push thread (our callback only enqueues), the
     `qmt-events` worker (delivers events, reconnects), and callers of the Broker methods. Reading the pushes is
     `qmt.events.QmtEventHandling`, recovering a dropped link `qmt.reconcile.QmtReconciliation` (mixins on this
     state); this class sends, queries, supervises the link and runs the worker."""
 
     mode = "live"
+    _log = log
+    _closed_text = "已断开 miniQMT"
+    _worker_error_text = "处理 miniQMT 回报时出错"
 
     def __init__(self, db: Database, settings, clock: Clock, account: AccountConfig, qmt_path: Path | str, *,
                  timings: BrokerTimings = BrokerTimings(), xt: Optional[XtApi] = None,
@@ -167,7 +168,8 @@ class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
         try:
             seq = self._native_send(lambda: session.trader.order_stock_async(
                 session.account, request.stock_code, xt.order_type(request.side), int(request.volume),
-                xt.price_type(self.account.price_type, request.stock_code), float(request.price),
+                xt.price_type(price_choice(request.rule, self.account.price_type), request.stock_code),
+                float(request.price),
                 request.rule.value, request.client_id), "委托")
         except Exception as exc:
             self._send_outcome_unknown(request.client_id, exc)
@@ -294,23 +296,18 @@ class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
                                             "已按查询补记（不会重复记账），重连以恢复推送")
         return fills
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        self._events.put(QmtEvent("stop", 0, None))
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(self._timings.close_timeout)
+    # ---- closing (LinkLifecycle.close) ----------------------------------------------------------------------
+    def _stop_item(self) -> QmtEvent:
+        return QmtEvent("stop", 0, None)
+
+    def _close_timeout(self) -> float:
+        return self._timings.close_timeout
+
+    def _drop_link(self) -> None:
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
             session.shutdown()
-        if self.owns_db:
-            self._db.close()
-        self.health.set_state(LINK_DISCONNECTED)
-        log.info("已断开 miniQMT")
 
     # ---- status for the web page ----------------------------------------------------------------------------
     def connection_status(self) -> dict:
@@ -318,15 +315,6 @@ class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
         return {"connected": self.is_connected(), "account": self.account.masked_id, "qmt_path": self.qmt_path,
                 "session_id": session.session_id if session else None, "reconnects": self.reconnects,
                 "last_error": self.last_error, **self.health.snapshot()}
-
-    @property
-    def link_state(self) -> str:
-        """connected / unhealthy / reconnecting / closed (qmt.link): what the web layer shows."""
-        return self.health.state
-
-    def anomalies(self) -> list[dict]:
-        """Recent anomalies (time, code, Chinese message), oldest first."""
-        return self.health.anomalies()
 
     # ---- the worker ---------------------------------------------------------------------------------------
     def run_once(self, timeout: float) -> bool:
@@ -354,13 +342,8 @@ class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
         self._worker = threading.Thread(target=self._run, name="qmt-events", daemon=True)
         self._worker.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once(timeout=min(0.5, float(self._settings.get("LIVENESS_PROBE_INTERVAL"))))
-                self.supervise()
-            except Exception:  # the event thread must survive one bad event; the operator sees it in the log
-                log.exception("处理 miniQMT 回报时出错")
+    def _probe_interval(self) -> float:
+        return float(self._settings.get("LIVENESS_PROBE_INTERVAL"))
 
     # ---- liveness (issue 13) -------------------------------------------------------------------------------
     def supervise(self) -> None:
@@ -411,12 +394,6 @@ class EasyQmtTrader(QmtReconciliation, QmtEventHandling):
             self._cancel_sent_at.pop(client_id, None)
             return False
         return True
-
-    def _in_session(self) -> bool:
-        try:
-            return bool(self._clock.is_trading())
-        except Exception:  # no calendar: probe anyway, it is cheap
-            return True
 
     def _link_failed(self, code: str, message: str) -> None:
         with self._lock:

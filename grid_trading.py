@@ -164,6 +164,13 @@ class GridManager:
         """Grows whenever a session or fill is written (for the web's server-sent events)."""
         return self._store.version
 
+    def apply_ex_rights(self, action, factor: float) -> list[dict]:
+        """issue 28: before an ex-date's open, the stock's active sessions take the event (GridStore)."""
+        with self._lock:
+            rows = [row for row in self._rows.values()
+                    if row.stock_code == action.code and row.status is GridStatus.ACTIVE]
+            return [detail for row in rows if (detail := self._store.apply_ex_rights(row, action, factor))]
+
     def active_session_for(self, code: str) -> Optional[GridSession]:
         with self._lock:
             row = self._active_row(code)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from persistence.config_store import ConfigError, ConfigStore
+from persistence.config_store import ConfigError, ConfigStore, parse_set_items
 from persistence.instance_lock import InstanceLock, LockHeld
 from logger import setup_logging
 from core.models import TradingError
@@ -49,17 +49,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
-    import json
-
-    overrides = {}
-    for item in args.set:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set 参数格式应为 KEY=VALUE：{item}")
-        try:
-            overrides[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = text
+    overrides = parse_set_items(args.set)
     if args.port is not None:
         overrides["WEB_PORT"] = args.port
     if args.host:

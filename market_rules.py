@@ -6,24 +6,31 @@ import logging
 import math
 import re
 import threading
-from dataclasses import dataclass
+from functools import lru_cache
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
 
 class Board(str, Enum):
+    """The instrument kind a code belongs to: a stock board, ETFs/LOFs, or convertible bonds (issue 28)."""
+
     MAIN = "main"
     CHINEXT = "chinext"
     STAR = "star"
     ETF = "etf"
+    BJ = "bj"  # Beijing Stock Exchange 北交所
+    BOND = "bond"  # convertible bonds 可转债
 
     @property
     def label(self) -> str:
-        return {"main": "主板", "chinext": "创业板", "star": "科创板", "etf": "ETF"}[self.value]
+        return {"main": "主板", "chinext": "创业板", "star": "科创板", "etf": "ETF", "bj": "北交所",
+                "bond": "可转债"}[self.value]
 
 
 _EXCHANGE_BY_PREFIX = {
@@ -34,12 +41,48 @@ _EXCHANGE_BY_PREFIX = {
     "300": ("SZ", Board.CHINEXT), "301": ("SZ", Board.CHINEXT),
     "51": ("SH", Board.ETF), "56": ("SH", Board.ETF), "58": ("SH", Board.ETF),
     "15": ("SZ", Board.ETF), "16": ("SZ", Board.ETF),
+    # ---- issue 28 (shared/reference/instrument_rules.md §0, §3, §4; checked 2026-12-08):
+    # 北交所: 920xxx for every BSE stock since 2025-10-09 (new listings since 2024-04-22); the old 43/83/87/88
+    # codes were retired that day [S, 13], so they are not accepted (history under them needs an old→new map).
+    "920": ("BJ", Board.BJ),
+    # Convertible bonds: SH 110/111/113, 118 (STAR issuers); SZ 123 (ChiNext issuers), 127, 128 [S, 10, 11].
+    # Exchangeable bonds (SH 132, SZ 120) and reverse repo (204/1318) are NOT included: see UNTRADABLE_KINDS.
+    "110": ("SH", Board.BOND), "111": ("SH", Board.BOND), "113": ("SH", Board.BOND), "118": ("SH", Board.BOND),
+    "123": ("SZ", Board.BOND), "127": ("SZ", Board.BOND), "128": ("SZ", Board.BOND),
 }
 
-_CODE_PATTERN = re.compile(r"^(?:(SH|SZ))?(\d{6})(?:\.(SH|SZ))?$")
+# Codes a real account may hold that the daemon does not trade by its rules: shown with this reason, never
+# acted on (issue 28). Prefix → what it is (instrument_rules.md §0, §3, §6).
+UNTRADABLE_KINDS = {
+    "204": "上海国债逆回购", "1318": "深圳国债逆回购", "132": "上海可交换债", "120": "深圳可交换债",
+    "43": "北交所旧代码（2025-10-09 起已改为 920 开头）", "83": "北交所旧代码（2025-10-09 起已改为 920 开头）",
+    "87": "北交所旧代码（2025-10-09 起已改为 920 开头）", "88": "北交所旧代码（2025-10-09 起已改为 920 开头）",
+    "50": "上海 LOF/封闭式基金", "900": "上海 B 股", "200": "深圳 B 股",
+}
 
+_CODE_PATTERN = re.compile(r"^(?:(SH|SZ|BJ))?(\d{6})(?:\.(SH|SZ|BJ))?$")
+
+# Normal daily band by kind. Stocks: DESIGN §5. BSE ±30 % [S, 23]; convertible bonds ±20 % of the previous
+# close from day 2, SSE/SZSE 《可转换公司债券交易实施细则》 (SZSE 深证上〔2022〕719号), effective 2022-08-01
+# [V, 24, 25]; ETFs ±10 % (ChiNext/STAR-index ETFs ±20 % — live takes the exchange's own UpStopPrice).
 LIMIT_PCT = {Board.MAIN: Decimal("0.10"), Board.CHINEXT: Decimal("0.20"), Board.STAR: Decimal("0.20"),
-             Board.ETF: Decimal("0.10")}
+             Board.ETF: Decimal("0.10"), Board.BJ: Decimal("0.30"), Board.BOND: Decimal("0.20")}
+
+# Convertible bonds, first listing day: valid range +57.3 % / −43.3 % of the issue price (the day's reference),
+# same rule as above [V, 25; S, 12, 26]. Before 2022-08-01 CBs had no daily band (only halts): no limit then.
+BOND_FIRST_DAY_UP = Decimal("0.573")
+BOND_FIRST_DAY_DOWN = Decimal("0.433")
+BOND_RULES_SINCE = date(2022, 8, 1)
+
+# New listings without a price limit (registration system, instrument_rules.md §2 [V, 5, 6]): the first 5
+# trading days on STAR since 2019-07-22, ChiNext since 2020-08-24 (深证上〔2020〕515号) and the SH/SZ main board
+# since the first registration listing on 2023-04-10; BSE only the first day [S, 23]. A board's listings before
+# its date followed the approval rules: day 1 +44 % / −36 %, then the normal band [S, 6].
+NEW_LISTING_FREE_DAYS = {Board.STAR: 5, Board.CHINEXT: 5, Board.MAIN: 5, Board.BJ: 1}
+REGISTRATION_SINCE = {Board.STAR: date(2019, 7, 22), Board.CHINEXT: date(2020, 8, 24), Board.MAIN: date(2023, 4, 10),
+                      Board.BJ: date(2021, 11, 15)}
+APPROVAL_FIRST_DAY_UP = Decimal("0.44")
+APPROVAL_FIRST_DAY_DOWN = Decimal("0.36")
 
 # ST/*ST (风险警示) on the main board, by trading day: ±10 % from 2026-07-06, ±5 % through 2026-07-03.
 # SSE 《交易规则（2026年修订）》 上证发〔2026〕41号 and SZSE 《交易规则（2026年修订）》 深证上〔2026〕551号, both
@@ -51,6 +94,22 @@ ST_LIMIT_PCT_BEFORE = Decimal("0.05")
 ST_LIMIT_PCT = Decimal("0.10")
 LOT = 100
 STAR_MIN_BUY = 200  # STAR: at least 200 shares, then any whole number
+BJ_MIN_BUY = 100  # BSE: at least 100 shares, then any whole share [S, 23]
+BOND_LOT = 10  # convertible bonds: 1 手 = 10 张, orders in multiples of 10 张 on both exchanges [S, 25]
+
+
+@dataclass(frozen=True)
+class LotRule:
+    """Order sizes of a kind: buy at least `minimum`, in steps of `step`; a sell is the same or the whole
+    remainder at once (an odd lot)."""
+
+    minimum: int
+    step: int
+
+
+LOT_RULES = {Board.MAIN: LotRule(LOT, LOT), Board.CHINEXT: LotRule(LOT, LOT), Board.ETF: LotRule(LOT, LOT),
+             Board.STAR: LotRule(STAR_MIN_BUY, 1), Board.BJ: LotRule(BJ_MIN_BUY, 1),
+             Board.BOND: LotRule(BOND_LOT, BOND_LOT)}
 
 
 @dataclass(frozen=True)
@@ -112,25 +171,223 @@ def board(code: str) -> Board:
 
 
 def tick_size(code: str) -> Decimal:
-    return Decimal("0.001") if board(code) is Board.ETF else Decimal("0.01")
+    """0.01 CNY for stocks; 0.001 for ETFs/LOFs [S, 18] and convertible bonds [V, 24]."""
+    return Decimal("0.001") if board(code) in (Board.ETF, Board.BOND) else Decimal("0.01")
+
+
+def lot_rule(code: str) -> LotRule:
+    return LOT_RULES[board(code)]
+
+
+def volume_unit(code: str) -> str:
+    """What one unit of volume is called: 张 for bonds, 股 (shares or fund units) otherwise."""
+    return "张" if board(code) is Board.BOND else "股"
+
+
+# ---- instrument data: the T+0 list and listing dates (issue 28) ---------------------------------------
+
+DEFAULT_T0_TABLE = Path(__file__).resolve().parent / "market" / "t0_etfs.csv"
+
+
+@dataclass(frozen=True)
+class InstrumentData:
+    """Facts that come from data, not from the code: which funds trade T+0 (`t0_codes`, from the maintained
+    table market/t0_etfs.csv or T0_ETF_FILE; xtdata documents no T+0 field, instrument_rules.md §5) and the
+    listing dates of new listings (`listing_dates`: xtdata OpenDate live, LISTING_DATES_FILE offline). A code
+    without a known listing date is treated as an established listing (its normal band)."""
+
+    t0_codes: frozenset = frozenset()
+    listing_dates: Mapping[str, date] = field(default_factory=dict)
+
+    def with_listing_dates(self, dates: Mapping[str, date]) -> "InstrumentData":
+        return InstrumentData(self.t0_codes, {**self.listing_dates, **{c: _as_date(d) for c, d in dates.items()}})
+
+
+_instrument_data: Optional[InstrumentData] = None
+_instrument_lock = threading.Lock()
+
+
+def use_instrument_data(data: InstrumentData) -> None:
+    """Install the process's instrument data (composition does, from the configured files), so the live
+    checks, the sim account, replay, the chart and the backtest use the same facts."""
+    global _instrument_data
+    _instrument_data = data
+
+
+def instrument_data() -> InstrumentData:
+    """The installed data; at first use without one, the shipped T+0 table and no listing dates."""
+    global _instrument_data
+    if _instrument_data is None:
+        with _instrument_lock:
+            if _instrument_data is None:
+                _instrument_data = InstrumentData(read_t0_table(DEFAULT_T0_TABLE))
+    return _instrument_data
+
+
+def note_listing_dates(dates: Mapping[str, Any]) -> None:
+    """Add listing dates learnt at run time (e.g. xtdata instrument detail OpenDate)."""
+    global _instrument_data
+    with _instrument_lock:
+        current = _instrument_data or InstrumentData(read_t0_table(DEFAULT_T0_TABLE))
+        _instrument_data = current.with_listing_dates(dates)
+
+
+def instrument_data_from_config(config: Any) -> InstrumentData:
+    """From T0_ETF_FILE (empty: the shipped table) and LISTING_DATES_FILE (empty: none); ValueError with a
+    Chinese message naming the file when one cannot be read."""
+    t0_file = str(_param(config, "T0_ETF_FILE") or "").strip() or DEFAULT_T0_TABLE
+    listing_file = str(_param(config, "LISTING_DATES_FILE") or "").strip()
+    try:
+        t0_codes = read_t0_table(t0_file)
+        listing = read_listing_dates(listing_file) if listing_file else {}
+    except OSError as exc:
+        raise ValueError(f"品种数据文件 {exc.filename} 无法读取（参数 T0_ETF_FILE / LISTING_DATES_FILE）") from None
+    return InstrumentData(t0_codes, listing)
+
+
+def read_t0_table(path: Any) -> frozenset:
+    """Codes of a T+0 table: CSV with a `code` column (`#` lines are comments: source and date)."""
+    import csv
+
+    lines = [line for line in Path(path).read_text(encoding="utf-8-sig").splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    codes = set()
+    for row in csv.DictReader(lines):
+        try:
+            codes.add(normalize_code(str(row.get("code") or "")))
+        except ValueError as exc:
+            raise ValueError(f"T+0 品种表 {path} 的一行无效（{exc}）") from None
+    return frozenset(codes)
+
+
+def read_listing_dates(path: Any) -> dict[str, date]:
+    """LISTING_DATES_FILE: CSV `code,listing_date` (YYYY-MM-DD; `#` lines are comments)."""
+    import csv
+
+    lines = [line for line in Path(path).read_text(encoding="utf-8-sig").splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    dates = {}
+    for row in csv.DictReader(lines):
+        try:
+            dates[normalize_code(str(row.get("code") or ""))] = date.fromisoformat(str(row.get("listing_date")).strip())
+        except ValueError as exc:
+            raise ValueError(f"上市日期文件 {path} 的一行无效（{row}）：{exc}") from None
+    return dates
+
+
+def listing_date_of_detail(detail: Optional[Mapping[str, Any]]) -> Optional[date]:
+    """The listing date in an xtdata instrument detail (`OpenDate`, e.g. 20261201 or "20261201"); None when
+    absent or not a date (instrument_rules.md §0, xtquant_api.md)."""
+    text = str((detail or {}).get("OpenDate") or "").strip()[:8]
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def is_t0(code: str, data: Optional[InstrumentData] = None) -> bool:
+    """Shares bought today can be sold today: convertible bonds [V, 24] and the T+0 funds of the table (bond,
+    gold, cross-border/QDII, money-market, commodity ETFs [S, 30, 31]); everything else is T+1."""
+    kind = board(code)
+    if kind is Board.BOND:
+        return True
+    return kind is Board.ETF and code in (data or instrument_data()).t0_codes
+
+
+def listing_day_number(code: str, day: Optional[date], data: Optional[InstrumentData] = None,
+                       calendar: Optional["TradingCalendar"] = None) -> Optional[int]:
+    """1 on the listing day, 2 the next trading day, …; None when the listing date is unknown (or `day` is)."""
+    if day is None:
+        return None
+    listed = (data or instrument_data()).listing_dates.get(code)
+    day = _as_date(day)
+    if listed is None or day < listed:
+        return None
+    if (day - listed).days > 40:  # far past any no-limit window: no need to count trading days
+        return 1 + (day - listed).days
+    return 1 + (calendar or DEFAULT_CALENDAR).trading_days_between(listed, day)
+
+
+def day_limits(code: str, prev_close: float, is_st: bool = False, day: Optional[date] = None,
+               rule: Optional[StLimitRule] = None, listing_day: Optional[int] = None,
+               data: Optional[InstrumentData] = None) -> Optional[tuple[float, float]]:
+    """(limit_down, limit_up) on trading day `day`, or None on a day without a price limit (a new listing's
+    first days; a convertible bond before 2022-08-01). `listing_day` = the day's number since listing (1 =
+    listing day); None looks it up in the instrument data, and an unknown listing date means an established
+    listing (its normal band)."""
+    _check_prev_close(code, prev_close)
+    kind = board(code)
+    if listing_day is None:
+        listing_day = listing_day_number(code, day, data)
+    if kind is Board.BOND:
+        if day is not None and _as_date(day) < BOND_RULES_SINCE:
+            return None
+        if listing_day == 1:
+            return _band(code, prev_close, BOND_FIRST_DAY_DOWN, BOND_FIRST_DAY_UP)
+    elif listing_day is not None and kind in NEW_LISTING_FREE_DAYS:
+        registered = day is None or _as_date(day) >= REGISTRATION_SINCE[kind]
+        if registered and listing_day <= NEW_LISTING_FREE_DAYS[kind]:
+            return None
+        if not registered and listing_day == 1:
+            return _band(code, prev_close, APPROVAL_FIRST_DAY_DOWN, APPROVAL_FIRST_DAY_UP)
+    return price_limits(code, prev_close, is_st, day, rule)
+
+
+def listing_rule_applies(code: str, day: Optional[date], data: Optional[InstrumentData] = None) -> bool:
+    """Whether `day` is one of the listing days with their own limits (none, or a CB's first-day range), as
+    far as the instrument data knows: these take `day_limits`, not an exchange band carried by a quote that
+    was computed without the listing date."""
+    number = listing_day_number(code, day, data)
+    if number is None:
+        return False
+    kind = board(code)
+    return number <= (1 if kind is Board.BOND else NEW_LISTING_FREE_DAYS.get(kind, 0))
 
 
 def price_limits(code: str, prev_close: float, is_st: bool = False, day: Optional[date] = None,
                  rule: Optional[StLimitRule] = None) -> tuple[float, float]:
-    """(limit_down, limit_up) on trading day `day`: prev close × (1 ∓ pct), rounded half-up to the tick. A
-    main-board ST stock takes the ST band of that day (`rule`, else the installed one)."""
-    if not prev_close or prev_close <= 0 or math.isnan(prev_close):
-        raise ValueError(f"{code} 昨收价无效：{prev_close}")
+    """The normal band (limit_down, limit_up) on trading day `day`: prev close × (1 ∓ pct), rounded half-up
+    to the tick. A main-board ST stock takes the ST band of that day (`rule`, else the installed one). New
+    listings' no-limit days are `day_limits`' business."""
+    _check_prev_close(code, prev_close)
     the_board = board(code)
     if is_st and the_board is Board.MAIN:
         pct = (rule or _st_rule).pct_on(day)
     else:
         pct = LIMIT_PCT[the_board]
+    return _band(code, prev_close, pct, pct)
+
+
+def _band(code: str, prev_close: float, down_pct: Decimal, up_pct: Decimal) -> tuple[float, float]:
     tick = tick_size(code)
     base = Decimal(str(prev_close))
-    up = (base * (1 + pct)).quantize(tick, rounding=ROUND_HALF_UP)
-    down = max((base * (1 - pct)).quantize(tick, rounding=ROUND_HALF_UP), tick)
+    up = (base * (1 + up_pct)).quantize(tick, rounding=ROUND_HALF_UP)
+    down = max((base * (1 - down_pct)).quantize(tick, rounding=ROUND_HALF_UP), tick)
     return float(down), float(up)
+
+
+def _check_prev_close(code: str, prev_close: float) -> None:
+    if not prev_close or prev_close <= 0 or math.isnan(prev_close):
+        raise ValueError(f"{code} 昨收价无效：{prev_close}")
+
+
+@lru_cache(maxsize=4096)
+def untradable_reason(code: str) -> str:
+    """'' when the daemon trades `code` by its rules; otherwise why not, for a position it can only show
+    (an unknown instrument in a live account: repo, exchangeable bonds, B shares, old BSE codes …)."""
+    try:
+        normalize_code(code)
+        return ""
+    except ValueError:
+        pass
+    digits = str(code).strip().upper().split(".")[0][-6:]
+    for width in (4, 3, 2):
+        kind = UNTRADABLE_KINDS.get(digits[:width])
+        if kind:
+            return f"{kind}（{code}）不在本程序按规则交易的品种内：只显示，不自动止损、止盈、补仓或网格"
+    return f"未知品种（{code}）：不在本程序按规则交易的品种内，只显示，不自动止损、止盈、补仓或网格"
 
 
 def is_st_name(name: Optional[str]) -> bool:
@@ -139,7 +396,7 @@ def is_st_name(name: Optional[str]) -> bool:
 
 
 def round_price(code: str, price: float) -> float:
-    """Round half-up to the code's tick (0.01, or 0.001 for ETFs)."""
+    """Round half-up to the code's tick (0.01, or 0.001 for ETFs and convertible bonds)."""
     return float(Decimal(str(price)).quantize(tick_size(code), rounding=ROUND_HALF_UP))
 
 
@@ -160,58 +417,80 @@ def buy_volume_for_amount(code: str, amount: float, price: float) -> int:
     if price <= 0 or amount <= 0:
         return 0
     shares = int(Decimal(str(amount)) // Decimal(str(price)))
-    if board(code) is Board.STAR:
-        return shares if shares >= STAR_MIN_BUY else 0
-    return shares // LOT * LOT
+    return _round_to_lots(lot_rule(code), shares)
 
 
 def min_buy_volume(code: str) -> int:
-    """The smallest buy: one lot of 100, on STAR 200 shares."""
-    return STAR_MIN_BUY if board(code) is Board.STAR else LOT
+    """The smallest buy: one lot of 100; STAR 200 shares; BSE 100 shares; convertible bonds 10 张."""
+    return lot_rule(code).minimum
 
 
 def is_valid_buy_volume(code: str, volume: int) -> bool:
     if not _is_whole(volume) or volume <= 0:
         return False
-    if board(code) is Board.STAR:
-        return volume >= STAR_MIN_BUY
-    return volume % LOT == 0
+    rule = lot_rule(code)
+    return volume >= rule.minimum and volume % rule.step == 0
 
 
 def is_valid_sell_volume(code: str, volume: int, available: int) -> bool:
-    """Lots of 100 (STAR: ≥ 200 shares), or exactly everything available (an odd remainder goes at once)."""
+    """Whole lots (STAR ≥ 200 and BSE ≥ 100 shares then any; bonds multiples of 10 张), or exactly everything
+    available (an odd remainder goes at once)."""
     if not _is_whole(volume) or volume <= 0 or volume > available:
         return False
     if volume == available:
         return True
-    if board(code) is Board.STAR:
-        return volume >= STAR_MIN_BUY
-    return volume % LOT == 0
+    rule = lot_rule(code)
+    return volume >= rule.minimum and volume % rule.step == 0
 
 
 def sell_volume_for_ratio(code: str, available: int, ratio: float) -> int:
     """`ratio` of `available` rounded down to a valid sell volume; everything when that rounds to 0."""
     if available <= 0:
         return 0
-    wanted = int(available * ratio)
-    if board(code) is Board.STAR:
-        volume = wanted if wanted >= STAR_MIN_BUY else 0
-    else:
-        volume = wanted // LOT * LOT
+    volume = _round_to_lots(lot_rule(code), int(available * ratio))
     if volume <= 0 or not is_valid_sell_volume(code, volume, available):
         return available
     return volume
 
 
+def buy_lot_message(code: str, volume: Any) -> str:
+    """Why `volume` is not a valid buy of `code`, in words a person understands."""
+    rule, kind, unit = lot_rule(code), board(code), volume_unit(code)
+    if kind is Board.BOND:
+        return f"可转债买入数量必须是 {rule.step} 张的整数倍（一手 {rule.step} 张），收到 {volume} 张"
+    if rule.step == 1:
+        return f"{kind.label}买入数量至少 {rule.minimum} {unit}，收到 {volume} {unit}"
+    return f"买入数量必须是 {rule.step} {unit}的整数倍（一手 {rule.step} {unit}），收到 {volume} {unit}"
+
+
+def _round_to_lots(rule: LotRule, volume: int) -> int:
+    """Largest valid order volume ≤ `volume` (0 when below the minimum)."""
+    rounded = volume // rule.step * rule.step
+    return rounded if rounded >= rule.minimum else 0
+
+
 def fees(code: str, side: str, price: float, volume: int, config: Any) -> dict[str, float]:
-    """Commission (with minimum), stamp duty (sells only), transfer fee; each rounded half-up to 0.01."""
+    """Commission (with minimum), stamp duty (sells of shares only), transfer fee (shares only); each rounded
+    half-up to 0.01. Convertible bonds pay no stamp duty and no transfer fee and have their own broker
+    commission (BOND_COMMISSION_RATE, BOND_MIN_COMMISSION); ETFs pay neither stamp duty nor transfer fee
+    (instrument_rules.md §1, §4, §5: stamp duty 0.05 % on share sells since 2023-08-28, transfer fee 0.001 %
+    since 2022-04-29 [S, 18]). A code outside the rules gets zero fees instead of an error, so a fill of one
+    (a repo, an IPO subscription, a manual trade in the client) never breaks the booking of a broker push."""
     side_value = getattr(side, "value", side)
     amount = Decimal(str(price)) * Decimal(int(volume))
-    commission = max(amount * Decimal(str(_param(config, "COMMISSION_RATE"))),
-                     Decimal(str(_param(config, "MIN_COMMISSION"))))
-    is_etf = board(code) is Board.ETF  # ETFs pay neither stamp duty nor transfer fee
-    stamp = amount * Decimal(str(_param(config, "STAMP_DUTY_RATE"))) if side_value == "sell" and not is_etf else 0
-    transfer = amount * Decimal(str(_param(config, "TRANSFER_FEE_RATE"))) if not is_etf else 0
+    if untradable_reason(code):
+        # an instrument outside the rules (a repo loan, a B share …) filled in a live account: its fees follow
+        # tables the rules do not hold; zero here, and the broker's reported commission replaces it (issue 28)
+        return {"commission": 0.0, "stamp_duty": 0.0, "transfer_fee": 0.0, "total": 0.0}
+    kind = board(code)
+    if kind is Board.BOND:
+        rate_key, minimum_key = "BOND_COMMISSION_RATE", "BOND_MIN_COMMISSION"
+    else:
+        rate_key, minimum_key = "COMMISSION_RATE", "MIN_COMMISSION"
+    commission = max(amount * Decimal(str(_param(config, rate_key))), Decimal(str(_param(config, minimum_key))))
+    is_share = kind not in (Board.ETF, Board.BOND)
+    stamp = amount * Decimal(str(_param(config, "STAMP_DUTY_RATE"))) if side_value == "sell" and is_share else 0
+    transfer = amount * Decimal(str(_param(config, "TRANSFER_FEE_RATE"))) if is_share else 0
     parts = {"commission": _cents(commission), "stamp_duty": _cents(Decimal(stamp)),
              "transfer_fee": _cents(Decimal(transfer))}
     parts["total"] = round(sum(parts.values()), 2)
@@ -451,11 +730,11 @@ def _lookup(digits: str, original: str) -> tuple[str, Board]:
     for prefix in (digits[:3], digits[:2]):
         if prefix in _EXCHANGE_BY_PREFIX:
             return _EXCHANGE_BY_PREFIX[prefix]
-    raise ValueError(f"不支持的股票代码「{original}」：仅支持沪深主板、创业板、科创板股票和ETF")
+    raise ValueError(f"不支持的股票代码「{original}」：仅支持沪深主板、创业板、科创板、北交所（920 开头）股票、ETF 和可转债")
 
 
 def _exchange_label(exchange: str) -> str:
-    return "上海证券交易所(.SH)" if exchange == "SH" else "深圳证券交易所(.SZ)"
+    return {"SH": "上海证券交易所(.SH)", "SZ": "深圳证券交易所(.SZ)", "BJ": "北京证券交易所(.BJ)"}[exchange]
 
 
 def _is_whole(volume: Any) -> bool:

@@ -9,9 +9,12 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
+import market_rules
 from core.models import BrokerPosition, Fill, Position, Rule, Side
+from market import ex_rights
+from market.ex_rights import CorporateAction
 from persistence.storage import Database, migrate
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,10 @@ class PositionManager:
         self._dirty: set[str] = set()
         self._missing: dict[str, int] = {}  # code → consecutive broker answers without it (issue 13)
         self.data_version = 0
+        # issue 28: the ex-rights events of a day, asked at the day roll (before any read of the new day)
+        self._ex_rights_source: Optional[Callable[[list[str], Optional[date], date], list[CorporateAction]]] = None
+        self._ex_today: dict[str, tuple[date, float]] = {}  # code → (ex-date, factor) of the events applied
+        self._ex_cost_kept: set[tuple[str, date]] = set()  # (code, ex-date) whose stale broker cost was reported
         migrate(db, "position_manager", MIGRATIONS)
         self._rolled_day = self._load()
 
@@ -213,7 +220,7 @@ class PositionManager:
 
     def set_rule_state(self, code: str, **changes) -> Optional[Position]:
         """An operator's correction of the episode state (highest price, profit flag, base cost, used add levels,
-        open date; validated by position_review, issue 17). Persisted at once; returns the position after it."""
+        open date; validated by core.position_review, issue 17). Persisted at once; returns the position after it."""
         unknown = set(changes) - RULE_STATE_FIELDS
         if unknown:
             raise ValueError(f"不能修改的持仓字段：{', '.join(sorted(unknown))}")
@@ -268,6 +275,85 @@ class PositionManager:
         with self._lock:
             self._roll(today)
 
+    # ---- ex-rights days (issue 28)
+    def set_ex_rights_source(self, source: Callable[[list[str], Optional[date], date], list[CorporateAction]]) -> None:
+        """`source(held codes, last rolled day, day)` → the events with ex-dates after the one and up to the other (a cheap lookup: it runs under this class's lock at
+        the day roll, so that no quote of an ex-date meets the old levels)."""
+        with self._lock:
+            self._ex_rights_source = source
+
+    def apply_ex_rights(self, action: CorporateAction, factor: Optional[float] = None) -> Optional[dict]:
+        """Scale the episode's prices (cost, first-buy price, highest, stop level) by the event's factor (given,
+        else the event's own or computed from the last price seen) and add the bonus shares, once per event (a
+        marker in the same transaction). Returns the adjustment (old → new levels), or None when not held or
+        already applied."""
+        with self._lock:
+            with self._db.transaction() as conn:
+                done = self._adjust_for_event(conn, action, factor)
+            if done is not None:
+                self._dirty.discard(action.code)
+                self._bump()
+            return done
+
+    def ex_rights_adjustment(self, action: CorporateAction) -> Optional[dict]:
+        """The adjustment recorded for `action` (None when it changed no position here)."""
+        row = self._db.query_one("SELECT value FROM position_state WHERE key=?", (_ex_key(action),))
+        return json.loads(row["value"]) if row else None
+
+    def _adjust_for_event(self, conn, action: CorporateAction, factor: Optional[float] = None) -> Optional[dict]:
+        holding = self._holdings.get(action.code)
+        key = _ex_key(action)
+        if holding is None or conn.execute("SELECT 1 FROM position_state WHERE key=?", (key,)).fetchone():
+            return None
+        before = holding.position
+        if factor is None:  # at the day roll, before any quote of the day: the last price is the previous close
+            factor = ex_rights.price_factor(action, before.current_price or before.cost_price)
+        change = ex_rights.holding_change(before.volume, holding.cost_amount, action)
+        after = ex_rights.adjust_position(before, factor, change.volume_after)
+        holding.position = after
+        holding.cost_amount = _cents(after.cost_price * after.volume)
+        self._refresh_derived(after)
+        detail = {"stock_code": action.code, "ex_date": action.ex_date.isoformat(), "factor": factor,
+                  "event": action.describe(), "volume": [before.volume, after.volume],
+                  **{name: [getattr(before, name), getattr(after, name)] for name in ADJUSTED_LEVELS}}
+        conn.execute("INSERT INTO position_state(key, value) VALUES(?, ?)", (key, json.dumps(detail)))
+        self._write_or_delete(conn, action.code, holding)
+        self._ex_today[action.code] = (action.ex_date, factor)
+        log.warning("除权除息 %s（%s，%s）：因子 %.6f，最高价 %.3f → %.3f，成本价 %.3f → %.3f，首次买入价 %.3f → %.3f，"
+                    "持股 %d → %d 股", action.code, action.ex_date, action.describe(), factor, before.highest_price,
+                    after.highest_price, before.cost_price, after.cost_price, before.base_cost_price,
+                    after.base_cost_price, before.volume, after.volume)
+        return detail
+
+    def _broker_cost_before_ex_rights(self, bp: BrokerPosition, cost_price: float) -> bool:
+        """On an ex-date whose event scaled our cost: whether the broker still shows the cost of before it
+        (nearer the unadjusted cost than ours). Taking it would put the stop-loss back above the gapped price,
+        so ours stays until the broker has adjusted its own (brokers do so at different times of the day)."""
+        adjusted = self._ex_today.get(bp.stock_code)
+        if adjusted is None or adjusted[0] != self._clock.today():
+            return False
+        factor = adjusted[1]
+        stale = bp.cost_price > cost_price * (1 + (1 - factor) / 2)
+        if stale and (bp.stock_code, adjusted[0]) not in self._ex_cost_kept:
+            self._ex_cost_kept.add((bp.stock_code, adjusted[0]))
+            log.warning("%s 今日除权除息，券商成本价 %.3f 尚未调整，暂用本程序按因子 %.6f 调整后的成本价 %.3f",
+                        bp.stock_code, bp.cost_price, factor, cost_price)
+        return stale
+
+    def _ex_rights_at_roll(self, conn, today: date) -> list[str]:
+        if self._ex_rights_source is None or not self._holdings:
+            return []
+        try:
+            actions = self._ex_rights_source(sorted(self._holdings), self._rolled_day, today)
+        except Exception as exc:  # the roll (T+1 release) must go on; the pre-open job asks the source again
+            log.error("换日时未能取得除权除息数据（%s），持仓价位暂未调整，盘前任务将重试", exc)
+            return []
+        adjusted = []
+        for action in actions:
+            if self._adjust_for_event(conn, action) is not None:
+                adjusted.append(action.code)
+        return adjusted
+
     # ---- internals: fills
     def _book_buy(self, fill: Fill) -> _Holding:
         holding = self._holdings.get(fill.stock_code)
@@ -280,6 +366,8 @@ class PositionManager:
             holding.cost_amount = _cents(holding.cost_amount + spent)
         p = holding.position
         p.volume += fill.volume  # T+1: `available` grows only at the next trading day's roll
+        if market_rules.is_t0(fill.stock_code):  # issue 28: bonds and T+0 funds are sellable at once
+            p.available += fill.volume
         p.cost_price = _cost_price(holding.cost_amount, p.volume)
         p.highest_price = max(p.highest_price, fill.price)
         self._refresh_derived(p)
@@ -339,7 +427,7 @@ class PositionManager:
             holding.cost_amount = _cents(p.cost_price * bp.volume)
         p.volume, p.available = bp.volume, bp.available
         holding.frozen = min(holding.frozen, p.volume)
-        if self.mode == "live" and bp.cost_price > 0:
+        if self.mode == "live" and bp.cost_price > 0 and not self._broker_cost_before_ex_rights(bp, p.cost_price):
             p.cost_price = bp.cost_price
             holding.cost_amount = _cents(bp.cost_price * bp.volume)
         if bp.stock_name:
@@ -404,13 +492,21 @@ class PositionManager:
                 if holding.position.available != sellable:
                     holding.position.available = sellable
                     released.append(code)
-        with self._db.transaction() as conn:
-            for code in released:
-                self._write_or_delete(conn, code, self._holdings[code])
-            conn.execute("INSERT INTO position_state(key, value) VALUES('rolled_day', ?) "
-                         "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (today.isoformat(),))
+        try:
+            with self._db.transaction() as conn:
+                adjusted = self._ex_rights_at_roll(conn, today) if self._clock.is_trading_day(today) else []
+                for code in released:
+                    self._write_or_delete(conn, code, self._holdings[code])
+                conn.execute("INSERT INTO position_state(key, value) VALUES('rolled_day', ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (today.isoformat(),))
+        except BaseException:
+            self._reload()  # an adjustment must not stay in memory when its marker was not committed
+            raise
         self._rolled_day = today
         self._dirty.difference_update(released)
+        self._dirty.difference_update(adjusted)
+        if adjusted:
+            self._bump()
         if released:
             log.info("T+1 解冻：%s 起 %s 可卖", today, "、".join(released))
             self._bump()
@@ -472,8 +568,20 @@ class PositionManager:
                 stop_loss_price=row["stop_loss_price"],
                 used_add_levels=tuple(json.loads(row["used_add_levels"])))
             self._holdings[position.stock_code] = _Holding(position, row["cost_amount"], row["frozen"])
+        for row in self._db.query("SELECT value FROM position_state WHERE key LIKE 'ex_rights:%'"):
+            detail = json.loads(row["value"])
+            code, day = detail["stock_code"], date.fromisoformat(detail["ex_date"])
+            if code not in self._ex_today or self._ex_today[code][0] < day:
+                self._ex_today[code] = (day, detail["factor"])
         row = self._db.query_one("SELECT value FROM position_state WHERE key='rolled_day'")
         return date.fromisoformat(row["value"]) if row else None
+
+
+ADJUSTED_LEVELS = ("highest_price", "cost_price", "base_cost_price", "stop_loss_price")
+
+
+def _ex_key(action: CorporateAction) -> str:
+    return f"ex_rights:{action.key}"
 
 
 RULE_STATE_FIELDS = {"highest_price", "profit_triggered", "base_cost_price", "used_add_levels", "open_date"}

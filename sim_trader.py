@@ -1,5 +1,6 @@
-"""Simulated broker (models.Broker, mode 'simulation'): limit orders matched against current quotes under the
-A-share rules (lots, price limits, T+1, fees, sessions); its whole book lives in the `sim_*` tables."""
+"""Simulated broker (core.models.Broker, mode 'simulation'): limit orders matched against current quotes under the
+A-share rules (lots, price limits, T+1 or T+0 by kind, fees, sessions; the facts are market_rules'); its whole
+book lives in the `sim_*` tables."""
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,7 @@ class _SimPosition:
     stock_code: str
     volume: int = 0
     frozen: int = 0  # in open sell orders
-    locked: int = 0  # bought on a day whose next trading day has not come yet (T+1)
+    locked: int = 0  # bought on a day whose next trading day has not come yet (T+1; never for T+0 kinds)
     locked_until: Optional[date] = None
     cost_amount: float = 0.0  # cost basis incl. buy fees, reduced pro rata by sells
     stock_name: str = ""
@@ -253,6 +254,35 @@ class SimTrader:
         finally:
             self._deliver()
 
+    def apply_corporate_action(self, action) -> Optional[object]:
+        """issue 28: an ex-rights event (market.ex_rights.CorporateAction) on the held shares — bonus shares
+        added, the pre-tax cash dividend credited, the cost basis lowered by it (ex_rights.holding_change) — so
+        the account's equity is continuous across the ex-date on unadjusted prices. Once per event (its marker
+        commits with the book); returns the HoldingChange, or None when not held or already applied."""
+        from market import ex_rights
+
+        migrate(self._db, "sim_corporate_actions", ("CREATE TABLE IF NOT EXISTS sim_corporate_actions ("
+                                                    " key TEXT PRIMARY KEY, detail TEXT NOT NULL)",))
+        try:
+            with self._book():
+                position = self._positions.get(action.code)
+                done = self._db.query_one("SELECT 1 FROM sim_corporate_actions WHERE key=?", (action.key,))
+                if position is None or position.volume <= 0 or done is not None:
+                    return None
+                change = ex_rights.holding_change(position.volume, position.cost_amount, action)
+                position.volume, position.cost_amount = change.volume_after, change.cost_amount_after
+                self._cash = _cents(self._cash + change.cash_credit)
+                with self._db.transaction() as conn:
+                    conn.execute("INSERT INTO sim_corporate_actions(key, detail) VALUES(?, ?)",
+                                 (action.key, f"{change.volume_before}->{change.volume_after} +{change.cash_credit}"))
+                    conn.execute("UPDATE sim_account SET cash=? WHERE id=1", (self._cash,))
+                    conn.execute("INSERT OR REPLACE INTO sim_positions VALUES(?,?,?,?,?,?,?)", _position_row(position))
+            log.info("模拟账户除权除息 %s（%s）：持股 %d → %d 股，现金红利 %.2f 元", action.code, action.describe(),
+                     change.volume_before, change.volume_after, change.cash_credit)
+            return change
+        finally:
+            self._deliver()
+
     # ---- internals: orders
     def _new_order(self, request: OrderRequest) -> _SimOrder:
         now = self._clock.now()
@@ -316,7 +346,8 @@ class SimTrader:
         cap = self._max_fill_volume
         if cap is None or order.remaining <= cap:
             return order.remaining
-        return max(market_rules.LOT, cap // market_rules.LOT * market_rules.LOT)
+        rule = market_rules.lot_rule(order.stock_code)
+        return max(rule.minimum, cap // rule.step * rule.step)
 
     def _fill(self, order: _SimOrder, price: float, volume: int, name: str) -> Fill:
         now = self._clock.now()
@@ -339,8 +370,9 @@ class SimTrader:
             self._frozen_cash = _cents(self._frozen_cash - cost)
             self._unlock_if_due(position, now.date())
             position.volume += volume
-            position.locked += volume
-            position.locked_until = self._clock.calendar.next_trading_day(now.date())
+            if not market_rules.is_t0(order.stock_code):  # T+0 kinds (bonds, T+0 funds) sell the same day
+                position.locked += volume
+                position.locked_until = self._clock.calendar.next_trading_day(now.date())
             position.cost_amount = _cents(position.cost_amount + cost)
         else:
             self._cash = _cents(self._cash + amount - fees)

@@ -152,8 +152,9 @@ def next_add_level(position: Position, params: RuleParams) -> Optional[tuple[int
 
 
 def trigger_prices(position: Position, params: RuleParams) -> TriggerPrices:
-    """Trigger prices of every rule for this state (for the monitor, the chart and the backtest)."""
-    if position.volume <= 0 or position.cost_price <= 0:
+    """Trigger prices of every rule for this state (for the monitor, the chart and the backtest); none for an
+    instrument the rules leave alone (issue 28: market_rules.untradable_reason)."""
+    if position.volume <= 0 or position.cost_price <= 0 or market_rules.untradable_reason(position.stock_code):
         return NO_TRIGGERS
     stop = take = dynamic = None
     if params.exits_enabled:
@@ -316,8 +317,7 @@ def add_evaluation_prices(position: Position, params: RuleParams) -> list[float]
 
 @lru_cache(maxsize=4096)
 def _smallest_buy_volume(code: str) -> int:
-    star = market_rules.board(code) is market_rules.Board.STAR
-    return market_rules.STAR_MIN_BUY if star else market_rules.LOT
+    return market_rules.min_buy_volume(code)  # by kind: 100, STAR 200, BSE 100, bonds 10 张 (issue 28)
 
 
 def _ma_aligned(ma10: Any, ma20: Any, ma30: Any, ma60: Any) -> bool:

@@ -27,6 +27,9 @@ UNKNOWN_SETTLED = "结果未知的委托经核对券商始终查不到（按备�
 
 FillListener = Callable[[Fill, Rule], None]
 CAPACITY_STEPS = 50  # buy capacity: at most this many one-step reductions below the cash/cap estimate
+# issue 28 §3: no timeout, no re-price; their fills are recorded but never booked as positions (a subscription "fill"
+# is not shares yet — an allotment lists later and arrives by the broker sync; a repo is a loan, not a sale)
+CHORE_RULES = frozenset({Rule.IPO_SUBSCRIBE, Rule.REPO_LEND})
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,12 @@ def _cancel_in_flight(entry: JournalEntry, order: Order) -> bool:
 
 
 class TradingExecutor:
-    """Implements models.BrokerListener; `buy_stock`/`sell_stock` raise OrderRejected with Chinese reasons.
+    """Implements core.models.BrokerListener; `buy_stock`/`sell_stock` raise OrderRejected with Chinese reasons.
 
     Lock order (never taken the other way round): `_submit_lock` → `_event_lock` → PositionManager's lock →
     db lock. `_submit_lock` covers the checks and the journal entry of one order; the order is sent after it
     is released (`_send`), so a broker call that hangs holds no executor lock (the broker is wrapped in a
-    broker_guard.BrokerGuard with a deadline in the daemon). Cancels take no executor lock. Event handlers
+    qmt.broker_guard.BrokerGuard with a deadline in the daemon). Cancels take no executor lock. Event handlers
     hold only `_event_lock`, never call the broker, and run fill listeners after releasing it, so a broker may
     deliver events from any thread, including the one that is placing an order. (A live broker must still not
     deliver xtquant callbacks on xtquant's own push thread if a listener places orders: a sync xttrader call
@@ -65,8 +68,8 @@ class TradingExecutor:
         self._quotes = quotes
         self._settings = settings
         self._clock = clock
-        self._state = trading_state  # trading_state.TradingState; None only in unit tests of the pipeline
-        self._breakers = breakers  # risk_breakers.CircuitBreakers or None
+        self._state = trading_state  # core.trading_state.TradingState; None only in unit tests of the pipeline
+        self._breakers = breakers  # core.risk_breakers.CircuitBreakers or None
         self.mode: str = broker.mode
         self.journal = OrderJournal(db, clock, self.mode)
         self._submit_lock = threading.RLock()
@@ -133,7 +136,7 @@ class TradingExecutor:
         budget = min(asset.cash - sum(self._sending_cost.values()), self._settings.get("MAX_ORDER_VALUE"),
                      total * self._settings.get("MAX_TOTAL_POSITION_RATIO") - held)
         volume = market_rules.buy_volume_for_amount(code, budget, order_price)
-        step = 1 if market_rules.board(code) is market_rules.Board.STAR else market_rules.LOT
+        step = market_rules.lot_rule(code).step
         for _ in range(CAPACITY_STEPS):  # the estimate leaves out fees: step down until the real checks pass
             if not market_rules.is_valid_buy_volume(code, volume):
                 return 0, order_price
@@ -165,6 +168,20 @@ class TradingExecutor:
             self._check_order_count(rule)
             request = self._sell(code, volume, price, rule, signal_id, operator_confirmed=operator_confirmed,
                                  key=idempotency_key)
+        return self._send(request)
+
+    def place_chore(self, code: str, side: Side, volume: int, price: float, rule: Rule,
+                    idempotency_key: str = "") -> Order:
+        """issue 28 §3 (chores/): a new share/bond subscription or a reverse repo, journaled before it is sent like
+        every order and behind the same gates (trading state, the CHORES source's budget and breakers); the stock
+        checks (quote, lots, limits, a position to sell) and the 允许买入/卖出 switches do not apply to them: the
+        chores have their own switches and check their own rules."""
+        with self._submit_lock:
+            existing = self.journal.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return existing.to_order()
+            self._ensure_day()
+            request = self._prepare(code, side, int(volume), float(price), rule, None, key=idempotency_key)
         return self._send(request)
 
     def cancel_order(self, order_id: str) -> None:
@@ -255,6 +272,8 @@ class TradingExecutor:
                 continue
             if entry.trading_day < now.date():
                 continue  # expired at yesterday's close: settled by the carryover, never cancelled (issue 25)
+            if entry.origin_rule in CHORE_RULES:
+                continue  # a subscription works until the close; a repo is not re-priced (issue 28 §3)
             age = (now - entry.created_at).total_seconds()
             if entry.side is Side.SELL and age > self._settings.get("SELL_ORDER_TIMEOUT"):
                 self._time_out_sell(entry)
@@ -331,7 +350,7 @@ class TradingExecutor:
 
     def settle_previous_day_orders(self) -> int:
         """Open journal entries of earlier days: xtquant lists only today's orders, and a day order expires at
-        the close, so they are judged by the position change (qmt_carryover) and end, freeing their shares for
+        the close, so they are judged by the position change (qmt.carryover) and end, freeing their shares for
         today's exits. Retried by the orders loop while the broker cannot be asked. Returns how many."""
         today = self._clock.today()
         stale = [e for e in self.journal.open_entries() if e.trading_day < today]
@@ -559,8 +578,14 @@ class TradingExecutor:
             self._carryover_due = True
             raise OrderRejected("ORDER_EXPIRED", f"委托 {entry.client_id} 是 {entry.trading_day} 的委托，已随收盘失效，"
                                                  "不再撤单（换日核对会按持仓变化结算它）")
-        self._broker.cancel_order(entry.order_id)
+        # pending before the send: the broker may answer (a refusal, the cancel) before the call returns, and
+        # that answer must not be overwritten (brokers/CONTRACT.md: events may precede the call's return)
         self._set_status(entry.client_id, OrderStatus.CANCEL_PENDING)
+        try:
+            self._broker.cancel_order(entry.order_id)
+        except BaseException:
+            self._set_status(entry.client_id, entry.status, only_from=OrderStatus.CANCEL_PENDING)
+            raise
         if self._breakers is not None:
             self._breakers.record_cancel(entry.stock_code, entry.origin_rule)
 
@@ -643,8 +668,8 @@ class TradingExecutor:
             rule = entry.origin_rule if entry else Rule.MANUAL
             held = self._positions.get(fill.stock_code)
             name = (held.stock_name if held else "") or self._quote_name(fill.stock_code)
-            booked = self._positions.book_fill(fill, rule, name)
-            recorded = self.journal.record_fill(fill, rule, booked.realized_pnl, name, entry)
+            realized = None if rule in CHORE_RULES else self._positions.book_fill(fill, rule, name).realized_pnl
+            recorded = self.journal.record_fill(fill, rule, realized, name, entry)
         if recorded:
             log.info("成交 %s %s %d 股 @ %g，费用 %.2f 元（%s）", fill.stock_code, fill.side.label, fill.volume,
                      fill.price, fill.fees, rule.label)

@@ -1,6 +1,6 @@
 """The account supervisor: one daemon process per account, each kept alive (restart with back-off and an
 hourly cap), watched through its HTTP API only (overview, equity series, alarms), and stopped in order.
-It never reads a child's files or imports its internals; `accounts_web` serves its page and API."""
+It never reads a child's files or imports its internals; `accounts.web` serves its page and API."""
 from __future__ import annotations
 
 import json

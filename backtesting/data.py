@@ -3,6 +3,7 @@ validated row by row. A stock with bad data is reported (file, row, reason) and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -10,6 +11,8 @@ import numpy as np
 
 import market_rules
 from core.models import DataUnavailable
+from market import ex_rights
+from market.ex_rights import CorporateAction
 from market.replay_feeds import read_names
 
 if TYPE_CHECKING:
@@ -252,3 +255,46 @@ def st_codes_in(folder: Optional[str | Path]) -> frozenset[str]:
     if folder is None or not Path(folder).is_dir():
         return frozenset()
     return frozenset(code for code, name in read_names(Path(folder)).items() if market_rules.is_st_name(name))
+
+
+# ---- ex-rights events for unadjusted bars (issue 28) -----------------------------------------------------
+
+def load_events(path: str | Path) -> dict[str, list[CorporateAction]]:
+    """An events file (market/ex_rights.py's CSV: code,ex_date,cash_per_share,shares_per_share[,...]) grouped
+    by code. Raises DataUnavailable with the file's fault (line and reason) in Chinese."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataUnavailable("EX_RIGHTS_FILE_MISSING", f"无法读取除权除息文件 {file}：{exc}") from None
+    try:
+        return ex_rights.events_by_code(ex_rights.parse_events(text, str(file)))
+    except ex_rights.EventsFileError as exc:
+        raise DataUnavailable("EX_RIGHTS_FILE_BAD", str(exc)) from None
+
+
+def derive_events_from_folders(raw_folder: str | Path, adjusted_folder: str | Path,
+                               codes: Optional[Iterable[str]] = None) -> dict[str, list[CorporateAction]]:
+    """The ex-dates found where `<code>.csv` of a raw folder and of a forward-adjusted (qfq) folder differ by
+    a new constant (ex_rights.derive_events), over the dates both files have. Stocks in only one folder have
+    none."""
+    import pandas as pd
+
+    wanted = _normalize_codes(codes)
+    events: dict[str, list[CorporateAction]] = {}
+    for raw_file in sorted(Path(raw_folder).glob("*.csv")):
+        try:
+            code = market_rules.normalize_code(raw_file.stem)
+        except ValueError:
+            continue
+        adjusted_file = Path(adjusted_folder) / raw_file.name
+        if (wanted is not None and code not in wanted) or not adjusted_file.is_file():
+            continue
+        merged = pd.read_csv(raw_file, dtype={"date": str}).merge(
+            pd.read_csv(adjusted_file, dtype={"date": str}), on="date", suffixes=("_raw", "_adj"))
+        days = [date.fromisoformat(text[:10]) for text in merged["date"]]
+        found = ex_rights.derive_events(code, days, {c: merged[f"{c}_raw"].tolist() for c in PRICE_COLUMNS},
+                                        {c: merged[f"{c}_adj"].tolist() for c in PRICE_COLUMNS})
+        if found:
+            events[code] = found
+    return events

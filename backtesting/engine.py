@@ -15,6 +15,8 @@ from backtesting.data import StockBars
 from backtesting.market import PRICE_SCALE, MarketData
 from core.models import Position, Rule, Side
 from core.perf_stats import EpisodeResult
+from market import ex_rights
+from market.ex_rights import CorporateAction
 from strategy import Action, RuleParams
 
 # DESIGN §6/§7 fix the MACD at (12, 26, 9) on daily closes; config.py has no keys for them.
@@ -143,6 +145,7 @@ class _Holding:
     limits_known: bool = False
     add_prices: list[float] = field(default_factory=list)  # every unused add level's trigger
     add_prices_key: Optional[tuple[int, float]] = None  # the triggers_key they were computed for
+    ex_action: Optional[CorporateAction] = None  # today's ex-rights event (its reference price sets the limits)
 
 
 class BacktestEngine:
@@ -157,12 +160,16 @@ class BacktestEngine:
                  end: Optional[date] = None, progress: Optional[Callable[[int, int], None]] = None,
                  fast_path: bool = True, stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  starting: Optional[StartingState] = None, no_entry: Collection[str] = (),
-                 st_codes: Collection[str] = (), slippage: Optional[Slippage] = None):
+                 st_codes: Collection[str] = (), slippage: Optional[Slippage] = None,
+                 events: Optional[Mapping[str, Sequence[CorporateAction]]] = None):
         """`stock_params`: per-stock overrides {code: {KEY: value}} (issue 17, `--stock-params`); `starting`:
         the cash and positions to start from; `no_entry`: codes never bought by a MACD entry (an account's
         blacklist, a holding outside its pool) while their held positions follow the rules as usual;
         `st_codes`: ST/*ST stocks, whose limits take the main-board ST band of each bar's date; `slippage`:
-        fills worse than the path price (Slippage)."""
+        fills worse than the path price (Slippage); `events`: ex-rights events per code for UNADJUSTED bars
+        (issue 28): before the open of an ex-date a holding's levels are scaled by the factor, its shares and
+        cash follow the event, the day's limits come from the reference price, and MACD reads forward-adjusted
+        closes, so raw bars + events trade like forward-adjusted bars."""
         self._settings = settings
         self._params = RuleParams.from_settings(settings)
         self._stock_params = {code: RuleParams.from_settings({**settings, **overrides})
@@ -175,6 +182,7 @@ class BacktestEngine:
         self._st_codes = frozenset(st_codes)
         self._st_rule = market_rules.StLimitRule.from_config(settings)
         self._slippage = slippage if slippage is not None and not slippage.none else None
+        self._events = {code: sorted(actions, key=lambda a: a.ex_date) for code, actions in (events or {}).items()}
         self._refused: set[tuple[int, str, str]] = set()  # (calendar day, code, reason)
         self._held_days = 0
         market = stocks if isinstance(stocks, MarketData) else MarketData.from_stocks(stocks)
@@ -252,6 +260,7 @@ class BacktestEngine:
         if bar < 0:
             return  # suspended: nothing happens, valued at the last close
         holding.cursor = bar
+        holding.ex_action = self._apply_ex_rights(holding, bar)
         price = holding.stock.open[bar]
         holding.last_price = price
         position = holding.position
@@ -270,9 +279,10 @@ class BacktestEngine:
         market = self._market
         row = int(market.offsets[stock_index]) + bar
         price = int(market.open[row]) / PRICE_SCALE
-        limits = None if bar == 0 else self._limits_on(market.codes[stock_index],
-                                                        int(market.close[row - 1]) / PRICE_SCALE, day_index)
         code = market.codes[stock_index]
+        ex_action = self._ex_action_on(code, day_index)
+        limits = None if bar == 0 else self._limits_on(
+            code, ex_rights.limit_reference(code, int(market.close[row - 1]) / PRICE_SCALE, ex_action), day_index)
         if limits is not None and price >= limits[1]:
             self._refuse(code, "limit_up")
             return  # a buy cannot fill at limit-up
@@ -292,7 +302,7 @@ class BacktestEngine:
         position = strategy.apply_buy(None, stock.code, price, volume, fees, self._calendar_days[day_index])
         cap_price = stock.close[bar - 1] if bar > 0 else price
         holding = _Holding(stock, position, price, bar=bar, cursor=bar, touched=True, limits=limits,
-                           limits_known=True, cap_price=cap_price)
+                           limits_known=True, cap_price=cap_price, ex_action=ex_action)
         self._holdings[stock_index] = holding
         self._pay_for_buy(holding, price, volume, amount, fees, Rule.MACD_BUY)
 
@@ -439,6 +449,8 @@ class BacktestEngine:
         self._fees_paid += fees
         holding.invested += amount + fees
         holding.last_price = price
+        if market_rules.is_t0(holding.position.stock_code):  # bonds and T+0 funds sell the same day (issue 28)
+            holding.position.available += volume
         self._record(holding, Side.BUY, price, volume, amount, fees, rule)
 
     def _buy_refusal(self, amount: float, fees: float) -> str:
@@ -522,20 +534,66 @@ class BacktestEngine:
 
     def _limits(self, holding: _Holding) -> Optional[tuple[float, float]]:
         if not holding.limits_known:
-            holding.limits = self._limits_of(holding.stock, holding.bar)
+            holding.limits = self._limits_of(holding.stock, holding.bar, holding.ex_action)
             holding.limits_known = True
         return holding.limits
 
-    def _limits_of(self, stock: _Stock, bar: int) -> Optional[tuple[float, float]]:
-        """(limit_down, limit_up) from the previous available close; None on a stock's first bar."""
+    def _limits_of(self, stock: _Stock, bar: int,
+                   ex_action: Optional[CorporateAction] = None) -> Optional[tuple[float, float]]:
+        """(limit_down, limit_up) from the previous available close (on an ex-date: the exchange's reference
+        price); None on a stock's first bar."""
         if bar <= 0:
             return None
-        return self._limits_on(stock.code, stock.close[bar - 1], stock.day[bar])
+        return self._limits_on(stock.code, ex_rights.limit_reference(stock.code, stock.close[bar - 1], ex_action),
+                               stock.day[bar])
 
-    def _limits_on(self, code: str, prev_close: float, day_index: int) -> tuple[float, float]:
-        """The limits of `code` on calendar day `day_index` (an ST stock's band depends on the date)."""
-        return market_rules.price_limits(code, prev_close, code in self._st_codes, self._calendar_days[day_index],
-                                         self._st_rule)
+    def _limits_on(self, code: str, prev_close: float, day_index: int) -> Optional[tuple[float, float]]:
+        """The limits of `code` on calendar day `day_index` (an ST stock's band depends on the date); None on a
+        day without a limit (a new listing's first days, by the installed listing dates: issue 28)."""
+        return market_rules.day_limits(code, prev_close, code in self._st_codes, self._calendar_days[day_index],
+                                       self._st_rule)
+
+    # ---- ex-rights days on unadjusted bars (issue 28) ---------------------------------------------------
+
+    def _apply_ex_rights(self, holding: _Holding, bar: int) -> Optional[CorporateAction]:
+        """Before the open of bar `bar`: the events since the previous bar (a stock suspended on its ex-date
+        takes the event at its next bar) scale the holding's levels by their factor (as forward-adjusted bars
+        would show them), add the bonus shares and pay the cash. Returns the last such event (its reference
+        price is the day's limit base), None on other days."""
+        stock = holding.stock
+        actions = self._events.get(stock.code)
+        if not actions or bar <= 0:
+            return None
+        after, through = self._calendar_days[stock.day[bar - 1]], self._calendar_days[stock.day[bar]]
+        applied = None
+        for action in ex_rights.events_between(actions, after, through):
+            prev_close = stock.close[bar - 1]
+            factor = ex_rights.price_factor(action, prev_close)
+            position = holding.position
+            change = ex_rights.holding_change(position.volume, position.cost_price * position.volume, action)
+            holding.position = ex_rights.adjust_position(position, factor, change.volume_after)
+            self._cash += change.cash_credit
+            holding.proceeds += change.cash_credit
+            holding.cap_price = ex_rights.adjust_level(holding.cap_price, factor)
+            holding.triggers_key = holding.add_prices_key = None
+            applied = action
+        return applied
+
+    def _ex_action_on(self, code: str, day_index: int) -> Optional[CorporateAction]:
+        day = self._calendar_days[day_index]
+        return next((a for a in self._events.get(code, ()) if a.ex_date == day), None)
+
+    def _indicator_closes(self, stock_index: int) -> np.ndarray:
+        """The closes MACD and the moving averages read: forward-adjusted when the bars are raw + events, so a
+        bonus-share gap is not a crossing."""
+        close = self._market.closes(stock_index)
+        actions = self._events.get(self._market.codes[stock_index])
+        if not actions:
+            return close
+        market = self._market
+        start, end = int(market.offsets[stock_index]), int(market.offsets[stock_index + 1])
+        days = [self._calendar_days[i] for i in market.day[start:end].tolist()]
+        return close * np.array(ex_rights.cumulative_factors(days, actions, close.tolist()))
 
     # ---- preparation -----------------------------------------------------------------------------------
 
@@ -588,7 +646,7 @@ class BacktestEngine:
             return
         import talib  # imported lazily: only a run with MACD rules needs it
 
-        close = market.closes(stock_index)
+        close = self._indicator_closes(stock_index)
         hist = talib.MACD(close, MACD_FAST, MACD_SLOW, MACD_SIGNAL)[2]
         previous, current = hist[:-1], hist[1:]
         crossing = ((previous <= 0) & (current > 0)) | ((previous >= 0) & (current < 0))

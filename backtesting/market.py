@@ -2,7 +2,7 @@
 (prices as int32 thousandths of a CNY, days as int32 indexes into one compact calendar), so 5,000 stocks × 23
 years fit in about 20 bytes per bar instead of Python lists per stock. Loading reads a CSV folder in parallel
 processes through a cache of validated bars (one .npy per file, keyed by the file's content), so a second
-run skips parsing and checking; a TDX folder goes through backtest_data.load_bars."""
+run skips parsing and checking; a TDX folder goes through backtesting.data.load_bars."""
 from __future__ import annotations
 
 import hashlib

@@ -57,12 +57,14 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
                  load_progress: Optional[Callable[[int, int], None]] = None,
                  stock_params: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  starting: Optional[StartingState] = None, no_entry: Collection[str] = (),
-                 slippage: Optional[Slippage] = None, benchmark: Optional[Benchmark] = None) -> BacktestRun:
+                 slippage: Optional[Slippage] = None, benchmark: Optional[Benchmark] = None,
+                 events: Optional[Mapping[str, Sequence[Any]]] = None) -> BacktestRun:
     """Load bars from `data` (CSV folder or TDX folder; or use `market`, already loaded), run the rules, and
     write the output files into `out` when given. `settings` is a full mapping of config values (default:
     config.py's). `cache_dir` keeps validated bars between runs; `workers` processes read the files.
     `starting` and `no_entry` are the engine's (an account's state and the codes it never enters); `slippage`
-    makes fills worse than the path price; `benchmark` adds the index line and the excess return."""
+    makes fills worse than the path price; `benchmark` adds the index line and the excess return; `events`
+    (backtesting.data.load_events) are the ex-rights events of UNADJUSTED bars (issue 28)."""
     values = dict(settings if settings is not None else config.DEFAULTS)
     validation = config.validate(values)
     if not validation.ok:
@@ -79,7 +81,8 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
             raise DataUnavailable("BACKTEST_NO_STOCKS", f"没有可用的股票数据：{details}")
         loaded_at = time.perf_counter()
         engine = BacktestEngine(loaded, values, start, end, progress=progress, stock_params=stock_params,
-                                starting=starting, no_entry=no_entry, st_codes=st_codes_in(data), slippage=slippage)
+                                starting=starting, no_entry=no_entry, st_codes=st_codes_in(data), slippage=slippage,
+                                events=events)
         if not engine.days:
             raise TradingError("BACKTEST_NO_DAYS", f"所选区间 {start or '开始'} ~ {end or '结束'} 内没有行情数据")
         result = engine.run()
@@ -98,7 +101,7 @@ def run_backtest(data: str | Path, settings: Optional[Mapping[str, Any]] = None,
 
 
 def read_stock_params(path: str | Path, settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per-stock overrides from a JSON file {code: {KEY: value}}, with the keys and checks of stock_params.py:
+    """Per-stock overrides from a JSON file {code: {KEY: value}}, with the keys and checks of core/stock_params.py:
     each stock's values must be valid together with the run's settings. ConfigError names every problem."""
     from core.stock_params import STOCK_KEYS
 

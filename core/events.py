@@ -46,6 +46,8 @@ class EventKind(str, Enum):
     PRE_OPEN_READY = "pre_open_ready"  # issue 16: the pre-open job's 「盘前就绪」 message
     PROTECTION_FAILURE = "protection_failure"  # issue 25: an exit condition holds and no sell works, unexplained
     PROTECTION_RESTORED = "protection_restored"  # issue 25: that failure has cleared
+    EX_RIGHTS = "ex_rights"  # issue 28: an ex-date's adjustment of the daemon's own price levels
+    CHORES = "chores"  # issue 28 §3: subscriptions, allotments (中签) and the reverse repo of the idle cash
 
     @property
     def label(self) -> str:
@@ -78,6 +80,8 @@ EVENT_LABELS = {
     EventKind.PRE_OPEN_READY: "盘前就绪",
     EventKind.PROTECTION_FAILURE: "保护失效",
     EventKind.PROTECTION_RESTORED: "保护恢复",
+    EventKind.EX_RIGHTS: "除权除息调整",
+    EventKind.CHORES: "申购与逆回购",
 }
 
 

@@ -52,13 +52,15 @@ class Rule(str, Enum):
     GRID_SELL = "grid_sell"
     MANUAL = "manual"
     REPRICE = "reprice"  # a timed-out sell re-placed at a more aggressive price
-    ORDER_FILE = "order_file"  # a line of an order file from another system (orders_file_intake)
+    ORDER_FILE = "order_file"  # a line of an order file from another system (orderfiles.intake)
     WATCH_BUY = "watch_buy"  # a watch task's buy action (issue 17)
     WATCH_SELL = "watch_sell"
+    IPO_SUBSCRIBE = "ipo_subscribe"  # issue 28 §3: a new share / new bond subscription (chores/)
+    REPO_LEND = "repo_lend"  # issue 28 §3: overnight treasury reverse repo, a sell at a rate (chores/)
 
     @property
     def side(self) -> Side:
-        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY, Rule.WATCH_BUY)
+        buys = (Rule.ADD_POSITION, Rule.MACD_BUY, Rule.GRID_BUY, Rule.WATCH_BUY, Rule.IPO_SUBSCRIBE)
         return Side.BUY if self in buys else Side.SELL
 
     @property
@@ -85,6 +87,8 @@ RULE_LABELS = {
     Rule.ORDER_FILE: "委托文件",
     Rule.WATCH_BUY: "盯盘买入",
     Rule.WATCH_SELL: "盯盘卖出",
+    Rule.IPO_SUBSCRIBE: "新股新债申购",
+    Rule.REPO_LEND: "国债逆回购",
 }
 
 
@@ -286,7 +290,9 @@ class Signal:
 
 
 class BrokerListener(Protocol):
-    """Receives broker events. Brokers call these from their own threads; implementations must not block long."""
+    """Receives broker events. Brokers call these from their own threads; implementations must not block long.
+    A listener must tolerate (brokers/CONTRACT.md §3) events twice or more, out of order, and before the
+    place_order that caused them has returned: fills are booked once by `fill_id`, order states move forward."""
 
     def on_order_update(self, order: Order) -> None: ...
 
@@ -294,7 +300,8 @@ class BrokerListener(Protocol):
 
 
 class Broker(Protocol):
-    """One interface over the simulated and the live broker (the vnpy gateway idea)."""
+    """One interface over the simulated and the live back-ends (the vnpy gateway idea); the written contract is
+    brokers/CONTRACT.md, proven for every back-end by test/conformance."""
 
     mode: str  # "simulation" | "live"
 
@@ -305,9 +312,14 @@ class Broker(Protocol):
     def is_connected(self) -> bool: ...
 
     def place_order(self, request: OrderRequest) -> None:
-        """Send an order. Raises OrderRejected or BrokerUnavailable; progress arrives as events."""
+        """Send an order; `client_id` travels as the remark, a used one is refused. Returns: accepted for sending
+        (acknowledgement or a rejection with the venue's message arrives as events). OrderRejected: definitely
+        refused. BrokerUnavailable: definitely not sent. Anything else (OutcomeUnknown): 「结果未知」, found later
+        by remark, never re-sent."""
 
-    def cancel_order(self, order_id: str) -> None: ...
+    def cancel_order(self, order_id: str) -> None:
+        """Cancel by broker order id or client id. The outcome arrives as events; a refusal (OrderRejected, or
+        an event with the working state and the reason) never changes the order's state."""
 
     def query_asset(self) -> Asset: ...
 
@@ -315,7 +327,9 @@ class Broker(Protocol):
 
     def query_orders(self) -> list[Order]: ...
 
-    def query_trades(self) -> list[Fill]: ...
+    def query_trades(self) -> list[Fill]:
+        """Executions (at least today's), each with the same `fill_id` its push carried. Every query returns
+        within the back-end's own deadline or raises BrokerUnavailable."""
 
     def close(self) -> None: ...
 

@@ -1,12 +1,11 @@
 """Pure order rules shared by the executor's pre-trade checks and the simulated broker: each check returns
-normally or raises models.OrderRejected with a machine code and a Chinese reason."""
+normally or raises core.models.OrderRejected with a machine code and a Chinese reason."""
 from __future__ import annotations
 
 import math
 from typing import Any
 
 import market_rules
-from market_rules import Board
 from core.models import OrderRejected, Quote, Side
 
 
@@ -17,12 +16,20 @@ def normalized_code(text: str) -> str:
         raise OrderRejected("INVALID_CODE", str(exc)) from None
 
 
+NO_LIMIT_UP = math.inf  # the upper bound on a day without a price limit (a new listing's first days)
+
+
 def limits(quote: Quote) -> tuple[float, float]:
-    """(limit_down, limit_up) from the quote, or computed from its previous close."""
-    if quote.limit_down and quote.limit_up:
+    """(limit_down, limit_up) of the quote's day: the exchange's own limits the quote carries, else computed
+    from its previous close (market_rules.day_limits). On a day without a price limit (a new listing's first
+    days, issue 28): (one tick, infinity), so no price is out of range and nothing is ever sealed."""
+    day = quote.time.date() if quote.time else None
+    if quote.limit_down and quote.limit_up and not market_rules.listing_rule_applies(quote.code, day):
         return quote.limit_down, quote.limit_up
-    return market_rules.price_limits(quote.code, quote.prev_close, market_rules.is_st_name(quote.name),
-                                     quote.time.date() if quote.time else None)
+    band = market_rules.day_limits(quote.code, quote.prev_close, market_rules.is_st_name(quote.name), day)
+    if band is None:
+        return float(market_rules.tick_size(quote.code)), NO_LIMIT_UP
+    return band
 
 
 def marketable_price(code: str, side: Side, quote: Quote, slippage: float) -> float:
@@ -44,9 +51,7 @@ def check_volume_type(volume: Any) -> int:
 def check_buy_volume(code: str, volume: int) -> None:
     if market_rules.is_valid_buy_volume(code, volume):
         return
-    if market_rules.board(code) is Board.STAR:
-        raise OrderRejected("INVALID_VOLUME", f"科创板买入数量至少 {market_rules.STAR_MIN_BUY} 股，收到 {volume} 股")
-    raise OrderRejected("INVALID_VOLUME", f"买入数量必须是 {market_rules.LOT} 股（一手）的整数倍，收到 {volume} 股")
+    raise OrderRejected("INVALID_VOLUME", market_rules.buy_lot_message(code, volume))
 
 
 def check_sell_available(code: str, volume: int, available: int, held: int, frozen: int) -> None:
@@ -66,14 +71,16 @@ def check_sell_available(code: str, volume: int, available: int, held: int, froz
 
 
 def check_sell_volume(code: str, volume: int, available: int) -> None:
-    """Lots of 100 (STAR ≥ 200), or the whole odd remainder at once."""
+    """Whole lots (STAR ≥ 200, BSE ≥ 100, bonds × 10 张), or the whole odd remainder at once."""
     if market_rules.is_valid_sell_volume(code, volume, available):
         return
-    if market_rules.board(code) is Board.STAR:
-        raise OrderRejected("INVALID_VOLUME", f"科创板卖出数量至少 {market_rules.STAR_MIN_BUY} 股，"
-                                              f"不足部分须一次全部卖出（可卖 {available} 股，委托 {volume} 股）")
-    raise OrderRejected("INVALID_VOLUME", f"卖出数量必须是 {market_rules.LOT} 股的整数倍，零股须一次全部卖出"
-                                          f"（可卖 {available} 股，委托 {volume} 股）")
+    rule, kind, unit = market_rules.lot_rule(code), market_rules.board(code), market_rules.volume_unit(code)
+    if rule.step == 1:
+        raise OrderRejected("INVALID_VOLUME", f"{kind.label}卖出数量至少 {rule.minimum} {unit}，"
+                                              f"不足部分须一次全部卖出（可卖 {available} {unit}，委托 {volume} {unit}）")
+    odd = "零股" if unit == "股" else "零头"
+    raise OrderRejected("INVALID_VOLUME", f"卖出数量必须是 {rule.step} {unit}的整数倍，{odd}须一次全部卖出"
+                                          f"（可卖 {available} {unit}，委托 {volume} {unit}）")
 
 
 def check_price(code: str, side: Side, price: float, quote: Quote) -> None:

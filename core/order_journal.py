@@ -39,7 +39,7 @@ MIGRATIONS = (
     CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency ON orders(idempotency_key) WHERE idempotency_key != ''
     """,
     # issue 25: live fill ids carry the trade date (a broker may reuse order and trade ids on a later day;
-    # easy_qmt_trader.fill_key), so a fill seen again after the upgrade is still known
+    # qmt.order_journal.fill_key), so a fill seen again after the upgrade is still known
     """
     UPDATE trade_records SET fill_id = fill_id || '-' || replace(trading_day, '-', '') WHERE mode = 'live'
     """,

@@ -16,6 +16,7 @@ class OrderSource(str, Enum):
     WATCH = "watch"
     MANUAL = "manual"
     PROTECTIVE = "protective"  # stop-loss, dynamic take-profit, MACD sell-all: no budget, no breaker
+    CHORES = "chores"  # issue 28 §3: subscriptions and the reverse repo (chores/)
 
     @property
     def label(self) -> str:
@@ -25,6 +26,7 @@ class OrderSource(str, Enum):
 SOURCE_LABELS = {
     OrderSource.RULES: "策略规则", OrderSource.GRID: "网格交易", OrderSource.ORDER_FILE: "委托文件",
     OrderSource.WATCH: "盯盘任务", OrderSource.MANUAL: "手动委托", OrderSource.PROTECTIVE: "保护性卖出",
+    OrderSource.CHORES: "申购与逆回购",
 }
 
 PROTECTIVE_EXITS = frozenset({Rule.STOP_LOSS, Rule.DYNAMIC_STOP, Rule.MACD_SELL})
@@ -37,6 +39,7 @@ _SOURCE_OF_RULE = {
     Rule.ORDER_FILE: OrderSource.ORDER_FILE,
     Rule.WATCH_BUY: OrderSource.WATCH, Rule.WATCH_SELL: OrderSource.WATCH,
     Rule.MANUAL: OrderSource.MANUAL,
+    Rule.IPO_SUBSCRIBE: OrderSource.CHORES, Rule.REPO_LEND: OrderSource.CHORES,
 }
 
 

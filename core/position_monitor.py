@@ -8,6 +8,7 @@ import threading
 from datetime import datetime
 from typing import Callable, Optional, Sequence
 
+import market_rules
 import strategy
 from qmt.broker_guard import broker_step_seconds
 from core.models import OrderStatus, Position, Quote, Rule, Side, Signal, TradingError
@@ -18,7 +19,7 @@ from daemon.workers import Worker, quote_wait_seconds, wait_for_version
 log = logging.getLogger(__name__)
 
 # Every reason of an order judged never to have reached the broker contains this (trading_executor.UNDELIVERED,
-# easy_qmt_trader.SELL_NOT_DELIVERED, trading_executor.UNKNOWN_SETTLED); a broker's refusal does not.
+# qmt.reconcile.SELL_NOT_DELIVERED, trading_executor.UNKNOWN_SETTLED); a broker's refusal does not.
 NOT_DELIVERED_MARK = "未送达"
 SELL_ALL_EXITS = tuple(sorted(PROTECTIVE_EXITS, key=lambda rule: rule.value))
 
@@ -92,8 +93,8 @@ class PositionMonitor(Worker):
         global_params = strategy.RuleParams.from_settings(self._settings)
         added = []
         for position in self._positions.all():
-            if position.volume <= 0:
-                continue
+            if position.volume <= 0 or market_rules.untradable_reason(position.stock_code):
+                continue  # an instrument the rules leave alone (issue 28) is shown with its reason, never acted on
             params = self._params_for(position.stock_code) if self._params_for else global_params
             quote = self._hub.latest(position.stock_code)
             if quote is None:

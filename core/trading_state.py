@@ -166,7 +166,7 @@ class TradingState:
         (e.g. a signal executed by hand) pass a pause, a lock and a source halt; when halted only a sell the
         operator has confirmed goes through. A re-priced sell continues an order already working (e.g. a
         stop-loss), so a pause or a halt does not strand it. A halted source refuses only its own orders,
-        never a protective exit (order_sources)."""
+        never a protective exit (core.order_sources)."""
         with self._lock:
             manual = rule is Rule.MANUAL
             if self._state is State.HALTED:

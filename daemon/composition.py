@@ -26,6 +26,7 @@ from orderfiles.intake import OrderFileIntake, default_inbox
 from orderfiles.store import OrderFileStore
 from orderfiles.worker import OrderFileWorker
 from notify.composition import build_notifications
+from chores.composition import build_chores
 from core.position_monitor import PositionMonitor
 from protection.sentinel import DaemonFacts, ProtectionSentinel
 from protection.heartbeat import HeartbeatSender
@@ -100,7 +101,7 @@ class _Stores:
     trading_db: Database
     live_broker: Any  # easy_qmt_trader's broker in live mode, else None
     data: Any  # data_manager.DataManager
-    clock: Any  # market_clock.Clock
+    clock: Any  # market.clock.Clock
 
 
 @dataclass
@@ -120,7 +121,7 @@ class _Trading:
 class _Rules:
     """What decides: the strategy runner, the position monitor, grid sessions and watch tasks."""
 
-    pool: Any  # stock_pool.StockPool
+    pool: Any  # core.stock_pool.StockPool
     stock_params: StockParams
     runner: StrategyRunner
     monitor: PositionMonitor
@@ -140,10 +141,15 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
 
     stop_event = stop_event or threading.Event()
     market_rules.use_st_rule(market_rules.StLimitRule.from_config(settings))  # one ST band for every part
+    try:  # one T+0 list and one set of listing dates for every part (issue 28)
+        market_rules.use_instrument_data(market_rules.instrument_data_from_config(settings))
+    except ValueError as exc:
+        raise TradingError("CONFIG_INVALID", str(exc)) from None
     with contextlib.ExitStack() as opened:
         stores = _open_stores(settings, data_dir, secret_filter, opened)
         trading = _trading_core(settings, data_dir, stores)
         rules = _rules(settings, stores, trading, stock_pool_file)
+        ex_rights_keeper = _ex_rights_keeper(settings, stores, trading, rules, data_dir)  # issue 28
         watchdog = Watchdog(settings, events=trading.events)
         order_files = _order_file_intake(settings, data_dir, stores.trading_db, stores.clock, trading.executor,
                                          trading.positions, stop_event, stores.data.hub)
@@ -151,11 +157,16 @@ def build_daemon(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_fi
                                order_files, opened)
         sentinel = _protection_sentinel(settings, stores, trading, rules)
         web_ctx.protection = sentinel.report_view  # /api/health turns red on a protection failure
+        web_ctx.ex_rights = ex_rights_keeper  # GET /api/ex_rights (issue 28)
         secret_filter.add(str(settings.get("HEARTBEAT_URL") or ""))  # the outside monitor's push URL is a secret
+        chores = build_chores(settings, stores.trading_db, stores.clock, trading.executor, trading.broker,
+                              trading.events, trading.signals, rules.watch_store, live=stores.live_broker is not None)
+        web_ctx.chores = chores  # issue 28 §3: 申购与逆回购 (GET /api/chores)
         notifications = build_notifications(
             settings, data_dir, log_dir, secret_filter, stores.clock, trading.events, stores.data, trading.executor,
             trading.positions, trading.broker, trading.signals, trading.trading_state, stores.trading_db,
-            web_ctx.trigger_prices, live=stores.live_broker is not None)
+            web_ctx.trigger_prices, live=stores.live_broker is not None, extra_jobs=tuple(chores.jobs()),
+            chores_line=chores.summary)
         opened.callback(_close_quietly, *notifications.closers)
         web_ctx.notifier, web_ctx.jobs, web_ctx.reports_dir = (notifications.notifier, notifications.jobs,
                                                                notifications.reports_dir)
@@ -271,6 +282,39 @@ def _rules(settings: ConfigStore, stores: _Stores, trading: _Trading, stock_pool
     return _Rules(pool, stock_params, runner, monitor, grid, PositionReviews(db, clock), watch_store, watch)
 
 
+def _ex_rights_keeper(settings: ConfigStore, stores: _Stores, trading: _Trading, rules: _Rules, data_dir: Path):
+    """issue 28 §2: ex-rights events from the events file (replay) or live xtdata; None when neither is
+    configured. The position table takes them at its own day roll, the rest (sim account, grid, watch tasks,
+    journal, event) at the first quote of the day; the first quote of a held stock is checked for a gap."""
+    from jobs.ex_rights import ExRightsKeeper, build_source
+
+    xtdata = None
+    if stores.live_broker is not None and stores.data.source_name == "xtquant":
+        import importlib
+
+        xtdata = lambda: importlib.import_module("xtquant.xtdata")  # noqa: E731 - loaded only when asked
+    mootdx = None
+    if stores.data.source_name == "mootdx" and settings.get("MOOTDX_SERVER"):
+        from market.mootdx_source import open_quotes, parse_server
+
+        mootdx = lambda: open_quotes(parse_server(str(settings.get("MOOTDX_SERVER"))),  # noqa: E731
+                                     float(settings.get("MOOTDX_TIMEOUT")), data_dir)
+    try:
+        source = build_source(settings, xtdata, mootdx)
+    except ValueError as exc:  # a bad events file: refuse to start, naming the line
+        raise TradingError("EX_RIGHTS_FILE_BAD", str(exc)) from None
+    if source is None:
+        return None
+    hub = stores.data.hub
+    keeper = ExRightsKeeper(stores.trading_db, stores.clock, trading.events, source, trading.positions,
+                            last_quote=hub.last_seen,
+                            sim=getattr(trading.broker, "inner", trading.broker) if stores.live_broker is None else None,
+                            grid=rules.grid, watch_store=rules.watch_store, settings=settings)
+    trading.positions.set_ex_rights_source(keeper.source_for_positions)
+    hub.subscribe(keeper.on_quote, first=True)  # the day's levels adjusted before any rule sees its quote
+    return keeper
+
+
 def _web_context(settings: ConfigStore, data_dir: Path, log_dir: Path, secret_filter, stores: _Stores,
                  trading: _Trading, rules: _Rules, watchdog: Watchdog, order_files: OrderFileIntake,
                  opened: contextlib.ExitStack):
@@ -368,7 +412,7 @@ def _order_file_intake(settings: ConfigStore, data_dir: Path, trading_db: Databa
 
 
 def _publish_broker_anomalies(events: EventBus, health) -> None:
-    """issue 13: every anomaly of the live broker's link (qmt_link.LinkHealth) is also an event, so the
+    """issue 13: every anomaly of the live broker's link (qmt.link.LinkHealth) is also an event, so the
     notifier and the page's event stream get it, not only the log and /api/health."""
     health.subscribe(lambda anomaly: events.emit(EventKind(anomaly.event_kind), anomaly.message, code=anomaly.code))
 

@@ -95,7 +95,7 @@ class IntervalWorker(ScheduledWorker):
 
 class Housekeeper(Worker):
     """Day roll-over on the market clock (T+1 release, daily counters, the day's summary line). Log cleanup,
-    backups and the report file are timed jobs (jobs_daily, issue 16)."""
+    backups and the report file are timed jobs (jobs.daily, issue 16)."""
 
     name = "housekeeping"
 

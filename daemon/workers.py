@@ -122,7 +122,7 @@ class Watchdog(Worker):
 
     def __init__(self, settings, now: Callable[[], float] = time.monotonic, events=None):
         self._settings = settings
-        self._events = events  # events.EventBus: restarts and alarms reach the notifier (issue 16)
+        self._events = events  # core.events.EventBus: restarts and alarms reach the notifier (issue 16)
         self._now = now
         self._runners: dict[str, _Runner] = {}
         self._beats: dict[str, Heartbeat] = {}

@@ -1,7 +1,7 @@
 """The doctor: checks of the machine the daemon runs on (Python, dependencies, xtquant's native parts, the QMT
 folder and a miniQMT connection, data dir, port, clock vs the market calendar, config, databases, logs). Each
 check answers OK / warning / error with a Chinese fix hint; everything it touches comes in a `DoctorEnv`, so
-tests can simulate each failure. Printing is doctor_cli's, the web page is web_api_doctor's."""
+tests can simulate each failure. Printing is doctor.cli's, the web page is webapi.doctor's."""
 from __future__ import annotations
 
 import copy
@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
 import persistence.health as storage_health
-from brokers.select import is_simulation
+from brokers.select import backend_name, is_simulation
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 MARKET_TZ = ZoneInfo("Asia/Shanghai")
@@ -35,7 +35,7 @@ MIN_PYTHON = (3, 11)
 MIN_PLAUSIBLE_DAY = date(2024, 1, 1)  # a machine clock before this is certainly wrong
 # import name of each distribution in requirements.txt whose import name differs
 IMPORT_NAMES = {"ta-lib": "talib", "flask-cors": "flask_cors", "exchange_calendars": "exchange_calendars"}
-# imported by the doctor only through xtquant_import (importing xtquant itself calls the internet)
+# imported by the doctor only through qmt.xtquant_import (importing xtquant itself calls the internet)
 NOT_IMPORTED = {"xtquant"}
 LIVE_ONLY = {"xtquant"}
 CALENDAR_HINT = ("升级 exchange_calendars（pip install -U exchange_calendars），或把交易所公布的休市日写入节假日文件"
@@ -146,10 +146,10 @@ def check_xtquant_native(env: DoctorEnv) -> Check:
         return Check("xtquant_native", name, OK, "xtpythonclient 与 datacenter 均存在")
     detail = f"缺少 {', '.join(missing)}"
     if not env.platform.startswith("win"):
-        level = ERROR if _live(env) else OK
+        level = ERROR if _needs_miniqmt(env) else OK
         return Check("xtquant_native", name, level, detail + "（非 Windows 系统，只能模拟交易/回放行情）",
                      "实盘交易需要在安装了 miniQMT 的 Windows 电脑上运行" if level == ERROR else "")
-    return Check("xtquant_native", name, ERROR if _live(env) else WARNING, detail,
+    return Check("xtquant_native", name, ERROR if _needs_miniqmt(env) else WARNING, detail,
                  "重新安装 xtquant（pip install xtquant），或使用券商 QMT 安装目录自带的 xtquant")
 
 
@@ -163,23 +163,34 @@ def check_qmt_path(env: DoctorEnv) -> Check:
         try:
             configured = load_account_config(env.account_config).qmt_path
         except TradingError as exc:
-            return Check("qmt_path", name, ERROR if _live(env) else WARNING, exc.message,
+            return Check("qmt_path", name, ERROR if _needs_miniqmt(env) else WARNING, exc.message,
                          "按 account_config.json.example 填写 account_config.json")
     try:
         found = resolve_qmt_path(configured, env.qmt_candidates)
     except TradingError as exc:
-        return Check("qmt_path", name, ERROR if _live(env) else WARNING, exc.message,
-                     "在 account_config.json 的 qmt_path 中填写 userdata_mini 的完整路径" if _live(env)
+        return Check("qmt_path", name, ERROR if _needs_miniqmt(env) else WARNING, exc.message,
+                     "在 account_config.json 的 qmt_path 中填写 userdata_mini 的完整路径" if _needs_miniqmt(env)
                      else "模拟交易不需要 miniQMT；实盘前请配置")
     return Check("qmt_path", name, OK, f"找到 {found}")
 
 
+# what the broker check names and asks the owner to start, by BROKER (issue 29/30)
+BACKEND_LABELS = {"miniqmt": "miniQMT", "bigqmt": "大QMT 桥接", "remote": "远程网关"}
+BACKEND_START_HINTS = {
+    "miniqmt": "确认 miniQMT 已启动并登录（勾选「极简模式」）",
+    "bigqmt": "确认大QMT 已登录且桥接策略以实盘方式运行（见 bigqmt/README.md）",
+    "remote": "确认 Windows 电脑上的 qmt_gateway 已启动，BROKER_URL 与 BROKER_TOKEN 正确",
+}
+
+
 def check_broker(env: DoctorEnv) -> Check:
-    name = "miniQMT 连接与账户查询"
+    backend = backend_name(env.settings)
+    client = BACKEND_LABELS.get(backend, "miniQMT")
+    name = f"{client} 连接与账户查询"
     if not _live(env):
-        return Check("broker", name, OK, "模拟交易模式，不连接 miniQMT")
+        return Check("broker", name, OK, "模拟交易模式，不连接券商")
     if env.connect_broker is None:
-        return Check("broker", name, ERROR, "无法建立实盘连接", "确认 miniQMT 已启动并登录（勾选「极简模式」）")
+        return Check("broker", name, ERROR, "无法建立实盘连接", BACKEND_START_HINTS.get(backend, BACKEND_START_HINTS["miniqmt"]))
     deadline = env.settings.get("DOCTOR_BROKER_TIMEOUT")
     outcome: dict[str, Any] = {}
 
@@ -202,11 +213,163 @@ def check_broker(env: DoctorEnv) -> Check:
     worker.join(deadline)
     if worker.is_alive():
         return Check("broker", name, ERROR, f"{deadline:g} 秒内未连接成功或账户查询无响应",
-                     "确认 miniQMT 已启动、已登录且未卡住；必要时重启 miniQMT")
+                     f"确认 {client} 已启动、已登录且未卡住；必要时重启 {client}")
     if "error" in outcome:
-        return Check("broker", name, ERROR, outcome["error"], "确认 miniQMT 已启动并登录，资金账号与 account_config.json 一致")
+        return Check("broker", name, ERROR, outcome["error"],
+                     f"{BACKEND_START_HINTS.get(backend, BACKEND_START_HINTS['miniqmt'])}，资金账号与 account_config.json 一致")
     asset = outcome["asset"]
     return Check("broker", name, OK, f"已连接，总资产 {asset.total_asset:.2f} 元，可用资金 {asset.cash:.2f} 元")
+
+
+def check_bigqmt_bridge(env: DoctorEnv) -> Check:
+    """issue 29: BROKER = bigqmt: the bridge strategy runs in big QMT, its version is this daemon's, it is bound
+    to the configured account, and a round trip through QMT's strategy thread is quick (a side connection: the
+    running daemon's link is not disturbed)."""
+    from bigqmt.timings import bridge_version
+    from bigqmt.probe import BridgeClosed, BridgeTimeout, probe_bridge
+    from core.models import TradingError
+    from qmt.account import load_account_config
+
+    name = "大QMT 桥接策略"
+    if not _live(env) or env.settings.get("BROKER") != "bigqmt":
+        return Check("bigqmt", name, OK, "未使用大QMT 桥接（BROKER 不是 bigqmt）")
+    host, port = env.settings.get("BIGQMT_HOST"), int(env.settings.get("BIGQMT_PORT"))
+    folder = env.settings.get("BIGQMT_FOLDER") if env.settings.get("BIGQMT_TRANSPORT") == "folder" else ""
+    try:
+        probe = probe_bridge(host, port, float(env.settings.get("DOCTOR_BROKER_TIMEOUT")), folder=folder)
+    except (BridgeClosed, BridgeTimeout) as exc:
+        return Check("bigqmt", name, ERROR, f"{f'文件夹 {folder}' if folder else f'{host}:{port}'} 上没有可用的桥接策略（{exc}）",
+                     "在大QMT「模型交易」中以「实盘交易」方式运行桥接策略（bigqmt/README.md），端口与 BIGQMT_PORT 一致")
+    expected = bridge_version()
+    if probe.version != expected:
+        return Check("bigqmt", name, ERROR, f"大QMT 中运行的桥接策略版本为 {probe.version}，本程序需要 {expected}",
+                     "把 bigqmt/bridge_strategy.py 重新粘贴到大QMT 策略编辑器，并重启该策略")
+    try:
+        account_id = load_account_config(env.account_config).account_id
+    except TradingError as exc:
+        return Check("bigqmt", name, ERROR, exc.message, "按 account_config.json.example 填写 account_config.json")
+    if probe.account != account_id:
+        return Check("bigqmt", name, ERROR, "桥接策略绑定的资金账号与 account_config.json 不一致" if probe.account
+                     else "桥接策略没有绑定资金账号", "在「模型交易」中为桥接策略绑定 account_config.json 中的资金账号")
+    detail = (f"桥接策略运行中（版本 {probe.version}），往返中位 {probe.median_ms:g} 毫秒、最长 {probe.worst_ms:g} 毫秒；"
+              f"{'守护进程已连接' if probe.daemon_connected else '尚无守护进程连接'}")
+    if probe.worst_ms > 1000:
+        return Check("bigqmt", name, WARNING, detail, "大QMT 响应慢：关闭不用的策略和图表，或检查电脑负载")
+    return Check("bigqmt", name, OK, detail)
+
+
+def check_remote_gateway(env: DoctorEnv) -> Check:
+    """issue 30: BROKER = remote: one signed request to qmt_gateway at BROKER_URL with BROKER_TOKEN is answered
+    (with a genuine signature), the two clocks agree within the gateway's time window, the gateway's own QMT link is
+    up, it accepts orders (not read-only), and the round trip is quick."""
+    from qmt.link import LINK_CONNECTED, LINK_LABELS
+
+    name = "远程网关（qmt_gateway）"
+    if not _live(env) or env.settings.get("BROKER") != "remote":
+        return Check("gateway", name, OK, "未使用远程网关（BROKER 不是 remote）")
+    url, token = str(env.settings.get("BROKER_URL") or ""), str(env.settings.get("BROKER_TOKEN") or "")
+    if not url or not token:
+        return Check("gateway", name, ERROR, "BROKER = remote 但未设置 BROKER_URL 或 BROKER_TOKEN",
+                     "在参数中填写网关地址（如 http://192.168.1.20:5800）和网关令牌（网关数据目录中的 gateway_token）")
+    try:
+        ping = _ping_gateway(url, token, lambda: env.now().timestamp(), float(env.settings.get("DOCTOR_BROKER_TIMEOUT")))
+    except ValueError:
+        return Check("gateway", name, ERROR, f"BROKER_URL 格式不正确：{url}", "应如 http://192.168.1.20:5800")
+    except OSError as exc:
+        return Check("gateway", name, ERROR, f"无法连接网关 {url}（{type(exc).__name__}: {exc}）",
+                     "确认 Windows 机器上 qmt_gateway 已启动；局域网访问时网关的 GATEWAY_HOST 不能只监听 127.0.0.1，"
+                     "且 Windows 防火墙放行该端口；BROKER_URL 的地址和端口与网关一致")
+    refused = _gateway_refusal(ping, float(env.settings.get("GATEWAY_TIME_WINDOW")))
+    if refused is not None:
+        return Check("gateway", name, ERROR, *refused)
+    status = ping.payload
+    state = str(status.get("link_state", ""))
+    clock = f"时钟相差约 {round(ping.skew):+d} 秒" if ping.skew is not None else "网关未报告时间"
+    facts = (f"网关 {url} 已应答签名请求（券商接口 {status.get('backend') or '未知'}），往返 {ping.rtt_ms:.1f} 毫秒，{clock}；"
+             f"网关的券商连接：{LINK_LABELS.get(state, state)}；{'只读模式（拒绝委托与撤单）' if status.get('read_only') else '可交易'}")
+    if not status.get("connected") or state != LINK_CONNECTED:
+        return Check("gateway", name, ERROR, facts, "在 Windows 机器上确认 miniQMT（或大QMT 桥接策略）已启动并登录；网关会自动重连")
+    if status.get("read_only"):
+        return Check("gateway", name, WARNING, facts, "网关处于只读模式，守护进程无法下单和撤单（止损也不能卖出）：交易用的网关"
+                                                      "须把 GATEWAY_READ_ONLY 设为 False 后重启网关")
+    tolerance = float(env.settings.get("DOCTOR_CLOCK_TOLERANCE_SECONDS"))
+    if ping.skew is not None and abs(ping.skew) > tolerance:
+        return Check("gateway", name, WARNING, facts, f"两台机器时钟相差超过 {tolerance:g} 秒，接近网关的时间窗口时请求会被拒绝："
+                                                      "两台机器都开启网络时间同步（Windows「自动设置时间」）")
+    slow = float(env.settings.get("DOCTOR_GATEWAY_SLOW_MS"))
+    if ping.rtt_ms > slow:
+        return Check("gateway", name, WARNING, facts, f"往返超过 {slow:g} 毫秒：网络较慢，委托确认会变慢；尽量让两台机器在同一局域网")
+    return Check("gateway", name, OK, facts)
+
+
+@dataclass(frozen=True)
+class GatewayPing:
+    status: int
+    payload: Any
+    genuine: bool  # the answer is signed with our token and our request's nonce
+    rtt_ms: float
+    skew: Optional[float]  # gateway clock minus ours (seconds, ±1 s: from the answer's Date header)
+
+
+def _ping_gateway(url: str, token: str, wall: Callable[[], float], timeout: float) -> GatewayPing:
+    """One signed GET /status on a fresh connection (the running daemon's connections are not disturbed).
+    Raises ValueError (bad URL) or OSError (not reachable, no answer within `timeout`)."""
+    import http.client
+    import json
+    import time
+    from email.utils import parsedate_to_datetime
+    from urllib.parse import urlsplit
+
+    from gateway.auth import HEADER_NONCE, HEADER_SIGNATURE, answer_is_genuine, signed_headers
+
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(url)
+    https = parts.scheme == "https"
+    connection = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
+        parts.hostname, parts.port or (443 if https else 80), timeout=timeout)
+    target = parts.path.rstrip("/") + "/status"
+    try:
+        sent_at, started = wall(), time.monotonic()
+        headers = signed_headers(token, "GET", target, b"", sent_at)
+        connection.request("GET", target, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        rtt = time.monotonic() - started
+    except http.client.HTTPException as exc:
+        raise OSError(f"网关应答不完整（{type(exc).__name__}）") from None
+    finally:
+        connection.close()
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except ValueError:
+        payload = {}
+    skew = None
+    if response.getheader("Date"):
+        try:
+            skew = parsedate_to_datetime(response.getheader("Date")).timestamp() - (sent_at + rtt / 2)
+        except (TypeError, ValueError):
+            skew = None
+    genuine = answer_is_genuine(token, headers[HEADER_NONCE], response.status, body, response.getheader(HEADER_SIGNATURE))
+    return GatewayPing(response.status, payload if isinstance(payload, dict) else {}, genuine, rtt * 1000, skew)
+
+
+def _gateway_refusal(ping: GatewayPing, window: float) -> Optional[tuple[str, str]]:
+    """(detail, hint) when the gateway refused the request or its answer is not genuine; None when it answered us."""
+    code, message = str(ping.payload.get("code", "")), str(ping.payload.get("message", ""))
+    if code == "ADDRESS_NOT_ALLOWED":
+        return (f"网关拒绝本机地址：{message}", "把本机地址（或网段，如 192.168.1.0/24）加入网关的 GATEWAY_ALLOWED_CLIENTS 后重启网关")
+    if code in ("AUTH_BAD_SIGNATURE", "AUTH_MISSING"):
+        return ("令牌不符：网关拒绝了签名", "BROKER_TOKEN 须与网关的 GATEWAY_TOKEN（或网关数据目录中 gateway_token 文件的内容）完全一致")
+    if code == "AUTH_STALE":
+        return (f"两台机器时钟相差超过网关的时间窗口（约 {window:g} 秒），网关拒绝请求",
+                "两台机器都开启网络时间同步（Windows「自动设置时间」），校准后重试")
+    if ping.status != 200:
+        return (f"网关应答 HTTP {ping.status}：{message or '未知错误'}", "查看网关日志（网关日志目录）")
+    if not ping.genuine:
+        return ("令牌不符：网关应答的签名无效（令牌不一致或应答在途中被改动）",
+                "BROKER_TOKEN 须与网关的令牌完全一致；跨不可信网络请在 VPN 或 SSH 隧道中使用网关")
+    return None
 
 
 def check_data_dir(env: DoctorEnv) -> Check:
@@ -372,7 +535,9 @@ def check_log_dir(env: DoctorEnv) -> Check:
     return Check("log_dir", name, OK, detail)
 
 
-CHECKS = (check_python, check_dependencies, check_xtquant_native, check_qmt_path, check_broker, check_data_dir,
+CHECKS = (check_python, check_dependencies, check_xtquant_native, check_qmt_path, check_broker, check_bigqmt_bridge,
+          check_remote_gateway,
+          check_data_dir,
           check_port, check_calendar, check_clock, check_config, check_startup_files, check_databases, check_log_dir)
 
 
@@ -380,6 +545,11 @@ CHECKS = (check_python, check_dependencies, check_xtquant_native, check_qmt_path
 
 def _live(env: DoctorEnv) -> bool:
     return not is_simulation(env.settings)
+
+
+def _needs_miniqmt(env: DoctorEnv) -> bool:
+    """Live through miniQMT on this machine (the big-QMT bridge and the remote gateway need no local xtquant)."""
+    return _live(env) and (env.settings.get("BROKER") or "miniqmt") == "miniqmt"
 
 
 def _requirements(path: Path) -> list[tuple[str, str]]:

@@ -385,9 +385,9 @@ def _to_tick(code: str, price: Decimal, rounding: str) -> float:
 
 
 def _round_lot(code: str, shares: int) -> int:
-    """Largest valid order size ≤ shares (lots of 100; STAR: any size from 200)."""
+    """Largest valid order size ≤ shares (lots of 100; STAR: any size from 200; BSE from 100; bonds × 10)."""
     if shares <= 0:
         return 0
-    if market_rules.board(code) is market_rules.Board.STAR:
-        return shares if shares >= market_rules.STAR_MIN_BUY else 0
-    return shares // market_rules.LOT * market_rules.LOT
+    rule = market_rules.lot_rule(code)
+    rounded = shares // rule.step * rule.step
+    return rounded if rounded >= rule.minimum else 0

@@ -3,12 +3,15 @@ session's parameters, callback watch, book and open order survive restarts; a fi
 book are written in one transaction and a fill id is recorded once."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Optional
 
 from grid.rules import GridBook, GridEndReason, GridParams, GridState, GridStatus, GridWatch, cents
 from core.models import Rule, Side
+from market import ex_rights
+from market.ex_rights import CorporateAction
 from persistence.storage import Database, migrate
 
 MIGRATIONS = (
@@ -34,6 +37,11 @@ MIGRATIONS = (
         fees REAL NOT NULL, time TEXT NOT NULL, net_volume_after INTEGER NOT NULL,
         realized_pnl_after REAL NOT NULL);
     CREATE INDEX IF NOT EXISTS idx_grid_trades_session ON grid_trades(session_id, id)
+    """,
+    # issue 28: the ex-rights events already applied to a session (once each, with the session's new prices)
+    """
+    CREATE TABLE IF NOT EXISTS grid_ex_rights (
+        key TEXT NOT NULL, session_id INTEGER NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (key, session_id))
     """,
 )
 
@@ -131,6 +139,22 @@ class GridStore:
         self.version += 1
         return GridTrade(**{**trade.__dict__, "id": cursor.lastrowid, "session_id": row.id})
 
+    def apply_ex_rights(self, row: SessionRow, action: CorporateAction, factor: float) -> Optional[dict]:
+        """issue 28: scale the session's prices (centre, reference = the last grid fill, callback watch, last
+        price) by the event's factor and its net shares and their cost by the event, before the ex-date's open;
+        written with the event's marker, once per session. Returns the old → new prices, None if done before."""
+        with self._db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM grid_ex_rights WHERE key=? AND session_id=?",
+                            (action.key, row.id)).fetchone():
+                return None
+            detail = adjust_session(row, action, factor)
+            conn.execute("UPDATE grid_sessions SET center_price=? WHERE id=?", (row.center_price, row.id))
+            self._update(conn, row)
+            conn.execute("INSERT INTO grid_ex_rights(key, session_id, detail) VALUES(?,?,?)",
+                         (action.key, row.id, json.dumps(detail)))
+        self.version += 1
+        return detail
+
     def load(self) -> list[SessionRow]:
         return [_to_row(r) for r in self._db.query("SELECT * FROM grid_sessions ORDER BY id")]
 
@@ -151,6 +175,26 @@ class GridStore:
              s.last_fill_time.isoformat() if s.last_fill_time else None, b.net_volume, b.open_cost, b.realized_pnl,
              b.fees, b.buy_count, b.sell_count, b.bought_volume, b.sold_volume, row.pending_signal_id,
              row.open_order_id, row.last_price, row.id))
+
+
+def adjust_session(row: SessionRow, action: CorporateAction, factor: float) -> dict:
+    """The session's prices × factor and its book through the event (in place); the old → new values."""
+    state, book = row.state, row.state.book
+    before = {"center_price": row.center_price, "reference_price": state.reference_price,
+              "watch_low": state.watch.low, "watch_high": state.watch.high, "net_volume": book.net_volume}
+    new_book = book
+    if book.net_volume > 0:  # shares the grid bought get their bonus shares; their cost loses the cash paid
+        change = ex_rights.holding_change(book.net_volume, book.open_cost, action)
+        new_book = replace(book, net_volume=change.volume_after, open_cost=change.cost_amount_after)
+    row.center_price = ex_rights.adjust_level(row.center_price, factor)
+    row.last_price = ex_rights.adjust_level(row.last_price, factor)
+    row.state = replace(state, reference_price=ex_rights.adjust_level(state.reference_price, factor),
+                        watch=GridWatch(ex_rights.adjust_level(state.watch.low, factor),
+                                        ex_rights.adjust_level(state.watch.high, factor)), book=new_book)
+    after = {"center_price": row.center_price, "reference_price": row.state.reference_price,
+             "watch_low": row.state.watch.low, "watch_high": row.state.watch.high,
+             "net_volume": new_book.net_volume}
+    return {"session_id": row.id, "factor": factor, **{k: [before[k], after[k]] for k in before}}
 
 
 def _to_row(r) -> SessionRow:

@@ -1,6 +1,6 @@
 """The daily account snapshot taken after the close (table `account_snapshots` of the trading db): one row per
 trading day with the account's equity, so the daily report and the 收益 page read one equity curve.
-Written by the post-close job (jobs_daily); the rows belong to the account, hence the trading db of its mode."""
+Written by the post-close job (jobs.daily); the rows belong to the account, hence the trading db of its mode."""
 from __future__ import annotations
 
 import threading
@@ -43,7 +43,7 @@ class AccountSnapshots:
         migrate(db, "account_snapshots", MIGRATIONS)
 
     def record(self, day: date, asset) -> Snapshot:
-        """Store the close-of-day equity of `day` from a models.Asset; the day P&L is measured against the
+        """Store the close-of-day equity of `day` from a core.models.Asset; the day P&L is measured against the
         latest earlier snapshot."""
         with self._lock:
             previous = self._db.query_one("SELECT total_asset FROM account_snapshots WHERE day<? ORDER BY day DESC"

@@ -64,8 +64,8 @@ class DailyJobs:
     positions: object  # all()
     broker: object  # query_asset(), query_positions(), is_connected()
     signals: object  # history()
-    snapshots: object  # account_snapshots.AccountSnapshots
-    job_store: object  # jobs_store.JobStore (the backups of the day for the report)
+    snapshots: object  # jobs.account_snapshots.AccountSnapshots
+    job_store: object  # jobs.store.JobStore (the backups of the day for the report)
     bus: EventBus
     alarms: AlarmLog
     trigger_prices: Callable[[object], object]
@@ -76,7 +76,8 @@ class DailyJobs:
     live: bool = False
     indicators: object = None  # IndicatorCalculator (update(code)), None without one
     watchlist: Callable[[], list[str]] = lambda: []
-    trading_state: object = None  # trading_state.TradingState: its 「交易状态」 line in 盘前就绪 and the report
+    trading_state: object = None  # core.trading_state.TradingState: its 「交易状态」 line in 盘前就绪 and the report
+    chores_line: Callable[[date], str] = lambda day: ""  # issue 28 §3: chores.jobs.ChoreJobs.summary
 
     @property
     def reports_dir(self) -> Path:
@@ -161,7 +162,7 @@ class DailyJobs:
         equity = [(s.day, s.total_asset) for s in self.snapshots.history(end=day)]
         return jobs_report.ReportData(day, snapshot.total_asset, snapshot.cash, snapshot.market_value,
                                       snapshot.day_pnl, trades, signals, positions, self.alarms.on_day(day),
-                                      backups, equity, self._status_line())
+                                      backups, equity, self._status_line(), self.chores_line(day))
 
 
 def rule_label(value: str) -> str:

@@ -28,6 +28,7 @@ class ReportData:
     backups: list[str]
     equity: list[tuple[date, float]] = field(default_factory=list)  # snapshots up to the day
     status: str = ""  # TradingState.status_line(): 交易状态：运行 / 暂停 / 紧急停止 with the reason
+    chores: str = ""  # issue 28 §3: the day's subscriptions, allotments and repo (chores.jobs.ChoreJobs.summary)
 
     @property
     def buy_amount(self) -> float:
@@ -50,7 +51,8 @@ class ReportData:
         status = f"{self.status}；" if self.status else ""
         return (f"{self.day} 日报：{status}总资产 {self.total_asset:.2f} 元，当日盈亏 {pnl} 元；成交 {len(self.trades)} 笔"
                 f"（买入 {self.buy_amount:.2f} 元，卖出 {self.sell_amount:.2f} 元，费用 {self.fees:.2f} 元，"
-                f"已实现盈亏 {self.realized_pnl:+.2f} 元）；持仓 {len(self.positions)} 只；告警 {len(self.alarms)} 条")
+                f"已实现盈亏 {self.realized_pnl:+.2f} 元）；持仓 {len(self.positions)} 只；告警 {len(self.alarms)} 条"
+                + (f"；{self.chores}" if self.chores else ""))
 
 
 def distance(price: float, trigger: Optional[float]) -> Optional[float]:
@@ -62,7 +64,7 @@ def distance(price: float, trigger: Optional[float]) -> Optional[float]:
 
 def equity_png(points: list[tuple[date, float]]) -> bytes:
     """The equity curve as PNG bytes: matplotlib's Agg canvas, no pyplot (its global figure state is no place for a
-    daemon's job thread), Chinese title when a Chinese font is installed (backtest_chart's font lookup)."""
+    daemon's job thread), Chinese title when a Chinese font is installed (backtesting.chart's font lookup)."""
     import matplotlib
     from matplotlib import dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -127,6 +129,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}th{{background:#f3f
 <h2>当日成交</h2>{table(["时间", "代码", "名称", "方向", "规则", "价格", "数量", "金额", "费用", "已实现盈亏"], trades)}
 <h2>交易信号</h2>{table(["编号", "代码", "规则", "状态", "原因"], signals)}
 <h2>持仓与触发价距离</h2>{table(["代码", "名称", "持仓", "现价", "成本价", "触发价（距现价）"], positions)}
+<h2>申购与逆回购</h2><p id="chores">{esc(data.chores) or "无"}</p>
 <h2>当日告警</h2>{table(["告警"], [[a] for a in data.alarms])}
 <h2>数据库备份</h2>{table(["备份"], [[b] for b in data.backups])}
 </body></html>

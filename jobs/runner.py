@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 REPLAY_CHECK_SECONDS = 0.2  # a replayed day lasts seconds: look often
 REAL_CHECK_SECONDS = 15.0
 DAY_END = time(23, 59, 59)
-STOPPING_CODES = frozenset({"BROKER_STOPPING"})  # broker_guard's answer once the daemon has begun to stop
+STOPPING_CODES = frozenset({"BROKER_STOPPING"})  # qmt.broker_guard's answer once the daemon has begun to stop
 
 
 @dataclass(frozen=True)

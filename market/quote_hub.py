@@ -27,6 +27,7 @@ class QuoteHub:
         self._quotes: dict[str, Quote] = {}
         self._refused_for_age: dict[str, Quote] = {}  # code -> a quote refused for its age after the last accepted one
         self._listeners: list[Callable[[Quote], None]] = []
+        self._first_listeners: list[Callable[[Quote], None]] = []  # run before the quote is visible (subscribe)
         self._refusals = RefusalLog(settings, clock)
         self.version = 0
         self.rejected = 0
@@ -47,24 +48,26 @@ class QuoteHub:
         if problem:
             self._refuse(quote.code, problem)
             return False
+        if self._first_listeners:
+            if self._out_of_order(quote):
+                return False
+            self._deliver(self._first_listeners, quote)
         with self._cond:
-            current = self._quotes.get(quote.code)
-            if current is not None and quote.time < current.time and not self._before_clock_step(current):
+            if self._out_of_order(quote):
                 return False  # an out-of-order delivery: the newer quote already stands
             self._quotes[quote.code] = quote
             self._refused_for_age.pop(quote.code, None)
             self.version += 1
             self._cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener(quote)
-            except Exception:  # one faulty subscriber must not stop the feed for the others
-                log.exception("行情订阅者处理 %s 的行情时出错", quote.code)
+        self._deliver(self._listeners, quote)
         return True
 
-    def subscribe(self, listener: Callable[[Quote], None]) -> None:
-        """`listener(quote)` runs in the publisher's thread for every accepted quote; keep it short."""
-        self._listeners.append(listener)
+    def subscribe(self, listener: Callable[[Quote], None], first: bool = False) -> None:
+        """`listener(quote)` runs in the publisher's thread for every accepted quote; keep it short.
+        `first`: it runs before the quote is stored, before waiting threads (the monitors) wake and before the
+        other listeners — for state every rule must see already updated when it meets the quote (the ex-rights
+        keeper adjusts the day's levels at the first quote of an ex-date, issue 28 §2)."""
+        (self._first_listeners if first else self._listeners).append(listener)
 
     # ---- the feed's clock
     def feed_now(self, source: Optional[str] = None) -> datetime:
@@ -131,6 +134,19 @@ class QuoteHub:
             return sorted(self._quotes)
 
     # ---- internals
+    def _out_of_order(self, quote: Quote) -> bool:
+        with self._cond:
+            current = self._quotes.get(quote.code)
+            return current is not None and quote.time < current.time and not self._before_clock_step(current)
+
+    @staticmethod
+    def _deliver(listeners: list[Callable[[Quote], None]], quote: Quote) -> None:
+        for listener in list(listeners):
+            try:
+                listener(quote)
+            except Exception:  # one faulty subscriber must not stop the feed for the others
+                log.exception("行情订阅者处理 %s 的行情时出错", quote.code)
+
     def _age_problem(self, quote: Quote) -> str:
         limit = float(self._settings.get("QUOTE_STALE_SECONDS"))
         feed_now = self.feed_now(quote.source)

@@ -179,7 +179,7 @@ def _read_day_file(reader, code: str) -> list[DailyBar]:
     path = reader.find_path(symbol=code[:6], subdir="lday", suffix="day")
     if path is None:
         return []
-    price_unit = 0.001 if market_rules.board(code) is market_rules.Board.ETF else 0.01
+    price_unit = float(market_rules.tick_size(code))  # 0.001 for funds and convertible bonds, else 0.01
     data = Path(path).read_bytes()
     bars = []
     for offset in range(0, len(data) - DAY_RECORD.size + 1, DAY_RECORD.size):

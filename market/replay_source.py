@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import accumulate
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import market_rules
 from market.bar_store import DailyBar
+from market import ex_rights
 from market.clock import ReplayClock
 from core.models import DataUnavailable, Quote
 from market.replay_feeds import BarFeed
@@ -168,8 +169,12 @@ class ReplaySource:
     last tick) the 15:00 close, when the day's bars are handed over and the replay moves to the next day."""
 
     def __init__(self, settings, clock: ReplayClock, feed: BarFeed, days: list[date], start_index: int,
-                 on_day_start: Callable[[date], None] = lambda day: None, pace: Optional[ReplayPace] = None):
+                 on_day_start: Callable[[date], None] = lambda day: None, pace: Optional[ReplayPace] = None,
+                 events: Optional[Mapping[str, Sequence[ex_rights.CorporateAction]]] = None):
+        """`events`: the ex-rights events per code (market.ex_rights.events_by_code) of raw bars; on an ex-date
+        a quote's previous close is the exchange's reference price and the day's limits are computed from it."""
         self._settings = settings
+        self._events = events or {}
         self._pace = pace
         self._on_day_start = on_day_start
         self._clock = clock
@@ -347,12 +352,22 @@ class ReplaySource:
         if index == 0:  # first listed day: no previous close, so no limits to apply
             prev_close, limit_down, limit_up = bar.open, None, None
         else:
-            prev_close = bars[index - 1].close
+            prev_close = self._limit_reference(code, bars[index - 1], day)
             limit_down, limit_up = market_rules.price_limits(code, prev_close,
                                                              market_rules.is_st_name(self.stock_name(code)), day)
         prices = sample_path(code, path_points(bar), self._ticks)
         return _DayPlan(bar, prev_close, limit_down, limit_up, prices, list(accumulate(prices, max)),
                         list(accumulate(prices, min)))
+
+    def _limit_reference(self, code: str, previous: DailyBar, day: date) -> float:
+        """The day's previous close as the exchange publishes it: on an ex-date (or the first bar after one the
+        stock was suspended on) the ex-rights reference price rounded to the tick, from which the exchanges
+        compute the day's limits (SSE Trading Rules §3.3.17, §4.3.1; SZSE Trading Rules §3.3.19, §4.4.1; see
+        market/ex_rights.py), else the previous bar's close."""
+        reference = previous.close
+        for action in ex_rights.events_between(self._events.get(code, ()), previous.day, day):
+            reference = ex_rights.limit_reference(code, reference, action)
+        return reference
 
     def _bars_before(self, code: str, day: date) -> list[DailyBar]:
         return [b for b in self._feed.bars(code) if b.day < day]

@@ -38,7 +38,7 @@ class MarketSource(Protocol):
 
     def start(self, publish: Publish) -> None:
         """Connect. Push-capable sources keep `publish` to deliver quotes from their own threads.
-        Raises models.DataUnavailable when the source cannot be used."""
+        Raises core.models.DataUnavailable when the source cannot be used."""
 
     def set_watchlist(self, codes: Sequence[str]) -> None: ...
 

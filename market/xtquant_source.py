@@ -246,6 +246,9 @@ class XtQuantSource:
         detail = self._xt.get_instrument_detail(code)
         if detail:
             self._details[code] = (today, detail)
+            listed = market_rules.listing_date_of_detail(detail)  # issue 28: a new listing's no-limit days
+            if listed is not None and market_rules.instrument_data().listing_dates.get(code) != listed:
+                market_rules.note_listing_dates({code: listed})
         return detail
 
     # ---- daily bars

@@ -1,4 +1,4 @@
-"""Wiring of issue 16 (notifications, daily jobs, daily report) for composition.py: its databases, the
+"""Wiring of issue 16 (notifications, daily jobs, daily report) for daemon/composition.py: its databases, the
 notifier and jobs workers, the watch of observed events and the config-change events, in one place so the
 shared composition root only gains a few lines."""
 from __future__ import annotations
@@ -31,7 +31,9 @@ class Notifications:
 
 def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, clock, events: EventBus, data,
                         executor, positions, broker, signals, trading_state, trading_db: Database,
-                        trigger_prices: Callable, live: bool) -> Notifications:
+                        trigger_prices: Callable, live: bool, extra_jobs: tuple = (),
+                        chores_line: Callable | None = None) -> Notifications:
+    """`extra_jobs` run on the same jobs thread (issue 28 §3: the chores); `chores_line(day)` is their report line."""
     notify_db = Database(data_dir / "notify.db")
     jobs_db = Database(data_dir / "jobs.db")
     for url in settings.get("NOTIFY_URLS"):
@@ -44,7 +46,9 @@ def build_notifications(settings, data_dir: Path, log_dir: Path, secret_filter, 
     daily = DailyJobs(clock, settings, executor, positions, broker, signals, snapshots, job_store, events,
                       AlarmLog(events, job_store), trigger_prices, data_dir, log_dir, lambda: database_files(data_dir),
                       lambda: data.source_label, live, data.indicators, data.watchlist, trading_state)
-    jobs = JobRunner(daily.jobs(), job_store, clock, settings, events)
+    if chores_line is not None:
+        daily.chores_line = chores_line
+    jobs = JobRunner(daily.jobs() + list(extra_jobs), job_store, clock, settings, events)
     if clock.is_replay:
         clock.on_new_day(jobs.on_replay_day_end)
     watch = NotifyWatch(events, clock, settings, data.hub, signals, data.watchlist,

@@ -14,7 +14,7 @@ TITLE_PREFIX = "miniQMT"
 DIGEST_KIND = "digest"
 ROUTINE, ALARM = 0, 1  # outbox priorities
 
-# Alarm-class events, by EventKind member name (a name not defined in events.py is ignored): each goes out on
+# Alarm-class events, by EventKind member name (a name not defined in core/events.py is ignored): each goes out on
 # its own, ahead of queued routine messages, within its own rate budget (NOTIFY_ALARM_RATE_LIMIT) and never
 # behind the coalescing window. ALARM is the catch-all "anomaly an operator must see" (a failing channel…).
 ALARM_KIND_NAMES = ("THREAD_ALARM", "THREAD_RESTARTED", "BROKER_DISCONNECTED", "LINK_UNHEALTHY", "QUOTES_STALE",

@@ -2,7 +2,7 @@
 row per interested channel, and delivers due rows one at a time with retries, duplicate suppression and one
 alarm for a channel that keeps failing. Alarm-class messages go first, each on its own, within their own rate
 budget; routine messages (fills…) wait for their burst to end and go as one digest, in arrival order, within the
-channel's rate limit (the rules are `notify_rules.plan_alarms` / `plan_routine`). Trading threads only ever
+channel's rate limit (the rules are `notify.rules.plan_alarms` / `plan_routine`). Trading threads only ever
 touch the bus (a queue offer); a hanging receiver delays nothing but this thread."""
 from __future__ import annotations
 
@@ -284,7 +284,7 @@ class Notifier(Worker):
 
 def _wants(channel: Channel, draft: notify_rules.Draft) -> bool:
     """A channel's subscription, except that the protection guarantee's messages reach every enabled channel
-    (notify_rules.EVERY_CHANNEL_KIND_NAMES) and a stop-loss fill is wanted by `fill` and `stop_loss_executed`."""
+    (notify.rules.EVERY_CHANNEL_KIND_NAMES) and a stop-loss fill is wanted by `fill` and `stop_loss_executed`."""
     if not channel.enabled:
         return False
     if notify_rules.reaches_every_channel(draft.kind):

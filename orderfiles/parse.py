@@ -1,6 +1,6 @@
 """Order files from other systems: bytes → text (UTF-8 with or without BOM, or GBK as Chinese Excel saves),
 CSV → one checked instruction or one Chinese error per line, and the result CSV written back. Pure functions;
-ordering and file handling are orders_file_intake's."""
+ordering and file handling are orderfiles.intake's."""
 from __future__ import annotations
 
 import csv

@@ -1,7 +1,7 @@
 """The order-file journal in the trading db: each file by content hash and trading day (processed once per
 trading day, recorded before its first order) and the result of each of its lines (written right after the
 line's order), so a crash resumes a file where it stopped. A dry run is one row written in one transaction
-with all its lines (never a half-validated record). SQL only; the processing is orders_file_intake's."""
+with all its lines (never a half-validated record). SQL only; the processing is orderfiles.intake's."""
 from __future__ import annotations
 
 from dataclasses import dataclass

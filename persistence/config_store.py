@@ -227,3 +227,18 @@ def _shown(key: str, value: Any) -> Any:
 
 def _shown_json(key: str, text: Optional[str]) -> Any:
     return None if text is None else _shown(key, json.loads(text))
+
+
+def parse_set_items(items: list[str]) -> dict[str, Any]:
+    """The run overrides of a command line's `--set KEY=VALUE` items (main.py, qmt_gateway.py): the value as JSON,
+    else as text. ValueError (Chinese) for an item without `=`."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set 参数格式应为 KEY=VALUE：{item}")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text
+    return overrides

@@ -21,7 +21,7 @@ class Database:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        # Told of every failed statement (storage_health.StorageGuard halts trading on a broken file or disk).
+        # Told of every failed statement (persistence.health.StorageGuard halts trading on a broken file or disk).
         self.on_failure: Optional[Callable[[BaseException], None]] = None
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         self._conn.row_factory = sqlite3.Row

@@ -92,11 +92,11 @@ class LinkFacts:
 
 @dataclass(frozen=True)
 class StateFacts:
-    """The trading state (trading_state.TradingState), the owner's locks and the auto-trading switch. Breakers
+    """The trading state (core.trading_state.TradingState), the owner's locks and the auto-trading switch. Breakers
     halt order sources, never a protective exit (DESIGN §8a), so they are not among these facts."""
 
     state: str = "running"  # running | paused | halted
-    source: str = ""  # who set it: "web" (the owner) or storage_health.STORAGE_SOURCE (a storage fault)
+    source: str = ""  # who set it: "web" (the owner) or persistence.health.STORAGE_SOURCE (a storage fault)
     reason: str = ""
     locks: Mapping[str, str] = field(default_factory=dict)  # stock -> why the owner's lock refuses its exit
     auto_trading: bool = True  # ENABLE_AUTO_TRADING
@@ -201,6 +201,9 @@ def judge_position(position: Position, facts: Facts) -> Judgement:
     owner_block = _owner_block(code, facts.trading)
     if owner_block:
         return _explained(code, owner_block)
+    untradable = market_rules.untradable_reason(code)
+    if untradable:  # an instrument the rules leave alone (issue 28): no exit is expected of the daemon
+        return _explained(code, untradable)
     quote = facts.quotes.get(code)
     feed_now = facts.feed_now.get(quote.source, facts.now) if quote is not None else facts.now
     problem = quote_problem(code, quote, feed_now, facts.stale_seconds)
@@ -342,12 +345,15 @@ def _unverified_words(entry: JournalEntry, facts: Facts) -> str:
 
 
 def _limit_down(quote: Quote, day: date) -> Optional[float]:
-    if quote.limit_down:
+    """The day's limit-down; None on a day without a limit (a new listing's first days, issue 28) or for a code
+    outside the known kinds."""
+    if quote.limit_down and not market_rules.listing_rule_applies(quote.code, day):
         return quote.limit_down
     try:
-        return market_rules.price_limits(quote.code, quote.prev_close, market_rules.is_st_name(quote.name), day)[0]
+        band = market_rules.day_limits(quote.code, quote.prev_close, market_rules.is_st_name(quote.name), day)
     except ValueError:  # a code outside the known boards: no limit to compare with
         return None
+    return band[0] if band is not None else None
 
 
 def _calm_reason(position: Position, price: float, params: Optional[strategy.RuleParams]) -> str:

@@ -57,7 +57,7 @@ class _Call:
 
 
 class BrokerGuard:
-    """Wraps a models.Broker with the same interface. `timeout()` is read per call (a live setting);
+    """Wraps a core.models.Broker with the same interface. `timeout()` is read per call (a live setting);
     `on_hung(name, seconds)` / `on_recovered(name, seconds)` let the daemon publish events."""
 
     def __init__(self, broker: Any, timeout: Callable[[], float], now: Callable[[], float] = time.monotonic,

@@ -14,7 +14,7 @@ CHECK = "需人工核对"
 
 @dataclass(frozen=True)
 class Verdict:
-    entry: object  # order_journal.JournalEntry
+    entry: object  # core.order_journal.JournalEntry
     status: OrderStatus
     filled_volume: int
     reason: str

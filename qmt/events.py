@@ -1,7 +1,8 @@
 """How the live broker reads miniQMT's pushes (split out of easy_qmt_trader.py, issue 31): the event state
 machine (`_handle` and its `_on_*` handlers), matching pushes to our client ids (parking those whose broker id is
-not known yet), the conversions to `Order`/`Fill`, and delivery to the listener. `QmtEventHandling` is a mixin of
-`easy_qmt_trader.EasyQmtTrader` and works on its state (journal, `_state`, in-flight bookkeeping, health)."""
+not known yet) and the conversions to `Order`/`Fill`; delivery to the listener is qmt.delivery's. `QmtEventHandling`
+is a mixin of `easy_qmt_trader.EasyQmtTrader` and works on its state (journal, `_state`, in-flight bookkeeping,
+health)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from typing import Optional
 
 from core.models import Fill, Order, OrderStatus
 from market.clock import MARKET_TZ
+from qmt.delivery import Delivery, ListenerDelivery
 from qmt.link import LINK_UNHEALTHY
 from qmt.order_journal import CANCEL_NONE, CANCEL_SENT, CANCEL_WAITING_FOR_ID, MappedOrder, fill_key
 from qmt.session import QmtEvent
@@ -19,11 +21,13 @@ from qmt.session import QmtEvent
 log = logging.getLogger("easy_qmt_trader")
 
 
-class QmtEventHandling:
+class QmtEventHandling(ListenerDelivery):
     """The `qmt-events` worker's interpretation of pushes, under the host's `_lock` (except `_deliver`, which
     calls the listener outside it)."""
 
-    # ---- dispatch and delivery (worker thread) ---------------------------------------------------------------
+    _log = log
+
+    # ---- dispatch (worker thread; delivery to the listener is qmt.delivery's) ---------------------------------
     def _handle(self, event: "QmtEvent") -> list["Delivery"]:
         handler = {
             "order": self._on_order, "trade": self._on_trade, "order_response": self._on_order_response,
@@ -32,21 +36,6 @@ class QmtEventHandling:
             "account_status": self._on_account_status, "flush": self._on_flush,
         }[event.kind]
         return handler(event)
-
-    def _deliver(self, deliveries: list["Delivery"]) -> None:
-        listener = self._listener
-        if listener is None:
-            self._undelivered.extend(deliveries)
-            return
-        pending, self._undelivered = self._undelivered + deliveries, []
-        for delivery in pending:
-            try:
-                if delivery.fill is not None:
-                    listener.on_fill(delivery.fill)
-                else:
-                    listener.on_order_update(delivery.order)
-            except Exception:  # a listener bug must not stop later events
-                log.exception("委托/成交回报处理出错：%s", delivery)
 
     # ---- event handlers (worker thread, under self._lock) -----------------------------------------------------
     def _on_flush(self, event: "QmtEvent") -> list["Delivery"]:
@@ -267,13 +256,7 @@ class QmtEventHandling:
         return datetime.fromtimestamp(stamp, MARKET_TZ).replace(tzinfo=None)
 
 
-# ---- what the handlers deliver and remember ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Delivery:
-    order: Optional[Order] = None
-    fill: Optional[Fill] = None
-
-
+# ---- what the handlers remember ---------------------------------------------------------------------------------
 @dataclass
 class EventState:
     """What the worker remembers between events (this process only; the journal has the rest)."""

@@ -16,7 +16,7 @@ LINK_CONNECTED, LINK_UNHEALTHY, LINK_RECONNECTING, LINK_DISCONNECTED = "connecte
 LINK_LABELS = {LINK_CONNECTED: "正常", LINK_UNHEALTHY: "无响应（准备重连）", LINK_RECONNECTING: "重连中",
                LINK_DISCONNECTED: "未连接"}
 KEEP_ANOMALIES = 100
-# Anomaly code → the event kind (events.EventKind value on main) a notifier should route it as; others: "alarm".
+# Anomaly code → the event kind (core.events.EventKind value on main) a notifier should route it as; others: "alarm".
 EVENT_KIND_BY_CODE = {
     "QMT_DISCONNECTED": "broker_disconnected", "LIVENESS_PROBE_FAILED": "link_unhealthy",
     "ORDER_ACK_TIMEOUT": "link_unhealthy", "CANCEL_ACK_TIMEOUT": "link_unhealthy",

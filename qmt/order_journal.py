@@ -50,7 +50,7 @@ MIGRATIONS = (
     CREATE INDEX IF NOT EXISTS qmt_order_map_broker_order_id ON qmt_order_map(broker_order_id)
     """,
     # issue 25: a broker may reuse order id and trade id on a later day, so a fill id carries the trade date
-    # (easy_qmt_trader.fill_key: "{order_id}-{traded_id}-{YYYYMMDD}"); `time` is the fill's ISO time
+    # (fill_key below: "{order_id}-{traded_id}-{YYYYMMDD}"); `time` is the fill's ISO time
     """
     UPDATE qmt_fills SET fill_id = fill_id || '-' || replace(substr(time, 1, 10), '-', '')
     """,

@@ -5,13 +5,13 @@ before the drop by remark, never re-sending), and the query-side checks that tre
 `easy_qmt_trader.EasyQmtTrader`; the pushes themselves are handled by `qmt.events.QmtEventHandling`."""
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 
 from core.models import BrokerUnavailable, Fill, OrderStatus, Side
-from qmt.events import Delivery
+from qmt.delivery import Delivery
 from qmt.link import LINK_CONNECTED, LINK_RECONNECTING, push_lapse
+from qmt.link_worker import open_with_backoff
 from qmt.session import QmtEvent, QmtSession
 
 log = logging.getLogger("easy_qmt_trader")
@@ -37,19 +37,11 @@ class QmtReconciliation:
         self.health.set_state(LINK_RECONNECTING)
         if old is not None:
             old.shutdown()
-        delay = min(self._timings.reconnect_first_delay, self._reconnect_cap())
-        for attempt in itertools.count(1):
-            if self._stop.is_set():
-                return
-            try:
-                session = self._open_session()
-                break
-            except BrokerUnavailable as exc:
-                self.last_error = exc.message
-                log.warning("第 %d 次重连 miniQMT 失败：%s；%.1f 秒后重试", attempt, exc.message, delay)
-            if self._stop.wait(delay):
-                return
-            delay = min(delay * self._timings.reconnect_factor, self._reconnect_cap())
+        session = open_with_backoff(self._open_session, BrokerUnavailable, self._stop,
+                                    self._timings.reconnect_first_delay, lambda: self._timings.reconnect_factor,
+                                    self._reconnect_cap, self._reconnect_refused)
+        if session is None:
+            return
         if self._stop.is_set():  # closed while the attempt was under way
             session.shutdown()
             return
@@ -65,6 +57,10 @@ class QmtReconciliation:
             log.error("重连后核对账户失败：%s；将再次重连", exc.message)
             session.connected = False
             self._reconnect_needed = True
+
+    def _reconnect_refused(self, attempt: int, exc: BrokerUnavailable, delay: float) -> None:
+        self.last_error = exc.message
+        log.warning("第 %d 次重连 miniQMT 失败：%s；%.1f 秒后重试", attempt, exc.message, delay)
 
     def _reconnect_cap(self) -> float:
         """The longest wait between reconnect attempts: QMT_RECONNECT_SESSION_MAX_DELAY during trading sessions

@@ -1,6 +1,6 @@
 """One miniQMT session over the real `xtquant.xttrader`: lazy import of xtquant's trading modules, the
 XtQuantTrader life cycle (start → connect → subscribe → stop) with deadlines, and the callback that only
-enqueues. Interpreting the events is easy_qmt_trader's job."""
+enqueues. Interpreting the events is qmt.events' job (a mixin of easy_qmt_trader)."""
 from __future__ import annotations
 
 import asyncio

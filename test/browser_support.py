@@ -86,7 +86,8 @@ def confirm(page):
 
 
 def attach_grid(system: System) -> GridManager:
-    """A grid manager on the system's components, hooked into the monitor and the runner as composition.py does."""
+    """A grid manager on the system's components, hooked into the monitor and the runner as daemon/composition.py
+    does."""
     grid = GridManager(system.dbs[1], system.settings, system.clock, system.positions, system.data.hub,
                        system.signals, system.executor)
     grid.attach(system.monitor, system.runner)

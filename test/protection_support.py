@@ -1,5 +1,5 @@
 """The protection guarantee (DESIGN §8a) checked on the in-process miniQMT counterpart: the REAL xttrader.py over
-test/stand_ins/fake_xtpythonclient.py's FakeQmt, wired as composition.py wires the daemon (BrokerGuard, trading
+test/stand_ins/fake_xtpythonclient.py's FakeQmt, wired as daemon/composition.py wires the daemon (BrokerGuard, trading
 state, breakers, executor, positions, quote hub, signal store, monitor, strategy runner, housekeeper, broker_sync)
 with the REAL ProtectionSentinel reading the facts. The threads' passes are stepped by the test on a replay market
 clock and a fake monotonic clock (the sentinel's deadline); the native callback threads stay real, and a step waits
@@ -110,14 +110,15 @@ class LiveRig:
         env.settings.update({**RIG_SETTINGS, **overrides}, source="test")
         self.env, self.qmt, self.settings, self.clock = env, counterpart, env.settings, env.clock
         self.time, self.wall = FakeTime(), WallClock()
-        self.trader, _ = env.make(listen=False)
+        self.backend_trader, _ = env.make(listen=False)  # the EasyQmtTrader on the counterpart
+        self.trader = self._daemon_broker(self.backend_trader)  # what the daemon's core talks to
         self.db = Database(env.tmp_path / "trading.db")
         self.events = EventBus(self.clock)
         self.alarms = self.events.subscribe([EventKind.PROTECTION_FAILURE, EventKind.PROTECTION_RESTORED])
         self.state = TradingState(self.db, self.clock)
         self.broker = BrokerGuard(self.trader, lambda: self.settings.get("BROKER_CALL_TIMEOUT"))
         self.positions = PositionManager(self.db, self.settings, self.clock, "live")
-        # the feed is judged on a non-replay clock reading the same market time, as in live mode (feed_clock.py
+        # the feed is judged on a non-replay clock reading the same market time, as in live mode (market/feed_clock.py
         # estimates no offset under a replay)
         self.hub = QuoteHub(self.settings, RealClock(source=self.clock.now))
         self.breakers = CircuitBreakers(self.settings, self.clock, self.state, self.events,
@@ -216,6 +217,10 @@ class LiveRig:
     def wait_link(self, timeout: float = 10.0) -> bool:
         """Wait (bounded, on the executor's events) until the trader's link is up again after a drop."""
         return self.relay.wait(lambda: self.trader.link_state == "connected" and self.trader.is_connected(), timeout)
+
+    def _daemon_broker(self, trader):
+        """The broker the daemon's core uses: the trader itself (test/gateway's RemoteLiveRig puts a gateway between)."""
+        return trader
 
     def _day_report(self, day) -> str:
         from daemon.composition import _day_report

@@ -72,7 +72,8 @@ class Recorder:
     def wait(self, predicate, timeout: float = WAIT) -> None:
         with self._cond:
             ok = self._cond.wait_for(predicate, timeout)
-        assert ok, f"timed out; orders={[(o.client_id, o.status.value) for o in self.orders]} fills={self.fills}"
+        seen = [(o.client_id, o.status.value, o.reason) for o in self.orders]
+        assert ok, f"timed out; orders={seen} fills={self.fills}"
 
 
 @contextmanager
@@ -455,7 +456,7 @@ def test_listener_querying_from_on_fill_while_fills_stream_in_does_not_deadlock(
 
 
 def test_events_before_a_listener_is_set_are_kept(env, counterpart):
-    trader, _ = env.make(listen=False)  # as in composition.py: connect first, set_listener after
+    trader, _ = env.make(listen=False)  # as in daemon/composition.py: connect first, set_listener after
     trader.place_order(req("L1", volume=100))
     [booked] = counterpart.order_by_remark("L1")
     rec = Recorder()
@@ -502,7 +503,7 @@ def test_connect_live_broker_builds_and_connects_from_account_config(env, counte
 
 
 def test_the_daemon_takes_the_query_timeout_from_its_settings(env, counterpart):
-    """connect_live_broker without explicit timings (as composition.py calls it) uses QMT_QUERY_TIMEOUT."""
+    """connect_live_broker without explicit timings (as daemon/composition.py calls it) uses QMT_QUERY_TIMEOUT."""
     config_file = env.tmp_path / "account_config.json"
     config_file.write_text(json.dumps({"account_id": ACCOUNT_ID, "account_type": "STOCK",
                                        "qmt_path": str(env.qmt_dir.parent)}), encoding="utf-8")

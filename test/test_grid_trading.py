@@ -27,7 +27,7 @@ DAY2 = datetime(2025, 9, 24, 9, 30)
 
 
 class Engine:
-    """The daemon's trading components wired as composition.py wires them, driven by hand."""
+    """The daemon's trading components wired as daemon/composition.py wires them, driven by hand."""
 
     def __init__(self, tmp_path, start=BASE_DAY, sim_options=None, grid_hook=None, **overrides):
         self.path = tmp_path

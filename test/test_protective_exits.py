@@ -48,7 +48,7 @@ class WallClock:
 
 
 class Rig:
-    """Wired as composition.py wires the trading core; the threads' passes are run by the test."""
+    """Wired as daemon/composition.py wires the trading core; the threads' passes are run by the test."""
 
     def __init__(self, tmp_path, **overrides):
         self.settings = make_settings(tmp_path, **{"ENABLE_AUTO_TRADING": True, "ENABLE_MACD_BUY": False,

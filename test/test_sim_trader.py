@@ -237,3 +237,91 @@ def test_listener_may_call_back_into_the_broker_without_deadlock(env):
     assert listener.events == [("order", "C1", OrderStatus.OPEN, 0), ("fill", "C1", 100, 10.00),
                                ("order", "C1", OrderStatus.FILLED, 100), ("order", "C2", OrderStatus.OPEN, 0),
                                ("fill", "C2", 100, 10.00), ("order", "C2", OrderStatus.FILLED, 100)]
+
+
+# ---- issue 28: instruments (bonds, T+0 funds, 北交所, new listings) ------------------------------------------
+
+BOND = "113050.SH"
+
+
+def test_bond_round_trip_in_one_day_with_bond_fees_and_lots(env):
+    env.quotes.set(BOND, 120.000, 119.000)
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("B0", Side.BUY, 15, 120.000, BOND))
+    assert info.value.code == "INVALID_VOLUME" and "10 张" in info.value.message
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("B00", Side.BUY, 20, 120.0005, BOND))
+    assert info.value.code == "INVALID_PRICE"
+    env.sim.place_order(request("B1", Side.BUY, 20, 120.000, BOND))
+    # 20 张 × 120.000 = 2,400.00; commission 万1 = 0.24, no minimum, no transfer fee
+    [fill] = env.sim.query_trades()
+    assert (fill.volume, fill.commission, fill.stamp_duty, fill.transfer_fee) == (20, 0.24, 0, 0)
+    [position] = env.sim.query_positions()
+    assert (position.volume, position.available, position.cost_price) == (20, 20, 120.012)  # T+0: sellable now
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("S0", Side.SELL, 15, 121.500, BOND))
+    assert info.value.code == "INVALID_VOLUME"
+    env.quotes.set(BOND, 121.500, 119.000)
+    env.sim.place_order(request("S1", Side.SELL, 20, 121.500, BOND))
+    # 2,430.00 − commission 0.24 (0.243), no stamp duty
+    sell = env.sim.query_trades()[-1]
+    assert (sell.price, sell.commission, sell.stamp_duty, sell.transfer_fee) == (121.5, 0.24, 0, 0)
+    assert env.sim.query_asset().cash == 1_000_029.52  # − 2,400.24 + 2,429.76
+    assert env.sim.query_positions() == []
+
+
+def test_bond_limit_is_twenty_percent(env):
+    env.quotes.set(BOND, 143.000, 120.000)
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("B1", Side.BUY, 10, 144.010, BOND))
+    assert info.value.code == "PRICE_OUT_OF_LIMITS" and "96 ~ 144" in info.value.message
+
+
+def test_t0_fund_round_trip_and_t1_fund_refused(env):
+    env.quotes.set("511880.SH", 100.000, 100.000)
+    env.sim.place_order(request("B1", Side.BUY, 100, 100.000, "511880.SH"))  # 10,000 + commission 5.00 (minimum)
+    env.quotes.set("511880.SH", 100.010, 100.000)
+    env.sim.place_order(request("S1", Side.SELL, 100, 100.010, "511880.SH"))  # 10,001.00 − 5.00, no stamp duty
+    assert env.sim.query_asset().cash == 999_991.00
+    env.quotes.set("510300.SH", 4.000, 4.000)
+    env.sim.place_order(request("B2", Side.BUY, 1000, 4.000, "510300.SH"))
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("S2", Side.SELL, 1000, 4.000, "510300.SH"))
+    assert info.value.code == "T1_UNAVAILABLE"
+
+
+def test_bj_buys_100_then_any_share_and_stays_t1(env):
+    code = "920001.BJ"
+    env.quotes.set(code, 10.00, 10.00)
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("B0", Side.BUY, 99, 10.00, code))
+    assert info.value.message == "北交所买入数量至少 100 股，收到 99 股"
+    env.sim.place_order(request("B1", Side.BUY, 150, 10.00, code))
+    [position] = env.sim.query_positions()
+    assert (position.volume, position.available) == (150, 0)
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("S1", Side.SELL, 150, 10.00, code))
+    assert info.value.code == "T1_UNAVAILABLE"
+    with pytest.raises(OrderRejected) as info:
+        env.sim.place_order(request("B2", Side.BUY, 100, 13.01, code))
+    assert info.value.code == "PRICE_OUT_OF_LIMITS" and "7 ~ 13" in info.value.message  # ±30 %
+
+
+def test_new_listing_trades_without_limit_for_five_days(env):
+    import market_rules
+
+    code = "688999.SH"
+    before = market_rules.instrument_data()
+    # listed Mon 2024-02-05: Thu 02-08 is day 4, 02-19 day 5 (Spring Festival), 02-20 day 6
+    market_rules.use_instrument_data(before.with_listing_dates({code: date(2024, 2, 5)}))
+    try:
+        env.quotes.set(code, 45.00, 30.00)  # +50 % over the previous close
+        env.sim.place_order(request("B1", Side.BUY, 200, 45.00, code))
+        assert env.sim.query_positions()[0].volume == 200
+        env.clock.set(datetime(2024, 2, 20, 10, 0))
+        env.quotes.set(code, 45.00, 45.00)
+        with pytest.raises(OrderRejected) as info:
+            env.sim.place_order(request("B2", Side.BUY, 200, 54.01, code))
+        assert info.value.code == "PRICE_OUT_OF_LIMITS" and "36 ~ 54" in info.value.message
+    finally:
+        market_rules.use_instrument_data(before)

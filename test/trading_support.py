@@ -50,7 +50,7 @@ class Core:
 
 
 def build_core(db_path: Path, settings, clock, quotes, **sim_options) -> Core:
-    """Wired as composition.py does: one trading db shared by the sim broker, positions and the executor."""
+    """Wired as daemon/composition.py does: one trading db shared by the sim broker, positions and the executor."""
     db = Database(db_path)
     sim = SimTrader(db, settings, clock, quotes, **sim_options)
     positions = PositionManager(db, settings, clock, "simulation")

@@ -1,4 +1,4 @@
-"""Shared set-up for the web tests and the web benchmark: the real components wired as composition.py does
+"""Shared set-up for the web tests and the web benchmark: the real components wired as daemon/composition.py does
 (synthetic replay market, SimTrader, PositionManager, TradingExecutor, SignalStore, StrategyRunner, monitor,
 ConfigStore, StockPool on SQLite files in a temp folder), the real waitress server on a free loopback port,
 and small HTTP / server-sent-event clients that can send any Host header."""

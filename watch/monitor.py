@@ -1,5 +1,5 @@
 """The watch loop (智能盯盘): woken by new quotes like the position monitor, it checks every active watch task
-with the pure conditions of `watch_rules`, records each fire with its alert, publishes a WATCH_ALERT event and
+with the pure conditions of `watch.rules`, records each fire with its alert, publishes a WATCH_ALERT event and
 turns buy/sell actions into signals on the existing queue, so that the auto-trading switch, the trading
 state, validation and every A-share check apply unchanged. Detection only: it never places an order."""
 from __future__ import annotations

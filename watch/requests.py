@@ -1,4 +1,4 @@
-"""The request body of a watch task (issue 17), parsed into a `watch_rules.WatchTask` with a Chinese reason for
+"""The request body of a watch task (issue 17), parsed into a `watch.rules.WatchTask` with a Chinese reason for
 every refusal (nothing is stored on failure), and written back the same way (API answers and storage). The
 declarations the parser validates with also build the body's JSON schema for the OpenAPI document."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ class InvalidTask(TradingError):
 
 
 # ---- declarations: each number of a task body is declared once; `read` validates it and `schema` describes it
-# for the OpenAPI document (web_openapi), so the contract and the parser cannot drift apart ----------------------
+# for the OpenAPI document (webapi.openapi), so the contract and the parser cannot drift apart ----------------------
 
 @dataclass(frozen=True)
 class Number:

@@ -1,6 +1,6 @@
 """Watch tasks (智能盯盘) as data, with their pure condition functions `(task, quote, daily context) -> fired?`.
 No I/O, no clock: the watch monitor passes the quote, the daily facts of completed bars and "now". Request
-bodies are parsed in watch_requests."""
+bodies are parsed in watch.requests."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

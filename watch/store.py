@@ -11,7 +11,9 @@ from typing import Any, Optional
 from core.models import TradingError
 from persistence.storage import Database, migrate
 from watch.requests import parse_task, task_to_body
-from watch.rules import TaskStatus, WatchTask
+from market import ex_rights
+from market.ex_rights import CorporateAction
+from watch.rules import Condition, ConditionType, TaskStatus, WatchTask
 
 MIGRATIONS = (
     """
@@ -27,7 +29,14 @@ MIGRATIONS = (
     CREATE INDEX IF NOT EXISTS idx_watch_alerts_code ON watch_alerts(stock_code, time);
     CREATE INDEX IF NOT EXISTS idx_watch_alerts_task ON watch_alerts(task_id, id)
     """,
+    # issue 28: the ex-rights events already applied to a task's price thresholds (once each)
+    """
+    CREATE TABLE IF NOT EXISTS watch_ex_rights (
+        key TEXT NOT NULL, task_id INTEGER NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (key, task_id))
+    """,
 )
+# Conditions whose numbers are prices (the others are percents, ratios or day counts and need no adjustment).
+PRICE_CONDITIONS = (ConditionType.PRICE_ABOVE, ConditionType.PRICE_BELOW, ConditionType.IN_ZONE)
 
 
 class TaskNotFound(TradingError):
@@ -113,6 +122,32 @@ class WatchStore:
         rows = self._db.query("SELECT * FROM watch_tasks WHERE status=? ORDER BY id", (TaskStatus.ACTIVE.value,))
         return [_task(r) for r in rows]
 
+    def apply_ex_rights(self, action: CorporateAction, factor: float) -> list[dict]:
+        """issue 28: the price thresholds (价格≥/≤, 区间) of the stock's unfinished tasks × the event's factor,
+        before the ex-date's open; each task once per event (its marker commits with the new body). Returns
+        the old → new conditions of the tasks changed now."""
+        changed = []
+        for task in self.all(action.code):
+            if task.status not in (TaskStatus.ACTIVE, TaskStatus.STOPPED):
+                continue
+            conditions = tuple(_adjusted_condition(c, factor) for c in task.conditions)
+            if conditions == task.conditions:
+                continue
+            detail = {"task_id": task.id, "factor": factor, "conditions": [task.describe(),
+                                                                           replace(task, conditions=conditions).describe()]}
+            with self._db.transaction() as conn:
+                if conn.execute("SELECT 1 FROM watch_ex_rights WHERE key=? AND task_id=?",
+                                (action.key, task.id)).fetchone():
+                    continue
+                conn.execute("UPDATE watch_tasks SET body=?, updated_at=? WHERE id=?",
+                             (_dump(replace(task, conditions=conditions)), self._clock.now().isoformat(), task.id))
+                conn.execute("INSERT INTO watch_ex_rights(key, task_id, detail) VALUES(?,?,?)",
+                             (action.key, task.id, json.dumps(detail, ensure_ascii=False)))
+            changed.append(detail)
+        if changed:
+            self._bump()
+        return changed
+
     # ---- fires and alerts
     def record_fire(self, task: WatchTask, when: datetime, price: float, message: str,
                     signal_id: Optional[int] = None, outcome: str = "") -> tuple[WatchTask, dict]:
@@ -158,6 +193,13 @@ def task_view(task: WatchTask, last_alerts: list[dict] = ()) -> dict[str, Any]:
             "created_at": task.created_at.isoformat(timespec="seconds") if task.created_at else None,
             "description": task.describe(), "action_label": task.action.type.label,
             "last_alerts": list(last_alerts)}
+
+
+def _adjusted_condition(condition: Condition, factor: float) -> Condition:
+    if condition.type not in PRICE_CONDITIONS:
+        return condition
+    return replace(condition, value=ex_rights.adjust_level(condition.value, factor),
+                   low=ex_rights.adjust_level(condition.low, factor), high=ex_rights.adjust_level(condition.high, factor))
 
 
 def _dump(task: WatchTask) -> str:

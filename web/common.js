@@ -13,7 +13,8 @@
   }
   function cell(row, content, cls) { var td = make("td", cls, content); row.appendChild(td); return td; }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
-  function isEtf(code) { return /^(51|56|58|15|16)/.test(code || ""); }
+  // funds and convertible bonds (SH 110/111/113/118, SZ 123/127/128) are priced to 0.001 (issue 28)
+  function isEtf(code) { return /^(51|56|58|15|16|11[0138]|12[378])/.test(code || ""); }
   function digitsOf(code) { return isEtf(code) ? 3 : 2; }
   function fmtPrice(v, code) { return v == null || v === "" ? "--" : Number(v).toFixed(digitsOf(code)); }
   function fmtMoney(v) {

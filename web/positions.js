@@ -81,21 +81,24 @@
 
   function updatePositionRow(row, p) {
     var c = row.cells, code = p.stock_code, t = p.trigger_prices || {};
+    var reason = p.untradable_reason || "";  // issue 28: an instrument the rules leave alone, shown with why
     var values = [
       code, p.stock_name || code, fmtInt(p.volume), fmtInt(p.available), fmtPrice(p.cost_price, code),
       fmtPrice(p.current_price, code), fmtPct(p.profit_ratio), p.profit_amount == null ? "--" : fmtMoney(p.profit_amount),
       fmtMoney(p.market_value), fmtPrice(p.highest_price, code), fmtPrice(t.stop_loss_price, code),
       fmtPrice(t.take_profit_price, code), fmtPrice(t.dynamic_stop_price, code),
-      nextAddText(p.next_add, code)
+      reason ? "不按规则交易" : nextAddText(p.next_add, code)
     ];
     values.forEach(function (v, i) { if (c[i].textContent !== v) c[i].textContent = v; });
-    c[13].title = p.next_add ? p.next_add.explain : "";
+    c[13].title = reason || (p.next_add ? p.next_add.explain : "");
+    row.tr.title = reason;
+    row.tr.setAttribute("data-untradable", reason ? "true" : "false");
     c[13].setAttribute("data-add-state", p.next_add ? p.next_add.state : "none");
     c[5].className = "num " + signClass(p.profit_ratio);
     c[6].className = "num " + signClass(p.profit_ratio);
     c[7].className = "num " + signClass(p.profit_amount);
-    row.buttons.forEach(function (b) { b.disabled = !(p.available > 0); });
-    row.buttons.forEach(function (b) { b.title = p.available > 0 ? "" : "没有可卖数量（T+1）"; });
+    row.buttons.forEach(function (b) { b.disabled = !!reason || !(p.available > 0); });
+    row.buttons.forEach(function (b) { b.title = reason || (p.available > 0 ? "" : "没有可卖数量（T+1）"); });
   }
 
   function sellFromRow(code, ratio) {

@@ -11,7 +11,7 @@ from webapi.openapi import document
 from webapi.requests import ApiError
 from webapi.common import ok, state
 
-COMPARE_FILE = Path("backtest_compare") / "compare.json"  # written by backtest_compare.write_comparison
+COMPARE_FILE = Path("backtest_compare") / "compare.json"  # written by backtesting.compare.write_comparison
 NO_RESULT = ("还没有回测对比结果：在命令行运行 python backtest.py compare --account <守护进程数据目录> "
              "--data <日线目录>，完成后刷新本页")
 

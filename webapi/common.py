@@ -62,27 +62,29 @@ class WebContext:
     runner: Any  # StrategyRunner (execute_signal)
     health: Callable[[], list[dict]]  # watchdog: name, alive, seconds_since_beat, restarts, alarm
     stock_pool: Any  # StockPool
-    clock: Any  # market_clock.Clock
+    clock: Any  # market.clock.Clock
     mode: str  # 'simulation' | 'live'
     token: str
     trigger_prices: Callable[[Any], Any]  # Position -> strategy.TriggerPrices with the current parameters
     grid: Any = None  # grid manager; None until grid trading exists (the grid routes then answer 404)
-    broker: Any = None  # models.Broker, for its connection state (else the executor's account query tells)
-    order_files: Any = None  # orders_file_intake.OrderFileIntake (issue 19); None: the routes answer 404
+    broker: Any = None  # core.models.Broker, for its connection state (else the executor's account query tells)
+    order_files: Any = None  # orderfiles.intake.OrderFileIntake (issue 19); None: the routes answer 404
     diagnostics: Optional[Callable[[], list]] = None  # the doctor's checks as this daemon sees them (issue 19)
-    trading_state: Any = None  # trading_state.TradingState
-    events: Any = None  # events.EventBus
-    watch: Any = None  # watch_store.WatchStore (issue 17); None: the watch routes answer 404
-    stock_params: Any = None  # stock_params.StockParams (issue 17)
-    position_reviews: Any = None  # position_review.PositionReviews (issue 17)
-    notifier: Any = None  # notify_worker.Notifier (issue 16; the notify routes answer 404 without it)
-    jobs: Any = None  # jobs_runner.JobRunner
+    trading_state: Any = None  # core.trading_state.TradingState
+    events: Any = None  # core.events.EventBus
+    watch: Any = None  # watch.store.WatchStore (issue 17); None: the watch routes answer 404
+    stock_params: Any = None  # core.stock_params.StockParams (issue 17)
+    position_reviews: Any = None  # core.position_review.PositionReviews (issue 17)
+    notifier: Any = None  # notify.worker.Notifier (issue 16; the notify routes answer 404 without it)
+    jobs: Any = None  # jobs.runner.JobRunner
     reports_dir: Any = None  # Path of the daily reports
-    snapshots: Any = None  # account_snapshots.AccountSnapshots: the daily closes of the 收益 page
-    intraday: Any = None  # web_intraday.IntradayBuffer: today's 分时 line per stock
-    log_tail: Any = None  # web_log_tail.LogTail: the 日志 page's lines
+    snapshots: Any = None  # jobs.account_snapshots.AccountSnapshots: the daily closes of the 收益 page
+    intraday: Any = None  # webapi.intraday.IntradayBuffer: today's 分时 line per stock
+    log_tail: Any = None  # webapi.log_tail.LogTail: the 日志 page's lines
     data_dir: Any = None  # the daemon's data dir (Path), where `backtest.py compare` leaves its result (issue 20)
     protection: Optional[Callable[[], dict]] = None  # issue 25: the protection sentinel's report for /api/health
+    ex_rights: Any = None  # issue 28: jobs.ex_rights.ExRightsKeeper (GET /api/ex_rights); None: no source of events
+    chores: Any = None  # issue 28 §3: chores.jobs.ChoreJobs (GET /api/chores); None: not wired
 
 
 @dataclass
@@ -107,8 +109,8 @@ class AppState:
     binding: Binding
     stop: threading.Event
     sse_slots: StreamSlots
-    positions: Any  # web_stream.VersionedCache of the positions table
-    stream: Any  # web_stream.VersionedCache of the stream snapshot (table + account + clock)
+    positions: Any  # webapi.stream.VersionedCache of the positions table
+    stream: Any  # webapi.stream.VersionedCache of the stream snapshot (table + account + clock)
     random: random.Random = field(default_factory=random.SystemRandom)  # picks the random buys from the pool
     reads_need_token: bool = False  # WEB_REQUIRE_TOKEN_FOR_READS: a child reachable only through its supervisor
 

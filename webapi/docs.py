@@ -1,4 +1,4 @@
-"""Serves the API contract: the OpenAPI document built from the running app (web_openapi) and an offline
+"""Serves the API contract: the OpenAPI document built from the running app (webapi.openapi) and an offline
 documentation page (Swagger UI vendored under web/vendor, no CDN)."""
 from __future__ import annotations
 

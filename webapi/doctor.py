@@ -1,4 +1,4 @@
-"""GET /api/diagnostics: the doctor's checks (doctor_checks) as the running daemon sees them."""
+"""GET /api/diagnostics: the doctor's checks (doctor.checks) as the running daemon sees them."""
 from __future__ import annotations
 
 from flask import Blueprint, Response

@@ -45,12 +45,15 @@ class IntradayBuffer:
                     return  # a runaway watchlist must not grow memory without bound
                 current = self._days[quote.code] = _Day(minute.date(), deque(maxlen=self._max_points),
                                                         quote.prev_close, None, None, quote.name)
-            if quote.limit_up and quote.limit_down:
+            listing_day = market_rules.listing_rule_applies(quote.code, minute.date())  # issue 28
+            if quote.limit_up and quote.limit_down and not listing_day:
                 current.limit_up, current.limit_down = quote.limit_up, quote.limit_down
             elif current.limit_up is None or current.prev_close != quote.prev_close:
-                # a source without limits in its quotes: the exchange rule, once per previous close
-                current.limit_down, current.limit_up = market_rules.price_limits(
+                # a source without limits in its quotes (or a new listing's days): the exchange rule, once per
+                # previous close; no lines on a day without a limit
+                band = None if market_rules.untradable_reason(quote.code) else market_rules.day_limits(
                     quote.code, quote.prev_close, market_rules.is_st_name(quote.name), minute.date())
+                current.limit_down, current.limit_up = band if band is not None else (None, None)
             current.prev_close = quote.prev_close
             current.name = quote.name or current.name
             points = current.points

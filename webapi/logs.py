@@ -1,5 +1,5 @@
 """GET /api/logs (the newest log lines, filtered by level and text) and GET /api/logs/stream (server-sent
-events: every new line as it is logged). The lines come from `web_log_tail.LogTail`, already masked."""
+events: every new line as it is logged). The lines come from `webapi.log_tail.LogTail`, already masked."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, request

@@ -1,4 +1,4 @@
-"""GET /api/data/intraday/<code>: today's 分时 line from the quotes seen (web_intraday.IntradayBuffer), with
+"""GET /api/data/intraday/<code>: today's 分时 line from the quotes seen (webapi.intraday.IntradayBuffer), with
 the previous close and the price limits the chart draws."""
 from __future__ import annotations
 

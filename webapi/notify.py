@@ -1,7 +1,7 @@
 """Routes of the notifications (issue 16): channels (URLs are secrets: only a masked form ever leaves), a test
 message per channel, and the outbox with each message's status, attempts and last error. Bodies, path and query
 parameters are declared once below: the routes validate with the declarations and the OpenAPI document
-(web_openapi) describes them."""
+(webapi.openapi) describes them."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document of the running Flask app: every route of `app.url_map`, with the request bodies,
-query and path parameters taken from the declarations the parsers validate with (web_requests), so the
+query and path parameters taken from the declarations the parsers validate with (webapi.request_shapes), so the
 contract cannot drift from the code. Routes are described here by endpoint name, or by `@document(...)` on
 the view (for blueprints added later); a route with neither is listed in `undocumented(app)`."""
 from __future__ import annotations
@@ -25,8 +25,8 @@ ERROR_TEXT = {400: "请求无效（参数或请求体不符合要求）", 401: "
 
 @dataclass(frozen=True)
 class Body:
-    """A nested JSON request body (web_requests.Shape is flat by design): its schema is built by the module that
-    parses the body, from the same declarations its parser validates with (e.g. watch_requests.task_schema)."""
+    """A nested JSON request body (webapi.request_shapes.Shape is flat by design): its schema is built by the module
+    that parses the body, from the same declarations its parser validates with (e.g. watch.requests.task_schema)."""
 
     description: str
     schema_of: Callable[[], dict]
@@ -44,7 +44,7 @@ class Operation:
     description: str = ""
     body: Optional[req.Shape | Body] = None
     query: tuple[req.Field, ...] = ()
-    path: tuple[req.Field, ...] = ()  # path parameters not in web_requests.PATH_PARAMS
+    path: tuple[req.Field, ...] = ()  # path parameters not in webapi.request_shapes.PATH_PARAMS
     data: dict = field(default_factory=dict)  # JSON schema of `data` in the success envelope
     errors: tuple[int, ...] = ()  # more documented error statuses than the defaults
     content: tuple[str, ...] = ("application/json",)  # media types of the 200 answer

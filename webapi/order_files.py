@@ -1,6 +1,6 @@
 """Routes of the order-file intake: upload a CSV (queued for execution and answered at once, or with dry_run
 only validated, in memory, and answered with every line's result) and list the processed files with their
-per-line results. The work is orders_file_intake's."""
+per-line results. The work is orderfiles.intake's."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, request

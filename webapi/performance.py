@@ -1,6 +1,6 @@
 """GET /api/performance: the 「收益」 page's figures — the daily equity curve from the account's own recorded
 closes (plus today so far), daily P&L, drawdown, the realised P&L of every sell (partial ones included), and the
-statistics of closed position episodes (周期统计) — computed with `perf_stats`, the same definitions as the
+statistics of closed position episodes (周期统计) — computed with `core.perf_stats`, the same definitions as the
 backtest summary."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The routes of DESIGN §11: each one validates its input (web_requests), calls one component of the
-WebContext and answers with the JSON shapes of web_views. Security and error shapes are webapi.server's."""
+"""The routes of DESIGN §11: each one validates its input (webapi.requests), calls one component of the
+WebContext and answers with the JSON shapes of webapi.views. Security and error shapes are webapi.server's."""
 from __future__ import annotations
 
 import logging
@@ -150,15 +150,17 @@ def broker_link_view() -> dict:
 @blueprint.get("/positions")
 def positions() -> Response:
     """Served from the snapshot cache keyed by data_version; If-None-Match with the current ETag → 304. Only
-    requests the fast path leaves to Flask (an Origin, a query string) arrive here (web_fastpath)."""
+    requests the fast path leaves to Flask (an Origin, a query string) arrive here (webapi.fastpath)."""
     status, headers, body = positions_reply(state(), request.headers.get("If-None-Match", ""))
     return Response(body, status=status, headers=headers)
 
 
 @blueprint.get("/positions/<code>")
 def position(code: str) -> Response:
-    code = req.parse_code(code)
-    found = ctx().positions.get(code)
+    found = ctx().positions.get(code.strip().upper())  # issue 28: a held instrument outside the rules, as held
+    if found is None:
+        code = req.parse_code(code)
+        found = ctx().positions.get(code)
     if found is None:
         raise ApiError(404, "NO_POSITION", f"没有 {code} 的持仓")
     return ok(views.position_view(found, ctx().trigger_prices(found)))

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from persistence.config_store import ConfigError
 from core.models import TradingError
+from gateway.waitress_shutdown import shut_down
 from webapi.limits import (REQUEST_THREADS_RESERVED, StreamSlots, guard_connections, install_queue_filter,
                         waitress_options)
 from webapi.common import (API_CACHE_CONTROL, HTTP_MESSAGES, MAX_BODY_BYTES, MIN_TOKEN_LENGTH, SECURITY_HEADERS,
@@ -44,6 +45,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     import webapi.logs as web_api_logs
     import webapi.market as web_api_market
     import webapi.performance as web_api_performance
+    import webapi.ex_rights as web_api_ex_rights  # issue 28
+    import webapi.chores as web_api_chores  # issue 28 §3
 
     if not ctx.token or len(ctx.token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"API 令牌至少需要 {MIN_TOKEN_LENGTH} 个字符")
@@ -71,6 +74,8 @@ def create_app(ctx: WebContext, host: Optional[str] = None, port: Optional[int] 
     for extra in (web_api_performance, web_api_logs, web_api_market, web_api_auth):
         app.register_blueprint(extra.blueprint)
     app.register_blueprint(web_api_backtest.blueprint)  # issue 20: 「回测对比」
+    app.register_blueprint(web_api_ex_rights.blueprint)  # issue 28: 除权除息调整记录
+    app.register_blueprint(web_api_chores.blueprint)  # issue 28 §3: 申购与逆回购
     app.wsgi_app = web_fastpath.SnapshotFastPath(app.wsgi_app, app.extensions["qmt"])
     return app
 
@@ -150,29 +155,10 @@ class WebServer:
         Waitress's loop is not thread-safe: socket changes run in its own thread through its trigger."""
         if self._server is None:
             return
-        from waitress import wasyncore
-
         server, self._server = self._server, None
         self._stopped = True
         self._stop.set()
-        server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))  # the listening socket only
-        server.task_dispatcher.shutdown(timeout=timeout)
-
-        closed = threading.Event()
-
-        def close_connections() -> None:
-            for channel in list(server._map.values()):
-                if channel is not server.trigger:
-                    channel.handle_close()
-            server.trigger.close()
-            closed.set()
-
-        try:
-            server.trigger.pull_trigger(close_connections)
-        except OSError:
-            # The loop may run the queued thunk (closing the trigger) before our own wake-up byte is written.
-            if not closed.is_set():
-                raise
+        shut_down(server, timeout)
         if self._thread is not None:
             self._thread.join(timeout)
         log.info("Web 服务已停止")

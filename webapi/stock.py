@@ -55,7 +55,7 @@ def _stock_change_schema() -> dict:
 STOCK_CHANGE = Body("个股参数、锁定与黑名单，各项可选（至少一项）；参数先整体校验，任一被拒则什么都不改",
                     _stock_change_schema)
 STOCK_FIELDS = set(_stock_change_schema()["properties"])
-# Position state edit: the names are position_review's; its parse_state_edit checks the values.
+# Position state edit: the names are core.position_review's; its parse_state_edit checks the values.
 STATE_EDIT = req.Shape("PositionStateEdit", "手动修改持仓的规则状态（只改给出的字段）；confirm=true 确认券商发现的持仓", (
     req.Field("highest_price", "number", "开仓以来最高价（元，不低于成本价）", low=0),
     req.Field("profit_triggered", "boolean", "是否已触发首次止盈"),

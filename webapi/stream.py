@@ -100,7 +100,7 @@ class PositionStream:
                  min_gap_seconds: float = 0.05, monotonic: Callable[[], float] = time.monotonic,
                  event: str = "positions", bus: Any = None):
         """`event` names the frames (another versioned source than positions, e.g. log lines); `bus`: an
-        events.EventBus whose events are forwarded (within one `check_seconds` slice)."""
+        core.events.EventBus whose events are forwarded (within one `check_seconds` slice)."""
         self._bus = bus
         self._positions = positions
         self._event = event

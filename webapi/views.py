@@ -97,6 +97,8 @@ def position_view(position: Position, triggers: Any) -> dict:
     row["trigger_prices"] = tick_triggers(position.stock_code, exact)
     row["trigger_prices_exact"] = exact
     row["next_add"] = next_add_view(position.stock_code, triggers)
+    # issue 28: '' for an instrument the rules trade; else why the daemon only shows it (repo, unknown fund …)
+    row["untradable_reason"] = market_rules.untradable_reason(position.stock_code)
     return row
 
 

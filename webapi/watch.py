@@ -1,5 +1,5 @@
 """Routes of the watch tasks (智能盯盘, issue 17): list, create, edit, delete, start/stop tasks and read the alert
-history. Bodies are parsed by `watch_requests.parse_task`, whose declarations also describe them in the OpenAPI
+history. Bodies are parsed by `watch.requests.parse_task`, whose declarations also describe them in the OpenAPI
 document (one definition of the shape); the monitor does the rest."""
 from __future__ import annotations
 

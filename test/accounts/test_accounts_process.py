@@ -7,7 +7,7 @@ emergency stop for all halts every child, the live one too; each simulated accou
 SIGTERM stops everything within 15 s with exit 0 and intact databases.
 
 The supervisor is started through test/stand_ins/supervisor_with_counterpart.py: main.py's command line and the
-real accounts_main.run, with a `command_for` that starts the live child through the launcher (the only way a
+real accounts.entry.run, with a `command_for` that starts the live child through the launcher (the only way a
 process on this machine can have a miniQMT); simulated children start main.py exactly as in production."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Issue 26 item 9: an account without its own `stock_pool` starts from the shipped pool, as a single daemon's
 data dir does; a second supervisor on the same accounts file is refused even with another `--data-dir` (it
-would run every account twice). The first supervisor is the real one (accounts_main.run), its children tiny
+would run every account twice). The first supervisor is the real one (accounts.entry.run), its children tiny
 stand-in processes."""
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def test_stopped_search_resumes_without_repeating_finished_trials(tmp_path):
     first, _, _, out = search(tmp_path, "run", "--workers", "1", trials=3)
     import optuna
 
-    storage = f"sqlite:///{(out / 'optuna.db').resolve()}"
+    storage = backtest_optimize.open_storage(str((out / "optuna.log").resolve()))
     study = optuna.load_study(study_name="backtest", storage=storage)
     study.ask()  # a trial a killed search left running
     again, report, progress, _ = search(tmp_path, "run", "--workers", "1", trials=6)
@@ -214,6 +214,101 @@ def test_invalid_parameter_sets_fail_with_their_reason(tmp_path):
     assert "没有成功完成的试验" in err.getvalue() and "超出范围" in err.getvalue()  # the recorded reason
     import optuna
 
-    study = optuna.load_study(study_name="backtest", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    study = optuna.load_study(study_name="backtest",
+                              storage=backtest_optimize.open_storage(str(tmp_path / "out" / "optuna.log")))
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
     assert all("STOP_LOSS_RATIO" in t.user_attrs["error"] for t in study.trials)
+
+
+@pytest.mark.parametrize("ahead", [(), ("--ask-ahead",)], ids=["batch-by-batch", "ask-ahead"])
+def test_search_stopped_mid_batch_resumes_with_the_trials_of_the_uninterrupted_one(tmp_path, ahead):
+    """Issue 27 §8: a search stopped after 4 of 6 trials (one into its second batch of 3) finishes with exactly
+    the trials and the best set of the uninterrupted search, on another number of workers, and runs only the 2
+    missing trials; also when batches are asked one ahead of the results (batch b once batch b - 2 is booked)."""
+    whole, _, _, whole_out = search(tmp_path, "whole", "--workers", "2", *ahead, trials=6)
+    search(tmp_path, "run", "--workers", "1", *ahead, trials=4)
+    again, report, progress, out = search(tmp_path, "run", "--workers", "1", *ahead, trials=6)
+    assert [{k: row[k] for k in COMPARED} for row in again] == [{k: row[k] for k in COMPARED} for row in whole]
+    assert json.loads((out / "best_params.json").read_text(encoding="utf-8"))["params"] == \
+        json.loads((whole_out / "best_params.json").read_text(encoding="utf-8"))["params"]
+    assert "优化进度 [backtest] 6/6" in progress and "优化进度 [backtest] 3/6" not in progress
+    assert "共 6 次试验" in report
+    assert (out / "optuna.log").is_file() and not (out / "optuna.db").exists()  # the journal is the default
+    assert all(float(row["worker_seconds"]) > 0 for row in again)
+
+
+def test_grid_search_visits_every_point_once_although_batches_are_asked_ahead(tmp_path):
+    """A 5 × 2 grid in 10 trials, batches of 3 asked before the previous batch's results (--ask-ahead): every
+    point once."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"STOP_LOSS_RATIO": [-0.12, -0.05], "ENABLE_MA_FILTER": [True, False]}),
+                     encoding="utf-8")
+    argv = ["--data", str(shared_data("daily")), "--space", str(space), "--trials", "10", "--batch", "3",
+            "--sampler", "grid", "--ask-ahead", "--workers", "1", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+            "--no-plot", "--codes", *CODES]
+    err = io.StringIO()
+    assert backtest_optimize.main(argv, io.StringIO(), err) == 0, err.getvalue()
+    with open(tmp_path / "out" / "trials.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    points = sorted((float(r["param:STOP_LOSS_RATIO"]), r["param:ENABLE_MA_FILTER"]) for r in rows)
+    assert points == sorted((stop, flag) for stop in (-0.12, -0.1025, -0.085, -0.0675, -0.05)
+                            for flag in ("True", "False"))
+
+
+def test_the_best_sets_equity_comes_from_its_trial_not_from_a_second_run(tmp_path, monkeypatch):
+    """run_search keeps the equity of the best trial it ran instead of backtesting the best set once more:
+    the same curve as scoring that set again."""
+    from dask.distributed import Client, LocalCluster
+
+    space = [backtest_optimize.Dimension("STOP_LOSS_RATIO", -0.12, -0.05)]
+    settings = backtest_optimize.SearchSettings(str(shared_data("daily")), space, 3, batch=2, codes=tuple(CODES),
+                                                cache_dir=str(tmp_path / "cache"))
+    timing = backtest_optimize.SearchTiming()
+    storage = str(tmp_path / "search.log")
+    score = backtest_optimize.Search.score
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with monkeypatch.context() as patch:
+            patch.setattr(backtest_optimize.Search, "score", lambda *args: pytest.fail("the best set ran twice"))
+            fold, = backtest_optimize.run_search(settings, client, storage, "backtest", timing=timing)
+        again = score(backtest_optimize.Search(settings, client, storage), fold.best_params, (None, None))
+    assert timing.trials == 3 and timing.compute > 0 and timing.driver > 0
+    assert len(fold.test_equity) == len(again["equity"]) > 100
+    assert fold.test_equity == again["equity"]
+
+
+def test_storage_text_from_the_command_line(tmp_path):
+    assert backtest_optimize.storage_spec(None, tmp_path) == str((tmp_path / "optuna.log").resolve())
+    assert backtest_optimize.storage_spec("postgresql://db/x", tmp_path) == "postgresql://db/x"
+    assert backtest_optimize.storage_spec(str(tmp_path / "s.db"), tmp_path) == \
+        f"sqlite:///{(tmp_path / 's.db').resolve()}"
+    (tmp_path / "optuna.db").write_bytes(b"")  # a search an earlier version began here continues there
+    assert backtest_optimize.storage_spec(None, tmp_path) == f"sqlite:///{(tmp_path / 'optuna.db').resolve()}"
+    (tmp_path / "optuna.log").write_bytes(b"")
+    assert backtest_optimize.storage_spec(None, tmp_path) == str((tmp_path / "optuna.log").resolve())
+
+
+def test_shipped_project_is_unpacked_so_files_beside_the_modules_can_be_read(tmp_path, monkeypatch):
+    """A module that reads a data file next to it (market_rules reads market/t0_etfs.csv) works on a worker
+    that got the project from ship_project: the bundle is unpacked into a folder, not imported from a zip."""
+    import zipfile
+
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("shippedpkg/__init__.py", "from pathlib import Path\n"
+                         "TABLE = (Path(__file__).parent / 'table.csv').read_text()\n")
+        archive.writestr("shippedpkg/table.csv", "code\n510300.SH\n")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    install = backtest_optimize._installer(bundle.getvalue())
+    folder = install()
+    assert install() == folder and sys.path[0] == folder and sys.path.count(folder) == 1
+    import importlib
+
+    try:
+        assert importlib.import_module("shippedpkg").TABLE == "code\n510300.SH\n"
+    finally:
+        sys.modules.pop("shippedpkg", None)
+    shipped = {p.relative_to(backtest_optimize.PROJECT_DIR).as_posix() for p in backtest_optimize.project_modules()}
+    assert {"config.py", "backtesting/optimize.py", "backtesting/__init__.py"} <= shipped
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in shipped)

@@ -29,7 +29,7 @@ class FakeTime:
 
 
 class Rig:
-    """The trading core as composition.py wires it, with the breakers; resting buys (limit below the market)."""
+    """The trading core as daemon/composition.py wires it, with the breakers; resting buys (limit below the market)."""
 
     def __init__(self, tmp_path, **limits):
         self.settings = make_settings(tmp_path, **{"MAX_ORDERS_PER_STOCK_PER_DAY": 1000, "MAX_CANCELS_PER_DAY": 1000,

@@ -1,4 +1,4 @@
-"""The daemon as a process and as built by composition.py: SIGTERM exits 0 within 10 s leaving every
+"""The daemon as a process and as built by daemon/composition.py: SIGTERM exits 0 within 10 s leaving every
 database clean; a second instance on the same data dir, an invalid configuration and `--live` on a machine
 without miniQMT are refused with exit code ≠ 0 and a Chinese message (no traceback); a thread made to raise
 and a thread made to hang are restarted and shown as restarted by /api/health; outside trading sessions the

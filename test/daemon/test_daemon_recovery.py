@@ -25,7 +25,7 @@ SEED = int(os.environ.get("DAEMON_CRASH_SEED", "20240607"))  # another seed: oth
 # migrations, recovery), or a few random milliseconds after a new order was journaled (the order pipeline
 # is then busy sending it, booking its fill, writing positions and trade records).
 KILL_PLAN = ("delay", "on_order", "start_up", "on_order", "delay")
-FIRST_REPLAY_INDEX = 60  # replay_source.DEFAULT_START_INDEX: the 61st day of the data
+FIRST_REPLAY_INDEX = 60  # market.replay_source.DEFAULT_START_INDEX: the 61st day of the data
 # Parameters that make the rules fire often on real bars, so that the kills hit a busy order pipeline.
 RULES = {"ENABLE_MA_FILTER": False, "INITIAL_TAKE_PROFIT_RATIO": 0.03, "STOP_LOSS_RATIO": -0.04,
          "BUY_GRID_LEVELS": [1.0, 0.98, 0.96], "REPLAY_TICKS_PER_DAY": 10, "MONITOR_INTERVAL": 0.2,
@@ -85,7 +85,7 @@ def _snapshot(data: Path) -> Snapshot:
 
 
 def _last_started(data: Path) -> date | None:
-    """The last replay day started (replay_source.ReplayProgress in market.db)."""
+    """The last replay day started (market.replay_source.ReplayProgress in market.db)."""
     market = data / "market.db"
     tables = {r[0] for r in query(market, "SELECT name FROM sqlite_master WHERE type='table'")} \
         if market.exists() else set()
@@ -284,7 +284,7 @@ def test_signal_caught_before_its_order_went_out_gives_its_episode_flags_back(tm
     # ...and, for the add signal, journaled but killed before the broker got it
     core.executor.journal.open_order("600036.SH", Side.BUY, 1000, 9.30, Rule.ADD_POSITION, add.id)
 
-    core.executor.recover()  # as composition.py: the executor first, then the runner
+    core.executor.recover()  # as daemon/composition.py: the executor first, then the runner
     runner = StrategyRunner(store, core.positions, core.executor, quotes, settings, clock)
     runner.recover()
 

@@ -53,7 +53,7 @@ def test_a_healthy_simulation_machine_has_no_error(tmp_path):
     checks = doctor.run_all(env(tmp_path, port_owned_by_us=True))
     assert [c for c in checks if c.level == doctor.ERROR] == []
     assert doctor.exit_code(checks) == 0
-    assert by_key(checks, "broker").detail == "模拟交易模式，不连接 miniQMT"
+    assert by_key(checks, "broker").detail == "模拟交易模式，不连接券商"
     assert by_key(checks, "talib_c").level == doctor.OK
 
 

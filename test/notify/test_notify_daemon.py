@@ -68,7 +68,7 @@ def test_daemon_notifies_and_runs_jobs_through_the_api(tmp_path):
         assert call(daemon, "POST", "/api/notify/test", {"channel_id": 999})[0] == 404
 
         jobs = daemon.api("/api/jobs")["jobs"]
-        assert [j["id"] for j in jobs] == ["pre_open", "post_close", "nightly"]
+        assert [j["id"] for j in jobs] == ["pre_open", "post_close", "nightly", "ipo_subscribe", "repo"]  # + issue 28
         assert all(j["next_run"] for j in jobs)
         status, reply, _ = call(daemon, "POST", "/api/jobs/post_close/trigger")
         assert status == 200 and reply["data"]["run"]["status"] == "ok", reply
@@ -109,7 +109,8 @@ def _answers_match_the_contract(daemon, channel_id: int, day: str) -> None:
     messages = conforms("GET", "/api/notify/messages", f"/api/notify/messages?channel_id={channel_id}&limit=1")
     assert len(messages["messages"]) == 1
     jobs = conforms("GET", "/api/jobs", "/api/jobs")["jobs"]  # (the replay goes on: a later day's run may be last)
-    assert [job["id"] for job in jobs] == ["pre_open", "post_close", "nightly"] and jobs[1]["last_run"] is not None
+    assert [job["id"] for job in jobs] == ["pre_open", "post_close", "nightly", "ipo_subscribe", "repo"]
+    assert jobs[1]["last_run"] is not None
     assert conforms("GET", "/api/reports", "/api/reports")["reports"][0]["day"] == day
     run = conforms("POST", "/api/jobs/{job_id}/trigger", "/api/jobs/pre_open/trigger", {})["run"]
     assert (run["job_id"], run["trigger"]) == ("pre_open", "manual")

@@ -238,7 +238,7 @@ def test_broker_sync_survives_a_broker_call_timeout(env, counterpart, caplog):
 
     caplog.set_level(logging.WARNING)
     stack = live_stack(env)
-    guard = BrokerGuard(stack.trader, lambda: 0.2)  # as composition.py wraps the broker, with a short deadline
+    guard = BrokerGuard(stack.trader, lambda: 0.2)  # as daemon/composition.py wraps the broker, with a short deadline
     executor = TradingExecutor(stack.db, guard, stack.positions, QUOTES.get, env.settings, env.clock)
     counterpart.hang()  # answers nothing
     started = time.monotonic()

@@ -65,7 +65,7 @@ class Relay:
 
 
 def live_stack(env, session_start: int = 500):
-    """The live broker → executor → positions chain on one trading db, recovered as composition.py does."""
+    """The live broker → executor → positions chain on one trading db, recovered as daemon/composition.py does."""
     env.settings.update(FAST_LINK, source="test")
     trader, _ = env.make(session_start=session_start, listen=False)
     db = Database(env.tmp_path / "trading.db")

@@ -1,5 +1,5 @@
-"""Issue 13's pure rules: how previous-day orders are judged from the position change (qmt_carryover), and the
-liveness deadlines and anomaly list of the live broker's link (qmt_link)."""
+"""Issue 13's pure rules: how previous-day orders are judged from the position change (qmt.carryover), and the
+liveness deadlines and anomaly list of the live broker's link (qmt.link)."""
 import logging
 from datetime import datetime
 from types import SimpleNamespace

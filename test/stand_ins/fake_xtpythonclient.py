@@ -55,6 +55,7 @@ ORDER_UNREPORTED, ORDER_REPORTED, ORDER_REPORTED_CANCEL, ORDER_PARTSUCC_CANCEL =
 ORDER_PART_CANCEL, ORDER_CANCELED, ORDER_PART_SUCC, ORDER_SUCCEEDED, ORDER_JUNK = 53, 54, 55, 56, 57
 TERMINAL = (ORDER_PART_CANCEL, ORDER_CANCELED, ORDER_SUCCEEDED, ORDER_JUNK)
 LOT = 100
+REPO_PREFIXES, REPO_FACE, REPO_LOT, REPO_TICK = ("204", "1318"), 100, 10, 0.005  # issue 28 §3 (instrument_rules §6)
 _SENTINEL = object()
 
 
@@ -166,6 +167,10 @@ class FakeQmt:
         self.refuse_next_cancel = ""
         self.order_delay = 0.0
         self.fail_next_order_call = ""
+        # issue 28 §3 (chores): today's offerings as query_ipo_data rows, the quota, reverse repo cash lent out
+        self.ipo_offerings: dict[str, dict] = {}  # code → {name, type, min/maxPurchaseNum, purchaseDate, issuePrice}
+        self.purchase_limits: dict[str, int] = {}  # 'SH' / 'SZ' / 'KCB' → shares (query_new_purchase_limit)
+        self.lent_cash = 0.0  # filled reverse repo sells: back in cash on the next day
         # process-level faults driven by test/stand_ins/live_account.py's control file (issue 25)
         self.pushes_dropped_until = 0.0  # time.monotonic() until which pushes are lost (queries still answer)
         self.rejected_sides: dict[str, str] = {}  # "buy"/"sell" -> the counter's rejection message
@@ -348,7 +353,8 @@ class FakeQmt:
             self.trade_history.append(trade)
             self._push("bindOnStockTradeCallback", trade)
             self._push_order(order)
-            self._push("bindOnStockPositionCallback", self._xt_position(order.stock_code))
+            if order.stock_code in self.positions:  # issue 28 §3: a repo fill makes no position
+                self._push("bindOnStockPositionCallback", self._xt_position(order.stock_code))
             self._push("bindOnStockAssetCallback", self._xt_asset())
             return trade
 
@@ -367,6 +373,7 @@ class FakeQmt:
         with self.lock:
             for position in self.positions.values():
                 position.can_use_volume = position.volume
+            self.cash, self.lent_cash = round(self.cash + self.lent_cash, 2), 0.0  # issue 28 §3: the repo matured
 
     def release_held_responses(self) -> None:
         with self.lock:
@@ -550,6 +557,8 @@ class FakeQmt:
         rejection = self.rejected_sides.get("buy" if order.is_buy else "sell")
         if rejection:
             return -8, rejection
+        if self._is_chore(order):  # issue 28 §3
+            return self._check_chore(order)
         if order.is_buy:
             if order.volume % LOT:
                 return -4, "买入数量必须是100股的整数倍"
@@ -565,6 +574,8 @@ class FakeQmt:
         return None
 
     def _accept(self, order: FakeOrder) -> None:
+        if self._is_chore(order):  # issue 28 §3
+            return self._move_repo_cash(order, order.volume, -1)
         if order.is_buy:
             frozen = round(order.price * order.volume, 2)
             self.cash = round(self.cash - frozen, 2)
@@ -574,6 +585,8 @@ class FakeQmt:
 
     def _release(self, order: FakeOrder) -> None:
         """Unfreeze what the unfilled rest of a cancelled order held."""
+        if self._is_chore(order):  # issue 28 §3
+            return self._move_repo_cash(order, order.remaining, 1)
         if order.is_buy:
             frozen = round(order.price * order.remaining, 2)
             self.cash = round(self.cash + frozen, 2)
@@ -582,6 +595,11 @@ class FakeQmt:
             self.positions[order.stock_code].can_use_volume += order.remaining
 
     def _book_fill(self, order: FakeOrder, volume: int, price: float, amount: float, commission: float) -> None:
+        if self._is_chore(order):  # issue 28 §3: a repo fill lends its frozen face value
+            if not order.is_buy:
+                face = volume * REPO_FACE
+                self.frozen_cash, self.lent_cash = round(self.frozen_cash - face, 2), round(self.lent_cash + face, 2)
+            return
         position = self.positions.get(order.stock_code)
         if order.is_buy:
             frozen = round(order.price * volume, 2)
@@ -597,6 +615,53 @@ class FakeQmt:
             self.cash = round(self.cash + amount - commission, 2)
             position.volume -= volume
         position.last_price = price
+
+    # ---- issue 28 §3: new share / new bond subscription and the reverse repo ---------------------------------
+    def allot(self, code: str, volume: int, name: str = "") -> None:
+        """中签: the won shares (or bonds) show as a position of the subscription code on T+2."""
+        self.carry_position(code, FakePosition(volume, 0, 0.0, 0.0, 0.0, name))
+
+    def _is_chore(self, order: FakeOrder) -> bool:
+        return order.stock_code in self.ipo_offerings or order.stock_code.startswith(REPO_PREFIXES)
+
+    def _check_chore(self, order: FakeOrder) -> Optional[tuple[int, str]]:
+        offering = self.ipo_offerings.get(order.stock_code)
+        if offering is not None:
+            if not order.is_buy or abs(order.price - offering["issuePrice"]) > 1e-9:
+                return -11, "申购须按发行价买入"
+            unit = max(1, offering["minPurchaseNum"])
+            if not unit <= order.volume <= offering["maxPurchaseNum"] or order.volume % unit:
+                return -12, f"申购数量须在 {unit}–{offering['maxPurchaseNum']} 之间且为 {unit} 的整数倍"
+            key = "KCB" if order.stock_code.startswith("787") else order.stock_code[-2:]
+            if offering["type"] == "STOCK" and order.volume > self.purchase_limits.get(key, 0):
+                return -13, f"超过新股申购额度（{key} 额度 {self.purchase_limits.get(key, 0)} 股）"
+            return None
+        if order.is_buy or order.volume % REPO_LOT:
+            return -14, "逆回购须卖出，数量为 10 张的整数倍（1000 元起）"
+        if round(order.price / REPO_TICK, 6) % 1:
+            return -15, "逆回购利率须为 0.005 的整数倍"
+        if order.volume * REPO_FACE > self.cash + 1e-9:
+            return -5, "可用资金不足"
+        return None
+
+    def _move_repo_cash(self, order: FakeOrder, volume: int, sign: int) -> None:
+        """A repo sell freezes its face value (sign -1) or gives it back (+1); a subscription moves no cash on T."""
+        if order.stock_code in self.ipo_offerings:
+            return
+        face = volume * REPO_FACE
+        self.cash = round(self.cash + sign * face, 2)
+        self.frozen_cash = round(self.frozen_cash - sign * face, 2)
+
+    def _on_queryIPODataWithSeq(self, client, seq, req) -> None:  # noqa: N802 - native name
+        client.deliver("bindOnQueryIPODataCallback", seq, [NativeObject(
+            m_strIPOCode=code, m_strIPOName=row["name"], m_strIPOType=row["type"], m_nMaxPurchaseNum=row["maxPurchaseNum"],
+            m_nMinPurchaseNum=row["minPurchaseNum"], m_strPurchaseDate=row["purchaseDate"], m_dIssuePrice=row["issuePrice"])
+            for code, row in sorted(self.ipo_offerings.items())])
+
+    def _on_queryNewPurchaseLimitWithSeq(self, client, seq, req) -> None:  # noqa: N802 - native name
+        rows = [NativeObject(m_strNewPurchaseLimitKey=key, m_nNewPurchaseLimitValue=value)
+                for key, value in sorted(self.purchase_limits.items())] if self._mine(req) else []
+        client.deliver("bindOnQueryNewPurchaseLimitCallback", seq, rows)
 
     def _kill(self, client: "FakeAsyncClient") -> None:
         client.alive = False
@@ -649,7 +714,7 @@ class FakeQmt:
         market_value = round(sum(p.volume * p.last_price for p in self.positions.values()), 2)
         return NativeObject(
             account_type=SECURITY_ACCOUNT, account_id=self.account_id, cash=self.cash, frozen_cash=self.frozen_cash,
-            market_value=market_value, total_asset=round(self.cash + self.frozen_cash + market_value, 2),
+            market_value=market_value, total_asset=round(self.cash + self.frozen_cash + self.lent_cash + market_value, 2),
             fetch_balance=self.cash)
 
 
@@ -736,4 +801,6 @@ for _name in BIND_METHODS:
     setattr(FakeAsyncClient, _name, _binder(_name))
 for _name in ("subscribeWithSeq", "queryStockAssetWithSeq", "queryStockPositionsWithSeq", "queryStockOrdersWithSeq",
               "queryStockTradesWithSeq", "orderStockWithSeq", "cancelOrderStockWithSeq"):
+    setattr(FakeAsyncClient, _name, _requester(_name))
+for _name in ("queryIPODataWithSeq", "queryNewPurchaseLimitWithSeq"):  # issue 28 §3
     setattr(FakeAsyncClient, _name, _requester(_name))

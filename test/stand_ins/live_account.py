@@ -194,7 +194,10 @@ class CounterpartControl:
     {"cmd":"dump","path":F}                     write the counter's book (positions, orders with the monotonic time
                                                 each was booked, cash, every remark sent) and the monotonic time of
                                                 each stock's last `price` command to F as JSON;
-    {"cmd":"clear"}                             every fault off (pinned prices stay)."""
+    {"cmd":"clear"}                             every fault off (pinned prices stay);
+    {"cmd":"ipo","offerings":{C:{...}},"quota":{K:N}}  today's new shares/bonds (query_ipo_data rows) and the quota;
+    {"cmd":"repo_rate","code":C,"rate":R}       the reverse repo C quoted with best bid R (% a year), not pushed;
+    {"cmd":"allot","code":C,"volume":V[,"name":N]}  中签: the won shares show as a position of C (issue 28 §3)."""
 
     def __init__(self, path: Path, counterpart: FakeQmt, service: xtquant_datacenter.MiniQmtService,
                  ticker: Ticker, market_time: MarketTime, log: Callable[[str], None]):
@@ -295,6 +298,19 @@ class CounterpartControl:
     def cmd_clear(self, command: dict) -> None:
         self.counterpart.clear_faults()
         self.market_time.skew = 0.0
+
+    def cmd_ipo(self, command: dict) -> None:
+        with self.counterpart.lock:
+            self.counterpart.ipo_offerings = dict(command.get("offerings") or {})
+            self.counterpart.purchase_limits = {str(k): int(v) for k, v in (command.get("quota") or {}).items()}
+
+    def cmd_repo_rate(self, command: dict) -> None:
+        rate = float(command["rate"])
+        tick = _tick(rate, rate, 1000, self.market_time.feed_timestamp())
+        self.service.ticks[str(command["code"])] = {**tick, "bidPrice": [rate, 0, 0, 0, 0]}  # queried, never pushed
+
+    def cmd_allot(self, command: dict) -> None:
+        self.counterpart.allot(str(command["code"]), int(command["volume"]), str(command.get("name") or ""))
 
     @staticmethod
     def _known(code: str) -> str:

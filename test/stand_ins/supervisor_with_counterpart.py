@@ -1,5 +1,5 @@
 """Test-only supervisor entry: `python test/stand_ins/supervisor_with_counterpart.py --accounts accounts.json ...`
-takes exactly main.py's command line and runs the real supervisor (accounts_main.run), except that a LIVE
+takes exactly main.py's command line and runs the real supervisor (accounts.entry.run), except that a LIVE
 account's child is started through test/stand_ins/live_account.py (the miniQMT counterpart in the child's own
 process, then main.main unchanged) instead of main.py. Simulated accounts start main.py as in production."""
 from __future__ import annotations

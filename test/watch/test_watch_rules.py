@@ -167,7 +167,7 @@ QUOTE = Quote(code=SH, price=10.0, prev_close=10.0, time=datetime(2025, 9, 29, 1
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"stock_code": "123456", "conditions": [{"type": "price_above", "value": 1}]}, "不支持的股票代码「123456」"),
+    ({"stock_code": "999999", "conditions": [{"type": "price_above", "value": 1}]}, "不支持的股票代码「999999」"),
     ({"stock_code": SH, "conditions": [{"type": "in_zone", "low": 10.5, "high": 10.2}]}, "下限 10.5 大于上限 10.2"),
     ({"stock_code": SH, "conditions": [{"type": "price_above", "value": 11}],
       "action": {"type": "sell", "ratio": 1.5}}, "卖出比例 ratio 超出范围"),
