@@ -129,6 +129,7 @@ LISTING_DATES_FILE = ''  # 上市日期表 CSV（列 code,listing_date），用�
 EX_RIGHTS_EVENTS_FILE = ''  # 除权除息事件文件 CSV（列 code,ex_date,cash_per_share,shares_per_share[,rights_per_share,rights_price,factor]，每股元/每股股数），回放不复权日线时使用；留空不用（需重启）
 EX_RIGHTS_FROM_XTDATA = True  # 实盘：从 miniQMT 行情（xtdata 分红送转数据）读取除权除息事件（需重启）
 EX_RIGHTS_GAP_ALARM = True  # 持仓股票开盘跳空超过涨跌停幅度而没有已知的除权除息事件时报警（可能缺少数据）
+EX_RIGHTS_SOURCE_TIMEOUT = 5.0  # 实盘读取除权除息数据（xtdata / mootdx）的最长等待（秒）；超时则报警并继续，行情与止损不被卡住（需重启）
 
 # ==== 模拟交易
 SIMULATION_BALANCE = 1_000_000.0  # 模拟账户初始资金（元）（需重启）
@@ -424,6 +425,8 @@ PARAMS: tuple[Param, ...] = (
        G_DATA, restart=True),
     _p("EX_RIGHTS_GAP_ALARM", EX_RIGHTS_GAP_ALARM, "bool", "持仓股票开盘跳空超过涨跌停幅度而没有已知的除权除息事件时报警（可能缺少数据）",
        G_DATA),
+    _p("EX_RIGHTS_SOURCE_TIMEOUT", EX_RIGHTS_SOURCE_TIMEOUT, "float", "实盘读取除权除息数据（xtdata / mootdx）的最长等待（秒）；"
+       "超时则报警并继续，行情与止损不被卡住", G_DATA, 0.5, 60, restart=True),
     # ---- simulation
     _p("SIMULATION_BALANCE", SIMULATION_BALANCE, "float", "模拟账户初始资金（元）", G_SIM, 1000, 1e10, restart=True),
     _p("SIMULATION_IGNORE_TRADING_HOURS", SIMULATION_IGNORE_TRADING_HOURS, "bool", "模拟交易在非交易时段也按最新价成交（T+1 与涨跌停仍生效）",

@@ -1,5 +1,6 @@
 """A-share market facts: codes and boards, price limits and ticks, lots, fees, sessions and the trading
-calendar. Pure functions; the only state is the lazily built calendar table."""
+calendar. Pure functions; the only module state is the lazily built calendar table (a HaltTracker is state
+its caller holds)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,7 @@ import math
 import re
 import threading
 from functools import lru_cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
@@ -344,6 +345,152 @@ def listing_rule_applies(code: str, day: Optional[date], data: Optional[Instrume
         return False
     kind = board(code)
     return number <= (1 if kind is Board.BOND else NEW_LISTING_FREE_DAYS.get(kind, 0))
+
+
+# ---- intraday temporary halts 盘中临时停牌 (issue 28 §1) -----------------------------------------------
+# New listings on their no-limit days (registration system: STAR, ChiNext, SH/SZ main board days 1–5; BSE IPO
+# day 1): the first trade at or beyond ±30 %, then ±60 %, of **the day's open** halts trading 10 minutes (each
+# level once per direction, so at most 2 halts per direction) — SSE 《科创板股票交易特别规定》 (2019-07-22),
+# SZSE 《创业板交易特别规定》 (2020-08-24), SSE/SZSE main-board registration listings (2023-04-10), BSE
+# 《交易规则》 IPO day 1 (instrument_rules.md §2 [S, 7, 15], §3 [S, 23]; checked 2026-12-08).
+# Convertible bonds, first listing day: ±20 % of the issue price halts 30 minutes, ±30 % halts to 14:57 —
+# SSE/SZSE 《可转换公司债券交易实施细则》 (深证上〔2022〕719号), effective 2022-08-01 (instrument_rules.md §4
+# [V, 25; S, 12, 26]). Both: a halt reaching 14:57 resumes at 14:57; orders and cancels are accepted during the
+# halt, nothing matches until it ends. Minutes are wall-clock minutes (a halt over lunch simply ends in it).
+HALT_RESUME_AT = time(14, 57)
+
+
+@dataclass(frozen=True)
+class HaltLevel:
+    """A move of `pct` from the base halts `minutes` minutes (None: until HALT_RESUME_AT)."""
+
+    pct: Decimal
+    minutes: Optional[int]
+
+
+@dataclass(frozen=True)
+class HaltRule:
+    """The day's halt levels, lowest first, and what they are measured from: "open" (the day's open) or
+    "issue" (a bond's issue price: the listing day's reference price, i.e. the quote's previous close)."""
+
+    levels: tuple[HaltLevel, ...]
+    base: str
+
+
+NEW_LISTING_HALTS = HaltRule((HaltLevel(Decimal("0.30"), 10), HaltLevel(Decimal("0.60"), 10)), "open")
+BOND_FIRST_DAY_HALTS = HaltRule((HaltLevel(Decimal("0.20"), 30), HaltLevel(Decimal("0.30"), None)), "issue")
+
+
+def halt_rule(code: str, day: Optional[date], data: Optional[InstrumentData] = None) -> Optional[HaltRule]:
+    """The temporary-halt rule of `code` on `day`, or None on a day without one (as far as the instrument
+    data knows the listing date: an unknown one means an established listing, no halts)."""
+    number = listing_day_number(code, day, data)
+    if number is None:
+        return None
+    kind = board(code)
+    if kind is Board.BOND:
+        return BOND_FIRST_DAY_HALTS if number == 1 and _as_date(day) >= BOND_RULES_SINCE else None
+    if kind in NEW_LISTING_FREE_DAYS and _as_date(day) >= REGISTRATION_SINCE[kind] \
+            and number <= NEW_LISTING_FREE_DAYS[kind]:
+        return NEW_LISTING_HALTS
+    return None
+
+
+@dataclass(frozen=True)
+class HaltState:
+    """One code's halts on one day, kept by the caller: the base price, the levels already triggered
+    (("up"|"down", level index)) and the end of the current or last halt."""
+
+    code: str
+    day: date
+    rule: HaltRule
+    base: float
+    triggered: frozenset = frozenset()
+    halted_until: Optional[datetime] = None
+
+    def is_halted(self, moment: datetime) -> bool:
+        return self.halted_until is not None and moment < self.halted_until
+
+    def thresholds(self, direction: str) -> list[float]:
+        """The prices (rounded half-up to the tick) at which each level triggers in `direction`."""
+        tick, base = tick_size(self.code), Decimal(str(self.base))
+        sign = 1 if direction == "up" else -1
+        return [float((base * (1 + sign * level.pct)).quantize(tick, rounding=ROUND_HALF_UP))
+                for level in self.rule.levels]
+
+
+def start_halt_state(code: str, day: date, open_price: Optional[float], prev_close: Optional[float],
+                     data: Optional[InstrumentData] = None) -> Optional[HaltState]:
+    """The day's empty state, or None when `code` has no halts on `day` or the base price is unknown
+    (`open_price` for new listings, `prev_close` = the issue price for a bond's first day)."""
+    rule = halt_rule(code, day, data)
+    if rule is None:
+        return None
+    base = open_price if rule.base == "open" else prev_close
+    if not base or base <= 0:
+        return None
+    return HaltState(code, _as_date(day), rule, float(base))
+
+
+def advance_halt(state: HaltState, price: float, moment: datetime) -> HaltState:
+    """The state after a trade at `price` at `moment`: reaching an untriggered level starts a halt (when it
+    jumps over several, the highest counts and the lower ones are spent too); during a halt nothing changes.
+    A halt is cut at HALT_RESUME_AT; a level reached at or after it halts nothing."""
+    if state.is_halted(moment) or price <= 0:
+        return state
+    for direction in ("up", "down"):
+        reached = [index for index, threshold in enumerate(state.thresholds(direction))
+                   if (price >= threshold if direction == "up" else price <= threshold)
+                   and (direction, index) not in state.triggered]
+        if reached:
+            top = state.rule.levels[max(reached)]
+            resume = datetime.combine(moment.date(), HALT_RESUME_AT)
+            until = resume if top.minutes is None else min(moment + timedelta(minutes=top.minutes), resume)
+            spent = {(direction, index) for index in range(max(reached) + 1)}
+            return replace(state, triggered=state.triggered | spent, halted_until=max(until, moment))
+    return state
+
+
+class HaltTracker:
+    """Today's HaltState per code, advanced by the trades a caller sees (the sim account's quotes, the
+    protection sentinel's newest quotes). Not thread-safe: the caller serialises access. The base is the
+    quote's open, else the first price seen today (a quote feed without an open field)."""
+
+    def __init__(self, data: Optional[InstrumentData] = None):
+        self._data = data
+        self._day: Optional[date] = None
+        self._states: dict[str, Optional[HaltState]] = {}
+
+    def observe(self, code: str, price: float, open_price: Optional[float], prev_close: Optional[float],
+                moment: datetime) -> tuple[bool, bool]:
+        """Advance `code` by a trade at `price` at `moment`: (halted before it, halted after it)."""
+        if self._day != moment.date():
+            self._day, self._states = moment.date(), {}
+        if code not in self._states:
+            try:
+                self._states[code] = start_halt_state(code, moment.date(), open_price or price, prev_close,
+                                                      self._data)
+            except ValueError:  # a code outside the known kinds: no halts it could follow
+                self._states[code] = None
+        state = self._states[code]
+        if state is None:
+            return False, False
+        advanced = self._states[code] = advance_halt(state, price, moment)
+        return state.is_halted(moment), advanced.is_halted(moment)
+
+    def state(self, code: str, day: date) -> Optional[HaltState]:
+        """The state of `code` on `day` (None: no halts that day, or none seen yet)."""
+        return self._states.get(code) if self._day == _as_date(day) else None
+
+    def halted_message(self, code: str, moment: datetime) -> str:
+        """halt_message while `code` is halted at `moment`, else ''."""
+        state = self.state(code, moment.date())
+        return halt_message(state) if state is not None and state.is_halted(moment) else ""
+
+
+def halt_message(state: HaltState) -> str:
+    """Why orders of `state.code` do not match now (user-facing)."""
+    return f"{state.code} 盘中临时停牌，{state.halted_until:%H:%M} 复牌；停牌期间可委托、撤单，但不会成交"
 
 
 def price_limits(code: str, prev_close: float, is_st: bool = False, day: Optional[date] = None,

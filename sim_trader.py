@@ -121,6 +121,7 @@ class SimTrader:
         self._positions: dict[str, _SimPosition] = {}
         self._fills: list[Fill] = []
         self._last_price: dict[str, float] = {}
+        self._halts = market_rules.HaltTracker()  # today's intraday halts 盘中临时停牌 by code (issue 28)
         migrate(db, "sim_trader", MIGRATIONS)
         with self._lock:
             self._load()
@@ -160,7 +161,8 @@ class SimTrader:
                     log.info("模拟券商拒绝委托 %s %s：%s", request.client_id, request.stock_code, exc.message)
                     raise
                 self._accept(order)
-                fills = self._match(order, quote, resting=False) if quote else []
+                halted = quote is not None and self._observe_halt(quote)[1]
+                fills = self._match(order, quote, resting=False) if quote and not halted else []
                 self._commit(orders=[order], fills=fills, codes=[order.stock_code])
         finally:
             self._deliver()
@@ -226,8 +228,11 @@ class SimTrader:
         try:
             with self._book():
                 self._last_price[quote.code] = quote.price
+                halted_before, _ = self._observe_halt(quote)
                 if quote.code not in self._maybe_resting or not self._connected or not self._may_trade_now():
                     return  # the common case, kept O(1): every quote of the market passes through here
+                if halted_before:
+                    return  # 盘中临时停牌: orders rest, nothing matches until the resume time
                 self._roll_if_new_day()
                 working = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
                 resting = [o for o in self._orders.values() if o.stock_code == quote.code and o.status in working]
@@ -417,6 +422,21 @@ class SimTrader:
         self._orders[order.order_id] = order
         self._by_client[order.client_id] = order
         self._maybe_resting.add(order.stock_code)
+
+    def halt_state(self, code: str) -> Optional[market_rules.HaltState]:
+        """Today's intraday-halt state of `code` as the sim account has seen it (None: no halts today)."""
+        with self._lock:
+            return self._halts.state(code, self._clock.today())
+
+    def _observe_halt(self, quote: Quote) -> tuple[bool, bool]:
+        """Advance the code's intraday-halt state by the trade `quote` shows (at the sim clock's time): (halted
+        before it, halted after it). A resting order still meets the trade that triggers a halt (it happened);
+        nothing matches after it until the resume time. Kept in memory: a restart mid-halt forgets the halt."""
+        now = self._clock.now()
+        before, after = self._halts.observe(quote.code, quote.price, quote.open, quote.prev_close, now)
+        if after and not before:
+            log.info("模拟账户：%s", self._halts.halted_message(quote.code, now))
+        return before, after
 
     # ---- internals: day, session, prices
     def _may_trade_now(self) -> bool:

@@ -115,6 +115,39 @@ class MootdxEventSource:
         return found
 
 
+class DeadlineSource:
+    """A live source (xtdata, mootdx) asked with a deadline: its answer is awaited on the quote path and at the
+    position table's day roll, so a hung client must cost at most `timeout` seconds once, never the feed or a
+    stop-loss (DESIGN §8a). While an earlier call still hangs, asking again fails at once instead of piling up
+    threads; the caller alarms and goes on with the levels it has."""
+
+    def __init__(self, source: EventSource, timeout: float):
+        self._source = source
+        self._timeout = timeout
+        self._hung: Optional[threading.Thread] = None
+
+    def events(self, codes: Iterable[str], after: Optional[date], through: date) -> list[CorporateAction]:
+        if self._hung is not None and self._hung.is_alive():
+            raise TimeoutError("除权除息数据源上一次查询仍未返回")
+        answer: dict = {}
+
+        def ask() -> None:
+            try:
+                answer["events"] = self._source.events(list(codes), after, through)
+            except Exception as exc:  # handed to the caller's thread below
+                answer["error"] = exc
+
+        worker = threading.Thread(target=ask, name="ex-rights-source", daemon=True)
+        worker.start()
+        worker.join(self._timeout)
+        if worker.is_alive():
+            self._hung = worker
+            raise TimeoutError(f"除权除息数据源 {self._timeout:g} 秒内未返回")
+        if "error" in answer:
+            raise answer["error"]
+        return answer["events"]
+
+
 class ExRightsKeeper:
     """Applies each event once, before the open of its ex-date (or at the first day roll after it, when the
     daemon was off), and keeps the journal the page and GET /api/ex_rights show.
@@ -345,10 +378,11 @@ def build_source(settings, xtdata: Optional[Callable[[], object]] = None,
     path = settings.get("EX_RIGHTS_EVENTS_FILE")
     if path:
         return FileEventSource(path)
+    timeout = settings.get("EX_RIGHTS_SOURCE_TIMEOUT")
     if xtdata is not None and settings.get("EX_RIGHTS_FROM_XTDATA"):
-        return XtdataEventSource(xtdata)
+        return DeadlineSource(XtdataEventSource(xtdata), timeout)
     if mootdx is not None:
-        return MootdxEventSource(mootdx)
+        return DeadlineSource(MootdxEventSource(mootdx), timeout)
     return None
 
 

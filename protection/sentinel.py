@@ -122,6 +122,8 @@ class Facts:
     # (the simulated broker confirms synchronously)
     confirm_seconds: Optional[float] = None
     suspended: frozenset[str] = frozenset()  # held stocks the market data says are suspended (停牌) now
+    # held stocks in an intraday temporary halt (盘中临时停牌, issue 28) now -> market_rules.halt_message
+    halted: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---- the verdict (pure) -------------------------------------------------------------------------------
@@ -209,6 +211,8 @@ def judge_position(position: Position, facts: Facts) -> Judgement:
     problem = quote_problem(code, quote, feed_now, facts.stale_seconds)
     if problem and code in facts.suspended:  # a suspended stock's quotes stop: nothing can be sold until it resumes
         return _explained(code, f"停牌：{code} 停牌中，行情停止更新，无法卖出")
+    if problem and code in facts.halted:  # no trade prints until the resume time: the quotes may stop meanwhile
+        return _explained(code, f"{facts.halted[code]}（行情暂停更新，卖单复牌后才能成交）")
     if problem:
         return _failure(code, Cause.QUOTE_STALE, problem)
     params = facts.params.get(code)
@@ -291,7 +295,9 @@ def _judge_exit(position: Position, quote: Quote, found: tuple[Rule, float], fac
     if working and position.available <= 0 and not stuck:
         ids = "、".join(e.order_id for e in working)
         remaining = sum(e.remaining for e in working)
-        return Judgement(code, ProtectionState.EXIT_WORKING, f"{condition}，卖单 {ids} 已在券商处工作（未成交 {remaining} 股）")
+        halt = f"；{facts.halted[code]}" if code in facts.halted else ""
+        return Judgement(code, ProtectionState.EXIT_WORKING,
+                         f"{condition}，卖单 {ids} 已在券商处工作（未成交 {remaining} 股）{halt}")
     limit_down = _limit_down(quote, facts.now.date())
     if limit_down is not None and price <= limit_down:
         return _explained(code, f"{condition}，但已跌停（跌停价 {limit_down:g}），卖出无法成交")
@@ -393,6 +399,7 @@ class DaemonFacts:
         self._params_for = params_for
         self._macd_decision = macd_decision
         self._suspended = suspended  # data_manager.DataManager.is_suspended: the market data's word
+        self._halts = market_rules.HaltTracker()  # intraday halts from the newest quotes (issue 28)
         self._macd_day: Optional[date] = None
         self._macd_sells: dict[str, bool] = {}  # stock -> death cross on the day's last completed bar
 
@@ -410,7 +417,22 @@ class DaemonFacts:
                      open_sells=sells, params={c: self._params_for(c) for c in codes}, link=self._link(),
                      trading=self._trading(codes), macd_exits=self._macd_exits(codes, now.date()),
                      confirm_seconds=self._confirm_seconds(),
-                     suspended=frozenset(c for c in codes if self._suspended is not None and self._suspended(c)))
+                     suspended=frozenset(c for c in codes if self._suspended is not None and self._suspended(c)),
+                     halted=self._halted(quotes, now))
+
+    def _halted(self, quotes: Mapping[str, Quote], now: datetime) -> dict[str, str]:
+        """Held stocks in an intraday temporary halt at `now`, with the reason. Each pass advances the halt
+        state by the newest quote at its own time: nothing trades during a halt, so the newest quote still
+        shows the price that triggered it."""
+        halted = {}
+        for code, quote in quotes.items():
+            if quote.time.date() != now.date():
+                continue
+            self._halts.observe(code, quote.price, quote.open, quote.prev_close, quote.time)
+            message = self._halts.halted_message(code, now)
+            if message:
+                halted[code] = message
+        return halted
 
     def wait_for_quotes(self, seen: int, timeout: float) -> int:
         return self._hub.wait_for_update(seen, timeout)

@@ -221,3 +221,43 @@ def test_a_watch_task_on_a_stock_not_held_takes_the_factor_of_its_previous_close
     env.open_ex_date()
     assert env.watch.all(CODE)[0].conditions[0].value == 349.474837  # 700 × 0.499249767
     assert env.core.positions.get(CODE) is None
+
+
+class HungSource:
+    """A live data client that never answers (xtdata is known to hang): released at the end of the test."""
+
+    def __init__(self):
+        import threading
+
+        self.release = threading.Event()
+        self.calls = 0
+
+    def events(self, codes, after, through):
+        self.calls += 1
+        self.release.wait(30)
+        return []
+
+
+def test_a_hung_live_source_costs_the_quote_path_one_deadline_then_fails_fast_with_an_alarm(tmp_path):
+    import time
+
+    from jobs.ex_rights import DeadlineSource
+
+    env = Env(tmp_path)
+    env.hold_near_trailing_stop()
+    hung = HungSource()
+    env.keeper = ExRightsKeeper(env.core.db, env.clock, env.bus, DeadlineSource(hung, 0.3), env.core.positions,
+                                last_quote=env.quotes, settings=env.settings)
+    try:
+        started = time.monotonic()
+        env.open_ex_date()  # the day's first quote asks the source: one deadline, then the feed goes on
+        first = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="上一次查询仍未返回"):
+            env.keeper._source.events([CODE], date(2020, 6, 8), date(2020, 6, 9))
+        again = time.monotonic() - started
+    finally:
+        hung.release.set()
+    assert 0.3 <= first < 2.0 and again < 0.1 and hung.calls == 1
+    alarms = [e for e in env.published.drain() if e.kind is EventKind.ALARM]
+    assert any("除权除息调整未完成" in e.message for e in alarms)
