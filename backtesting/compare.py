@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TextIO
 
 import config
+import market_rules
 import strategy
 from backtesting.engine import StartingState, Trade
 from core.models import Position, Rule, Side
@@ -479,6 +480,8 @@ def run_compare(account_dir: Path, data: Path, start: Optional[date] = None, end
             document = json.loads(pool.read_text(encoding="utf-8"))
             codes = document.get("codes", document) if isinstance(document, dict) else document
     settings = effective_settings(account_dir)
+    # issue 28: the account's own T+0 table and listing dates (ValueError names an unreadable file)
+    market_rules.use_instrument_data(market_rules.instrument_data_from_config(settings))
     starting, source = starting_state(db, start, settings)
     held = [position.stock_code for position in starting.positions]
     no_entry = account_blacklist(db) | ({code for code in held if code not in codes} if codes is not None else set())

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 import config
 import core.perf_stats as perf_stats
+import market_rules
 from backtesting.market import MarketData, default_cache_dir, load_market
 from persistence.config_store import ConfigError
 
@@ -127,6 +128,16 @@ def _plain(value: Any) -> Any:
 
 _MARKETS: dict[tuple, MarketData] = {}  # per worker process: the bars, loaded once
 LOADS = {"count": 0}
+_INSTRUMENTS: dict[str, tuple] = {}  # per worker process: the instrument files installed (issue 28)
+
+
+def install_instruments(values: Mapping[str, Any]) -> None:
+    """The search's T+0 table and listing dates (T0_ETF_FILE, LISTING_DATES_FILE) in this worker, read once per
+    pair of files, so a trial sees the facts a plain backtest and the daemon see; ValueError names a bad file."""
+    key = (str(values.get("T0_ETF_FILE") or ""), str(values.get("LISTING_DATES_FILE") or ""))
+    if _INSTRUMENTS.get("installed") != key:
+        market_rules.use_instrument_data(market_rules.instrument_data_from_config(values))
+        _INSTRUMENTS["installed"] = key
 
 
 def worker_market(data: str, codes: Optional[tuple[str, ...]], cache_dir: Optional[str],
@@ -154,6 +165,10 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     check = config.validate(values)
     if not check.ok:
         return {**outcome, "error": "；".join(f"{k}：{v}" for k, v in check.errors.items())}
+    try:
+        install_instruments(values)
+    except ValueError as exc:
+        return {**outcome, "error": str(exc)}
     start, end = (date.fromisoformat(d) if d else None for d in job["period"])
     run = run_backtest(job["data"], values, start=start, end=end, plot=False, market=market)
     summary = run.summary
@@ -776,13 +791,14 @@ def main(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.
     args = parser().parse_args(argv)
     try:
         base, _ = build_settings(args.params, args.set or ())
+        market_rules.instrument_data_from_config(base)  # a bad T+0 table or listing file stops before any trial
         space = load_space(args.space)
         if args.trials < 1 or args.batch < 1:
             raise OptimizeError("--trials 与 --batch 必须为正整数")
     except ConfigError as exc:
         print("参数错误：" + "；".join(f"{k}：{v}" for k, v in exc.errors.items()), file=stderr)
         return 2
-    except OptimizeError as exc:
+    except (OptimizeError, ValueError) as exc:  # ValueError: an unreadable T+0 table or listing file
         print(f"优化失败：{exc}", file=stderr)
         return 2
     out = Path(args.out)

@@ -196,3 +196,24 @@ def test_unmatched_trades_carry_the_chain_back_to_where_the_holding_diverged(tmp
     changed = rows[(d[5].isoformat(), "600036.SH", "stop_loss")]
     assert changed.cause == "parameter_changed" and "STOP_LOSS_RATIO：-0.095 → -0.05" in changed.reason
     assert "unexplained" not in {row.cause for row in comparison.rows}
+
+
+def test_the_accounts_t0_table_is_the_comparisons_and_an_unreadable_one_is_named(tmp_path, bars):
+    """Issue 28: the comparison backtest reads the account's own T0_ETF_FILE, like the daemon; a file that cannot
+    be read stops it with a Chinese line naming the file, before any backtest."""
+    import market_rules
+    from backtesting.compare import main
+    from persistence.config_store import ConfigStore
+
+    account = tmp_path / "account"
+    scripted_account(account)
+    db = Database(account / "config.db")
+    ConfigStore(db).update({"T0_ETF_FILE": str(tmp_path / "gone.csv")}, source="web")
+    db.close()
+    before = market_rules.instrument_data()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        assert main(["--account", str(account), "--data", str(bars)], out, err) == 2
+    finally:
+        market_rules.use_instrument_data(before)
+    assert "对比失败：品种数据文件" in err.getvalue() and "gone.csv" in err.getvalue()

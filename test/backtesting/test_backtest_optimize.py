@@ -312,3 +312,33 @@ def test_shipped_project_is_unpacked_so_files_beside_the_modules_can_be_read(tmp
     shipped = {p.relative_to(backtest_optimize.PROJECT_DIR).as_posix() for p in backtest_optimize.project_modules()}
     assert {"config.py", "backtesting/optimize.py", "backtesting/__init__.py"} <= shipped
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in shipped)
+
+
+def test_an_unreadable_instrument_file_stops_the_search_before_any_trial(tmp_path):
+    """Issue 28: the search reads the same T+0 table and listing dates as a plain backtest and the daemon; a file
+    that cannot be read is named in Chinese and no trial runs (nothing is written)."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--data", str(tmp_path), "--space", str(space), "--trials", "2", "--out", str(tmp_path / "out"),
+            "--no-plot", "--set", f"T0_ETF_FILE={tmp_path / 'missing.csv'}"]
+    assert backtest_optimize.main(argv, out, err) == 2
+    assert "优化失败：品种数据文件" in err.getvalue() and "missing.csv" in err.getvalue()
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_installs_the_searchs_t0_table_once(tmp_path):
+    import market_rules
+
+    table = tmp_path / "t0.csv"
+    table.write_text("# test table\ncode\n510300.SH\n", encoding="utf-8")  # a stock-index ETF made T+0 here
+    before = market_rules.instrument_data()
+    try:
+        backtest_optimize.install_instruments({"T0_ETF_FILE": str(table), "LISTING_DATES_FILE": ""})
+        assert market_rules.is_t0("510300.SH") and not market_rules.is_t0("511880.SH")
+        table.unlink()  # read once per pair of files: a second trial does not read it again
+        backtest_optimize.install_instruments({"T0_ETF_FILE": str(table), "LISTING_DATES_FILE": ""})
+        assert market_rules.is_t0("510300.SH")
+    finally:
+        market_rules.use_instrument_data(before)
+        backtest_optimize._INSTRUMENTS.clear()
