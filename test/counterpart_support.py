@@ -70,14 +70,22 @@ def launch_live(root: Path, sets: Optional[dict] = None, start: str = SESSION_ST
     pool_file = root / "pool.json"
     pool_file.write_text(json.dumps(list(pool)), encoding="utf-8")
     settings = {"ACCOUNT_CONFIG_FILE": str(write_account(root)), "DATA_SOURCE": "xtquant", **(sets or {})}
+    daemon = start_live_process(LAUNCHER, root, pool_file, settings,
+                                {"COUNTERPART_CONTROL": str(counterpart.control), "COUNTERPART_START": start},
+                                root / f"live-{time.monotonic_ns()}.out")
+    return daemon, counterpart
+
+
+def start_live_process(launcher: Path, root: Path, pool_file: Path, settings: dict, env_extra: dict,
+                       out_path: Path) -> Daemon:
+    """`launcher --live` as a process in `root` with `settings` as --set values and `env_extra` in its
+    environment (never the caller's API token); waits until healthy, stopping it if it never gets there."""
     port = free_port()
-    out_path = root / f"live-{time.monotonic_ns()}.out"
-    command = [sys.executable, str(LAUNCHER), "--live", "--data-dir", str(root / "data"),
+    command = [sys.executable, str(launcher), "--live", "--data-dir", str(root / "data"),
                "--log-dir", str(root / "logs"), "--port", str(port), "--stock-pool", str(pool_file)]
     for key, value in settings.items():
         command += ["--set", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-           "COUNTERPART_CONTROL": str(counterpart.control), "COUNTERPART_START": start}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **env_extra}
     env.pop("QMT_API_TOKEN", None)
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -88,7 +96,7 @@ def launch_live(root: Path, sets: Optional[dict] = None, start: str = SESSION_ST
     except AssertionError:
         daemon.stop_quietly()
         raise
-    return daemon, counterpart
+    return daemon
 
 
 def held(daemon: Daemon) -> dict[str, int]:

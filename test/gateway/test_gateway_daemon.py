@@ -4,46 +4,26 @@ once and its fill booked once, and a fill made while the daemon is killed reache
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from counterpart_support import held
-from daemon_support import Daemon, free_port, wait_until
+from counterpart_support import held, start_live_process
+from daemon_support import Daemon, wait_until
 from gateway_support import CODE, TOKEN, GatewayProcess
 
 LAUNCHER = Path(__file__).resolve().parent / "daemon_on_gateway.py"
-START_SECONDS = 90.0
 
 
 def launch_daemon(root: Path, gateway: GatewayProcess) -> Daemon:
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     pool = root / "pool.json"
     pool.write_text("[]", encoding="utf-8")
     sets = {"BROKER": "remote", "BROKER_URL": f"http://127.0.0.1:{gateway.port}", "BROKER_TOKEN": TOKEN}
-    command = [sys.executable, str(LAUNCHER), "--live", "--data-dir", str(root / "data"), "--log-dir",
-               str(root / "logs"), "--port", str(port), "--stock-pool", str(pool)]
-    for key, value in sets.items():
-        command += ["--set", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-           "COUNTERPART_START": gateway.market_start_now()}
-    env.pop("QMT_API_TOKEN", None)
-    out_path = root / f"daemon-{port}.out"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL)
-    daemon = Daemon(proc, port, root / "data", out_path)
-    try:
-        daemon.wait_ready(START_SECONDS)
-    except AssertionError:
-        daemon.stop_quietly()
-        raise
-    return daemon
+    return start_live_process(LAUNCHER, root, pool, sets, {"COUNTERPART_START": gateway.market_start_now()},
+                              root / f"daemon-{time.monotonic_ns()}.out")
 
 
 def post(daemon: Daemon, path: str, body: dict) -> dict:

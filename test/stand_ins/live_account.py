@@ -15,6 +15,7 @@ starts at that Beijing time and runs in real time: the daemon's RealClock, the t
 order/trade times all read it, so a test can run inside a trading session at any hour."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -24,7 +25,7 @@ import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 TEST_DIR = Path(__file__).resolve().parents[1]
 PROJECT = TEST_DIR.parent
@@ -326,11 +327,15 @@ def _log_line(message: str) -> None:
     logging.getLogger("counterpart").warning(message)
 
 
-def run(argv: list[str]) -> int:
+@contextlib.contextmanager
+def counterpart_running(account: Callable[[], str]) -> Iterator[None]:
+    """The simulated miniQMT installed before anything imports xtquant and running until the block ends: the
+    counter for `account()`, the data service and its ticker at COUNTERPART_START's market time, and the control
+    file when COUNTERPART_CONTROL names one (shared by this launcher and the gateway's)."""
     refuse_non_loopback()
     market_time = MarketTime(os.environ.get("COUNTERPART_START") or None)
     use_market_time(market_time)
-    counterpart = install_counterpart(configured_account(argv), market_time)
+    counterpart = install_counterpart(account(), market_time)
     service = install_data_service(market_time)
     ticker = Ticker(service, market_time)
     stop = threading.Event()
@@ -339,15 +344,19 @@ def run(argv: list[str]) -> int:
         control = CounterpartControl(Path(os.environ["COUNTERPART_CONTROL"]), counterpart, service, ticker,
                                      market_time, _log_line)
         threading.Thread(target=control.run, args=(stop,), name="fake-miniqmt-control", daemon=True).start()
-    import main
-
     try:
-        return main.main(argv)
+        yield
     finally:
         stop.set()
         service.stop()
         counterpart.close()
 
+
+def run(argv: list[str]) -> int:
+    with counterpart_running(lambda: configured_account(argv)):
+        import main
+
+        return main.main(argv)
 
 if __name__ == "__main__":
     sys.exit(run(sys.argv[1:]))
